@@ -1,0 +1,192 @@
+//! A running instance of a state machine, and the identifiers around it.
+//!
+//! An `Instance` is plain data: the engine changes it, the runtime owns it, the store persists it.
+//! It is kept small on purpose (ids are numbers, names live in the `Definition`) because a process
+//! holds millions of idle ones.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// Instance data (`context`, or `publicMember` for machines that declare `publicMemberType`).
+pub type Context = Map<String, Value>;
+
+/// Milliseconds since the Unix epoch, the only time unit of the engine.
+pub type Millis = i64;
+
+/// Globally unique, time-ordered instance identifier (UUID v7).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct InstanceId(pub Uuid);
+
+impl InstanceId {
+    /// A fresh time-ordered id.
+    pub fn new() -> Self {
+        InstanceId(Uuid::now_v7())
+    }
+}
+
+impl Default for InstanceId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for InstanceId {
+    type Err = uuid::Error;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(text).map(InstanceId)
+    }
+}
+
+/// Identifier of a stored event or of a command (UUID v7, so ids sort by time).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct EventId(pub Uuid);
+
+impl EventId {
+    /// A fresh time-ordered id.
+    pub fn new() -> Self {
+        EventId(Uuid::now_v7())
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = uuid::Error;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(text).map(EventId)
+    }
+}
+
+/// Index of a machine inside its `Definition`.
+pub type MachineIdx = u16;
+/// Index of a state inside its machine.
+pub type StateIdx = u16;
+/// Index of a transition inside its machine (declaration order).
+pub type TransitionIdx = u16;
+
+/// Lifecycle of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Accepts events.
+    Active,
+    /// Reached a `final` state.
+    Completed,
+    /// Reached an `error` state.
+    Error,
+}
+
+impl Status {
+    /// The lowercase name used in APIs and stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Completed => "completed",
+            Status::Error => "error",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(text: &str) -> Option<Status> {
+        match text {
+            "active" => Some(Status::Active),
+            "completed" => Some(Status::Completed),
+            "error" => Some(Status::Error),
+            _ => None,
+        }
+    }
+}
+
+/// Link from a child (created by an `inter_machine` transition) to its parent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentRef {
+    /// The parent instance.
+    pub instance_id: InstanceId,
+    /// The parent's machine name.
+    pub machine: String,
+}
+
+/// A timer armed for an instance: transition `transition` fires at `deadline` unless the state changes.
+///
+/// Deadlines are absolute, so a restart can fire overdue timers once and re-arm the others with
+/// exactly their remaining time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingTimer {
+    /// The timeout/auto transition to fire.
+    pub transition: TransitionIdx,
+    /// When it fires (ms since epoch).
+    pub deadline: Millis,
+}
+
+/// One instance of a machine. Names are resolved through the instance's `Definition`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// Identity.
+    pub id: InstanceId,
+    /// The machine (index in the component's `Definition`).
+    pub machine: MachineIdx,
+    /// The current state (index in the machine).
+    pub state: StateIdx,
+    /// Lifecycle.
+    pub status: Status,
+    /// Created as the component's entry point.
+    pub entry_point: bool,
+    /// Number of stored events of this instance so far (the creation is event 1).
+    pub seq: u64,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Time of the last transition.
+    pub updated_at: Millis,
+    /// The instance data.
+    pub context: Context,
+    /// Parent link, for children created by `inter_machine`.
+    pub parent: Option<Box<ParentRef>>,
+    /// Armed timers (empty for most instances: no allocation).
+    pub timers: Vec<PendingTimer>,
+}
+
+impl Instance {
+    /// Whether the instance still accepts events.
+    pub fn is_active(&self) -> bool {
+        self.status == Status::Active
+    }
+
+    /// Reads a dot path (`customer.id`) from the instance data.
+    pub fn lookup(&self, path: &str) -> Option<&Value> {
+        crate::path::lookup_in_map(&self.context, path)
+    }
+}

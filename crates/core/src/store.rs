@@ -1,0 +1,264 @@
+//! The persistence contract: what the runtime writes (events and snapshots, in atomic batches) and
+//! what it and the server read back (restore, history, search, correlation chains).
+//!
+//! Records use names, not indexes, so that a store outlives a change in a YAML file's order.
+//! Every stored event carries the state it produced (state, status, data, armed timers), so the
+//! state of an instance is its latest snapshot folded with the events after it
+//! (`InstanceRecord::apply`). Backends live in the `xcomponent-store` crate; all of them pass the
+//! same conformance suite.
+
+use crate::instance::{EventId, InstanceId, Millis, ParentRef, Status};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Version of the record layout, stored with every event and snapshot.
+pub const RECORD_SCHEMA_VERSION: u32 = 1;
+
+/// The event type recorded for an instance's creation.
+pub const CREATED_EVENT_TYPE: &str = "INSTANCE_CREATED";
+
+/// A timer as stored: the event of the timed transition leaving `state`, and its absolute deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimerRecord {
+    /// Event type of the timeout/auto transition.
+    pub event: String,
+    /// When it fires (ms since epoch).
+    pub deadline: Millis,
+}
+
+/// One stored event: an instance's creation or one of its transitions, with what it produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    /// Time-ordered unique id.
+    pub id: EventId,
+    /// The instance.
+    pub instance_id: InstanceId,
+    /// Per-instance sequence number, from 1 (the creation) without gaps; unique per instance.
+    pub seq: u64,
+    /// Component of the instance.
+    pub component: String,
+    /// Machine of the instance.
+    pub machine: String,
+    /// `INSTANCE_CREATED` or the event type that fired the transition.
+    pub event_type: String,
+    /// The event payload (for a creation: the initial data).
+    pub payload: Map<String, Value>,
+    /// State before (empty for a creation).
+    pub state_before: String,
+    /// State after.
+    pub state_after: String,
+    /// Status after.
+    pub status: Status,
+    /// Instance data after.
+    pub context: Map<String, Value>,
+    /// Timers armed after.
+    pub timers: Vec<TimerRecord>,
+    /// Parent link (set on creation of an inter_machine child).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+    /// Created as the entry point (set on creation).
+    #[serde(default)]
+    pub entry_point: bool,
+    /// When it happened (ms since epoch).
+    pub timestamp: Millis,
+    /// The event or command that directly caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<EventId>,
+    /// The root of the causal chain (shared across instances and components).
+    pub correlation_id: EventId,
+    /// Component that sent the event, when it came from another component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_component: Option<String>,
+}
+
+/// The full state of an instance as stored (a snapshot, or the result of a restore).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceRecord {
+    /// Identity.
+    pub id: InstanceId,
+    /// Component.
+    pub component: String,
+    /// Machine.
+    pub machine: String,
+    /// Current state.
+    pub state: String,
+    /// Lifecycle.
+    pub status: Status,
+    /// Created as the component's entry point.
+    #[serde(default)]
+    pub entry_point: bool,
+    /// Sequence number of the last event folded in.
+    pub seq: u64,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Time of the last event.
+    pub updated_at: Millis,
+    /// Instance data.
+    pub context: Map<String, Value>,
+    /// Parent link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+    /// Armed timers.
+    #[serde(default)]
+    pub timers: Vec<TimerRecord>,
+    /// Correlation id of the creation.
+    pub correlation_id: EventId,
+}
+
+impl InstanceRecord {
+    /// The record produced by an instance's first event (its creation).
+    pub fn from_creation(event: &StoredEvent) -> InstanceRecord {
+        InstanceRecord {
+            id: event.instance_id,
+            component: event.component.clone(),
+            machine: event.machine.clone(),
+            state: event.state_after.clone(),
+            status: event.status,
+            entry_point: event.entry_point,
+            seq: event.seq,
+            created_at: event.timestamp,
+            updated_at: event.timestamp,
+            context: event.context.clone(),
+            parent: event.parent.clone(),
+            timers: event.timers.clone(),
+            correlation_id: event.correlation_id,
+        }
+    }
+
+    /// Folds a later event into the record. Events at or below the record's `seq` are skipped,
+    /// so replaying an overlapping range is harmless.
+    pub fn apply(&mut self, event: &StoredEvent) {
+        if event.seq <= self.seq {
+            return;
+        }
+        self.state.clone_from(&event.state_after);
+        self.status = event.status;
+        self.seq = event.seq;
+        self.updated_at = event.timestamp;
+        self.context.clone_from(&event.context);
+        self.timers.clone_from(&event.timers);
+    }
+}
+
+/// What one commit writes: events (of many instances) and snapshots, all or nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitBatch {
+    /// Events in the order they happened.
+    pub events: Vec<StoredEvent>,
+    /// Snapshots taken in this batch (each replaces the instance's previous one).
+    pub snapshots: Vec<InstanceRecord>,
+}
+
+impl CommitBatch {
+    /// Nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.snapshots.is_empty()
+    }
+}
+
+/// Filters for searching instances (live and finished).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceQuery {
+    /// Only this component.
+    pub component: Option<String>,
+    /// Only this machine.
+    pub machine: Option<String>,
+    /// Only instances currently in this state.
+    pub state: Option<String>,
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Substring searched in the id and the instance data.
+    pub text: Option<String>,
+    /// Updated at or after.
+    pub updated_from: Option<Millis>,
+    /// Updated at or before.
+    pub updated_to: Option<Millis>,
+    /// Page size (the store caps it at `MAX_PAGE_SIZE`).
+    pub limit: usize,
+    /// Opaque cursor from a previous page.
+    pub cursor: Option<String>,
+}
+
+/// Largest page any store returns.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// One page of results.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Cursor for the next page, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// How long finished instances' events are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    /// Delete events and snapshots of instances that finished before `now - keep_finished_ms`.
+    pub keep_finished_ms: Option<Millis>,
+}
+
+/// Errors of a store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another writer already stored this (instance, seq): the batch was not written.
+    #[error("sequence conflict: instance {instance_id} already has event {seq}")]
+    Conflict {
+        /// The instance.
+        instance_id: InstanceId,
+        /// The duplicated sequence number.
+        seq: u64,
+    },
+    /// The backend could not be reached or failed; nothing of the batch was written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The store URL or options are wrong.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+}
+
+/// Result of store operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An append-only event store with snapshots and audit queries.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Short backend name (`memory`, `sqlite`, `postgres`, `redis`).
+    fn backend(&self) -> &'static str;
+
+    /// Writes the batch atomically and durably (per the store's durability setting).
+    /// A duplicate `(instance_id, seq)` fails the whole batch with `Error::Conflict`.
+    async fn commit(&self, batch: &CommitBatch) -> Result<()>;
+
+    /// The live (active) instances, rebuilt as latest snapshot + later events, in pages of at
+    /// most `limit`, ordered by id, starting after `after`.
+    async fn load_active(&self, after: Option<crate::InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>>;
+
+    /// The current record of one instance (live or finished).
+    async fn instance(&self, id: crate::InstanceId) -> Result<Option<InstanceRecord>>;
+
+    /// All events of one instance, by sequence number.
+    async fn history(&self, id: crate::InstanceId) -> Result<Vec<StoredEvent>>;
+
+    /// Instances matching the query, most recently updated first.
+    async fn search(&self, query: &InstanceQuery) -> Result<Page<InstanceRecord>>;
+
+    /// Every event sharing `correlation_id`, in time order (bounded by `limit`).
+    async fn correlated(&self, correlation_id: EventId, limit: usize) -> Result<Vec<StoredEvent>>;
+
+    /// Deletes what the retention policy allows; returns the number of instances purged.
+    async fn apply_retention(&self, retention: Retention, now: Millis) -> Result<u64>;
+
+    /// Checks that the backend answers.
+    async fn ping(&self) -> Result<()>;
+}
