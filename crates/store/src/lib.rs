@@ -1,0 +1,164 @@
+//! xcomponent-store: the event stores of xcomponent-ai behind one `open(url, options)`.
+//!
+//! | URL | backend | cargo feature |
+//! | --- | --- | --- |
+//! | `memory` | in-process maps, the reference implementation | always |
+//! | `sqlite://PATH` | embedded SQLite file (created with its parent dirs) | `sqlite` (default) |
+//! | `postgres://…`, `postgresql://…` | PostgreSQL | `postgres` |
+//! | `redis://…` | Redis (single node) | `redis` |
+//!
+//! Every backend implements `xcomponent_core::store::EventStore` and passes the same
+//! conformance suite (`tests/conformance`). Table and key layouts are in `docs/stores.md`.
+
+mod common;
+mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+pub use xcomponent_core::store::{Error, EventStore, Result};
+
+pub use common::{MAX_CORRELATED, RETENTION_CHUNK};
+pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteStore;
+
+/// How many times `open` tries to reach a server backend before giving up.
+pub const CONNECT_ATTEMPTS: u32 = 5;
+
+/// Pause between two connection attempts (doubled after each failure).
+pub const CONNECT_BACKOFF: Duration = Duration::from_millis(200);
+
+/// How long a query waits for a free pooled connection before failing as `Unavailable`.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// When a commit counts as done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Each commit is flushed to disk before it returns (SQLite `synchronous=FULL`,
+    /// PostgreSQL `synchronous_commit=on`; Redis depends on the server's `appendfsync`).
+    #[default]
+    EachCommit,
+    /// Commits survive a process crash but the last ones may be lost on power failure
+    /// (SQLite `synchronous=NORMAL`, PostgreSQL `synchronous_commit=off`).
+    Relaxed,
+    /// No flush at all (SQLite `synchronous=OFF`, PostgreSQL `synchronous_commit=off`): tests,
+    /// benchmarks and throw-away runs.
+    None,
+}
+
+/// Options of `open`; each backend reads the ones that concern it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// When a commit counts as done.
+    pub durability: Durability,
+    /// Prefix of every Redis key (`<prefix>:ev:<id>`, …). Default `fsm`.
+    pub key_prefix: String,
+    /// PostgreSQL schema holding the tables (created if missing). Default `public`.
+    pub schema: String,
+    /// Connections of the read pool (SQLite, PostgreSQL). Default 4.
+    pub pool_size: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::EachCommit,
+            key_prefix: "fsm".to_owned(),
+            schema: "public".to_owned(),
+            pool_size: 4,
+        }
+    }
+}
+
+/// Opens (and migrates) the store named by `url`.
+///
+/// Errors: `Error::Config` for an unknown scheme, a backend not compiled in or a bad option;
+/// `Error::Unavailable` when the backend cannot be reached after `CONNECT_ATTEMPTS` tries.
+pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStore>> {
+    let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+    match scheme {
+        "memory" => Ok(Arc::new(MemoryStore::new())),
+        "sqlite" => open_sqlite(url, options).await,
+        "postgres" | "postgresql" => open_postgres(url, options).await,
+        "redis" => open_redis(url, options).await,
+        _ => Err(Error::Config(format!(
+            "unsupported store URL {url:?}: expected memory, sqlite://PATH, postgres://… or redis://…"
+        ))),
+    }
+}
+
+/// Error for a backend whose cargo feature is off.
+#[allow(dead_code)]
+fn not_compiled(url: &str, feature: &str) -> Error {
+    Error::Config(format!(
+        "store URL {url:?} needs the {feature} backend, which this build does not include \
+         (enable the `{feature}` feature of xcomponent-store)"
+    ))
+}
+
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStore>> {
+    Ok(Arc::new(SqliteStore::open(url, options).await?))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite(url: &str, _: &StoreOptions) -> Result<Arc<dyn EventStore>> {
+    Err(not_compiled(url, "sqlite"))
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStore>> {
+    Ok(Arc::new(PostgresStore::open(url, options).await?))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(url: &str, _: &StoreOptions) -> Result<Arc<dyn EventStore>> {
+    Err(not_compiled(url, "postgres"))
+}
+
+#[cfg(feature = "redis")]
+async fn open_redis(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStore>> {
+    Ok(Arc::new(RedisStore::open(url, options).await?))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis(url: &str, _: &StoreOptions) -> Result<Arc<dyn EventStore>> {
+    Err(not_compiled(url, "redis"))
+}
+
+/// Runs `attempt` up to `CONNECT_ATTEMPTS` times with a doubling pause; returns the last error.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub(crate) async fn with_retry<T, E: std::fmt::Display, F: Future<Output = std::result::Result<T, E>>>(
+    backend: &str,
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T> {
+    let mut pause = CONNECT_BACKOFF;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tries >= CONNECT_ATTEMPTS => {
+                return Err(common::unavailable(backend, what, format_args!("{error} (after {tries} attempts)")));
+            }
+            Err(error) => {
+                tracing::warn!(backend, %error, attempt = tries, "store connection failed, retrying");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The memory store: the reference implementation of `EventStore`, kept simple on purpose.
+//!
+//! Everything lives in one `RwLock`ed map ordered by instance id. Records are always rebuilt
+//! from the latest snapshot and the events after it, exactly like the durable backends, so the
+//! conformance suite exercises the same semantics everywhere. Nothing survives the process.
+
+use crate::common::{
+    Cursor, Summary, check_batch, correlated_limit, fold, latest_snapshots, page_limit, summaries, text_matches,
+    unavailable,
+};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
+use xcomponent_core::store::{
+    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention, StoredEvent,
+};
+
+const BACKEND: &str = "memory";
+
+/// Everything stored about one instance.
+#[derive(Debug)]
+struct Entry {
+    /// Events by sequence number.
+    events: BTreeMap<u64, StoredEvent>,
+    /// Latest snapshot.
+    snapshot: Option<InstanceRecord>,
+    /// Search summary.
+    summary: Summary,
+}
+
+impl Entry {
+    fn record(&self) -> Option<InstanceRecord> {
+        let after = self.snapshot.as_ref().map_or(0, |s| s.seq);
+        fold(self.snapshot.clone(), self.events.range(after + 1..).map(|(_, e)| e))
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    instances: BTreeMap<InstanceId, Entry>,
+    /// Correlation id → (time, event id, instance, seq) of its events.
+    correlations: HashMap<EventId, Vec<(Millis, EventId, InstanceId, u64)>>,
+}
+
+/// In-process event store.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: RwLock<Inner>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn read(&self, operation: &str) -> Result<RwLockReadGuard<'_, Inner>> {
+        self.inner.read().map_err(|_| unavailable(BACKEND, operation, "lock poisoned"))
+    }
+
+    fn write(&self, operation: &str) -> Result<RwLockWriteGuard<'_, Inner>> {
+        self.inner.write().map_err(|_| unavailable(BACKEND, operation, "lock poisoned"))
+    }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn commit(&self, batch: &CommitBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        check_batch(batch)?;
+        let mut inner = self.write("commit")?;
+        for event in &batch.events {
+            let exists = inner.instances.get(&event.instance_id).is_some_and(|e| e.events.contains_key(&event.seq));
+            if exists {
+                return Err(Error::Conflict { instance_id: event.instance_id, seq: event.seq });
+            }
+        }
+        for summary in summaries(batch) {
+            match inner.instances.get_mut(&summary.id) {
+                Some(entry) if summary.seq > entry.summary.seq => {
+                    let origin = (entry.summary.created_at, entry.summary.entry_point, entry.summary.correlation_id);
+                    entry.summary = summary;
+                    (entry.summary.created_at, entry.summary.entry_point, entry.summary.correlation_id) = origin;
+                }
+                Some(_) => {}
+                None => {
+                    let entry = Entry { events: BTreeMap::new(), snapshot: None, summary };
+                    inner.instances.insert(entry.summary.id, entry);
+                }
+            }
+        }
+        for event in &batch.events {
+            inner.correlations.entry(event.correlation_id).or_default().push((
+                event.timestamp,
+                event.id,
+                event.instance_id,
+                event.seq,
+            ));
+            if let Some(entry) = inner.instances.get_mut(&event.instance_id) {
+                entry.events.insert(event.seq, event.clone());
+            }
+        }
+        for snapshot in latest_snapshots(batch) {
+            if let Some(entry) = inner.instances.get_mut(&snapshot.id)
+                && entry.snapshot.as_ref().is_none_or(|old| old.seq <= snapshot.seq)
+            {
+                entry.snapshot = Some(snapshot.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_active(&self, after: Option<InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>> {
+        let inner = self.read("load_active")?;
+        let range = match after {
+            Some(after) => inner.instances.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            None => inner.instances.range(..),
+        };
+        Ok(range
+            .filter(|(_, entry)| entry.summary.status == Status::Active)
+            .filter_map(|(_, entry)| entry.record())
+            .filter(|record| record.status == Status::Active)
+            .take(limit)
+            .collect())
+    }
+
+    async fn instance(&self, id: InstanceId) -> Result<Option<InstanceRecord>> {
+        Ok(self.read("instance")?.instances.get(&id).and_then(Entry::record))
+    }
+
+    async fn history(&self, id: InstanceId) -> Result<Vec<StoredEvent>> {
+        let inner = self.read("history")?;
+        Ok(inner.instances.get(&id).map(|e| e.events.values().cloned().collect()).unwrap_or_default())
+    }
+
+    async fn search(&self, query: &InstanceQuery) -> Result<Page<InstanceRecord>> {
+        let limit = page_limit(query.limit);
+        let cursor = Cursor::of(query)?;
+        let inner = self.read("search")?;
+        let mut candidates: Vec<&Entry> = inner
+            .instances
+            .values()
+            .filter(|e| e.summary.matches(query))
+            .filter(|e| cursor.is_none_or(|c| c.precedes(e.summary.updated_at, e.summary.id)))
+            .collect();
+        candidates.sort_by(|a, b| (b.summary.updated_at, b.summary.id).cmp(&(a.summary.updated_at, a.summary.id)));
+        let mut items = Vec::with_capacity(limit.min(candidates.len()));
+        let mut next_cursor = None;
+        for entry in candidates {
+            let Some(record) = entry.record() else { continue };
+            if query.text.as_deref().is_some_and(|text| !text_matches(&record, text)) {
+                continue;
+            }
+            if items.len() == limit {
+                next_cursor = items.last().map(|r: &InstanceRecord| Cursor::after(r.updated_at, r.id).encode());
+                break;
+            }
+            items.push(record);
+        }
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn correlated(&self, correlation_id: EventId, limit: usize) -> Result<Vec<StoredEvent>> {
+        let inner = self.read("correlated")?;
+        let Some(refs) = inner.correlations.get(&correlation_id) else { return Ok(Vec::new()) };
+        let mut refs = refs.clone();
+        refs.sort();
+        Ok(refs
+            .into_iter()
+            .filter_map(|(_, _, id, seq)| inner.instances.get(&id).and_then(|e| e.events.get(&seq)).cloned())
+            .take(correlated_limit(limit))
+            .collect())
+    }
+
+    async fn apply_retention(&self, retention: Retention, now: Millis) -> Result<u64> {
+        let Some(keep) = retention.keep_finished_ms else { return Ok(0) };
+        let cutoff = now.saturating_sub(keep);
+        let mut inner = self.write("apply_retention")?;
+        let purged: Vec<InstanceId> = inner
+            .instances
+            .values()
+            .filter(|e| e.summary.status != Status::Active && e.summary.updated_at < cutoff)
+            .map(|e| e.summary.id)
+            .collect();
+        for id in &purged {
+            if let Some(entry) = inner.instances.remove(id) {
+                for event in entry.events.values() {
+                    if let Some(refs) = inner.correlations.get_mut(&event.correlation_id) {
+                        refs.retain(|r| r.2 != *id);
+                        if refs.is_empty() {
+                            inner.correlations.remove(&event.correlation_id);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(purged.len() as u64)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read("ping").map(|_| ())
+    }
+}

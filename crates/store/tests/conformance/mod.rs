@@ -1,0 +1,159 @@
+//! The conformance suite every store passes: written once, run by each backend's test file.
+//!
+//! `run_all` runs the named checks one after the other on one store. Checks use their own
+//! component names and timestamps, so they can share a store (and a database) without seeing
+//! each other; only `retention` deletes, and only instances finished long before the others.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+mod checks;
+mod search;
+
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
+use xcomponent_core::store::{CREATED_EVENT_TYPE, CommitBatch, EventStore, InstanceRecord, StoredEvent, TimerRecord};
+
+/// A time around which most checks place their events (retention cuts far below it).
+pub const T0: Millis = 1_700_000_000_000;
+
+/// Runs every check on `store`, printing each name as it passes.
+pub async fn run_all(store: Arc<dyn EventStore>) {
+    let name = store.backend();
+    macro_rules! check {
+        ($f:path) => {{
+            let started = std::time::Instant::now();
+            $f(&*store).await;
+            eprintln!("[{name}] {} passed in {:?}", stringify!($f), started.elapsed());
+        }};
+    }
+    check!(checks::ping);
+    check!(checks::round_trip);
+    check!(checks::history_in_seq_order);
+    check!(checks::conflict_with_stored_event);
+    check!(checks::conflict_within_batch);
+    check!(checks::conflict_between_concurrent_committers);
+    check!(checks::batch_is_all_or_nothing);
+    check!(checks::restore_is_snapshot_plus_later_events);
+    check!(checks::finished_instances_are_not_active);
+    check!(checks::load_active_pages_over_many_instances);
+    check!(search::search_filters);
+    check!(search::search_cursor_paging);
+    check!(search::search_limit_is_capped);
+    check!(search::correlated_chain_across_components);
+    check!(checks::retention_purges_old_finished_instances);
+}
+
+/// A creation event of a fresh instance.
+pub fn created(component: &str, id: InstanceId, state: &str, ts: Millis, context: Value) -> StoredEvent {
+    let correlation_id = EventId::new();
+    StoredEvent {
+        id: EventId::new(),
+        instance_id: id,
+        seq: 1,
+        component: component.to_owned(),
+        machine: "Machine".to_owned(),
+        event_type: CREATED_EVENT_TYPE.to_owned(),
+        payload: object(context.clone()),
+        state_before: String::new(),
+        state_after: state.to_owned(),
+        status: Status::Active,
+        context: object(context),
+        timers: Vec::new(),
+        parent: None,
+        entry_point: false,
+        timestamp: ts,
+        causation_id: None,
+        correlation_id,
+        source_component: None,
+    }
+}
+
+/// The event following `previous` (same instance, next seq), moving to `state`.
+pub fn next(previous: &StoredEvent, event_type: &str, state: &str, status: Status, ts: Millis) -> StoredEvent {
+    let mut context = previous.context.clone();
+    context.insert("step".to_owned(), json!(previous.seq + 1));
+    StoredEvent {
+        id: EventId::new(),
+        seq: previous.seq + 1,
+        event_type: event_type.to_owned(),
+        payload: object(json!({ "n": previous.seq + 1 })),
+        state_before: previous.state_after.clone(),
+        state_after: state.to_owned(),
+        status,
+        context,
+        timers: Vec::new(),
+        parent: None,
+        entry_point: false,
+        timestamp: ts,
+        causation_id: Some(previous.id),
+        source_component: None,
+        ..previous.clone()
+    }
+}
+
+/// A chain of `count` events of a new instance (creation then transitions to S2, S3, …), one ms apart.
+pub fn chain(component: &str, count: u64, ts: Millis) -> Vec<StoredEvent> {
+    let mut events = vec![created(component, InstanceId::new(), "S1", ts, json!({ "k": component }))];
+    for n in 2..=count {
+        let last = events.last().unwrap();
+        let event = next(last, "GO", &format!("S{n}"), Status::Active, ts + n as i64 - 1);
+        events.push(event);
+    }
+    events
+}
+
+/// A batch of events only.
+pub fn batch(events: Vec<StoredEvent>) -> CommitBatch {
+    CommitBatch { events, snapshots: Vec::new() }
+}
+
+/// The record the events produce, folded by hand (the expected value of a restore).
+pub fn expected(events: &[StoredEvent]) -> InstanceRecord {
+    let mut record = InstanceRecord::from_creation(&events[0]);
+    for event in &events[1..] {
+        record.apply(event);
+    }
+    record
+}
+
+/// `value` as a JSON object (panics on other values: test data only).
+pub fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("test data must be an object, got {other}"),
+    }
+}
+
+/// A timer record for tests.
+pub fn timer(event: &str, deadline: Millis) -> TimerRecord {
+    TimerRecord { event: event.to_owned(), deadline }
+}
+
+/// Commits and panics with the backend's error.
+pub async fn commit(store: &dyn EventStore, batch: &CommitBatch) {
+    if let Err(error) = store.commit(batch).await {
+        panic!("[{}] commit failed: {error}", store.backend());
+    }
+}
+
+/// Every active instance of `component`, loaded page by page with `page` instances per call;
+/// checks that ids strictly increase across pages.
+pub async fn load_all_active(store: &dyn EventStore, component: &str, page: usize) -> Vec<InstanceRecord> {
+    let mut out = Vec::new();
+    let mut after = None;
+    let mut last_id: Option<InstanceId> = None;
+    loop {
+        let records = store.load_active(after, page).await.unwrap();
+        assert!(records.len() <= page, "[{}] load_active returned more than the limit", store.backend());
+        for record in &records {
+            assert!(last_id.is_none_or(|last| last < record.id), "[{}] load_active ids must increase", store.backend());
+            assert_eq!(record.status, Status::Active, "[{}] load_active returned a finished instance", store.backend());
+            last_id = Some(record.id);
+        }
+        let Some(last) = records.last() else { break };
+        after = Some(last.id);
+        out.extend(records.into_iter().filter(|r| r.component == component));
+    }
+    out
+}
