@@ -5,6 +5,7 @@
 //! servers build on the types and traits defined here.
 
 pub mod clock;
+pub mod guard;
 pub mod instance;
 pub mod model;
 pub mod path;
