@@ -286,6 +286,7 @@ pub(crate) fn assemble(
     Ok(out)
 }
 
+#[cfg(feature = "redis")]
 /// Sort key of the search order, as a fixed-width text (Redis sorted-set member, lexicographic).
 pub(crate) fn order_key(updated_at: Millis, id: InstanceId) -> String {
     // Shift into u64 so that negative times sort too, then zero-pad to a fixed width.
@@ -293,10 +294,19 @@ pub(crate) fn order_key(updated_at: Millis, id: InstanceId) -> String {
     format!("{shifted:020}|{id}")
 }
 
+#[cfg(feature = "redis")]
 /// Parses an `order_key` back.
 pub(crate) fn parse_order_key(key: &str) -> Option<(Millis, InstanceId)> {
     let (shifted, id) = key.split_once('|')?;
     let shifted: u64 = shifted.parse().ok()?;
     let updated_at = (shifted as i128 + i64::MIN as i128) as i64;
     Some((updated_at, id.parse().ok()?))
+}
+
+/// The wall clock in ms since the epoch (only for bookkeeping columns such as `applied_at`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

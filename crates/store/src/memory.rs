@@ -150,7 +150,7 @@ impl EventStore for MemoryStore {
             .filter(|e| e.summary.matches(query))
             .filter(|e| cursor.is_none_or(|c| c.precedes(e.summary.updated_at, e.summary.id)))
             .collect();
-        candidates.sort_by(|a, b| (b.summary.updated_at, b.summary.id).cmp(&(a.summary.updated_at, a.summary.id)));
+        candidates.sort_by_key(|e| std::cmp::Reverse((e.summary.updated_at, e.summary.id)));
         let mut items = Vec::with_capacity(limit.min(candidates.len()));
         let mut next_cursor = None;
         for entry in candidates {

@@ -1,0 +1,145 @@
+//! What the SQLite and PostgreSQL stores share: the event column list, JSON encoding of the
+//! document columns, and decoding of rows into `StoredEvent`s with `Error::Corrupt` on bad data.
+//!
+//! Both backends use the same tables (`fsm_events`, `fsm_snapshots`, `fsm_instances`,
+//! `fsm_schema_version`) with the same columns; only the types differ (`TEXT` vs `UUID`/`JSONB`).
+
+use crate::common::corrupt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+use xcomponent_core::instance::{EventId, InstanceId, Millis, ParentRef, Status};
+use xcomponent_core::store::{Error, InstanceRecord, Result, StoredEvent};
+
+/// Columns of `fsm_events`, in the order `RawEvent` reads them (prefix with an alias if needed).
+pub(crate) const EVENT_COLUMNS: [&str; 20] = [
+    "id",
+    "instance_id",
+    "seq",
+    "component",
+    "machine",
+    "event_type",
+    "payload",
+    "state_before",
+    "state_after",
+    "status",
+    "context",
+    "timers",
+    "parent_id",
+    "parent_machine",
+    "entry_point",
+    "occurred_at",
+    "causation_id",
+    "correlation_id",
+    "source_component",
+    "schema_version",
+];
+
+/// `e.id, e.instance_id, …` for a select list.
+pub(crate) fn event_select(alias: &str, json_suffix: &str) -> String {
+    EVENT_COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "payload" | "context" | "timers" => format!("{alias}.{c}{json_suffix}"),
+            _ => format!("{alias}.{c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The JSON text of a document column.
+pub(crate) fn json_text(backend: &str, value: &impl Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Config(format!("{backend} commit: value not encodable as JSON: {e}")))
+}
+
+/// Parses a document column.
+pub(crate) fn parse_json<T: DeserializeOwned>(backend: &str, what: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| corrupt(backend, what, e))
+}
+
+/// Parses a status column.
+pub(crate) fn parse_status(backend: &str, text: &str) -> Result<Status> {
+    Status::parse(text).ok_or_else(|| corrupt(backend, "status column", format_args!("unknown status {text:?}")))
+}
+
+/// Converts a stored sequence number back.
+pub(crate) fn parse_seq(backend: &str, seq: i64) -> Result<u64> {
+    u64::try_from(seq).map_err(|_| corrupt(backend, "seq column", format_args!("negative sequence number {seq}")))
+}
+
+/// An event row as read from either database, before validation.
+pub(crate) struct RawEvent<'r> {
+    pub id: Uuid,
+    pub instance_id: Uuid,
+    pub seq: i64,
+    pub component: &'r str,
+    pub machine: &'r str,
+    pub event_type: &'r str,
+    pub payload: &'r str,
+    pub state_before: &'r str,
+    pub state_after: &'r str,
+    pub status: &'r str,
+    pub context: &'r str,
+    pub timers: &'r str,
+    pub parent_id: Option<Uuid>,
+    pub parent_machine: Option<&'r str>,
+    pub entry_point: bool,
+    pub occurred_at: Millis,
+    pub causation_id: Option<Uuid>,
+    pub correlation_id: Uuid,
+    pub source_component: Option<&'r str>,
+}
+
+impl RawEvent<'_> {
+    /// Validates and converts the row.
+    pub fn decode(self, backend: &str) -> Result<StoredEvent> {
+        let parent = match (self.parent_id, self.parent_machine) {
+            (Some(id), Some(machine)) => Some(ParentRef { instance_id: InstanceId(id), machine: machine.to_owned() }),
+            (None, None) => None,
+            _ => return Err(corrupt(backend, "event row", "parent_id and parent_machine must both be set or null")),
+        };
+        Ok(StoredEvent {
+            id: EventId(self.id),
+            instance_id: InstanceId(self.instance_id),
+            seq: parse_seq(backend, self.seq)?,
+            component: self.component.to_owned(),
+            machine: self.machine.to_owned(),
+            event_type: self.event_type.to_owned(),
+            payload: parse_json(backend, "payload column", self.payload)?,
+            state_before: self.state_before.to_owned(),
+            state_after: self.state_after.to_owned(),
+            status: parse_status(backend, self.status)?,
+            context: parse_json(backend, "context column", self.context)?,
+            timers: parse_json(backend, "timers column", self.timers)?,
+            parent,
+            entry_point: self.entry_point,
+            timestamp: self.occurred_at,
+            causation_id: self.causation_id.map(EventId),
+            correlation_id: EventId(self.correlation_id),
+            source_component: self.source_component.map(str::to_owned),
+        })
+    }
+}
+
+/// Parses a snapshot's `record` column.
+pub(crate) fn parse_record(backend: &str, text: &str) -> Result<InstanceRecord> {
+    parse_json(backend, "snapshot record", text)
+}
+
+/// The three document columns of an event, as JSON text.
+pub(crate) struct EventDocs {
+    pub payload: String,
+    pub context: String,
+    pub timers: String,
+}
+
+impl EventDocs {
+    /// Encodes the document columns of `event`.
+    pub fn of(backend: &str, event: &StoredEvent) -> Result<EventDocs> {
+        Ok(EventDocs {
+            payload: json_text(backend, &event.payload)?,
+            context: json_text(backend, &event.context)?,
+            timers: json_text(backend, &event.timers)?,
+        })
+    }
+}
