@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Instance data (`context`, or `publicMember` for machines that declare `publicMemberType`).
@@ -171,8 +172,8 @@ pub struct Instance {
     pub created_at: Millis,
     /// Time of the last transition.
     pub updated_at: Millis,
-    /// The instance data.
-    pub context: Context,
+    /// The instance data, shared copy-on-write with stream events and stored records.
+    pub context: Arc<Context>,
     /// Parent link, for children created by `inter_machine`.
     pub parent: Option<Box<ParentRef>>,
     /// Armed timers (empty for most instances: no allocation).

@@ -5,11 +5,19 @@
 //! servers build on the types and traits defined here.
 
 pub mod clock;
+pub mod definition;
+pub mod diagnostic;
+pub mod effect;
+pub mod engine;
 pub mod guard;
 pub mod instance;
+pub mod load;
+pub mod matching;
 pub mod model;
 pub mod path;
 pub mod store;
+pub mod template;
+pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use instance::{Context, EventId, Instance, InstanceId, Millis, ParentRef, PendingTimer, Status};

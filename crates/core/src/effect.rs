@@ -1,0 +1,242 @@
+//! What a transition asks the outside world to do, and the sender API business hooks use.
+//!
+//! The engine never performs an effect: it returns them, and the runtime executes them once the
+//! transition is durable. Hooks therefore get a `Sender` that only records commands; a message
+//! sent from a hook leaves only after the transition that sent it has been stored.
+
+use crate::definition::CrossTarget;
+use crate::instance::{Context, InstanceId, MachineIdx};
+use crate::matching::PropertyFilter;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Upper bound on commands one hook call may issue (a runaway loop in business code is cut here
+/// and reported as a hook error).
+pub const MAX_COMMANDS_PER_HOOK: usize = 10_000;
+
+/// Which instance a `Command::Send` goes to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind", content = "id")]
+pub enum Target {
+    /// The instance whose hook issued the command (queued after the current transition).
+    SelfInstance,
+    /// A given instance.
+    Instance(InstanceId),
+}
+
+/// A request issued by business code through the `Sender`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "command")]
+pub enum Command {
+    /// Send an event to one instance.
+    Send {
+        /// Component of the target (`None`: the sender's).
+        component: Option<String>,
+        /// The target.
+        target: Target,
+        /// Event type.
+        event: String,
+        /// Payload.
+        payload: Context,
+    },
+    /// Send an event to every matching instance of a machine.
+    Broadcast {
+        /// Component (`None`: the sender's).
+        component: Option<String>,
+        /// Target machine.
+        machine: String,
+        /// Only instances in this state.
+        state: Option<String>,
+        /// Event type.
+        event: String,
+        /// Payload.
+        payload: Context,
+        /// Extra filters on the targets' data.
+        filters: Vec<PropertyFilter>,
+    },
+    /// Create an instance.
+    Create {
+        /// Component (`None`: the sender's).
+        component: Option<String>,
+        /// Machine.
+        machine: String,
+        /// The id the new instance will have (known to the hook at once).
+        id: InstanceId,
+        /// Initial data.
+        context: Context,
+    },
+}
+
+/// The API given to hooks. It records commands; the runtime carries them out after the
+/// transition is stored, in the order they were issued.
+#[derive(Debug, Default)]
+pub struct Sender {
+    commands: Vec<Command>,
+    overflowed: bool,
+}
+
+impl Sender {
+    fn push(&mut self, command: Command) {
+        if self.commands.len() < MAX_COMMANDS_PER_HOOK {
+            self.commands.push(command);
+        } else {
+            self.overflowed = true;
+        }
+    }
+
+    /// Sends an event to the current instance; it is processed after the current transition.
+    pub fn send_to_self(&mut self, event: impl Into<String>, payload: Context) {
+        self.push(Command::Send { component: None, target: Target::SelfInstance, event: event.into(), payload });
+    }
+
+    /// Sends an event to an instance of this component.
+    pub fn send_to(&mut self, instance: InstanceId, event: impl Into<String>, payload: Context) {
+        self.push(Command::Send { component: None, target: Target::Instance(instance), event: event.into(), payload });
+    }
+
+    /// Sends an event to an instance of another component.
+    pub fn send_to_component(&mut self, component: impl Into<String>, instance: InstanceId, event: impl Into<String>, payload: Context) {
+        self.push(Command::Send { component: Some(component.into()), target: Target::Instance(instance), event: event.into(), payload });
+    }
+
+    /// Broadcasts an event to instances of `machine` (optionally only those in `state`); the
+    /// target transitions' matching rules apply.
+    pub fn broadcast(&mut self, machine: impl Into<String>, state: Option<&str>, event: impl Into<String>, payload: Context) {
+        self.push(Command::Broadcast {
+            component: None,
+            machine: machine.into(),
+            state: state.map(str::to_owned),
+            event: event.into(),
+            payload,
+            filters: Vec::new(),
+        });
+    }
+
+    /// Broadcasts to another component, with optional extra filters.
+    pub fn broadcast_to_component(
+        &mut self,
+        component: impl Into<String>,
+        machine: impl Into<String>,
+        state: Option<&str>,
+        event: impl Into<String>,
+        payload: Context,
+        filters: Vec<PropertyFilter>,
+    ) {
+        self.push(Command::Broadcast {
+            component: Some(component.into()),
+            machine: machine.into(),
+            state: state.map(str::to_owned),
+            event: event.into(),
+            payload,
+            filters,
+        });
+    }
+
+    /// Creates an instance of a machine of this component; returns its id at once.
+    pub fn create_instance(&mut self, machine: impl Into<String>, context: Context) -> InstanceId {
+        let id = InstanceId::new();
+        self.push(Command::Create { component: None, machine: machine.into(), id, context });
+        id
+    }
+
+    /// Creates an instance in another component; returns its id at once.
+    pub fn create_instance_in_component(&mut self, component: impl Into<String>, machine: impl Into<String>, context: Context) -> InstanceId {
+        let id = InstanceId::new();
+        self.push(Command::Create { component: Some(component.into()), machine: machine.into(), id, context });
+        id
+    }
+
+    /// The commands recorded so far.
+    pub fn commands(&self) -> &[Command] {
+        &self.commands
+    }
+
+    pub(crate) fn discard(&mut self) {
+        self.commands.clear();
+        self.overflowed = false;
+    }
+
+    pub(crate) fn drain_into(&mut self, effects: &mut Vec<Effect>) -> bool {
+        effects.extend(self.commands.drain(..).map(Effect::Command));
+        std::mem::take(&mut self.overflowed)
+    }
+}
+
+/// Which hook ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HookKind {
+    /// `onExit` of the source state.
+    Exit,
+    /// `triggeredMethod` of the transition.
+    Triggered,
+    /// `onEntry` of the target state.
+    Entry,
+}
+
+impl HookKind {
+    /// The name used in events and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookKind::Exit => "onExit",
+            HookKind::Triggered => "triggeredMethod",
+            HookKind::Entry => "onEntry",
+        }
+    }
+}
+
+/// Something a transition asks the runtime to do, in the order it arose.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// A command issued by a hook.
+    Command(Command),
+    /// A cascading rule of the entered state.
+    Cascade {
+        /// Target component (`None`: this one).
+        component: Option<Arc<str>>,
+        /// Target machine.
+        machine: Arc<str>,
+        /// Only instances in this state.
+        state: Arc<str>,
+        /// Event sent.
+        event: Arc<str>,
+        /// Expanded payload.
+        payload: Context,
+        /// Target selection; `None` when a rule's value is missing (nothing can match).
+        filters: Option<Vec<PropertyFilter>>,
+    },
+    /// Send an event to the parent instance.
+    NotifyParent {
+        /// The parent.
+        parent: InstanceId,
+        /// Event type.
+        event: Arc<str>,
+        /// `{childInstanceId, childMachine, previousState, newState?, childContext?}`.
+        payload: Context,
+    },
+    /// Create a child instance (inter_machine) of this component, linked to this instance.
+    CreateChild {
+        /// Child machine.
+        machine: MachineIdx,
+        /// Its initial data.
+        context: Context,
+    },
+    /// Cross-component: create an instance there, or send `target.event` to matching instances.
+    CrossComponent {
+        /// Where.
+        target: CrossTarget,
+        /// Outgoing data (mapped, or the whole source data).
+        context: Context,
+        /// Correlation filters on the target instances; `None`: a rule's value is missing.
+        filters: Option<Vec<PropertyFilter>>,
+    },
+    /// A hook failed; the transition went on (the failure is recorded and reported).
+    HookFailed {
+        /// Which hook.
+        kind: HookKind,
+        /// Method name.
+        method: Arc<str>,
+        /// What went wrong.
+        error: String,
+    },
+}

@@ -1,0 +1,46 @@
+//! Errors the runtime returns to callers. Each says what went wrong and with which names, so the
+//! server can map it to a status code in one place.
+
+use xcomponent_core::instance::InstanceId;
+
+/// A runtime error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// No such component.
+    #[error("component {0} not found")]
+    UnknownComponent(String),
+    /// No such machine in the component.
+    #[error("machine {machine} not found in component {component}")]
+    UnknownMachine {
+        /// Component.
+        component: String,
+        /// Machine.
+        machine: String,
+    },
+    /// No live instance with this id (it never existed, or it has finished).
+    #[error("instance {0} not found")]
+    UnknownInstance(InstanceId),
+    /// The component's entry machine is a singleton and an instance is already live.
+    #[error("component {component} is a singleton: instance {existing} of {machine} already exists")]
+    SingletonExists {
+        /// Component.
+        component: String,
+        /// Entry machine.
+        machine: String,
+        /// The live instance.
+        existing: InstanceId,
+    },
+    /// An instance with this id already exists.
+    #[error("instance {0} already exists")]
+    DuplicateInstance(InstanceId),
+    /// The store refused or failed; the transition was not applied and the instance is unchanged.
+    #[error("storage failed, nothing was changed: {0}")]
+    Storage(String),
+    /// The runtime is shutting down or has stopped.
+    #[error("the runtime is shutting down")]
+    ShuttingDown,
+    /// The request is malformed.
+    #[error("{0}")]
+    Invalid(String),
+}

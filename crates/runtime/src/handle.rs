@@ -1,0 +1,505 @@
+//! Starting a runtime (`RuntimeBuilder`), and the cheap-to-clone `RuntimeHandle` every caller
+//! uses: create instances, send events, broadcast, query, subscribe, drive manual timers.
+//! At start the runtime restores live instances from the store (snapshot + later events),
+//! re-arms their timers by absolute deadline (overdue ones fire once), rebuilds the property
+//! index, then auto-creates entry points where the component asks for it.
+
+use crate::error::RuntimeError;
+use crate::handlers::Handlers;
+use crate::messages::{BatchOutcome, CreateMsg, DeliverMsg, FanIn, InstanceFilter, InstanceView, QueryMsg, SendMsg, SendOutcome, ShardMsg, ShardStats, Trace};
+use crate::options::RuntimeOptions;
+use crate::registry::{ComponentIdx, Registry};
+use crate::router::broadcast_selectors;
+use crate::shard::apply::NO_ID;
+use crate::shard::Shard;
+use crate::shared::{ShardLink, Shared};
+use crate::stream::{EventBatch, STREAM_CAPACITY};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use xcomponent_core::clock::{Clock, SystemClock};
+use xcomponent_core::definition::Definition;
+use xcomponent_core::instance::{Context, EventId, Instance, InstanceId, PendingTimer, Status};
+use xcomponent_core::matching::PropertyFilter;
+use xcomponent_core::store::{EventStore, InstanceRecord};
+
+/// Instances restored per page at start.
+const RESTORE_PAGE: usize = 10_000;
+
+/// Builds and starts a runtime.
+#[derive(Default)]
+pub struct RuntimeBuilder {
+    definitions: Vec<Arc<Definition>>,
+    handlers: Handlers,
+    store: Option<Arc<dyn EventStore>>,
+    clock: Option<Arc<dyn Clock>>,
+    options: RuntimeOptions,
+}
+
+impl RuntimeBuilder {
+    /// A runtime with no components, no store, the system clock and default options.
+    pub fn new() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Hosts a component.
+    pub fn component(mut self, definition: Definition) -> RuntimeBuilder {
+        self.definitions.push(Arc::new(definition));
+        self
+    }
+
+    /// Hosts an already shared component.
+    pub fn shared_component(mut self, definition: Arc<Definition>) -> RuntimeBuilder {
+        self.definitions.push(definition);
+        self
+    }
+
+    /// Business code.
+    pub fn handlers(mut self, handlers: Handlers) -> RuntimeBuilder {
+        self.handlers = handlers;
+        self
+    }
+
+    /// Where events and snapshots go (none: nothing is persisted, nothing can fail).
+    pub fn store(mut self, store: Arc<dyn EventStore>) -> RuntimeBuilder {
+        self.store = Some(store);
+        self
+    }
+
+    /// The clock (default: system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> RuntimeBuilder {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Settings.
+    pub fn options(mut self, options: RuntimeOptions) -> RuntimeBuilder {
+        self.options = options;
+        self
+    }
+
+    /// Starts the shards, restores from the store and creates entry points.
+    /// Must be called inside a Tokio runtime.
+    pub async fn start(self) -> Result<Runtime, RuntimeError> {
+        let registry = Arc::new(Registry::new(self.definitions)?);
+        let shard_count = self.options.shards.max(1);
+        let (stream, _) = broadcast::channel(STREAM_CAPACITY);
+        let (shutdown, _) = watch::channel(false);
+        let mut links = Vec::with_capacity(shard_count);
+        let mut receivers = Vec::with_capacity(shard_count);
+        for _ in 0..shard_count {
+            let (external_tx, external_rx) = mpsc::channel(self.options.inbox_capacity.max(1));
+            let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+            links.push(ShardLink { external: external_tx, internal: internal_tx });
+            receivers.push((external_rx, internal_rx));
+        }
+        let shared = Arc::new(Shared {
+            singletons: registry.components().iter().map(|_| Mutex::new(None)).collect(),
+            registry,
+            handlers: self.handlers,
+            store: self.store,
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            options: RuntimeOptions { shards: shard_count, ..self.options },
+            stream,
+            shards: links,
+            in_flight: AtomicUsize::new(0),
+            shutdown,
+        });
+        let tasks = receivers
+            .into_iter()
+            .enumerate()
+            .map(|(index, (external, internal))| tokio::spawn(Shard::new(index, shared.clone(), external, internal).run()))
+            .collect();
+        let runtime = Runtime { handle: RuntimeHandle { shared }, tasks };
+        runtime.handle.restore().await?;
+        runtime.handle.create_entry_points().await?;
+        Ok(runtime)
+    }
+}
+
+/// A running runtime: its handle and its shard tasks.
+pub struct Runtime {
+    handle: RuntimeHandle,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// A handle to talk to the runtime (cheap to clone).
+    pub fn handle(&self) -> RuntimeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops taking work, finishes what is queued, commits, and waits for the shards to end.
+    pub async fn shutdown(self) {
+        let _ = self.handle.shared.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// How to create an instance.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// Component name.
+    pub component: String,
+    /// Machine name.
+    pub machine: String,
+    /// Initial data.
+    pub context: Context,
+    /// Use this id instead of a fresh one.
+    pub id: Option<InstanceId>,
+    /// Join an existing causal chain.
+    pub correlation_id: Option<EventId>,
+}
+
+/// How to send an event.
+#[derive(Debug, Clone, Default)]
+pub struct SendRequest {
+    /// Target instance.
+    pub instance: InstanceId,
+    /// Event type.
+    pub event: String,
+    /// Payload.
+    pub payload: Context,
+    /// Join an existing causal chain.
+    pub correlation_id: Option<EventId>,
+    /// The command that causes this event (e.g. an API request id).
+    pub causation_id: Option<EventId>,
+}
+
+/// The API of a running runtime.
+#[derive(Clone)]
+pub struct RuntimeHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RuntimeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeHandle").field("shards", &self.shared.shard_count()).finish()
+    }
+}
+
+impl RuntimeHandle {
+    /// The hosted components.
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// The store, if any.
+    pub fn store(&self) -> Option<&Arc<dyn EventStore>> {
+        self.shared.store.as_ref()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    /// The settings in force.
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.shared.options
+    }
+
+    fn new_id(&self) -> EventId {
+        if self.shared.store.is_some() { EventId::new() } else { NO_ID }
+    }
+
+    async fn to_shard(&self, shard: usize, message: ShardMsg) -> Result<(), RuntimeError> {
+        self.shared.shards[shard].external.send(message).await.map_err(|_| RuntimeError::ShuttingDown)
+    }
+
+    /// Creates an instance and returns its id once its creation is stored.
+    pub async fn create_instance(&self, component: &str, machine: &str, context: Context) -> Result<InstanceId, RuntimeError> {
+        self.create(CreateRequest { component: component.to_owned(), machine: machine.to_owned(), context, ..CreateRequest::default() }).await
+    }
+
+    /// Creates an instance with every option.
+    pub async fn create(&self, request: CreateRequest) -> Result<InstanceId, RuntimeError> {
+        let (component, machine) = self.shared.registry.resolve(&request.component, &request.machine)?;
+        self.create_resolved(component, machine, request.context, request.id, request.correlation_id, false).await
+    }
+
+    async fn create_resolved(
+        &self,
+        component: ComponentIdx,
+        machine: u16,
+        context: Context,
+        id: Option<InstanceId>,
+        correlation: Option<EventId>,
+        entry_point: bool,
+    ) -> Result<InstanceId, RuntimeError> {
+        let id = id.unwrap_or_default();
+        let (reply, answer) = oneshot::channel();
+        let trace = Trace::root(Some(correlation.unwrap_or_else(|| self.new_id())), None);
+        let message = CreateMsg { component, machine, id, context, parent: None, entry_point, trace, reply: Some(reply) };
+        self.to_shard(self.shared.shard_of(&id), ShardMsg::Create(message)).await?;
+        answer.await.map_err(|_| RuntimeError::ShuttingDown)?
+    }
+
+    /// Sends an event to an instance; answers once the transition is stored.
+    pub async fn send_event(&self, instance: InstanceId, event: &str, payload: Context) -> Result<SendOutcome, RuntimeError> {
+        self.send(SendRequest { instance, event: event.to_owned(), payload, ..SendRequest::default() }).await
+    }
+
+    /// Sends an event with every option.
+    pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, RuntimeError> {
+        let (reply, answer) = oneshot::channel();
+        let trace = Trace::root(Some(request.correlation_id.unwrap_or_else(|| self.new_id())), request.causation_id);
+        let message = SendMsg { target: request.instance, event: request.event.into(), payload: request.payload, trace, reply: Some(reply) };
+        self.to_shard(self.shared.shard_of(&request.instance), ShardMsg::Send(message)).await?;
+        answer.await.map_err(|_| RuntimeError::ShuttingDown)?
+    }
+
+    /// Sends many events at once (one message per shard); per-instance order is kept.
+    /// Answers with totals once everything is applied and stored.
+    pub async fn send_many(&self, events: Vec<(InstanceId, Arc<str>, Context)>) -> Result<BatchOutcome, RuntimeError> {
+        let shard_count = self.shared.shard_count();
+        let mut per_shard: Vec<Vec<(InstanceId, Arc<str>, Context)>> = (0..shard_count).map(|_| Vec::new()).collect();
+        for item in events {
+            per_shard[self.shared.shard_of(&item.0)].push(item);
+        }
+        let mut answers = Vec::new();
+        for (shard, items) in per_shard.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            let (reply, answer) = oneshot::channel();
+            self.to_shard(shard, ShardMsg::SendMany(items, Some(reply))).await?;
+            answers.push(answer);
+        }
+        let mut total = BatchOutcome::default();
+        for answer in answers {
+            let outcome = answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
+            total.transitioned += outcome.transitioned;
+            total.ignored += outcome.ignored;
+            total.failed += outcome.failed;
+        }
+        Ok(total)
+    }
+
+    /// Sends `event` to instances of `machine` (in `state`, if given). When the machine's
+    /// transitions on this event carry matching rules, only instances they match are reached.
+    /// Returns how many instances took a transition.
+    pub async fn broadcast(
+        &self,
+        component: &str,
+        machine: &str,
+        state: Option<&str>,
+        event: &str,
+        payload: Context,
+        filters: Vec<PropertyFilter>,
+    ) -> Result<usize, RuntimeError> {
+        let (component_index, machine_index) = self.shared.registry.resolve(component, machine)?;
+        let definition = self.shared.registry.definition(component_index);
+        let state_index = match state {
+            Some(name) => Some(definition.machine(machine_index).state_index(name).ok_or_else(|| {
+                RuntimeError::Invalid(format!("state {name} not found in machine {machine} of component {component}"))
+            })?),
+            None => None,
+        };
+        let selectors: Arc<[_]> = broadcast_selectors(definition, machine_index, state_index, event, &payload, &filters).into();
+        let (reply, answer) = oneshot::channel();
+        let fan_in = FanIn::new(self.shared.shard_count(), reply);
+        let payload = Arc::new(payload);
+        let event: Arc<str> = event.into();
+        let trace = Trace::root(Some(self.new_id()), None);
+        for shard in 0..self.shared.shard_count() {
+            let message = DeliverMsg {
+                component: component_index,
+                selectors: selectors.clone(),
+                event: event.clone(),
+                payload: payload.clone(),
+                trace: trace.clone(),
+                reply: Some(fan_in.clone()),
+            };
+            self.to_shard(shard, ShardMsg::Deliver(message)).await?;
+        }
+        answer.await.map_err(|_| RuntimeError::ShuttingDown)?
+    }
+
+    /// A live instance.
+    pub async fn instance(&self, id: InstanceId) -> Option<InstanceView> {
+        let (reply, answer) = oneshot::channel();
+        self.to_shard(self.shared.shard_of(&id), ShardMsg::Query(QueryMsg::One(id, reply))).await.ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// Live instances matching `filter`, ordered by id (ids are time-ordered), at most `limit`.
+    pub async fn instances(&self, filter: InstanceFilter) -> Vec<InstanceView> {
+        let filter = Arc::new(filter);
+        let mut answers = Vec::new();
+        for shard in 0..self.shared.shard_count() {
+            let (reply, answer) = oneshot::channel();
+            if self.to_shard(shard, ShardMsg::Query(QueryMsg::Many(filter.clone(), reply))).await.is_ok() {
+                answers.push(answer);
+            }
+        }
+        let mut all = Vec::new();
+        for answer in answers {
+            all.extend(answer.await.unwrap_or_default());
+        }
+        all.sort_unstable_by_key(|view| view.id);
+        all.truncate(filter.limit.max(1));
+        all
+    }
+
+    /// Per-shard counters.
+    pub async fn stats(&self) -> Vec<ShardStats> {
+        let mut out = Vec::new();
+        for shard in 0..self.shared.shard_count() {
+            let (reply, answer) = oneshot::channel();
+            if self.to_shard(shard, ShardMsg::Query(QueryMsg::Stats(reply))).await.is_ok() {
+                out.push(answer.await.unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    /// Subscribes to runtime events (published after they are stored).
+    pub fn subscribe(&self) -> broadcast::Receiver<EventBatch> {
+        self.shared.stream.subscribe()
+    }
+
+    /// Fires every timer due at the clock's current time and waits until the resulting work
+    /// (including effects between shards) has settled. For `TimerMode::Manual`.
+    pub async fn tick(&self) -> Result<(), RuntimeError> {
+        self.settle(true).await
+    }
+
+    /// Waits until everything sent before, and everything it caused, is processed and stored.
+    pub async fn flush(&self) -> Result<(), RuntimeError> {
+        self.settle(false).await
+    }
+
+    /// Rounds of barriers until no internal work is left (bounded: chains are bounded by
+    /// `max_chain_depth`).
+    async fn settle(&self, tick: bool) -> Result<(), RuntimeError> {
+        let rounds = self.shared.options.max_chain_depth as usize + 2;
+        for _ in 0..rounds {
+            let mut answers = Vec::new();
+            for shard in 0..self.shared.shard_count() {
+                let (reply, answer) = oneshot::channel();
+                let message = if tick { ShardMsg::Tick(reply) } else { ShardMsg::Barrier(reply) };
+                self.to_shard(shard, message).await?;
+                answers.push(answer);
+            }
+            for answer in answers {
+                answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
+            }
+            if self.shared.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                // One more round lets shards process what they routed to themselves.
+                let mut answers = Vec::new();
+                for shard in 0..self.shared.shard_count() {
+                    let (reply, answer) = oneshot::channel();
+                    self.to_shard(shard, ShardMsg::Barrier(reply)).await?;
+                    answers.push(answer);
+                }
+                for answer in answers {
+                    answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
+                }
+                if self.shared.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The live singleton instance of a component, if any.
+    pub fn singleton_instance(&self, component: &str) -> Option<InstanceId> {
+        self.shared.registry.index_of(component).and_then(|index| self.shared.singleton(index))
+    }
+
+    async fn restore(&self) -> Result<(), RuntimeError> {
+        let Some(store) = self.shared.store.clone() else { return Ok(()) };
+        let mut after = None;
+        loop {
+            let page = store.load_active(after, RESTORE_PAGE).await.map_err(|error| RuntimeError::Storage(error.to_string()))?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            let full = page.len() == RESTORE_PAGE;
+            let mut per_shard: Vec<Vec<(ComponentIdx, EventId, Instance)>> = (0..self.shared.shard_count()).map(|_| Vec::new()).collect();
+            for record in page {
+                match self.instance_from_record(&record) {
+                    Ok((component, instance)) => per_shard[self.shared.shard_of(&instance.id)].push((component, record.correlation_id, instance)),
+                    Err(error) => tracing::error!(instance = %record.id, %error, "Instance not restored; its records are kept in the store."),
+                }
+            }
+            let mut answers = Vec::new();
+            for (shard, records) in per_shard.into_iter().enumerate() {
+                if records.is_empty() {
+                    continue;
+                }
+                let (reply, answer) = oneshot::channel();
+                self.to_shard(shard, ShardMsg::Restore(records, reply)).await?;
+                answers.push(answer);
+            }
+            for answer in answers {
+                answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a stored record against the hosted definitions.
+    fn instance_from_record(&self, record: &InstanceRecord) -> Result<(ComponentIdx, Instance), RuntimeError> {
+        let (component, machine) = self.shared.registry.resolve(&record.component, &record.machine)?;
+        let machine_def = self.shared.registry.definition(component).machine(machine);
+        let state = machine_def
+            .state_index(&record.state)
+            .ok_or_else(|| RuntimeError::Invalid(format!("state {} no longer exists in machine {}", record.state, record.machine)))?;
+        let timers = record
+            .timers
+            .iter()
+            .filter_map(|timer| machine_def.timed_transition(state, &timer.event).map(|transition| PendingTimer { transition, deadline: timer.deadline }))
+            .collect();
+        let instance = Instance {
+            id: record.id,
+            machine,
+            state,
+            status: record.status,
+            entry_point: record.entry_point,
+            seq: record.seq,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+            context: Arc::new(record.context.clone()),
+            parent: record.parent.clone().map(Box::new),
+            timers,
+        };
+        if instance.status != Status::Active {
+            return Err(RuntimeError::Invalid("finished instance offered as live".into()));
+        }
+        Ok((component, instance))
+    }
+
+    async fn create_entry_points(&self) -> Result<(), RuntimeError> {
+        for (index, definition) in self.shared.registry.components().iter().enumerate() {
+            let component = index as ComponentIdx;
+            let (Some(machine), true) = (definition.entry_machine, definition.auto_create_entry_point) else { continue };
+            if self.shared.singleton(component).is_some() || self.has_entry_point(definition, machine).await {
+                continue;
+            }
+            match self.create_resolved(component, machine, Context::new(), None, None, true).await {
+                Ok(id) => tracing::info!(component = &*definition.name, instance = %id, "Entry point created."),
+                Err(RuntimeError::SingletonExists { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    async fn has_entry_point(&self, definition: &Definition, machine: u16) -> bool {
+        let filter = InstanceFilter {
+            component: Some(definition.name.to_string()),
+            machine: Some(definition.machine(machine).name.to_string()),
+            limit: usize::MAX,
+            ..InstanceFilter::default()
+        };
+        self.instances(filter).await.iter().any(|view| view.is_entry_point)
+    }
+}

@@ -1,0 +1,101 @@
+//! Business code: handlers registered by method name for `triggeredMethod`, `onEntry` and `onExit`.
+//!
+//! A handler gets the `HookCall` (event, instance data to update, and a `Sender`). If it returns an
+//! error or panics, its changes to the data are undone, the failure is recorded as a
+//! `hook_error`, and the transition goes on: business code can never corrupt or delete an instance.
+
+use rustc_hash::FxHashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use xcomponent_core::engine::{HookCall, Hooks};
+
+/// The error type handlers return.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A registered handler.
+pub type Handler = Arc<dyn Fn(&mut HookCall<'_>) -> Result<(), HandlerError> + Send + Sync>;
+
+/// Handlers by method name, optionally scoped to one component.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    global: FxHashMap<Box<str>, Handler>,
+    scoped: FxHashMap<(Box<str>, Box<str>), Handler>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handlers").field("global", &self.global.len()).field("scoped", &self.scoped.len()).finish()
+    }
+}
+
+impl Handlers {
+    /// No handlers.
+    pub fn new() -> Handlers {
+        Handlers::default()
+    }
+
+    /// Registers `handler` for `method` in every component.
+    pub fn on<F>(mut self, method: &str, handler: F) -> Handlers
+    where
+        F: Fn(&mut HookCall<'_>) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.global.insert(method.into(), Arc::new(handler));
+        self
+    }
+
+    /// Registers `handler` for `method` in `component` only (wins over a global one).
+    pub fn on_component<F>(mut self, component: &str, method: &str, handler: F) -> Handlers
+    where
+        F: Fn(&mut HookCall<'_>) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.scoped.insert((component.into(), method.into()), Arc::new(handler));
+        self
+    }
+
+    /// Whether nothing is registered.
+    pub fn is_empty(&self) -> bool {
+        self.global.is_empty() && self.scoped.is_empty()
+    }
+
+    fn find(&self, component: &str, method: &str) -> Option<&Handler> {
+        if !self.scoped.is_empty() {
+            if let Some(handler) = self.scoped.get(&(Box::from(component), Box::from(method))) {
+                return Some(handler);
+            }
+        }
+        self.global.get(method)
+    }
+
+    /// The `Hooks` view for one component.
+    pub(crate) fn for_component<'a>(&'a self, component: &'a str) -> ComponentHooks<'a> {
+        ComponentHooks { handlers: self, component }
+    }
+}
+
+/// Handlers seen from one component; implements the engine's `Hooks`.
+pub(crate) struct ComponentHooks<'a> {
+    handlers: &'a Handlers,
+    component: &'a str,
+}
+
+impl Hooks for ComponentHooks<'_> {
+    fn call(&mut self, mut call: HookCall<'_>) -> Result<(), String> {
+        let Some(handler) = self.handlers.find(self.component, call.method) else { return Ok(()) };
+        let saved = call.context.clone();
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler(&mut call)));
+        let error = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(error)) => error.to_string(),
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                format!("handler panicked: {text}")
+            }
+        };
+        *call.context = saved;
+        Err(error)
+    }
+}

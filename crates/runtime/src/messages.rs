@@ -1,0 +1,270 @@
+//! Messages to shards and the public result types that come back.
+
+use crate::error::RuntimeError;
+use crate::registry::ComponentIdx;
+use serde::Serialize;
+use smallvec::SmallVec;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use xcomponent_core::instance::{Context, EventId, InstanceId, MachineIdx, Millis, ParentRef, StateIdx, Status};
+use xcomponent_core::matching::PropertyFilter;
+
+/// Where an event comes from in the causal chain.
+#[derive(Debug, Clone)]
+pub(crate) struct Trace {
+    /// The stored event or command that caused this one.
+    pub causation: Option<EventId>,
+    /// The root of the chain.
+    pub correlation: EventId,
+    /// How many hops from the external event.
+    pub depth: u32,
+    /// Component that sent it, when it came from another one.
+    pub source_component: Option<Arc<str>>,
+}
+
+impl Trace {
+    /// A new chain started by an external command.
+    pub fn root(correlation: Option<EventId>, causation: Option<EventId>) -> Trace {
+        Trace { causation, correlation: correlation.unwrap_or_default(), depth: 0, source_component: None }
+    }
+}
+
+/// Which instances a delivery reaches: instances of `machine` (in one of `states`, if given)
+/// whose data passes every filter.
+#[derive(Debug, Clone)]
+pub(crate) struct Selector {
+    pub machine: MachineIdx,
+    pub states: Option<SmallVec<[StateIdx; 2]>>,
+    pub filters: Vec<PropertyFilter>,
+}
+
+/// Adds up per-shard counts of a fan-out and answers once every shard has reported.
+#[derive(Debug)]
+pub(crate) struct FanIn {
+    total: AtomicUsize,
+    remaining: AtomicUsize,
+    reply: Mutex<Option<oneshot::Sender<Result<usize, RuntimeError>>>>,
+}
+
+impl FanIn {
+    pub fn new(shards: usize, reply: oneshot::Sender<Result<usize, RuntimeError>>) -> Arc<FanIn> {
+        Arc::new(FanIn { total: AtomicUsize::new(0), remaining: AtomicUsize::new(shards), reply: Mutex::new(Some(reply)) })
+    }
+
+    /// One shard's share; the last one sends the total (or the first error seen).
+    pub fn report(&self, result: Result<usize, RuntimeError>) {
+        match result {
+            Ok(count) => {
+                self.total.fetch_add(count, Ordering::SeqCst);
+            }
+            Err(error) => {
+                if let Some(reply) = self.reply.lock().ok().and_then(|mut slot| slot.take()) {
+                    let _ = reply.send(Err(error));
+                }
+            }
+        }
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            if let Some(reply) = self.reply.lock().ok().and_then(|mut slot| slot.take()) {
+                let _ = reply.send(Ok(self.total.load(Ordering::SeqCst)));
+            }
+        }
+    }
+}
+
+/// Create an instance.
+#[derive(Debug)]
+pub(crate) struct CreateMsg {
+    pub component: ComponentIdx,
+    pub machine: MachineIdx,
+    pub id: InstanceId,
+    pub context: Context,
+    pub parent: Option<ParentRef>,
+    pub entry_point: bool,
+    pub trace: Trace,
+    pub reply: Option<oneshot::Sender<Result<InstanceId, RuntimeError>>>,
+}
+
+/// Send one event to one instance.
+#[derive(Debug)]
+pub(crate) struct SendMsg {
+    pub target: InstanceId,
+    pub event: Arc<str>,
+    pub payload: Context,
+    pub trace: Trace,
+    pub reply: Option<oneshot::Sender<Result<SendOutcome, RuntimeError>>>,
+}
+
+/// Send one event to every instance a selector picks.
+#[derive(Debug)]
+pub(crate) struct DeliverMsg {
+    pub component: ComponentIdx,
+    pub selectors: Arc<[Selector]>,
+    pub event: Arc<str>,
+    pub payload: Arc<Context>,
+    pub trace: Trace,
+    pub reply: Option<Arc<FanIn>>,
+}
+
+/// A query over live instances.
+#[derive(Debug)]
+pub(crate) enum QueryMsg {
+    One(InstanceId, oneshot::Sender<Option<InstanceView>>),
+    Many(Arc<InstanceFilter>, oneshot::Sender<Vec<InstanceView>>),
+    Stats(oneshot::Sender<ShardStats>),
+}
+
+/// Everything a shard is asked to do.
+#[derive(Debug)]
+pub(crate) enum ShardMsg {
+    Create(CreateMsg),
+    Send(SendMsg),
+    SendMany(Vec<(InstanceId, Arc<str>, Context)>, Option<oneshot::Sender<BatchOutcome>>),
+    Deliver(DeliverMsg),
+    Query(QueryMsg),
+    Restore(Vec<(ComponentIdx, EventId, xcomponent_core::Instance)>, oneshot::Sender<usize>),
+    /// Fire due timers now (manual timer mode), then answer.
+    Tick(oneshot::Sender<()>),
+    /// Answer once everything queued before has been processed and stored.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// What happened to an event sent to one instance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "outcome")]
+pub enum SendOutcome {
+    /// The instance took a transition.
+    #[serde(rename_all = "camelCase")]
+    Transitioned {
+        /// State before.
+        previous_state: Arc<str>,
+        /// State after.
+        new_state: Arc<str>,
+        /// Status after.
+        status: Status,
+        /// Stored event id (nil without a store).
+        event_id: EventId,
+    },
+    /// Nothing changed.
+    #[serde(rename_all = "camelCase")]
+    Ignored {
+        /// Why.
+        reason: String,
+        /// The instance's state.
+        current_state: Arc<str>,
+        /// Events the instance accepts now.
+        allowed_events: Vec<Arc<str>>,
+    },
+}
+
+/// Totals of a `send_many`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchOutcome {
+    /// Events that made a transition.
+    pub transitioned: usize,
+    /// Events that changed nothing.
+    pub ignored: usize,
+    /// Events for unknown instances, or rolled back by a storage failure.
+    pub failed: usize,
+}
+
+/// Filters for listing live instances.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFilter {
+    /// Only this component.
+    pub component: Option<String>,
+    /// Only this machine.
+    pub machine: Option<String>,
+    /// Only this state.
+    pub state: Option<String>,
+    /// Substring of the id or of the data's JSON text.
+    pub text: Option<String>,
+    /// Only ids greater than this (paging).
+    pub after: Option<InstanceId>,
+    /// At most this many (per shard before merging, then overall).
+    pub limit: usize,
+}
+
+/// A timer as shown to users.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimerView {
+    /// Event of the timed transition.
+    pub event: Arc<str>,
+    /// Where it leads.
+    pub target_state: Arc<str>,
+    /// `timeout` or `auto`.
+    pub kind: xcomponent_core::model::TransitionType,
+    /// Absolute deadline.
+    pub deadline: Millis,
+}
+
+/// A transition available from the current state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AvailableTransition {
+    /// Event to send.
+    pub event: Arc<str>,
+    /// Target state.
+    pub to: Arc<str>,
+    /// Kind.
+    #[serde(rename = "type")]
+    pub kind: xcomponent_core::model::TransitionType,
+    /// Guard text, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
+    /// inter_machine/cross_component target machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_machine: Option<String>,
+    /// cross_component target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_component: Option<String>,
+}
+
+/// A live instance, with names resolved.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceView {
+    /// Id.
+    pub id: InstanceId,
+    /// Component.
+    pub component_name: Arc<str>,
+    /// Machine.
+    pub machine_name: Arc<str>,
+    /// Current state.
+    pub current_state: Arc<str>,
+    /// Type of the current state.
+    pub state_type: xcomponent_core::model::StateType,
+    /// Status.
+    pub status: Status,
+    /// Data.
+    pub context: Arc<Context>,
+    /// Whether the machine calls its data `publicMember`.
+    pub public_member: bool,
+    /// Created as the entry point.
+    pub is_entry_point: bool,
+    /// Parent link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+    /// Number of stored events.
+    pub seq: u64,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Last transition time.
+    pub updated_at: Millis,
+    /// Armed timers.
+    pub pending_timers: Vec<TimerView>,
+    /// Transitions leaving the current state.
+    pub available_transitions: Vec<AvailableTransition>,
+}
+
+/// Counters of one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStats {
+    /// Live instances.
+    pub instances: usize,
+    /// Armed timers.
+    pub timers: usize,
+}

@@ -1,0 +1,63 @@
+//! Runtime settings, each with a named default and a bound.
+
+use std::time::Duration;
+
+/// Default number of events after which an instance gets a snapshot.
+pub const DEFAULT_SNAPSHOT_INTERVAL: u64 = 10;
+/// Default capacity of each shard's external inbox (callers wait when it is full).
+pub const DEFAULT_INBOX_CAPACITY: usize = 8192;
+/// Default most messages a shard takes in one batch (one store commit).
+pub const DEFAULT_MAX_BATCH: usize = 4096;
+/// Default bound on internal messages in flight (effects between shards) before shards stop
+/// taking external work until the backlog drains.
+pub const DEFAULT_MAX_INTERNAL_IN_FLIGHT: usize = 1_000_000;
+/// Default bound on the length of a chain of events caused by one external event
+/// (cascades, self-sends, parent notifications): deeper chains are cut and reported.
+pub const DEFAULT_MAX_CHAIN_DEPTH: u32 = 256;
+
+/// How timers are driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerMode {
+    /// Shards sleep until the next deadline of the clock (production).
+    Realtime,
+    /// Timers fire only when `RuntimeHandle::tick` is called (tests with a `ManualClock`).
+    Manual,
+}
+
+/// Settings of a runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Number of shards (each a task owning a disjoint set of instances); default: the number of
+    /// cores.
+    pub shards: usize,
+    /// Snapshot every N events of an instance (and always at final/error).
+    pub snapshot_interval: u64,
+    /// Capacity of each shard's external inbox.
+    pub inbox_capacity: usize,
+    /// Most messages a shard processes per batch (per store commit).
+    pub max_batch: usize,
+    /// How long a shard waits for more messages to fill a batch when a store is used (0: commit
+    /// what is there at once).
+    pub commit_delay: Duration,
+    /// Bound on internal messages in flight.
+    pub max_internal_in_flight: usize,
+    /// Bound on the depth of event chains.
+    pub max_chain_depth: u32,
+    /// How timers are driven.
+    pub timer_mode: TimerMode,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            shards: std::thread::available_parallelism().map(|cores| cores.get()).unwrap_or(1),
+            snapshot_interval: DEFAULT_SNAPSHOT_INTERVAL,
+            inbox_capacity: DEFAULT_INBOX_CAPACITY,
+            max_batch: DEFAULT_MAX_BATCH,
+            commit_delay: Duration::ZERO,
+            max_internal_in_flight: DEFAULT_MAX_INTERNAL_IN_FLIGHT,
+            max_chain_depth: DEFAULT_MAX_CHAIN_DEPTH,
+            timer_mode: TimerMode::Realtime,
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! Applying messages to the shard's instances: create, send, deliver (fan-out), timers.
+//! Each applied step records its stored event, runtime event and routed effects in the batch.
+
+use super::batch::Reply;
+use super::state::{indexed_values, Instances, Slot};
+use super::ShardWork;
+use crate::error::RuntimeError;
+use crate::messages::{BatchOutcome, CreateMsg, DeliverMsg, SendMsg, SendOutcome, ShardMsg, Trace};
+use crate::registry::ComponentIdx;
+use crate::router::route_effect;
+use crate::shared::Shared;
+use crate::stream::RuntimeEvent;
+use smallvec::SmallVec;
+use std::sync::Arc;
+use uuid::Uuid;
+use xcomponent_core::definition::{Definition, EntryMode};
+use xcomponent_core::effect::Effect;
+use xcomponent_core::engine::{self, EventRef, Hooks, Ignored, NoHooks, StepResult};
+use xcomponent_core::instance::{Context, EventId, Instance, InstanceId, Millis, PendingTimer, StateIdx, Status, TransitionIdx};
+use xcomponent_core::matching::{filters_hold, IndexKey};
+use xcomponent_core::model::Operator;
+use xcomponent_core::store::{InstanceRecord, StoredEvent, TimerRecord, CREATED_EVENT_TYPE};
+
+/// The id recorded when no store is used (ids then serve nothing and cost a clock read).
+pub(crate) const NO_ID: EventId = EventId(Uuid::nil());
+
+/// What one step did (names resolved only when a caller asks).
+pub(crate) enum Applied {
+    Transitioned { component: ComponentIdx, machine: u16, from: StateIdx, to: StateIdx, status: Status, event_id: EventId },
+    Ignored { component: ComponentIdx, machine: u16, state: StateIdx, ignored: Ignored },
+}
+
+impl ShardWork {
+    pub(crate) fn process(&mut self, shared: &Shared, message: ShardMsg) {
+        let now = shared.clock.now();
+        match message {
+            ShardMsg::Create(create) => {
+                let reply = create.reply.is_some();
+                let (sender, result) = self.apply_create(shared, create, now);
+                match (sender, result) {
+                    (Some(sender), Ok(id)) => self.batch.replies.push(Reply::Created(sender, id)),
+                    (Some(sender), Err(error)) => {
+                        let _ = sender.send(Err(error));
+                    }
+                    (None, Err(error)) if !reply => tracing::warn!(shard = self.index, %error, "Routed create failed."),
+                    _ => {}
+                }
+            }
+            ShardMsg::Send(send) => self.process_send(shared, send, now),
+            ShardMsg::SendMany(items, reply) => {
+                let mut outcome = BatchOutcome::default();
+                let trace = Trace::root(Some(NO_ID), None);
+                for (target, event, payload) in items {
+                    match self.apply_event(shared, target, &event, &payload, &trace, None, now, false) {
+                        Ok(Applied::Transitioned { .. }) => outcome.transitioned += 1,
+                        Ok(Applied::Ignored { .. }) => outcome.ignored += 1,
+                        Err(_) => outcome.failed += 1,
+                    }
+                }
+                if let Some(sender) = reply {
+                    self.batch.replies.push(Reply::Many(sender, outcome));
+                }
+            }
+            ShardMsg::Deliver(deliver) => {
+                let reply = deliver.reply.clone();
+                let count = self.apply_deliver(shared, deliver, now);
+                if let Some(fan_in) = reply {
+                    self.batch.replies.push(Reply::FanIn(fan_in, count));
+                }
+            }
+            ShardMsg::Query(query) => self.answer(shared, query, now),
+            ShardMsg::Restore(records, reply) => {
+                let count = records.len();
+                for (component, correlation, instance) in records {
+                    let paths = shared.registry.indexed_paths(component, instance.machine);
+                    let definition = shared.registry.definition(component);
+                    if definition.entry_mode == EntryMode::Singleton && definition.entry_machine == Some(instance.machine) {
+                        let _ = shared.claim_singleton(component, instance.id);
+                    }
+                    if self.instances.slot_of(&instance.id).is_none() {
+                        self.instances.insert(Slot { component, correlation, instance }, paths);
+                    }
+                }
+                let _ = reply.send(count);
+            }
+            ShardMsg::Tick(done) | ShardMsg::Barrier(done) => self.batch.replies.push(Reply::Done(done)),
+        }
+    }
+
+    fn process_send(&mut self, shared: &Shared, send: SendMsg, now: Millis) {
+        let report_ignored = true;
+        let result = self.apply_event(shared, send.target, &send.event, &send.payload, &send.trace, None, now, report_ignored);
+        let Some(sender) = send.reply else {
+            if let Err(error) = result {
+                self.report_effect_failure(send.trace.source_component.as_deref(), shared, send.target, error.to_string());
+            }
+            return;
+        };
+        match result {
+            Ok(applied) => {
+                let outcome = describe(shared, &self.instances, send.target, &send.event, applied);
+                self.batch.replies.push(Reply::Sent(sender, outcome));
+            }
+            Err(error) => {
+                let _ = sender.send(Err(error));
+            }
+        }
+    }
+
+    fn report_effect_failure(&mut self, _source: Option<&str>, shared: &Shared, target: InstanceId, error: String) {
+        tracing::warn!(shard = self.index, instance = %target, %error, "Routed event could not be delivered.");
+        if self.streaming {
+            // The component of an unknown instance is unknown: report it against component 0's
+            // namespace only if something is hosted; the error text names the instance.
+            if !shared.registry.components().is_empty() {
+                self.batch.events.push(RuntimeEvent::EffectFailed { component: 0, instance: target, error });
+            }
+        }
+    }
+
+    /// Creates an instance (first event of its history).
+    fn apply_create(&mut self, shared: &Shared, create: CreateMsg, now: Millis) -> (Option<tokio::sync::oneshot::Sender<Result<InstanceId, RuntimeError>>>, Result<InstanceId, RuntimeError>) {
+        let CreateMsg { component, machine, id, context, parent, entry_point, trace, reply } = create;
+        if self.instances.slot_of(&id).is_some() {
+            return (reply, Err(RuntimeError::DuplicateInstance(id)));
+        }
+        let definition = shared.registry.definition(component);
+        if definition.entry_mode == EntryMode::Singleton && definition.entry_machine == Some(machine) {
+            if let Err(existing) = shared.claim_singleton(component, id) {
+                let error = RuntimeError::SingletonExists {
+                    component: definition.name.to_string(),
+                    machine: definition.machine(machine).name.to_string(),
+                    existing,
+                };
+                return (reply, Err(error));
+            }
+            self.batch.singleton_changes.push((component, id, true));
+        }
+        let mut instance = engine::create(definition, machine, id, context, parent, now);
+        instance.entry_point = entry_point;
+        let event_id = if shared.store.is_some() { EventId::new() } else { NO_ID };
+        if shared.store.is_some() {
+            self.batch.undo.entry(id).or_insert(None);
+            let machine_def = definition.machine(machine);
+            self.batch.commit.events.push(StoredEvent {
+                id: event_id,
+                instance_id: id,
+                seq: instance.seq,
+                component: definition.name.to_string(),
+                machine: machine_def.name.to_string(),
+                event_type: CREATED_EVENT_TYPE.to_owned(),
+                payload: Context::clone(&instance.context),
+                state_before: String::new(),
+                state_after: machine_def.state(instance.state).name.to_string(),
+                status: instance.status,
+                context: Context::clone(&instance.context),
+                timers: timer_records(definition, &instance),
+                parent: instance.parent.as_deref().cloned(),
+                entry_point,
+                timestamp: now,
+                causation_id: trace.causation,
+                correlation_id: trace.correlation,
+                source_component: trace.source_component.as_deref().map(str::to_owned),
+            });
+        }
+        if self.streaming {
+            self.batch.events.push(RuntimeEvent::InstanceCreated {
+                component,
+                instance: id,
+                machine,
+                state: instance.state,
+                context: instance.context.clone(),
+                parent: instance.parent.as_ref().map(|parent| parent.instance_id),
+                event_id,
+                at: now,
+            });
+        }
+        let finished = !instance.is_active();
+        let paths = shared.registry.indexed_paths(component, machine);
+        self.instances.insert(Slot { component, correlation: trace.correlation, instance }, paths);
+        if finished {
+            self.dispose(shared, id);
+        }
+        (reply, Ok(id))
+    }
+
+    /// Applies one event (or one timer) to one instance and records everything it produced.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn apply_event(
+        &mut self,
+        shared: &Shared,
+        id: InstanceId,
+        event: &Arc<str>,
+        payload: &Context,
+        trace: &Trace,
+        timer: Option<TransitionIdx>,
+        now: Millis,
+        report_ignored: bool,
+    ) -> Result<Applied, RuntimeError> {
+        let position = self.instances.slot_of(&id).ok_or(RuntimeError::UnknownInstance(id))?;
+        let Some(slot) = self.instances.get_mut(position) else { return Err(RuntimeError::UnknownInstance(id)) };
+        let component = slot.component;
+        let definition: &Definition = shared.registry.definition(component);
+        let machine = slot.instance.machine;
+        let paths = shared.registry.indexed_paths(component, machine);
+        if shared.store.is_some() {
+            self.batch.undo.entry(id).or_insert_with(|| Some(slot.clone()));
+        }
+        let values_before = if paths.is_empty() { SmallVec::new() } else { indexed_values(&slot.instance, paths) };
+        let timers_before: SmallVec<[PendingTimer; 2]> = slot.instance.timers.iter().copied().collect();
+        let state_before = slot.instance.state;
+        let mut no_hooks = NoHooks;
+        let mut component_hooks = shared.handlers.for_component(&definition.name);
+        let hooks: &mut dyn Hooks = if shared.handlers.is_empty() { &mut no_hooks } else { &mut component_hooks };
+        let result = match timer {
+            Some(transition) => engine::fire_timer(definition, &mut slot.instance, transition, payload, now, hooks),
+            None => engine::step(definition, &mut slot.instance, EventRef { name: event, payload }, now, hooks),
+        };
+        self.instances.reconcile(position, values_before, &timers_before, paths);
+        let transitioned = match result {
+            StepResult::Ignored(ignored) => {
+                if report_ignored && self.streaming && ignored != Ignored::StaleTimer {
+                    let reason = ignored.describe(definition.machine(machine), state_before, event);
+                    self.batch.events.push(RuntimeEvent::EventIgnored { component, instance: id, event: event.clone(), reason });
+                }
+                return Ok(Applied::Ignored { component, machine, state: state_before, ignored });
+            }
+            StepResult::Transitioned(transitioned) => transitioned,
+        };
+        let event_id = if shared.store.is_some() { EventId::new() } else { NO_ID };
+        let Some(slot) = self.instances.get(position) else { return Err(RuntimeError::UnknownInstance(id)) };
+        let instance = &slot.instance;
+        if shared.store.is_some() {
+            record_transition(&mut self.batch.commit, shared, definition, slot, event, payload, trace, event_id, state_before, now);
+        }
+        if self.streaming {
+            if timer.is_some() {
+                self.batch.events.push(RuntimeEvent::TimeoutFired { component, instance: id, machine, transition: transitioned.transition });
+            }
+            self.batch.events.push(RuntimeEvent::StateChanged {
+                component,
+                instance: id,
+                machine,
+                from: transitioned.from,
+                to: transitioned.to,
+                transition: transitioned.transition,
+                context: instance.context.clone(),
+                status: instance.status,
+                event_id,
+                at: now,
+            });
+        }
+        let status = instance.status;
+        if !transitioned.effects.is_empty() {
+            let next = Trace { causation: Some(event_id).filter(|id| *id != NO_ID), correlation: trace.correlation, depth: trace.depth + 1, source_component: None };
+            let instance = instance.clone();
+            self.route_effects(shared, component, &instance, transitioned.effects, next);
+        }
+        if status != Status::Active {
+            self.dispose(shared, id);
+        }
+        Ok(Applied::Transitioned { component, machine, from: transitioned.from, to: transitioned.to, status, event_id })
+    }
+
+    fn route_effects(&mut self, shared: &Shared, component: ComponentIdx, instance: &Instance, effects: Vec<Effect>, trace: Trace) {
+        for effect in effects {
+            if let Effect::HookFailed { kind, method, error } = &effect {
+                tracing::warn!(instance = %instance.id, hook = kind.as_str(), method = &**method, %error, "Hook failed; the transition went on.");
+                if self.streaming {
+                    self.batch.events.push(RuntimeEvent::HookFailed { component, instance: instance.id, kind: *kind, method: method.clone(), error: error.clone() });
+                }
+                continue;
+            }
+            let outcome = if trace.depth > shared.options.max_chain_depth {
+                Err(format!("event chain longer than {} hops; effect dropped", shared.options.max_chain_depth))
+            } else {
+                route_effect(shared, component, instance, effect, trace.clone(), &mut self.batch.outbox)
+            };
+            if let Err(error) = outcome {
+                tracing::warn!(instance = %instance.id, %error, "Effect could not be routed.");
+                if self.streaming {
+                    self.batch.events.push(RuntimeEvent::EffectFailed { component, instance: instance.id, error });
+                }
+            }
+        }
+    }
+
+    /// Removes a finished instance from the live set (its history stays in the store).
+    fn dispose(&mut self, shared: &Shared, id: InstanceId) {
+        let Some(slot) = self.instances.by_id(&id) else { return };
+        let (component, machine) = (slot.component, slot.instance.machine);
+        let paths = shared.registry.indexed_paths(component, machine);
+        let Some(slot) = self.instances.remove(&id, paths) else { return };
+        let definition = shared.registry.definition(component);
+        if definition.entry_mode == EntryMode::Singleton && definition.entry_machine == Some(machine) {
+            shared.release_singleton(component, id);
+            self.batch.singleton_changes.push((component, id, false));
+        }
+        if self.streaming {
+            self.batch.events.push(RuntimeEvent::InstanceDisposed { component, instance: id, machine, state: slot.instance.state, status: slot.instance.status });
+        }
+    }
+
+    /// Sends an event to every instance the selectors pick; returns how many transitioned.
+    fn apply_deliver(&mut self, shared: &Shared, deliver: DeliverMsg, now: Millis) -> usize {
+        let mut targets: Vec<InstanceId> = Vec::new();
+        for selector in deliver.selectors.iter() {
+            let paths = shared.registry.indexed_paths(deliver.component, selector.machine);
+            let indexed = selector.filters.iter().find_map(|filter| {
+                if filter.operator != Operator::Eq {
+                    return None;
+                }
+                let path = paths.iter().find(|path| ***path == *filter.property)?;
+                Some((path.clone(), IndexKey::of(&filter.value)?))
+            });
+            let candidates: Vec<u32> = match indexed {
+                Some((path, key)) => self.instances.lookup(deliver.component, selector.machine, &path, key).to_vec(),
+                None => self
+                    .instances
+                    .iter()
+                    .filter(|(_, slot)| slot.component == deliver.component && slot.instance.machine == selector.machine)
+                    .map(|(position, _)| position)
+                    .collect(),
+            };
+            for position in candidates {
+                let Some(slot) = self.instances.get(position) else { continue };
+                let instance = &slot.instance;
+                let in_state = selector.states.as_ref().is_none_or(|states| states.contains(&instance.state));
+                if slot.component == deliver.component && instance.machine == selector.machine && instance.is_active() && in_state && filters_hold(&selector.filters, &instance.context) {
+                    targets.push(instance.id);
+                }
+            }
+        }
+        if deliver.selectors.len() > 1 {
+            let mut seen = rustc_hash::FxHashSet::default();
+            targets.retain(|id| seen.insert(*id));
+        }
+        let mut count = 0;
+        for id in targets {
+            if let Ok(Applied::Transitioned { .. }) = self.apply_event(shared, id, &deliver.event, &deliver.payload, &deliver.trace, None, now, false) {
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// Fires the timers due now (at most `limit`; the rest on the next round).
+    pub(crate) fn fire_due_timers(&mut self, shared: &Shared, limit: usize) {
+        let now = shared.clock.now();
+        for _ in 0..limit {
+            let Some((id, transition)) = self.instances.pop_due(now) else { break };
+            let Some(slot) = self.instances.by_id(&id) else { continue };
+            let definition = shared.registry.definition(slot.component);
+            let transition_def = definition.machine(slot.instance.machine).transition(transition);
+            let event = transition_def.event_name.clone();
+            let payload = engine::timer_payload(transition_def.kind);
+            let trace = Trace::root(Some(slot.correlation), None);
+            let _ = self.apply_event(shared, id, &event, &payload, &trace, Some(transition), now, false);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_transition(
+    commit: &mut xcomponent_core::store::CommitBatch,
+    shared: &Shared,
+    definition: &Definition,
+    slot: &Slot,
+    event: &Arc<str>,
+    payload: &Context,
+    trace: &Trace,
+    event_id: EventId,
+    state_before: StateIdx,
+    now: Millis,
+) {
+    let instance = &slot.instance;
+    let machine_def = definition.machine(instance.machine);
+    let stored = StoredEvent {
+        id: event_id,
+        instance_id: instance.id,
+        seq: instance.seq,
+        component: definition.name.to_string(),
+        machine: machine_def.name.to_string(),
+        event_type: event.to_string(),
+        payload: payload.clone(),
+        state_before: machine_def.state(state_before).name.to_string(),
+        state_after: machine_def.state(instance.state).name.to_string(),
+        status: instance.status,
+        context: Context::clone(&instance.context),
+        timers: timer_records(definition, instance),
+        parent: None,
+        entry_point: false,
+        timestamp: now,
+        causation_id: trace.causation,
+        correlation_id: trace.correlation,
+        source_component: trace.source_component.as_deref().map(str::to_owned),
+    };
+    let interval = shared.options.snapshot_interval.max(1);
+    if instance.seq % interval == 0 || instance.status != Status::Active {
+        commit.snapshots.push(record_of(definition, slot));
+    }
+    commit.events.push(stored);
+}
+
+/// The stored form of an instance.
+pub(crate) fn record_of(definition: &Definition, slot: &Slot) -> InstanceRecord {
+    let instance = &slot.instance;
+    let machine_def = definition.machine(instance.machine);
+    InstanceRecord {
+        id: instance.id,
+        component: definition.name.to_string(),
+        machine: machine_def.name.to_string(),
+        state: machine_def.state(instance.state).name.to_string(),
+        status: instance.status,
+        entry_point: instance.entry_point,
+        seq: instance.seq,
+        created_at: instance.created_at,
+        updated_at: instance.updated_at,
+        context: Context::clone(&instance.context),
+        parent: instance.parent.as_deref().cloned(),
+        timers: timer_records(definition, instance),
+        correlation_id: slot.correlation,
+    }
+}
+
+fn timer_records(definition: &Definition, instance: &Instance) -> Vec<TimerRecord> {
+    let machine_def = definition.machine(instance.machine);
+    instance
+        .timers
+        .iter()
+        .map(|timer| TimerRecord { event: machine_def.transition(timer.transition).event_name.to_string(), deadline: timer.deadline })
+        .collect()
+}
+
+/// The caller-facing outcome of one send.
+fn describe(shared: &Shared, instances: &Instances, target: InstanceId, event: &str, applied: Applied) -> SendOutcome {
+    match applied {
+        Applied::Transitioned { component, machine, from, to, status, event_id } => {
+            let machine_def = shared.registry.definition(component).machine(machine);
+            SendOutcome::Transitioned { previous_state: machine_def.state(from).name.clone(), new_state: machine_def.state(to).name.clone(), status, event_id }
+        }
+        Applied::Ignored { component, machine, state, ignored } => {
+            let machine_def = shared.registry.definition(component).machine(machine);
+            let allowed_events = match instances.by_id(&target) {
+                Some(slot) => engine::available_transitions(shared.registry.definition(component), &slot.instance)
+                    .into_iter()
+                    .filter(|(_, transition)| !transition.kind.is_timed())
+                    .map(|(_, transition)| transition.event_name.clone())
+                    .fold(Vec::new(), |mut names: Vec<Arc<str>>, name| {
+                        if !names.contains(&name) {
+                            names.push(name);
+                        }
+                        names
+                    }),
+                None => Vec::new(),
+            };
+            SendOutcome::Ignored { reason: ignored.describe(machine_def, state, event), current_state: machine_def.state(state).name.clone(), allowed_events }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! State shared by the handle and every shard: registry, handlers, store, clock, the shards'
+//! inboxes, the event stream, and the few cross-shard facts (singleton entry instances, the
+//! count of internal messages in flight).
+
+use crate::handlers::Handlers;
+use crate::messages::ShardMsg;
+use crate::options::RuntimeOptions;
+use crate::registry::{ComponentIdx, Registry};
+use crate::stream::EventBatch;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc, watch};
+use xcomponent_core::clock::Clock;
+use xcomponent_core::instance::InstanceId;
+use xcomponent_core::store::EventStore;
+
+/// The two inboxes of a shard: external (bounded: callers wait) and internal (effects between
+/// shards; bounded by `max_internal_in_flight` through admission control on external work).
+#[derive(Debug, Clone)]
+pub(crate) struct ShardLink {
+    pub external: mpsc::Sender<ShardMsg>,
+    pub internal: mpsc::UnboundedSender<ShardMsg>,
+}
+
+pub(crate) struct Shared {
+    pub registry: Arc<Registry>,
+    pub handlers: Handlers,
+    pub store: Option<Arc<dyn EventStore>>,
+    pub clock: Arc<dyn Clock>,
+    pub options: RuntimeOptions,
+    pub stream: broadcast::Sender<EventBatch>,
+    pub shards: Vec<ShardLink>,
+    pub in_flight: AtomicUsize,
+    /// Live instance of each component's singleton entry machine.
+    pub singletons: Vec<Mutex<Option<InstanceId>>>,
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shard owning an instance (the low bits of a v7 UUID are random).
+    pub fn shard_of(&self, id: &InstanceId) -> usize {
+        (id.0.as_u128() as u64 % self.shards.len() as u64) as usize
+    }
+
+    /// Queues an internal message for another shard.
+    pub fn send_internal(&self, shard: usize, message: ShardMsg) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.shards[shard].internal.send(message).is_err() {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn internal_done(&self, count: usize) {
+        if count > 0 {
+            self.in_flight.fetch_sub(count, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether shards should stop taking external work until internal work drains.
+    pub fn saturated(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) >= self.options.max_internal_in_flight
+    }
+
+    /// Claims the singleton slot of `component` for `id`; returns the holder if taken.
+    pub fn claim_singleton(&self, component: ComponentIdx, id: InstanceId) -> Result<(), InstanceId> {
+        let Ok(mut slot) = self.singletons[usize::from(component)].lock() else { return Ok(()) };
+        match *slot {
+            Some(existing) if existing != id => Err(existing),
+            _ => {
+                *slot = Some(id);
+                Ok(())
+            }
+        }
+    }
+
+    /// Frees the singleton slot if `id` holds it.
+    pub fn release_singleton(&self, component: ComponentIdx, id: InstanceId) {
+        if let Ok(mut slot) = self.singletons[usize::from(component)].lock() {
+            if *slot == Some(id) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// The live singleton of `component`, if any.
+    pub fn singleton(&self, component: ComponentIdx) -> Option<InstanceId> {
+        self.singletons[usize::from(component)].lock().ok().and_then(|slot| *slot)
+    }
+}
