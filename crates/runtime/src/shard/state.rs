@@ -170,7 +170,7 @@ impl Instances {
     pub fn timer_count(&self) -> usize {
         self.timers.len()
     }
-
+}
 
 /// The index keys of an instance for `paths` (empty when the machine has no indexed paths).
 pub(crate) fn indexed_values(instance: &Instance, paths: &[Arc<str>]) -> IndexedValues {
