@@ -157,3 +157,27 @@ pub async fn load_all_active(store: &dyn EventStore, component: &str, page: usiz
     }
     out
 }
+
+/// The URL of an external test service from `var`; `None` (with a loud notice) when unset,
+/// a failure when unset and `XC_REQUIRE_SERVICES=1` (CI).
+pub fn service_url(var: &str, backend: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("XC_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+            panic!("{var} is not set but XC_REQUIRE_SERVICES=1: the {backend} store must be tested")
+        }
+        _ => {
+            eprintln!("\n!!!!!!!! {backend} store NOT TESTED: set {var} to run its conformance suite !!!!!!!!\n");
+            None
+        }
+    }
+}
+
+/// Runs the suite in its own task so that `cleanup` runs even when a check fails.
+pub async fn run_then_cleanup<F: Future<Output = ()>>(store: Arc<dyn EventStore>, cleanup: F) {
+    let outcome = tokio::spawn(run_all(store)).await;
+    cleanup.await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
+}

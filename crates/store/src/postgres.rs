@@ -1,0 +1,475 @@
+//! The PostgreSQL store, through sqlx (no TLS, no compile-time macros).
+//!
+//! Tables live in the configured schema (default `public`). A commit is one transaction with
+//! one `INSERT … SELECT FROM UNNEST(arrays)` per table, so a batch of 1,000 events costs a
+//! handful of round trips whatever its size. Reads that need several statements run in a
+//! `REPEATABLE READ READ ONLY` transaction. Durability maps to `synchronous_commit`.
+
+use crate::common::{
+    Cursor, RETENTION_CHUNK, assemble, check_batch, correlated_limit, corrupt, latest_snapshots, like_pattern,
+    page_limit, seq_to_i64, summaries, unavailable,
+};
+use crate::sql::{EventDocs, RawEvent, event_select, json_text, parse_record};
+use crate::{ACQUIRE_TIMEOUT, Durability, StoreOptions, with_retry};
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
+use std::str::FromStr;
+use uuid::Uuid;
+use xcomponent_core::instance::{EventId, InstanceId, Millis};
+use xcomponent_core::store::{
+    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, RECORD_SCHEMA_VERSION, Result, Retention,
+    StoredEvent,
+};
+
+const BACKEND: &str = "postgres";
+
+/// Embedded schema migrations, applied in order at open.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+/// Key of the advisory lock that serializes migrations across processes.
+const MIGRATION_LOCK: i64 = 0x7863_5f73_746f_7265; // "xc_store"
+
+/// Longest schema name PostgreSQL accepts.
+const MAX_SCHEMA_LEN: usize = 63;
+
+const INSERT_EVENTS: &str = "INSERT INTO fsm_events (id, instance_id, seq, component, machine, event_type, payload, \
+    state_before, state_after, status, context, timers, parent_id, parent_machine, entry_point, occurred_at, \
+    causation_id, correlation_id, source_component, schema_version) \
+    SELECT id, instance_id, seq, component, machine, event_type, payload::jsonb, state_before, state_after, status, \
+    context::jsonb, timers::jsonb, parent_id, parent_machine, entry_point, occurred_at, causation_id, correlation_id, \
+    source_component, $20 FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::text[], $6::text[], \
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::uuid[], $14::text[], $15::bool[], \
+    $16::int8[], $17::uuid[], $18::uuid[], $19::text[]) AS u(id, instance_id, seq, component, machine, event_type, \
+    payload, state_before, state_after, status, context, timers, parent_id, parent_machine, entry_point, occurred_at, \
+    causation_id, correlation_id, source_component)";
+
+const UPSERT_INSTANCES: &str = "INSERT INTO fsm_instances (instance_id, component, machine, state, status, seq, \
+    created_at, updated_at, entry_point, correlation_id) \
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
+    $8::int8[], $9::bool[], $10::uuid[]) \
+    ON CONFLICT (instance_id) DO UPDATE SET component = EXCLUDED.component, machine = EXCLUDED.machine, \
+    state = EXCLUDED.state, status = EXCLUDED.status, seq = EXCLUDED.seq, updated_at = EXCLUDED.updated_at \
+    WHERE EXCLUDED.seq > fsm_instances.seq";
+
+const UPSERT_SNAPSHOTS: &str = "INSERT INTO fsm_snapshots (instance_id, seq, state, status, record, schema_version) \
+    SELECT instance_id, seq, state, status, record::jsonb, $6 \
+    FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[]) AS u(instance_id, seq, state, status, record) \
+    ON CONFLICT (instance_id) DO UPDATE SET seq = EXCLUDED.seq, state = EXCLUDED.state, status = EXCLUDED.status, \
+    record = EXCLUDED.record, schema_version = EXCLUDED.schema_version WHERE EXCLUDED.seq >= fsm_snapshots.seq";
+
+const FIND_CONFLICT: &str = "SELECT u.instance_id, u.seq FROM UNNEST($1::uuid[], $2::int8[]) WITH ORDINALITY \
+    AS u(instance_id, seq, n) JOIN fsm_events e ON e.instance_id = u.instance_id AND e.seq = u.seq ORDER BY u.n LIMIT 1";
+
+const RETENTION: &str = "WITH purged AS (SELECT instance_id FROM fsm_instances WHERE status IN ('completed', 'error') \
+    AND updated_at < $1 ORDER BY instance_id LIMIT $2 FOR UPDATE SKIP LOCKED), \
+    e AS (DELETE FROM fsm_events WHERE instance_id IN (SELECT instance_id FROM purged)), \
+    s AS (DELETE FROM fsm_snapshots WHERE instance_id IN (SELECT instance_id FROM purged)), \
+    i AS (DELETE FROM fsm_instances WHERE instance_id IN (SELECT instance_id FROM purged) RETURNING 1) \
+    SELECT count(*) FROM i";
+
+const READ_TX: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// Event store in a PostgreSQL schema.
+#[derive(Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    schema: String,
+}
+
+fn err(operation: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
+    move |e| unavailable(BACKEND, operation, e)
+}
+
+impl PostgresStore {
+    /// Connects (retrying up to `CONNECT_ATTEMPTS` times), creates the schema if needed and migrates.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore> {
+        let schema = options.schema.as_str();
+        let valid = !schema.is_empty()
+            && schema.len() <= MAX_SCHEMA_LEN
+            && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !schema.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(Error::Config(format!("invalid PostgreSQL schema name {schema:?} (letters, digits, _)")));
+        }
+        let synchronous_commit = match options.durability {
+            Durability::EachCommit => "on",
+            Durability::Relaxed | Durability::None => "off",
+        };
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::Config(format!("invalid PostgreSQL store URL: {e}")))?
+            .application_name("xcomponent-store")
+            .options([("search_path", schema), ("synchronous_commit", synchronous_commit)]);
+        let pool = with_retry(BACKEND, "connect", || {
+            PgPoolOptions::new()
+                .max_connections(options.pool_size.max(2))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(connect.clone())
+        })
+        .await?;
+        let mut conn = pool.acquire().await.map_err(err("migrate"))?;
+        migrate(&mut conn, schema).await?;
+        drop(conn);
+        Ok(PostgresStore { pool, schema: schema.to_owned() })
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    async fn write(tx: &mut PgConnection, batch: &CommitBatch) -> std::result::Result<(), Failure> {
+        let events = &batch.events;
+        let docs = events.iter().map(|e| EventDocs::of(BACKEND, e)).collect::<Result<Vec<_>>>()?;
+        let seqs = events.iter().map(|e| seq_to_i64(e.seq)).collect::<Result<Vec<_>>>()?;
+        if !events.is_empty() {
+            sqlx::query(INSERT_EVENTS)
+                .bind(events.iter().map(|e| e.id.0).collect::<Vec<Uuid>>())
+                .bind(events.iter().map(|e| e.instance_id.0).collect::<Vec<Uuid>>())
+                .bind(seqs)
+                .bind(events.iter().map(|e| e.component.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.machine.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+                .bind(docs.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.state_before.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.state_after.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
+                .bind(docs.iter().map(|d| d.context.as_str()).collect::<Vec<_>>())
+                .bind(docs.iter().map(|d| d.timers.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.parent.as_ref().map(|p| p.instance_id.0)).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.parent.as_ref().map(|p| p.machine.as_str())).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.entry_point).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.causation_id.map(|c| c.0)).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.correlation_id.0).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.source_component.as_deref()).collect::<Vec<_>>())
+                .bind(RECORD_SCHEMA_VERSION as i32)
+                .execute(&mut *tx)
+                .await
+                .map_err(Failure::Events)?;
+        }
+        let sums = summaries(batch);
+        sqlx::query(UPSERT_INSTANCES)
+            .bind(sums.iter().map(|s| s.id.0).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.component.as_str()).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.machine.as_str()).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| seq_to_i64(s.seq)).collect::<Result<Vec<_>>>()?)
+            .bind(sums.iter().map(|s| s.created_at).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.updated_at).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.entry_point).collect::<Vec<_>>())
+            .bind(sums.iter().map(|s| s.correlation_id.0).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Failure::Store(unavailable(BACKEND, "commit (fsm_instances)", e)))?;
+        let snapshots = latest_snapshots(batch);
+        if !snapshots.is_empty() {
+            sqlx::query(UPSERT_SNAPSHOTS)
+                .bind(snapshots.iter().map(|s| s.id.0).collect::<Vec<_>>())
+                .bind(snapshots.iter().map(|s| seq_to_i64(s.seq)).collect::<Result<Vec<_>>>()?)
+                .bind(snapshots.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
+                .bind(snapshots.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
+                .bind(snapshots.iter().map(|s| json_text(BACKEND, s)).collect::<Result<Vec<_>>>()?)
+                .bind(RECORD_SCHEMA_VERSION as i32)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Failure::Store(unavailable(BACKEND, "commit (fsm_snapshots)", e)))?;
+        }
+        Ok(())
+    }
+
+    async fn find_conflict(&self, batch: &CommitBatch) -> Result<Error> {
+        let row = sqlx::query(FIND_CONFLICT)
+            .bind(batch.events.iter().map(|e| e.instance_id.0).collect::<Vec<_>>())
+            .bind(batch.events.iter().map(|e| seq_to_i64(e.seq)).collect::<Result<Vec<_>>>()?)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err("commit (conflict lookup)"))?;
+        match row {
+            Some(row) => Ok(Error::Conflict {
+                instance_id: InstanceId(row.try_get(0).map_err(err("commit (conflict lookup)"))?),
+                seq: crate::sql::parse_seq(BACKEND, row.try_get(1).map_err(err("commit (conflict lookup)"))?)?,
+            }),
+            None => Ok(unavailable(BACKEND, "commit", "unique violation on a sequence number that is not stored")),
+        }
+    }
+
+    /// Records of the instances selected by `filter`, rebuilt as snapshot + later events.
+    async fn records<'a>(
+        tx: &mut PgConnection,
+        ids: &[InstanceId],
+        filter: &str,
+        bind: impl Fn(Query<'a>) -> Query<'a>,
+    ) -> Result<Vec<InstanceRecord>> {
+        let sql = format!(
+            "SELECT s.record::text FROM fsm_instances i JOIN fsm_snapshots s ON s.instance_id = i.instance_id \
+             WHERE {filter} ORDER BY i.instance_id"
+        );
+        let rows = bind(sqlx::query(AssertSqlSafe(sql))).fetch_all(&mut *tx).await.map_err(err("restore (snapshots)"))?;
+        let mut snapshots = Vec::with_capacity(rows.len());
+        for row in &rows {
+            snapshots.push(parse_record(BACKEND, row.try_get(0).map_err(err("restore (snapshots)"))?)?);
+        }
+        let sql = format!(
+            "SELECT {} FROM fsm_instances i LEFT JOIN fsm_snapshots s ON s.instance_id = i.instance_id \
+             JOIN fsm_events e ON e.instance_id = i.instance_id AND e.seq > COALESCE(s.seq, 0) \
+             WHERE {filter} ORDER BY i.instance_id, e.seq",
+            event_select("e", "::text")
+        );
+        let rows = bind(sqlx::query(AssertSqlSafe(sql))).fetch_all(&mut *tx).await.map_err(err("restore (events)"))?;
+        let events = rows.iter().map(decode_event).collect::<Result<Vec<_>>>()?;
+        assemble(BACKEND, ids, snapshots, events)
+    }
+
+    async fn records_by_id(tx: &mut PgConnection, ids: &[InstanceId]) -> Result<Vec<InstanceRecord>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+        Self::records(tx, ids, "i.instance_id = ANY($1)", move |q| q.bind(list.clone())).await
+    }
+
+    async fn events(&self, operation: &str, filter: &str, key: Uuid, limit: i64) -> Result<Vec<StoredEvent>> {
+        let sql = format!("SELECT {} FROM fsm_events e WHERE {filter} LIMIT $2", event_select("e", "::text"));
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(key).bind(limit).fetch_all(&self.pool).await.map_err(err(operation))?;
+        rows.iter().map(decode_event).collect()
+    }
+}
+
+type Query<'a> = sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Why a commit transaction failed.
+enum Failure {
+    /// The events insert failed (maybe a sequence conflict).
+    Events(sqlx::Error),
+    /// Anything else, already described.
+    Store(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure::Store(error)
+    }
+}
+
+fn decode_event(row: &PgRow) -> Result<StoredEvent> {
+    let get_err = |e: sqlx::Error| corrupt(BACKEND, "event row", e);
+    let text = |i: usize| row.try_get::<&str, _>(i).map_err(get_err);
+    let uuid = |i: usize| row.try_get::<Uuid, _>(i).map_err(get_err);
+    RawEvent {
+        id: uuid(0)?,
+        instance_id: uuid(1)?,
+        seq: row.try_get(2).map_err(get_err)?,
+        component: text(3)?,
+        machine: text(4)?,
+        event_type: text(5)?,
+        payload: text(6)?,
+        state_before: text(7)?,
+        state_after: text(8)?,
+        status: text(9)?,
+        context: text(10)?,
+        timers: text(11)?,
+        parent_id: row.try_get(12).map_err(get_err)?,
+        parent_machine: row.try_get(13).map_err(get_err)?,
+        entry_point: row.try_get(14).map_err(get_err)?,
+        occurred_at: row.try_get(15).map_err(get_err)?,
+        causation_id: row.try_get(16).map_err(get_err)?,
+        correlation_id: uuid(17)?,
+        source_component: row.try_get(18).map_err(get_err)?,
+    }
+    .decode(BACKEND)
+}
+
+/// Creates the schema if needed and applies the embedded migrations not yet recorded.
+async fn migrate(conn: &mut PgConnection, schema: &str) -> Result<()> {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await.map_err(err("migrate"))?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(err("migrate"))?;
+    // The schema name was validated (letters, digits, underscores), so quoting it is enough.
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; \
+         CREATE TABLE IF NOT EXISTS fsm_schema_version (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(err("migrate"))?;
+    let current: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM fsm_schema_version")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err("migrate"))?;
+    let latest = MIGRATIONS.last().map_or(0, |m| m.0);
+    if i64::from(current) > latest {
+        return Err(Error::Config(format!("PostgreSQL schema version {current} is newer than this build supports ({latest})")));
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > i64::from(current)) {
+        sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(err("migrate"))?;
+        sqlx::query("INSERT INTO fsm_schema_version (version, applied_at) VALUES ($1, $2)")
+            .bind(*version as i32)
+            .bind(crate::common::now_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(err("migrate"))?;
+        tracing::info!(backend = BACKEND, schema, version, "applied store migration");
+    }
+    tx.commit().await.map_err(err("migrate"))
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn commit(&self, batch: &CommitBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        check_batch(batch)?;
+        let mut tx = self.pool.begin().await.map_err(err("commit"))?;
+        match Self::write(&mut tx, batch).await {
+            Ok(()) => tx.commit().await.map_err(err("commit")),
+            Err(failure) => {
+                tx.rollback().await.map_err(err("commit (rollback)"))?;
+                match failure {
+                    Failure::Events(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                        Err(self.find_conflict(batch).await?)
+                    }
+                    Failure::Events(e) => Err(unavailable(BACKEND, "commit (fsm_events)", e)),
+                    Failure::Store(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn load_active(&self, after: Option<InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>> {
+        // Without `after`, start at the nil id inclusively (`>=`), else strictly after it.
+        let (start, op) = after.map_or((Uuid::nil(), ">="), |a| (a.0, ">"));
+        let mut tx = self.pool.begin_with(READ_TX).await.map_err(err("load_active"))?;
+        let sql = format!(
+            "SELECT instance_id FROM fsm_instances WHERE status = 'active' AND instance_id {op} $1 \
+             ORDER BY instance_id LIMIT $2"
+        );
+        let ids: Vec<Uuid> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(start)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err("load_active"))?;
+        let Some(&last) = ids.last() else { return Ok(Vec::new()) };
+        let ids: Vec<InstanceId> = ids.into_iter().map(InstanceId).collect();
+        let filter = format!("i.status = 'active' AND i.instance_id {op} $1 AND i.instance_id <= $2");
+        let records = Self::records(&mut tx, &ids, &filter, |q| q.bind(start).bind(last)).await?;
+        tx.commit().await.map_err(err("load_active"))?;
+        Ok(records)
+    }
+
+    async fn instance(&self, id: InstanceId) -> Result<Option<InstanceRecord>> {
+        let mut tx = self.pool.begin_with(READ_TX).await.map_err(err("instance"))?;
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM fsm_instances WHERE instance_id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err("instance"))?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let record = Self::records_by_id(&mut tx, &[id]).await?.pop();
+        tx.commit().await.map_err(err("instance"))?;
+        Ok(record)
+    }
+
+    async fn history(&self, id: InstanceId) -> Result<Vec<StoredEvent>> {
+        self.events("history", "e.instance_id = $1 ORDER BY e.seq", id.0, i64::MAX).await
+    }
+
+    async fn search(&self, query: &InstanceQuery) -> Result<Page<InstanceRecord>> {
+        let limit = page_limit(query.limit);
+        let cursor = Cursor::of(query)?;
+        let mut sql = String::from("SELECT i.instance_id, i.updated_at FROM fsm_instances i ");
+        if query.text.is_some() {
+            sql.push_str("LEFT JOIN fsm_events e ON e.instance_id = i.instance_id AND e.seq = i.seq ");
+        }
+        sql.push_str("WHERE TRUE");
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut filter = |clause: &str, value: Bind| {
+            binds.push(value);
+            sql.push_str(&clause.replace('#', &format!("${}", binds.len())));
+        };
+        if let Some(v) = &query.component { filter(" AND i.component = #", Bind::Text(v.clone())); }
+        if let Some(v) = &query.machine { filter(" AND i.machine = #", Bind::Text(v.clone())); }
+        if let Some(v) = &query.state { filter(" AND i.state = #", Bind::Text(v.clone())); }
+        if let Some(v) = query.status { filter(" AND i.status = #", Bind::Text(v.as_str().to_owned())); }
+        if let Some(v) = query.updated_from { filter(" AND i.updated_at >= #", Bind::Int(v)); }
+        if let Some(v) = query.updated_to { filter(" AND i.updated_at <= #", Bind::Int(v)); }
+        if let Some(c) = cursor {
+            filter(" AND (i.updated_at, i.instance_id) < (#", Bind::Int(c.updated_at));
+            filter(", #)", Bind::Uuid(c.id.0));
+        }
+        if let Some(text) = &query.text {
+            filter(" AND (i.instance_id::text ILIKE # OR e.context::text ILIKE #)", Bind::Text(like_pattern(text)));
+        }
+        binds.push(Bind::Int(limit as i64 + 1));
+        sql.push_str(&format!(" ORDER BY i.updated_at DESC, i.instance_id DESC LIMIT ${}", binds.len()));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for bind in binds {
+            q = match bind {
+                Bind::Text(t) => q.bind(t),
+                Bind::Int(i) => q.bind(i),
+                Bind::Uuid(u) => q.bind(u),
+            };
+        }
+        let mut tx = self.pool.begin_with(READ_TX).await.map_err(err("search"))?;
+        let rows = q.fetch_all(&mut *tx).await.map_err(err("search"))?;
+        let mut hits: Vec<(Millis, InstanceId)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            hits.push((row.try_get(1).map_err(err("search"))?, InstanceId(row.try_get(0).map_err(err("search"))?)));
+        }
+        let next_cursor = (hits.len() > limit).then(|| Cursor::after(hits[limit - 1].0, hits[limit - 1].1).encode());
+        hits.truncate(limit);
+        let ids: Vec<InstanceId> = hits.iter().map(|h| h.1).collect();
+        let items = Self::records_by_id(&mut tx, &ids).await?;
+        tx.commit().await.map_err(err("search"))?;
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn correlated(&self, correlation_id: EventId, limit: usize) -> Result<Vec<StoredEvent>> {
+        let filter = "e.correlation_id = $1 ORDER BY e.occurred_at, e.id";
+        self.events("correlated", filter, correlation_id.0, correlated_limit(limit) as i64).await
+    }
+
+    async fn apply_retention(&self, retention: Retention, now: Millis) -> Result<u64> {
+        let Some(keep) = retention.keep_finished_ms else { return Ok(0) };
+        let cutoff = now.saturating_sub(keep);
+        let mut total = 0;
+        loop {
+            let purged: i64 = sqlx::query_scalar(RETENTION)
+                .bind(cutoff)
+                .bind(RETENTION_CHUNK as i64)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err("apply_retention"))?;
+            let purged = u64::try_from(purged).unwrap_or(0);
+            total += purged;
+            if purged < RETENTION_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let _: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM fsm_schema_version")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err("ping"))?;
+        Ok(())
+    }
+}
+
+/// A bind value of a dynamically built query.
+enum Bind {
+    Text(String),
+    Int(i64),
+    Uuid(Uuid),
+}
