@@ -153,6 +153,8 @@ pub struct CrossTarget {
     pub machine: Arc<str>,
     /// Event sent to matching instances; `None` creates an instance.
     pub event: Option<Arc<str>>,
+    /// Correlation rules: target `instanceProperty` OP the outgoing data's `eventProperty`.
+    pub correlation: Vec<MatchingRule>,
 }
 
 /// `notifyParent`, resolved.
@@ -185,8 +187,12 @@ pub struct TransitionDef {
     pub resets_on_self_loop: bool,
     /// Guard.
     pub guard: Option<CompiledGuard>,
-    /// Matching rules (non-empty when present); they also turn off the payload merge.
+    /// Selection rules (non-empty when present): instance data OP event payload. A
+    /// cross_component transition's rules are correlation rules instead (`CrossTarget`).
     pub rules: Option<Vec<MatchingRule>>,
+    /// Whether the payload is merged into the data (the original turns the merge off for any
+    /// transition that declares matching rules).
+    pub merge_payload: bool,
     /// Hook run during the transition.
     pub triggered: Option<Arc<str>>,
     /// `inter_machine`: the child machine.
@@ -202,7 +208,7 @@ pub struct TransitionDef {
 impl TransitionDef {
     /// Whether the payload is merged into the data (no matching rules).
     pub fn merges_payload(&self) -> bool {
-        self.rules.is_none()
+        self.merge_payload
     }
 }
 
@@ -402,6 +408,7 @@ fn compile_machine(
                 component: component.into(),
                 machine: transition.target_machine.as_deref().unwrap_or(component).into(),
                 event: transition.target_event.as_deref().map(Arc::from),
+                correlation: transition.matching_rules.clone().unwrap_or_default(),
             }),
             (TransitionType::CrossComponent, None) => {
                 errors.push(CompileError::Invalid { location: location(where_.clone()), message: "cross_component transition without targetComponent".into() });
@@ -422,7 +429,11 @@ fn compile_machine(
             delay_ms: transition.timeout_ms.unwrap_or(0),
             resets_on_self_loop: transition.resets_on_self_loop(),
             guard,
-            rules: transition.matching_rules.clone().filter(|rules| !rules.is_empty()),
+            rules: transition
+                .matching_rules
+                .clone()
+                .filter(|rules| !rules.is_empty() && transition.transition_type != TransitionType::CrossComponent),
+            merge_payload: !transition.has_matching_rules(),
             triggered: transition.triggered_method.as_deref().map(Arc::from),
             child_machine,
             cross,

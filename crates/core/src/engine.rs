@@ -375,7 +375,7 @@ fn apply(definition: &Definition, instance: &mut Instance, index: TransitionIdx,
         }
         if let Some(target) = &transition.cross {
             let filters = match &target.event {
-                Some(_) => resolve_filters(transition.rules.as_deref().unwrap_or(&[]), &outgoing, Some(&source)),
+                Some(_) => resolve_filters(&target.correlation, &outgoing, Some(&source)),
                 None => Some(Vec::new()),
             };
             effects.push(Effect::CrossComponent { target: target.clone(), context: outgoing, filters });

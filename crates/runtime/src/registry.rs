@@ -48,15 +48,11 @@ impl Registry {
             for (machine_index, machine) in definition.machines.iter().enumerate() {
                 for transition in &machine.transitions {
                     if let Some(rules) = &transition.rules {
-                        if transition.cross.is_none() {
-                            add(component_index, machine_index as MachineIdx, rules);
-                        }
+                        add(component_index, machine_index as MachineIdx, rules);
                     }
-                    if let (Some(target), Some(rules)) = (&transition.cross, &transition.rules) {
-                        if target.event.is_some() {
-                            if let Some((target_component, target_machine)) = resolve(&by_name, &components, &target.component, &target.machine) {
-                                add(target_component, target_machine, rules);
-                            }
+                    if let Some(target) = transition.cross.as_ref().filter(|target| target.event.is_some()) {
+                        if let Some((target_component, target_machine)) = resolve(&by_name, &components, &target.component, &target.machine) {
+                            add(target_component, target_machine, &target.correlation);
                         }
                     }
                 }

@@ -1,0 +1,87 @@
+//! Integration tests of the runtime: one binary, one module per topic, shared helpers here.
+//! Timers run on a `ManualClock` with `TimerMode::Manual`, so every timer test is exact and
+//! instant (no sleeps).
+
+mod cross_component;
+mod hooks;
+mod lifecycle;
+mod matching;
+mod persistence;
+mod timers;
+
+use std::sync::Arc;
+use xcomponent_core::clock::ManualClock;
+use xcomponent_core::definition::Definition;
+use xcomponent_core::model::Component;
+use xcomponent_core::store::EventStore;
+use xcomponent_runtime::{EventBatch, Handlers, Runtime, RuntimeBuilder, RuntimeEvent, RuntimeHandle, RuntimeOptions, SendOutcome, TimerMode};
+
+/// Start of the manual clock in every test (an arbitrary fixed instant).
+pub const T0: i64 = 1_700_000_000_000;
+
+pub fn definition(yaml: &str) -> Definition {
+    let component: Component = serde_saphyr::from_str(yaml).expect("test YAML parses");
+    Definition::compile(component).expect("test component compiles")
+}
+
+pub struct TestRuntime {
+    pub runtime: Runtime,
+    pub handle: RuntimeHandle,
+    pub clock: Arc<ManualClock>,
+    pub events: tokio::sync::broadcast::Receiver<EventBatch>,
+}
+
+pub async fn start(yamls: &[&str], handlers: Handlers, store: Option<Arc<dyn EventStore>>) -> TestRuntime {
+    start_at(yamls, handlers, store, Arc::new(ManualClock::new(T0))).await
+}
+
+pub async fn start_at(yamls: &[&str], handlers: Handlers, store: Option<Arc<dyn EventStore>>, clock: Arc<ManualClock>) -> TestRuntime {
+    let options = RuntimeOptions { shards: 2, timer_mode: TimerMode::Manual, ..RuntimeOptions::default() };
+    let mut builder = RuntimeBuilder::new().handlers(handlers).clock(clock.clone()).options(options);
+    for yaml in yamls {
+        builder = builder.component(definition(yaml));
+    }
+    if let Some(store) = store {
+        builder = builder.store(store);
+    }
+    let runtime = builder.start().await.expect("runtime starts");
+    let handle = runtime.handle();
+    let events = handle.subscribe();
+    TestRuntime { runtime, handle, clock, events }
+}
+
+impl TestRuntime {
+    /// Current state name of a live instance (None once disposed).
+    pub async fn state(&self, id: xcomponent_core::InstanceId) -> Option<String> {
+        self.handle.instance(id).await.map(|view| view.current_state.to_string())
+    }
+
+    /// Advances the manual clock and fires what is due, letting effects settle.
+    pub async fn advance(&self, ms: i64) {
+        self.clock.advance(ms);
+        self.handle.tick().await.expect("tick");
+    }
+
+    /// Every runtime event received so far.
+    pub fn drain_events(&mut self) -> Vec<RuntimeEvent> {
+        let mut out = Vec::new();
+        while let Ok(batch) = self.events.try_recv() {
+            out.extend(batch.iter().cloned());
+        }
+        out
+    }
+}
+
+pub fn new_state(outcome: &SendOutcome) -> &str {
+    match outcome {
+        SendOutcome::Transitioned { new_state, .. } => new_state,
+        SendOutcome::Ignored { reason, .. } => panic!("expected a transition, got ignored: {reason}"),
+    }
+}
+
+pub fn ctx(value: serde_json::Value) -> xcomponent_core::Context {
+    match value {
+        serde_json::Value::Object(map) => map,
+        other => panic!("context must be an object, got {other}"),
+    }
+}

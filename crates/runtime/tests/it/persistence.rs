@@ -1,0 +1,141 @@
+//! Persistence through the runtime: every creation and transition stored with causality,
+//! restart restores live instances (not finished ones) with their timers, and a failing store
+//! never changes an instance.
+
+use crate::lifecycle::SIMPLE_FLOW;
+use crate::{ctx, new_state, start, start_at, T0};
+use async_trait::async_trait;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use xcomponent_core::clock::ManualClock;
+use xcomponent_core::store::{self, CommitBatch, EventStore, InstanceQuery, InstanceRecord, Page, Retention, StoredEvent};
+use xcomponent_core::{EventId, InstanceId, Millis, Status};
+use xcomponent_runtime::{Handlers, RuntimeError};
+use xcomponent_store::MemoryStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_records_every_step_with_states_and_causality() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let rt = start(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone())).await;
+    let id = rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"n": 1}))).await.unwrap();
+    rt.handle.send_event(id, "BEGIN", Default::default()).await.unwrap();
+    rt.handle.send_event(id, "FINISH", Default::default()).await.unwrap();
+    let history = store.history(id).await.unwrap();
+    let steps: Vec<(u64, &str, &str, &str)> =
+        history.iter().map(|e| (e.seq, e.event_type.as_str(), e.state_before.as_str(), e.state_after.as_str())).collect();
+    assert_eq!(steps, [(1, "INSTANCE_CREATED", "", "Start"), (2, "BEGIN", "Start", "Processing"), (3, "FINISH", "Processing", "Success")]);
+    assert_eq!(history[2].status, Status::Completed);
+    let record = store.instance(id).await.unwrap().expect("finished instances stay queryable");
+    assert_eq!(record.state, "Success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_restores_live_instances_and_timers_but_not_finished_ones() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let (waiting, processing, done);
+    {
+        let rt = start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
+        waiting = rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"k": "w"}))).await.unwrap();
+        processing = rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"k": "p"}))).await.unwrap();
+        done = rt.handle.create_instance("SimpleFlow", "Flow", Default::default()).await.unwrap();
+        for _ in 0..12 {
+            // Many self-free events: past the snapshot interval, so restore = snapshot + replay.
+            rt.handle.send_event(processing, "UNKNOWN", Default::default()).await.unwrap();
+        }
+        rt.handle.send_event(processing, "BEGIN", Default::default()).await.unwrap();
+        rt.handle.send_event(done, "BEGIN", Default::default()).await.unwrap();
+        rt.handle.send_event(done, "FAIL", Default::default()).await.unwrap();
+        rt.runtime.shutdown().await;
+    }
+    clock.advance(400);
+    let rt = start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
+    assert_eq!(rt.state(waiting).await.as_deref(), Some("Start"));
+    let view = rt.handle.instance(processing).await.unwrap();
+    assert_eq!(&*view.current_state, "Processing");
+    assert_eq!(view.context.get("k"), Some(&json!("p")));
+    assert_eq!(view.pending_timers[0].deadline, T0 + 1000, "absolute deadline kept across the restart");
+    assert_eq!(rt.state(done).await, None, "finished instances are not restored");
+    rt.advance(599).await;
+    assert_eq!(rt.state(processing).await.as_deref(), Some("Processing"));
+    rt.advance(1).await;
+    assert_eq!(rt.state(processing).await, None, "the timeout fired at its original deadline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overdue_timers_fire_exactly_once_after_restart() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let id;
+    {
+        let rt = start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
+        id = rt.handle.create_instance("SimpleFlow", "Flow", Default::default()).await.unwrap();
+        rt.handle.send_event(id, "BEGIN", Default::default()).await.unwrap();
+        rt.runtime.shutdown().await;
+    }
+    clock.advance(60_000);
+    let rt = start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
+    rt.advance(0).await;
+    rt.advance(0).await;
+    let timeouts = store.history(id).await.unwrap().iter().filter(|e| e.event_type == "TIMEOUT").count();
+    assert_eq!(timeouts, 1);
+    assert_eq!(rt.state(id).await, None);
+}
+
+/// A store that can be switched to fail every commit.
+struct FlakyStore {
+    inner: MemoryStore,
+    failing: AtomicBool,
+}
+
+#[async_trait]
+impl EventStore for FlakyStore {
+    fn backend(&self) -> &'static str {
+        "flaky"
+    }
+    async fn commit(&self, batch: &CommitBatch) -> store::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(store::Error::Unavailable("disk on fire".into()));
+        }
+        self.inner.commit(batch).await
+    }
+    async fn load_active(&self, after: Option<InstanceId>, limit: usize) -> store::Result<Vec<InstanceRecord>> {
+        self.inner.load_active(after, limit).await
+    }
+    async fn instance(&self, id: InstanceId) -> store::Result<Option<InstanceRecord>> {
+        self.inner.instance(id).await
+    }
+    async fn history(&self, id: InstanceId) -> store::Result<Vec<StoredEvent>> {
+        self.inner.history(id).await
+    }
+    async fn search(&self, query: &InstanceQuery) -> store::Result<Page<InstanceRecord>> {
+        self.inner.search(query).await
+    }
+    async fn correlated(&self, correlation_id: EventId, limit: usize) -> store::Result<Vec<StoredEvent>> {
+        self.inner.correlated(correlation_id, limit).await
+    }
+    async fn apply_retention(&self, retention: Retention, now: Millis) -> store::Result<u64> {
+        self.inner.apply_retention(retention, now).await
+    }
+    async fn ping(&self) -> store::Result<()> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_never_changes_or_destroys_an_instance() {
+    let flaky = Arc::new(FlakyStore { inner: MemoryStore::new(), failing: AtomicBool::new(false) });
+    let rt = start(&[SIMPLE_FLOW], Handlers::new(), Some(flaky.clone())).await;
+    let id = rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"v": 1}))).await.unwrap();
+    flaky.failing.store(true, Ordering::SeqCst);
+    let error = rt.handle.send_event(id, "BEGIN", ctx(json!({"v": 2}))).await.unwrap_err();
+    assert!(matches!(error, RuntimeError::Storage(_)), "{error:?}");
+    let view = rt.handle.instance(id).await.expect("the instance survives");
+    assert_eq!(&*view.current_state, "Start");
+    assert_eq!(view.context.get("v"), Some(&json!(1)));
+    assert!(matches!(rt.handle.create_instance("SimpleFlow", "Flow", Default::default()).await, Err(RuntimeError::Storage(_))));
+    flaky.failing.store(false, Ordering::SeqCst);
+    assert_eq!(new_state(&rt.handle.send_event(id, "BEGIN", Default::default()).await.unwrap()), "Processing");
+    assert_eq!(flaky.inner.history(id).await.unwrap().len(), 2, "nothing of the failed batch was stored");
+}
