@@ -1,0 +1,444 @@
+/**
+ * A stand-in for `xcomponent-ai serve`, for the dashboard's browser tests.
+ *
+ * It serves ../dashboard as static files and fakes the server's REST API and
+ * WebSocket feed (same paths and JSON shapes) with a tiny in-memory runtime:
+ * instances, transitions, timeout/auto timers, inter_machine children,
+ * cross_component creation and correlated events (the Order/Payment example),
+ * and an event history with causation and correlation ids.
+ *
+ * Test hooks: `POST /__mock/push {type, data}` sends a raw WebSocket message
+ * to every client; `POST /__mock/reset` forgets every instance.
+ *
+ * Run alone: `node mock-server.mjs [port]` (default 4310).
+ */
+
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer } from 'ws';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const STATIC_DIR = path.resolve(here, '../dashboard');
+const FIXTURES = ['order-component.json', 'payment-component.json', 'support-component.json'];
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.json': 'application/json',
+};
+
+/** HTTP error with the server's JSON error shape. */
+class HttpError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** The fake runtime behind the API. */
+export class MockRuntime {
+  constructor(components, broadcast) {
+    this.components = new Map(components.map((c) => [c.name, c]));
+    this.broadcast = broadcast;
+    this.live = new Map();
+    this.ended = new Map();
+    this.events = [];
+    this.timers = new Map();
+  }
+
+  machine(componentName, machineName) {
+    const comp = this.components.get(componentName);
+    if (!comp) throw new HttpError(404, 'component_not_found', `Component ${componentName} not found`);
+    const m = comp.stateMachines.find((x) => x.name === machineName);
+    if (!m) throw new HttpError(400, 'machine_not_found', `Machine ${machineName} not found in ${componentName}`);
+    return m;
+  }
+
+  stateType(inst) {
+    return this.machine(inst.componentName, inst.machineName).states.find((s) => s.name === inst.currentState)?.type || 'regular';
+  }
+
+  record(inst, fields) {
+    const ev = {
+      id: randomUUID(),
+      instanceId: inst.id,
+      seq: (inst.seq = (inst.seq || 0) + 1),
+      eventType: fields.eventType,
+      payload: fields.payload ?? {},
+      stateBefore: fields.stateBefore ?? null,
+      stateAfter: inst.currentState,
+      status: inst.status,
+      context: structuredClone(inst.context),
+      timestamp: new Date().toISOString(),
+      causationId: fields.causationId ?? null,
+      correlationId: inst.correlationId,
+      sourceComponent: fields.sourceComponent ?? null,
+      componentName: inst.componentName,
+      machineName: inst.machineName,
+    };
+    this.events.push(ev);
+    return ev;
+  }
+
+  create(componentName, machineName, context = {}, meta = {}) {
+    const comp = this.components.get(componentName);
+    if (!comp) throw new HttpError(404, 'component_not_found', `Component ${componentName} not found`);
+    const name = machineName || comp.entryMachine;
+    const m = this.machine(componentName, name);
+    if (comp.entryMachineMode === 'singleton' && name === comp.entryMachine && [...this.live.values()].some((i) => i.componentName === componentName && i.machineName === name)) {
+      throw new HttpError(409, 'singleton_exists', `${componentName} runs ${name} as a singleton and one instance already exists`);
+    }
+    const now = Date.now();
+    const id = randomUUID();
+    const inst = {
+      id,
+      componentName,
+      machineName: name,
+      currentState: m.initialState,
+      status: 'active',
+      context: structuredClone(context || {}),
+      createdAt: now,
+      updatedAt: now,
+      parentInstanceId: meta.parentInstanceId || undefined,
+      correlationId: meta.correlationId || id,
+      seq: 0,
+      deadlines: [],
+    };
+    this.live.set(id, inst);
+    const ev = this.record(inst, { eventType: 'INSTANCE_CREATED', payload: context, causationId: meta.causationId, sourceComponent: meta.sourceComponent });
+    this.broadcast('instance_created', this.summary(inst));
+    this.arm(inst, ev.id);
+    return inst;
+  }
+
+  summary(inst) {
+    const { deadlines, seq, correlationId, ...rest } = inst;
+    return structuredClone(rest);
+  }
+
+  arm(inst, causeId) {
+    this.clearTimers(inst);
+    const m = this.machine(inst.componentName, inst.machineName);
+    for (const t of m.transitions) {
+      if (t.from !== inst.currentState || (t.type !== 'timeout' && t.type !== 'auto')) continue;
+      const delay = t.timeoutMs ?? 0;
+      const handle = setTimeout(() => {
+        if (this.live.get(inst.id)?.currentState === t.from) this.send(inst.id, t.event, {}, { causationId: causeId });
+      }, delay);
+      inst.deadlines.push({ event: t.event, targetState: t.to, at: Date.now() + delay, timeoutMs: delay });
+      this.timers.set(`${inst.id}:${t.event}`, handle);
+    }
+  }
+
+  clearTimers(inst) {
+    for (const d of inst.deadlines || []) clearTimeout(this.timers.get(`${inst.id}:${d.event}`));
+    inst.deadlines = [];
+  }
+
+  send(id, type, payload = {}, meta = {}) {
+    const inst = this.live.get(id);
+    if (!inst) {
+      if (this.ended.has(id)) return { outcome: 'ignored', reason: 'instance has ended', allowedEvents: [] };
+      throw new HttpError(404, 'instance_not_found', `Instance ${id} not found`);
+    }
+    const m = this.machine(inst.componentName, inst.machineName);
+    const out = m.transitions.filter((t) => t.from === inst.currentState);
+    const t = out.find((x) => x.event === type);
+    if (!t) {
+      const allowedEvents = [...new Set(out.map((x) => x.event))];
+      const reason = `no transition for ${type} from ${inst.currentState}`;
+      this.broadcast('event_ignored', { instanceId: id, componentName: inst.componentName, machineName: inst.machineName, event: type, reason, currentState: inst.currentState });
+      return { outcome: 'ignored', reason, allowedEvents };
+    }
+    const previousState = inst.currentState;
+    if (!t.matchingRules && payload && typeof payload === 'object') Object.assign(inst.context, payload);
+    inst.currentState = t.to;
+    inst.updatedAt = Date.now();
+    const stType = this.stateType(inst);
+    if (stType === 'final') inst.status = 'completed';
+    if (stType === 'error') inst.status = 'error';
+    const ev = this.record(inst, { eventType: type, payload, stateBefore: previousState, causationId: meta.causationId, sourceComponent: meta.sourceComponent });
+    this.clearTimers(inst);
+    this.broadcast('state_change', {
+      instanceId: id,
+      componentName: inst.componentName,
+      machineName: inst.machineName,
+      previousState,
+      newState: t.to,
+      event: { type, payload },
+      context: structuredClone(inst.context),
+      timestamp: inst.updatedAt,
+    });
+    this.effects(inst, t, ev);
+    if (inst.status !== 'active') {
+      this.broadcast('instance_completed', { instanceId: id, componentName: inst.componentName, machineName: inst.machineName, finalState: inst.currentState, status: inst.status, timestamp: Date.now() });
+      this.live.delete(id);
+      this.ended.set(id, inst);
+      this.broadcast('instance_disposed', { instanceId: id, componentName: inst.componentName, machineName: inst.machineName });
+    } else {
+      this.arm(inst, ev.id);
+    }
+    return { outcome: 'transitioned', previousState, newState: t.to };
+  }
+
+  mapped(t, data) {
+    if (!t.contextMapping) return structuredClone(data);
+    const out = {};
+    for (const [k, src] of Object.entries(t.contextMapping)) {
+      const v = src.split('.').reduce((acc, part) => (acc == null ? undefined : acc[part]), data);
+      if (v !== undefined) out[k] = v;
+    }
+    return out;
+  }
+
+  effects(inst, t, ev) {
+    if (t.type === 'inter_machine' && t.targetMachine) {
+      this.create(inst.componentName, t.targetMachine, this.mapped(t, { ...ev.payload }), { parentInstanceId: inst.id, causationId: ev.id, correlationId: inst.correlationId });
+    }
+    if (t.type === 'cross_component' && t.targetComponent) {
+      const data = this.mapped(t, { ...inst.context, ...ev.payload });
+      setTimeout(() => {
+        const meta = { causationId: ev.id, correlationId: inst.correlationId, sourceComponent: inst.componentName };
+        if (t.targetEvent) {
+          for (const target of [...this.live.values()]) {
+            if (target.componentName !== t.targetComponent || target.machineName !== (t.targetMachine || target.machineName)) continue;
+            const ok = (t.matchingRules || []).every((r) => target.context[r.instanceProperty] === inst.context[r.eventProperty]);
+            if (ok) this.send(target.id, t.targetEvent, data, meta);
+          }
+        } else {
+          this.create(t.targetComponent, t.targetMachine, data, meta);
+        }
+      }, 25);
+    }
+  }
+
+  detail(id) {
+    const inst = this.live.get(id) || this.ended.get(id);
+    if (!inst || !this.live.has(id)) throw new HttpError(404, 'instance_not_found', `Instance ${id} not found`);
+    const m = this.machine(inst.componentName, inst.machineName);
+    const now = Date.now();
+    return {
+      ...this.summary(inst),
+      availableTransitions: m.transitions
+        .filter((t) => t.from === inst.currentState)
+        .map((t) => ({ event: t.event, to: t.to, type: t.type || 'regular', ...(t.guard ? { guard: t.guard } : {}), ...(t.targetMachine ? { targetMachine: t.targetMachine } : {}) })),
+      pendingTimeouts: inst.deadlines.map((d) => ({ event: d.event, remainingMs: Math.max(0, d.at - now), targetState: d.targetState })),
+    };
+  }
+
+  list(q) {
+    let items = [...this.live.values()];
+    if (q.component) items = items.filter((i) => i.componentName === q.component);
+    if (q.machine) items = items.filter((i) => i.machineName === q.machine);
+    if (q.state) items = items.filter((i) => i.currentState === q.state);
+    if (q.q) items = items.filter((i) => JSON.stringify(i).toLowerCase().includes(q.q.toLowerCase()));
+    items.sort((a, b) => b.createdAt - a.createdAt);
+    const start = Number(q.cursor || 0);
+    const limit = Math.min(Number(q.limit || 100), 1000);
+    const page = items.slice(start, start + limit);
+    return { items: page.map((i) => this.summary(i)), nextCursor: start + limit < items.length ? String(start + limit) : null };
+  }
+
+  historyOf(id) {
+    if (!this.live.has(id) && !this.ended.has(id)) throw new HttpError(404, 'instance_not_found', `Instance ${id} not found`);
+    return this.events.filter((e) => e.instanceId === id);
+  }
+
+  searchHistory(q) {
+    let items = [...this.live.values(), ...this.ended.values()];
+    if (q.machine) items = items.filter((i) => i.machineName === q.machine);
+    if (q.state) items = items.filter((i) => i.currentState === q.state);
+    if (q.q) items = items.filter((i) => `${i.id} ${JSON.stringify(i.context)}`.toLowerCase().includes(q.q.toLowerCase()));
+    items.sort((a, b) => b.updatedAt - a.updatedAt);
+    return items.slice(0, Math.min(Number(q.limit || 100), 500)).map((i) => ({ ...this.summary(i), eventCount: i.seq }));
+  }
+
+  correlated(id) {
+    const inst = this.live.get(id) || this.ended.get(id);
+    if (!inst) throw new HttpError(404, 'instance_not_found', `Instance ${id} not found`);
+    return this.events.filter((e) => e.correlationId === inst.correlationId);
+  }
+
+  broadcastEvent(componentName, body) {
+    let count = 0;
+    for (const inst of [...this.live.values()]) {
+      if (inst.componentName !== componentName || inst.machineName !== body.machineName) continue;
+      if (body.state && inst.currentState !== body.state) continue;
+      const r = this.send(inst.id, body.event.type, body.event.payload || {});
+      if (r.outcome === 'transitioned') count++;
+    }
+    return { count };
+  }
+
+  diagram(componentName, machineName, currentState) {
+    const m = this.machine(componentName, machineName);
+    const lines = ['stateDiagram-v2', `  [*] --> ${m.initialState}`];
+    for (const t of m.transitions) lines.push(`  ${t.from} --> ${t.to}: ${t.event}`);
+    const terminalStates = m.states.filter((s) => s.type === 'final' || s.type === 'error').map((s) => s.name);
+    for (const s of terminalStates) lines.push(`  ${s} --> [*]`);
+    if (currentState) lines.push(`  class ${currentState} current`);
+    return { mermaid: lines.join('\n'), terminalStates, transitions: m.transitions };
+  }
+
+  reset() {
+    for (const inst of this.live.values()) this.clearTimers(inst);
+    this.live.clear();
+    this.ended.clear();
+    this.events = [];
+  }
+}
+
+function loadComponents() {
+  return FIXTURES.map((f) => JSON.parse(readFileSync(path.join(here, 'fixtures', f), 'utf8')));
+}
+
+async function readBody(req) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += chunk.length;
+    if (size > 1 << 20) throw new HttpError(413, 'too_large', 'Body too large');
+    chunks.push(chunk);
+  }
+  if (!chunks.length) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'bad_json', 'Body is not valid JSON');
+  }
+}
+
+function sendJson(res, status, body) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+  res.end(text);
+}
+
+async function serveStatic(res, pathname) {
+  const rel = pathname === '/' || pathname === '' ? 'index.html' : pathname.replace(/^\/+/, '');
+  const file = path.resolve(STATIC_DIR, rel);
+  if (!file.startsWith(STATIC_DIR + path.sep)) return sendJson(res, 404, { error: { code: 'not_found', message: 'Not found' } });
+  try {
+    const body = await readFile(file);
+    res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream', 'Cache-Control': 'no-store' });
+    res.end(body);
+  } catch {
+    sendJson(res, 404, { error: { code: 'not_found', message: 'Not found' } });
+  }
+}
+
+/** Starts the mock on `port` (0 = any free port). Resolves to `{url, runtime, push, close}`. */
+export async function startMockServer({ port = 0, seed = true } = {}) {
+  const clients = new Set();
+  const push = (type, data) => {
+    const text = JSON.stringify({ type, data });
+    for (const ws of clients) if (ws.readyState === 1) ws.send(text);
+  };
+  const runtime = new MockRuntime(loadComponents(), push);
+  const seedEntryPoints = () => {
+    for (const c of runtime.components.values()) if (c.entryMachineMode === 'singleton') runtime.create(c.name, c.entryMachine, {});
+  };
+  if (seed) seedEntryPoints();
+
+  const routes = [
+    ['GET', /^\/health$/, () => ({ status: 'ok', mode: 'mock', database: true, connectedRuntimes: 1, components: [...runtime.components.keys()] })],
+    ['GET', /^\/api\/components$/, () => [...runtime.components.values()]],
+    ['GET', /^\/api\/components\/([^/]+)$/, (m) => {
+      const c = runtime.components.get(m[1]);
+      if (!c) throw new HttpError(404, 'component_not_found', `Component ${m[1]} not found`);
+      return c;
+    }],
+    ['POST', /^\/api\/components\/([^/]+)\/instances$/, (m, body) => {
+      const inst = runtime.create(m[1], body.machineName, body.context || {});
+      return { instanceId: inst.id, componentName: inst.componentName };
+    }],
+    ['POST', /^\/api\/components\/([^/]+)\/broadcast$/, (m, body) => runtime.broadcastEvent(m[1], body)],
+    ['GET', /^\/api\/components\/([^/]+)\/diagrams\/([^/]+)$/, (m, _b, q) => runtime.diagram(m[1], m[2], q.currentState)],
+    ['GET', /^\/api\/instances$/, (_m, _b, q) => runtime.list(q)],
+    ['GET', /^\/api\/instances\/([^/]+)$/, (m) => runtime.detail(m[1])],
+    ['POST', /^\/api\/instances\/([^/]+)\/events$/, (m, body) => {
+      if (!body.type) throw new HttpError(400, 'missing_type', 'Event type is required');
+      return runtime.send(m[1], body.type, body.payload || {});
+    }],
+    ['GET', /^\/api\/instances\/([^/]+)\/history$/, (m) => runtime.historyOf(m[1])],
+    ['GET', /^\/api\/history\/instances$/, (_m, _b, q) => runtime.searchHistory(q)],
+    ['GET', /^\/api\/history\/instances\/([^/]+)\/events$/, (m) => runtime.historyOf(m[1])],
+    ['GET', /^\/api\/history\/correlated\/([^/]+)$/, (m) => runtime.correlated(m[1])],
+    ['POST', /^\/__mock\/push$/, (_m, body) => {
+      push(body.type, body.data);
+      return { ok: true, clients: clients.size };
+    }],
+    ['POST', /^\/__mock\/reset$/, () => {
+      runtime.reset();
+      seedEntryPoints();
+      return { ok: true };
+    }],
+  ];
+
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://localhost');
+    try {
+      for (const [method, re, handler] of routes) {
+        const m = url.pathname.match(re);
+        if (!m) continue;
+        if (req.method !== method) continue;
+        const decoded = m.map((x, i) => (i === 0 ? x : decodeURIComponent(x)));
+        const body = method === 'POST' ? await readBody(req) : {};
+        return sendJson(res, 200, await handler(decoded, body, Object.fromEntries(url.searchParams)));
+      }
+      if (url.pathname.startsWith('/api/')) throw new HttpError(404, 'not_found', `No route ${req.method} ${url.pathname}`);
+      return serveStatic(res, url.pathname);
+    } catch (err) {
+      const status = err.status || 500;
+      return sendJson(res, status, { error: { code: err.code || 'internal', message: err.message } });
+    }
+  });
+
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, socket, head) => {
+    if (new URL(req.url, 'http://localhost').pathname !== '/ws') return socket.destroy();
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      clients.add(ws);
+      ws.on('close', () => clients.delete(ws));
+      ws.on('message', () => {
+        /* subscribe messages are accepted and ignored: everything is sent to everyone */
+      });
+      ws.send(JSON.stringify({ type: 'components_list', data: { components: [...runtime.components.values()] } }));
+      ws.send(JSON.stringify({ type: 'runtimes_update', data: { runtimes: [{ runtimeId: 'mock-1', components: [...runtime.components.keys()] }] } }));
+    });
+  });
+
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url,
+    runtime,
+    push,
+    clients,
+    /** Drops every WebSocket connection (the page should reconnect by itself). */
+    dropClients() {
+      for (const ws of clients) ws.terminate();
+    },
+    close: () =>
+      new Promise((resolve) => {
+        runtime.reset();
+        for (const ws of clients) ws.terminate();
+        wss.close();
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const port = Number(process.argv[2] || process.env.PORT || 4310);
+  const mock = await startMockServer({ port });
+  console.log(`mock xcomponent-ai server on ${mock.url}`);
+}

@@ -1,0 +1,175 @@
+/**
+ * Client for the xcomponent-ai server: REST calls and the live WebSocket feed.
+ *
+ * REST responses are normalised here (a bare list or a `{items|components|events…}`
+ * wrapper both work), so the views only deal with plain arrays and objects.
+ * The WebSocket client reconnects by itself with a bounded, jittered backoff.
+ */
+
+const base = document.querySelector('meta[name="xc-api-base"]')?.getAttribute('content') || '';
+
+/** An HTTP error carrying the server's `{error:{code,message}}` when there is one. */
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function request(method, path, body) {
+  const init = { method, headers: { Accept: 'application/json' } };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const res = await fetch(base + path, init);
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = text;
+    }
+  }
+  if (!res.ok) {
+    const err = data && typeof data === 'object' ? data.error : null;
+    const message = (err && (err.message || (typeof err === 'string' ? err : ''))) || `${res.status} ${res.statusText}`;
+    throw new ApiError(res.status, err?.code || String(res.status), message);
+  }
+  return data;
+}
+
+/** Builds a query string, leaving out empty values. */
+function query(params) {
+  const qs = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== '') qs.set(key, String(value));
+  }
+  const text = qs.toString();
+  return text ? `?${text}` : '';
+}
+
+/** Returns the first array found among `keys` of `data`, or `data` itself when it is an array. */
+function listOf(data, ...keys) {
+  if (Array.isArray(data)) return data;
+  for (const key of keys) if (data && Array.isArray(data[key])) return data[key];
+  return [];
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  health: () => request('GET', '/health'),
+  components: async () => listOf(await request('GET', '/api/components'), 'components', 'items'),
+  component: (name) => request('GET', `/api/components/${enc(name)}`),
+  createInstance: (component, machineName, context) =>
+    request('POST', `/api/components/${enc(component)}/instances`, { machineName, context }),
+  /** `{items, nextCursor}` */
+  instances: async (params) => {
+    const data = await request('GET', `/api/instances${query(params)}`);
+    return { items: listOf(data, 'items', 'instances'), nextCursor: data?.nextCursor ?? null };
+  },
+  instance: async (id) => {
+    const data = await request('GET', `/api/instances/${enc(id)}`);
+    return data && data.instance && !data.id ? { ...data.instance, ...data, instance: undefined } : data;
+  },
+  sendEvent: (id, type, payload) => request('POST', `/api/instances/${enc(id)}/events`, { type, payload }),
+  broadcast: (component, body) => request('POST', `/api/components/${enc(component)}/broadcast`, body),
+  history: async (id) => listOf(await request('GET', `/api/instances/${enc(id)}/history`), 'events', 'history', 'items'),
+  historyEvents: async (id) =>
+    listOf(await request('GET', `/api/history/instances/${enc(id)}/events`), 'events', 'history', 'items'),
+  searchHistory: async (params) =>
+    listOf(await request('GET', `/api/history/instances${query(params)}`), 'items', 'instances'),
+  correlated: async (id) => listOf(await request('GET', `/api/history/correlated/${enc(id)}`), 'events', 'items'),
+};
+
+/**
+ * A self-reconnecting WebSocket feed.
+ *
+ * `onMessage({type, data})` gets every server message; `onStatus(state)` gets
+ * `connecting | open | closed`. Backoff doubles from 500 ms to 15 s, with jitter,
+ * and resets after a successful connection.
+ */
+export class LiveFeed {
+  constructor({ onMessage, onStatus, onOpen }) {
+    this.onMessage = onMessage;
+    this.onStatus = onStatus;
+    this.onOpen = onOpen;
+    this.attempt = 0;
+    this.socket = null;
+    this.timer = 0;
+    this.stopped = false;
+  }
+
+  url() {
+    const path = `${base}/ws`;
+    if (/^https?:/.test(path)) return path.replace(/^http/, 'ws');
+    return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`;
+  }
+
+  start() {
+    this.stopped = false;
+    this.connect();
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.onStatus('connecting');
+    let socket;
+    try {
+      socket = new WebSocket(this.url());
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.socket = socket;
+    socket.addEventListener('open', () => {
+      this.attempt = 0;
+      this.onStatus('open');
+      this.send({ type: 'subscribe' });
+      this.onOpen?.();
+    });
+    socket.addEventListener('message', (ev) => {
+      let msg;
+      try {
+        msg = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      if (msg && typeof msg.type === 'string') this.onMessage(msg);
+    });
+    socket.addEventListener('close', () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      this.onStatus('closed');
+      this.scheduleReconnect();
+    });
+  }
+
+  /** Delay before the next attempt: 500 ms × 2^n, capped at 15 s, ±20 % jitter. */
+  nextDelay() {
+    const raw = Math.min(15000, 500 * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 10);
+    return Math.round(raw * (0.8 + Math.random() * 0.4));
+  }
+
+  scheduleReconnect() {
+    if (this.stopped) return;
+    const delay = this.nextDelay();
+    this.onStatus('closed', delay);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Reconnects right away (used by the status button). */
+  reconnectNow() {
+    this.attempt = 0;
+    if (this.socket) this.socket.close();
+    else this.connect();
+  }
+
+  send(msg) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(msg));
+  }
+}
