@@ -8,7 +8,9 @@
  * and an event history with causation and correlation ids.
  *
  * Test hooks: `POST /__mock/push {type, data}` sends a raw WebSocket message
- * to every client; `POST /__mock/reset` forgets every instance.
+ * to every client; `POST /__mock/mute {muted}` stops (or restarts) the live
+ * feed, so the page can be made stale on purpose; `POST /__mock/reset`
+ * forgets every instance.
  *
  * Run alone: `node mock-server.mjs [port]` (default 4310).
  */
@@ -337,7 +339,9 @@ async function serveStatic(res, pathname) {
 /** Starts the mock on `port` (0 = any free port). Resolves to `{url, runtime, push, close}`. */
 export async function startMockServer({ port = 0, seed = true } = {}) {
   const clients = new Set();
+  let muted = false;
   const push = (type, data) => {
+    if (muted) return;
     const text = JSON.stringify({ type, data });
     for (const ws of clients) if (ws.readyState === 1) ws.send(text);
   };
@@ -374,6 +378,10 @@ export async function startMockServer({ port = 0, seed = true } = {}) {
     ['POST', /^\/__mock\/push$/, (_m, body) => {
       push(body.type, body.data);
       return { ok: true, clients: clients.size };
+    }],
+    ['POST', /^\/__mock\/mute$/, (_m, body) => {
+      muted = Boolean(body.muted);
+      return { ok: true, muted };
     }],
     ['POST', /^\/__mock\/reset$/, () => {
       runtime.reset();

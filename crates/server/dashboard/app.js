@@ -234,6 +234,7 @@ function renderDiagramCard() {
       : h('span', { class: 'muted' }, 'Click a state to filter the list'),
     state.filters.state ? h('button', { type: 'button', class: 'btn btn-link btn-sm', onClick: () => setFilter({ state: '' }) }, `Clear state filter (${state.filters.state})`) : null,
   );
+  const keepScroll = wrap.scrollLeft;
   mount(
     wrap,
     renderDiagram(machine, {
@@ -247,6 +248,14 @@ function renderDiagramCard() {
       },
     }),
   );
+  wrap.scrollLeft = keepScroll;
+  // On narrow screens the diagram scrolls: keep the current state in view.
+  const node = current && wrap.scrollWidth > wrap.clientWidth ? wrap.querySelector('g.state.is-current') : null;
+  if (node) {
+    const box = node.getBoundingClientRect();
+    const view = wrap.getBoundingClientRect();
+    if (box.left < view.left || box.right > view.right) wrap.scrollLeft += box.left - view.left - (view.width - box.width) / 2;
+  }
 }
 
 function renderDetailPanel() {

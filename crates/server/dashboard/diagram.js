@@ -97,6 +97,8 @@ export function renderDiagram(machine, options = {}) {
     'data-machine': machine.name,
   });
   svg.style.maxWidth = `${layout.width}px`;
+  // Below this width labels get unreadable: the card scrolls instead.
+  svg.style.minWidth = `${Math.min(layout.width, 560)}px`;
   svg.appendChild(arrowDefs(idPrefix));
 
   // Edges first so boxes sit on top of line ends.

@@ -115,6 +115,28 @@ describe('dashboard at 1280×800', () => {
     await page.screenshot({ path: '/tmp/dashboard-quick-action.png' });
   });
 
+  test('an event the server ignores shows the reason and the allowed events', async () => {
+    const { instanceId } = await call(s.mock, 'POST', '/api/components/OrderComponent/instances', { machineName: 'Order', context: { orderId: 'ORD-STALE', amount: 7 } });
+    await page.locator(`#instance-list [data-id="${instanceId}"] button`).click();
+    await page.locator('#detail button[data-event="SUBMIT"]').waitFor();
+    // The instance moves on the server while the page does not hear about it.
+    await call(s.mock, 'POST', '/__mock/mute', { muted: true });
+    try {
+      await call(s.mock, 'POST', `/api/instances/${instanceId}/events`, { type: 'CANCEL', payload: {} });
+      await page.click('#detail button[data-event="SUBMIT"]');
+      const reply = page.locator('.reply-ignored');
+      await reply.waitFor();
+      assert.match(await reply.textContent(), /SUBMIT ignored: instance has ended/);
+      // The page then reloads the instance, which has left the live set (404): it shows it as ended.
+      await until(page, () => document.querySelector('#detail .status')?.textContent === 'ended');
+      const expected = s.consoleErrors.filter((e) => /status of 404/.test(e));
+      assert.ok(expected.length <= 1);
+      s.consoleErrors.splice(0, s.consoleErrors.length, ...s.consoleErrors.filter((e) => !/status of 404/.test(e)));
+    } finally {
+      await call(s.mock, 'POST', '/__mock/mute', { muted: false });
+    }
+  });
+
   test('a WebSocket state_change updates the list without a reload', async () => {
     const { instanceId } = await call(s.mock, 'POST', '/api/components/OrderComponent/instances', { machineName: 'Order', context: { orderId: 'ORD-WS', amount: 5 } });
     await page.locator(`#instance-list [data-id="${instanceId}"]`).waitFor();
