@@ -60,6 +60,28 @@ function listOf(data, ...keys) {
 
 const enc = encodeURIComponent;
 
+/** A stored event with the field names the views use, whatever casing the server picked. */
+export function normalizeEvent(ev) {
+  const pick = (...keys) => keys.map((k) => ev[k]).find((v) => v !== undefined && v !== null);
+  return {
+    ...ev,
+    id: pick('id', 'eventId', 'event_id'),
+    instanceId: pick('instanceId', 'instance_id'),
+    seq: pick('seq', 'sequence'),
+    eventType: pick('eventType', 'event_type', 'type') ?? '',
+    stateBefore: pick('stateBefore', 'state_before', 'fromState') || null,
+    stateAfter: pick('stateAfter', 'state_after', 'toState') || null,
+    componentName: pick('componentName', 'component_name', 'component') ?? '',
+    machineName: pick('machineName', 'machine_name', 'machine') ?? '',
+    causationId: pick('causationId', 'causation_id') ?? null,
+    correlationId: pick('correlationId', 'correlation_id') ?? null,
+    sourceComponent: pick('sourceComponent', 'source_component', 'sourceComponentName') ?? null,
+    timestamp: pick('timestamp', 'persistedAt', 'createdAt'),
+  };
+}
+
+const events = (data) => listOf(data, 'events', 'history', 'items').map(normalizeEvent);
+
 export const api = {
   health: () => request('GET', '/health'),
   components: async () => listOf(await request('GET', '/api/components'), 'components', 'items'),
@@ -77,12 +99,11 @@ export const api = {
   },
   sendEvent: (id, type, payload) => request('POST', `/api/instances/${enc(id)}/events`, { type, payload }),
   broadcast: (component, body) => request('POST', `/api/components/${enc(component)}/broadcast`, body),
-  history: async (id) => listOf(await request('GET', `/api/instances/${enc(id)}/history`), 'events', 'history', 'items'),
-  historyEvents: async (id) =>
-    listOf(await request('GET', `/api/history/instances/${enc(id)}/events`), 'events', 'history', 'items'),
+  history: async (id) => events(await request('GET', `/api/instances/${enc(id)}/history`)),
+  historyEvents: async (id) => events(await request('GET', `/api/history/instances/${enc(id)}/events`)),
   searchHistory: async (params) =>
     listOf(await request('GET', `/api/history/instances${query(params)}`), 'items', 'instances'),
-  correlated: async (id) => listOf(await request('GET', `/api/history/correlated/${enc(id)}`), 'events', 'items'),
+  correlated: async (id) => events(await request('GET', `/api/history/correlated/${enc(id)}`)),
 };
 
 /**

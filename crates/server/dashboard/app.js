@@ -446,9 +446,6 @@ async function sendAction(event, payload) {
         inst.updatedAt = Date.now();
         inst.status = terminalStatus(inst.componentName, inst.machineName, res.newState) || inst.status;
       }
-      toast(`${event}: ${res.previousState} → ${res.newState}`, 'success');
-    } else {
-      toast(`${event} ignored${res.reason ? `: ${res.reason}` : ''}`, 'info');
     }
   } catch (err) {
     state.reply = { error: err.message, event };

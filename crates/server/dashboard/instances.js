@@ -9,14 +9,14 @@ import { compactJson, displayValue, formatAgo, h, mount, shortId, toDate } from 
 export function normalizeInstance(raw, fallbackComponent) {
   const src = raw && raw.instance && typeof raw.instance === 'object' ? { ...raw, ...raw.instance } : raw || {};
   return {
-    id: src.id || src.instanceId,
-    componentName: src.componentName || fallbackComponent || '',
-    machineName: src.machineName || src.machine || '',
-    currentState: src.currentState || src.newState || src.state || '',
+    id: src.id || src.instanceId || src.instance_id,
+    componentName: src.componentName || src.component_name || src.component || fallbackComponent || '',
+    machineName: src.machineName || src.machine_name || src.machine || '',
+    currentState: src.currentState || src.current_state || src.newState || src.state || '',
     status: src.status || 'active',
     context: src.context ?? src.publicMember ?? {},
-    createdAt: src.createdAt ?? src.timestamp ?? null,
-    updatedAt: src.updatedAt ?? src.timestamp ?? src.createdAt ?? null,
+    createdAt: src.createdAt ?? src.created_at ?? src.timestamp ?? null,
+    updatedAt: src.updatedAt ?? src.updated_at ?? src.timestamp ?? src.createdAt ?? null,
     parentInstanceId: src.parentInstanceId || src.parent?.instanceId || null,
     isEntryPoint: Boolean(src.isEntryPoint || src.entryPoint),
     disposed: Boolean(src.disposed),
