@@ -400,9 +400,14 @@ async function refreshDetail() {
     if (state.selectedId !== id) return;
     if (err.status === 404) {
       const known = state.instances.get(id) || state.detail;
-      if (known) {
-        known.disposed = true;
-        state.detail = { ...known, disposed: true, availableTransitions: [], pendingTimeouts: [], fetchedAt: performance.now() };
+      const fromHistory = known ? null : await instanceFromHistory(id);
+      if (state.selectedId !== id) return;
+      const ended = known || (fromHistory && upsertInstance(fromHistory));
+      if (ended) {
+        ended.disposed = true;
+        state.detail = { ...ended, availableTransitions: [], pendingTimeouts: [], fetchedAt: performance.now() };
+        if (ended.componentName !== state.component) selectComponent(ended.componentName);
+        state.machine = ended.machineName;
       } else {
         toast(`Instance ${shortId(id)} not found`, 'error');
       }
@@ -424,6 +429,29 @@ async function refreshDetail() {
     if (state.selectedId === id) state.history = [];
   }
   invalidate('detail');
+}
+
+/** Rebuilds an ended instance (no longer live) from its stored events, or null. */
+async function instanceFromHistory(id) {
+  try {
+    const events = await api.historyEvents(id);
+    if (!events.length) return null;
+    const first = events[0];
+    const last = events[events.length - 1];
+    return {
+      id,
+      componentName: last.componentName,
+      machineName: last.machineName,
+      currentState: last.stateAfter,
+      status: last.status && last.status !== 'active' ? last.status : 'completed',
+      context: last.context ?? {},
+      createdAt: first.timestamp,
+      updatedAt: last.timestamp,
+      disposed: true,
+    };
+  } catch {
+    return null;
+  }
 }
 
 let detailTimer = 0;

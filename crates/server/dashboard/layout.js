@@ -412,7 +412,7 @@ export function layoutMachine(machine, measure = (t, k) => approxTextWidth(t, k 
       const cx = a.x + a.w / 2;
       const top = a.y;
       const hgt = SELF_LOOP_H - 6 + k * 4;
-      const spread = 14 + k * 4;
+      const spread = 20 + k * 4;
       d = `M${r1(cx - spread / 2)},${r1(top)} C${r1(cx - spread * 1.6)},${r1(top - hgt)} ${r1(cx + spread * 1.6)},${r1(top - hgt)} ${r1(cx + spread / 2)},${r1(top)}`;
       const stacked = selfStack.get(e.from) || 0;
       selfStack.set(e.from, stacked + e.labelH);

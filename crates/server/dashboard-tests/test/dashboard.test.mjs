@@ -183,6 +183,17 @@ describe('dashboard at 1280×800', () => {
     assert.ok((await page.locator('#history-results tbody tr').count()) >= 5, 'search lists finished and live instances');
     await page.screenshot({ path: '/tmp/dashboard-audit.png' });
 
+    // A link to an instance that has ended is rebuilt from its stored events.
+    await page.evaluate((id) => {
+      location.hash = `instance=${id}`;
+    }, ids.payment);
+    await until(page, () => document.querySelector('#detail-state')?.textContent === 'Completed');
+    assert.equal(await page.locator('#detail .status').textContent(), 'ended');
+    assert.equal(await page.locator('svg.diagram').getAttribute('data-machine'), 'Payment');
+    assert.equal(await page.locator('svg.diagram g.state.is-current').getAttribute('data-state'), 'Completed');
+    s.consoleErrors.splice(0, s.consoleErrors.length, ...s.consoleErrors.filter((e) => !/status of 404/.test(e)));
+    await page.click('#tab-audit');
+
     await page.fill('#history-search input[name="q"]', 'ORD-1002');
     await page.click('#history-search button[type="submit"]');
     await until(page, () => document.querySelectorAll('#history-results tbody tr').length === 1);
@@ -191,6 +202,7 @@ describe('dashboard at 1280×800', () => {
   });
 
   test('instance data is shown as text, never as markup', async () => {
+    await page.click('.tree-machine[data-machine="Order"]');
     const { instanceId } = await call(s.mock, 'POST', '/api/components/OrderComponent/instances', { machineName: 'Order', context: { orderId: XSS, amount: 1, [XSS]: XSS } });
     await page.locator(`#instance-list [data-id="${instanceId}"] button`).click();
     await until(page, () => document.querySelector('#detail-context')?.textContent.includes('onerror'));
