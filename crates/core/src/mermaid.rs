@@ -97,7 +97,7 @@ fn duration(milliseconds: u64) -> String {
     const UNITS: &[(u64, &str)] = &[(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")];
     UNITS
         .iter()
-        .find(|(size, _)| milliseconds >= *size && milliseconds % size == 0)
+        .find(|(size, _)| milliseconds >= *size && milliseconds.is_multiple_of(*size))
         .map(|(size, unit)| format!("{}{unit}", milliseconds / size))
         .unwrap_or_else(|| format!("{milliseconds}ms"))
 }
@@ -178,8 +178,7 @@ mod tests {
     use crate::load::parse_component;
 
     fn machine(yaml: &str) -> StateMachine {
-        let text = format!("name: C\nstateMachines:\n{yaml}");
-        match parse_component(&text, "t.yaml") {
+        match parse_component(&format!("name: C\nstateMachines:\n{yaml}"), "t.yaml") {
             Ok(mut loaded) => loaded.component.state_machines.remove(0),
             Err(diagnostics) => panic!("{diagnostics:?}"),
         }
@@ -188,7 +187,17 @@ mod tests {
     #[test]
     fn draws_initial_final_markers_and_highlight() {
         let order = machine(
-            "  - name: Order\n    initialState: Created\n    states:\n      - {name: Created}\n      - {name: Pending}\n      - {name: Done, type: final}\n      - {name: Failed, type: error}\n    transitions:\n      - {from: Created, to: Pending, event: SUBMIT, type: cross_component, targetComponent: Pay, targetMachine: Payment}\n      - {from: Pending, to: Done, event: PAID, guard: \"context.amount > 5\"}\n      - {from: Pending, to: Failed, event: TIMEOUT, type: timeout, timeoutMs: 30000}\n      - {from: Pending, to: Pending, event: AUDIT, type: inter_machine, targetMachine: Audit}\n      - {from: Created, to: Pending, event: GO, type: auto}\n",
+            r#"
+  - name: Order
+    initialState: Created
+    states: [{name: Created}, {name: Pending}, {name: Done, type: final}, {name: Failed, type: error}]
+    transitions:
+      - {from: Created, to: Pending, event: SUBMIT, type: cross_component, targetComponent: Pay, targetMachine: Payment}
+      - {from: Pending, to: Done, event: PAID, guard: "context.amount > 5"}
+      - {from: Pending, to: Failed, event: TIMEOUT, type: timeout, timeoutMs: 30000}
+      - {from: Pending, to: Pending, event: AUDIT, type: inter_machine, targetMachine: Audit}
+      - {from: Created, to: Pending, event: GO, type: auto}
+"#,
         );
         insta::assert_snapshot!(state_diagram(&order, Some("Pending")), @r##"
         stateDiagram-v2
@@ -210,7 +219,13 @@ mod tests {
     #[test]
     fn aliases_unsafe_names_and_declares_isolated_states() {
         let odd = machine(
-            "  - name: Odd\n    initialState: \"In Review\"\n    states:\n      - {name: \"In Review\"}\n      - {name: end}\n      - {name: Lonely}\n    transitions:\n      - {from: \"In Review\", to: end, event: \"A;B\"}\n",
+            r#"
+  - name: Odd
+    initialState: "In Review"
+    states: [{name: "In Review"}, {name: end}, {name: Lonely}]
+    transitions:
+      - {from: "In Review", to: end, event: "A;B"}
+"#,
         );
         insta::assert_snapshot!(state_diagram(&odd, Some("Unknown")), @r#"
         stateDiagram-v2

@@ -91,6 +91,8 @@ fn shape_diagnostic(error: &serde_saphyr::Error, spans: &SpanIndex, file: &str) 
             format!("{subject} must be an expression string or a mapping `{{expression: ...}}`"),
             "write `guard: \"context.amount > 100\"`".to_owned(),
         )
+    } else if reason == LIST_EXPECTED {
+        (format!("{subject} has the wrong type or value: {reason}"), "write one `- item` line per element, or `[]` for none".to_owned())
     } else {
         (
             format!("{subject} has the wrong type or value: {reason}"),
@@ -101,10 +103,12 @@ fn shape_diagnostic(error: &serde_saphyr::Error, spans: &SpanIndex, file: &str) 
     Diagnostic::new(Severity::Error, codes::WRONG_SHAPE, message).at(file, position, path).with_hint(hint)
 }
 
+const LIST_EXPECTED: &str = "a list was expected here";
+
 /// Rewords the deserializer's terse messages about expected shapes.
 fn plain_reason(reason: &str) -> String {
     match reason {
-        "expected sequence start" => "a list was expected here".to_owned(),
+        "expected sequence start" => LIST_EXPECTED.to_owned(),
         "expected mapping start" | "expected map" => "a mapping (`key: value` lines) was expected here".to_owned(),
         "expected string scalar" => "a text value was expected here".to_owned(),
         "invalid u64" | "invalid u32" | "invalid usize" => "a whole number of at least 0 was expected here".to_owned(),
