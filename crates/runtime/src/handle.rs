@@ -238,6 +238,47 @@ impl RuntimeHandle {
         answer.await.map_err(|_| RuntimeError::ShuttingDown)?
     }
 
+    /// Creates many instances of one machine at once (one message per shard); returns their ids
+    /// once all creations are stored. Entry-point singletons are enforced as usual.
+    pub async fn create_many(&self, component: &str, machine: &str, contexts: Vec<Context>) -> Result<Vec<InstanceId>, RuntimeError> {
+        let (component_index, machine_index) = self.shared.registry.resolve(component, machine)?;
+        let shard_count = self.shared.shard_count();
+        let mut per_shard: Vec<Vec<CreateMsg>> = (0..shard_count).map(|_| Vec::new()).collect();
+        let mut ids = Vec::with_capacity(contexts.len());
+        let correlation = self.new_id();
+        for context in contexts {
+            let id = InstanceId::new();
+            ids.push(id);
+            per_shard[self.shared.shard_of(&id)].push(CreateMsg {
+                component: component_index,
+                machine: machine_index,
+                id,
+                context,
+                parent: None,
+                entry_point: false,
+                trace: Trace::root(Some(correlation), None),
+                reply: None,
+            });
+        }
+        let mut answers = Vec::new();
+        for (shard, creates) in per_shard.into_iter().enumerate() {
+            if creates.is_empty() {
+                continue;
+            }
+            let (reply, answer) = oneshot::channel();
+            self.to_shard(shard, ShardMsg::CreateMany(creates, reply)).await?;
+            answers.push(answer);
+        }
+        let mut created = 0;
+        for answer in answers {
+            created += answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
+        }
+        if created != ids.len() {
+            return Err(RuntimeError::Storage(format!("{} of {} instances were not created", ids.len() - created, ids.len())));
+        }
+        Ok(ids)
+    }
+
     /// Sends an event to an instance; answers once the transition is stored.
     pub async fn send_event(&self, instance: InstanceId, event: &str, payload: Context) -> Result<SendOutcome, RuntimeError> {
         self.send(SendRequest { instance, event: event.to_owned(), payload, ..SendRequest::default() }).await

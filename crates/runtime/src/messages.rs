@@ -120,6 +120,8 @@ pub(crate) enum ShardMsg {
     Create(CreateMsg),
     Send(SendMsg),
     SendMany(Vec<(InstanceId, Arc<str>, Context)>, Option<oneshot::Sender<BatchOutcome>>),
+    /// Create many instances (replies with how many were created).
+    CreateMany(Vec<CreateMsg>, oneshot::Sender<usize>),
     Deliver(DeliverMsg),
     Query(QueryMsg),
     Restore(Vec<(ComponentIdx, EventId, xcomponent_core::Instance)>, oneshot::Sender<usize>),

@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches. Data goes to stdout, diagnostics to stderr.
 
+mod bench;
 mod explain;
 mod graph;
 mod schema;
@@ -11,6 +12,9 @@ use std::process::ExitCode;
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Measure the runtime on this machine (prints a table).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Check component files and report every problem with file:line:column and a fix hint.
     Validate(validate::ValidateArgs),
     /// Print the JSON Schema of component files.
@@ -24,6 +28,7 @@ pub enum Command {
 /// Runs one subcommand and returns the process exit code.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Bench(command) => bench::run(command),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => schema::run(args),
         Command::Graph(args) => graph::run(args),

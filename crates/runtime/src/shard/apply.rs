@@ -61,6 +61,15 @@ impl ShardWork {
                     self.batch.replies.push(Reply::Many(sender, outcome));
                 }
             }
+            ShardMsg::CreateMany(creates, reply) => {
+                let mut created = 0;
+                for create in creates {
+                    if let (_, Ok(_)) = self.apply_create(shared, create, now) {
+                        created += 1;
+                    }
+                }
+                self.batch.replies.push(Reply::Count(reply, created));
+            }
             ShardMsg::Deliver(deliver) => {
                 let reply = deliver.reply.clone();
                 let count = self.apply_deliver(shared, deliver, now);

@@ -32,6 +32,7 @@ pub(crate) enum Reply {
     Many(oneshot::Sender<BatchOutcome>, BatchOutcome),
     FanIn(Arc<FanIn>, usize),
     Done(oneshot::Sender<()>),
+    Count(oneshot::Sender<usize>, usize),
 }
 
 /// What the current batch has produced so far.
@@ -78,6 +79,9 @@ impl ShardWork {
                 Reply::FanIn(fan_in, count) => fan_in.report(Ok(count)),
                 Reply::Done(sender) => {
                     let _ = sender.send(());
+                }
+                Reply::Count(sender, count) => {
+                    let _ = sender.send(count);
                 }
             }
         }
@@ -127,6 +131,9 @@ impl ShardWork {
                 Reply::FanIn(fan_in, _) => fan_in.report(Err(failure.clone())),
                 Reply::Done(sender) => {
                     let _ = sender.send(());
+                }
+                Reply::Count(sender, _) => {
+                    let _ = sender.send(0);
                 }
             }
         }

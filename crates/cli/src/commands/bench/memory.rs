@@ -1,0 +1,215 @@
+//! `bench memory`: throughput and footprint of the in-memory runtime, through its public API.
+//!
+//! - transitions/s: `send_many` to N live instances (per-instance order kept), with a subscriber
+//!   draining the event stream, on one core (single-threaded Tokio runtime, one shard) and on
+//!   all cores (one shard per core);
+//! - the bare engine step (no runtime) on one core;
+//! - instance creation rate (`create_many`);
+//! - bytes per idle instance (resident memory growth over a large population, divided);
+//! - a broadcast whose matching rule selects 1 instance out of a large population.
+
+use super::MemoryArgs;
+use anyhow::{anyhow, Context as _};
+use serde_json::json;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use xcomponent_core::definition::Definition;
+use xcomponent_core::engine::{self, EventRef, NoHooks};
+use xcomponent_core::instance::{Context, InstanceId};
+use xcomponent_core::model::Component;
+use xcomponent_runtime::{RuntimeBuilder, RuntimeHandle, RuntimeOptions};
+
+const BENCH_COMPONENT: &str = r#"
+name: Bench
+stateMachines:
+  - name: Counter
+    initialState: Idle
+    states: [{name: Idle}, {name: Busy}]
+    transitions:
+      - {from: Idle, to: Busy, event: TICK}
+      - {from: Busy, to: Idle, event: TICK}
+      - from: Idle
+        to: Busy
+        event: ROUTED
+        matchingRules: [{eventProperty: key, instanceProperty: key}]
+"#;
+
+/// Events per `send_many` call.
+const SEND_CHUNK: usize = 100_000;
+/// Broadcasts averaged for the matched-broadcast latency.
+const BROADCASTS: usize = 200;
+
+fn definition() -> anyhow::Result<Definition> {
+    let component: Component = serde_saphyr::from_str(BENCH_COMPONENT).context("bench component")?;
+    Definition::compile(component).map_err(|errors| anyhow!("bench component does not compile: {errors:?}"))
+}
+
+struct Row {
+    name: &'static str,
+    value: f64,
+    unit: &'static str,
+    note: String,
+}
+
+pub fn run(args: &MemoryArgs) -> anyhow::Result<ExitCode> {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut rows = Vec::new();
+    rows.push(engine_step(args)?);
+    rows.push(throughput(args, 1)?);
+    if cores > 1 {
+        rows.push(throughput(args, cores)?);
+    }
+    rows.extend(population(args)?);
+    if args.json {
+        let list: Vec<_> = rows.iter().map(|row| json!({"measure": row.name, "value": row.value, "unit": row.unit, "note": row.note})).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else {
+        println!("{:<44} {:>16} {:<14} {}", "measure", "value", "unit", "setup");
+        for row in &rows {
+            println!("{:<44} {:>16} {:<14} {}", row.name, format_value(row.value), row.unit, row.note);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_value(value: f64) -> String {
+    if value >= 100.0 { format!("{value:.0}") } else { format!("{value:.2}") }
+}
+
+fn engine_step(args: &MemoryArgs) -> anyhow::Result<Row> {
+    let definition = definition()?;
+    let machine = definition.machine_index("Counter").ok_or_else(|| anyhow!("machine Counter"))?;
+    let mut instances: Vec<_> = (0..args.instances).map(|_| engine::create(&definition, machine, InstanceId::new(), Context::new(), None, 0)).collect();
+    let payload = Context::new();
+    let started = Instant::now();
+    let mut steps = 0usize;
+    while steps < args.events {
+        for instance in &mut instances {
+            let _ = engine::step(&definition, instance, EventRef { name: "TICK", payload: &payload }, 1, &mut NoHooks);
+        }
+        steps += instances.len();
+    }
+    let rate = steps as f64 / started.elapsed().as_secs_f64();
+    Ok(Row { name: "engine step (bare, one core)", value: rate, unit: "steps/s", note: format!("{} instances, toggling Idle/Busy", args.instances) })
+}
+
+fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let runtime = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?
+    };
+    Ok(runtime)
+}
+
+async fn start(shards: usize) -> anyhow::Result<(xcomponent_runtime::Runtime, RuntimeHandle)> {
+    let options = RuntimeOptions { shards, ..RuntimeOptions::default() };
+    let runtime = RuntimeBuilder::new().component(definition()?).options(options).start().await?;
+    let handle = runtime.handle();
+    Ok((runtime, handle))
+}
+
+/// Drains the event stream in a task; returns the counter of events seen.
+fn drain_stream(handle: &RuntimeHandle) -> Arc<AtomicU64> {
+    let seen = Arc::new(AtomicU64::new(0));
+    let mut receiver = handle.subscribe();
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            match receiver.recv().await {
+                Ok(batch) => {
+                    counter.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    seen
+}
+
+fn throughput(args: &MemoryArgs, cores: usize) -> anyhow::Result<Row> {
+    let runtime = tokio_runtime(cores)?;
+    runtime.block_on(async {
+        let (rt, handle) = start(cores).await?;
+        let ids = handle.create_many("Bench", "Counter", vec![Context::new(); args.instances]).await?;
+        let seen = drain_stream(&handle);
+        let event: Arc<str> = "TICK".into();
+        let started = Instant::now();
+        let mut sent = 0usize;
+        let mut transitioned = 0usize;
+        while sent < args.events {
+            let chunk: Vec<_> = ids.iter().cycle().skip(sent % ids.len()).take(SEND_CHUNK.min(args.events - sent)).map(|id| (*id, event.clone(), Context::new())).collect();
+            sent += chunk.len();
+            transitioned += handle.send_many(chunk).await?.transitioned;
+        }
+        let elapsed = started.elapsed();
+        // Let the stream subscriber catch up before reading its count.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let streamed = seen.load(Ordering::Relaxed);
+        rt.shutdown().await;
+        let rate = transitioned as f64 / elapsed.as_secs_f64();
+        let name = if cores == 1 { "runtime transitions (one core)" } else { "runtime transitions (all cores)" };
+        Ok(Row {
+            name,
+            value: rate,
+            unit: "transitions/s",
+            note: format!("{} instances, {} shard(s), {transitioned} transitions, {streamed} streamed events", args.instances, cores),
+        })
+    })
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn population(args: &MemoryArgs) -> anyhow::Result<Vec<Row>> {
+    let runtime = tokio_runtime(1)?;
+    runtime.block_on(async {
+        let (rt, handle) = start(1).await?;
+        let before = resident_bytes();
+        let started = Instant::now();
+        let mut created = 0usize;
+        let chunk = 100_000;
+        while created < args.population {
+            let count = chunk.min(args.population - created);
+            let contexts: Vec<Context> = (created..created + count)
+                .map(|n| {
+                    let mut context = Context::new();
+                    context.insert("key".into(), json!(n));
+                    context
+                })
+                .collect();
+            handle.create_many("Bench", "Counter", contexts).await?;
+            created += count;
+        }
+        let create_rate = created as f64 / started.elapsed().as_secs_f64();
+        let after = resident_bytes();
+        let per_instance = match (before, after) {
+            (Some(before), Some(after)) => after.saturating_sub(before) as f64 / created as f64,
+            _ => f64::NAN,
+        };
+        let target = (args.population / 2) as u64;
+        let started = Instant::now();
+        let mut reached = 0usize;
+        for round in 0..BROADCASTS {
+            let mut payload = Context::new();
+            payload.insert("key".into(), json!(target + round as u64));
+            reached += handle.broadcast("Bench", "Counter", Some("Idle"), "ROUTED", payload, Vec::new()).await?;
+        }
+        let per_broadcast_us = started.elapsed().as_secs_f64() * 1e6 / BROADCASTS as f64;
+        rt.shutdown().await;
+        if reached != BROADCASTS {
+            return Err(anyhow!("matched broadcast reached {reached} instances over {BROADCASTS} broadcasts, expected exactly one each"));
+        }
+        Ok(vec![
+            Row { name: "instance creation (one core)", value: create_rate, unit: "instances/s", note: format!("create_many, {created} instances with a 1-key context") },
+            Row { name: "memory per idle instance", value: per_instance, unit: "bytes", note: format!("resident growth / {created} instances with context {{key: n}}") },
+            Row { name: "matched broadcast, 1 of population", value: per_broadcast_us, unit: "µs/broadcast", note: format!("{BROADCASTS} broadcasts, `===` rule, property index, {created} instances") },
+        ])
+    })
+}
