@@ -79,7 +79,8 @@ fn shape_diagnostic(error: &serde_saphyr::Error, spans: &SpanIndex, file: &str) 
     let position = error.location().map(|location| Position::new(clamp(location.line()), clamp(location.column())));
     let mut path = position.and_then(|position| spans.path_at(position)).unwrap_or_default().to_owned();
     let missing_field = reason.strip_prefix("missing field `").and_then(|rest| rest.strip_suffix('`'));
-    if missing_field.is_some() && !path.is_empty() {
+    let points_at_a_key = position.is_some_and(|position| spans.get(&path).is_some_and(|span| span.key == Some(position)));
+    if missing_field.is_some() && points_at_a_key {
         // The error points at one key of the mapping that lacks the field: name the mapping.
         path = parent_path(&path).unwrap_or_default().to_owned();
     }
@@ -147,6 +148,13 @@ mod tests {
     fn missing_key_names_the_mapping() {
         let rendered = render(parse_component("name: C\nstateMachines:\n  - name: M\n    states: []\n", "c.yaml"));
         assert!(rendered.contains("error[XC0003]: `stateMachines[0]` lacks the required key `initialState`"), "{rendered}");
+    }
+
+    #[test]
+    fn missing_key_in_an_empty_mapping_names_that_mapping() {
+        let text = "name: C\nstateMachines:\n  - name: M\n    initialState: A\n    transitions:\n      - {}\n";
+        let rendered = render(parse_component(text, "c.yaml"));
+        assert!(rendered.starts_with("c.yaml:6:9: error[XC0003]: `stateMachines[0].transitions[0]` lacks the required key `from`"), "{rendered}");
     }
 
     #[test]
