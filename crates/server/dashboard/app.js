@@ -1,335 +1,29 @@
 /**
- * Dashboard entry point: application state, the live WebSocket feed, and the
- * wiring between the sidebar, the state diagram, the instance list, the
- * instance detail, the event feed and the audit view.
- *
- * Rendering is batched: handlers mark parts of the page dirty with
- * `invalidate(...)` and one animation frame redraws them, so a burst of
- * WebSocket messages costs one redraw.
+ * Dashboard entry point: the user actions (select, filter, send an event,
+ * create), loading from the REST API, the live WebSocket feed, the two views
+ * (live and audit trail) and the wiring of the page's static controls.
  */
 
 import { LiveFeed, api } from './api.js';
 import { applyHealth, initAudit, openTrail, searchNow } from './audit.js';
 import { initCreateDialog, openCreateDialog } from './create.js';
-import { renderDetail } from './detail.js';
-import { renderDiagram } from './diagram.js';
-import { byId, formatTime, h, mount, shortId, toast } from './dom.js';
-import { matchesFilters, normalizeInstance, renderInstanceList, sortInstances } from './instances.js';
-
-const FEED_MAX = 100;
-const LIST_MAX = 2000;
-const PAGE_SIZE = 500;
-
-const state = {
-  components: [],
-  component: null,
-  machine: null,
-  filters: { machine: '', state: '', q: '', activeOnly: false },
-  instances: new Map(),
-  nextCursor: null,
-  selectedId: null,
-  detail: null,
-  history: null,
-  reply: null,
-  busy: false,
-  feed: [],
-  feedPaused: false,
-  runtimes: null,
-  view: 'live',
-  auditOpened: false,
-};
-
-// ---------------------------------------------------------------- helpers
-
-const componentDef = (name = state.component) => state.components.find((c) => c.name === name);
-const machinesOf = (name = state.component) => new Map((componentDef(name)?.stateMachines || []).map((m) => [m.name, m]));
-
-/** The machine shown in the diagram: the selected instance's, else the sidebar's. */
-function diagramMachine() {
-  const machines = machinesOf();
-  const inst = state.selectedId ? state.instances.get(state.selectedId) || state.detail : null;
-  if (inst && inst.componentName === state.component && machines.has(inst.machineName)) return machines.get(inst.machineName);
-  return machines.get(state.machine) || [...machines.values()][0] || null;
-}
-
-/** `completed` or `error` when `stateName` is a final or error state of the machine, else null. */
-function terminalStatus(componentName, machineName, stateName) {
-  const type = machinesOf(componentName).get(machineName)?.states?.find((st) => st.name === stateName)?.type;
-  return type === 'final' ? 'completed' : type === 'error' ? 'error' : null;
-}
-
-function isEnded(inst) {
-  return Boolean(inst && (inst.disposed || inst.status !== 'active'));
-}
-
-function upsertInstance(raw, fallbackComponent) {
-  const inst = normalizeInstance(raw, fallbackComponent);
-  if (!inst.id) return null;
-  const prev = state.instances.get(inst.id);
-  const merged = prev ? { ...prev, ...Object.fromEntries(Object.entries(inst).filter(([, v]) => v !== '' && v !== null)) } : inst;
-  state.instances.set(inst.id, merged);
-  if (state.instances.size > LIST_MAX) {
-    // Drop the oldest ended instances first, then the oldest of all.
-    const victims = sortInstances([...state.instances.values()]).reverse();
-    const ended = victims.filter((i) => i.status !== 'active' || i.disposed);
-    for (const v of [...ended, ...victims]) {
-      if (state.instances.size <= LIST_MAX) break;
-      if (v.id !== state.selectedId) state.instances.delete(v.id);
-    }
-  }
-  return merged;
-}
-
-// ---------------------------------------------------------------- batched rendering
-
-const dirty = new Set();
-let frame = 0;
-
-function invalidate(...parts) {
-  for (const p of parts) dirty.add(p);
-  if (!frame) frame = requestAnimationFrame(flush);
-}
-
-function flush() {
-  frame = 0;
-  const parts = new Set(dirty);
-  dirty.clear();
-  if (parts.has('tree')) renderTree();
-  if (parts.has('filters')) renderFilters();
-  if (parts.has('list')) renderList();
-  if (parts.has('diagram')) renderDiagramCard();
-  if (parts.has('detail')) renderDetailPanel();
-  if (parts.has('feed')) renderFeed();
-  renderStats();
-}
-
-function renderStats() {
-  const machines = state.components.reduce((n, c) => n + (c.stateMachines || []).length, 0);
-  const active = [...state.instances.values()].filter((i) => i.status === 'active' && !i.disposed).length;
-  byId('stat-components').textContent = String(state.components.length);
-  byId('stat-machines').textContent = String(machines);
-  byId('stat-instances').textContent = String(active);
-  byId('stat-runtimes').textContent = state.runtimes === null ? '–' : String(state.runtimes);
-}
-
-function renderTree() {
-  const tree = byId('component-tree');
-  if (!state.components.length) {
-    mount(tree, h('p', { class: 'empty' }, 'No component loaded.'));
-    return;
-  }
-  const counts = new Map();
-  for (const i of state.instances.values()) {
-    if (i.status !== 'active' || i.disposed) continue;
-    const key = `${i.componentName}/${i.machineName}`;
-    counts.set(key, (counts.get(key) || 0) + 1);
-  }
-  mount(
-    tree,
-    state.components.map((c) =>
-      h(
-        'div',
-        { class: `tree-group${c.name === state.component ? ' is-open' : ''}` },
-        h(
-          'button',
-          { type: 'button', class: 'tree-component', 'aria-expanded': c.name === state.component ? 'true' : 'false', onClick: () => selectComponent(c.name) },
-          h('span', { class: 'tree-name' }, c.name),
-          c.version ? h('span', { class: 'tree-version' }, `v${c.version}`) : null,
-        ),
-        h(
-          'ul',
-          { class: 'tree-machines' },
-          (c.stateMachines || []).map((m) => {
-            const active = c.name === state.component && m.name === state.machine;
-            const count = counts.get(`${c.name}/${m.name}`) || 0;
-            return h(
-              'li',
-              null,
-              h(
-                'button',
-                {
-                  type: 'button',
-                  class: `tree-machine${active ? ' is-active' : ''}`,
-                  'aria-current': active ? 'true' : null,
-                  'data-machine': m.name,
-                  'aria-label': `Machine ${m.name} of ${c.name}${m.name === c.entryMachine ? ', entry machine' : ''}, ${count} active`,
-                  onClick: () => selectMachine(c.name, m.name),
-                },
-                h('span', { class: 'tree-name' }, m.name, m.name === c.entryMachine ? h('span', { class: 'entry-star', title: 'Entry machine' }, '★') : null),
-                h('span', { class: 'count-pill' }, String(count)),
-              ),
-            );
-          }),
-        ),
-      ),
-    ),
-  );
-}
-
-function option(value, label, selected) {
-  return h('option', { value, selected }, label);
-}
-
-function renderFilters() {
-  const machines = machinesOf();
-  const f = state.filters;
-  mount(byId('filter-machine'), option('', 'All machines', !f.machine), [...machines.keys()].map((m) => option(m, m, m === f.machine)));
-  const states = new Set();
-  for (const m of machines.values()) {
-    if (f.machine && m.name !== f.machine) continue;
-    for (const st of m.states || []) states.add(st.name);
-  }
-  if (f.state && !states.has(f.state)) states.add(f.state);
-  mount(byId('filter-state'), option('', 'All states', !f.state), [...states].map((st) => option(st, st, st === f.state)));
-  byId('filter-active').checked = f.activeOnly;
-  if (byId('filter-q').value !== f.q) byId('filter-q').value = f.q;
-}
-
-function visibleInstances() {
-  return sortInstances([...state.instances.values()].filter((i) => i.componentName === state.component && matchesFilters(i, state.filters)));
-}
-
-function renderList() {
-  const list = visibleInstances();
-  const total = [...state.instances.values()].filter((i) => i.componentName === state.component).length;
-  byId('instances-count').textContent = list.length === total ? String(total) : `${list.length} / ${total}`;
-  renderInstanceList(byId('instance-list'), list, {
-    selectedId: state.selectedId,
-    onSelect: (id) => selectInstance(id),
-    machines: machinesOf(),
-    entryMachine: componentDef()?.entryMachine,
-    emptyText: total ? 'No instance matches the filters.' : 'No instance yet. Create one with “+ New instance”.',
-  });
-  for (const id of flashIds) byId('instance-list').querySelector(`[data-id="${CSS.escape(id)}"]`)?.classList.add('flash');
-  flashIds.clear();
-  byId('load-more').hidden = !state.nextCursor;
-}
-
-const flashIds = new Set();
-
-function renderDiagramCard() {
-  const machine = diagramMachine();
-  const wrap = byId('diagram');
-  const meta = byId('diagram-meta');
-  if (!machine) {
-    byId('diagram-title').textContent = 'State diagram';
-    mount(meta);
-    mount(wrap, h('p', { class: 'empty' }, 'No machine selected.'));
-    return;
-  }
-  const selected = state.selectedId ? state.instances.get(state.selectedId) || state.detail : null;
-  const current = selected && selected.machineName === machine.name && selected.componentName === state.component ? selected.currentState : null;
-  const counts = new Map();
-  for (const i of state.instances.values()) {
-    if (i.componentName === state.component && i.machineName === machine.name && i.status === 'active' && !i.disposed) {
-      counts.set(i.currentState, (counts.get(i.currentState) || 0) + 1);
-    }
-  }
-  byId('diagram-title').textContent = `${machine.name} `;
-  byId('diagram-title').appendChild(h('span', { class: 'muted small' }, `· ${state.component}`));
-  mount(
-    meta,
-    current
-      ? h('span', null, 'Instance ', h('span', { class: 'mono' }, shortId(selected.id)), ' is in ', h('strong', { id: 'diagram-current' }, current))
-      : h('span', { class: 'muted' }, 'Click a state to filter the list'),
-    state.filters.state ? h('button', { type: 'button', class: 'btn btn-link btn-sm', onClick: () => setFilter({ state: '' }) }, `Clear state filter (${state.filters.state})`) : null,
-  );
-  const keepScroll = wrap.scrollLeft;
-  mount(
-    wrap,
-    renderDiagram(machine, {
-      currentState: current,
-      counts,
-      selectedState: state.filters.machine === machine.name ? state.filters.state : null,
-      label: `State diagram of ${machine.name}${current ? `, current state ${current}` : ''}`,
-      onStateClick: (name) => {
-        const same = state.filters.state === name && state.filters.machine === machine.name;
-        setFilter({ machine: machine.name, state: same ? '' : name });
-      },
-    }),
-  );
-  wrap.scrollLeft = keepScroll;
-  // On narrow screens the diagram scrolls: keep the current state in view.
-  const node = current && wrap.scrollWidth > wrap.clientWidth ? wrap.querySelector('g.state.is-current') : null;
-  if (node) {
-    const box = node.getBoundingClientRect();
-    const view = wrap.getBoundingClientRect();
-    if (box.left < view.left || box.right > view.right) wrap.scrollLeft += box.left - view.left - (view.width - box.width) / 2;
-  }
-}
-
-function renderDetailPanel() {
-  const detail = state.detail && state.detail.id === state.selectedId ? { ...state.detail, ...pickLive(state.detail.id) } : null;
-  renderDetail(byId('detail'), {
-    detail,
-    machineDef: detail ? machinesOf(detail.componentName).get(detail.machineName) : null,
-    machines: detail ? machinesOf(detail.componentName) : new Map(),
-    history: state.history,
-    reply: state.reply,
-    busy: state.busy,
-    onAction: sendAction,
-    onOpenAudit: (id) => {
-      switchView('audit');
-      openTrail(id);
-    },
-    onSelect: (id) => selectInstance(id),
-    onExpired: () => scheduleDetailRefresh(),
-  });
-}
-
-/** Fields the live feed may have updated after the detail was fetched. */
-function pickLive(id) {
-  const live = state.instances.get(id);
-  if (!live) return {};
-  return { disposed: live.disposed, status: live.status };
-}
-
-function describe(msg) {
-  const d = msg.data || {};
-  const who = d.machineName ? `${d.machineName} ${shortId(d.instanceId || d.id)}` : shortId(d.instanceId || d.id);
-  switch (msg.type) {
-    case 'state_change':
-      return { kind: 'change', text: who, sub: `${d.event?.type || d.event || '?'}: ${d.previousState} → ${d.newState}` };
-    case 'instance_created':
-      return { kind: 'created', text: who, sub: `created${d.currentState ? ` in ${d.currentState}` : ''}` };
-    case 'instance_completed':
-      return { kind: 'completed', text: who, sub: `${d.status === 'error' ? 'failed' : 'completed'}${d.finalState ? ` in ${d.finalState}` : ''}` };
-    case 'instance_disposed':
-      return { kind: 'disposed', text: who, sub: 'left the live set' };
-    case 'event_ignored':
-      return { kind: 'ignored', text: who, sub: `ignored ${d.event?.type || d.eventType || d.event || 'event'}${d.reason ? `: ${d.reason}` : ''}` };
-    case 'runtimes_update':
-      return { kind: 'info', text: 'Runtimes updated', sub: runtimeCount(d) === null ? '' : `${runtimeCount(d)} connected` };
-    case 'slow_consumer':
-      return { kind: 'warn', text: 'Feed fell behind', sub: 'resynchronising…' };
-    case 'components_list':
-      return { kind: 'info', text: 'Components updated', sub: '' };
-    default:
-      return { kind: 'info', text: msg.type, sub: '' };
-  }
-}
-
-function renderFeed() {
-  const feed = byId('feed');
-  if (!state.feed.length) {
-    mount(feed, h('li', { class: 'empty' }, state.feedPaused ? 'Paused.' : 'Waiting for events…'));
-    return;
-  }
-  mount(
-    feed,
-    state.feed.map((item) =>
-      h(
-        'li',
-        { class: `feed-item feed-${item.kind}`, 'data-type': item.type },
-        h('span', { class: 'feed-time mono' }, formatTime(item.at)),
-        item.instanceId
-          ? h('button', { type: 'button', class: 'feed-text btn-link', onClick: () => selectInstance(item.instanceId), title: item.instanceId }, item.text)
-          : h('span', { class: 'feed-text' }, item.text),
-        item.sub ? h('span', { class: 'feed-sub', title: String(item.sub) }, String(item.sub)) : null,
-      ),
-    ),
-  );
-}
+import { byId, shortId, toast } from './dom.js';
+import { renderDetailPanel, renderDiagramCard, renderFilters, renderList } from './panels.js';
+import { describe, renderFeed, renderStats, renderTree, runtimeCount } from './sidebar.js';
+import {
+  FEED_MAX,
+  PAGE_SIZE,
+  actions,
+  componentDef,
+  flashIds,
+  invalidate,
+  isEnded,
+  machinesOf,
+  onRender,
+  state,
+  terminalStatus,
+  upsertInstance,
+} from './store.js';
 
 // ---------------------------------------------------------------- actions
 
@@ -499,15 +193,6 @@ async function createInstance(machineName, context) {
 }
 
 // ---------------------------------------------------------------- loading
-
-function runtimeCount(d) {
-  if (typeof d === 'number') return d;
-  if (Array.isArray(d)) return d.length;
-  if (d && Array.isArray(d.runtimes)) return d.runtimes.length;
-  if (d && typeof d.connectedRuntimes === 'number') return d.connectedRuntimes;
-  if (d && typeof d.count === 'number') return d.count;
-  return null;
-}
 
 async function loadComponents(list) {
   const comps = list || (await api.components());
@@ -698,7 +383,30 @@ function routeFromHash() {
   }
 }
 
+function registerRenderers() {
+  onRender('tree', renderTree);
+  onRender('filters', renderFilters);
+  onRender('list', renderList);
+  onRender('diagram', renderDiagramCard);
+  onRender('detail', renderDetailPanel);
+  onRender('feed', renderFeed);
+  onRender('*', renderStats);
+  Object.assign(actions, {
+    selectComponent,
+    selectMachine,
+    selectInstance,
+    setFilter,
+    sendAction,
+    scheduleDetailRefresh,
+    openAudit: (id) => {
+      switchView('audit');
+      openTrail(id);
+    },
+  });
+}
+
 async function boot() {
+  registerRenderers();
   initCreateDialog();
   initAudit({
     onOpenInstance: (id, component) => {
