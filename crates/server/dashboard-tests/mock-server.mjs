@@ -132,7 +132,7 @@ export class MockRuntime {
       if (t.from !== inst.currentState || (t.type !== 'timeout' && t.type !== 'auto')) continue;
       const delay = t.timeoutMs ?? 0;
       const handle = setTimeout(() => {
-        if (this.live.get(inst.id)?.currentState === t.from) this.send(inst.id, t.event, {}, { causationId: causeId });
+        if (this.live.get(inst.id)?.currentState === t.from) this.safely(() => this.send(inst.id, t.event, {}, { causationId: causeId }));
       }, delay);
       inst.deadlines.push({ event: t.event, targetState: t.to, at: Date.now() + delay, timeoutMs: delay });
       this.timers.set(`${inst.id}:${t.event}`, handle);
@@ -206,7 +206,7 @@ export class MockRuntime {
     }
     if (t.type === 'cross_component' && t.targetComponent) {
       const data = this.mapped(t, { ...inst.context, ...ev.payload });
-      setTimeout(() => {
+      setTimeout(() => this.safely(() => {
         const meta = { causationId: ev.id, correlationId: inst.correlationId, sourceComponent: inst.componentName };
         if (t.targetEvent) {
           for (const target of [...this.live.values()]) {
@@ -217,7 +217,16 @@ export class MockRuntime {
         } else {
           this.create(t.targetComponent, t.targetMachine, data, meta);
         }
-      }, 25);
+      }), 25);
+    }
+  }
+
+  /** Runs a deferred effect; a failure is logged, never thrown out of a timer. */
+  safely(fn) {
+    try {
+      fn();
+    } catch (err) {
+      console.error(`mock: deferred effect failed: ${err.message}`);
     }
   }
 
