@@ -3,7 +3,10 @@
 mod bench;
 mod explain;
 mod graph;
+mod init;
+mod run;
 mod schema;
+mod simulate;
 mod validate;
 
 use clap::Subcommand;
@@ -23,6 +26,12 @@ pub enum Command {
     Graph(graph::GraphArgs),
     /// Explain a diagnostic code printed by `validate` (or list all codes).
     Explain(explain::ExplainArgs),
+    /// Run components offline: create an instance, send scripted events, print the trace, exit.
+    Run(run::RunArgs),
+    /// Walk one instance through its machine without side effects and print the path.
+    Simulate(simulate::SimulateArgs),
+    /// Create a project folder with an example component, a README and an events file.
+    Init(init::InitArgs),
 }
 
 /// Runs one subcommand and returns the process exit code.
@@ -33,5 +42,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Schema(args) => schema::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Simulate(args) => simulate::run(args),
+        Command::Init(args) => init::run(args),
     }
 }
