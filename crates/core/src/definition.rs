@@ -380,6 +380,11 @@ fn compile_machine(
     for (position, transition) in machine.transitions.iter().enumerate() {
         let where_ = format!(", transition {} ({} --{}--> {})", position + 1, transition.from, transition.event, transition.to);
         let from = resolve(&transition.from, where_.clone(), errors);
+        let leaves_terminal = from.is_some_and(|from| states[usize::from(from)].kind.is_terminal());
+        if leaves_terminal && !state_index.contains_key(transition.to.as_str()) {
+            // Leaves a final/error state, so it can never fire; `validate` warns (XC0108).
+            continue;
+        }
         let to = resolve(&transition.to, where_.clone(), errors);
         let event = *event_index.entry(transition.event.as_str().into()).or_insert_with(|| {
             event_names.push(transition.event.as_str().into());
@@ -480,13 +485,9 @@ fn compile_machine(
 }
 
 fn compile_guard(transition: &model::Transition, location: &str, errors: &mut Vec<CompileError>) -> Option<CompiledGuard> {
-    let compiled = match (&transition.guard, &transition.guards) {
-        (Some(guard), _) => CompiledGuard::compile(guard.expression()),
-        (None, Some(legacy)) if !legacy.is_empty() => CompiledGuard::from_legacy(legacy),
-        _ => return None,
-    };
-    match compiled {
-        Ok(guard) => Some(guard),
+    // One rule for `validate` and the engine: `guard` and legacy `guards` must all hold.
+    match CompiledGuard::for_transition(transition) {
+        Ok(guard) => guard,
         Err(error) => {
             errors.push(CompileError::Guard { location: location.to_owned(), error });
             None

@@ -293,21 +293,28 @@ impl RuntimeHandle {
         answer.await.map_err(|_| RuntimeError::ShuttingDown)?
     }
 
-    /// Sends many events at once (one message per shard); per-instance order is kept.
-    /// Answers with totals once everything is applied and stored.
-    pub async fn send_many(&self, events: Vec<(InstanceId, Arc<str>, Context)>) -> Result<BatchOutcome, RuntimeError> {
+    /// Sends one event type to many instances at once (one message per shard); the order of
+    /// events to the same instance is kept. Answers with totals once everything is applied and
+    /// stored.
+    pub async fn send_many(&self, event: &str, targets: Vec<(InstanceId, Context)>) -> Result<BatchOutcome, RuntimeError> {
         let shard_count = self.shared.shard_count();
-        let mut per_shard: Vec<Vec<(InstanceId, Arc<str>, Context)>> = (0..shard_count).map(|_| Vec::new()).collect();
-        for item in events {
-            per_shard[self.shared.shard_of(&item.0)].push(item);
-        }
+        let event: Arc<str> = event.into();
+        let per_shard: Vec<Vec<(InstanceId, Context)>> = if shard_count == 1 {
+            vec![targets]
+        } else {
+            let mut per_shard: Vec<Vec<(InstanceId, Context)>> = (0..shard_count).map(|_| Vec::with_capacity(targets.len() / shard_count + 1)).collect();
+            for item in targets {
+                per_shard[self.shared.shard_of(&item.0)].push(item);
+            }
+            per_shard
+        };
         let mut answers = Vec::new();
         for (shard, items) in per_shard.into_iter().enumerate() {
             if items.is_empty() {
                 continue;
             }
             let (reply, answer) = oneshot::channel();
-            self.to_shard(shard, ShardMsg::SendMany(items, Some(reply))).await?;
+            self.to_shard(shard, ShardMsg::SendMany(event.clone(), items, Some(reply))).await?;
             answers.push(answer);
         }
         let mut total = BatchOutcome::default();

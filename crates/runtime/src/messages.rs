@@ -119,7 +119,8 @@ pub(crate) enum QueryMsg {
 pub(crate) enum ShardMsg {
     Create(CreateMsg),
     Send(SendMsg),
-    SendMany(Vec<(InstanceId, Arc<str>, Context)>, Option<oneshot::Sender<BatchOutcome>>),
+    /// One event type to many instances (in order per instance).
+    SendMany(Arc<str>, Vec<(InstanceId, Context)>, Option<oneshot::Sender<BatchOutcome>>),
     /// Create many instances (replies with how many were created).
     CreateMany(Vec<CreateMsg>, oneshot::Sender<usize>),
     Deliver(DeliverMsg),

@@ -1,6 +1,6 @@
 //! The stream of runtime events that servers, dashboards and tests subscribe to.
 //!
-//! Events are published in batches (`Arc<[RuntimeEvent]>`, one allocation per shard batch) on a
+//! Events are published in batches (`Arc<Vec<RuntimeEvent>>`, one allocation per shard batch) on a
 //! bounded broadcast channel: a subscriber that falls more than `STREAM_CAPACITY` batches behind
 //! is told how many it missed and never slows the runtime down. Events carry indexes, not names;
 //! `Registry` resolves them (see `RuntimeEvent::describe`).
@@ -221,4 +221,4 @@ impl RuntimeEvent {
 }
 
 /// A batch of runtime events.
-pub type EventBatch = Arc<[RuntimeEvent]>;
+pub type EventBatch = Arc<Vec<RuntimeEvent>>;

@@ -93,7 +93,7 @@ impl ShardWork {
             }
         }
         if !batch.events.is_empty() {
-            let _ = shared.stream.send(batch.events.into());
+            let _ = shared.stream.send(Arc::new(batch.events));
         }
     }
 
@@ -138,6 +138,6 @@ impl ShardWork {
             }
         }
         let events = batch.commit.events.len();
-        let _ = shared.stream.send(vec![RuntimeEvent::CommitFailed { error, events }].into());
+        let _ = shared.stream.send(Arc::new(vec![RuntimeEvent::CommitFailed { error, events }]));
     }
 }

@@ -31,6 +31,7 @@ pub(crate) struct Instances {
     ids: FxHashMap<InstanceId, u32>,
     index: FxHashMap<IndexEntryKey, SmallVec<[u32; 1]>>,
     timers: BTreeSet<(Millis, InstanceId, TransitionIdx)>,
+    warm: u32,
 }
 
 /// The indexed values of one instance (path, key), used to update the index after a change.
@@ -164,6 +165,12 @@ impl Instances {
         }
         self.timers.pop_first();
         Some((id, transition))
+    }
+
+    /// Keeps the result of a read done only to bring slots into the cache (so it is not optimized
+    /// away).
+    pub fn note_warm(&mut self, value: u32) {
+        self.warm = self.warm.wrapping_add(value);
     }
 
     /// Number of armed timers.

@@ -136,14 +136,13 @@ fn throughput(args: &MemoryArgs, cores: usize) -> anyhow::Result<Row> {
         let (rt, handle) = start(cores).await?;
         let ids = handle.create_many("Bench", "Counter", vec![Context::new(); args.instances]).await?;
         let seen = drain_stream(&handle);
-        let event: Arc<str> = "TICK".into();
         let started = Instant::now();
         let mut sent = 0usize;
         let mut transitioned = 0usize;
         while sent < args.events {
-            let chunk: Vec<_> = ids.iter().cycle().skip(sent % ids.len()).take(SEND_CHUNK.min(args.events - sent)).map(|id| (*id, event.clone(), Context::new())).collect();
+            let chunk: Vec<_> = ids.iter().cycle().skip(sent % ids.len()).take(SEND_CHUNK.min(args.events - sent)).map(|id| (*id, Context::new())).collect();
             sent += chunk.len();
-            transitioned += handle.send_many(chunk).await?.transitioned;
+            transitioned += handle.send_many("TICK", chunk).await?.transitioned;
         }
         let elapsed = started.elapsed();
         // Let the stream subscriber catch up before reading its count.
