@@ -1,0 +1,53 @@
+//! Optional bearer-token protection of the mutating routes (`POST`, `PUT`, `PATCH`, `DELETE`).
+//! Reads stay open, so the dashboard and monitoring keep working; with no token configured
+//! every route is open.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+/// Compares without an early exit, so the time taken does not reveal the matching prefix.
+fn same(expected: &[u8], given: &[u8]) -> bool {
+    let mut difference = expected.len() ^ given.len();
+    for (index, byte) in expected.iter().enumerate() {
+        difference |= usize::from(byte ^ given.get(index).copied().unwrap_or(0));
+    }
+    difference == 0
+}
+
+/// Rejects mutating requests without the right `Authorization: Bearer <token>`.
+pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(token) = state.config().token.as_deref() else { return next.run(request).await };
+    let mutating = matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    if !mutating {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(str::trim);
+    match given {
+        Some(given) if same(token.as_bytes(), given.as_bytes()) => next.run(request).await,
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong bearer token").into_response(),
+        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this route needs Authorization: Bearer <token>").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same;
+
+    #[test]
+    fn compares_whole_tokens() {
+        assert!(same(b"secret", b"secret"));
+        assert!(!same(b"secret", b"secre"));
+        assert!(!same(b"secret", b"secret2"));
+        assert!(!same(b"secret", b"Secret"));
+        assert!(!same(b"", b"x"));
+    }
+}

@@ -1,0 +1,79 @@
+//! xcomponent-server: the one HTTP server of xcomponent-ai. REST API (the original's paths and
+//! JSON shapes), WebSocket live feed, OpenAPI document and Swagger UI, health, Prometheus metrics
+//! and the embedded dashboard, all on one port.
+//!
+//! ```no_run
+//! # async fn demo(runtime: xcomponent_runtime::RuntimeHandle) -> std::io::Result<()> {
+//! use xcomponent_server::{router, AppState, ServerConfig};
+//! let state = AppState::new(runtime, ServerConfig::default()).await;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, router(state)).await
+//! # }
+//! ```
+//!
+//! Errors are one type, `ApiError` (JSON `{error, code, message, field?}`).
+
+mod auth;
+mod dashboard;
+mod dto;
+mod error;
+mod health;
+mod live;
+mod metrics;
+mod openapi;
+mod routes;
+mod state;
+mod stream;
+mod timed_store;
+mod ws;
+
+pub use dashboard::embedded as dashboard_embedded;
+pub use error::{ApiError, ErrorBody};
+pub use metrics::Metrics;
+pub use state::{AppState, Cors, ServerConfig, DEFAULT_BODY_LIMIT};
+pub use timed_store::TimedStore;
+pub use ws::hub::WS_MAX_CLIENTS;
+pub use ws::queue::{WS_CLIENT_QUEUE, WS_COALESCE_AFTER};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::from_fn_with_state;
+use axum::routing::get;
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+
+/// The server: every route, the dashboard, and the middleware (auth, metrics, body limit,
+/// tracing, CORS). The only way the server is built.
+pub fn router(state: AppState) -> Router {
+    let (api, document) = routes::api().split_for_parts();
+    let document = openapi::finish(document, state.config().token.is_some());
+    let mut router = api
+        .merge(openapi::docs(document))
+        .route("/", get(dashboard::index))
+        .route("/dashboard.html", get(dashboard::index))
+        .fallback(dashboard::fallback)
+        .method_not_allowed_fallback(dashboard::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::require_token))
+        .layer(from_fn_with_state(state.clone(), metrics::track_http))
+        .layer(DefaultBodyLimit::max(state.config().body_limit))
+        .layer(TraceLayer::new_for_http());
+    if let Some(cors) = cors_layer(&state.config().cors) {
+        router = router.layer(cors);
+    }
+    router.with_state(state)
+}
+
+fn cors_layer(cors: &Cors) -> Option<CorsLayer> {
+    let origins = match cors {
+        Cors::Off => return None,
+        Cors::Any => AllowOrigin::any(),
+        Cors::Origins(list) => AllowOrigin::list(list.iter().filter_map(|origin| HeaderValue::from_str(origin).ok())),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION]),
+    )
+}

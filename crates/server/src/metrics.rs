@@ -1,0 +1,237 @@
+//! Prometheus metrics: one recorder per server (not the process-global one, so several servers
+//! and tests can live in one process), fed by the runtime event stream, the HTTP middleware, the
+//! store decorator (`TimedStore`) and the WebSocket hub; rendered at `GET /metrics`.
+//!
+//! Labels are bounded: component, machine, state and event names come from the loaded
+//! definitions (an ignored event's free-text type is never a label), routes are the matched
+//! route templates, and no instance id ever appears.
+
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use xcomponent_runtime::{Registry, RuntimeEvent};
+
+/// Histogram buckets (seconds) for every latency: 50 µs to 10 s.
+pub const LATENCY_BUCKETS: [f64; 16] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+static METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+
+/// The metrics of one server (cheap to clone).
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh, empty set of metrics.
+    pub fn new() -> Metrics {
+        let builder = match PrometheusBuilder::new().set_buckets(&LATENCY_BUCKETS) {
+            Ok(builder) => builder,
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let metrics = Metrics { inner: Arc::new(Inner { recorder, handle }) };
+        metrics.describe();
+        metrics
+    }
+
+    fn describe(&self) {
+        let recorder = &self.inner.recorder;
+        for (name, help) in [
+            ("xcomponent_transitions_total", "Transitions taken, by component, machine and event."),
+            ("xcomponent_instances_created_total", "Instances created, by component and machine."),
+            ("xcomponent_instances_finished_total", "Instances that reached a final or error state."),
+            ("xcomponent_events_ignored_total", "Events that changed nothing, by component."),
+            ("xcomponent_timeouts_fired_total", "Timeout and auto transitions fired by the clock."),
+            ("xcomponent_hook_failures_total", "Business hooks that failed (the transition went on)."),
+            ("xcomponent_effect_failures_total", "Effects (cross-component, cascades...) that could not be delivered."),
+            ("xcomponent_commit_failures_total", "Store commits that failed and were rolled back."),
+            ("xcomponent_http_requests_total", "HTTP requests, by method, route and status."),
+            ("xcomponent_store_commits_total", "Store commits, by backend and result."),
+            ("xcomponent_bus_lagged_batches_total", "Runtime event batches the server missed because it fell behind."),
+            ("xcomponent_ws_slow_clients_total", "WebSocket clients dropped because they could not keep up."),
+            ("xcomponent_ws_coalesced_messages_total", "WebSocket state_change messages merged for clients under load."),
+        ] {
+            recorder.describe_counter(name.into(), None, help.into());
+        }
+        for (name, help) in [
+            ("xcomponent_live_instances", "Live instances, by component, machine and state."),
+            ("xcomponent_ws_clients", "Connected WebSocket clients."),
+        ] {
+            recorder.describe_gauge(name.into(), None, help.into());
+        }
+        for (name, help) in [
+            ("xcomponent_http_request_duration_seconds", "HTTP request latency, by method and route."),
+            ("xcomponent_event_duration_seconds", "Time for the runtime to apply and store an event sent over HTTP."),
+            ("xcomponent_store_commit_duration_seconds", "Store commit latency, by backend."),
+            ("xcomponent_bus_lag_seconds", "Delay between an event being stored and the server receiving it from the bus."),
+        ] {
+            recorder.describe_histogram(name.into(), None, help.into());
+        }
+    }
+
+    /// A counter with labels.
+    pub fn counter(&self, name: &'static str, labels: &[(&'static str, String)]) -> Counter {
+        self.inner.recorder.register_counter(&key(name, labels), &METADATA)
+    }
+
+    /// A gauge with labels.
+    pub fn gauge(&self, name: &'static str, labels: &[(&'static str, String)]) -> Gauge {
+        self.inner.recorder.register_gauge(&key(name, labels), &METADATA)
+    }
+
+    /// A histogram with labels.
+    pub fn histogram(&self, name: &'static str, labels: &[(&'static str, String)]) -> Histogram {
+        self.inner.recorder.register_histogram(&key(name, labels), &METADATA)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        self.inner.handle.render()
+    }
+
+    /// Drains histogram buffers and forgets idle series (call periodically).
+    pub fn upkeep(&self) {
+        self.inner.handle.run_upkeep();
+    }
+}
+
+fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
+    let labels: Vec<Label> = labels.iter().map(|(label, value)| Label::new(*label, value.clone())).collect();
+    Key::from_parts(name, labels)
+}
+
+/// Updates metrics from the runtime stream (owned by the stream task; caches metric handles).
+pub(crate) struct StreamMetrics {
+    metrics: Metrics,
+    transitions: HashMap<(u16, u16, u16), Counter>,
+    per_component: HashMap<(&'static str, u16), Counter>,
+    bus_lag: Histogram,
+    lagged: Counter,
+}
+
+impl StreamMetrics {
+    pub fn new(metrics: Metrics) -> StreamMetrics {
+        let bus_lag = metrics.histogram("xcomponent_bus_lag_seconds", &[("bus", "memory".to_owned())]);
+        let lagged = metrics.counter("xcomponent_bus_lagged_batches_total", &[]);
+        StreamMetrics { metrics, transitions: HashMap::new(), per_component: HashMap::new(), bus_lag, lagged }
+    }
+
+    /// Batches missed by the server.
+    pub fn lagged(&self, missed: u64) {
+        self.lagged.increment(missed);
+    }
+
+    fn component_counter(&mut self, name: &'static str, registry: &Registry, component: u16) -> &Counter {
+        let metrics = &self.metrics;
+        self.per_component
+            .entry((name, component))
+            .or_insert_with(|| metrics.counter(name, &[("component", registry.definition(component).name.to_string())]))
+    }
+
+    /// Accounts for one runtime event received at `now_ms`.
+    pub fn observe(&mut self, registry: &Registry, event: &RuntimeEvent, now_ms: i64) {
+        match event {
+            RuntimeEvent::StateChanged { component, machine, transition, at, .. } => {
+                let metrics = &self.metrics;
+                self.transitions
+                    .entry((*component, *machine, *transition))
+                    .or_insert_with(|| {
+                        let definition = registry.definition(*component);
+                        let machine_def = definition.machine(*machine);
+                        let labels = [
+                            ("component", definition.name.to_string()),
+                            ("machine", machine_def.name.to_string()),
+                            ("event", machine_def.transition(*transition).event_name.to_string()),
+                        ];
+                        metrics.counter("xcomponent_transitions_total", &labels)
+                    })
+                    .increment(1);
+                self.bus_lag.record(lag_seconds(*at, now_ms));
+            }
+            RuntimeEvent::InstanceCreated { component, machine, at, .. } => {
+                let definition = registry.definition(*component);
+                let labels = [("component", definition.name.to_string()), ("machine", definition.machine(*machine).name.to_string())];
+                self.metrics.counter("xcomponent_instances_created_total", &labels).increment(1);
+                self.bus_lag.record(lag_seconds(*at, now_ms));
+            }
+            RuntimeEvent::InstanceDisposed { component, machine, status, .. } => {
+                let definition = registry.definition(*component);
+                let labels = [
+                    ("component", definition.name.to_string()),
+                    ("machine", definition.machine(*machine).name.to_string()),
+                    ("status", status.as_str().to_owned()),
+                ];
+                self.metrics.counter("xcomponent_instances_finished_total", &labels).increment(1);
+            }
+            RuntimeEvent::EventIgnored { component, .. } => {
+                self.component_counter("xcomponent_events_ignored_total", registry, *component).increment(1);
+            }
+            RuntimeEvent::TimeoutFired { component, .. } => {
+                self.component_counter("xcomponent_timeouts_fired_total", registry, *component).increment(1);
+            }
+            RuntimeEvent::HookFailed { component, .. } => {
+                self.component_counter("xcomponent_hook_failures_total", registry, *component).increment(1);
+            }
+            RuntimeEvent::EffectFailed { component, .. } => {
+                self.component_counter("xcomponent_effect_failures_total", registry, *component).increment(1);
+            }
+            RuntimeEvent::CommitFailed { .. } => {
+                self.metrics.counter("xcomponent_commit_failures_total", &[]).increment(1);
+            }
+        }
+    }
+}
+
+fn lag_seconds(at_ms: i64, now_ms: i64) -> f64 {
+    (now_ms.saturating_sub(at_ms)).max(0) as f64 / 1000.0
+}
+
+/// Middleware: counts requests and records their latency by method and route template.
+pub(crate) async fn track_http(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let metrics = state.metrics();
+    let status = response.status().as_u16().to_string();
+    metrics
+        .histogram("xcomponent_http_request_duration_seconds", &[("method", method.clone()), ("route", route.clone())])
+        .record(started.elapsed().as_secs_f64());
+    metrics.counter("xcomponent_http_requests_total", &[("method", method), ("route", route), ("status", status)]).increment(1);
+    response
+}
+
+/// `GET /metrics`: the Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "Operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
+pub(crate) async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.refresh_gauges();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics().render())
+}

@@ -1,0 +1,240 @@
+//! Instance routes: list live instances (filtered, paged), show one (live, or finished from the
+//! store), and send events to one (`/events`, the component-scoped `/events`, `/trigger`).
+
+use crate::dto::{object_field, EventReply, InstanceDto, InstancePage, DEFAULT_PAGE, MAX_PAGE};
+use crate::error::{parse_instance_id, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use crate::routes::components::{check_event_name, find_component, EventSpec};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::time::Instant;
+use utoipa::{IntoParams, ToSchema};
+use xcomponent_core::instance::{InstanceId, Status};
+use xcomponent_runtime::{InstanceFilter, RuntimeError, SendRequest};
+
+/// Filters and paging of instance lists.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only this component.
+    pub component: Option<String>,
+    /// Only this machine.
+    pub machine: Option<String>,
+    /// Only this state.
+    pub state: Option<String>,
+    /// Text searched in the id and the data.
+    pub q: Option<String>,
+    /// Page size (default 100, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `{instance}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InstanceBody {
+    /// The instance, with `availableTransitions` and `pendingTimeouts`.
+    pub instance: InstanceDto,
+}
+
+/// Body of the event routes: `{type, payload}` or `{event, payload}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EventBody {
+    /// The event type.
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
+    /// The event type (or `{type, payload}`), when `type` is absent.
+    #[serde(default)]
+    pub event: Option<EventSpec>,
+    /// The payload (a JSON object).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<Value>,
+}
+
+async fn list(state: &AppState, component: Option<String>, query: ListQuery) -> ApiResult<InstancePage> {
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let after = match query.cursor.as_deref().filter(|cursor| !cursor.is_empty()) {
+        Some(cursor) => Some(cursor.parse::<InstanceId>().map_err(|_| ApiError::bad_field("cursor", "cursor must be a nextCursor value"))?),
+        None => None,
+    };
+    let empty_to_none = |value: Option<String>| value.filter(|text| !text.is_empty());
+    let filter = InstanceFilter {
+        component: empty_to_none(component),
+        machine: empty_to_none(query.machine),
+        state: empty_to_none(query.state),
+        text: empty_to_none(query.q).map(|text| text.to_lowercase()),
+        after,
+        limit: limit + 1,
+    };
+    let mut views = state.runtime().instances(filter).await;
+    let more = views.len() > limit;
+    views.truncate(limit);
+    let now = state.runtime().clock().now();
+    let items: Vec<InstanceDto> = views.iter().map(|view| InstanceDto::live(view, now, false)).collect();
+    let next_cursor = if more { items.last().map(|item| item.id.to_string()) } else { None };
+    Ok(InstancePage { instances: items.clone(), items, next_cursor })
+}
+
+/// Lists live instances.
+#[utoipa::path(get, path = "/api/instances", tag = "Instances", params(ListQuery),
+    responses((status = 200, body = InstancePage), (status = 400, description = "Bad query", body = ErrorBody)))]
+pub(crate) async fn list_instances(State(state): State<AppState>, ApiQuery(query): ApiQuery<ListQuery>) -> ApiResult<Json<InstancePage>> {
+    let component = query.component.clone();
+    Ok(Json(list(&state, component, query).await?))
+}
+
+/// Lists the live instances of a component.
+#[utoipa::path(get, path = "/api/components/{name}/instances", tag = "Instances",
+    params(("name" = String, Path, description = "Component name"), ListQuery),
+    responses((status = 200, body = InstancePage), (status = 400, description = "Bad query", body = ErrorBody),
+        (status = 404, description = "Unknown component", body = ErrorBody)))]
+pub(crate) async fn list_component_instances(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<InstancePage>> {
+    find_component(&state, &name)?;
+    Ok(Json(list(&state, Some(name), query).await?))
+}
+
+/// A live instance, or a finished one from the store.
+pub(crate) async fn find_instance(state: &AppState, id: InstanceId) -> ApiResult<InstanceDto> {
+    if let Some(view) = state.runtime().instance(id).await {
+        return Ok(InstanceDto::live(&view, state.runtime().clock().now(), true));
+    }
+    if let Some(store) = state.runtime().store() {
+        if let Some(record) = store.instance(id).await? {
+            return Ok(InstanceDto::stored(&record, state.runtime().registry()));
+        }
+    }
+    Err(ApiError::unknown_instance(id))
+}
+
+/// One instance.
+#[utoipa::path(get, path = "/api/instances/{id}", tag = "Instances",
+    params(("id" = String, Path, description = "Instance id (UUID)")),
+    responses((status = 200, body = InstanceBody), (status = 400, description = "Not a UUID", body = ErrorBody),
+        (status = 404, description = "Unknown instance", body = ErrorBody)))]
+pub(crate) async fn get_instance(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<InstanceBody>> {
+    let id = parse_instance_id(&id)?;
+    Ok(Json(InstanceBody { instance: find_instance(&state, id).await? }))
+}
+
+fn event_of(body: EventBody) -> ApiResult<(String, Value)> {
+    let (event, nested_payload) = match (body.event_type, body.event) {
+        (Some(event), _) => (event, None),
+        (None, Some(EventSpec::Name(event))) => (event, None),
+        (None, Some(EventSpec::Full { event_type, payload })) => (event_type, payload),
+        (None, None) => return Err(ApiError::bad_field("type", "missing event type: send {\"type\": \"EVENT\", \"payload\": {...}}")),
+    };
+    check_event_name("type", &event)?;
+    Ok((event, body.payload.or(nested_payload).unwrap_or(Value::Null)))
+}
+
+async fn send(state: &AppState, id: InstanceId, body: EventBody, component: Option<&str>) -> ApiResult<Json<EventReply>> {
+    let (event, payload) = event_of(body)?;
+    let payload = object_field("payload", Some(payload))?;
+    if let Some(component) = component {
+        find_component(state, component)?;
+        if let Some(view) = state.runtime().instance(id).await {
+            if *view.component_name != *component {
+                return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_instance", format!("instance {id} not found in component {component}")));
+            }
+        }
+    }
+    let started = Instant::now();
+    let result = state.runtime().send(SendRequest { instance: id, event: event.clone(), payload, ..SendRequest::default() }).await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(RuntimeError::UnknownInstance(_)) => return Err(finished_or_unknown(state, id, component).await),
+        Err(error) => return Err(error.into()),
+    };
+    let reply = EventReply::new(id, &event, outcome);
+    state
+        .metrics()
+        .histogram("xcomponent_event_duration_seconds", &[("outcome", reply.outcome.clone())])
+        .record(started.elapsed().as_secs_f64());
+    Ok(Json(reply))
+}
+
+/// 409 for an instance that has finished, 404 for one that never existed.
+async fn finished_or_unknown(state: &AppState, id: InstanceId, component: Option<&str>) -> ApiError {
+    let record = match state.runtime().store() {
+        Some(store) => match store.instance(id).await {
+            Ok(record) => record,
+            Err(error) => return ApiError::storage(error),
+        },
+        None => None,
+    };
+    match record {
+        Some(record) if record.status != Status::Active && component.is_none_or(|component| component == record.component) => ApiError::new(
+            StatusCode::CONFLICT,
+            "instance_finished",
+            format!("instance {id} has finished in state {} ({}); it accepts no more events", record.state, record.status.as_str()),
+        ),
+        _ => ApiError::unknown_instance(id),
+    }
+}
+
+/// Sends an event to an instance.
+#[utoipa::path(post, path = "/api/instances/{id}/events", tag = "Events",
+    params(("id" = String, Path, description = "Instance id (UUID)")),
+    request_body = EventBody,
+    responses(
+        (status = 200, description = "What happened: the new state, or why it was ignored and what is allowed now", body = EventReply),
+        (status = 400, description = "Bad body or id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown instance", body = ErrorBody),
+        (status = 409, description = "The instance has finished", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn send_event(State(state): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(body): ApiJson<EventBody>) -> ApiResult<Json<EventReply>> {
+    let id = parse_instance_id(&id)?;
+    send(&state, id, body, None).await
+}
+
+/// Sends an event to an instance (the distributed dashboard's route; same as `/events`).
+#[utoipa::path(post, path = "/api/instances/{id}/trigger", tag = "Events",
+    params(("id" = String, Path, description = "Instance id (UUID)")),
+    request_body = EventBody,
+    responses(
+        (status = 200, description = "What happened", body = EventReply),
+        (status = 400, description = "Bad body or id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown instance", body = ErrorBody),
+        (status = 409, description = "The instance has finished", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn trigger(State(state): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(body): ApiJson<EventBody>) -> ApiResult<Json<EventReply>> {
+    let id = parse_instance_id(&id)?;
+    send(&state, id, body, None).await
+}
+
+/// Sends an event to an instance of a component.
+#[utoipa::path(post, path = "/api/components/{name}/instances/{id}/events", tag = "Events",
+    params(("name" = String, Path, description = "Component name"), ("id" = String, Path, description = "Instance id (UUID)")),
+    request_body = EventBody,
+    responses(
+        (status = 200, description = "What happened", body = EventReply),
+        (status = 400, description = "Bad body or id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 404, description = "Unknown component or instance", body = ErrorBody),
+        (status = 409, description = "The instance has finished", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    ))]
+pub(crate) async fn send_component_event(
+    State(state): State<AppState>,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<EventBody>,
+) -> ApiResult<Json<EventReply>> {
+    let id = parse_instance_id(&id)?;
+    send(&state, id, body, Some(&name)).await
+}

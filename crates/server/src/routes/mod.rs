@@ -1,0 +1,36 @@
+//! Every API route, each registered with its OpenAPI description (utoipa-axum), grouped by
+//! module: components, instances, history, diagrams; plus health, runtimes, metrics and `/ws`.
+
+pub mod components;
+pub mod diagrams;
+pub mod history;
+pub mod instances;
+
+use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The documented routes.
+pub(crate) fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(routes!(crate::health::health))
+        .routes(routes!(crate::health::list_runtimes))
+        .routes(routes!(crate::metrics::render_metrics))
+        .routes(routes!(crate::ws::upgrade))
+        .routes(routes!(components::list_components))
+        .routes(routes!(components::get_component))
+        .routes(routes!(components::list_machines))
+        .routes(routes!(instances::list_component_instances, components::create_instance))
+        .routes(routes!(components::broadcast))
+        .routes(routes!(instances::send_component_event))
+        .routes(routes!(instances::list_instances))
+        .routes(routes!(instances::get_instance))
+        .routes(routes!(instances::send_event))
+        .routes(routes!(instances::trigger))
+        .routes(routes!(history::instance_history))
+        .routes(routes!(history::search))
+        .routes(routes!(history::history_events))
+        .routes(routes!(history::correlated))
+        .routes(routes!(diagrams::component_diagram))
+        .routes(routes!(diagrams::machine_diagram))
+}

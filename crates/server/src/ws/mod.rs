@@ -1,0 +1,160 @@
+//! `GET /ws`: the live feed. On connect the client gets `components_list` and `runtimes_update`,
+//! then every runtime event as `{type, data}`. It may narrow the feed with
+//! `{type:"subscribe", component?, instanceId?}` (or `?component=&instanceId=` on the URL),
+//! widen it again with `{type:"unsubscribe"}`, and `{type:"ping"}` gets `{type:"pong"}`.
+//!
+//! Each client has its own task and bounded queue (`queue.rs`); a client that cannot keep up
+//! gets `slow_consumer` and is closed (code 1013), a client whose socket blocks for
+//! `WS_SEND_TIMEOUT` is dropped, and on shutdown every client is closed with 1001.
+
+pub mod hub;
+pub mod queue;
+
+use crate::error::{parse_instance_id, ApiError, ApiQuery};
+use crate::state::AppState;
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use hub::{components_message, Filter, Hub, WS_MAX_CLIENTS};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest a single send to a client may block before the client is dropped.
+pub const WS_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest message accepted from a client (bytes).
+pub const WS_MAX_INCOMING: usize = 64 * 1024;
+
+/// Initial subscription filter.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct WsQuery {
+    /// Only messages about this component.
+    pub component: Option<String>,
+    /// Only messages about this instance.
+    pub instance_id: Option<String>,
+}
+
+/// Upgrades to a WebSocket.
+#[utoipa::path(get, path = "/ws", tag = "Live", params(WsQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol; messages are `{type, data}` JSON texts"),
+        (status = 400, description = "Bad filter or not a WebSocket handshake", body = crate::error::ErrorBody),
+        (status = 503, description = "Too many clients or shutting down", body = crate::error::ErrorBody),
+    ))]
+pub(crate) async fn upgrade(State(state): State<AppState>, ApiQuery(query): ApiQuery<WsQuery>, upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>) -> Result<Response, ApiError> {
+    let filter = Filter { component: query.component, instance: query.instance_id.as_deref().map(parse_instance_id).transpose()? };
+    let upgrade = upgrade.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "not_websocket", rejection.to_string()))?;
+    if state.is_shutting_down() {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"));
+    }
+    if state.hub().client_count() >= WS_MAX_CLIENTS {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_clients", format!("at most {WS_MAX_CLIENTS} WebSocket clients")));
+    }
+    Ok(upgrade.max_message_size(WS_MAX_INCOMING).on_upgrade(move |socket| serve_client(state, socket, filter)))
+}
+
+/// Unregisters the client however its task ends.
+struct Registration {
+    hub: Arc<Hub>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.unregister(self.id);
+    }
+}
+
+async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
+    matches!(tokio::time::timeout(WS_SEND_TIMEOUT, socket.send(Message::Text(text))).await, Ok(Ok(())))
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+    let _ = tokio::time::timeout(WS_SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+}
+
+fn text(kind: &'static str, data: Value) -> Utf8Bytes {
+    Utf8Bytes::from(json!({ "type": kind, "data": data }).to_string())
+}
+
+async fn serve_client(state: AppState, mut socket: WebSocket, filter: Filter) {
+    let hub = state.hub().clone();
+    let Some((id, client)) = hub.register(filter) else {
+        close(&mut socket, close_code::AGAIN, "too many clients").await;
+        return;
+    };
+    let _registration = Registration { hub, id };
+    let mut shutdown = state.shutdown_signal();
+    let registry = state.runtime().registry();
+    let greeting = [components_message(registry).text, text("runtimes_update", json!({ "runtimes": crate::health::runtimes(&state) }))];
+    for message in greeting {
+        if !send(&mut socket, message).await {
+            return;
+        }
+    }
+    loop {
+        while let Some(message) = client.queue.pop() {
+            if !send(&mut socket, message.text).await {
+                return;
+            }
+        }
+        if client.queue.is_slow() {
+            let data = json!({ "reason": "client_too_slow", "message": "this connection could not keep up and is closed; reconnect and reload" });
+            let _ = send(&mut socket, text("slow_consumer", data)).await;
+            close(&mut socket, close_code::AGAIN, "slow consumer").await;
+            return;
+        }
+        if *shutdown.borrow() {
+            close(&mut socket, close_code::AWAY, "server shutting down").await;
+            return;
+        }
+        tokio::select! {
+            () = client.queue.wait() => {}
+            _ = shutdown.changed() => {}
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(body))) => {
+                    if let Some(reply) = command(&client, body.as_str()) {
+                        if !send(&mut socket, reply).await {
+                            return;
+                        }
+                    }
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Handles a message from the client; returns the reply.
+fn command(client: &hub::Client, body: &str) -> Option<Utf8Bytes> {
+    let Ok(message) = serde_json::from_str::<Value>(body) else {
+        return Some(text("error", json!({ "code": "bad_message", "message": "messages must be JSON objects with a type" })));
+    };
+    match message.get("type").and_then(Value::as_str) {
+        Some("subscribe") => {
+            let component = message.get("component").and_then(Value::as_str).filter(|name| !name.is_empty()).map(str::to_owned);
+            let instance = match message.get("instanceId").and_then(Value::as_str).filter(|id| !id.is_empty()) {
+                Some(id) => match parse_instance_id(id) {
+                    Ok(id) => Some(id),
+                    Err(error) => return Some(text("error", json!({ "code": error.code, "message": error.message }))),
+                },
+                None => None,
+            };
+            client.set_filter(Filter { component: component.clone(), instance });
+            Some(text("subscribed", json!({ "component": component, "instanceId": instance })))
+        }
+        Some("unsubscribe") => {
+            client.set_filter(Filter::default());
+            Some(text("subscribed", json!({ "component": null, "instanceId": null })))
+        }
+        Some("ping") => Some(text("pong", json!({}))),
+        _ => Some(text("error", json!({ "code": "bad_message", "message": "unknown message type; use subscribe, unsubscribe or ping" }))),
+    }
+}

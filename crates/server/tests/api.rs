@@ -1,0 +1,471 @@
+//! Every REST route and its error paths, through the real router.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::TestServer;
+use serde_json::{json, Value};
+use xcomponent_server::{Cors, ServerConfig};
+
+async fn create_order(server: &TestServer, order_id: &str) -> String {
+    let body = json!({"machineName": "Order", "context": {"orderId": order_id, "amount": 42, "paymentMethod": "visa"}});
+    let (status, reply) = server.call("POST", "/api/components/OrderComponent/instances", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    assert_eq!(reply["componentName"], "OrderComponent");
+    reply["instanceId"].as_str().expect("instanceId").to_owned()
+}
+
+fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["error"].as_str().is_some_and(|text| !text.is_empty()), "{body}");
+}
+
+#[tokio::test]
+async fn health_and_runtimes_report_the_process() {
+    let server = TestServer::standard().await;
+    let (status, health) = server.call("GET", "/health", None).await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["mode"], "monolith");
+    assert_eq!(health["database"], true);
+    assert_eq!(health["databaseType"], "memory");
+    assert_eq!(health["connectedRuntimes"], 1);
+    assert_eq!(health["components"], json!(["OrderComponent", "PaymentComponent", "HelpDesk"]));
+    let (status, runtimes) = server.call("GET", "/api/runtimes", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let list = runtimes["runtimes"].as_array().expect("runtimes");
+    assert_eq!(list.len(), 3);
+    assert!(list.iter().all(|runtime| runtime["runtimeId"] == list[0]["runtimeId"] && runtime["port"] == server.addr.port()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn components_and_machines() {
+    let server = TestServer::standard().await;
+    let (status, body) = server.call("GET", "/api/components", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let components = body["components"].as_array().expect("components");
+    assert_eq!(components.len(), 3);
+    let desk = components.iter().find(|component| component["name"] == "HelpDesk").expect("HelpDesk");
+    assert_eq!(desk["instanceCount"], 1, "the singleton entry point is created at start");
+    assert_eq!(desk["machineCount"], 1);
+    assert!(desk["stateMachines"][0]["states"].is_array());
+
+    let (status, body) = server.call("GET", "/api/components/OrderComponent", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["component"]["name"], "OrderComponent");
+    assert_eq!(body["component"]["entryMachine"], "Order");
+
+    let (status, body) = server.call("GET", "/api/components/OrderComponent/machines", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["machines"][0]["name"], "Order");
+    assert_eq!(body["machines"][0]["isEntryMachine"], true);
+
+    for path in ["/api/components/Nope", "/api/components/Nope/machines", "/api/components/Nope/instances"] {
+        let (status, body) = server.call("GET", path, None).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_component");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn create_instance_and_its_errors() {
+    let server = TestServer::standard().await;
+    create_order(&server, "O1").await;
+    // machineName defaults to the entry machine; context may be absent.
+    let (status, body) = server.call("POST", "/api/components/OrderComponent/instances", Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["machineName"], "Order");
+
+    let path = "/api/components/OrderComponent/instances";
+    let (status, body) = server.call("POST", path, Some(json!({"machineName": "Order", "context": [1, 2]}))).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(body["field"], "context");
+    let (status, body) = server.call("POST", path, Some(json!({"machineName": 7}))).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(body["field"], "machineName");
+    let (status, body) = server.call("POST", path, Some(json!({"machineName": "Ghost"}))).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_machine");
+    let (status, body) = server.call("POST", "/api/components/Nope/instances", Some(json!({}))).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_component");
+    let (status, body) = server.call("POST", "/api/components/HelpDesk/instances", Some(json!({"machineName": "Desk"}))).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "singleton_exists");
+
+    let request = |body: &str, content_type: &str| {
+        Request::builder().method("POST").uri(path).header("content-type", content_type).body(Body::from(body.to_owned())).expect("request")
+    };
+    let (status, bytes) = server.raw(request("{not json", "application/json")).await;
+    let body: Value = serde_json::from_slice(&bytes).expect("json error");
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, bytes) = server.raw(request("{}", "text/plain")).await;
+    let body: Value = serde_json::from_slice(&bytes).expect("json error");
+    assert_error(status, &body, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    let huge = format!("{{\"context\": {{\"blob\": \"{}\"}}}}", "x".repeat(2 * 1024 * 1024));
+    let (status, bytes) = server.raw(request(&huge, "application/json")).await;
+    let body: Value = serde_json::from_slice(&bytes).expect("json error");
+    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn list_filter_and_page_instances() {
+    let server = TestServer::standard().await;
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        ids.push(create_order(&server, &format!("PAGE-{index}")).await);
+    }
+    let (status, page) = server.call("GET", "/api/instances?component=OrderComponent&limit=2", None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(page["items"], page["instances"]);
+    let mut seen: Vec<String> = page["items"].as_array().into_iter().flatten().map(|item| item["id"].as_str().unwrap_or_default().to_owned()).collect();
+    let mut cursor = page["nextCursor"].as_str().map(str::to_owned);
+    while let Some(next) = cursor {
+        let (_, page) = server.call("GET", &format!("/api/instances?component=OrderComponent&limit=2&cursor={next}"), None).await;
+        seen.extend(page["items"].as_array().into_iter().flatten().map(|item| item["id"].as_str().unwrap_or_default().to_owned()));
+        cursor = page["nextCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(seen, ids, "pages cover every instance once, in creation order");
+
+    let (_, page) = server.call("GET", "/api/instances?machine=Order&state=Created&q=page-3", None).await;
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page["items"][0]["context"]["orderId"], "PAGE-3");
+    assert_eq!(page["items"][0]["status"], "active");
+    assert!(page["items"][0]["pendingTimeouts"].is_array());
+
+    let (_, page) = server.call("GET", "/api/components/HelpDesk/instances", None).await;
+    assert_eq!(page["items"][0]["machineName"], "Desk");
+    assert_eq!(page["items"][0]["isEntryPoint"], true);
+
+    let (status, body) = server.call("GET", "/api/instances?cursor=nope", None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(body["field"], "cursor");
+    let (status, body) = server.call("GET", "/api/instances?limit=many", None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn get_one_instance() {
+    let server = TestServer::standard().await;
+    let (_, page) = server.call("GET", "/api/components/HelpDesk/instances", None).await;
+    let desk = page["items"][0]["id"].as_str().expect("desk").to_owned();
+    let (_, reply) = server.call("POST", &format!("/api/instances/{desk}/events"), Some(json!({"type": "TICKET"}))).await;
+    assert_eq!(reply["newState"], "Busy");
+    let (status, body) = server.call("GET", &format!("/api/instances/{desk}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instance = &body["instance"];
+    assert_eq!(instance["currentState"], "Busy");
+    assert_eq!(instance["pendingTimeouts"][0]["event"], "GIVE_UP");
+    assert_eq!(instance["pendingTimeouts"][0]["targetState"], "Open");
+    assert!(instance["pendingTimeouts"][0]["remainingMs"].as_i64().is_some_and(|left| left > 500_000));
+    let events: Vec<&str> = instance["availableTransitions"].as_array().into_iter().flatten().filter_map(|t| t["event"].as_str()).collect();
+    assert!(events.contains(&"NOTE") && events.contains(&"RESOLVE"), "{events:?}");
+
+    let (status, body) = server.call("GET", "/api/instances/not-a-uuid", None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_id");
+    let (status, body) = server.call("GET", &format!("/api/instances/{}", uuid::Uuid::now_v7()), None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_instance");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn send_events_in_every_form() {
+    let server = TestServer::standard().await;
+    let order = create_order(&server, "EV-1").await;
+    let path = format!("/api/instances/{order}/events");
+    // Ignored: says why and what is allowed now.
+    let (status, reply) = server.call("POST", &path, Some(json!({"type": "SHIP"}))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["outcome"], "ignored");
+    assert_eq!(reply["success"], false);
+    assert_eq!(reply["currentState"], "Created");
+    let allowed = reply["allowedEvents"].as_array().expect("allowedEvents");
+    assert!(allowed.contains(&json!("SUBMIT")) && allowed.contains(&json!("CANCEL")), "{reply}");
+
+    let (status, body) = server.call("POST", &path, Some(json!({"payload": {}}))).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(body["field"], "type");
+    let (status, body) = server.call("POST", &path, Some(json!({"type": "SUBMIT", "payload": "x"}))).await;
+    assert_eq!(body["field"], "payload");
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = server.call("POST", &path, Some(json!({"type": ""}))).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+
+    // `{event: "TYPE"}` (the distributed dashboard's form), component-scoped route.
+    let scoped = format!("/api/components/OrderComponent/instances/{order}/events");
+    let (status, reply) = server.call("POST", &scoped, Some(json!({"event": "SUBMIT", "payload": {"note": "fast"}}))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["outcome"], "transitioned");
+    assert_eq!(reply["success"], true);
+    assert_eq!(reply["previousState"], "Created");
+    assert_eq!(reply["newState"], "PendingPayment");
+    assert_eq!(reply["status"], "active");
+
+    let (status, body) = server.call("POST", &format!("/api/components/PaymentComponent/instances/{order}/events"), Some(json!({"type": "X"}))).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_instance");
+    let (status, body) = server.call("POST", &format!("/api/components/Nope/instances/{order}/events"), Some(json!({"type": "X"}))).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_component");
+
+    // `{event: {type, payload}}` on /trigger.
+    let (status, reply) =
+        server.call("POST", &format!("/api/instances/{order}/trigger"), Some(json!({"event": {"type": "PAYMENT_FAILED", "payload": {"why": "test"}}}))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["newState"], "Cancelled");
+    assert_eq!(reply["status"], "completed");
+
+    // Finished: 409 with the final state; never existed: 404; not an id: 400.
+    let (status, body) = server.call("POST", &path, Some(json!({"type": "SHIP"}))).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "instance_finished");
+    assert!(body["error"].as_str().is_some_and(|text| text.contains("Cancelled")), "{body}");
+    let (status, body) = server.call("POST", &format!("/api/instances/{}/events", uuid::Uuid::now_v7()), Some(json!({"type": "X"}))).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_instance");
+    let (status, body) = server.call("POST", "/api/instances/42/trigger", Some(json!({"type": "X"}))).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_id");
+
+    // A finished instance is still shown, from the store.
+    let (status, body) = server.call("GET", &format!("/api/instances/{order}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["instance"]["currentState"], "Cancelled");
+    assert_eq!(body["instance"]["status"], "completed");
+    assert_eq!(body["instance"]["live"], false);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn broadcast_reaches_matching_instances() {
+    let server = TestServer::standard().await;
+    for id in ["B1", "B2", "B3"] {
+        create_order(&server, id).await;
+    }
+    let path = "/api/components/OrderComponent/broadcast";
+    let body = json!({"machineName": "Order", "state": "Created", "event": "CANCEL", "filters": [{"property": "orderId", "value": "B2"}]});
+    let (status, reply) = server.call("POST", path, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["count"], 1);
+    let body = json!({"machineName": "Order", "event": {"type": "CANCEL", "payload": {}}, "filters": [{"property": "orderId", "operator": "!==", "value": "B1"}]});
+    let (_, reply) = server.call("POST", path, Some(body)).await;
+    assert_eq!(reply["count"], 1, "B3 only: B2 has finished");
+
+    let (status, body) = server.call("POST", path, Some(json!({"machineName": "Ghost", "event": "X"}))).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_machine");
+    let (status, body) = server.call("POST", path, Some(json!({"machineName": "Order", "state": "Nowhere", "event": "X"}))).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_state");
+    let (status, body) = server.call("POST", path, Some(json!({"machineName": "Order", "event": "X", "filters": [{"property": "a", "operator": "~", "value": 1}]}))).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(body["field"], "filters[0].operator");
+    let (status, body) = server.call("POST", path, Some(json!({"event": "X"}))).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(body["field"], "machineName");
+    let (status, body) = server.call("POST", "/api/components/Nope/broadcast", Some(json!({"machineName": "Order", "event": "X"}))).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_component");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn history_search_and_correlation() {
+    let server = TestServer::standard().await;
+    let order = create_order(&server, "H1").await;
+    let (_, reply) = server.call("POST", &format!("/api/instances/{order}/events"), Some(json!({"type": "SUBMIT"}))).await;
+    assert_eq!(reply["outcome"], "transitioned");
+    let (status, body) = server.call("GET", &format!("/api/instances/{order}/history"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let history = body["history"].as_array().expect("history");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0]["eventType"], "INSTANCE_CREATED");
+    assert_eq!(history[1]["eventType"], "SUBMIT");
+    assert_eq!(history[1]["stateBefore"], "Created");
+    assert_eq!(history[1]["stateAfter"], "PendingPayment");
+    assert_eq!(history[1]["componentName"], "OrderComponent");
+    assert_eq!(history[1]["machineName"], "Order");
+
+    let (status, body) = server.call("GET", &format!("/api/history/instances/{order}/events"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["snapshot"]["currentState"], "PendingPayment");
+
+    let payment = common::eventually(|| async {
+        let (_, page) = server.call("GET", "/api/history/instances?machine=Payment&q=H1", None).await;
+        page["instances"].as_array().and_then(|list| list.first()).map(|item| item["instanceId"].as_str().unwrap_or_default().to_owned())
+    })
+    .await
+    .expect("the payment was created and stored");
+    let (status, body) = server.call("GET", &format!("/api/history/correlated/{order}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let instances: Vec<&str> = body["events"].as_array().into_iter().flatten().filter_map(|event| event["instanceId"].as_str()).collect();
+    assert!(instances.contains(&order.as_str()) && instances.contains(&payment.as_str()), "{body}");
+    assert_eq!(body["correlationKey"], "correlationId");
+
+    let (status, body) = server.call("GET", "/api/history/instances?status=weird", None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, body) = server.call("GET", "/api/history/instances?cursor=garbage", None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    let (status, page) = server.call("GET", "/api/history/instances?limit=1&component=OrderComponent", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["instances"].as_array().map(Vec::len), Some(1));
+    let unknown = uuid::Uuid::now_v7();
+    for path in [format!("/api/instances/{unknown}/history"), format!("/api/history/instances/{unknown}/events"), format!("/api/history/correlated/{unknown}")] {
+        let (status, body) = server.call("GET", &path, None).await;
+        assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_instance");
+    }
+    let (status, body) = server.call("GET", "/api/history/correlated/xyz", None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_id");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn diagrams() {
+    let server = TestServer::standard().await;
+    let (status, body) = server.call("GET", "/api/components/OrderComponent/diagrams/Order?currentState=Created", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["diagram"].as_str().is_some_and(|text| text.starts_with("stateDiagram-v2")));
+    assert_eq!(body["terminalStates"], json!(["Completed", "Cancelled"]));
+    let available: Vec<&str> =
+        body["transitions"].as_array().into_iter().flatten().filter(|t| t["available"] == true).filter_map(|t| t["event"].as_str()).collect();
+    assert_eq!(available, ["SUBMIT", "CANCEL"]);
+    let (status, body) = server.call("GET", "/api/machines/Payment/diagram", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["componentName"], "PaymentComponent");
+
+    let (status, body) = server.call("GET", "/api/components/OrderComponent/diagrams/Order?currentState=Mars", None).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(body["field"], "currentState");
+    let (status, body) = server.call("GET", "/api/components/OrderComponent/diagrams/Ghost", None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_machine");
+    let (status, body) = server.call("GET", "/api/components/Nope/diagrams/Order", None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_component");
+    let (status, body) = server.call("GET", "/api/machines/Ghost/diagram", None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_machine");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn openapi_docs_metrics_dashboard_and_fallbacks() {
+    let server = TestServer::standard().await;
+    let (status, document) = server.call("GET", "/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = document["paths"].as_object().expect("paths");
+    for path in [
+        "/health",
+        "/metrics",
+        "/ws",
+        "/api/runtimes",
+        "/api/components",
+        "/api/components/{name}",
+        "/api/components/{name}/machines",
+        "/api/components/{name}/instances",
+        "/api/components/{name}/broadcast",
+        "/api/components/{name}/instances/{id}/events",
+        "/api/components/{name}/diagrams/{machine}",
+        "/api/machines/{machine}/diagram",
+        "/api/instances",
+        "/api/instances/{id}",
+        "/api/instances/{id}/events",
+        "/api/instances/{id}/trigger",
+        "/api/instances/{id}/history",
+        "/api/history/instances",
+        "/api/history/instances/{id}/events",
+        "/api/history/correlated/{id}",
+    ] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+    assert!(paths["/api/components/{name}/instances"]["post"].is_object() && paths["/api/components/{name}/instances"]["get"].is_object());
+    let (status, copy) = server.call("GET", "/api-docs/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(copy, document);
+    let (status, page) = server.call("GET", "/api-docs/", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.as_str().is_some_and(|html| html.contains("swagger")), "the viewer is bundled");
+
+    let order = create_order(&server, "M1").await;
+    server.call("POST", &format!("/api/instances/{order}/events"), Some(json!({"type": "CANCEL"}))).await;
+    let text = common::eventually(|| async {
+        let (_, text) = server.call("GET", "/metrics", None).await;
+        let text = text.as_str().unwrap_or_default().to_owned();
+        text.contains(r#"xcomponent_transitions_total{component="OrderComponent",machine="Order",event="CANCEL"} 1"#).then_some(text)
+    })
+    .await
+    .expect("transition counted");
+    assert!(text.contains("xcomponent_http_requests_total{method=\"POST\",route=\"/api/instances/{id}/events\",status=\"200\"}"), "{text}");
+    assert!(text.contains("xcomponent_http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains(r#"xcomponent_live_instances{component="HelpDesk",machine="Desk",state="Open"} 1"#), "{text}");
+    assert!(text.contains("xcomponent_instances_finished_total"), "{text}");
+    assert!(!text.contains(&order), "no instance id in labels");
+
+    for path in ["/", "/dashboard.html"] {
+        let (status, html) = server.call("GET", path, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.as_str().is_some_and(|html| html.contains("<html")), "{path}");
+    }
+    let request = Request::builder().uri("/app.js").body(Body::empty()).expect("request");
+    let response = tower::ServiceExt::oneshot(server.app.clone(), request).await.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers()["content-type"].to_str().is_ok_and(|kind| kind.contains("javascript")));
+
+    let (status, body) = server.call("GET", "/api/nothing/here", None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = server.call("GET", "/no-such-file.js", None).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = server.call("DELETE", "/api/components", None).await;
+    assert_error(status, &body, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bearer_token_guards_mutations_only() {
+    let store: std::sync::Arc<dyn xcomponent_core::store::EventStore> = std::sync::Arc::new(xcomponent_store::MemoryStore::new());
+    let config = ServerConfig { token: Some("s3cret".to_owned()), ..ServerConfig::default() };
+    let server = TestServer::start(&[common::ORDER], Some(store), config).await;
+    let path = "/api/components/OrderComponent/instances";
+    let (status, body) = server.call("POST", path, Some(json!({}))).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = server.call_with("POST", path, Some(json!({})), &[("authorization", "Bearer wrong")]).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, body) = server.call_with("POST", path, Some(json!({})), &[("authorization", "Bearer s3cret")]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = server.call("GET", "/api/instances", None).await;
+    assert_eq!(status, StatusCode::OK, "reads stay open");
+    let (_, document) = server.call("GET", "/openapi.json", None).await;
+    assert!(document["components"]["securitySchemes"]["bearerAuth"].is_object());
+    assert!(document["paths"]["/api/instances/{id}/events"]["post"]["security"].is_array());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cors_is_off_unless_configured() {
+    let server = TestServer::standard().await;
+    let request = Request::builder().uri("/api/components").header("origin", "https://elsewhere.example").body(Body::empty()).expect("request");
+    let response = tower::ServiceExt::oneshot(server.app.clone(), request).await.expect("answer");
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+    server.stop().await;
+
+    let config = ServerConfig { cors: Cors::Origins(vec!["https://app.example".to_owned()]), ..ServerConfig::default() };
+    let server = TestServer::start(&[common::ORDER], None, config).await;
+    let preflight = Request::builder()
+        .method("OPTIONS")
+        .uri("/api/components/OrderComponent/instances")
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .body(Body::empty())
+        .expect("request");
+    let response = tower::ServiceExt::oneshot(server.app.clone(), preflight).await.expect("answer");
+    assert_eq!(response.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://app.example"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_store_history_is_empty_but_routes_answer() {
+    let server = TestServer::start(&[common::ORDER], None, ServerConfig::default()).await;
+    let order = create_order(&server, "NS").await;
+    let (status, body) = server.call("GET", &format!("/api/instances/{order}/history"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["history"], json!([]));
+    let (status, body) = server.call("GET", "/api/history/instances", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["message"].is_string());
+    let (_, health) = server.call("GET", "/health", None).await;
+    assert_eq!(health["database"], false);
+    server.stop().await;
+}
