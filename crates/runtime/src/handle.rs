@@ -10,7 +10,6 @@ use crate::messages::{BatchOutcome, CreateMsg, DeliverMsg, FanIn, InstanceFilter
 use crate::options::RuntimeOptions;
 use crate::registry::{ComponentIdx, Registry};
 use crate::router::broadcast_selectors;
-use crate::shard::apply::NO_ID;
 use crate::shard::Shard;
 use crate::shared::{ShardLink, Shared};
 use crate::stream::{EventBatch, STREAM_CAPACITY};
@@ -202,10 +201,6 @@ impl RuntimeHandle {
         &self.shared.options
     }
 
-    fn new_id(&self) -> EventId {
-        if self.shared.store.is_some() { EventId::new() } else { NO_ID }
-    }
-
     async fn to_shard(&self, shard: usize, message: ShardMsg) -> Result<(), RuntimeError> {
         self.shared.shards[shard].external.send(message).await.map_err(|_| RuntimeError::ShuttingDown)
     }
@@ -232,7 +227,7 @@ impl RuntimeHandle {
     ) -> Result<InstanceId, RuntimeError> {
         let id = id.unwrap_or_default();
         let (reply, answer) = oneshot::channel();
-        let trace = Trace::root(Some(correlation.unwrap_or_else(|| self.new_id())), None);
+        let trace = Trace::root(correlation, None);
         let message = CreateMsg { component, machine, id, context, parent: None, entry_point, trace, reply: Some(reply) };
         self.to_shard(self.shared.shard_of(&id), ShardMsg::Create(message)).await?;
         answer.await.map_err(|_| RuntimeError::ShuttingDown)?
@@ -245,7 +240,6 @@ impl RuntimeHandle {
         let shard_count = self.shared.shard_count();
         let mut per_shard: Vec<Vec<CreateMsg>> = (0..shard_count).map(|_| Vec::new()).collect();
         let mut ids = Vec::with_capacity(contexts.len());
-        let correlation = self.new_id();
         for context in contexts {
             let id = InstanceId::new();
             ids.push(id);
@@ -256,7 +250,7 @@ impl RuntimeHandle {
                 context,
                 parent: None,
                 entry_point: false,
-                trace: Trace::root(Some(correlation), None),
+                trace: Trace::root(None, None),
                 reply: None,
             });
         }
@@ -287,7 +281,7 @@ impl RuntimeHandle {
     /// Sends an event with every option.
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, RuntimeError> {
         let (reply, answer) = oneshot::channel();
-        let trace = Trace::root(Some(request.correlation_id.unwrap_or_else(|| self.new_id())), request.causation_id);
+        let trace = Trace::root(request.correlation_id, request.causation_id);
         let message = SendMsg { target: request.instance, event: request.event.into(), payload: request.payload, trace, reply: Some(reply) };
         self.to_shard(self.shared.shard_of(&request.instance), ShardMsg::Send(message)).await?;
         answer.await.map_err(|_| RuntimeError::ShuttingDown)?
@@ -352,7 +346,7 @@ impl RuntimeHandle {
         let fan_in = FanIn::new(self.shared.shard_count(), reply);
         let payload = Arc::new(payload);
         let event: Arc<str> = event.into();
-        let trace = Trace::root(Some(self.new_id()), None);
+        let trace = Trace::root(None, None);
         for shard in 0..self.shared.shard_count() {
             let message = DeliverMsg {
                 component: component_index,

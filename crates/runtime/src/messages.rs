@@ -15,8 +15,10 @@ use xcomponent_core::matching::PropertyFilter;
 pub(crate) struct Trace {
     /// The stored event or command that caused this one.
     pub causation: Option<EventId>,
-    /// The root of the chain.
-    pub correlation: EventId,
+    /// The root of the chain; `None`: an event continues the target instance's own chain (so
+    /// a whole business flow — an order, its payment, their replies — shares one id), a creation
+    /// starts a new one.
+    pub correlation: Option<EventId>,
     /// How many hops from the external event.
     pub depth: u32,
     /// Component that sent it, when it came from another one.
@@ -26,7 +28,7 @@ pub(crate) struct Trace {
 impl Trace {
     /// A new chain started by an external command.
     pub fn root(correlation: Option<EventId>, causation: Option<EventId>) -> Trace {
-        Trace { causation, correlation: correlation.unwrap_or_default(), depth: 0, source_component: None }
+        Trace { causation, correlation, depth: 0, source_component: None }
     }
 }
 

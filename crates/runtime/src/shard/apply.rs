@@ -95,7 +95,7 @@ impl ShardWork {
     /// steps, so the memory accesses of a group overlap instead of stalling one after another.
     fn apply_many(&mut self, shared: &Shared, event: &Arc<str>, items: Vec<(InstanceId, Context)>, now: Millis) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
-        let trace = Trace::root(Some(NO_ID), None);
+        let trace = Trace::root(None, None);
         let mut positions: Vec<Option<u32>> = Vec::with_capacity(LOOKUP_GROUP);
         for group in items.chunks(LOOKUP_GROUP) {
             positions.clear();
@@ -174,6 +174,7 @@ impl ShardWork {
         let mut instance = engine::create(definition, machine, id, context, parent, now);
         instance.entry_point = entry_point;
         let event_id = if shared.store.is_some() { EventId::new() } else { NO_ID };
+        let correlation = trace.correlation.unwrap_or(if shared.store.is_some() { event_id } else { NO_ID });
         if shared.store.is_some() {
             self.batch.undo.entry(id).or_insert(None);
             let machine_def = definition.machine(machine);
@@ -194,7 +195,7 @@ impl ShardWork {
                 entry_point,
                 timestamp: now,
                 causation_id: trace.causation,
-                correlation_id: trace.correlation,
+                correlation_id: correlation,
                 source_component: trace.source_component.as_deref().map(str::to_owned),
             });
         }
@@ -212,7 +213,7 @@ impl ShardWork {
         }
         let finished = !instance.is_active();
         let paths = shared.registry.indexed_paths(component, machine);
-        self.instances.insert(Slot { component, correlation: trace.correlation, instance }, paths);
+        self.instances.insert(Slot { component, correlation, instance }, paths);
         if finished {
             self.dispose(shared, id);
         }
@@ -252,6 +253,7 @@ impl ShardWork {
     ) -> Result<Applied, RuntimeError> {
         let Some(slot) = self.instances.get_mut(position) else { return Err(RuntimeError::UnknownInstance(id)) };
         let component = slot.component;
+        let correlation = trace.correlation.unwrap_or(slot.correlation);
         let definition: &Definition = shared.registry.definition(component);
         let machine = slot.instance.machine;
         let paths = shared.registry.indexed_paths(component, machine);
@@ -283,7 +285,7 @@ impl ShardWork {
         let Some(slot) = self.instances.get(position) else { return Err(RuntimeError::UnknownInstance(id)) };
         let instance = &slot.instance;
         if shared.store.is_some() {
-            record_transition(&mut self.batch.commit, shared, definition, slot, event, payload, trace, event_id, state_before, now);
+            record_transition(&mut self.batch.commit, shared, definition, slot, event, payload, trace, correlation, event_id, state_before, now);
         }
         if self.streaming {
             if timer.is_some() {
@@ -304,7 +306,7 @@ impl ShardWork {
         }
         let status = instance.status;
         if !transitioned.effects.is_empty() {
-            let next = Trace { causation: Some(event_id).filter(|id| *id != NO_ID), correlation: trace.correlation, depth: trace.depth + 1, source_component: None };
+            let next = Trace { causation: Some(event_id).filter(|id| *id != NO_ID), correlation: Some(correlation), depth: trace.depth + 1, source_component: None };
             let instance = instance.clone();
             self.route_effects(shared, component, &instance, transitioned.effects, next);
         }
@@ -406,7 +408,7 @@ impl ShardWork {
             let transition_def = definition.machine(slot.instance.machine).transition(transition);
             let event = transition_def.event_name.clone();
             let payload = engine::timer_payload(transition_def.kind);
-            let trace = Trace::root(Some(slot.correlation), None);
+            let trace = Trace::root(None, None);
             let _ = self.apply_event(shared, id, &event, &payload, &trace, Some(transition), now, false);
         }
     }
@@ -421,6 +423,7 @@ fn record_transition(
     event: &Arc<str>,
     payload: &Context,
     trace: &Trace,
+    correlation: EventId,
     event_id: EventId,
     state_before: StateIdx,
     now: Millis,
@@ -444,7 +447,7 @@ fn record_transition(
         entry_point: false,
         timestamp: now,
         causation_id: trace.causation,
-        correlation_id: trace.correlation,
+        correlation_id: correlation,
         source_component: trace.source_component.as_deref().map(str::to_owned),
     };
     let interval = shared.options.snapshot_interval.max(1);

@@ -6,7 +6,7 @@ use crate::{ctx, new_state, start};
 use serde_json::json;
 use xcomponent_runtime::{Handlers, InstanceFilter};
 
-const SHOP: &str = r#"
+pub const SHOP: &str = r#"
 name: Shop
 stateMachines:
   - name: Order
@@ -24,7 +24,7 @@ stateMachines:
       - {from: AwaitingPayment, to: Cancelled, event: DECLINED}
 "#;
 
-const BILLING: &str = r#"
+pub const BILLING: &str = r#"
 name: Billing
 stateMachines:
   - name: Invoice

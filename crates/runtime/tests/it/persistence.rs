@@ -139,3 +139,25 @@ async fn a_failing_store_never_changes_or_destroys_an_instance() {
     assert_eq!(new_state(&rt.handle.send_event(id, "BEGIN", Default::default()).await.unwrap()), "Processing");
     assert_eq!(flaky.inner.history(id).await.unwrap().len(), 2, "nothing of the failed batch was stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_business_flow_shares_one_correlation_id_across_components_with_real_causation() {
+    use crate::cross_component::{BILLING, SHOP};
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let rt = start(&[SHOP, BILLING], Handlers::new(), Some(store.clone())).await;
+    let order = rt.handle.create_instance("Shop", "Order", ctx(json!({"orderRef": "C1", "amount": 3}))).await.unwrap();
+    rt.handle.send_event(order, "SUBMIT", Default::default()).await.unwrap();
+    rt.handle.flush().await.unwrap();
+    let invoice = rt.handle.instances(xcomponent_runtime::InstanceFilter { component: Some("Billing".into()), limit: 5, ..Default::default() }).await[0].id;
+    rt.handle.send_event(invoice, "PAY", Default::default()).await.unwrap();
+    rt.handle.flush().await.unwrap();
+    let order_history = store.history(order).await.unwrap();
+    let chain = store.correlated(order_history[0].correlation_id, 100).await.unwrap();
+    let steps: Vec<String> = chain.iter().map(|e| format!("{}:{}", e.machine, e.event_type)).collect();
+    assert_eq!(steps, ["Order:INSTANCE_CREATED", "Order:SUBMIT", "Invoice:INSTANCE_CREATED", "Invoice:PAY", "Order:SETTLED"]);
+    // Each effect names the stored event that caused it.
+    let by_id: std::collections::HashMap<_, _> = chain.iter().map(|e| (e.id, e)).collect();
+    assert_eq!(by_id[&chain[2].causation_id.unwrap()].event_type, "SUBMIT");
+    assert_eq!(by_id[&chain[4].causation_id.unwrap()].event_type, "PAY");
+    assert_eq!(chain[4].source_component.as_deref(), Some("Billing"));
+}
