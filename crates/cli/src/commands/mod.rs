@@ -6,6 +6,7 @@ mod graph;
 mod init;
 mod run;
 mod schema;
+mod serve;
 mod simulate;
 mod validate;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Graph(graph::GraphArgs),
     /// Explain a diagnostic code printed by `validate` (or list all codes).
     Explain(explain::ExplainArgs),
+    /// Serve components over HTTP: REST API, WebSocket, OpenAPI, health, metrics and the dashboard.
+    Serve(serve::ServeArgs),
     /// Run components offline: create an instance, send scripted events, print the trace, exit.
     Run(run::RunArgs),
     /// Walk one instance through its machine without side effects and print the path.
@@ -42,6 +45,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Schema(args) => schema::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Run(args) => run::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Init(args) => init::run(args),

@@ -1,0 +1,322 @@
+//! `xcomponent-ai serve FILE...`: hosts the components in one runtime and serves the REST API,
+//! the WebSocket feed, OpenAPI (`/api-docs`), `/health`, `/metrics` and the dashboard on one
+//! port. By default the store is an embedded SQLite file in `--data-dir`, so a restart loses
+//! nothing; `--store`/`DATABASE_URL` picks another. The bus is in-memory (`--broker memory`).
+//!
+//! SIGINT/SIGTERM: stop accepting connections, close WebSockets, let in-flight requests finish
+//! (at most `SHUTDOWN_GRACE`), wait for queued transitions to be stored, then stop the runtime.
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use xcomponent_core::definition::Definition;
+use xcomponent_core::diagnostic::{Diagnostic, Severity};
+use xcomponent_core::load::load_component_file;
+use xcomponent_core::validate::{ValidateOptions, validate};
+use xcomponent_runtime::{RuntimeBuilder, RuntimeOptions};
+use xcomponent_server::{AppState, Cors, Metrics, ServerConfig, TimedStore, router};
+use xcomponent_store::{Durability, StoreOptions};
+
+/// Longest in-flight requests may take to finish once shutdown has begun.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// When a store commit counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// Flushed to disk before the reply (safe against power loss).
+    EachCommit,
+    /// Survives a process crash; the last commits may be lost on power loss.
+    Relaxed,
+    /// No flush (tests and benchmarks).
+    None,
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Component files (YAML); each is one component, all run in one runtime.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, short = 'p', env = "PORT", default_value_t = 3000)]
+    pub port: u16,
+
+    /// Address to listen on (0.0.0.0 for every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Store URL: memory, sqlite://PATH, postgres://..., redis://... (default: SQLite in --data-dir).
+    #[arg(long, env = "DATABASE_URL", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Folder of the default SQLite store (created if missing).
+    #[arg(long, default_value = "./xcomponent-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// When a store commit counts as done.
+    #[arg(long, value_enum, default_value = "each-commit")]
+    pub durability: DurabilityArg,
+
+    /// Message bus: only `memory` (one process) is built so far.
+    #[arg(long, short = 'b', env = "BROKER_URL", default_value = "memory", value_name = "URL")]
+    pub broker: String,
+
+    /// Require `Authorization: Bearer TOKEN` on every mutating route.
+    #[arg(long, env = "XCOMPONENT_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// Allow cross-origin calls from ORIGIN (repeatable; `*` for any). Off by default.
+    #[arg(long, value_name = "ORIGIN")]
+    pub cors: Vec<String>,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = xcomponent_server::DEFAULT_BODY_LIMIT, value_name = "BYTES")]
+    pub body_limit: usize,
+
+    /// Runtime shards (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+}
+
+/// Runs `serve` until SIGINT/SIGTERM.
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the Tokio runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Loads, validates and compiles every file; prints warnings; fails on any error.
+fn load(files: &[PathBuf]) -> Result<Vec<Definition>> {
+    let mut definitions: Vec<Definition> = Vec::new();
+    let mut failed = false;
+    for file in files {
+        let diagnostics = match load_component_file(file) {
+            Ok(loaded) => {
+                let diagnostics = validate(&loaded, &ValidateOptions::default());
+                if !diagnostics.iter().any(Diagnostic::is_error) {
+                    match Definition::compile(loaded.component) {
+                        Ok(definition) => {
+                            if definitions.iter().any(|other| other.name == definition.name) {
+                                bail!("component {} is defined twice (again in {})", definition.name, file.display());
+                            }
+                            definitions.push(definition);
+                        }
+                        Err(problems) => {
+                            failed = true;
+                            for problem in problems {
+                                eprintln!("{}: error: {problem}", file.display());
+                            }
+                        }
+                    }
+                }
+                diagnostics
+            }
+            Err(diagnostics) => diagnostics,
+        };
+        for diagnostic in &diagnostics {
+            failed |= diagnostic.severity == Severity::Error;
+            eprintln!("{diagnostic}");
+        }
+    }
+    if failed {
+        bail!("the component files have errors; nothing was started");
+    }
+    Ok(definitions)
+}
+
+fn store_url(args: &ServeArgs) -> Result<String> {
+    if let Some(url) = args.store.as_deref().filter(|url| !url.is_empty()) {
+        return Ok(url.to_owned());
+    }
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    let path: &Path = &args.data_dir.join("xcomponent.db");
+    Ok(format!("sqlite://{}", path.display()))
+}
+
+fn check_broker(url: &str) -> Result<()> {
+    match url {
+        "memory" | "in-memory" | "" => Ok(()),
+        other => {
+            let scheme = other.split_once(':').map_or(other, |(scheme, _)| scheme);
+            Err(anyhow!(
+                "broker {scheme}:// is not built yet: this version runs every component in one process with the in-memory bus (use --broker memory)"
+            ))
+        }
+    }
+}
+
+fn cors(origins: &[String]) -> Cors {
+    if origins.is_empty() {
+        Cors::Off
+    } else if origins.iter().any(|origin| origin == "*") {
+        Cors::Any
+    } else {
+        Cors::Origins(origins.to_vec())
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(terminate) => terminate,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    check_broker(&args.broker)?;
+    let definitions = load(&args.files)?;
+    let url = store_url(&args)?;
+    let durability = match args.durability {
+        DurabilityArg::EachCommit => Durability::EachCommit,
+        DurabilityArg::Relaxed => Durability::Relaxed,
+        DurabilityArg::None => Durability::None,
+    };
+    let metrics = Metrics::new();
+    let store = xcomponent_store::open(&url, &StoreOptions { durability, ..StoreOptions::default() })
+        .await
+        .with_context(|| format!("cannot open the store {url}"))?;
+    let store = TimedStore::wrap(store, &metrics);
+    let mut options = RuntimeOptions::default();
+    if let Some(shards) = args.shards {
+        options.shards = shards.max(1);
+    }
+    let mut builder = RuntimeBuilder::new().store(store).options(options);
+    let names: Vec<String> = definitions.iter().map(|definition| definition.name.to_string()).collect();
+    for definition in definitions {
+        builder = builder.component(definition);
+    }
+    let runtime = builder.start().await.context("cannot start the runtime")?;
+
+    let address = format!("{}:{}", args.host, args.port);
+    let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
+    let local: SocketAddr = listener.local_addr().context("cannot read the listening address")?;
+    let config = ServerConfig {
+        token: args.token.filter(|token| !token.is_empty()),
+        cors: cors(&args.cors),
+        body_limit: args.body_limit,
+        broker: "memory".to_owned(),
+        host: args.host.clone(),
+        port: local.port(),
+        metrics,
+        ..ServerConfig::default()
+    };
+    let state = AppState::new(runtime.handle(), config).await;
+    let base = format!("http://{}:{}", display_host(&args.host), local.port());
+    println!("xcomponent-ai serving {} on {base}", names.join(", "));
+    println!("  dashboard:  {base}/dashboard.html");
+    println!("  API docs:   {base}/api-docs");
+    println!("  store:      {}", redact(&url));
+    tracing::info!(address = %local, components = ?names, store = %redact(&url), "listening");
+
+    let stopping = Arc::new(Notify::new());
+    let shutdown = {
+        let state = state.clone();
+        let stopping = stopping.clone();
+        async move {
+            signal().await;
+            tracing::info!("shutting down: no new connections; finishing in-flight requests");
+            state.begin_shutdown();
+            stopping.notify_one();
+        }
+    };
+    let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown);
+    tokio::select! {
+        result = server => result.context("the HTTP server failed")?,
+        () = async { stopping.notified().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!(grace_seconds = SHUTDOWN_GRACE.as_secs(), "requests still running after the grace period; stopping anyway");
+        }
+    }
+    let handle = runtime.handle();
+    if let Err(error) = handle.flush().await {
+        tracing::warn!(%error, "could not wait for queued transitions");
+    }
+    runtime.shutdown().await;
+    tracing::info!("stopped; every transition is stored");
+    Ok(())
+}
+
+fn display_host(host: &str) -> &str {
+    match host {
+        "0.0.0.0" | "::" | "[::]" => "localhost",
+        other => other,
+    }
+}
+
+/// The URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://user:secret@db:5432/x"), "postgres://user:***@db:5432/x");
+        assert_eq!(redact("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+
+    #[test]
+    fn only_the_memory_bus_is_built() {
+        assert!(check_broker("memory").is_ok());
+        let error = check_broker("redis://localhost:6379").err().map(|error| error.to_string()).unwrap_or_default();
+        assert!(error.contains("redis:// is not built yet"), "{error}");
+    }
+}
