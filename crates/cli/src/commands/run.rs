@@ -29,7 +29,10 @@ pub(super) const EVENTS_HELP: &str = "\
                                                ... the latest whose data holds these values
   {\"instance\": \"Payment#2\", \"type\": \"PROCESS\"}  send by trace label (or instance id)
   {\"create\": \"Order\", \"context\": {...}}         create another instance
-\"component\" narrows machine/create to one component; \"comment\" is ignored anywhere.";
+  {\"broadcast\": \"Order\", \"type\": \"PING\", \"state\": \"Pending\"}
+                                               send to every Order (in Pending) that the
+                                               machine's matching rules for PING select
+\"component\" narrows machine/create/broadcast to one component; \"comment\" is ignored anywhere.";
 
 /// The inputs `run` and `simulate` share.
 #[derive(Debug, Args)]

@@ -100,7 +100,7 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
                 walk.fire_due(target, &mut path);
                 walk.now = target;
             }
-            Step::Create { .. } => {}
+            Step::Create { .. } | Step::Broadcast { .. } => {}
         }
     }
     print(inputs.output, &walk, &path, error.as_deref(), skipped);

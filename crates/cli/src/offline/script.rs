@@ -11,8 +11,9 @@
 //! | `{"machine": "Payment", "where": {"orderId": "O2"}, "type": ...}` | ... whose data has these values |
 //! | `{"instance": "Payment#2", "type": ...}` | send to an instance by trace label, id, or machine name |
 //! | `{"create": "Order", "context": {...}}` | create another instance |
+//! | `{"broadcast": "Order", "type": ..., "state": "Pending"}` | send to every instance the machine's matching rules select |
 //!
-//! `component` narrows `machine`/`create` to one component; `comment` is allowed anywhere and
+//! `component` narrows `machine`/`create`/`broadcast` to one component; `comment` is allowed anywhere and
 //! ignored. Every error names the item (counted from 1) and what is wrong with it.
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -56,6 +57,20 @@ pub enum Step {
     Advance {
         /// How far, in milliseconds.
         ms: u64,
+    },
+    /// Send an event to every instance of a machine (in `state`, when given) that the machine's
+    /// matching rules for this event select (all of them when the event has no rules).
+    Broadcast {
+        /// Only this component.
+        component: Option<String>,
+        /// The machine.
+        machine: String,
+        /// Only instances in this state.
+        state: Option<String>,
+        /// Event type.
+        event: String,
+        /// Payload.
+        payload: Context,
     },
     /// Create an instance.
     Create {
@@ -152,12 +167,22 @@ fn parse_object(fields: &Map<String, Value>) -> Result<Step> {
             context: optional_object(fields, "context")?,
         });
     }
-    allow_keys(fields, &["type", "payload", "instance", "machine", "component", "where"])?;
     let event = match fields.get("type") {
         Some(event) => required_name(event, "type")?,
         None => bail!("an event object needs \"type\" (the event name), or is {{\"advanceMs\": N}} or {{\"create\": \"Machine\"}}"),
     };
     let payload = optional_object(fields, "payload")?;
+    if let Some(machine) = fields.get("broadcast") {
+        allow_keys(fields, &["broadcast", "type", "payload", "state", "component"])?;
+        return Ok(Step::Broadcast {
+            component: optional_string(fields, "component")?,
+            machine: required_name(machine, "broadcast")?,
+            state: optional_string(fields, "state")?,
+            event,
+            payload,
+        });
+    }
+    allow_keys(fields, &["type", "payload", "instance", "machine", "component", "where"])?;
     let component = optional_string(fields, "component")?;
     let filter = optional_object(fields, "where")?;
     let target = match (optional_string(fields, "instance")?, optional_string(fields, "machine")?) {
@@ -254,9 +279,11 @@ mod tests {
             {"machine": "Payment", "where": {"orderId": "O2"}, "type": "PROCESS", "comment": "second order"},
             {"instance": "Payment#4", "type": "COMPLETE"},
             {"instance": "Payment", "type": "COMPLETE"},
-            {"create": "Order", "context": {"orderId": "O3"}}
+            {"create": "Order", "context": {"orderId": "O3"}},
+            {"broadcast": "Order", "state": "Pending", "type": "PING"}
         ]));
-        assert_eq!(parsed.len(), 7);
+        assert_eq!(parsed.len(), 8);
+        assert!(matches!(&parsed[7], Step::Broadcast { machine, state: Some(state), .. } if machine == "Order" && state == "Pending"));
         assert_eq!(parsed[0], Step::Send { target: Target::Main, event: "SUBMIT".into(), payload: Context::new() });
         assert_eq!(parsed[2], Step::Advance { ms: 1000 });
         assert!(matches!(&parsed[3], Step::Send { target: Target::Latest { machine, filter, .. }, .. } if machine == "Payment" && filter["orderId"] == "O2"));

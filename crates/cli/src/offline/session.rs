@@ -110,6 +110,21 @@ impl Session {
                 self.handle.create_instance(&name, machine, context.clone()).await?;
                 self.settle().await
             }
+            Step::Broadcast { component, machine, state, event, payload } => {
+                let registry = self.handle.registry();
+                let name = super::load::find_machine(registry.components(), machine, component.as_deref()).map_err(|message| anyhow!(message))?.name.to_string();
+                let count = self.handle.broadcast(&name, machine, state.as_deref(), event, payload.clone(), Vec::new()).await?;
+                let t = self.elapsed();
+                let scope = state.as_deref().map(|state| format!(" in {state}")).unwrap_or_default();
+                let text = format!("broadcast {event} to {machine}{scope} {}: {count} instance(s) moved", self.tracker.render_value(&serde_json::Value::Object(payload.clone())));
+                let mut lines = vec![Line {
+                    t,
+                    text: format!("{:>8}  {text}", super::trace::format_relative(t)),
+                    json: serde_json::json!({"t": t, "kind": "broadcast", "componentName": name, "machineName": machine, "state": state, "event": event, "payload": payload, "transitioned": count}),
+                }];
+                lines.append(&mut self.settle().await?);
+                Ok(lines)
+            }
             Step::Advance { ms } => self.advance(*ms).await,
         }
     }
