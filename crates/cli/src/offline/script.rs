@@ -167,13 +167,18 @@ fn parse_object(fields: &Map<String, Value>) -> Result<Step> {
             context: optional_object(fields, "context")?,
         });
     }
+    let broadcast = fields.get("broadcast");
+    if broadcast.is_some() {
+        allow_keys(fields, &["broadcast", "type", "payload", "state", "component"])?;
+    } else {
+        allow_keys(fields, &["type", "payload", "instance", "machine", "component", "where"])?;
+    }
     let event = match fields.get("type") {
         Some(event) => required_name(event, "type")?,
         None => bail!("an event object needs \"type\" (the event name), or is {{\"advanceMs\": N}} or {{\"create\": \"Machine\"}}"),
     };
     let payload = optional_object(fields, "payload")?;
-    if let Some(machine) = fields.get("broadcast") {
-        allow_keys(fields, &["broadcast", "type", "payload", "state", "component"])?;
+    if let Some(machine) = broadcast {
         return Ok(Step::Broadcast {
             component: optional_string(fields, "component")?,
             machine: required_name(machine, "broadcast")?,
@@ -182,7 +187,6 @@ fn parse_object(fields: &Map<String, Value>) -> Result<Step> {
             payload,
         });
     }
-    allow_keys(fields, &["type", "payload", "instance", "machine", "component", "where"])?;
     let component = optional_string(fields, "component")?;
     let filter = optional_object(fields, "where")?;
     let target = match (optional_string(fields, "instance")?, optional_string(fields, "machine")?) {
@@ -209,10 +213,8 @@ fn parse_instance_reference(reference: &str, component: Option<String>) -> Targe
     if let Ok(id) = reference.parse::<InstanceId>() {
         return Target::Id(id);
     }
-    if let Some((_, number)) = reference.rsplit_once('#') {
-        if let Ok(number) = number.parse::<u32>() {
-            return Target::Label(number);
-        }
+    if let Some(number) = reference.rsplit_once('#').and_then(|(_, number)| number.parse::<u32>().ok()) {
+        return Target::Label(number);
     }
     Target::Latest { component, machine: reference.to_owned(), filter: Context::new() }
 }
@@ -305,7 +307,7 @@ mod tests {
     #[test]
     fn context_must_be_an_object() {
         assert!(parse_context_argument(Some("[1]")).is_err());
-        assert!(parse_context_argument(Some("{\"a\": 1")).map_err(|error| error.to_string()).unwrap_err().contains("not valid JSON"));
+        assert!(parse_context_argument(Some("{\"a\": 1")).is_err_and(|error| error.to_string().contains("not valid JSON")));
         assert_eq!(parse_context_argument(None).ok(), Some(Context::new()));
     }
 }

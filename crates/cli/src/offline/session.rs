@@ -1,6 +1,11 @@
 //! An offline session: one runtime in this process (memory store, one shard, manual clock and
 //! manual timers, so a run is exact, instant and repeatable) driven step by step, with the
 //! runtime events of each step collected into trace lines.
+//!
+//! Drive a session from a current-thread Tokio runtime (as `run` and the golden tests do): each
+//! step then ends only once everything it caused is processed and its events are published, so
+//! the trace is complete and in a repeatable order. On a multi-thread runtime `tick`/`flush` can
+//! return while a chain of self-routed effects is still running (a known runtime issue).
 
 use super::script::{Item, Step, Target};
 use super::trace::{Known, Line, Tracker};
