@@ -24,11 +24,12 @@ pub(super) const EVENTS_HELP: &str = "\
   \"SUBMIT\"                                     send SUBMIT to the instance created by --machine
   {\"type\": \"PAY\", \"payload\": {\"amount\": 5}}    the same, with a payload (merged into the data)
   {\"advanceMs\": 60000}                         move the clock; timers that fall due fire in order
-  {\"machine\": \"Payment\", \"type\": \"PROCESS\"}     send to the latest live Payment instance
+  {\"machine\": \"Payment\", \"type\": \"PROCESS\"}    send to the latest live Payment instance
   {\"machine\": \"Payment\", \"where\": {\"orderId\": \"O2\"}, \"type\": \"PROCESS\"}
                                                ... the latest whose data holds these values
-  {\"instance\": \"Payment#2\", \"type\": \"PROCESS\"}  send by trace label (or instance id)
-  {\"create\": \"Order\", \"context\": {...}}         create another instance
+  {\"instance\": \"Payment#2\", \"type\": \"PROCESS\"}
+                                               send by trace label (or instance id)
+  {\"create\": \"Order\", \"context\": {...}}        create another instance
   {\"broadcast\": \"Order\", \"type\": \"PING\", \"state\": \"Pending\"}
                                                send to every Order (in Pending) that the
                                                machine's matching rules for PING select
