@@ -44,10 +44,8 @@ pub(crate) async fn index() -> Response {
 pub(crate) async fn fallback(request: Request) -> Response {
     let path = request.uri().path().trim_start_matches('/');
     let servable = matches!(*request.method(), Method::GET | Method::HEAD) && !path.starts_with("api/") && !path.contains("..");
-    if servable {
-        if let Some(response) = asset(path) {
-            return response;
-        }
+    if servable && let Some(response) = asset(path) {
+        return response;
     }
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", request.method(), request.uri().path())).into_response()
 }

@@ -307,3 +307,12 @@ pub fn object_field(field: &str, value: Option<Value>) -> Result<Context, crate:
         Some(_) => Err(crate::error::ApiError::bad_field(field, format!("{field} must be a JSON object"))),
     }
 }
+
+/// A requested page size: absent is `default`; outside 1..=`max` is a 400 naming `limit`.
+pub fn page_size(requested: Option<usize>, default: usize, max: usize) -> Result<usize, crate::error::ApiError> {
+    match requested {
+        None => Ok(default),
+        Some(limit) if (1..=max).contains(&limit) => Ok(limit),
+        Some(_) => Err(crate::error::ApiError::bad_field("limit", format!("limit must be between 1 and {max}"))),
+    }
+}

@@ -22,6 +22,7 @@ mod live;
 mod metrics;
 mod openapi;
 mod routes;
+mod schemas;
 mod state;
 mod stream;
 mod timed_store;

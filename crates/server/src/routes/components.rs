@@ -2,6 +2,7 @@
 //! instances, broadcast an event to a machine's instances.
 
 use crate::dto::object_field;
+use crate::schemas::{EventSpec, OperatorBody, MAX_EVENT_NAME};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::extract::State;
@@ -12,11 +13,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::matching::PropertyFilter;
-use xcomponent_core::model::Operator;
 use xcomponent_runtime::{ComponentIdx, CreateRequest};
-
-/// Longest accepted event type.
-pub const MAX_EVENT_NAME: usize = 256;
 
 /// `{components: [...]}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -71,24 +68,6 @@ pub struct Created {
     pub machine_name: String,
 }
 
-/// An event named by its type, or `{type, payload}`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum EventSpec {
-    /// The event type.
-    Name(String),
-    /// The event type and its payload.
-    Full {
-        /// The event type.
-        #[serde(rename = "type")]
-        event_type: String,
-        /// The payload (a JSON object).
-        #[serde(default)]
-        #[schema(value_type = Option<Object>)]
-        payload: Option<Value>,
-    },
-}
-
 /// A property filter of a broadcast: instance `property` `operator` `value`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct FilterBody {
@@ -96,9 +75,9 @@ pub struct FilterBody {
     pub property: String,
     /// `===` (default), `!==`, `>`, `<`, `>=`, `<=`.
     #[serde(default)]
-    pub operator: Option<String>,
-    /// The value compared against.
-    #[schema(value_type = Object)]
+    pub operator: Option<OperatorBody>,
+    /// The value compared against (any JSON value).
+    #[schema(value_type = serde_json::Value)]
     pub value: Value,
 }
 
@@ -202,6 +181,7 @@ pub(crate) async fn list_machines(State(state): State<AppState>, ApiPath(name): 
         (status = 404, description = "Unknown component or machine", body = ErrorBody),
         (status = 409, description = "Singleton entry machine already has a live instance", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn create_instance(
@@ -225,21 +205,13 @@ pub(crate) async fn create_instance(
 
 /// Validates an event type.
 pub(crate) fn check_event_name(field: &str, name: &str) -> ApiResult<()> {
-    if name.trim().is_empty() {
+    if name.chars().all(|c| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)) {
         return Err(ApiError::bad_field(field, "the event type must not be empty"));
     }
     if name.len() > MAX_EVENT_NAME {
         return Err(ApiError::bad_field(field, format!("the event type is longer than {MAX_EVENT_NAME} bytes")));
     }
     Ok(())
-}
-
-fn operator(index: usize, text: Option<&str>) -> ApiResult<Operator> {
-    match text {
-        None => Ok(Operator::Eq),
-        Some(text) => serde_json::from_value(Value::String(text.to_owned()))
-            .map_err(|_| ApiError::bad_field(&format!("filters[{index}].operator"), format!("unknown operator {text:?}: use ===, !==, >, <, >= or <="))),
-    }
 }
 
 /// Sends an event to the instances of a machine (in a state, passing filters).
@@ -251,6 +223,8 @@ fn operator(index: usize, text: Option<&str>) -> ApiResult<Operator> {
         (status = 400, description = "Bad body", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "Unknown component, machine or state", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn broadcast(
@@ -260,10 +234,10 @@ pub(crate) async fn broadcast(
 ) -> ApiResult<Json<BroadcastReply>> {
     let (_, definition) = find_component(&state, &name)?;
     let machine = definition.machine_by_name(&body.machine_name).ok_or_else(|| ApiError::unknown_machine(Some(&name), &body.machine_name))?;
-    if let Some(wanted) = body.state.as_deref().filter(|wanted| !wanted.is_empty()) {
-        if machine.state_index(wanted).is_none() {
-            return Err(ApiError::unknown_state(&body.machine_name, wanted));
-        }
+    if let Some(wanted) = body.state.as_deref().filter(|wanted| !wanted.is_empty())
+        && machine.state_index(wanted).is_none()
+    {
+        return Err(ApiError::unknown_state(&body.machine_name, wanted));
     }
     let (event, payload) = match body.event {
         EventSpec::Name(event) => (event, body.payload),
@@ -275,9 +249,8 @@ pub(crate) async fn broadcast(
         .filters
         .unwrap_or_default()
         .into_iter()
-        .enumerate()
-        .map(|(index, filter)| Ok(PropertyFilter { property: filter.property, operator: operator(index, filter.operator.as_deref())?, value: filter.value }))
-        .collect::<ApiResult<Vec<_>>>()?;
+        .map(|filter| PropertyFilter { property: filter.property, operator: filter.operator.unwrap_or_default().into(), value: filter.value })
+        .collect();
     let state_filter = body.state.as_deref().filter(|wanted| !wanted.is_empty());
     let count = state.runtime().broadcast(&name, &body.machine_name, state_filter, &event, payload, filters).await?;
     Ok(Json(BroadcastReply { count }))

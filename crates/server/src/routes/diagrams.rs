@@ -99,13 +99,9 @@ pub struct DiagramBody {
     pub transitions: Vec<DiagramTransition>,
 }
 
-fn diagram(definition: &Definition, machine: &StateMachine, current: Option<String>) -> ApiResult<DiagramBody> {
-    let current = current.filter(|state| !state.is_empty());
-    if let Some(state) = &current {
-        if !machine.states.iter().any(|candidate| candidate.name == *state) {
-            return Err(ApiError::bad_field("currentState", format!("state {state} not found in machine {}", machine.name)));
-        }
-    }
+fn diagram(definition: &Definition, machine: &StateMachine, current: Option<String>) -> DiagramBody {
+    // A display hint: an unknown state highlights nothing and leaves no transition available.
+    let current = current.filter(|state| machine.states.iter().any(|candidate| candidate.name == *state));
     let text = xcomponent_core::mermaid::state_diagram(machine, current.as_deref());
     let transitions = machine
         .transitions
@@ -123,7 +119,7 @@ fn diagram(definition: &Definition, machine: &StateMachine, current: Option<Stri
             guard: transition.guard.as_ref().map(|guard| guard.expression().to_owned()),
         })
         .collect();
-    Ok(DiagramBody {
+    DiagramBody {
         mermaid: text.clone(),
         diagram: text,
         component_name: definition.name.to_string(),
@@ -133,7 +129,7 @@ fn diagram(definition: &Definition, machine: &StateMachine, current: Option<Stri
         terminal_states: machine.states.iter().filter(|state| state.state_type.is_terminal()).map(|state| state.name.clone()).collect(),
         states: machine.states.iter().map(|state| StateInfo { name: state.name.clone(), kind: kind_name(&state.state_type) }).collect(),
         transitions,
-    })
+    }
 }
 
 fn machine_of<'a>(definition: &'a Definition, name: &str) -> Option<&'a StateMachine> {
@@ -143,7 +139,7 @@ fn machine_of<'a>(definition: &'a Definition, name: &str) -> Option<&'a StateMac
 /// A machine's diagram.
 #[utoipa::path(get, path = "/api/components/{name}/diagrams/{machine}", tag = "Diagrams",
     params(("name" = String, Path, description = "Component name"), ("machine" = String, Path, description = "Machine name"), DiagramQuery),
-    responses((status = 200, body = DiagramBody), (status = 400, description = "Unknown currentState", body = ErrorBody),
+    responses((status = 200, body = DiagramBody),
         (status = 404, description = "Unknown component or machine", body = ErrorBody)))]
 pub(crate) async fn component_diagram(
     State(state): State<AppState>,
@@ -152,13 +148,13 @@ pub(crate) async fn component_diagram(
 ) -> ApiResult<Json<DiagramBody>> {
     let (_, definition) = find_component(&state, &name)?;
     let model = machine_of(&definition, &machine).ok_or_else(|| ApiError::unknown_machine(Some(&name), &machine))?;
-    Ok(Json(diagram(&definition, model, query.current_state)?))
+    Ok(Json(diagram(&definition, model, query.current_state)))
 }
 
 /// A machine's diagram, found by machine name.
 #[utoipa::path(get, path = "/api/machines/{machine}/diagram", tag = "Diagrams",
     params(("machine" = String, Path, description = "Machine name"), MachineDiagramQuery),
-    responses((status = 200, body = DiagramBody), (status = 400, description = "Unknown currentState", body = ErrorBody),
+    responses((status = 200, body = DiagramBody),
         (status = 404, description = "Unknown component or machine", body = ErrorBody)))]
 pub(crate) async fn machine_diagram(
     State(state): State<AppState>,
@@ -176,5 +172,5 @@ pub(crate) async fn machine_diagram(
             .ok_or_else(|| ApiError::unknown_machine(None, &machine))?,
     };
     let model = machine_of(&definition, &machine).ok_or_else(|| ApiError::unknown_machine(Some(&definition.name), &machine))?;
-    Ok(Json(diagram(&definition, model, query.current_state)?))
+    Ok(Json(diagram(&definition, model, query.current_state)))
 }

@@ -7,6 +7,7 @@
 //! the instances those chains reached, a bounded number of hops (`CORRELATION_HOPS`).
 
 use crate::dto::{history_event, history_instance};
+use crate::schemas::StatusParam;
 use crate::error::{parse_instance_id, ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::state::AppState;
 use axum::extract::State;
@@ -100,13 +101,15 @@ pub struct SearchQuery {
     /// Only instances now in this state.
     pub state: Option<String>,
     /// `active`, `completed` or `error`.
-    pub status: Option<String>,
+    #[param(inline)]
+    pub status: Option<StatusParam>,
     /// Text searched in the id and the data.
     pub q: Option<String>,
     /// Page size (default 100, at most 500).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `nextCursor` of the previous page.
+    #[param(pattern = r"^-?[0-9]{1,15}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub cursor: Option<String>,
 }
 
@@ -128,7 +131,7 @@ async fn events_of(state: &AppState, id: InstanceId) -> ApiResult<Vec<StoredEven
 
 /// An instance's stored events.
 #[utoipa::path(get, path = "/api/instances/{id}/history", tag = "History",
-    params(("id" = String, Path, description = "Instance id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     responses((status = 200, body = HistoryBody), (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "Unknown instance", body = ErrorBody), (status = 503, description = "Store unavailable", body = ErrorBody)))]
 pub(crate) async fn instance_history(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<HistoryBody>> {
@@ -139,7 +142,7 @@ pub(crate) async fn instance_history(State(state): State<AppState>, ApiPath(id):
 
 /// An instance's stored record and events.
 #[utoipa::path(get, path = "/api/history/instances/{id}/events", tag = "History",
-    params(("id" = String, Path, description = "Instance id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     responses((status = 200, body = EventsBody), (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "Unknown instance", body = ErrorBody), (status = 503, description = "Store unavailable", body = ErrorBody)))]
 pub(crate) async fn history_events(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<EventsBody>> {
@@ -157,10 +160,8 @@ pub(crate) async fn history_events(State(state): State<AppState>, ApiPath(id): A
     responses((status = 200, body = SearchBody), (status = 400, description = "Bad query", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody)))]
 pub(crate) async fn search(State(state): State<AppState>, ApiQuery(query): ApiQuery<SearchQuery>) -> ApiResult<Json<SearchBody>> {
-    let status = match query.status.as_deref().filter(|text| !text.is_empty()) {
-        Some(text) => Some(Status::parse(text).ok_or_else(|| ApiError::bad_field("status", "status must be active, completed or error"))?),
-        None => None,
-    };
+    let status: Option<Status> = query.status.map(Into::into);
+    let limit = crate::dto::page_size(query.limit, DEFAULT_SEARCH, MAX_SEARCH)?;
     let Some(store) = store(&state) else {
         return Ok(Json(SearchBody { instances: Vec::new(), next_cursor: None, message: Some(NO_STORE.to_owned()) }));
     };
@@ -171,8 +172,8 @@ pub(crate) async fn search(State(state): State<AppState>, ApiQuery(query): ApiQu
         state: empty_to_none(query.state),
         status,
         text: empty_to_none(query.q),
-        limit: query.limit.unwrap_or(DEFAULT_SEARCH).clamp(1, MAX_SEARCH),
-        cursor: empty_to_none(query.cursor),
+        limit,
+        cursor: query.cursor,
         ..InstanceQuery::default()
     };
     let page = store.search(&store_query).await.map_err(|error| match error {
@@ -186,7 +187,7 @@ pub(crate) async fn search(State(state): State<AppState>, ApiQuery(query): ApiQu
 
 /// Every event of the causal chains an instance took part in, across components.
 #[utoipa::path(get, path = "/api/history/correlated/{id}", tag = "History",
-    params(("id" = String, Path, description = "Instance id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     responses((status = 200, body = CorrelatedBody), (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "Unknown instance", body = ErrorBody), (status = 503, description = "Store unavailable", body = ErrorBody)))]
 pub(crate) async fn correlated(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<CorrelatedBody>> {

@@ -3,7 +3,8 @@
 
 use crate::dto::{object_field, EventReply, InstanceDto, InstancePage, DEFAULT_PAGE, MAX_PAGE};
 use crate::error::{parse_instance_id, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
-use crate::routes::components::{check_event_name, find_component, EventSpec};
+use crate::routes::components::{check_event_name, find_component};
+use crate::schemas::{EventBody, EventSpec};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,6 +32,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `nextCursor` of the previous page.
+    #[param(value_type = Option<String>, format = Uuid)]
     pub cursor: Option<String>,
 }
 
@@ -41,24 +43,9 @@ pub struct InstanceBody {
     pub instance: InstanceDto,
 }
 
-/// Body of the event routes: `{type, payload}` or `{event, payload}`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct EventBody {
-    /// The event type.
-    #[serde(default, rename = "type")]
-    pub event_type: Option<String>,
-    /// The event type (or `{type, payload}`), when `type` is absent.
-    #[serde(default)]
-    pub event: Option<EventSpec>,
-    /// The payload (a JSON object).
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub payload: Option<Value>,
-}
-
 async fn list(state: &AppState, component: Option<String>, query: ListQuery) -> ApiResult<InstancePage> {
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let after = match query.cursor.as_deref().filter(|cursor| !cursor.is_empty()) {
+    let limit = crate::dto::page_size(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
+    let after = match query.cursor.as_deref() {
         Some(cursor) => Some(cursor.parse::<InstanceId>().map_err(|_| ApiError::bad_field("cursor", "cursor must be a nextCursor value"))?),
         None => None,
     };
@@ -107,17 +94,17 @@ pub(crate) async fn find_instance(state: &AppState, id: InstanceId) -> ApiResult
     if let Some(view) = state.runtime().instance(id).await {
         return Ok(InstanceDto::live(&view, state.runtime().clock().now(), true));
     }
-    if let Some(store) = state.runtime().store() {
-        if let Some(record) = store.instance(id).await? {
-            return Ok(InstanceDto::stored(&record, state.runtime().registry()));
-        }
+    if let Some(store) = state.runtime().store()
+        && let Some(record) = store.instance(id).await?
+    {
+        return Ok(InstanceDto::stored(&record, state.runtime().registry()));
     }
     Err(ApiError::unknown_instance(id))
 }
 
 /// One instance.
 #[utoipa::path(get, path = "/api/instances/{id}", tag = "Instances",
-    params(("id" = String, Path, description = "Instance id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     responses((status = 200, body = InstanceBody), (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "Unknown instance", body = ErrorBody)))]
 pub(crate) async fn get_instance(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<InstanceBody>> {
@@ -126,7 +113,22 @@ pub(crate) async fn get_instance(State(state): State<AppState>, ApiPath(id): Api
 }
 
 fn event_of(body: EventBody) -> ApiResult<(String, Value)> {
-    let (event, nested_payload) = match (body.event_type, body.event) {
+    let spec = match body.event {
+        Some(value) => Some(
+            serde_json::from_value::<EventSpec>(value)
+                .map_err(|_| ApiError::bad_field("event", "event must be an event type or {\"type\": ..., \"payload\": {...}}"))?,
+        ),
+        None => None,
+    };
+    match &spec {
+        Some(EventSpec::Full { event_type, payload }) => {
+            check_event_name("event.type", event_type)?;
+            object_field("event.payload", payload.clone())?;
+        }
+        Some(EventSpec::Name(event)) => check_event_name("event", event)?,
+        None => {}
+    }
+    let (event, nested_payload) = match (body.event_type, spec) {
         (Some(event), _) => (event, None),
         (None, Some(EventSpec::Name(event))) => (event, None),
         (None, Some(EventSpec::Full { event_type, payload })) => (event_type, payload),
@@ -141,10 +143,10 @@ async fn send(state: &AppState, id: InstanceId, body: EventBody, component: Opti
     let payload = object_field("payload", Some(payload))?;
     if let Some(component) = component {
         find_component(state, component)?;
-        if let Some(view) = state.runtime().instance(id).await {
-            if *view.component_name != *component {
-                return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_instance", format!("instance {id} not found in component {component}")));
-            }
+        if let Some(view) = state.runtime().instance(id).await
+            && *view.component_name != *component
+        {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_instance", format!("instance {id} not found in component {component}")));
         }
     }
     let started = Instant::now();
@@ -183,7 +185,7 @@ async fn finished_or_unknown(state: &AppState, id: InstanceId, component: Option
 
 /// Sends an event to an instance.
 #[utoipa::path(post, path = "/api/instances/{id}/events", tag = "Events",
-    params(("id" = String, Path, description = "Instance id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     request_body = EventBody,
     responses(
         (status = 200, description = "What happened: the new state, or why it was ignored and what is allowed now", body = EventReply),
@@ -192,6 +194,7 @@ async fn finished_or_unknown(state: &AppState, id: InstanceId, component: Option
         (status = 404, description = "Unknown instance", body = ErrorBody),
         (status = 409, description = "The instance has finished", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn send_event(State(state): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(body): ApiJson<EventBody>) -> ApiResult<Json<EventReply>> {
@@ -201,7 +204,7 @@ pub(crate) async fn send_event(State(state): State<AppState>, ApiPath(id): ApiPa
 
 /// Sends an event to an instance (the distributed dashboard's route; same as `/events`).
 #[utoipa::path(post, path = "/api/instances/{id}/trigger", tag = "Events",
-    params(("id" = String, Path, description = "Instance id (UUID)")),
+    params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     request_body = EventBody,
     responses(
         (status = 200, description = "What happened", body = EventReply),
@@ -210,6 +213,7 @@ pub(crate) async fn send_event(State(state): State<AppState>, ApiPath(id): ApiPa
         (status = 404, description = "Unknown instance", body = ErrorBody),
         (status = 409, description = "The instance has finished", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn trigger(State(state): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(body): ApiJson<EventBody>) -> ApiResult<Json<EventReply>> {
@@ -219,7 +223,7 @@ pub(crate) async fn trigger(State(state): State<AppState>, ApiPath(id): ApiPath<
 
 /// Sends an event to an instance of a component.
 #[utoipa::path(post, path = "/api/components/{name}/instances/{id}/events", tag = "Events",
-    params(("name" = String, Path, description = "Component name"), ("id" = String, Path, description = "Instance id (UUID)")),
+    params(("name" = String, Path, description = "Component name"), ("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     request_body = EventBody,
     responses(
         (status = 200, description = "What happened", body = EventReply),
@@ -228,6 +232,7 @@ pub(crate) async fn trigger(State(state): State<AppState>, ApiPath(id): ApiPath<
         (status = 404, description = "Unknown component or instance", body = ErrorBody),
         (status = 409, description = "The instance has finished", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]
 pub(crate) async fn send_component_event(

@@ -119,10 +119,10 @@ async fn serve_client(state: AppState, mut socket: WebSocket, filter: Filter) {
             _ = shutdown.changed() => {}
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(body))) => {
-                    if let Some(reply) = command(&client, body.as_str()) {
-                        if !send(&mut socket, reply).await {
-                            return;
-                        }
+                    if let Some(reply) = command(&client, body.as_str())
+                        && !send(&mut socket, reply).await
+                    {
+                        return;
                     }
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,

@@ -100,14 +100,13 @@ impl ClientQueue {
                 return Pushed::Closed;
             }
             let change = message.kind == "state_change";
-            if change && inner.items.len() >= WS_COALESCE_AFTER {
-                if let Some(seq) = message.instance.and_then(|id| inner.waiting_change.get(&id).copied()) {
-                    let position = usize::try_from(seq - inner.first_seq).unwrap_or(usize::MAX);
-                    if let Some(older) = inner.items.get_mut(position) {
-                        *older = message.merged_after(older);
-                        return Pushed::Coalesced;
-                    }
-                }
+            if change
+                && inner.items.len() >= WS_COALESCE_AFTER
+                && let Some(seq) = message.instance.and_then(|id| inner.waiting_change.get(&id).copied())
+                && let Some(older) = inner.items.get_mut(usize::try_from(seq - inner.first_seq).unwrap_or(usize::MAX))
+            {
+                *older = message.merged_after(older);
+                return Pushed::Coalesced;
             }
             if inner.items.len() >= WS_CLIENT_QUEUE {
                 inner.slow = true;
@@ -134,10 +133,10 @@ impl ClientQueue {
             let message = inner.items.pop_front()?;
             let seq = inner.first_seq;
             inner.first_seq += 1;
-            if let Some(id) = message.instance {
-                if inner.waiting_change.get(&id) == Some(&seq) {
-                    inner.waiting_change.remove(&id);
-                }
+            if let Some(id) = message.instance
+                && inner.waiting_change.get(&id) == Some(&seq)
+            {
+                inner.waiting_change.remove(&id);
             }
             Some(message)
         })
