@@ -415,15 +415,17 @@ impl RuntimeHandle {
         self.settle(false).await
     }
 
-    /// Rounds of barriers until no internal work is left (bounded: chains are bounded by
-    /// `max_chain_depth`).
+    /// Rounds of barriers until no internal work is left. A shard answers a barrier after it
+    /// has routed (and counted in `in_flight`) everything its batch caused, and stops counting a
+    /// message only after routing what it caused, so `in_flight == 0` after a round means the
+    /// system is quiet. Bounded: chains are cut at `max_chain_depth`.
     async fn settle(&self, tick: bool) -> Result<(), RuntimeError> {
         let rounds = self.shared.options.max_chain_depth as usize + 2;
-        for _ in 0..rounds {
+        for round in 0..rounds {
             let mut answers = Vec::new();
             for shard in 0..self.shared.shard_count() {
                 let (reply, answer) = oneshot::channel();
-                let message = if tick { ShardMsg::Tick(reply) } else { ShardMsg::Barrier(reply) };
+                let message = if tick && round == 0 { ShardMsg::Tick(reply) } else { ShardMsg::Barrier(reply) };
                 self.to_shard(shard, message).await?;
                 answers.push(answer);
             }
@@ -431,19 +433,7 @@ impl RuntimeHandle {
                 answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
             }
             if self.shared.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                // One more round lets shards process what they routed to themselves.
-                let mut answers = Vec::new();
-                for shard in 0..self.shared.shard_count() {
-                    let (reply, answer) = oneshot::channel();
-                    self.to_shard(shard, ShardMsg::Barrier(reply)).await?;
-                    answers.push(answer);
-                }
-                for answer in answers {
-                    answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
-                }
-                if self.shared.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                    return Ok(());
-                }
+                return Ok(());
             }
         }
         Ok(())

@@ -134,6 +134,41 @@ pub(crate) enum ShardMsg {
     Barrier(oneshot::Sender<()>),
 }
 
+impl ShardMsg {
+    /// A copy of a message that nobody waits on (an effect routed between instances), kept so
+    /// that a batch rolled back by a storage failure can be retried instead of losing it.
+    pub(crate) fn retry_copy(&self) -> Option<ShardMsg> {
+        match self {
+            ShardMsg::Send(send) if send.reply.is_none() => Some(ShardMsg::Send(SendMsg {
+                target: send.target,
+                event: send.event.clone(),
+                payload: send.payload.clone(),
+                trace: send.trace.clone(),
+                reply: None,
+            })),
+            ShardMsg::Create(create) if create.reply.is_none() => Some(ShardMsg::Create(CreateMsg {
+                component: create.component,
+                machine: create.machine,
+                id: create.id,
+                context: create.context.clone(),
+                parent: create.parent.clone(),
+                entry_point: create.entry_point,
+                trace: create.trace.clone(),
+                reply: None,
+            })),
+            ShardMsg::Deliver(deliver) if deliver.reply.is_none() => Some(ShardMsg::Deliver(DeliverMsg {
+                component: deliver.component,
+                selectors: deliver.selectors.clone(),
+                event: deliver.event.clone(),
+                payload: deliver.payload.clone(),
+                trace: deliver.trace.clone(),
+                reply: None,
+            })),
+            _ => None,
+        }
+    }
+}
+
 /// What happened to an event sent to one instance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]

@@ -72,7 +72,8 @@ impl ShardWork {
                     self.batch.replies.push(Reply::FanIn(fan_in, count));
                 }
             }
-            ShardMsg::Query(query) => self.answer(shared, query, now),
+            // Answered after the batch is committed or rolled back: reads see only stored state.
+            ShardMsg::Query(query) => self.batch.queries.push(query),
             ShardMsg::Restore(records, reply) => {
                 let count = records.len();
                 for (component, correlation, instance) in records {
@@ -173,6 +174,10 @@ impl ShardWork {
         }
         let mut instance = engine::create(definition, machine, id, context, parent, now);
         instance.entry_point = entry_point;
+        if instance.context.is_empty() {
+            // All empty contexts of a shard share one allocation (copy-on-write on first change).
+            instance.context = self.empty_context.clone();
+        }
         let event_id = if shared.store.is_some() { EventId::new() } else { NO_ID };
         let correlation = trace.correlation.unwrap_or(if shared.store.is_some() { event_id } else { NO_ID });
         if shared.store.is_some() {
@@ -364,11 +369,11 @@ impl ShardWork {
                 if filter.operator != Operator::Eq {
                     return None;
                 }
-                let path = paths.iter().find(|path| ***path == *filter.property)?;
-                Some((path.clone(), IndexKey::of(&filter.value)?))
+                let path = paths.iter().position(|path| **path == *filter.property)?;
+                Some((path as u16, IndexKey::of(&filter.value)?))
             });
             let candidates: Vec<u32> = match indexed {
-                Some((path, key)) => self.instances.lookup(deliver.component, selector.machine, &path, key).to_vec(),
+                Some((path, key)) => self.instances.lookup(deliver.component, selector.machine, path, &key).to_vec(),
                 None => self
                     .instances
                     .iter()

@@ -4,7 +4,7 @@
 use super::state::Slot;
 use super::ShardWork;
 use crate::error::RuntimeError;
-use crate::messages::{BatchOutcome, FanIn, SendOutcome};
+use crate::messages::{BatchOutcome, FanIn, QueryMsg, SendOutcome, ShardMsg};
 use crate::registry::ComponentIdx;
 use crate::router::Routed;
 use crate::shared::Shared;
@@ -47,12 +47,25 @@ pub(crate) struct Batch {
     pub replies: Vec<Reply>,
     pub outbox: Routed,
     pub events: Vec<RuntimeEvent>,
+    /// Copies of the routed messages this batch applied; re-queued if the batch is rolled back.
+    pub retry: Vec<ShardMsg>,
+    /// Queries, answered once the batch is settled.
+    pub queries: Vec<QueryMsg>,
 }
 
 impl ShardWork {
     /// Commits the batch, then releases replies, effects and events; or rolls it back.
     pub(crate) async fn finish_batch(&mut self, shared: &Shared) {
         let mut batch = std::mem::take(&mut self.batch);
+        let queries = std::mem::take(&mut batch.queries);
+        self.settle_batch(shared, batch).await;
+        let now = shared.clock.now();
+        for query in queries {
+            self.answer(shared, query, now);
+        }
+    }
+
+    async fn settle_batch(&mut self, shared: &Shared, mut batch: Batch) {
         if let Some(store) = &shared.store {
             if !batch.commit.is_empty() {
                 if let Err(error) = store.commit(&batch.commit).await {
@@ -65,6 +78,19 @@ impl ShardWork {
             }
         }
         self.commit_failures = 0;
+        for (shard, message) in batch.outbox.drain(..) {
+            if shard == self.index {
+                // Counted like internal messages, so `flush` waits for them too.
+                shared.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.local.push_back(message);
+            } else {
+                shared.send_internal(shard, message);
+            }
+        }
+        // Events first: whoever gets a reply can count on the stream already carrying its events.
+        if !batch.events.is_empty() {
+            let _ = shared.stream.send(Arc::new(std::mem::take(&mut batch.events)));
+        }
         for reply in batch.replies.drain(..) {
             match reply {
                 Reply::Created(sender, id) => {
@@ -84,16 +110,6 @@ impl ShardWork {
                     let _ = sender.send(count);
                 }
             }
-        }
-        for (shard, message) in batch.outbox.drain(..) {
-            if shard == self.index {
-                self.local.push_back(message);
-            } else {
-                shared.send_internal(shard, message);
-            }
-        }
-        if !batch.events.is_empty() {
-            let _ = shared.stream.send(Arc::new(batch.events));
         }
     }
 
@@ -136,6 +152,11 @@ impl ShardWork {
                     let _ = sender.send(0);
                 }
             }
+        }
+        // Effects of already stored transitions must not be lost: apply them again later.
+        for message in batch.retry.drain(..) {
+            shared.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.local.push_back(message);
         }
         let events = batch.commit.events.len();
         let _ = shared.stream.send(Arc::new(vec![RuntimeEvent::CommitFailed { error, events }]));

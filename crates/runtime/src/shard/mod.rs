@@ -40,6 +40,8 @@ pub(crate) struct ShardWork {
     pub streaming: bool,
     /// Consecutive failed commits (drives the retry pause).
     pub commit_failures: u32,
+    /// The shared data of instances whose data is empty.
+    pub empty_context: Arc<xcomponent_core::Context>,
 }
 
 impl Shard {
@@ -48,7 +50,7 @@ impl Shard {
             shared,
             external,
             internal,
-            work: ShardWork { index, instances: Instances::default(), batch: Batch::default(), local: VecDeque::new(), streaming: false, commit_failures: 0 },
+            work: ShardWork { index, instances: Instances::default(), batch: Batch::default(), local: VecDeque::new(), streaming: false, commit_failures: 0, empty_context: Arc::default() },
         }
     }
 
@@ -78,14 +80,26 @@ impl Shard {
             }
             let idle = internal_buf.is_empty() && external_buf.is_empty() && self.work.local.is_empty();
             self.work.streaming = self.shared.stream.receiver_count() > 0;
-            let internal_count = internal_buf.len();
+            let internal_count = internal_buf.len() + self.work.local.len();
             let local: Vec<ShardMsg> = self.work.local.drain(..).collect();
-            for message in local.into_iter().chain(internal_buf.drain(..)).chain(external_buf.drain(..)) {
+            let durable = self.shared.store.is_some();
+            for message in local.into_iter().chain(internal_buf.drain(..)) {
+                if durable {
+                    if let Some(copy) = message.retry_copy() {
+                        self.work.batch.retry.push(copy);
+                    }
+                }
                 self.work.process(&self.shared, message);
             }
-            self.shared.internal_done(internal_count);
+            for message in external_buf.drain(..) {
+                self.work.process(&self.shared, message);
+            }
             self.work.fire_due_timers(&self.shared, max_batch);
             self.work.finish_batch(&self.shared).await;
+            // Only now, after their effects have been routed (and counted), do the processed
+            // internal messages stop counting: `in_flight` never drops to 0 while work they
+            // caused is about to be routed.
+            self.shared.internal_done(internal_count);
             if stopping && idle && self.work.local.is_empty() {
                 break;
             }

@@ -20,8 +20,10 @@ pub(crate) struct Slot {
     pub instance: Instance,
 }
 
-/// Key of the property index: (component, machine, path, value).
-type IndexEntryKey = (ComponentIdx, MachineIdx, Arc<str>, IndexKey);
+/// Key of the property index: (component, machine, path number, hash of the value's
+/// `IndexKey`). Hash collisions only add candidates: every candidate is checked against the
+/// filters before an event is delivered, so the index is a fast path, never a source of truth.
+type IndexEntryKey = (ComponentIdx, MachineIdx, u16, u64);
 
 /// Live instances of one shard.
 #[derive(Debug, Default)]
@@ -29,13 +31,13 @@ pub(crate) struct Instances {
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     ids: FxHashMap<InstanceId, u32>,
-    index: FxHashMap<IndexEntryKey, SmallVec<[u32; 1]>>,
+    index: FxHashMap<IndexEntryKey, SmallVec<[u32; 2]>>,
     timers: BTreeSet<(Millis, InstanceId, TransitionIdx)>,
     warm: u32,
 }
 
-/// The indexed values of one instance (path, key), used to update the index after a change.
-pub(crate) type IndexedValues = SmallVec<[(Arc<str>, Option<IndexKey>); 2]>;
+/// The hashed indexed values of one instance, one per indexed path (`None`: not indexable).
+pub(crate) type IndexedValues = SmallVec<[Option<u64>; 2]>;
 
 impl Instances {
     pub fn len(&self) -> usize {
@@ -82,9 +84,9 @@ impl Instances {
             }
         };
         self.ids.insert(id, position);
-        for (path, key) in values {
+        for (path, key) in values.into_iter().enumerate() {
             if let Some(key) = key {
-                self.index.entry((component, machine, path, key)).or_default().push(position);
+                self.index.entry((component, machine, path as u16, key)).or_default().push(position);
             }
         }
         position
@@ -98,9 +100,9 @@ impl Instances {
             self.timers.remove(&(timer.deadline, *id, timer.transition));
         }
         let values = indexed_values(&slot.instance, paths);
-        for (path, key) in values {
+        for (path, key) in values.into_iter().enumerate() {
             if let Some(key) = key {
-                self.unindex((slot.component, slot.instance.machine, path, key), position);
+                self.unindex((slot.component, slot.instance.machine, path as u16, key), position);
             }
         }
         self.free.push(position);
@@ -134,22 +136,23 @@ impl Instances {
             return;
         }
         let after = indexed_values(&slot.instance, paths);
-        for ((path, old), (_, new)) in before.into_iter().zip(after) {
+        for (path, (old, new)) in before.into_iter().zip(after).enumerate() {
             if old == new {
                 continue;
             }
             if let Some(old) = old {
-                self.unindex((component, machine, path.clone(), old), position);
+                self.unindex((component, machine, path as u16, old), position);
             }
             if let Some(new) = new {
-                self.index.entry((component, machine, path, new)).or_default().push(position);
+                self.index.entry((component, machine, path as u16, new)).or_default().push(position);
             }
         }
     }
 
-    /// Slots whose `path` holds a value `===` to `key` (exact: the index is never stale).
-    pub fn lookup(&self, component: ComponentIdx, machine: MachineIdx, path: &Arc<str>, key: IndexKey) -> &[u32] {
-        self.index.get(&(component, machine, path.clone(), key)).map(|positions| positions.as_slice()).unwrap_or(&[])
+    /// Candidate slots whose indexed path number `path` may hold a value `===` to `key` (a
+    /// superset: the index is never stale, but hashes may collide).
+    pub fn lookup(&self, component: ComponentIdx, machine: MachineIdx, path: u16, key: &IndexKey) -> &[u32] {
+        self.index.get(&(component, machine, path, hash_key(key))).map(|positions| positions.as_slice()).unwrap_or(&[])
     }
 
     /// The earliest armed deadline.
@@ -179,10 +182,12 @@ impl Instances {
     }
 }
 
-/// The index keys of an instance for `paths` (empty when the machine has no indexed paths).
+/// The hashed index keys of an instance for `paths` (empty when the machine has none).
 pub(crate) fn indexed_values(instance: &Instance, paths: &[Arc<str>]) -> IndexedValues {
-    paths
-        .iter()
-        .map(|path| (path.clone(), lookup_in_map(&instance.context, path).and_then(IndexKey::of)))
-        .collect()
+    paths.iter().map(|path| lookup_in_map(&instance.context, path).and_then(IndexKey::of).map(|key| hash_key(&key))).collect()
+}
+
+fn hash_key(key: &IndexKey) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(key)
 }

@@ -117,3 +117,34 @@ async fn panicking_hook_is_contained() {
     assert_eq!(new_state(&outcome), "Open");
     assert_eq!(rt.handle.instance(id).await.unwrap().context.get("x"), Some(&json!(1)));
 }
+
+const COUNTER: &str = r#"
+name: Loop
+stateMachines:
+  - name: Counter
+    initialState: Idle
+    states: [{name: Idle}, {name: Counting, onEntry: bump}, {name: Done, type: final}]
+    transitions:
+      - {from: Idle, to: Counting, event: GO}
+      - {from: Counting, to: Counting, event: PING}
+      - {from: Counting, to: Done, event: STOP}
+"#;
+
+/// `flush` returns only once a whole chain of self-sends has run (a regression: effects a shard
+/// routed to itself were not counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_waits_for_a_whole_chain_of_self_sends() {
+    let handlers = Handlers::new().on("bump", |call| {
+        let n = call.context.get("n").and_then(|n| n.as_u64()).unwrap_or(0) + 1;
+        call.context.insert("n".into(), json!(n));
+        call.sender.send_to_self(if n == 30 { "STOP" } else { "PING" }, Default::default());
+        Ok(())
+    });
+    let rt = start(&[COUNTER], handlers, None).await;
+    for _ in 0..40 {
+        let id = rt.handle.create_instance("Loop", "Counter", Default::default()).await.unwrap();
+        rt.handle.send_event(id, "GO", Default::default()).await.unwrap();
+        rt.handle.flush().await.unwrap();
+        assert_eq!(rt.state(id).await, None, "the chain reached Done before flush returned");
+    }
+}

@@ -87,6 +87,8 @@ async fn overdue_timers_fire_exactly_once_after_restart() {
 struct FlakyStore {
     inner: MemoryStore,
     failing: AtomicBool,
+    /// Fail any batch holding an event of this machine.
+    failing_machine: std::sync::Mutex<Option<String>>,
 }
 
 #[async_trait]
@@ -97,6 +99,12 @@ impl EventStore for FlakyStore {
     async fn commit(&self, batch: &CommitBatch) -> store::Result<()> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(store::Error::Unavailable("disk on fire".into()));
+        }
+        let machine = self.failing_machine.lock().unwrap().clone();
+        if let Some(machine) = machine {
+            if batch.events.iter().any(|event| event.machine == machine) {
+                return Err(store::Error::Unavailable(format!("{machine} partition on fire")));
+            }
         }
         self.inner.commit(batch).await
     }
@@ -125,7 +133,7 @@ impl EventStore for FlakyStore {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_store_never_changes_or_destroys_an_instance() {
-    let flaky = Arc::new(FlakyStore { inner: MemoryStore::new(), failing: AtomicBool::new(false) });
+    let flaky = Arc::new(FlakyStore { inner: MemoryStore::new(), failing: AtomicBool::new(false), failing_machine: Default::default() });
     let rt = start(&[SIMPLE_FLOW], Handlers::new(), Some(flaky.clone())).await;
     let id = rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"v": 1}))).await.unwrap();
     flaky.failing.store(true, Ordering::SeqCst);
@@ -160,4 +168,22 @@ async fn a_business_flow_shares_one_correlation_id_across_components_with_real_c
     assert_eq!(by_id[&chain[2].causation_id.unwrap()].event_type, "SUBMIT");
     assert_eq!(by_id[&chain[4].causation_id.unwrap()].event_type, "PAY");
     assert_eq!(chain[4].source_component.as_deref(), Some("Billing"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_effect_rolled_back_by_a_storage_failure_is_retried_not_lost() {
+    use crate::cross_component::{BILLING, SHOP};
+    let flaky = Arc::new(FlakyStore { inner: MemoryStore::new(), failing: AtomicBool::new(false), failing_machine: Default::default() });
+    let rt = start(&[SHOP, BILLING], Handlers::new(), Some(flaky.clone())).await;
+    let order = rt.handle.create_instance("Shop", "Order", ctx(json!({"orderRef": "R1", "amount": 1}))).await.unwrap();
+    *flaky.failing_machine.lock().unwrap() = Some("Invoice".into());
+    assert_eq!(new_state(&rt.handle.send_event(order, "SUBMIT", Default::default()).await.unwrap()), "AwaitingPayment");
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    let invoices = || rt.handle.instances(xcomponent_runtime::InstanceFilter { component: Some("Billing".into()), limit: 5, ..Default::default() });
+    assert!(invoices().await.is_empty(), "the invoice creation keeps failing while the store does");
+    *flaky.failing_machine.lock().unwrap() = None;
+    rt.handle.flush().await.unwrap();
+    let created = invoices().await;
+    assert_eq!(created.len(), 1, "the routed create was retried once the store recovered");
+    assert_eq!(flaky.inner.history(created[0].id).await.unwrap().len(), 1);
 }

@@ -61,6 +61,7 @@ pub fn run(args: &MemoryArgs) -> anyhow::Result<ExitCode> {
     if cores > 1 {
         rows.push(throughput(args, cores)?);
     }
+    rows.push(idle_population(args)?);
     rows.extend(population(args)?);
     if args.json {
         let list: Vec<_> = rows.iter().map(|row| json!({"measure": row.name, "value": row.value, "unit": row.unit, "note": row.note})).collect();
@@ -166,6 +167,28 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// Bytes per idle instance with empty data: the runtime's own footprint per instance.
+fn idle_population(args: &MemoryArgs) -> anyhow::Result<Row> {
+    let runtime = tokio_runtime(1)?;
+    runtime.block_on(async {
+        let (rt, handle) = start(1).await?;
+        let before = resident_bytes();
+        let mut created = 0usize;
+        while created < args.population {
+            let count = 100_000.min(args.population - created);
+            handle.create_many("Bench", "Counter", vec![Context::new(); count]).await?;
+            created += count;
+        }
+        let after = resident_bytes();
+        rt.shutdown().await;
+        let per_instance = match (before, after) {
+            (Some(before), Some(after)) => after.saturating_sub(before) as f64 / created as f64,
+            _ => f64::NAN,
+        };
+        Ok(Row { name: "memory per idle instance (empty data)", value: per_instance, unit: "bytes", note: format!("resident growth / {created} instances") })
+    })
+}
+
 fn population(args: &MemoryArgs) -> anyhow::Result<Vec<Row>> {
     let runtime = tokio_runtime(1)?;
     runtime.block_on(async {
@@ -207,7 +230,7 @@ fn population(args: &MemoryArgs) -> anyhow::Result<Vec<Row>> {
         }
         Ok(vec![
             Row { name: "instance creation (one core)", value: create_rate, unit: "instances/s", note: format!("create_many, {created} instances with a 1-key context") },
-            Row { name: "memory per idle instance", value: per_instance, unit: "bytes", note: format!("resident growth / {created} instances with context {{key: n}}") },
+            Row { name: "memory per instance (data {key: n}, indexed)", value: per_instance, unit: "bytes", note: format!("resident growth / {created} instances with context {{key: n}}") },
             Row { name: "matched broadcast, 1 of population", value: per_broadcast_us, unit: "µs/broadcast", note: format!("{BROADCASTS} broadcasts, `===` rule, property index, {created} instances") },
         ])
     })
