@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Starts the local servers the integration tests use, when they are not already running:
+# PostgreSQL (127.0.0.1:5432, database `test`) and Redis (127.0.0.1:6379).
+# Idempotent; exits non-zero if a server cannot be brought up.
+set -euo pipefail
+
+# How long to wait for a server to answer after starting it.
+WAIT_SECONDS=30
+
+wait_for() { # name, command...
+  local name=$1; shift
+  for _ in $(seq 1 "$WAIT_SECONDS"); do
+    if "$@" >/dev/null 2>&1; then echo "services: $name is up"; return 0; fi
+    sleep 1
+  done
+  echo "services: $name did not come up within ${WAIT_SECONDS}s" >&2
+  return 1
+}
+
+postgres_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
+
+if ! command -v pg_isready >/dev/null || ! command -v redis-cli >/dev/null; then
+  echo "services: installing PostgreSQL and Redis from Debian packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null
+fi
+
+if ! postgres_up; then
+  echo "services: starting PostgreSQL"
+  cluster=$(ls /etc/postgresql 2>/dev/null | head -n1)
+  pg_ctlcluster --skip-systemctl-redirect "$cluster" main start || true
+fi
+wait_for PostgreSQL postgres_up
+# Trust auth and a `test` database, as the tests expect.
+psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='test'" | grep -q 1 \
+  || psql -h 127.0.0.1 -U postgres -c "CREATE DATABASE test" >/dev/null
+
+if ! redis_up; then
+  echo "services: starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+fi
+wait_for Redis redis_up
