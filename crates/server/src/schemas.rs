@@ -62,9 +62,9 @@ impl ToSchema for EventSpec {}
 /// Body of the event routes: `{type, payload}` or `{event, payload}`.
 #[derive(Debug, Deserialize)]
 pub struct EventBody {
-    /// The event type.
-    #[serde(default, rename = "type")]
-    pub event_type: Option<String>,
+    /// The event type (kept raw: an explicit `null` is refused, not read as absent).
+    #[serde(default, rename = "type", deserialize_with = "present")]
+    pub event_type: Option<Value>,
     /// The event type (or `{type, payload}`), when `type` is absent. Kept raw so that an
     /// explicit `null` is refused rather than read as absent.
     #[serde(default, deserialize_with = "present")]

@@ -204,6 +204,9 @@ async fn send_events_in_every_form() {
         assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     }
 
+    let (status, body) = server.call("POST", &path, Some(json!({"type": null, "event": "SUBMIT"}))).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
+    assert_eq!(body["field"], "type");
     let (status, body) = server.call("POST", &path, Some(json!({"type": "SUBMIT", "event": null}))).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     assert_eq!(body["field"], "event");

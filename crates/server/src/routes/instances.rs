@@ -128,7 +128,12 @@ fn event_of(body: EventBody) -> ApiResult<(String, Value)> {
         Some(EventSpec::Name(event)) => check_event_name("event", event)?,
         None => {}
     }
-    let (event, nested_payload) = match (body.event_type, spec) {
+    let event_type = match body.event_type {
+        Some(Value::String(name)) => Some(name),
+        Some(_) => return Err(ApiError::bad_field("type", "type must be a string (the event type)")),
+        None => None,
+    };
+    let (event, nested_payload) = match (event_type, spec) {
         (Some(event), _) => (event, None),
         (None, Some(EventSpec::Name(event))) => (event, None),
         (None, Some(EventSpec::Full { event_type, payload })) => (event_type, payload),
