@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 use xcomponent_core::instance::{EventId, InstanceId, Millis, ParentRef, Status};
-use xcomponent_core::store::{Error, InstanceRecord, Result, StoredEvent};
+#[cfg(feature = "postgres")]
+use xcomponent_core::store::InstanceRecord;
+use xcomponent_core::store::{Error, Result, StoredEvent};
 
 /// Columns of `fsm_events`, in the order `RawEvent` reads them (prefix with an alias if needed).
 pub(crate) const EVENT_COLUMNS: [&str; 20] = [
@@ -36,6 +38,7 @@ pub(crate) const EVENT_COLUMNS: [&str; 20] = [
 ];
 
 /// `e.id, e.instance_id, …` for a select list.
+#[cfg(feature = "postgres")]
 pub(crate) fn event_select(alias: &str, json_suffix: &str) -> String {
     EVENT_COLUMNS
         .iter()
@@ -122,6 +125,7 @@ impl RawEvent<'_> {
 }
 
 /// Parses a snapshot's `record` column.
+#[cfg(feature = "postgres")]
 pub(crate) fn parse_record(backend: &str, text: &str) -> Result<InstanceRecord> {
     parse_json(backend, "snapshot record", text)
 }

@@ -9,7 +9,7 @@ use crate::common::{
     Cursor, RETENTION_CHUNK, assemble, check_batch, correlated_limit, latest_snapshots, like_pattern, page_limit,
     seq_to_i64, summaries, unavailable,
 };
-use crate::sql::{EventDocs, RawEvent, event_select, json_text, parse_record};
+use crate::sql::{EventDocs, RawEvent, json_text};
 use crate::{ACQUIRE_TIMEOUT, Durability, StoreOptions, with_retry};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
@@ -25,11 +25,28 @@ use xcomponent_core::store::{
 
 const BACKEND: &str = "sqlite";
 
+/// One `fsm_events` row (alias `e`) as the JSON of a `StoredEvent` holding what a restore folds
+/// (`InstanceRecord::from_creation` / `apply`): the event's own id, type, payload and previous
+/// state are left blank, since a fold never reads them and they are never returned. The document
+/// columns hold JSON written by this store and are spliced in as they are; text is quoted.
+const RESTORE_EVENT_JSON: &str = "'{\"id\":\"00000000-0000-0000-0000-000000000000\",\"eventType\":\"\",\
+    \"payload\":{},\"stateBefore\":\"\",\"instanceId\":\"' || e.instance_id || '\",\"seq\":' || e.seq \
+    || ',\"component\":' || json_quote(e.component) || ',\"machine\":' || json_quote(e.machine) \
+    || ',\"stateAfter\":' || json_quote(e.state_after) || ',\"status\":\"' || e.status \
+    || '\",\"context\":' || e.context || ',\"timers\":' || e.timers \
+    || CASE WHEN e.parent_id IS NULL THEN '' ELSE ',\"parent\":{\"instanceId\":\"' || e.parent_id \
+       || '\",\"machine\":' || json_quote(e.parent_machine) || '}' END \
+    || CASE WHEN e.entry_point THEN ',\"entryPoint\":true' ELSE '' END \
+    || ',\"timestamp\":' || e.occurred_at || ',\"correlationId\":\"' || e.correlation_id || '\"}'";
+
 /// Embedded schema migrations, applied in order at open.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
 
 /// Rows per multi-row `INSERT` (20 binds each for events: well under SQLite's 32,766 limit).
 const ROWS_PER_INSERT: usize = 100;
+
+/// Rows the SQLite worker thread may run ahead of the reader (sqlx's default is 50).
+const ROW_BUFFER: usize = 1_024;
 
 /// How long a connection waits on a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,7 +92,8 @@ impl SqliteStore {
             .synchronous(synchronous)
             .busy_timeout(BUSY_TIMEOUT)
             .pragma("cache_size", CACHE_KIB)
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            .row_buffer_size(ROW_BUFFER);
         let writer_options = base.clone().create_if_missing(true);
         let writer = with_retry(BACKEND, "open writer", || {
             SqlitePoolOptions::new()
@@ -195,33 +213,43 @@ impl SqliteStore {
     }
 
     /// Records of the instances selected by `filter` (binds `binds`), rebuilt as snapshot + later events.
+    ///
+    /// SQLite hands rows to sqlx one by one through a channel, which costs far more than the
+    /// query itself; so each query returns ONE row: the whole page as a JSON array built by SQLite
+    /// from the stored JSON columns, parsed here in one go.
     async fn records(conn: &mut SqliteConnection, ids: &[InstanceId], filter: &str, binds: &[String]) -> Result<Vec<InstanceRecord>> {
         let snapshot_sql = format!(
-            "SELECT s.record FROM fsm_instances i JOIN fsm_snapshots s ON s.instance_id = i.instance_id \
-             WHERE {filter} ORDER BY i.instance_id"
+            "SELECT group_concat(s.record, ',') FROM fsm_instances i \
+             JOIN fsm_snapshots s ON s.instance_id = i.instance_id WHERE {filter}"
         );
-        let mut query = sqlx::query(AssertSqlSafe(snapshot_sql));
-        for bind in binds {
-            query = query.bind(bind.as_str());
-        }
-        let rows = query.fetch_all(&mut *conn).await.map_err(err("restore (snapshots)"))?;
-        let mut snapshots = Vec::with_capacity(rows.len());
-        for row in &rows {
-            snapshots.push(parse_record(BACKEND, row.try_get(0).map_err(err("restore (snapshots)"))?)?);
-        }
+        let snapshots: Vec<InstanceRecord> = Self::json_page(conn, snapshot_sql, binds, "restore (snapshots)").await?;
         let events_sql = format!(
-            "SELECT {} FROM fsm_instances i LEFT JOIN fsm_snapshots s ON s.instance_id = i.instance_id \
-             JOIN fsm_events e ON e.instance_id = i.instance_id AND e.seq > COALESCE(s.seq, 0) \
-             WHERE {filter} ORDER BY i.instance_id, e.seq",
-            event_select("e", "")
+            "SELECT group_concat({RESTORE_EVENT_JSON}, ',') FROM fsm_instances i \
+             LEFT JOIN fsm_snapshots s ON s.instance_id = i.instance_id \
+             JOIN fsm_events e ON e.instance_id = i.instance_id AND e.seq > COALESCE(s.seq, 0) WHERE {filter}"
         );
-        let mut query = sqlx::query(AssertSqlSafe(events_sql));
+        let mut events: Vec<StoredEvent> = Self::json_page(conn, events_sql, binds, "restore (events)").await?;
+        events.sort_unstable_by_key(|e| (e.instance_id, e.seq));
+        assemble(BACKEND, ids, snapshots, events)
+    }
+
+    /// Runs a one-row query returning comma-separated JSON values and parses them as an array.
+    async fn json_page<T: serde::de::DeserializeOwned>(
+        conn: &mut SqliteConnection,
+        sql: String,
+        binds: &[String],
+        operation: &str,
+    ) -> Result<Vec<T>> {
+        let mut query = sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(sql));
         for bind in binds {
             query = query.bind(bind.as_str());
         }
-        let rows = query.fetch_all(&mut *conn).await.map_err(err("restore (events)"))?;
-        let events = rows.iter().map(decode_event).collect::<Result<Vec<_>>>()?;
-        assemble(BACKEND, ids, snapshots, events)
+        let Some(list) = query.fetch_one(&mut *conn).await.map_err(err(operation))? else { return Ok(Vec::new()) };
+        let mut text = String::with_capacity(list.len() + 2);
+        text.push('[');
+        text.push_str(&list);
+        text.push(']');
+        serde_json::from_str(&text).map_err(|e| crate::common::corrupt(BACKEND, operation, e))
     }
 
     async fn records_by_id(conn: &mut SqliteConnection, ids: &[InstanceId]) -> Result<Vec<InstanceRecord>> {
@@ -339,16 +367,20 @@ impl EventStore for SqliteStore {
     async fn load_active(&self, after: Option<InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>> {
         let after = after.map(|a| a.to_string()).unwrap_or_default();
         let mut tx = self.readers.begin().await.map_err(err("load_active"))?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT instance_id FROM fsm_instances WHERE status = 'active' AND instance_id > ?1 ORDER BY instance_id LIMIT ?2",
+        // One row holding the page's ids (rows cross a channel one by one: see `records`).
+        let ids: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(instance_id, ',') FROM (SELECT instance_id FROM fsm_instances \
+             WHERE status = 'active' AND instance_id > ?1 ORDER BY instance_id LIMIT ?2)",
         )
         .bind(after.as_str())
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(err("load_active"))?;
-        let Some(last) = ids.last().cloned() else { return Ok(Vec::new()) };
-        let ids = ids.iter().map(|t| parse_uuid(t).map(InstanceId)).collect::<Result<Vec<_>>>()?;
+        let Some(ids) = ids else { return Ok(Vec::new()) };
+        let mut ids = ids.split(',').map(|t| parse_uuid(t).map(InstanceId)).collect::<Result<Vec<_>>>()?;
+        ids.sort_unstable();
+        let Some(last) = ids.last().map(InstanceId::to_string) else { return Ok(Vec::new()) };
         let filter = "i.status = 'active' AND i.instance_id > ?1 AND i.instance_id <= ?2";
         let records = Self::records(&mut tx, &ids, filter, &[after, last]).await?;
         tx.commit().await.map_err(err("load_active"))?;
