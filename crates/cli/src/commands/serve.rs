@@ -249,10 +249,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     let state = AppState::new(runtime.handle(), config).await;
     let base = format!("http://{}:{}", display_host(&args.host), local.port());
-    println!("xcomponent-ai serving {} on {base}", names.join(", "));
-    println!("  dashboard:  {base}/dashboard.html");
-    println!("  API docs:   {base}/api-docs");
-    println!("  store:      {}", redact(&url));
+    {
+        // Not println!: a closed stdout must not stop the server.
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "xcomponent-ai serving {} on {base}", names.join(", "));
+        let _ = writeln!(out, "  dashboard:  {base}/dashboard.html");
+        let _ = writeln!(out, "  API docs:   {base}/api-docs");
+        let _ = writeln!(out, "  store:      {}", redact(&url));
+        let _ = out.flush();
+    }
     tracing::info!(address = %local, components = ?names, store = %redact(&url), "listening");
 
     let stopping = Arc::new(Notify::new());

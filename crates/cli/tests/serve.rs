@@ -1,0 +1,165 @@
+//! `xcomponent-ai serve` as a user runs it: the printed URL, the default SQLite store in
+//! `--data-dir`, SIGTERM (graceful: exit 0, everything stored), a restart that finds the same
+//! instances in the same states, `--token`, and the clear error for a broker not built yet.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_xcomponent-ai");
+const WAIT: Duration = Duration::from_secs(20);
+
+const COMPONENT: &str = r#"
+name: Tickets
+entryMachine: Ticket
+entryMachineMode: multiple
+stateMachines:
+  - name: Ticket
+    initialState: New
+    states: [{name: New, type: entry}, {name: Open}, {name: Done, type: final}]
+    transitions:
+      - {from: New, to: Open, event: OPEN}
+      - {from: Open, to: Open, event: NOTE, type: internal}
+      - {from: Open, to: Done, event: CLOSE}
+"#;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Dir {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("xcai-serve-cli-{}-{unique}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("temp dir");
+        std::fs::write(path.join("tickets.yaml"), COMPONENT).expect("component file");
+        Dir(path)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn http(port: u16, method: &str, path: &str, body: Option<&Value>, token: Option<&str>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let auth = token.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let payload = response.split_once("\r\n\r\n").map_or("", |(_, payload)| payload);
+    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+}
+
+/// Starts `serve --port 0` and reads the port from the URL it prints.
+fn start(dir: &Path, extra: &[&str]) -> (Child, u16) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "tickets.yaml", "--port", "0", "--data-dir", "data"])
+        .args(extra)
+        .env_remove("DATABASE_URL")
+        .env_remove("BROKER_URL")
+        .env_remove("XCOMPONENT_API_TOKEN")
+        .env_remove("PORT")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("first line");
+    // Keep reading so the server never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let port = first.trim().rsplit(':').next().and_then(|port| port.parse().ok()).unwrap_or_else(|| panic!("no URL in {first:?}"));
+    assert!(first.starts_with("xcomponent-ai serving Tickets on http://127.0.0.1:"), "{first}");
+    (child, port)
+}
+
+fn terminate(mut child: Child) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "serve exits 0 on SIGTERM, got {status}");
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "serve did not stop within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn send(port: u16, id: &str, event: &str) {
+    let (status, reply) = http(port, "POST", &format!("/api/instances/{id}/events"), Some(&json!({"type": event})), None);
+    assert_eq!((status, reply["outcome"].as_str()), (200, Some("transitioned")), "{event}: {reply}");
+}
+
+#[test]
+fn sigterm_then_restart_keeps_everything() {
+    let dir = Dir::new();
+    let (child, port) = start(&dir.0, &[]);
+    let (_, health) = http(port, "GET", "/health", None, None);
+    assert_eq!((health["databaseType"].as_str(), health["persistent"].as_bool()), (Some("sqlite"), Some(true)), "{health}");
+    let mut ids = Vec::new();
+    for index in 0..3 {
+        let (status, created) = http(port, "POST", "/api/components/Tickets/instances", Some(&json!({"context": {"n": index}})), None);
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["instanceId"].as_str().expect("id").to_owned());
+    }
+    send(port, &ids[1], "OPEN");
+    send(port, &ids[1], "NOTE");
+    send(port, &ids[2], "OPEN");
+    send(port, &ids[2], "CLOSE");
+    terminate(child);
+    assert!(dir.0.join("data/xcomponent.db").exists(), "the default store is SQLite in --data-dir");
+
+    let (child, port) = start(&dir.0, &[]);
+    let state = |id: &str| {
+        let (status, body) = http(port, "GET", &format!("/api/instances/{id}"), None, None);
+        assert_eq!(status, 200, "{body}");
+        (body["instance"]["currentState"].as_str().unwrap_or_default().to_owned(), body["instance"]["seq"].as_u64().unwrap_or_default())
+    };
+    assert_eq!(state(&ids[0]), ("New".to_owned(), 1));
+    assert_eq!(state(&ids[1]), ("Open".to_owned(), 3));
+    assert_eq!(state(&ids[2]), ("Done".to_owned(), 3));
+    let (_, page) = http(port, "GET", "/api/instances", None, None);
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(2), "two live tickets: {page}");
+    send(port, &ids[1], "CLOSE");
+    terminate(child);
+}
+
+#[test]
+fn token_guards_mutations() {
+    let dir = Dir::new();
+    let (child, port) = start(&dir.0, &["--token", "t0ken", "--store", "memory"]);
+    let path = "/api/components/Tickets/instances";
+    assert_eq!(http(port, "POST", path, Some(&json!({})), None).0, 401);
+    assert_eq!(http(port, "POST", path, Some(&json!({})), Some("t0ken")).0, 201);
+    assert_eq!(http(port, "GET", "/api/instances", None, None).0, 200);
+    terminate(child);
+}
+
+#[test]
+fn other_brokers_are_refused_clearly() {
+    let dir = Dir::new();
+    let output = Command::new(BIN)
+        .args(["serve", "tickets.yaml", "--port", "0", "--broker", "amqp://guest:guest@localhost:5672"])
+        .current_dir(&dir.0)
+        .output()
+        .expect("serve runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broker amqp:// is not built yet"), "{stderr}");
+}
