@@ -177,3 +177,50 @@ pub fn components_message(registry: &Registry) -> Outgoing {
         registry.components().iter().map(|definition| serde_json::to_value(&*definition.model).unwrap_or(Value::Null)).collect();
     Outgoing::new("components_list", None, None, json!({ "components": components }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ws::queue::WS_CLIENT_QUEUE;
+
+    fn message(component: &str, instance: InstanceId) -> Outgoing {
+        Outgoing::new("instance_created", Some(component.into()), Some(instance), json!({"instanceId": instance}))
+    }
+
+    #[test]
+    fn filters_pick_component_and_instance() {
+        let hub = Hub::new(Metrics::new());
+        let (_, all) = hub.register(Filter::default()).expect("room");
+        let (_, orders) = hub.register(Filter { component: Some("Orders".into()), instance: None }).expect("room");
+        let one = InstanceId::new();
+        let (_, single) = hub.register(Filter { component: None, instance: Some(one) }).expect("room");
+        hub.publish(&[message("Orders", one), message("Orders", InstanceId::new()), message("Payments", InstanceId::new())]);
+        hub.publish(&[Outgoing::new("components_list", None, None, json!({}))]);
+        let drain = |client: &Client| std::iter::from_fn(|| client.queue.pop()).count();
+        assert_eq!((drain(&all), drain(&orders), drain(&single)), (4, 3, 2));
+    }
+
+    #[test]
+    fn a_slow_client_is_dropped_without_slowing_the_others() {
+        let hub = Hub::new(Metrics::new());
+        let (slow_id, slow) = hub.register(Filter::default()).expect("room");
+        let (_, fast) = hub.register(Filter::default()).expect("room");
+        for _ in 0..=WS_CLIENT_QUEUE {
+            hub.publish(&[message("Orders", InstanceId::new())]);
+            assert!(fast.queue.pop().is_some(), "the fast client gets every message");
+        }
+        assert!(slow.queue.is_slow(), "the slow client overflowed and is told so by its task");
+        assert!(slow.queue.pop().is_none(), "its backlog is dropped");
+        hub.unregister(slow_id);
+        assert_eq!(hub.client_count(), 1);
+    }
+
+    #[test]
+    fn clients_are_bounded() {
+        let hub = Hub::new(Metrics::new());
+        for _ in 0..WS_MAX_CLIENTS {
+            assert!(hub.register(Filter::default()).is_some());
+        }
+        assert!(hub.register(Filter::default()).is_none());
+    }
+}
