@@ -53,7 +53,7 @@ pub struct Health {
 pub struct RuntimeInfo {
     /// Runtime id (one per process start).
     pub runtime_id: String,
-    /// The component (the original lists one entry per component).
+    /// The first hosted component (the original's runtimes hosted one each).
     pub component_name: String,
     /// Every component of this runtime.
     pub components: Vec<String>,
@@ -76,24 +76,21 @@ pub struct RuntimeList {
     pub runtimes: Vec<RuntimeInfo>,
 }
 
-/// The runtimes this server knows (just itself with the in-memory bus).
+/// The runtimes this server knows: just this process with the in-memory bus (one entry hosting
+/// every component; `componentName` is the first, for the original's clients).
 pub fn runtimes(state: &AppState) -> Vec<RuntimeInfo> {
     let registry = state.runtime().registry();
     let names: Vec<String> = registry.components().iter().map(|definition| definition.name.to_string()).collect();
-    let now = state.runtime().clock().now();
-    names
-        .iter()
-        .map(|name| RuntimeInfo {
-            runtime_id: state.runtime_id().to_string(),
-            component_name: name.clone(),
-            components: names.clone(),
-            host: state.config().host.clone(),
-            port: state.config().port,
-            last_seen: now,
-            started_at: state.started_at(),
-            local: true,
-        })
-        .collect()
+    vec![RuntimeInfo {
+        runtime_id: state.runtime_id().to_string(),
+        component_name: names.first().cloned().unwrap_or_default(),
+        components: names,
+        host: state.config().host.clone(),
+        port: state.config().port,
+        last_seen: state.runtime().clock().now(),
+        started_at: state.started_at(),
+        local: true,
+    }]
 }
 
 /// Liveness and configuration.

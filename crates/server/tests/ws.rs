@@ -56,7 +56,7 @@ async fn greeting_then_live_events() {
     assert!(first["data"]["components"][0]["stateMachines"].is_array());
     let second = next(&mut socket).await.expect("runtimes_update");
     assert_eq!(second["type"], "runtimes_update");
-    assert_eq!(second["data"]["runtimes"].as_array().map(Vec::len), Some(3));
+    assert_eq!(second["data"]["runtimes"].as_array().map(Vec::len), Some(1));
 
     let body = json!({"machineName": "Order", "context": {"orderId": "W1", "amount": 5}});
     let (status, created) = server.http("POST", "/api/components/OrderComponent/instances", Some(&body)).await;
