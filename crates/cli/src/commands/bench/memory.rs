@@ -41,16 +41,16 @@ const SEND_CHUNK: usize = 100_000;
 /// Broadcasts averaged for the matched-broadcast latency.
 const BROADCASTS: usize = 200;
 
-fn definition() -> anyhow::Result<Definition> {
+pub(super) fn definition() -> anyhow::Result<Definition> {
     let component: Component = serde_saphyr::from_str(BENCH_COMPONENT).context("bench component")?;
     Definition::compile(component).map_err(|errors| anyhow!("bench component does not compile: {errors:?}"))
 }
 
-struct Row {
-    name: &'static str,
-    value: f64,
-    unit: &'static str,
-    note: String,
+pub(super) struct Row {
+    pub name: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+    pub note: String,
 }
 
 pub fn run(args: &MemoryArgs) -> anyhow::Result<ExitCode> {
@@ -63,16 +63,22 @@ pub fn run(args: &MemoryArgs) -> anyhow::Result<ExitCode> {
     }
     rows.push(idle_population(args)?);
     rows.extend(population(args)?);
-    if args.json {
+    print_rows(&rows, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints measurements as a table (or JSON).
+pub(super) fn print_rows(rows: &[Row], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
         let list: Vec<_> = rows.iter().map(|row| json!({"measure": row.name, "value": row.value, "unit": row.unit, "note": row.note})).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         println!("{:<44} {:>16} {:<14} {}", "measure", "value", "unit", "setup");
-        for row in &rows {
+        for row in rows {
             println!("{:<44} {:>16} {:<14} {}", row.name, format_value(row.value), row.unit, row.note);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn format_value(value: f64) -> String {
@@ -96,7 +102,7 @@ fn engine_step(args: &MemoryArgs) -> anyhow::Result<Row> {
     Ok(Row { name: "engine step (bare, one core)", value: rate, unit: "steps/s", note: format!("{} instances, toggling Idle/Busy", args.instances) })
 }
 
-fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     let runtime = if workers == 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()?
     } else {

@@ -1,6 +1,7 @@
 //! `xcomponent-ai bench`: measurements of this build on this machine, printed as a table.
 
 mod memory;
+mod store;
 
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
@@ -11,6 +12,32 @@ pub enum BenchCommand {
     /// The in-memory runtime: transitions/s (one core, all cores), bare engine steps/s,
     /// instance creation rate, bytes per idle instance, and a matched broadcast among 1M instances.
     Memory(MemoryArgs),
+    /// Durable transitions/s through the runtime on a store, and the time to restore a large
+    /// population from it.
+    Store(StoreArgs),
+}
+
+/// Options of `bench store`.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Store URL: sqlite://PATH, postgres://..., redis://..., memory.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://./xcomponent-bench/bench.db")]
+    pub store: String,
+    /// Live instances receiving events.
+    #[arg(long, default_value_t = 1_000)]
+    pub instances: usize,
+    /// Transitions to store.
+    #[arg(long, default_value_t = 500_000)]
+    pub events: usize,
+    /// Instances created, then restored by a fresh runtime (0 skips the restore measurement).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub restore: usize,
+    /// each-commit (fsync per commit), relaxed, or none.
+    #[arg(long, default_value = "each-commit")]
+    pub durability: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `bench memory`.
@@ -34,5 +61,6 @@ pub struct MemoryArgs {
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Memory(args) => memory::run(&args),
+        BenchCommand::Store(args) => store::run(&args),
     }
 }
