@@ -25,6 +25,8 @@ use xcomponent_core::store::{EventStore, InstanceRecord};
 
 /// Instances restored per page at start.
 const RESTORE_PAGE: usize = 10_000;
+/// Pages handed to shards and not yet inserted, per shard, while the next page is read.
+const RESTORE_PAGES_IN_FLIGHT: usize = 2;
 
 /// Builds and starts a runtime.
 #[derive(Default)]
@@ -444,9 +446,12 @@ impl RuntimeHandle {
         self.shared.registry.index_of(component).and_then(|index| self.shared.singleton(index))
     }
 
+    /// Loads live instances page by page and hands them to their shards. The next page is read
+    /// from the store while shards insert the previous ones (at most `RESTORE_PAGES_IN_FLIGHT`).
     async fn restore(&self) -> Result<(), RuntimeError> {
         let Some(store) = self.shared.store.clone() else { return Ok(()) };
         let mut after = None;
+        let mut pending: std::collections::VecDeque<oneshot::Receiver<usize>> = std::collections::VecDeque::new();
         loop {
             let page = store.load_active(after, RESTORE_PAGE).await.map_err(|error| RuntimeError::Storage(error.to_string()))?;
             let Some(last) = page.last() else { break };
@@ -459,21 +464,25 @@ impl RuntimeHandle {
                     Err(error) => tracing::error!(instance = %record.id, %error, "Instance not restored; its records are kept in the store."),
                 }
             }
-            let mut answers = Vec::new();
             for (shard, records) in per_shard.into_iter().enumerate() {
                 if records.is_empty() {
                     continue;
                 }
                 let (reply, answer) = oneshot::channel();
                 self.to_shard(shard, ShardMsg::Restore(records, reply)).await?;
-                answers.push(answer);
+                pending.push_back(answer);
             }
-            for answer in answers {
-                answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
+            while pending.len() > RESTORE_PAGES_IN_FLIGHT * self.shared.shard_count() {
+                if let Some(answer) = pending.pop_front() {
+                    answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
+                }
             }
             if !full {
                 break;
             }
+        }
+        for answer in pending {
+            answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
         }
         Ok(())
     }

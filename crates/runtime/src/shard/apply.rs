@@ -76,7 +76,10 @@ impl ShardWork {
             ShardMsg::Query(query) => self.batch.queries.push(query),
             ShardMsg::Restore(records, reply) => {
                 let count = records.len();
-                for (component, correlation, instance) in records {
+                for (component, correlation, mut instance) in records {
+                    if instance.context.is_empty() {
+                        instance.context = self.empty_context.clone();
+                    }
                     let paths = shared.registry.indexed_paths(component, instance.machine);
                     let definition = shared.registry.definition(component);
                     if definition.entry_mode == EntryMode::Singleton && definition.entry_machine == Some(instance.machine) {
