@@ -43,6 +43,6 @@ pub use error::RuntimeError;
 pub use handle::{CreateRequest, Runtime, RuntimeBuilder, RuntimeHandle, SendRequest};
 pub use handlers::{Handler, HandlerError, Handlers};
 pub use messages::{AvailableTransition, BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats, TimerView};
-pub use options::{RuntimeOptions, TimerMode};
+pub use options::{RuntimeOptions, TimerMode, DEFAULT_MAX_BATCH, DEFAULT_SNAPSHOT_INTERVAL};
 pub use registry::{ComponentIdx, Registry};
 pub use stream::{EventBatch, RuntimeEvent, STREAM_CAPACITY};

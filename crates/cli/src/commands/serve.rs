@@ -95,6 +95,44 @@ pub struct ServeArgs {
     /// Runtime shards (default: one per core).
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
+
+    /// Snapshot an instance every N events (and always at final/error).
+    #[arg(long, env = "SNAPSHOT_INTERVAL", default_value_t = xcomponent_runtime::DEFAULT_SNAPSHOT_INTERVAL, value_name = "N")]
+    pub snapshot_interval: u64,
+
+    /// Group commit: how long a shard waits for more work before committing a batch (0: commit
+    /// what is there at once).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub commit_delay_ms: u64,
+
+    /// Group commit: most messages in one shard batch (one store transaction).
+    #[arg(long, default_value_t = xcomponent_runtime::DEFAULT_MAX_BATCH, value_name = "N")]
+    pub max_batch: usize,
+
+    /// Delete the events of instances that finished more than DAYS days ago (checked hourly;
+    /// unset: keep everything).
+    #[arg(long, env = "XCOMPONENT_RETENTION_DAYS", value_name = "DAYS")]
+    pub retention_days: Option<u32>,
+}
+
+/// How often the retention policy is applied.
+const RETENTION_PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Applies the retention policy now and then every `RETENTION_PERIOD`, until the process ends.
+fn spawn_retention(store: Arc<dyn xcomponent_core::store::EventStore>, clock: Arc<dyn xcomponent_core::Clock>, days: u32) {
+    let keep_finished_ms = i64::from(days) * 24 * 3600 * 1000;
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(RETENTION_PERIOD);
+        loop {
+            ticker.tick().await;
+            let retention = xcomponent_core::store::Retention { keep_finished_ms: Some(keep_finished_ms) };
+            match store.apply_retention(retention, clock.now()).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, days, "Retention applied to finished instances."),
+                Err(error) => tracing::warn!(%error, "Retention could not be applied; will retry."),
+            }
+        }
+    });
 }
 
 /// Runs `serve` until SIGINT/SIGTERM.
@@ -223,9 +261,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot open the store {url}"))?;
     let store = TimedStore::wrap(store, &metrics);
-    let mut options = RuntimeOptions::default();
+    let mut options = RuntimeOptions {
+        snapshot_interval: args.snapshot_interval.max(1),
+        commit_delay: std::time::Duration::from_millis(args.commit_delay_ms),
+        max_batch: args.max_batch.max(1),
+        ..RuntimeOptions::default()
+    };
     if let Some(shards) = args.shards {
         options.shards = shards.max(1);
+    }
+    if let Some(days) = args.retention_days {
+        spawn_retention(store.clone(), Arc::new(xcomponent_core::SystemClock), days);
     }
     let mut builder = RuntimeBuilder::new().store(store).options(options);
     let names: Vec<String> = definitions.iter().map(|definition| definition.name.to_string()).collect();
