@@ -17,79 +17,56 @@ pub type Context = Map<String, Value>;
 /// Milliseconds since the Unix epoch, the only time unit of the engine.
 pub type Millis = i64;
 
-/// Globally unique, time-ordered instance identifier (UUID v7).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(transparent)]
-pub struct InstanceId(pub Uuid);
+/// Defines a UUID-v7 identifier type: time-ordered, displayed hyphenated, parsed from text.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
 
-impl InstanceId {
-    /// A fresh time-ordered id.
-    pub fn new() -> Self {
-        InstanceId(Uuid::now_v7())
-    }
+        impl $name {
+            /// A fresh time-ordered id.
+            pub fn new() -> Self {
+                $name(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Uuid::parse_str(text).map($name)
+            }
+        }
+    };
 }
 
-impl Default for InstanceId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for InstanceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl fmt::Debug for InstanceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl FromStr for InstanceId {
-    type Err = uuid::Error;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(text).map(InstanceId)
-    }
-}
-
-/// Identifier of a stored event or of a command (UUID v7, so ids sort by time).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(transparent)]
-pub struct EventId(pub Uuid);
-
-impl EventId {
-    /// A fresh time-ordered id.
-    pub fn new() -> Self {
-        EventId(Uuid::now_v7())
-    }
-}
-
-impl Default for EventId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl fmt::Display for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.hyphenated().fmt(f)
-    }
-}
-
-impl fmt::Debug for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl FromStr for EventId {
-    type Err = uuid::Error;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(text).map(EventId)
-    }
-}
+uuid_id!(
+    /// Globally unique, time-ordered instance identifier (UUID v7).
+    InstanceId
+);
+uuid_id!(
+    /// Identifier of a stored event or of a command (UUID v7, so ids sort by time).
+    EventId
+);
 
 /// Index of a machine inside its `Definition`.
 pub type MachineIdx = u16;
