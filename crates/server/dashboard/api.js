@@ -17,13 +17,30 @@ export class ApiError extends Error {
   }
 }
 
-async function request(method, path, body) {
+/** Key under which the API token (servers started with --token) is kept for this tab. */
+const TOKEN_KEY = 'xc-api-token';
+
+async function send(method, path, body) {
   const init = { method, headers: { Accept: 'application/json' } };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) init.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  const res = await fetch(base + path, init);
+  return fetch(base + path, init);
+}
+
+async function request(method, path, body) {
+  let res = await send(method, path, body);
+  if (res.status === 401) {
+    // The server requires a bearer token for changes: ask once, keep it for this tab, retry.
+    const token = window.prompt('This server requires an API token for changes (XCOMPONENT_API_TOKEN):');
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token.trim());
+      res = await send(method, path, body);
+    }
+  }
   const text = await res.text();
   let data = null;
   if (text) {

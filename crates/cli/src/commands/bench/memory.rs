@@ -34,6 +34,12 @@ stateMachines:
         to: Busy
         event: ROUTED
         matchingRules: [{eventProperty: key, instanceProperty: key}]
+  - name: Waiter
+    initialState: Waiting
+    states: [{name: Waiting}, {name: Done}, {name: Late}]
+    transitions:
+      - {from: Waiting, to: Late, event: EXPIRE, type: timeout, timeoutMs: 3600000}
+      - {from: Waiting, to: Done, event: ANSWER}
 "#;
 
 /// Events per `send_many` call.
@@ -62,6 +68,7 @@ pub fn run(args: &MemoryArgs) -> anyhow::Result<ExitCode> {
         rows.push(throughput(args, cores)?);
     }
     rows.push(idle_population(args)?);
+    rows.extend(timers(args)?);
     rows.extend(population(args)?);
     print_rows(&rows, args.json)?;
     Ok(ExitCode::SUCCESS)
@@ -171,6 +178,37 @@ fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// Arms one timer per instance for a large population (creation in a state with a timeout), then
+/// cancels them all (a transition out of that state).
+fn timers(args: &MemoryArgs) -> anyhow::Result<Vec<Row>> {
+    let runtime = tokio_runtime(1)?;
+    runtime.block_on(async {
+        let (rt, handle) = start(1).await?;
+        let started = Instant::now();
+        let mut ids = Vec::with_capacity(args.population);
+        while ids.len() < args.population {
+            let count = 100_000.min(args.population - ids.len());
+            ids.extend(handle.create_many("Bench", "Waiter", vec![Context::new(); count]).await?);
+        }
+        let armed_in = started.elapsed();
+        let pending: usize = handle.stats().await.iter().map(|stats| stats.timers).sum();
+        let started = Instant::now();
+        for chunk in ids.chunks(100_000) {
+            handle.send_many("ANSWER", chunk.iter().map(|id| (*id, Context::new())).collect()).await?;
+        }
+        let cancelled_in = started.elapsed();
+        let left: usize = handle.stats().await.iter().map(|stats| stats.timers).sum();
+        rt.shutdown().await;
+        if pending != ids.len() || left != 0 {
+            return Err(anyhow!("timers: {pending} armed for {} instances, {left} left after cancelling", ids.len()));
+        }
+        Ok(vec![
+            Row { name: "timers armed (instance created with one)", value: pending as f64 / armed_in.as_secs_f64(), unit: "timers/s", note: format!("{pending} pending at once, one core") },
+            Row { name: "timers cancelled (state left)", value: pending as f64 / cancelled_in.as_secs_f64(), unit: "timers/s", note: format!("{pending} cancelled by a transition, one core") },
+        ])
+    })
 }
 
 /// Bytes per idle instance with empty data: the runtime's own footprint per instance.
