@@ -1,8 +1,7 @@
 //! Starting a runtime (`RuntimeBuilder`), and the cheap-to-clone `RuntimeHandle` every caller
 //! uses: create instances, send events, broadcast, query, subscribe, drive manual timers.
-//! At start the runtime restores live instances from the store (snapshot + later events),
-//! re-arms their timers by absolute deadline (overdue ones fire once), rebuilds the property
-//! index, then auto-creates entry points where the component asks for it.
+//! At start the runtime restores live instances from the store and creates entry points
+//! (`restore.rs`).
 
 use crate::error::RuntimeError;
 use crate::handlers::Handlers;
@@ -19,14 +18,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use xcomponent_core::clock::{Clock, SystemClock};
 use xcomponent_core::definition::Definition;
-use xcomponent_core::instance::{Context, EventId, Instance, InstanceId, PendingTimer, Status};
+use xcomponent_core::instance::{Context, EventId, InstanceId};
 use xcomponent_core::matching::PropertyFilter;
-use xcomponent_core::store::{EventStore, InstanceRecord};
+use xcomponent_core::store::EventStore;
 
-/// Instances restored per page at start.
-const RESTORE_PAGE: usize = 10_000;
-/// Pages handed to shards and not yet inserted, per shard, while the next page is read.
-const RESTORE_PAGES_IN_FLIGHT: usize = 2;
 
 /// Builds and starts a runtime.
 #[derive(Default)]
@@ -173,7 +168,7 @@ pub struct SendRequest {
 /// The API of a running runtime.
 #[derive(Clone)]
 pub struct RuntimeHandle {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for RuntimeHandle {
@@ -203,7 +198,7 @@ impl RuntimeHandle {
         &self.shared.options
     }
 
-    async fn to_shard(&self, shard: usize, message: ShardMsg) -> Result<(), RuntimeError> {
+    pub(crate) async fn to_shard(&self, shard: usize, message: ShardMsg) -> Result<(), RuntimeError> {
         self.shared.shards[shard].external.send(message).await.map_err(|_| RuntimeError::ShuttingDown)
     }
 
@@ -218,7 +213,7 @@ impl RuntimeHandle {
         self.create_resolved(component, machine, request.context, request.id, request.correlation_id, false).await
     }
 
-    async fn create_resolved(
+    pub(crate) async fn create_resolved(
         &self,
         component: ComponentIdx,
         machine: u16,
@@ -444,103 +439,5 @@ impl RuntimeHandle {
     /// The live singleton instance of a component, if any.
     pub fn singleton_instance(&self, component: &str) -> Option<InstanceId> {
         self.shared.registry.index_of(component).and_then(|index| self.shared.singleton(index))
-    }
-
-    /// Loads live instances page by page and hands them to their shards. The next page is read
-    /// from the store while shards insert the previous ones (at most `RESTORE_PAGES_IN_FLIGHT`).
-    async fn restore(&self) -> Result<(), RuntimeError> {
-        let Some(store) = self.shared.store.clone() else { return Ok(()) };
-        let mut after = None;
-        let mut pending: std::collections::VecDeque<oneshot::Receiver<usize>> = std::collections::VecDeque::new();
-        loop {
-            let page = store.load_active(after, RESTORE_PAGE).await.map_err(|error| RuntimeError::Storage(error.to_string()))?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            let full = page.len() == RESTORE_PAGE;
-            let mut per_shard: Vec<Vec<(ComponentIdx, EventId, Instance)>> = (0..self.shared.shard_count()).map(|_| Vec::new()).collect();
-            for record in page {
-                match self.instance_from_record(&record) {
-                    Ok((component, instance)) => per_shard[self.shared.shard_of(&instance.id)].push((component, record.correlation_id, instance)),
-                    Err(error) => tracing::error!(instance = %record.id, %error, "Instance not restored; its records are kept in the store."),
-                }
-            }
-            for (shard, records) in per_shard.into_iter().enumerate() {
-                if records.is_empty() {
-                    continue;
-                }
-                let (reply, answer) = oneshot::channel();
-                self.to_shard(shard, ShardMsg::Restore(records, reply)).await?;
-                pending.push_back(answer);
-            }
-            while pending.len() > RESTORE_PAGES_IN_FLIGHT * self.shared.shard_count() {
-                if let Some(answer) = pending.pop_front() {
-                    answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-        for answer in pending {
-            answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
-        }
-        Ok(())
-    }
-
-    /// Resolves a stored record against the hosted definitions.
-    fn instance_from_record(&self, record: &InstanceRecord) -> Result<(ComponentIdx, Instance), RuntimeError> {
-        let (component, machine) = self.shared.registry.resolve(&record.component, &record.machine)?;
-        let machine_def = self.shared.registry.definition(component).machine(machine);
-        let state = machine_def
-            .state_index(&record.state)
-            .ok_or_else(|| RuntimeError::Invalid(format!("state {} no longer exists in machine {}", record.state, record.machine)))?;
-        let timers = record
-            .timers
-            .iter()
-            .filter_map(|timer| machine_def.timed_transition(state, &timer.event).map(|transition| PendingTimer { transition, deadline: timer.deadline }))
-            .collect();
-        let instance = Instance {
-            id: record.id,
-            machine,
-            state,
-            status: record.status,
-            entry_point: record.entry_point,
-            seq: record.seq,
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-            context: Arc::new(record.context.clone()),
-            parent: record.parent.clone().map(Box::new),
-            timers,
-        };
-        if instance.status != Status::Active {
-            return Err(RuntimeError::Invalid("finished instance offered as live".into()));
-        }
-        Ok((component, instance))
-    }
-
-    async fn create_entry_points(&self) -> Result<(), RuntimeError> {
-        for (index, definition) in self.shared.registry.components().iter().enumerate() {
-            let component = index as ComponentIdx;
-            let (Some(machine), true) = (definition.entry_machine, definition.auto_create_entry_point) else { continue };
-            if self.shared.singleton(component).is_some() || self.has_entry_point(definition, machine).await {
-                continue;
-            }
-            match self.create_resolved(component, machine, Context::new(), None, None, true).await {
-                Ok(id) => tracing::info!(component = &*definition.name, instance = %id, "Entry point created."),
-                Err(RuntimeError::SingletonExists { .. }) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
-    }
-
-    async fn has_entry_point(&self, definition: &Definition, machine: u16) -> bool {
-        let filter = InstanceFilter {
-            component: Some(definition.name.to_string()),
-            machine: Some(definition.machine(machine).name.to_string()),
-            limit: usize::MAX,
-            ..InstanceFilter::default()
-        };
-        self.instances(filter).await.iter().any(|view| view.is_entry_point)
     }
 }

@@ -34,6 +34,7 @@ mod handlers;
 mod messages;
 mod options;
 mod registry;
+mod restore;
 mod router;
 mod shard;
 mod shared;

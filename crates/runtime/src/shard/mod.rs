@@ -7,6 +7,7 @@
 pub(crate) mod apply;
 mod batch;
 mod query;
+mod record;
 pub(crate) mod state;
 
 use crate::messages::ShardMsg;
