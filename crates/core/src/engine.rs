@@ -115,7 +115,7 @@ impl Ignored {
                         let to = &machine.state(machine.transition(*index).to).name;
                         match rejection {
                             Rejection::GuardFalse { guard } => format!("to {to}: guard `{guard}` is false"),
-                            Rejection::GuardError { guard, error } => format!("to {to}: guard `{guard}` failed: {error}"),
+                            Rejection::GuardError { error, .. } => format!("to {to}: {error}"),
                             Rejection::RulesDidNotMatch => format!("to {to}: matching rules do not hold"),
                         }
                     })
