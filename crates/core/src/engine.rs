@@ -254,11 +254,10 @@ fn select(machine: &MachineDef, instance: &Instance, event: EventRef<'_>) -> Res
 }
 
 fn check_candidate(machine: &MachineDef, transition: &TransitionDef, instance: &Instance, event: EventRef<'_>) -> Result<(), Rejection> {
-    if let Some(rules) = &transition.rules {
-        if !rules_hold(rules, &instance.context, event.payload) {
+    if let Some(rules) = &transition.rules
+        && !rules_hold(rules, &instance.context, event.payload) {
             return Err(Rejection::RulesDidNotMatch);
         }
-    }
     let Some(guard) = &transition.guard else { return Ok(()) };
     // The guard sees the data as the transition would leave it after the payload merge.
     let context: Cow<'_, Context> = if transition.merges_payload() && !event.payload.is_empty() {
@@ -295,6 +294,7 @@ struct HookRun<'h> {
 }
 
 impl HookRun<'_> {
+    #[allow(clippy::too_many_arguments)]
     fn run(&mut self, kind: HookKind, method: &Arc<str>, machine: &MachineDef, state: StateIdx, instance: &mut Instance, event: EventRef<'_>, effects: &mut Vec<Effect>) {
         let call = HookCall {
             kind,

@@ -58,11 +58,10 @@ impl Handlers {
     }
 
     fn find(&self, component: &str, method: &str) -> Option<&Handler> {
-        if !self.scoped.is_empty() {
-            if let Some(handler) = self.scoped.get(&(Box::from(component), Box::from(method))) {
+        if !self.scoped.is_empty()
+            && let Some(handler) = self.scoped.get(&(Box::from(component), Box::from(method))) {
                 return Some(handler);
             }
-        }
         self.global.get(method)
     }
 

@@ -66,11 +66,10 @@ impl FanIn {
                 }
             }
         }
-        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-            if let Some(reply) = self.reply.lock().ok().and_then(|mut slot| slot.take()) {
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1
+            && let Some(reply) = self.reply.lock().ok().and_then(|mut slot| slot.take()) {
                 let _ = reply.send(Ok(self.total.load(Ordering::SeqCst)));
             }
-        }
     }
 }
 

@@ -50,11 +50,10 @@ impl Registry {
                     if let Some(rules) = &transition.rules {
                         add(component_index, machine_index as MachineIdx, rules);
                     }
-                    if let Some(target) = transition.cross.as_ref().filter(|target| target.event.is_some()) {
-                        if let Some((target_component, target_machine)) = resolve(&by_name, &components, &target.component, &target.machine) {
+                    if let Some(target) = transition.cross.as_ref().filter(|target| target.event.is_some())
+                        && let Some((target_component, target_machine)) = resolve(&by_name, &components, &target.component, &target.machine) {
                             add(target_component, target_machine, &target.correlation);
                         }
-                    }
                 }
                 for state in &machine.states {
                     for cascade in &state.cascades {

@@ -79,11 +79,10 @@ impl Shared {
 
     /// Frees the singleton slot if `id` holds it.
     pub fn release_singleton(&self, component: ComponentIdx, id: InstanceId) {
-        if let Ok(mut slot) = self.singletons[usize::from(component)].lock() {
-            if *slot == Some(id) {
+        if let Ok(mut slot) = self.singletons[usize::from(component)].lock()
+            && *slot == Some(id) {
                 *slot = None;
             }
-        }
     }
 
     /// The live singleton of `component`, if any.

@@ -28,6 +28,9 @@ const LOOKUP_GROUP: usize = 64;
 /// The id recorded when no store is used (ids then serve nothing and cost a clock read).
 pub(crate) const NO_ID: EventId = EventId(Uuid::nil());
 
+/// Where the outcome of a create goes.
+type CreateReply = tokio::sync::oneshot::Sender<Result<InstanceId, RuntimeError>>;
+
 /// What one step did (names resolved only when a caller asks).
 pub(crate) enum Applied {
     Transitioned { component: ComponentIdx, machine: u16, from: StateIdx, to: StateIdx, status: Status, event_id: EventId },
@@ -159,7 +162,7 @@ impl ShardWork {
     }
 
     /// Creates an instance (first event of its history).
-    fn apply_create(&mut self, shared: &Shared, create: CreateMsg, now: Millis) -> (Option<tokio::sync::oneshot::Sender<Result<InstanceId, RuntimeError>>>, Result<InstanceId, RuntimeError>) {
+    fn apply_create(&mut self, shared: &Shared, create: CreateMsg, now: Millis) -> (Option<CreateReply>, Result<InstanceId, RuntimeError>) {
         let CreateMsg { component, machine, id, context, parent, entry_point, trace, reply } = create;
         if self.instances.slot_of(&id).is_some() {
             return (reply, Err(RuntimeError::DuplicateInstance(id)));

@@ -66,17 +66,15 @@ impl ShardWork {
     }
 
     async fn settle_batch(&mut self, shared: &Shared, mut batch: Batch) {
-        if let Some(store) = &shared.store {
-            if !batch.commit.is_empty() {
-                if let Err(error) = store.commit(&batch.commit).await {
+        if let Some(store) = &shared.store
+            && !batch.commit.is_empty()
+                && let Err(error) = store.commit(&batch.commit).await {
                     tracing::error!(shard = self.index, events = batch.commit.events.len(), %error, "Commit failed; the batch was rolled back.");
                     self.roll_back(shared, batch, error.to_string());
                     self.commit_failures = self.commit_failures.saturating_add(1);
                     tokio::time::sleep(commit_backoff(self.commit_failures)).await;
                     return;
                 }
-            }
-        }
         self.commit_failures = 0;
         for (shard, message) in batch.outbox.drain(..) {
             if shard == self.index {

@@ -85,11 +85,10 @@ impl Shard {
             let local: Vec<ShardMsg> = self.work.local.drain(..).collect();
             let durable = self.shared.store.is_some();
             for message in local.into_iter().chain(internal_buf.drain(..)) {
-                if durable {
-                    if let Some(copy) = message.retry_copy() {
+                if durable
+                    && let Some(copy) = message.retry_copy() {
                         self.work.batch.retry.push(copy);
                     }
-                }
                 self.work.process(&self.shared, message);
             }
             for message in external_buf.drain(..) {

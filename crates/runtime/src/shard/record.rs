@@ -46,7 +46,7 @@ pub(crate) fn record_transition(
         source_component: trace.source_component.as_deref().map(str::to_owned),
     };
     let interval = shared.options.snapshot_interval.max(1);
-    if instance.seq % interval == 0 || instance.status != Status::Active {
+    if instance.seq.is_multiple_of(interval) || instance.status != Status::Active {
         commit.snapshots.push(record_of(definition, slot));
     }
     commit.events.push(stored);

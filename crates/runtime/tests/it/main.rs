@@ -2,6 +2,8 @@
 //! Timers run on a `ManualClock` with `TimerMode::Manual`, so every timer test is exact and
 //! instant (no sleeps).
 
+#![allow(clippy::unwrap_used)]
+
 mod cross_component;
 mod hooks;
 mod lifecycle;

@@ -101,10 +101,10 @@ impl EventStore for FlakyStore {
             return Err(store::Error::Unavailable("disk on fire".into()));
         }
         let machine = self.failing_machine.lock().unwrap().clone();
-        if let Some(machine) = machine {
-            if batch.events.iter().any(|event| event.machine == machine) {
-                return Err(store::Error::Unavailable(format!("{machine} partition on fire")));
-            }
+        if let Some(machine) = machine
+            && batch.events.iter().any(|event| event.machine == machine)
+        {
+            return Err(store::Error::Unavailable(format!("{machine} partition on fire")));
         }
         self.inner.commit(batch).await
     }

@@ -80,7 +80,7 @@ pub(super) fn print_rows(rows: &[Row], as_json: bool) -> anyhow::Result<()> {
         let list: Vec<_> = rows.iter().map(|row| json!({"measure": row.name, "value": row.value, "unit": row.unit, "note": row.note})).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
-        println!("{:<44} {:>16} {:<14} {}", "measure", "value", "unit", "setup");
+        println!("{:<44} {:>16} {:<14} setup", "measure", "value", "unit");
         for row in rows {
             println!("{:<44} {:>16} {:<14} {}", row.name, format_value(row.value), row.unit, row.note);
         }
