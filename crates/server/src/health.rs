@@ -53,6 +53,8 @@ pub struct Health {
 pub struct RuntimeInfo {
     /// Runtime id (one per process start).
     pub runtime_id: String,
+    /// Runtime name (`RUNTIME_NAME`, or `runtime-<start ms>`).
+    pub name: String,
     /// The first hosted component (the original's runtimes hosted one each).
     pub component_name: String,
     /// Every component of this runtime.
@@ -83,6 +85,7 @@ pub fn runtimes(state: &AppState) -> Vec<RuntimeInfo> {
     let names: Vec<String> = registry.components().iter().map(|definition| definition.name.to_string()).collect();
     vec![RuntimeInfo {
         runtime_id: state.runtime_id().to_string(),
+        name: state.config().runtime_name.clone().unwrap_or_else(|| format!("runtime-{}", state.started_at())),
         component_name: names.first().cloned().unwrap_or_default(),
         components: names,
         host: state.config().host.clone(),

@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub port: u16,
     /// Where metrics are recorded (share it with a `TimedStore` to get store latencies).
     pub metrics: Metrics,
+    /// Name of this runtime in `/api/runtimes` (`RUNTIME_NAME`; default `runtime-<start ms>`).
+    pub runtime_name: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -58,6 +60,7 @@ impl Default for ServerConfig {
             mode: "monolith".to_owned(),
             broker: "memory".to_owned(),
             host: "127.0.0.1".to_owned(),
+            runtime_name: None,
             port: 0,
             metrics: Metrics::new(),
         }

@@ -48,9 +48,19 @@ pub enum DurabilityArg {
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Component files (YAML); each is one component, all run in one runtime.
-    #[arg(required = true, value_name = "FILE")]
+    /// Component files (YAML); each is one component, all run in one runtime. When none is
+    /// given, COMPONENT_FILE (comma-separated) names them.
+    #[arg(required = true, value_name = "FILE", env = "COMPONENT_FILE", value_delimiter = ',')]
     pub files: Vec<PathBuf>,
+
+    /// Name of this runtime in /api/runtimes (default: runtime-<start time>).
+    #[arg(long, env = "RUNTIME_NAME", value_name = "NAME")]
+    pub runtime_name: Option<String>,
+
+    /// Create one instance of each component's entry machine at start (with empty data) when
+    /// the component has none yet.
+    #[arg(long, env = "CREATE_DEMO_INSTANCE")]
+    pub create_demo_instance: bool,
 
     /// Port to listen on (0 picks a free one).
     #[arg(long, short = 'p', env = "PORT", default_value_t = 3000)]
@@ -291,8 +301,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         host: args.host.clone(),
         port: local.port(),
         metrics,
+        runtime_name: args.runtime_name.clone().filter(|name| !name.is_empty()),
         ..ServerConfig::default()
     };
+    if args.create_demo_instance {
+        create_demo_instances(&runtime.handle()).await;
+    }
     let state = AppState::new(runtime.handle(), config).await;
     let base = format!("http://{}:{}", display_host(&args.host), local.port());
     {
@@ -332,6 +346,26 @@ async fn serve(args: ServeArgs) -> Result<()> {
     runtime.shutdown().await;
     tracing::info!("stopped; every transition is stored");
     Ok(())
+}
+
+/// One instance of each component's entry machine, unless it already has a live one.
+async fn create_demo_instances(handle: &xcomponent_runtime::RuntimeHandle) {
+    for definition in handle.registry().components() {
+        let Some(machine) = definition.entry_machine.map(|machine| definition.machine(machine).name.to_string()) else { continue };
+        let filter = xcomponent_runtime::InstanceFilter {
+            component: Some(definition.name.to_string()),
+            machine: Some(machine.clone()),
+            limit: 1,
+            ..Default::default()
+        };
+        if !handle.instances(filter).await.is_empty() {
+            continue;
+        }
+        match handle.create_instance(&definition.name, &machine, Default::default()).await {
+            Ok(id) => tracing::info!(component = &*definition.name, machine, instance = %id, "Demo instance created."),
+            Err(error) => tracing::warn!(component = &*definition.name, %error, "Demo instance not created."),
+        }
+    }
 }
 
 fn display_host(host: &str) -> &str {
