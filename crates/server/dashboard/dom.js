@@ -68,9 +68,18 @@ export function byId(id) {
   return el;
 }
 
-/** First 8 characters of an id, the way ids are shown everywhere in the UI. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * 8 characters of an id, the way ids are shown everywhere in the UI. For a UUID they are
+ * the last 8 (random in every version): the server's ids are UUID v7, whose first
+ * characters are a timestamp shared by everything created in the same minute.
+ * Other ids keep their first 8 characters.
+ */
 export function shortId(id) {
-  return id ? String(id).slice(0, 8) : '—';
+  if (!id) return '—';
+  const text = String(id);
+  return UUID.test(text) ? text.slice(-8) : text.slice(0, 8);
 }
 
 /** Parses a timestamp given as epoch milliseconds or as an ISO string. */
