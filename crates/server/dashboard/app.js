@@ -238,7 +238,11 @@ async function resync() {
 
 // ---------------------------------------------------------------- live feed
 
+/** Replies to the page's own subscribe/ping messages: protocol, not events, so kept out of the feed. */
+const PROTOCOL_REPLIES = new Set(['subscribed', 'unsubscribed', 'pong']);
+
 function onMessage(msg) {
+  if (PROTOCOL_REPLIES.has(msg.type)) return;
   const d = msg.data || {};
   const instanceId = d.instanceId || d.id || null;
   if (!state.feedPaused) {

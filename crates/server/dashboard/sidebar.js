@@ -102,6 +102,8 @@ export function describe(msg) {
       return { kind: 'warn', text: 'Feed fell behind', sub: 'resynchronising…' };
     case 'components_list':
       return { kind: 'info', text: 'Components updated', sub: '' };
+    case 'error':
+      return { kind: 'warn', text: 'Live feed error', sub: d.message || d.code || '' };
     default:
       return { kind: 'info', text: msg.type, sub: '' };
   }
