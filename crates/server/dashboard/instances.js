@@ -55,9 +55,19 @@ export function stateChipClass(machineDef, stateName, status) {
   return 'chip chip-state';
 }
 
-function dataPreview(context) {
+/**
+ * The first two data fields for a row: the ones the machine's contextSchema marks as required
+ * first, then its other fields, then the rest (the server may send the keys in any order).
+ */
+function dataPreview(context, machineDef) {
   if (!context || typeof context !== 'object') return '';
-  const entries = Object.entries(context).slice(0, 2);
+  const schema = Object.entries(machineDef?.contextSchema || {});
+  const rank = new Map([...schema.filter(([, f]) => f?.required), ...schema.filter(([, f]) => !f?.required)].map(([name], i) => [name, i]));
+  const entries = Object.entries(context)
+    .map((entry, i) => [entry, rank.get(entry[0]) ?? rank.size + i])
+    .sort((a, b) => a[1] - b[1])
+    .slice(0, 2)
+    .map(([entry]) => entry);
   if (!entries.length) return '';
   return entries.map(([k, v]) => `${k}: ${displayValue(v)}`).join(' · ');
 }
@@ -79,7 +89,7 @@ export function renderInstanceList(listEl, instances, opts) {
       const selected = inst.id === opts.selectedId;
       const ended = inst.disposed || inst.status !== 'active';
       const entry = opts.entryMachine && inst.machineName === opts.entryMachine;
-      const preview = dataPreview(inst.context);
+      const preview = dataPreview(inst.context, machineDef);
       return h(
         'li',
         { class: `instance-row${selected ? ' is-selected' : ''}${ended ? ' is-ended' : ''}`, 'data-id': inst.id },
