@@ -45,37 +45,50 @@ const TYPE_LABEL = {
   auto: 'automatic',
 };
 
+const guardText = (t) => (typeof t.guard === 'string' ? t.guard : t.guard?.expression || '');
+
+/**
+ * One button per event. An event with several guarded transitions from this state (such as
+ * VALIDATE → Review when a guard holds, else → Validated) lists every possible target.
+ */
 function actionButtons(detail, onAction, readPayload, busy) {
-  const seen = new Set();
-  const actions = (detail.availableTransitions || []).filter((t) => {
-    if (t.type === 'timeout' || t.type === 'auto' || seen.has(t.event)) return false;
-    seen.add(t.event);
-    return true;
-  });
+  const byEvent = new Map();
+  for (const t of detail.availableTransitions || []) {
+    if (t.type === 'timeout' || t.type === 'auto') continue;
+    if (!byEvent.has(t.event)) byEvent.set(t.event, []);
+    byEvent.get(t.event).push(t);
+  }
   if (detail.status !== 'active' || detail.disposed) return h('p', { class: 'muted' }, 'This instance has ended; it accepts no more events.');
-  if (!actions.length) return h('p', { class: 'muted' }, 'No event can be sent from this state.');
+  if (!byEvent.size) return h('p', { class: 'muted' }, 'No event can be sent from this state.');
   return h(
     'div',
     { class: 'actions' },
-    actions.map((t) => {
+    [...byEvent.entries()].map(([event, alternatives]) => {
+      const t = alternatives[0];
       const kind = ['inter_machine', 'cross_component'].includes(t.type) ? t.type : 'regular';
       const target = t.targetMachine ? ` (${t.targetMachine})` : '';
+      const targets = [...new Set(alternatives.map((a) => a.to))];
+      const route =
+        alternatives.length === 1
+          ? `go to ${t.to}`
+          : alternatives.map((a, i) => (guardText(a) ? `${i ? 'else ' : ''}go to ${a.to} if ${guardText(a)}` : `${i ? 'otherwise ' : ''}go to ${a.to}`)).join(', ');
+      const guards = alternatives.length === 1 ? (guardText(t) ? [`guard: ${guardText(t)}`] : []) : alternatives.map((a) => `→ ${a.to}${guardText(a) ? ` if ${guardText(a)}` : ' otherwise'}`);
       return h(
         'button',
         {
           type: 'button',
           class: `btn btn-action action-${kind}`,
-          'data-event': t.event,
+          'data-event': event,
           disabled: busy,
-          'aria-label': `Send ${t.event}: go to ${t.to}${TYPE_LABEL[t.type] ? `, ${TYPE_LABEL[t.type]}${target}` : ''}`,
-          title: [t.guard ? `guard: ${typeof t.guard === 'string' ? t.guard : t.guard.expression}` : '', TYPE_LABEL[t.type] ? `${TYPE_LABEL[t.type]}${target}` : ''].filter(Boolean).join('\n') || null,
+          'aria-label': `Send ${event}: ${route}${TYPE_LABEL[t.type] ? `, ${TYPE_LABEL[t.type]}${target}` : ''}`,
+          title: [...guards, TYPE_LABEL[t.type] ? `${TYPE_LABEL[t.type]}${target}` : ''].filter(Boolean).join('\n') || null,
           onClick: () => {
             const payload = readPayload();
-            if (payload.ok) onAction(t.event, payload.value);
+            if (payload.ok) onAction(event, payload.value);
           },
         },
-        h('span', { class: 'action-event' }, t.event),
-        h('span', { class: 'action-to' }, `→ ${t.to}`),
+        h('span', { class: 'action-event' }, event),
+        h('span', { class: 'action-to' }, `→ ${targets.join(' / ')}`),
       );
     }),
   );
