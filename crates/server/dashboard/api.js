@@ -33,14 +33,18 @@ async function send(method, path, body) {
 
 async function request(method, path, body) {
   let res = await send(method, path, body);
+  let tokenGiven = false;
   if (res.status === 401) {
     // The server requires a bearer token for changes: ask once, keep it for this tab, retry.
     const token = window.prompt('This server requires an API token for changes (XCOMPONENT_API_TOKEN):');
-    if (token) {
+    if (token?.trim()) {
+      tokenGiven = true;
       sessionStorage.setItem(TOKEN_KEY, token.trim());
       res = await send(method, path, body);
     }
   }
+  // A refused token is not kept: the next change asks again.
+  if (res.status === 401) sessionStorage.removeItem(TOKEN_KEY);
   const text = await res.text();
   let data = null;
   if (text) {
@@ -52,8 +56,10 @@ async function request(method, path, body) {
   }
   if (!res.ok) {
     const err = data && typeof data === 'object' ? data.error : null;
-    const message = (err && (err.message || (typeof err === 'string' ? err : ''))) || `${res.status} ${res.statusText}`;
-    throw new ApiError(res.status, err?.code || String(res.status), message);
+    let message = (err && (err.message || (typeof err === 'string' ? err : ''))) || `${res.status} ${res.statusText}`;
+    if (res.status === 401) message = `${tokenGiven ? 'the API token was refused' : 'this server requires an API token for changes'} (${message})`;
+    // The server sends `{error: "message", code}`; older shapes nest `{error: {code, message}}`.
+    throw new ApiError(res.status, err?.code || data?.code || String(res.status), message);
   }
   return data;
 }

@@ -7,7 +7,7 @@
 import { LiveFeed, api } from './api.js';
 import { applyHealth, initAudit, openTrail, searchNow } from './audit.js';
 import { initCreateDialog, openCreateDialog } from './create.js';
-import { byId, shortId, toast } from './dom.js';
+import { byId, dismissToast, shortId, toast } from './dom.js';
 import { renderDetailPanel, renderDiagramCard, renderFilters, renderList } from './panels.js';
 import { describe, renderFeed, renderStats, renderTree, runtimeCount } from './sidebar.js';
 import {
@@ -161,6 +161,7 @@ async function sendAction(event, payload) {
   try {
     const res = await api.sendEvent(id, event, payload);
     state.reply = { ...res, event };
+    dismissToast('error');
     if (res.outcome === 'transitioned') {
       const inst = state.instances.get(id);
       if (inst && res.newState) {

@@ -177,6 +177,12 @@ export function toast(message, kind = 'info') {
   toastTimer = setTimeout(() => area.classList.remove('is-visible'), kind === 'error' ? 6000 : 3500);
 }
 
+/** Hides the toast at once if it shows a message of `kind` (a stale error once things work again). */
+export function dismissToast(kind) {
+  const area = document.getElementById('toast');
+  if (area?.classList.contains(`toast-${kind}`)) area.classList.remove('is-visible');
+}
+
 export const FONT_STACK = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif';
 let measureCanvas = null;
 
