@@ -448,6 +448,22 @@ export function layoutMachine(machine, measure = (t, k) => approxTextWidth(t, k 
     });
   }
 
+  // A same-rank arc's label sits beside its bulge, outside the stacking of the gaps: move it
+  // past any label it would cover (below one that sits higher, above one that sits lower).
+  const box = (e) => ({ x: e.label.x - e.labelW / 2, y: e.label.y - e.labelH / 2, w: e.labelW, h: e.labelH });
+  const covers = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  for (const e of outEdges) {
+    if (e.kind !== 'same') continue;
+    for (let tries = 0; tries < outEdges.length; tries++) {
+      const hit = outEdges.find((o) => o !== e && covers(box(e), box(o)));
+      if (!hit) break;
+      const step = (hit.labelH + e.labelH) / 2 + 4;
+      const up = hit.label.y - step;
+      const below = hit.label.y <= e.label.y || up - e.labelH / 2 < 2;
+      e.label = { x: e.label.x, y: r1(below ? hit.label.y + step : up) };
+    }
+  }
+
   // Make room for labels of same-rank arcs and self-loops that stick out.
   let right = width;
   let bottom = maxBottom + dy + MARGIN;

@@ -81,3 +81,17 @@ test('sequence model: lifelines per instance and arrows from the causing instanc
   assert.deepEqual(messages.map((m) => [m.ev.id, m.from, m.to]), [['e1', 0, 0], ['e2', 0, 0], ['e3', 0, 1], ['e4', 1, 1], ['e5', 1, 0]]);
   assert.ok(messages[0].creation && messages[2].creation && !messages[1].creation);
 });
+
+test('edge labels never cover each other (fixtures and the order-payment example)', async () => {
+  const { parse } = await import('yaml');
+  const example = ['order', 'payment'].map((f) => parse(readFileSync(new URL(`../../../../examples/order-payment/${f}.yaml`, import.meta.url), 'utf8')));
+  const box = (e) => ({ x: e.label.x - e.labelW / 2, y: e.label.y - e.labelH / 2, w: e.labelW, h: e.labelH });
+  for (const m of [...machines, ...example.flatMap((c) => c.stateMachines)]) {
+    const { edges } = layoutMachine(m);
+    for (let i = 0; i < edges.length; i++) {
+      for (let j = i + 1; j < edges.length; j++) {
+        assert.ok(!overlaps(box(edges[i]), box(edges[j])), `${m.name}: label ${edges[i].event} covers ${edges[j].event}`);
+      }
+    }
+  }
+});
