@@ -12,9 +12,13 @@ import { startMockServer } from '../mock-server.mjs';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 
-/** Starts the mock server and a fresh headless Chromium. */
-export async function startSession({ width = 1280, height = 800 } = {}) {
-  const mock = await startMockServer({ port: 0 });
+/**
+ * Launches a fresh headless Chromium with one page that records console errors
+ * (and warnings), page errors and every request URL. `onDialog(dialog, errors)`
+ * answers alert/confirm/prompt dialogs; by default a dialog is dismissed and
+ * counted as an error.
+ */
+export async function launchBrowser({ width = 1280, height = 800, onDialog } = {}) {
   const userDataDir = mkdtempSync(path.join(os.tmpdir(), 'xc-dash-chromium-'));
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
@@ -40,19 +44,35 @@ export async function startSession({ width = 1280, height = 800 } = {}) {
   page.on('pageerror', (err) => consoleErrors.push(`pageerror: ${err.message}`));
   page.on('request', (req) => requests.push(req.url()));
   page.on('dialog', (d) => {
+    if (onDialog) {
+      Promise.resolve(onDialog(d, consoleErrors)).catch((err) => consoleErrors.push(`dialog handler failed: ${err.message}`));
+      return;
+    }
     consoleErrors.push(`dialog opened: ${d.message()}`);
     d.dismiss().catch(() => {});
   });
   return {
-    mock,
     page,
     context,
     consoleErrors,
     requests,
     async close() {
       await context.close().catch(() => {});
-      await mock.close();
       rmSync(userDataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Starts the mock server and a fresh headless Chromium. */
+export async function startSession({ width = 1280, height = 800 } = {}) {
+  const mock = await startMockServer({ port: 0 });
+  const browser = await launchBrowser({ width, height });
+  return {
+    ...browser,
+    mock,
+    async close() {
+      await browser.close();
+      await mock.close();
     },
   };
 }

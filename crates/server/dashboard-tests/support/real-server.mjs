@@ -1,0 +1,170 @@
+/**
+ * Starts and stops the real `xcomponent-ai serve` binary for the end-to-end
+ * browser tests. The binary is `$XC_BIN`, else
+ * `$CARGO_TARGET_DIR/debug/xcomponent-ai` (CARGO_TARGET_DIR defaulting to
+ * ~/.cache/xcai-target); a missing binary is an error, never a skip.
+ *
+ * Each server runs in its own process group, is stopped with SIGTERM (SIGKILL
+ * after a grace period) and is killed when the test process exits, whatever
+ * the outcome.
+ */
+
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root. */
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+
+/** Where the binary is expected, from the environment. */
+export function binaryPath() {
+  if (process.env.XC_BIN) return path.resolve(process.env.XC_BIN);
+  const targetDir = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache', 'xcai-target');
+  return path.resolve(REPO_ROOT, targetDir, 'debug', 'xcomponent-ai');
+}
+
+/** The binary's path; throws a clear error when it is missing or not executable. */
+export function requireBinary() {
+  const bin = binaryPath();
+  try {
+    accessSync(bin, constants.X_OK);
+  } catch {
+    throw new Error(
+      `xcomponent-ai binary not found at ${bin}: build it with \`cargo build -p xcomponent-cli\` ` +
+        '(scripts/test.sh does it through `cargo test`) or point XC_BIN at it',
+    );
+  }
+  return bin;
+}
+
+/** Variables `serve` reads as defaults for its flags: none may leak in from the caller's shell. */
+const SERVE_ENV = ['COMPONENT_FILE', 'RUNTIME_NAME', 'CREATE_DEMO_INSTANCE', 'PORT', 'DATABASE_URL', 'BROKER_URL', 'XCOMPONENT_API_TOKEN', 'SNAPSHOT_INTERVAL', 'XCOMPONENT_RETENTION_DAYS'];
+
+function serverEnv() {
+  const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' };
+  for (const name of SERVE_ENV) delete env[name];
+  return env;
+}
+
+const running = new Set();
+process.once('exit', () => {
+  for (const child of running) {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+/** Rejects after `ms` with `message` unless `promise` settles first. */
+function within(promise, ms, message) {
+  let timer;
+  return Promise.race([
+    promise,
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/** Polls `url` until it answers 200 (each try bounded), or fails after `ms`. */
+async function waitHealthy(url, ms) {
+  const deadline = Date.now() + ms;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return res.json();
+      last = `HTTP ${res.status}`;
+    } catch (err) {
+      last = err.message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} not healthy after ${ms} ms (${last})`);
+}
+
+/**
+ * Starts `xcomponent-ai serve FILES --data-dir DIR --port PORT [--token T]`.
+ * `port` 0 lets the server pick one; the URL is read from the line it prints.
+ * Resolves to `{url, port, dashboardUrl, health, output(), stop()}`.
+ */
+export async function startServer({ files, dataDir, port = 0, token, startTimeoutMs = 10000 }) {
+  const bin = requireBinary();
+  const args = ['serve', ...files, '--data-dir', dataDir, '--port', String(port)];
+  if (token) args.push('--token', token);
+  const child = spawn(bin, args, {
+    cwd: REPO_ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: serverEnv(),
+  });
+  running.add(child);
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => {
+    out += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d) => {
+    err += d;
+  });
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  exited.then(() => running.delete(child));
+  const output = () => `--- stdout\n${out}--- stderr\n${err}`;
+
+  let url;
+  try {
+    url = await within(
+      new Promise((resolve, reject) => {
+        const look = () => {
+          const m = out.match(/xcomponent-ai serving .* on (http:\/\/[^\s]+)/);
+          if (m) resolve(m[1]);
+        };
+        child.stdout.on('data', look);
+        exited.then(({ code, signal }) => reject(new Error(`xcomponent-ai serve exited early (code ${code}, signal ${signal})\n${output()}`)));
+        look();
+      }),
+      startTimeoutMs,
+      `xcomponent-ai serve printed no URL within ${startTimeoutMs} ms`,
+    );
+    const health = await waitHealthy(`${url}/health`, startTimeoutMs);
+    const actualPort = Number(new URL(url).port);
+    let stopped = null;
+    return {
+      url,
+      port: actualPort,
+      dashboardUrl: `${url}/dashboard.html`,
+      health,
+      output,
+      /** SIGTERM, then SIGKILL after `graceMs`; resolves to `{code, signal}` of the exit. */
+      stop(graceMs = 8000) {
+        stopped ||= (async () => {
+          if (child.exitCode !== null || child.signalCode !== null) return exited;
+          child.kill('SIGTERM');
+          try {
+            return await within(exited, graceMs, 'no exit after SIGTERM');
+          } catch {
+            try {
+              process.kill(-child.pid, 'SIGKILL');
+            } catch {
+              /* already gone */
+            }
+            return exited;
+          }
+        })();
+        return stopped;
+      },
+    };
+  } catch (e) {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+    await within(exited, 3000, 'no exit after SIGKILL').catch(() => {});
+    throw new Error(`${e.message}\n${output()}`);
+  }
+}
