@@ -12,7 +12,7 @@ use xcomponent_core::effect::HookKind;
 use xcomponent_core::instance::{Context, EventId, InstanceId, MachineIdx, Millis, StateIdx, Status, TransitionIdx};
 
 /// Batches kept for slow subscribers before they start missing some.
-pub const STREAM_CAPACITY: usize = 4096;
+pub const STREAM_CAPACITY: usize = 1024;
 
 /// One thing that happened in the runtime, published only once it is durable.
 #[derive(Debug, Clone)]
