@@ -63,7 +63,23 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option<(u1
     Some((status, serde_json::from_str(payload).unwrap_or(Value::Null)))
 }
 
-fn start(dir: &Path, port: u16) -> Child {
+/// The server process, killed when dropped (also when an assertion fails mid-test).
+struct Server(Child);
+
+impl Server {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn start(dir: &Path, port: u16) -> Server {
     let child = Command::new(BIN)
         .args(["serve", "crash.yaml", "--port", &port.to_string(), "--data-dir", "data"])
         .current_dir(dir)
@@ -71,6 +87,7 @@ fn start(dir: &Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("serve starts");
+    let child = Server(child);
     let started = Instant::now();
     while http(port, "GET", "/health", None).is_none() {
         assert!(started.elapsed() < START_TIMEOUT, "serve did not answer within {START_TIMEOUT:?}");
@@ -152,8 +169,7 @@ fn killed_at_random_moments_serve_loses_nothing_and_duplicates_nothing() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         std::thread::sleep(Duration::from_millis(150 + seed % 600));
-        server.kill().expect("SIGKILL");
-        let _ = server.wait();
+        server.kill();
         running.store(false, Ordering::SeqCst);
         for client in clients {
             client.join().expect("client thread");
@@ -178,6 +194,5 @@ fn killed_at_random_moments_serve_loses_nothing_and_duplicates_nothing() {
     let total: u64 = acknowledged.iter().map(|value| *value.lock().expect("model lock")).sum();
     assert!(total > 0, "the load generator never got an acknowledgement");
     println!("crash test: {ROUNDS} kills, {total} acknowledged transitions all found, none duplicated");
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
 }
