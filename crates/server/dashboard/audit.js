@@ -13,6 +13,8 @@ import { renderSequence } from './sequence.js';
 
 let hooks = { onOpenInstance: () => {} };
 let currentTrail = null;
+/** Number of the latest search: an older answer arriving late is dropped. */
+let searchSeq = 0;
 
 function statusChip(status) {
   return h('span', { class: `status status-${status || 'active'}` }, status || 'active');
@@ -24,9 +26,12 @@ async function runSearch(ev) {
   const data = new FormData(form);
   const params = Object.fromEntries([...data.entries()].map(([k, v]) => [k, String(v).trim()]));
   const tbody = byId('history-results').querySelector('tbody');
+  const seq = ++searchSeq;
   mount(tbody, h('tr', null, h('td', { colspan: '4', class: 'empty' }, 'Searching…')));
   try {
-    const rows = (await api.searchHistory(params)).map((raw) => ({ ...normalizeInstance(raw), eventCount: raw.eventCount ?? raw.event_count ?? null }));
+    const found = await api.searchHistory(params);
+    if (seq !== searchSeq) return;
+    const rows = found.map((raw) => ({ ...normalizeInstance(raw), eventCount: raw.eventCount ?? raw.event_count ?? null }));
     if (!rows.length) {
       mount(tbody, h('tr', null, h('td', { colspan: '4', class: 'empty' }, 'No instance found.')));
       return;
@@ -50,6 +55,7 @@ async function runSearch(ev) {
       ),
     );
   } catch (err) {
+    if (seq !== searchSeq) return;
     mount(tbody, h('tr', null, h('td', { colspan: '4', class: 'empty error-text' }, `Search failed: ${err.message}`)));
   }
 }
