@@ -110,7 +110,14 @@ function replyLine(reply) {
   );
 }
 
-function timeoutsBlock(detail) {
+/** The declared duration of a pending timeout: from the server, else from the machine's transition. */
+function timeoutTotal(t, detail, machineDef) {
+  if (Number(t.timeoutMs) > 0) return Number(t.timeoutMs);
+  const declared = machineDef?.transitions?.find((x) => x.event === t.event && x.from === detail.currentState && x.timeoutMs);
+  return Number(declared?.timeoutMs) || 0;
+}
+
+function timeoutsBlock(detail, machineDef) {
   const list = detail.pendingTimeouts || [];
   if (!list.length) return null;
   ensureTicker();
@@ -122,7 +129,7 @@ function timeoutsBlock(detail) {
       'ul',
       { class: 'timeouts' },
       list.map((t) => {
-        const total = Math.max(t.remainingMs, Number(t.timeoutMs) || 0, 1);
+        const total = Math.max(t.remainingMs, timeoutTotal(t, detail, machineDef), 1);
         const item = h(
           'li',
           { class: 'countdown', 'data-deadline': String(detail.fetchedAt + t.remainingMs), 'data-total': String(total) },
@@ -202,7 +209,7 @@ export function renderDetail(el, ctx) {
           editor.element,
           replyLine(ctx.reply),
         ),
-        timeoutsBlock(detail),
+        timeoutsBlock(detail, ctx.machineDef),
       ),
       h(
         'section',
