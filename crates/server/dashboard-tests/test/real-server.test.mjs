@@ -17,7 +17,7 @@ import { launchBrowser } from '../support/browser.mjs';
 import { requireBinary, startServer } from '../support/real-server.mjs';
 
 const FILES = ['examples/order-payment/order.yaml', 'examples/order-payment/payment.yaml'];
-const WAIT = 5000;
+const WAIT = 8000;
 const TEST_TIMEOUT = 20000;
 
 /** Waits until `fn` (run in the page) returns a truthy value. */
@@ -251,10 +251,21 @@ describe('dashboard against the real server', { timeout: 55000 }, () => {
   });
 
   test('after a restart on the same data dir the page shows the same instances and states', { timeout: TEST_TIMEOUT }, async () => {
+    // A third order is left waiting for its payment: live instances in two machines, a pending timer.
+    const dialog = await createOrder(page, { orderId: 'ORD-E2E-3', amount: 12000, method: 'Visa' });
+    await page.click('#create-submit');
+    await dialog.waitFor({ state: 'hidden' });
+    ids.order3 = await rowIdWith(page, 'ORD-E2E-3');
+    await until(page, (id) => document.querySelector('#detail-title .mono')?.getAttribute('title') === id, ids.order3);
+    await quickAction(page, 'SUBMIT', 'Created → PendingPayment');
+    await until(page, () => document.querySelector('.tree-machine[data-machine="Payment"] .count-pill')?.textContent === '1');
+
     await page.goto(server.dashboardUrl);
     await page.waitForSelector('#conn.is-open');
     const beforeRestart = { orders: await listed(page, 'Order'), payments: await listed(page, 'Payment') };
     assert.equal(beforeRestart.orders[ids.order1], 'Paid');
+    assert.equal(beforeRestart.orders[ids.order3], 'PendingPayment');
+    assert.deepEqual(Object.values(beforeRestart.payments), ['Pending']);
 
     const exit = await server.stop();
     assert.deepEqual(exit, { code: 0, signal: null }, 'SIGTERM stops the server cleanly');
@@ -270,6 +281,13 @@ describe('dashboard against the real server', { timeout: 55000 }, () => {
     await select(page, ids.order1);
     await until(page, () => document.querySelector('svg.diagram g.state.is-current')?.dataset.state === 'Paid');
     await until(page, () => document.querySelectorAll('#detail .history-table tbody tr').length === 3);
+    // The waiting order's payment timeout was restored with the instance.
+    await select(page, ids.order3);
+    await page.locator('#detail .countdown-label', { hasText: 'PAYMENT_TIMEOUT → Abandoned' }).waitFor();
+    assert.match(await page.locator('#detail .countdown-text').textContent(), /^(9|10):\d\d$/);
+    // The bar measures against the declared 10 minutes, so the seconds already spent show.
+    const fill = await page.locator('#detail .countdown-fill').evaluate((el) => Number.parseFloat(el.style.width));
+    assert.ok(fill > 95 && fill < 100, `countdown bar at ${fill}%`);
     await page.screenshot({ path: '/tmp/e2e-restarted.png' });
 
     // The finished instances are still in the history store.
