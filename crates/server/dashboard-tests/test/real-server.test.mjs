@@ -123,6 +123,9 @@ describe('dashboard against the real server', { timeout: 55000 }, () => {
     assert.ok(ws.some((u) => u === `ws://127.0.0.1:${server.port}/ws`), `WebSocket connected (${ws.join()})`);
     const states = await page.locator('svg.diagram g.state').evaluateAll((els) => els.map((e) => e.dataset.state).sort());
     assert.deepEqual(states, ['Abandoned', 'Cancelled', 'Created', 'Delivered', 'Paid', 'PendingPayment', 'Shipped']);
+    // The server acknowledges the page's subscribe message; that reply is not an event for the feed.
+    await until(page, () => document.querySelector('#feed .feed-item[data-type="runtimes_update"]'));
+    assert.equal(await page.locator('#feed .feed-item[data-type="subscribed"]').count(), 0);
     await page.screenshot({ path: '/tmp/e2e-loaded.png' });
     assert.deepEqual(b.consoleErrors, []);
   });
