@@ -87,6 +87,7 @@ describe('dashboard against the real server', { timeout: 55000 }, () => {
   let b;
   let page;
   const ws = [];
+  const frames = [];
   const ids = {};
 
   before(async () => {
@@ -96,7 +97,10 @@ describe('dashboard against the real server', { timeout: 55000 }, () => {
     page = b.page;
     page.setDefaultTimeout(WAIT);
     page.setDefaultNavigationTimeout(10000);
-    page.on('websocket', (socket) => ws.push(socket.url()));
+    page.on('websocket', (socket) => {
+      ws.push(socket.url());
+      socket.on('framereceived', (frame) => frames.push(String(frame.payload)));
+    });
   });
 
   after(async () => {
@@ -124,8 +128,13 @@ describe('dashboard against the real server', { timeout: 55000 }, () => {
     const states = await page.locator('svg.diagram g.state').evaluateAll((els) => els.map((e) => e.dataset.state).sort());
     assert.deepEqual(states, ['Abandoned', 'Cancelled', 'Created', 'Delivered', 'Paid', 'PendingPayment', 'Shipped']);
     // The server acknowledges the page's subscribe message; that reply is not an event for the feed.
-    await until(page, () => document.querySelector('#feed .feed-item[data-type="runtimes_update"]'));
+    for (const deadline = Date.now() + WAIT; !frames.some((f) => f.includes('"type":"subscribed"')); ) {
+      assert.ok(Date.now() < deadline, 'the server acknowledges the subscription');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
     assert.equal(await page.locator('#feed .feed-item[data-type="subscribed"]').count(), 0);
+    assert.ok(await page.locator('#feed .feed-item[data-type="runtimes_update"]').count());
     await page.screenshot({ path: '/tmp/e2e-loaded.png' });
     assert.deepEqual(b.consoleErrors, []);
   });
