@@ -13,7 +13,7 @@ let current = null;
 function renderFields() {
   const machine = current.component.stateMachines.find((m) => m.name === byId('create-machine').value);
   const schema = machine?.contextSchema || {};
-  const form = schemaForm(schema);
+  const form = schemaForm(schema, machine?.contextSchemaOrder || []);
   if (form.empty) {
     const editor = jsonEditor({ id: 'create-json', label: 'Initial data (JSON)', initial: {}, rows: 6 });
     current.read = () => editor.read();

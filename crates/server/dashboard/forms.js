@@ -94,9 +94,14 @@ function readInput(input) {
  * Builds the fields for `schema` (`{field: {type, label, required, …}}`).
  * Returns `{element, read}`; `read()` gives `{ok, value}` or `{ok:false, error}`.
  */
-export function schemaForm(schema) {
+export function schemaForm(schema, order = []) {
   const prefix = `f${++formSeq}`;
-  const entries = Object.entries(schema || {});
+  // The server sends the YAML order of the fields beside the schema (JSON objects lose it).
+  const rank = (name) => {
+    const at = order.indexOf(name);
+    return at < 0 ? order.length : at;
+  };
+  const entries = Object.entries(schema || {}).sort(([a], [b]) => rank(a) - rank(b));
   const inputs = [];
   const element = h('div', { class: 'form-grid' });
   for (const [name, field] of entries) {

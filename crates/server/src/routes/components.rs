@@ -119,8 +119,21 @@ fn component_json(state: &AppState, index: ComponentIdx, definition: &Definition
     if let Value::Object(map) = &mut value {
         map.insert("machineCount".to_owned(), Value::from(definition.machines.len()));
         map.insert("instanceCount".to_owned(), Value::from(state.live().of_component(index)));
+        if let Some(Value::Array(machines)) = map.get_mut("stateMachines") {
+            for (machine_json, machine) in machines.iter_mut().zip(&definition.model.state_machines) {
+                if let Value::Object(machine_map) = machine_json {
+                    machine_map.insert("contextSchemaOrder".to_owned(), schema_order(machine));
+                }
+            }
+        }
     }
     value
+}
+
+/// The `contextSchema` field names in their YAML order (JSON objects do not keep it), so forms
+/// show fields as the author wrote them.
+fn schema_order(machine: &xcomponent_core::model::StateMachine) -> Value {
+    Value::Array(machine.context_schema.iter().flat_map(|schema| schema.keys()).map(|name| Value::String(name.clone())).collect())
 }
 
 /// Lists the hosted components.
@@ -163,6 +176,7 @@ pub(crate) async fn list_machines(State(state): State<AppState>, ApiPath(name): 
                 let count = machine_index.map_or(0, |machine_index| state.live().of_machine(index, machine_index));
                 map.insert("instanceCount".to_owned(), Value::from(count));
                 map.insert("isEntryMachine".to_owned(), Value::Bool(definition.model.entry_machine.as_deref() == Some(machine.name.as_str())));
+                map.insert("contextSchemaOrder".to_owned(), schema_order(machine));
             }
             value
         })
