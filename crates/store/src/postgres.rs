@@ -83,8 +83,12 @@ fn err(operation: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
 
 impl PostgresStore {
     /// Connects (retrying up to `CONNECT_ATTEMPTS` times), creates the schema if needed and migrates.
+    ///
+    /// A `schema=NAME` parameter in the URL (`postgres://…/db?schema=bench`) overrides
+    /// `StoreOptions::schema`, so a URL alone can point a tool at a throw-away schema.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore> {
-        let schema = options.schema.as_str();
+        let (url, schema_param) = split_schema(url);
+        let schema = schema_param.as_deref().unwrap_or(options.schema.as_str());
         let valid = !schema.is_empty()
             && schema.len() <= MAX_SCHEMA_LEN
             && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -96,7 +100,7 @@ impl PostgresStore {
             Durability::EachCommit => "on",
             Durability::Relaxed | Durability::None => "off",
         };
-        let connect = PgConnectOptions::from_str(url)
+        let connect = PgConnectOptions::from_str(&url)
             .map_err(|e| Error::Config(format!("invalid PostgreSQL store URL: {e}")))?
             .application_name("xcomponent-store")
             .options([("search_path", schema), ("synchronous_commit", synchronous_commit)]);
@@ -236,6 +240,24 @@ impl PostgresStore {
             sqlx::query(AssertSqlSafe(sql)).bind(key).bind(limit).fetch_all(&self.pool).await.map_err(err(operation))?;
         rows.iter().map(decode_event).collect()
     }
+}
+
+/// The URL without its `schema` query parameter, and that parameter's value.
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("schema=") {
+            Some(value) => {
+                schema = Some(value.to_owned());
+                false
+            }
+            None => !pair.is_empty(),
+        })
+        .collect();
+    let url = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+    (url, schema)
 }
 
 type Query<'a> = sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>;

@@ -44,3 +44,26 @@ async fn postgres_rejects_a_bad_schema_name() {
     let error = open("postgres://nobody@127.0.0.1:1/none", &options).await.err().expect("rejected");
     assert!(error.to_string().contains("schema"), "{error}");
 }
+
+#[tokio::test]
+async fn postgres_url_schema_parameter_selects_the_schema() {
+    let Some(url) = conformance::service_url("XC_TEST_POSTGRES_URL", "postgres") else { return };
+    let schema = format!("xc_test_url_{}", uuid::Uuid::now_v7().simple());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let opened = open(&format!("{url}{separator}schema={schema}"), &StoreOptions::default()).await;
+    let pinged = match &opened {
+        Ok(store) => store.ping().await.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    let found: Result<Option<String>, sqlx::Error> = async {
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        sqlx::query_scalar("SELECT table_schema::text FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'fsm_events'")
+            .bind(&schema)
+            .fetch_optional(&mut conn)
+            .await
+    }
+    .await;
+    drop_schema(&url, &schema).await;
+    pinged.expect("opens with ?schema= and answers");
+    assert_eq!(found.expect("catalog query"), Some(schema), "tables created in the URL's schema");
+}
