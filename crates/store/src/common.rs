@@ -259,6 +259,7 @@ pub(crate) fn like_pattern(text: &str) -> String {
 }
 
 /// Events after each snapshot, grouped by instance, combined into records in id order.
+#[cfg(feature = "postgres")]
 /// `ids` gives the order; `snapshots` and `events` must be sorted by id (and events by seq).
 pub(crate) fn assemble(
     backend: &str,

@@ -1,19 +1,23 @@
 //! What the SQLite and PostgreSQL stores share: the event column list, JSON encoding of the
 //! document columns, and decoding of rows into `StoredEvent`s with `Error::Corrupt` on bad data.
 //!
-//! Both backends use the same tables (`fsm_events`, `fsm_snapshots`, `fsm_instances`,
-//! `fsm_schema_version`) with the same columns; only the types differ (`TEXT` vs `UUID`/`JSONB`).
+//! Both backends store the same event columns; SQLite (schema version 2) adds integer instance
+//! keys and 16-byte BLOB ids, PostgreSQL uses `UUID` and `JSONB` (see `docs/stores.md`).
 
 use crate::common::corrupt;
+#[cfg(feature = "postgres")]
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 use xcomponent_core::instance::{EventId, InstanceId, Millis, ParentRef, Status};
 #[cfg(feature = "postgres")]
 use xcomponent_core::store::InstanceRecord;
-use xcomponent_core::store::{Error, Result, StoredEvent};
+#[cfg(feature = "postgres")]
+use xcomponent_core::store::Error;
+use xcomponent_core::store::{Result, StoredEvent};
 
 /// Columns of `fsm_events`, in the order `RawEvent` reads them (prefix with an alias if needed).
+#[cfg(feature = "postgres")]
 pub(crate) const EVENT_COLUMNS: [&str; 20] = [
     "id",
     "instance_id",
@@ -51,6 +55,7 @@ pub(crate) fn event_select(alias: &str, json_suffix: &str) -> String {
 }
 
 /// The JSON text of a document column.
+#[cfg(feature = "postgres")]
 pub(crate) fn json_text(backend: &str, value: &impl Serialize) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Config(format!("{backend} commit: value not encodable as JSON: {e}")))
 }
@@ -131,12 +136,14 @@ pub(crate) fn parse_record(backend: &str, text: &str) -> Result<InstanceRecord> 
 }
 
 /// The three document columns of an event, as JSON text.
+#[cfg(feature = "postgres")]
 pub(crate) struct EventDocs {
     pub payload: String,
     pub context: String,
     pub timers: String,
 }
 
+#[cfg(feature = "postgres")]
 impl EventDocs {
     /// Encodes the document columns of `event`.
     pub fn of(backend: &str, event: &StoredEvent) -> Result<EventDocs> {

@@ -1,0 +1,189 @@
+//! Read queries of the SQLite store, run on a pooled read-only connection inside one read
+//! transaction each (a consistent snapshot of the WAL).
+//!
+//! Records come from `fold::records` (one statement per page of instances); events are decoded
+//! whole for `history` and `correlated`.
+
+use super::fold::{int, opt_text, opt_uuid, records, text, uuid, value};
+use super::{BACKEND, err};
+use crate::common::{Cursor, correlated_limit, like_pattern, page_limit};
+use crate::sql::RawEvent;
+use rusqlite::{Connection, Row, ToSql};
+use xcomponent_core::instance::{EventId, InstanceId, Millis};
+use xcomponent_core::store::{InstanceQuery, InstanceRecord, Page, Result, StoredEvent};
+
+/// Every column of `fsm_events`, in the order `decode_event` reads them.
+const EVENT_COLUMNS: &str = "id, instance_id, seq, component, machine, event_type, payload, state_before, \
+    state_after, status, context, timers, parent_id, parent_machine, entry_point, occurred_at, causation_id, \
+    correlation_id, source_component";
+
+/// The text form of a 16-byte id (`LIKE` is case-insensitive for ASCII).
+const ID_TEXT: &str = "(substr(hex(i.instance_id), 1, 8) || '-' || substr(hex(i.instance_id), 9, 4) || '-' || \
+    substr(hex(i.instance_id), 13, 4) || '-' || substr(hex(i.instance_id), 17, 4) || '-' || \
+    substr(hex(i.instance_id), 21))";
+
+/// A full `fsm_events` row (`EVENT_COLUMNS`).
+fn decode_event(row: &Row<'_>) -> Result<StoredEvent> {
+    let value = |i: usize| value(row, i);
+    RawEvent {
+        id: uuid(value(0)?)?,
+        instance_id: uuid(value(1)?)?,
+        seq: int(row, 2)?,
+        component: text(row, 3)?,
+        machine: text(row, 4)?,
+        event_type: text(row, 5)?,
+        payload: text(row, 6)?,
+        state_before: text(row, 7)?,
+        state_after: text(row, 8)?,
+        status: text(row, 9)?,
+        context: text(row, 10)?,
+        timers: text(row, 11)?,
+        parent_id: opt_uuid(value(12)?)?,
+        parent_machine: opt_text(row, 13)?,
+        entry_point: int(row, 14)? != 0,
+        occurred_at: int(row, 15)?,
+        causation_id: opt_uuid(value(16)?)?,
+        correlation_id: uuid(value(17)?)?,
+        source_component: opt_text(row, 18)?,
+    }
+    .decode(BACKEND)
+}
+
+/// Live instances after `after`, in id order, at most `limit`.
+pub(super) fn load_active(conn: &Connection, after: Option<InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>> {
+    // Every 16-byte id sorts after the empty blob.
+    let after: Vec<u8> = after.map(|a| a.0.as_bytes().to_vec()).unwrap_or_default();
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let tx = conn.unchecked_transaction().map_err(err("load_active"))?;
+    let page = "SELECT ikey, instance_id, seq FROM fsm_instances WHERE status = 'active' AND instance_id > ?1 \
+                ORDER BY instance_id LIMIT ?2";
+    let mut records = records(&tx, page, &[&after, &limit])?;
+    tx.commit().map_err(err("load_active"))?;
+    if !records.is_sorted_by_key(|r| r.id) {
+        records.sort_unstable_by_key(|r| r.id);
+    }
+    Ok(records)
+}
+
+/// The records of `ids` (those that exist), in the order of `ids`.
+fn records_by_id(conn: &Connection, ids: &[InstanceId]) -> Result<Vec<InstanceRecord>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders = vec!["?"; ids.len()].join(", ");
+    let page = format!("SELECT ikey, instance_id, seq FROM fsm_instances WHERE instance_id IN ({placeholders})");
+    let binds: Vec<&[u8; 16]> = ids.iter().map(|id| id.0.as_bytes()).collect();
+    let params: Vec<&dyn ToSql> = binds.iter().map(|b| b as &dyn ToSql).collect();
+    let mut records = records(conn, &page, &params)?;
+    records.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+    Ok(records)
+}
+
+/// One instance's current record.
+pub(super) fn instance(conn: &Connection, id: InstanceId) -> Result<Option<InstanceRecord>> {
+    let tx = conn.unchecked_transaction().map_err(err("instance"))?;
+    let record = records_by_id(&tx, &[id])?.pop();
+    tx.commit().map_err(err("instance"))?;
+    Ok(record)
+}
+
+/// Every event of one instance, by seq.
+pub(super) fn history(conn: &Connection, id: InstanceId) -> Result<Vec<StoredEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM fsm_events WHERE ikey = (SELECT ikey FROM fsm_instances WHERE instance_id = ?1) \
+         ORDER BY seq"
+    );
+    let mut statement = conn.prepare_cached(&sql).map_err(err("history"))?;
+    let mut rows = statement.query([id.0.as_bytes()]).map_err(err("history"))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(err("history"))? {
+        out.push(decode_event(row)?);
+    }
+    Ok(out)
+}
+
+/// Events of a correlation chain, by time then event id: only the seq ranges that
+/// `fsm_correlations` records for the chain are read.
+pub(super) fn correlated(conn: &Connection, correlation_id: EventId, limit: usize) -> Result<Vec<StoredEvent>> {
+    let columns = EVENT_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {columns} FROM fsm_correlations c JOIN fsm_events e ON e.ikey = c.ikey \
+         AND e.seq BETWEEN c.first_seq AND c.last_seq WHERE c.correlation_id = ?1 AND e.correlation_id = ?1 \
+         ORDER BY e.occurred_at, e.id LIMIT ?2"
+    );
+    let limit = correlated_limit(limit) as i64;
+    let mut statement = conn.prepare_cached(&sql).map_err(err("correlated"))?;
+    let mut rows = statement.query((correlation_id.0.as_bytes(), limit)).map_err(err("correlated"))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(err("correlated"))? {
+        out.push(decode_event(row)?);
+    }
+    Ok(out)
+}
+
+/// A bind value of a dynamically built query.
+enum Bind {
+    Text(String),
+    Int(i64),
+    Blob([u8; 16]),
+}
+
+impl Bind {
+    fn as_sql(&self) -> &dyn ToSql {
+        match self {
+            Bind::Text(t) => t,
+            Bind::Int(i) => i,
+            Bind::Blob(b) => b,
+        }
+    }
+}
+
+/// Instances matching `query`, most recently updated first.
+pub(super) fn search(conn: &Connection, query: &InstanceQuery) -> Result<Page<InstanceRecord>> {
+    let limit = page_limit(query.limit);
+    let cursor = Cursor::of(query)?;
+    let mut sql = String::from("SELECT i.instance_id, i.updated_at FROM fsm_instances i ");
+    if query.text.is_some() {
+        sql.push_str("LEFT JOIN fsm_events e ON e.ikey = i.ikey AND e.seq = i.seq ");
+    }
+    sql.push_str("WHERE 1 = 1");
+    let mut binds: Vec<Bind> = Vec::new();
+    let mut filter = |clause: &str, value: Bind| {
+        sql.push_str(clause);
+        binds.push(value);
+    };
+    if let Some(v) = &query.component { filter(" AND i.component = ?", Bind::Text(v.clone())); }
+    if let Some(v) = &query.machine { filter(" AND i.machine = ?", Bind::Text(v.clone())); }
+    if let Some(v) = &query.state { filter(" AND i.state = ?", Bind::Text(v.clone())); }
+    if let Some(v) = query.status { filter(" AND i.status = ?", Bind::Text(v.as_str().to_owned())); }
+    if let Some(v) = query.updated_from { filter(" AND i.updated_at >= ?", Bind::Int(v)); }
+    if let Some(v) = query.updated_to { filter(" AND i.updated_at <= ?", Bind::Int(v)); }
+    if let Some(c) = cursor {
+        filter(" AND (i.updated_at < ?", Bind::Int(c.updated_at));
+        filter(" OR (i.updated_at = ?", Bind::Int(c.updated_at));
+        filter(" AND i.instance_id < ?))", Bind::Blob(*c.id.0.as_bytes()));
+    }
+    if let Some(text) = &query.text {
+        let pattern = like_pattern(text);
+        filter(&format!(" AND ({ID_TEXT} LIKE ? ESCAPE '\\'"), Bind::Text(pattern.clone()));
+        filter(" OR e.context LIKE ? ESCAPE '\\')", Bind::Text(pattern));
+    }
+    sql.push_str(" ORDER BY i.updated_at DESC, i.instance_id DESC LIMIT ?");
+    binds.push(Bind::Int(limit as i64 + 1));
+    let params: Vec<&dyn ToSql> = binds.iter().map(Bind::as_sql).collect();
+    let tx = conn.unchecked_transaction().map_err(err("search"))?;
+    let mut hits: Vec<(Millis, InstanceId)> = Vec::new();
+    {
+        let mut statement = tx.prepare(&sql).map_err(err("search"))?;
+        let mut rows = statement.query(params.as_slice()).map_err(err("search"))?;
+        while let Some(row) = rows.next().map_err(err("search"))? {
+            hits.push((int(row, 1)?, InstanceId(uuid(value(row, 0)?)?)));
+        }
+    }
+    let next_cursor = (hits.len() > limit).then(|| Cursor::after(hits[limit - 1].0, hits[limit - 1].1).encode());
+    hits.truncate(limit);
+    let ids: Vec<InstanceId> = hits.iter().map(|h| h.1).collect();
+    let items = records_by_id(&tx, &ids)?;
+    tx.commit().map_err(err("search"))?;
+    Ok(Page { items, next_cursor })
+}

@@ -1,0 +1,173 @@
+//! SQLite-specific checks: a schema version 1 database (text ids) is migrated to version 2 with
+//! every record intact, and a group commit fails only the batch that conflicts.
+
+#![allow(clippy::unwrap_used)]
+
+mod conformance;
+
+use conformance::{batch, chain, expected, next, timer};
+use serde_json::json;
+use std::sync::Arc;
+use xcomponent_core::instance::{EventId, InstanceId, ParentRef, Status};
+use xcomponent_core::store::{CommitBatch, Error, EventStore, InstanceRecord, StoredEvent};
+use xcomponent_store::{Durability, StoreOptions, open};
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("xc-store-layout-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap()
+}
+
+/// Writes `event` as schema version 1 stored it (hyphenated text ids, JSON text).
+fn insert_v1_event(conn: &rusqlite::Connection, e: &StoredEvent) {
+    conn.execute(
+        "INSERT INTO fsm_events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, 1)",
+        rusqlite::params![
+            e.id.to_string(),
+            e.instance_id.to_string(),
+            e.seq as i64,
+            e.component,
+            e.machine,
+            e.event_type,
+            text(&e.payload),
+            e.state_before,
+            e.state_after,
+            e.status.as_str(),
+            text(&e.context),
+            text(&e.timers),
+            e.parent.as_ref().map(|p| p.instance_id.to_string()),
+            e.parent.as_ref().map(|p| p.machine.clone()),
+            e.entry_point,
+            e.timestamp,
+            e.causation_id.map(|c| c.to_string()),
+            e.correlation_id.to_string(),
+            e.source_component,
+        ],
+    )
+    .unwrap();
+}
+
+/// Writes the summary row version 1 kept for the instance `record` describes.
+fn insert_v1_summary(conn: &rusqlite::Connection, record: &InstanceRecord) {
+    conn.execute(
+        "INSERT INTO fsm_instances VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        rusqlite::params![
+            record.id.to_string(),
+            record.component,
+            record.machine,
+            record.state,
+            record.status.as_str(),
+            record.seq as i64,
+            record.created_at,
+            record.updated_at,
+            record.entry_point,
+            record.correlation_id.to_string(),
+        ],
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_1_database_is_migrated() {
+    let dir = TempDir::new();
+    let path = dir.0.join("v1.db");
+    let mut live = chain("c_v1", 3, 1_000);
+    live[0].parent = Some(ParentRef { instance_id: InstanceId::new(), machine: "Parent".to_owned() });
+    live[0].entry_point = true;
+    live[0].source_component = Some("Upstream".to_owned());
+    live[2].timers = vec![timer("TIMEOUT", 9_000)];
+    live[2].payload = conformance::object(json!({ "note": "été \"quoted\"" }));
+    let mut snapshot = expected(&live[..2]);
+    snapshot.context.insert("fromSnapshot".to_owned(), json!(true));
+    let mut done = chain("c_v1", 1, 2_000);
+    done.push(next(&done[0], "END", "End", Status::Completed, 2_001));
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE fsm_schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL); \
+             INSERT INTO fsm_schema_version VALUES (1, 0);",
+        )
+        .unwrap();
+        for event in live.iter().chain(&done) {
+            insert_v1_event(&conn, event);
+        }
+        let mut want = snapshot.clone();
+        want.apply(&live[2]);
+        insert_v1_summary(&conn, &want);
+        insert_v1_summary(&conn, &expected(&done));
+        conn.execute(
+            "INSERT INTO fsm_snapshots VALUES (?1, 2, ?2, 'active', ?3, 1)",
+            rusqlite::params![snapshot.id.to_string(), snapshot.state, text(&snapshot)],
+        )
+        .unwrap();
+    }
+
+    let url = format!("sqlite://{}", path.display());
+    let options = StoreOptions { durability: Durability::Relaxed, ..StoreOptions::default() };
+    let store = open(&url, &options).await.expect("version 1 database opens and migrates");
+    let mut want = snapshot.clone();
+    want.apply(&live[2]);
+    assert_eq!(store.instance(live[0].instance_id).await.unwrap(), Some(want.clone()), "snapshot + later event");
+    assert_eq!(store.history(live[0].instance_id).await.unwrap(), live, "every column survives");
+    assert_eq!(store.history(done[0].instance_id).await.unwrap(), done);
+    assert_eq!(store.load_active(None, 10).await.unwrap(), vec![want], "only the live instance is active");
+    let chain_events = store.correlated(live[0].correlation_id, 10).await.unwrap();
+    assert_eq!(chain_events, live, "correlation ranges rebuilt");
+    // Writes continue on the migrated data: the next seq is accepted, a stored one conflicts.
+    store.commit(&batch(vec![next(&live[2], "GO", "S4", Status::Active, 1_010)])).await.unwrap();
+    let duplicate = next(&live[1], "DUP", "Elsewhere", Status::Active, 1_011);
+    assert!(matches!(store.commit(&batch(vec![duplicate])).await, Err(Error::Conflict { seq: 3, .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_fails_only_the_conflicting_batch() {
+    const WRITERS: usize = 24;
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}/group.db", dir.0.display());
+    let store: Arc<dyn EventStore> = open(&url, &StoreOptions::default()).await.unwrap();
+    let stored = chain("c_group", 1, 5_000);
+    store.commit(&batch(stored.clone())).await.unwrap();
+    let mut duplicate = stored[0].clone();
+    duplicate.id = EventId::new();
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let events: Vec<StoredEvent> = if writer == WRITERS / 2 {
+            vec![duplicate.clone()]
+        } else {
+            (0..50).flat_map(|i| chain("c_group", 3, 5_000 + i)).collect()
+        };
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let result = store.commit(&CommitBatch { events: events.clone(), snapshots: Vec::new() }).await;
+            (events, result)
+        }));
+    }
+    for task in tasks {
+        let (events, result) = task.await.unwrap();
+        if events[0].instance_id == stored[0].instance_id {
+            assert!(matches!(result, Err(Error::Conflict { seq: 1, .. })), "the duplicate conflicts: {result:?}");
+        } else {
+            result.expect("the other batches of the group are stored");
+            for instance in events.chunks(3) {
+                assert_eq!(store.history(instance[0].instance_id).await.unwrap(), instance);
+            }
+        }
+    }
+    assert_eq!(store.history(stored[0].instance_id).await.unwrap(), stored);
+}
