@@ -1,5 +1,8 @@
-//! Commit throughput: batches of 1,000 events spread over 1,000 instances (one event per
-//! instance per batch: the first batch creates them, later ones are transitions).
+//! Commit throughput in the runtime's shape: `WRITERS` shards commit concurrently, each a batch
+//! of `EVENTS_PER_BATCH` events over its own `INSTANCES / WRITERS` instances (so every instance
+//! gets several events per batch), with a snapshot at every `SNAPSHOT_EVERY`-th seq, as
+//! `xcomponent-ai bench store` produces through the runtime. Plus the latency of a commit of one
+//! event (an HTTP event on an idle server).
 //!
 //! SQLite always (a file in a temp dir, `Durability::EachCommit` and `Relaxed`); PostgreSQL
 //! when `XC_TEST_POSTGRES_URL` is set (own schema, dropped at the end); Redis when
@@ -12,67 +15,133 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use xcomponent_core::instance::{EventId, InstanceId, Status};
-use xcomponent_core::store::{CREATED_EVENT_TYPE, CommitBatch, EventStore, StoredEvent};
+use xcomponent_core::store::{CREATED_EVENT_TYPE, CommitBatch, EventStore, InstanceRecord, StoredEvent};
 use xcomponent_store::{Durability, StoreOptions, open};
 
-/// Events per commit, and instances they are spread over.
-const BATCH: u64 = 1_000;
+/// Concurrent committers (the runtime's shards).
+const WRITERS: usize = 2;
+/// Live instances, split evenly between the writers.
+const INSTANCES: usize = 1_000;
+/// Events per commit of one writer.
+const EVENTS_PER_BATCH: usize = 10_000;
+/// A snapshot every this many events of an instance (the runtime's default interval).
+const SNAPSHOT_EVERY: u64 = 10;
 
-/// Generates successive batches: batch `n` holds event `n` (seq) of each of the instances.
+/// One live instance of the workload and the state its next event produces.
+struct Live {
+    id: InstanceId,
+    correlation_id: EventId,
+    seq: u64,
+}
+
+impl Live {
+    fn next(&mut self, i: usize) -> (StoredEvent, Option<InstanceRecord>) {
+        self.seq += 1;
+        let seq = self.seq;
+        let event = StoredEvent {
+            id: EventId::new(),
+            instance_id: self.id,
+            seq,
+            component: "Orders".to_owned(),
+            machine: "Order".to_owned(),
+            event_type: if seq == 1 { CREATED_EVENT_TYPE.to_owned() } else { "NEXT".to_owned() },
+            payload: json!({ "step": seq }).as_object().cloned().unwrap_or_default(),
+            state_before: if seq == 1 { String::new() } else { "Open".to_owned() },
+            state_after: "Open".to_owned(),
+            status: Status::Active,
+            context: json!({ "orderId": format!("ORD-{i}"), "amount": 100 + i, "step": seq })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            timers: Vec::new(),
+            parent: None,
+            entry_point: false,
+            timestamp: 1_700_000_000_000 + seq as i64,
+            causation_id: None,
+            correlation_id: self.correlation_id,
+            source_component: None,
+        };
+        let snapshot = seq.is_multiple_of(SNAPSHOT_EVERY).then(|| {
+            let mut record = InstanceRecord::from_creation(&event);
+            record.apply(&event);
+            record
+        });
+        (event, snapshot)
+    }
+}
+
+/// Generates successive rounds: one batch per writer, each over that writer's instances.
 struct Workload {
-    instances: Vec<(InstanceId, EventId)>,
-    next_seq: u64,
+    writers: Vec<Vec<Live>>,
 }
 
 impl Workload {
     fn new() -> Workload {
-        Workload { instances: (0..BATCH).map(|_| (InstanceId::new(), EventId::new())).collect(), next_seq: 1 }
+        let per_writer = INSTANCES / WRITERS;
+        let writers = (0..WRITERS)
+            .map(|_| (0..per_writer).map(|_| Live { id: InstanceId::new(), correlation_id: EventId::new(), seq: 0 }).collect())
+            .collect();
+        Workload { writers }
     }
 
-    fn batch(&mut self) -> CommitBatch {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let events = self
-            .instances
-            .iter()
-            .enumerate()
-            .map(|(i, &(id, correlation_id))| StoredEvent {
-                id: EventId::new(),
-                instance_id: id,
-                seq,
-                component: "Orders".to_owned(),
-                machine: "Order".to_owned(),
-                event_type: if seq == 1 { CREATED_EVENT_TYPE.to_owned() } else { "NEXT".to_owned() },
-                payload: json!({ "step": seq }).as_object().cloned().unwrap_or_default(),
-                state_before: format!("S{}", seq - 1),
-                state_after: format!("S{seq}"),
-                status: Status::Active,
-                context: json!({ "orderId": format!("ORD-{i}"), "amount": 100 + i, "customer": "ACME" })
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default(),
-                timers: Vec::new(),
-                parent: None,
-                entry_point: false,
-                timestamp: 1_700_000_000_000 + seq as i64,
-                causation_id: None,
-                correlation_id,
-                source_component: None,
+    fn round(&mut self) -> Vec<CommitBatch> {
+        self.writers
+            .iter_mut()
+            .map(|instances| {
+                let mut batch = CommitBatch::default();
+                for n in 0..EVENTS_PER_BATCH {
+                    let i = n % instances.len();
+                    let (event, snapshot) = instances[i].next(i);
+                    batch.events.push(event);
+                    batch.snapshots.extend(snapshot);
+                }
+                batch
             })
-            .collect();
-        CommitBatch { events, snapshots: Vec::new() }
+            .collect()
     }
 }
 
 fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn EventStore>) {
-    let mut group = c.benchmark_group("commit_1000_events");
-    group.throughput(Throughput::Elements(BATCH));
-    group.sample_size(20);
-    group.measurement_time(Duration::from_secs(10));
+    let mut group = c.benchmark_group("commit_runtime_shape");
+    group.throughput(Throughput::Elements((WRITERS * EVENTS_PER_BATCH) as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(15));
     let mut workload = Workload::new();
     group.bench_function(name, |b| {
         b.iter_custom(|iterations| {
-            let batches: Vec<CommitBatch> = (0..iterations).map(|_| workload.batch()).collect();
+            let rounds: Vec<Vec<CommitBatch>> = (0..iterations).map(|_| workload.round()).collect();
+            let started = Instant::now();
+            rt.block_on(async {
+                for round in rounds {
+                    let tasks: Vec<_> = round
+                        .into_iter()
+                        .map(|batch| {
+                            let store = Arc::clone(&store);
+                            tokio::spawn(async move { store.commit(&batch).await })
+                        })
+                        .collect();
+                    for task in tasks {
+                        match task.await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(error)) => panic!("{name} commit failed: {error}"),
+                            Err(error) => panic!("{name} commit task failed: {error}"),
+                        }
+                    }
+                }
+            });
+            started.elapsed()
+        });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("commit_one_event");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    let mut live = Live { id: InstanceId::new(), correlation_id: EventId::new(), seq: 0 };
+    group.bench_function(name, |b| {
+        b.iter_custom(|iterations| {
+            let batches: Vec<CommitBatch> =
+                (0..iterations).map(|_| CommitBatch { events: vec![live.next(0).0], snapshots: Vec::new() }).collect();
             let started = Instant::now();
             rt.block_on(async {
                 for batch in &batches {

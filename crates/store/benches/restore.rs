@@ -50,7 +50,8 @@ fn main() {
     let instances = env_usize("XC_BENCH_RESTORE_INSTANCES", 100_000);
     let page = env_usize("XC_BENCH_RESTORE_PAGE", 10_000);
     let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("tokio runtime: {e}"));
-    // XC_BENCH_RESTORE_DIR keeps the database there (for inspection) instead of a temp dir.
+    // XC_BENCH_RESTORE_DIR keeps the database there (for inspection) instead of a temp dir; a
+    // database already there (of the same XC_BENCH_RESTORE_INSTANCES) is reused without a fill.
     let kept = std::env::var("XC_BENCH_RESTORE_DIR").ok();
     let dir = kept.clone().map_or_else(
         || std::env::temp_dir().join(format!("xc-store-restore-{}", uuid::Uuid::now_v7())),
@@ -59,10 +60,11 @@ fn main() {
     let url = format!("sqlite://{}/restore.db", dir.display());
     rt.block_on(async {
         let options = StoreOptions { durability: Durability::None, ..StoreOptions::default() };
+        let reuse = kept.is_some() && dir.join("restore.db").exists();
         let store = open(&url, &options).await.unwrap_or_else(|e| panic!("{url}: {e}"));
         let started = Instant::now();
-        let mut expected_active = 0;
-        for start in (0..instances).step_by(FILL_BATCH) {
+        let mut expected_active = if reuse { (0..instances).filter(|i| i % 20 != 0).count() } else { 0 };
+        for start in (0..instances).step_by(FILL_BATCH).filter(|_| !reuse) {
             let mut batch = CommitBatch::default();
             for i in start..(start + FILL_BATCH).min(instances) {
                 let (id, correlation) = (InstanceId::new(), EventId::new());
@@ -81,7 +83,9 @@ fn main() {
             }
             store.commit(&batch).await.unwrap_or_else(|e| panic!("fill: {e}"));
         }
-        eprintln!("filled {instances} instances in {:?}", started.elapsed());
+        if !reuse {
+            eprintln!("filled {instances} instances in {:?}", started.elapsed());
+        }
 
         let started = Instant::now();
         let (mut loaded, mut after) = (0, None);
