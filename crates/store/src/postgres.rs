@@ -1,8 +1,8 @@
 //! The PostgreSQL store, through sqlx (no TLS, no compile-time macros).
 //!
-//! Tables live in the configured schema (default `public`). A commit is one transaction with
-//! one `INSERT … SELECT FROM UNNEST(arrays)` per table, so a batch of 1,000 events costs a
-//! handful of round trips whatever its size. Reads that need several statements run in a
+//! Tables live in the configured schema (default `public`). A commit is ONE statement (one
+//! round trip, atomic by itself): `INSERT … SELECT FROM UNNEST(arrays)` for the events and
+//! upserts of summaries and snapshots as data-modifying CTEs, whatever the batch size. Reads that need several statements run in a
 //! `REPEATABLE READ READ ONLY` transaction. Durability maps to `synchronous_commit`.
 
 use crate::common::{
@@ -33,30 +33,35 @@ const MIGRATION_LOCK: i64 = 0x7863_5f73_746f_7265; // "xc_store"
 /// Longest schema name PostgreSQL accepts.
 const MAX_SCHEMA_LEN: usize = 63;
 
-const INSERT_EVENTS: &str = "INSERT INTO fsm_events (id, instance_id, seq, component, machine, event_type, payload, \
-    state_before, state_after, status, context, timers, parent_id, parent_machine, entry_point, occurred_at, \
-    causation_id, correlation_id, source_component, schema_version) \
+/// A whole commit in ONE statement (one round trip, atomic on its own, no BEGIN/COMMIT): the
+/// events ($1-$19, one UNNEST row each), the summaries ($21-$30, upserted only when the seq
+/// advances) and the snapshots ($31-$35, upserted only when not older), as data-modifying CTEs.
+const COMMIT: &str = "WITH events AS (INSERT INTO fsm_events (id, instance_id, seq, component, machine, \
+    event_type, payload, state_before, state_after, status, context, timers, parent_id, parent_machine, entry_point, \
+    occurred_at, causation_id, correlation_id, source_component, schema_version) \
     SELECT id, instance_id, seq, component, machine, event_type, payload::jsonb, state_before, state_after, status, \
     context::jsonb, timers::jsonb, parent_id, parent_machine, entry_point, occurred_at, causation_id, correlation_id, \
     source_component, $20 FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::text[], $6::text[], \
     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::uuid[], $14::text[], $15::bool[], \
     $16::int8[], $17::uuid[], $18::uuid[], $19::text[]) AS u(id, instance_id, seq, component, machine, event_type, \
     payload, state_before, state_after, status, context, timers, parent_id, parent_machine, entry_point, occurred_at, \
-    causation_id, correlation_id, source_component)";
-
-const UPSERT_INSTANCES: &str = "INSERT INTO fsm_instances (instance_id, component, machine, state, status, seq, \
-    created_at, updated_at, entry_point, correlation_id) \
-    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], \
-    $8::int8[], $9::bool[], $10::uuid[]) \
+    causation_id, correlation_id, source_component)), \
+    instances AS (INSERT INTO fsm_instances (instance_id, component, machine, state, status, seq, created_at, \
+    updated_at, entry_point, correlation_id) \
+    SELECT * FROM UNNEST($21::uuid[], $22::text[], $23::text[], $24::text[], $25::text[], $26::int8[], $27::int8[], \
+    $28::int8[], $29::bool[], $30::uuid[]) \
     ON CONFLICT (instance_id) DO UPDATE SET component = EXCLUDED.component, machine = EXCLUDED.machine, \
     state = EXCLUDED.state, status = EXCLUDED.status, seq = EXCLUDED.seq, updated_at = EXCLUDED.updated_at \
-    WHERE EXCLUDED.seq > fsm_instances.seq";
-
-const UPSERT_SNAPSHOTS: &str = "INSERT INTO fsm_snapshots (instance_id, seq, state, status, record, schema_version) \
-    SELECT instance_id, seq, state, status, record::jsonb, $6 \
-    FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::text[]) AS u(instance_id, seq, state, status, record) \
+    WHERE EXCLUDED.seq > fsm_instances.seq), \
+    snapshots AS (INSERT INTO fsm_snapshots (instance_id, seq, state, status, record, schema_version) \
+    SELECT instance_id, seq, state, status, record::jsonb, $20 \
+    FROM UNNEST($31::uuid[], $32::int8[], $33::text[], $34::text[], $35::text[]) AS u(instance_id, seq, state, status, record) \
     ON CONFLICT (instance_id) DO UPDATE SET seq = EXCLUDED.seq, state = EXCLUDED.state, status = EXCLUDED.status, \
-    record = EXCLUDED.record, schema_version = EXCLUDED.schema_version WHERE EXCLUDED.seq >= fsm_snapshots.seq";
+    record = EXCLUDED.record, schema_version = EXCLUDED.schema_version WHERE EXCLUDED.seq >= fsm_snapshots.seq) \
+    SELECT 1";
+
+/// The primary key whose violation means a sequence conflict.
+const EVENTS_KEY: &str = "fsm_events_pkey";
 
 const FIND_CONFLICT: &str = "SELECT u.instance_id, u.seq FROM UNNEST($1::uuid[], $2::int8[]) WITH ORDINALITY \
     AS u(instance_id, seq, n) JOIN fsm_events e ON e.instance_id = u.instance_id AND e.seq = u.seq ORDER BY u.n LIMIT 1";
@@ -122,38 +127,34 @@ impl PostgresStore {
         &self.schema
     }
 
-    async fn write(tx: &mut PgConnection, batch: &CommitBatch) -> std::result::Result<(), Failure> {
+    /// Binds and runs `COMMIT`.
+    async fn write(&self, batch: &CommitBatch) -> std::result::Result<(), Failure> {
         let events = &batch.events;
         let docs = events.iter().map(|e| EventDocs::of(BACKEND, e)).collect::<Result<Vec<_>>>()?;
         let seqs = events.iter().map(|e| seq_to_i64(e.seq)).collect::<Result<Vec<_>>>()?;
-        if !events.is_empty() {
-            sqlx::query(INSERT_EVENTS)
-                .bind(events.iter().map(|e| e.id.0).collect::<Vec<Uuid>>())
-                .bind(events.iter().map(|e| e.instance_id.0).collect::<Vec<Uuid>>())
-                .bind(seqs)
-                .bind(events.iter().map(|e| e.component.as_str()).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.machine.as_str()).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-                .bind(docs.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.state_before.as_str()).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.state_after.as_str()).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
-                .bind(docs.iter().map(|d| d.context.as_str()).collect::<Vec<_>>())
-                .bind(docs.iter().map(|d| d.timers.as_str()).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.parent.as_ref().map(|p| p.instance_id.0)).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.parent.as_ref().map(|p| p.machine.as_str())).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.entry_point).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.causation_id.map(|c| c.0)).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.correlation_id.0).collect::<Vec<_>>())
-                .bind(events.iter().map(|e| e.source_component.as_deref()).collect::<Vec<_>>())
-                .bind(RECORD_SCHEMA_VERSION as i32)
-                .execute(&mut *tx)
-                .await
-                .map_err(Failure::Events)?;
-        }
         let sums = summaries(batch);
-        sqlx::query(UPSERT_INSTANCES)
+        let snapshots = latest_snapshots(batch);
+        sqlx::query(COMMIT)
+            .bind(events.iter().map(|e| e.id.0).collect::<Vec<Uuid>>())
+            .bind(events.iter().map(|e| e.instance_id.0).collect::<Vec<Uuid>>())
+            .bind(seqs)
+            .bind(events.iter().map(|e| e.component.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.machine.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+            .bind(docs.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.state_before.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.state_after.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
+            .bind(docs.iter().map(|d| d.context.as_str()).collect::<Vec<_>>())
+            .bind(docs.iter().map(|d| d.timers.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.parent.as_ref().map(|p| p.instance_id.0)).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.parent.as_ref().map(|p| p.machine.as_str())).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.entry_point).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.causation_id.map(|c| c.0)).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.correlation_id.0).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.source_component.as_deref()).collect::<Vec<_>>())
+            .bind(RECORD_SCHEMA_VERSION as i32)
             .bind(sums.iter().map(|s| s.id.0).collect::<Vec<_>>())
             .bind(sums.iter().map(|s| s.component.as_str()).collect::<Vec<_>>())
             .bind(sums.iter().map(|s| s.machine.as_str()).collect::<Vec<_>>())
@@ -164,22 +165,14 @@ impl PostgresStore {
             .bind(sums.iter().map(|s| s.updated_at).collect::<Vec<_>>())
             .bind(sums.iter().map(|s| s.entry_point).collect::<Vec<_>>())
             .bind(sums.iter().map(|s| s.correlation_id.0).collect::<Vec<_>>())
-            .execute(&mut *tx)
+            .bind(snapshots.iter().map(|s| s.id.0).collect::<Vec<_>>())
+            .bind(snapshots.iter().map(|s| seq_to_i64(s.seq)).collect::<Result<Vec<_>>>()?)
+            .bind(snapshots.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
+            .bind(snapshots.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
+            .bind(snapshots.iter().map(|s| json_text(BACKEND, s)).collect::<Result<Vec<_>>>()?)
+            .execute(&self.pool)
             .await
-            .map_err(|e| Failure::Store(unavailable(BACKEND, "commit (fsm_instances)", e)))?;
-        let snapshots = latest_snapshots(batch);
-        if !snapshots.is_empty() {
-            sqlx::query(UPSERT_SNAPSHOTS)
-                .bind(snapshots.iter().map(|s| s.id.0).collect::<Vec<_>>())
-                .bind(snapshots.iter().map(|s| seq_to_i64(s.seq)).collect::<Result<Vec<_>>>()?)
-                .bind(snapshots.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
-                .bind(snapshots.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
-                .bind(snapshots.iter().map(|s| json_text(BACKEND, s)).collect::<Result<Vec<_>>>()?)
-                .bind(RECORD_SCHEMA_VERSION as i32)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| Failure::Store(unavailable(BACKEND, "commit (fsm_snapshots)", e)))?;
-        }
+            .map_err(Failure::Sql)?;
         Ok(())
     }
 
@@ -262,10 +255,10 @@ fn split_schema(url: &str) -> (String, Option<String>) {
 
 type Query<'a> = sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
-/// Why a commit transaction failed.
+/// Why a commit failed.
 enum Failure {
-    /// The events insert failed (maybe a sequence conflict).
-    Events(sqlx::Error),
+    /// The statement failed (maybe a sequence conflict).
+    Sql(sqlx::Error),
     /// Anything else, already described.
     Store(Error),
 }
@@ -349,19 +342,13 @@ impl EventStore for PostgresStore {
             return Ok(());
         }
         check_batch(batch)?;
-        let mut tx = self.pool.begin().await.map_err(err("commit"))?;
-        match Self::write(&mut tx, batch).await {
-            Ok(()) => tx.commit().await.map_err(err("commit")),
-            Err(failure) => {
-                tx.rollback().await.map_err(err("commit (rollback)"))?;
-                match failure {
-                    Failure::Events(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                        Err(self.find_conflict(batch).await?)
-                    }
-                    Failure::Events(e) => Err(unavailable(BACKEND, "commit (fsm_events)", e)),
-                    Failure::Store(e) => Err(e),
-                }
+        match self.write(batch).await {
+            Ok(()) => Ok(()),
+            Err(Failure::Sql(sqlx::Error::Database(db))) if db.is_unique_violation() && db.constraint() == Some(EVENTS_KEY) => {
+                Err(self.find_conflict(batch).await?)
             }
+            Err(Failure::Sql(e)) => Err(unavailable(BACKEND, "commit", e)),
+            Err(Failure::Store(e)) => Err(e),
         }
     }
 
