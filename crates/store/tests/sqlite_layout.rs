@@ -171,3 +171,18 @@ async fn group_commit_fails_only_the_conflicting_batch() {
     }
     assert_eq!(store.history(stored[0].instance_id).await.unwrap(), stored);
 }
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_as_configuration() {
+    let dir = TempDir::new();
+    let path = dir.0.join("newer.db");
+    let url = format!("sqlite://{}", path.display());
+    drop(open(&url, &StoreOptions::default()).await.unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("INSERT INTO fsm_schema_version (version, applied_at) VALUES (99, 0)", []).unwrap();
+    drop(conn);
+    match open(&url, &StoreOptions::default()).await {
+        Err(Error::Config(message)) => assert!(message.contains("99"), "{message}"),
+        other => panic!("expected a configuration error, got {:?}", other.map(|s| s.backend())),
+    }
+}

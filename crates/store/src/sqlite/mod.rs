@@ -80,6 +80,10 @@ impl SqliteStore {
             }
         })
         .await?;
+        // Not retried: a schema newer than this build is a `Config` error, not a busy file.
+        let conn = tokio::task::spawn_blocking(move || schema::migrate(&conn).map(|()| conn))
+            .await
+            .map_err(|e| unavailable(BACKEND, "migrate", e))??;
         let (jobs, queue) = mpsc::channel(writer::WRITER_QUEUE);
         let thread = std::thread::Builder::new()
             .name("xc-sqlite-writer".to_owned())

@@ -26,8 +26,9 @@ const WRITER_CACHE_KIB: i64 = 262_144;
 /// Page cache of each reader, in KiB (reads mostly go through the memory map).
 const READER_CACHE_KIB: i64 = 65_536;
 
-/// Bytes of the file each reader maps into memory (pages are read without a copy).
-const READER_MMAP_BYTES: i64 = 1 << 34;
+/// Bytes of the file each reader maps into memory (pages are read without a copy); SQLite's
+/// default compile-time cap is just under 2 GiB.
+const READER_MMAP_BYTES: i64 = 1 << 31;
 
 /// WAL pages after which a commit checkpoints (SQLite's default is 1,000: checkpointing less
 /// often copies a page rewritten by many commits once).
@@ -36,7 +37,7 @@ const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;
 
-/// Opens the writer connection (creating the file) and applies the pending migrations.
+/// Opens the writer connection (creating the file); `migrate` then brings the schema up to date.
 pub(super) fn open_writer(path: &Path, durability: Durability) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(err("open writer"))?;
@@ -52,7 +53,6 @@ pub(super) fn open_writer(path: &Path, durability: Durability) -> Result<Connect
          PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};"
     ))
     .map_err(err("open writer (pragmas)"))?;
-    migrate(&conn)?;
     Ok(conn)
 }
 
@@ -70,7 +70,7 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection> {
 }
 
 /// Applies the embedded migrations not yet recorded in `fsm_schema_version`, in one transaction.
-fn migrate(conn: &Connection) -> Result<()> {
+pub(super) fn migrate(conn: &Connection) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS fsm_schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
