@@ -180,7 +180,8 @@ describe('dashboard at 1280×800', () => {
     const msgs = await seq.locator('.seq-msg').evaluateAll((els) => els.map((e) => e.dataset.event));
     assert.deepEqual(msgs, ['INSTANCE_CREATED', 'SUBMIT', 'INSTANCE_CREATED', 'PROCESS', 'VALIDATE', 'COMPLETE', 'PAYMENT_CONFIRMED', 'SHIP']);
     assert.equal(await seq.locator('.seq-msg:not(.is-self)').count(), 2, 'two arrows cross lifelines');
-    assert.ok((await page.locator('#history-results tbody tr').count()) >= 5, 'search lists finished and live instances');
+    // Search lists finished and live instances (wait for the answer, not the placeholder row).
+    await until(page, () => document.querySelectorAll('#history-results tbody tr[data-id]').length >= 5);
     await page.screenshot({ path: '/tmp/dashboard-audit.png' });
 
     // A link to an instance that has ended is rebuilt from its stored events.
@@ -196,7 +197,11 @@ describe('dashboard at 1280×800', () => {
 
     await page.fill('#history-search input[name="q"]', 'ORD-1002');
     await page.click('#history-search button[type="submit"]');
-    await until(page, () => document.querySelectorAll('#history-results tbody tr').length === 1);
+    // Wait for the answer, not the "Searching…" placeholder row.
+    await until(page, () => {
+      const rows = document.querySelectorAll('#history-results tbody tr');
+      return rows.length === 1 && !rows[0].textContent.includes('Searching');
+    });
     assert.match(await page.locator('#history-results tbody tr').textContent(), /Cancelled/);
     await page.click('#tab-live');
   });
