@@ -1,11 +1,12 @@
 //! The embedded store: one SQLite file in WAL mode, driven directly through rusqlite.
 //!
 //! One writer thread owns the read-write connection and group-commits every batch waiting for
-//! it (`writer`); reads run on a pool of read-only connections (`pool`, `read`), each in one
+//! it (`writer`); a second thread checkpoints the WAL in the background (`checkpoint`); reads run on a pool of read-only connections (`pool`, `read`), each in one
 //! read transaction. Commits are encoded on the caller's task (`encode`) so the writer only binds
 //! prepared statements. The schema is embedded (`migrations/sqlite`, version 2) and applied at
 //! open (`schema`). Durability maps to `PRAGMA synchronous` (FULL / NORMAL / OFF).
 
+mod checkpoint;
 mod encode;
 mod fold;
 mod pool;
@@ -84,10 +85,14 @@ impl SqliteStore {
         let conn = tokio::task::spawn_blocking(move || schema::migrate(&conn).map(|()| conn))
             .await
             .map_err(|e| unavailable(BACKEND, "migrate", e))??;
+        let checkpoint_path = path.clone();
+        let checkpointer = tokio::task::spawn_blocking(move || checkpoint::Checkpointer::start(&checkpoint_path, durability))
+            .await
+            .map_err(|e| unavailable(BACKEND, "open (checkpoints)", e))??;
         let (jobs, queue) = mpsc::channel(writer::WRITER_QUEUE);
         let thread = std::thread::Builder::new()
             .name("xc-sqlite-writer".to_owned())
-            .spawn(move || writer::run(conn, queue))
+            .spawn(move || writer::run(conn, queue, checkpointer))
             .map_err(|e| unavailable(BACKEND, "open (writer thread)", e))?;
         let readers = Readers::new(path.clone(), options.pool_size.max(1) as usize);
         Ok(SqliteStore { jobs: Some(jobs), writer: Mutex::new(Some(thread)), readers, path })

@@ -30,9 +30,9 @@ const READER_CACHE_KIB: i64 = 65_536;
 /// default compile-time cap is just under 2 GiB.
 const READER_MMAP_BYTES: i64 = 1 << 31;
 
-/// WAL pages after which a commit checkpoints (SQLite's default is 1,000: checkpointing less
-/// often copies a page rewritten by many commits once).
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_384;
+/// WAL pages after which the writer checkpoints in line (SQLite's default is 1,000). Only a
+/// backstop: the checkpoint thread normally keeps the WAL far smaller.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 65_536;
 
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 64;

@@ -7,6 +7,7 @@
 //! COMMIT) rolls back the whole transaction and fails every caller of the group with
 //! `Unavailable`. Nobody is answered before the COMMIT has returned, so `Ok` always means durable.
 
+use super::checkpoint::Checkpointer;
 use super::encode::{Encoded, Span};
 use super::{BACKEND, err};
 use crate::RETENTION_CHUNK;
@@ -58,13 +59,14 @@ pub(super) enum Job {
 }
 
 /// Runs the writer until every sender is gone.
-pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, checkpointer: Checkpointer) {
     let mut next = None;
     loop {
         let Some(job) = next.take().or_else(|| jobs.blocking_recv()) else { return };
         match job {
             Job::Retention(cutoff, reply) => {
                 let _ = reply.send(retention(&conn, cutoff));
+                checkpointer.committed();
             }
             Job::Commit(batch, reply) => {
                 let mut events = batch.len();
@@ -82,7 +84,9 @@ pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                         Err(_) => break,
                     }
                 }
-                commit_group(&conn, group);
+                if commit_group(&conn, group) {
+                    checkpointer.committed();
+                }
             }
         }
     }
@@ -107,7 +111,8 @@ impl From<rusqlite::Error> for Failure {
 /// are rare: they mean two writers of one instance). No savepoint per batch: inside a savepoint
 /// SQLite journals every page touched and each upsert's statement journal then walks that
 /// journal, which made large batches quadratic.
-fn commit_group(conn: &Connection, mut group: Vec<(Encoded, oneshot::Sender<Result<()>>)>) {
+/// Whether a transaction was committed.
+fn commit_group(conn: &Connection, mut group: Vec<(Encoded, oneshot::Sender<Result<()>>)>) -> bool {
     loop {
         let attempt = (|| {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
@@ -126,14 +131,14 @@ fn commit_group(conn: &Connection, mut group: Vec<(Encoded, oneshot::Sender<Resu
                 for (_, reply) in group {
                     let _ = reply.send(Ok(()));
                 }
-                return;
+                return true;
             }
             Ok(Some((index, conflict))) => {
                 // The transaction was rolled back when dropped.
                 let (_, reply) = group.remove(index);
                 let _ = reply.send(Err(conflict));
                 if group.is_empty() {
-                    return;
+                    return false;
                 }
             }
             Err(error) => {
@@ -143,7 +148,7 @@ fn commit_group(conn: &Connection, mut group: Vec<(Encoded, oneshot::Sender<Resu
                 for (_, reply) in group {
                     let _ = reply.send(Err(unavailable(BACKEND, "commit", &message)));
                 }
-                return;
+                return false;
             }
         }
     }
