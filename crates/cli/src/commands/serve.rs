@@ -267,7 +267,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         DurabilityArg::None => Durability::None,
     };
     let metrics = Metrics::new();
-    let store = xcomponent_store::open(&url, &StoreOptions { durability, ..StoreOptions::default() })
+    // Enough connections for every shard to commit at once, plus readers for the API.
+    let shards = args.shards.unwrap_or_else(|| RuntimeOptions::default().shards).max(1);
+    let pool_size = u32::try_from(shards + 2).unwrap_or(u32::MAX).max(StoreOptions::default().pool_size);
+    let store = xcomponent_store::open(&url, &StoreOptions { durability, pool_size, ..StoreOptions::default() })
         .await
         .with_context(|| format!("cannot open the store {url}"))?;
     let store = TimedStore::wrap(store, &metrics);
