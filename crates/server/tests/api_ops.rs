@@ -5,23 +5,9 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::TestServer;
-use serde_json::{json, Value};
+use common::{assert_error, create_order, TestServer};
+use serde_json::json;
 use xcomponent_server::{Cors, ServerConfig};
-
-async fn create_order(server: &TestServer, order_id: &str) -> String {
-    let body = json!({"machineName": "Order", "context": {"orderId": order_id, "amount": 42, "paymentMethod": "visa"}});
-    let (status, reply) = server.call("POST", "/api/components/OrderComponent/instances", Some(body)).await;
-    assert_eq!(status, StatusCode::CREATED, "{reply}");
-    assert_eq!(reply["componentName"], "OrderComponent");
-    reply["instanceId"].as_str().expect("instanceId").to_owned()
-}
-
-fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, code: &str) {
-    assert_eq!(status, expected, "{body}");
-    assert_eq!(body["code"], code, "{body}");
-    assert!(body["error"].as_str().is_some_and(|text| !text.is_empty()), "{body}");
-}
 
 #[tokio::test]
 async fn history_search_and_correlation() {

@@ -197,3 +197,21 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Creates an Order (the fixture's entry machine) over HTTP and returns its id.
+#[allow(dead_code)] // Not every test binary that includes this module uses it.
+pub async fn create_order(server: &TestServer, order_id: &str) -> String {
+    let body = serde_json::json!({"machineName": "Order", "context": {"orderId": order_id, "amount": 42, "paymentMethod": "visa"}});
+    let (status, reply) = server.call("POST", "/api/components/OrderComponent/instances", Some(body)).await;
+    assert_eq!(status, axum::http::StatusCode::CREATED, "{reply}");
+    assert_eq!(reply["componentName"], "OrderComponent");
+    reply["instanceId"].as_str().expect("instanceId").to_owned()
+}
+
+/// Checks a JSON error reply: status, stable code, and a non-empty message.
+#[allow(dead_code)] // Not every test binary that includes this module uses it.
+pub fn assert_error(status: axum::http::StatusCode, body: &serde_json::Value, expected: axum::http::StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["error"].as_str().is_some_and(|text| !text.is_empty()), "{body}");
+}
