@@ -209,36 +209,10 @@ async fn drop_schema(url: &str, schema: &str) {
 async fn drop_schema(_: &str, _: &str) {}
 
 #[cfg(feature = "redis")]
-async fn delete_prefix(url: &str, prefix: &str) {
-    /// Bound of the cleanup loop.
-    const MAX_SCAN_PAGES: usize = 10_000;
-    let result: redis::RedisResult<()> = async {
-        let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
-        let mut cursor: u64 = 0;
-        for _ in 0..MAX_SCAN_PAGES {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(error) = result {
-        eprintln!("could not delete bench keys {prefix}:*: {error}");
-    }
-}
+#[path = "../tests/support/redis_cleanup.rs"]
+mod redis_cleanup;
+#[cfg(feature = "redis")]
+use redis_cleanup::delete_prefix;
 
 #[cfg(not(feature = "redis"))]
 async fn delete_prefix(_: &str, _: &str) {}

@@ -4,40 +4,12 @@
 #![cfg(feature = "redis")]
 
 mod conformance;
+#[path = "support/redis_cleanup.rs"]
+mod redis_cleanup;
+
+use redis_cleanup::delete_prefix;
 
 use xcomponent_store::{Durability, StoreOptions, open};
-
-/// Bound of the cleanup loop (SCAN pages of 1,000 keys).
-const MAX_SCAN_PAGES: usize = 10_000;
-
-async fn delete_prefix(url: &str, prefix: &str) {
-    let result: redis::RedisResult<()> = async {
-        let mut conn = redis::Client::open(url)?.get_multiplexed_async_connection().await?;
-        let mut cursor: u64 = 0;
-        for _ in 0..MAX_SCAN_PAGES {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{prefix}:*"))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                let _: () = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(error) = result {
-        eprintln!("could not delete test keys {prefix}:*: {error}");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_store_conforms() {
