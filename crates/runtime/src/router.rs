@@ -12,8 +12,15 @@ use smallvec::smallvec;
 use std::sync::Arc;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::effect::{Command, Effect, Target};
-use xcomponent_core::instance::{Context, Instance, InstanceId, MachineIdx, ParentRef, StateIdx};
+use xcomponent_core::instance::{Context, InstanceId, MachineIdx, ParentRef, StateIdx};
 use xcomponent_core::matching::{resolve_filters, PropertyFilter};
+
+/// The instance an effect comes from (all the router needs of it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Source {
+    pub id: InstanceId,
+    pub machine: MachineIdx,
+}
 
 /// Messages produced by one effect: (shard, message).
 pub(crate) type Routed = Vec<(usize, ShardMsg)>;
@@ -91,7 +98,7 @@ fn machine_of(definition: &Definition, name: &str) -> Result<MachineIdx, String>
 }
 
 /// Turns one effect of `instance` (of component `own`) into shard messages.
-pub(crate) fn route_effect(shared: &Shared, own: ComponentIdx, instance: &Instance, effect: Effect, trace: Trace, out: &mut Routed) -> Result<(), String> {
+pub(crate) fn route_effect(shared: &Shared, own: ComponentIdx, instance: Source, effect: Effect, trace: Trace, out: &mut Routed) -> Result<(), String> {
     let registry = &shared.registry;
     match effect {
         Effect::Command(Command::Send { component, target, event, payload }) => {

@@ -23,6 +23,7 @@ pub(crate) fn unavailable(backend: &str, operation: &str, error: impl Display) -
     Error::Unavailable(format!("{backend} {operation}: {error}"))
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 /// Stored data of backend `backend` that could not be decoded during `operation`.
 pub(crate) fn corrupt(backend: &str, operation: &str, error: impl Display) -> Error {
     Error::Corrupt(format!("{backend} {operation}: {error}"))
@@ -39,6 +40,7 @@ pub(crate) fn check_batch(batch: &CommitBatch) -> Result<()> {
     Ok(())
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 /// Converts a sequence number to the signed integer SQL and Redis store.
 pub(crate) fn seq_to_i64(seq: u64) -> Result<i64> {
     i64::try_from(seq).map_err(|_| Error::Config(format!("sequence number {seq} is out of range")))
@@ -258,6 +260,7 @@ pub(crate) fn like_pattern(text: &str) -> String {
     out
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 /// Events after each snapshot, grouped by instance, combined into records in id order.
 #[cfg(feature = "postgres")]
 /// `ids` gives the order; `snapshots` and `events` must be sorted by id (and events by seq).

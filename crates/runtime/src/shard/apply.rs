@@ -8,7 +8,7 @@ use super::ShardWork;
 use crate::error::RuntimeError;
 use crate::messages::{BatchOutcome, CreateMsg, DeliverMsg, SendMsg, SendOutcome, ShardMsg, Trace};
 use crate::registry::ComponentIdx;
-use crate::router::route_effect;
+use crate::router::{route_effect, Source};
 use crate::shared::Shared;
 use crate::stream::RuntimeEvent;
 use smallvec::SmallVec;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 use xcomponent_core::definition::{Definition, EntryMode};
 use xcomponent_core::effect::Effect;
 use xcomponent_core::engine::{self, EventRef, Hooks, Ignored, NoHooks, StepResult};
-use xcomponent_core::instance::{Context, EventId, Instance, InstanceId, Millis, PendingTimer, StateIdx, Status, TransitionIdx};
+use xcomponent_core::instance::{Context, EventId, InstanceId, Millis, PendingTimer, StateIdx, Status, TransitionIdx};
 use xcomponent_core::matching::{filters_hold, IndexKey};
 use xcomponent_core::model::Operator;
 use xcomponent_core::store::{StoredEvent, CREATED_EVENT_TYPE};
@@ -319,8 +319,8 @@ impl ShardWork {
         let status = instance.status;
         if !transitioned.effects.is_empty() {
             let next = Trace { causation: Some(event_id).filter(|id| *id != NO_ID), correlation: Some(correlation), depth: trace.depth + 1, source_component: None };
-            let instance = instance.clone();
-            self.route_effects(shared, component, &instance, transitioned.effects, next);
+            let source = Source { id, machine };
+            self.route_effects(shared, component, source, transitioned.effects, next);
         }
         if status != Status::Active {
             self.dispose(shared, id);
@@ -328,7 +328,7 @@ impl ShardWork {
         Ok(Applied::Transitioned { component, machine, from: transitioned.from, to: transitioned.to, status, event_id })
     }
 
-    fn route_effects(&mut self, shared: &Shared, component: ComponentIdx, instance: &Instance, effects: Vec<Effect>, trace: Trace) {
+    fn route_effects(&mut self, shared: &Shared, component: ComponentIdx, instance: Source, effects: Vec<Effect>, trace: Trace) {
         for effect in effects {
             if let Effect::HookFailed { kind, method, error } = &effect {
                 tracing::warn!(instance = %instance.id, hook = kind.as_str(), method = &**method, %error, "Hook failed; the transition went on.");
