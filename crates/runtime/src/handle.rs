@@ -262,10 +262,10 @@ impl RuntimeHandle {
         }
         let mut created = 0;
         for answer in answers {
-            created += answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
+            created += answer.await.map_err(|_| RuntimeError::ShuttingDown)??;
         }
         if created != ids.len() {
-            return Err(RuntimeError::Storage(format!("{} of {} instances were not created", ids.len() - created, ids.len())));
+            return Err(RuntimeError::Invalid(format!("{} of {} instances were not created (a singleton entry machine allows one)", ids.len() - created, ids.len())));
         }
         Ok(ids)
     }

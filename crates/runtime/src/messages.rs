@@ -123,7 +123,7 @@ pub(crate) enum ShardMsg {
     /// One event type to many instances (in order per instance).
     SendMany(Arc<str>, Vec<(InstanceId, Context)>, Option<oneshot::Sender<BatchOutcome>>),
     /// Create many instances (replies with how many were created).
-    CreateMany(Vec<CreateMsg>, oneshot::Sender<usize>),
+    CreateMany(Vec<CreateMsg>, oneshot::Sender<Result<usize, RuntimeError>>),
     Deliver(DeliverMsg),
     Query(QueryMsg),
     Restore(Vec<(ComponentIdx, EventId, xcomponent_core::Instance)>, oneshot::Sender<usize>),

@@ -32,7 +32,7 @@ pub(crate) enum Reply {
     Many(oneshot::Sender<BatchOutcome>, BatchOutcome),
     FanIn(Arc<FanIn>, usize),
     Done(oneshot::Sender<()>),
-    Count(oneshot::Sender<usize>, usize),
+    Count(oneshot::Sender<Result<usize, RuntimeError>>, usize),
 }
 
 /// What the current batch has produced so far.
@@ -105,7 +105,7 @@ impl ShardWork {
                     let _ = sender.send(());
                 }
                 Reply::Count(sender, count) => {
-                    let _ = sender.send(count);
+                    let _ = sender.send(Ok(count));
                 }
             }
         }
@@ -147,7 +147,7 @@ impl ShardWork {
                     let _ = sender.send(());
                 }
                 Reply::Count(sender, _) => {
-                    let _ = sender.send(0);
+                    let _ = sender.send(Err(failure.clone()));
                 }
             }
         }

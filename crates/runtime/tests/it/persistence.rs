@@ -187,3 +187,13 @@ async fn an_effect_rolled_back_by_a_storage_failure_is_retried_not_lost() {
     assert_eq!(created.len(), 1, "the routed create was retried once the store recovered");
     assert_eq!(flaky.inner.history(created[0].id).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_many_reports_a_storage_failure_and_creates_nothing() {
+    let flaky = Arc::new(FlakyStore { inner: MemoryStore::new(), failing: AtomicBool::new(true), failing_machine: Default::default() });
+    let rt = start(&[SIMPLE_FLOW], Handlers::new(), Some(flaky.clone())).await;
+    let result = rt.handle.create_many("SimpleFlow", "Flow", vec![Default::default(); 50]).await;
+    assert!(matches!(result, Err(RuntimeError::Storage(_))), "{result:?}");
+    let live = rt.handle.instances(xcomponent_runtime::InstanceFilter { limit: 100, ..Default::default() }).await;
+    assert!(live.is_empty(), "rolled back: nothing is live");
+}
