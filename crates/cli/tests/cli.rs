@@ -18,8 +18,13 @@ struct Run {
 }
 
 fn xc(dir: &Path, args: &[&str]) -> Run {
-    let Output { status, stdout, stderr } = Command::new(BIN).current_dir(dir).args(args).output().expect("the binary runs");
-    Run { code: status.code(), stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() }
+    let Output { status, stdout, stderr } =
+        Command::new(BIN).current_dir(dir).args(args).output().expect("the binary runs");
+    Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
 }
 
 /// A project made by `init` in a fresh temporary folder: (guard, project dir).
@@ -40,9 +45,18 @@ fn init_creates_a_project_that_validates_and_refuses_to_overwrite() {
     let yaml = std::fs::read_to_string(dir.join("components/shop.yaml")).unwrap_or_default();
     assert!(yaml.contains("name: Shop"), "component named after the project:\n{yaml}");
     let readme = std::fs::read_to_string(dir.join("README.md")).unwrap_or_default();
-    assert!(readme.contains("xcomponent-ai run components/shop.yaml") && readme.contains("xcomponent-ai validate components/shop.yaml"));
+    assert!(
+        readme.contains("xcomponent-ai run components/shop.yaml")
+            && readme.contains("xcomponent-ai validate components/shop.yaml")
+    );
     let valid = xc(&dir, &["validate", "--strict", "components/shop.yaml"]);
-    assert_eq!(valid.code, Some(0), "the generated component validates cleanly: {}{}", valid.stdout, valid.stderr);
+    assert_eq!(
+        valid.code,
+        Some(0),
+        "the generated component validates cleanly: {}{}",
+        valid.stdout,
+        valid.stderr
+    );
 
     let again = xc(temp.path(), &["init", "shop"]);
     assert_eq!(again.code, Some(1));
@@ -56,7 +70,19 @@ fn init_creates_a_project_that_validates_and_refuses_to_overwrite() {
 #[test]
 fn run_with_the_generated_events_delivers_the_order() {
     let (_temp, dir) = project();
-    let run = xc(&dir, &["run", "components/shop.yaml", "--machine", "Order", "--context", SMALL_ORDER, "--events", "@events.json"]);
+    let run = xc(
+        &dir,
+        &[
+            "run",
+            "components/shop.yaml",
+            "--machine",
+            "Order",
+            "--context",
+            SMALL_ORDER,
+            "--events",
+            "@events.json",
+        ],
+    );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let expected = [
         "Order#1 created in Draft",
@@ -69,7 +95,9 @@ fn run_with_the_generated_events_delivers_the_order() {
     ];
     let mut rest = run.stdout.as_str();
     for line in expected {
-        let Some(at) = rest.find(line) else { panic!("missing (or out of order) {line:?} in:\n{}", run.stdout) };
+        let Some(at) = rest.find(line) else {
+            panic!("missing (or out of order) {line:?} in:\n{}", run.stdout)
+        };
         rest = &rest[at + line.len()..];
     }
 }
@@ -77,18 +105,60 @@ fn run_with_the_generated_events_delivers_the_order() {
 #[test]
 fn run_moves_the_clock_and_fires_timeouts_at_their_deadline() {
     let (_temp, dir) = project();
-    let run = xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-c", LARGE_ORDER, "-e", r#"["SUBMIT", "APPROVE", {"advanceMs": 60000}]"#, "--advance-ms", "3600000"]);
+    let run = xc(
+        &dir,
+        &[
+            "run",
+            "components/shop.yaml",
+            "-m",
+            "Order",
+            "-c",
+            LARGE_ORDER,
+            "-e",
+            r#"["SUBMIT", "APPROVE", {"advanceMs": 60000}]"#,
+            "--advance-ms",
+            "3600000",
+        ],
+    );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stdout.contains("Order#1 Draft --SUBMIT--> AwaitingApproval"), "the guard routes 5000 to approval:\n{}", run.stdout);
-    assert!(run.stdout.contains("+15min  Order#1 AwaitingPayment --PAYMENT_TIMEOUT--> Cancelled [timeout] => error"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("Order#1 Draft --SUBMIT--> AwaitingApproval"),
+        "the guard routes 5000 to approval:\n{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "+15min  Order#1 AwaitingPayment --PAYMENT_TIMEOUT--> Cancelled [timeout] => error"
+        ),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
 fn run_json_output_is_one_object_per_line() {
     let (_temp, dir) = project();
-    let run = xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-c", SMALL_ORDER, "-e", r#"["SUBMIT"]"#, "--output", "json"]);
+    let run = xc(
+        &dir,
+        &[
+            "run",
+            "components/shop.yaml",
+            "-m",
+            "Order",
+            "-c",
+            SMALL_ORDER,
+            "-e",
+            r#"["SUBMIT"]"#,
+            "--output",
+            "json",
+        ],
+    );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let lines: Vec<Value> = run.stdout.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{line}: {error}"))).collect();
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{line}: {error}")))
+        .collect();
     let kinds: Vec<&str> = lines.iter().filter_map(|line| line["kind"].as_str()).collect();
     assert_eq!(kinds, ["instance_created", "state_change", "final_state"]);
     assert_eq!(lines[1]["newState"], "AwaitingPayment");
@@ -100,21 +170,37 @@ fn run_json_output_is_one_object_per_line() {
 #[test]
 fn run_reports_bad_events_by_item() {
     let (_temp, dir) = project();
-    let bad_item = xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-e", r#"["SUBMIT", {"typ": "PAY"}]"#]);
+    let bad_item = xc(
+        &dir,
+        &["run", "components/shop.yaml", "-m", "Order", "-e", r#"["SUBMIT", {"typ": "PAY"}]"#],
+    );
     assert_eq!(bad_item.code, Some(2));
-    assert!(bad_item.stderr.contains("item 2 `{\"typ\":\"PAY\"}` is wrong: unknown key \"typ\""), "{}", bad_item.stderr);
+    assert!(
+        bad_item.stderr.contains("item 2 `{\"typ\":\"PAY\"}` is wrong: unknown key \"typ\""),
+        "{}",
+        bad_item.stderr
+    );
     let not_json = xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-e", r#"["SUBMIT""#]);
     assert_eq!(not_json.code, Some(2));
     assert!(not_json.stderr.contains("--events is not valid JSON"), "{}", not_json.stderr);
     let bad_context = xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-c", "[1, 2]"]);
     assert_eq!(bad_context.code, Some(2));
-    assert!(bad_context.stderr.contains("--context must be a JSON object"), "{}", bad_context.stderr);
-    let missing_file = xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-e", "@nope.json"]);
+    assert!(
+        bad_context.stderr.contains("--context must be a JSON object"),
+        "{}",
+        bad_context.stderr
+    );
+    let missing_file =
+        xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-e", "@nope.json"]);
     assert_eq!(missing_file.code, Some(2));
     assert!(missing_file.stderr.contains("cannot read nope.json"), "{}", missing_file.stderr);
     let no_machine = xc(&dir, &["run", "components/shop.yaml", "-m", "Invoice"]);
     assert_eq!(no_machine.code, Some(2));
-    assert!(no_machine.stderr.contains("no machine named Invoice (machines: Order, Shipment)"), "{}", no_machine.stderr);
+    assert!(
+        no_machine.stderr.contains("no machine named Invoice (machines: Order, Shipment)"),
+        "{}",
+        no_machine.stderr
+    );
 }
 
 #[test]
@@ -132,53 +218,178 @@ fn run_refuses_invalid_yaml_with_diagnostics() {
 #[test]
 fn run_fails_on_runtime_errors_after_printing_the_trace() {
     let (_temp, dir) = project();
-    let finished = xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-c", SMALL_ORDER, "-e", r#"["SUBMIT", {"advanceMs": 900000}, "PAY"]"#]);
+    let finished = xc(
+        &dir,
+        &[
+            "run",
+            "components/shop.yaml",
+            "-m",
+            "Order",
+            "-c",
+            SMALL_ORDER,
+            "-e",
+            r#"["SUBMIT", {"advanceMs": 900000}, "PAY"]"#,
+        ],
+    );
     assert_eq!(finished.code, Some(1));
-    assert!(finished.stdout.contains("--PAYMENT_TIMEOUT--> Cancelled") && finished.stdout.contains("final states:"), "{}", finished.stdout);
-    assert!(finished.stderr.contains("item 3 `\"PAY\"` failed: instance Order#1 is not live"), "{}", finished.stderr);
-    let nobody = xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-e", r#"[{"machine": "Shipment", "type": "DISPATCH"}]"#]);
+    assert!(
+        finished.stdout.contains("--PAYMENT_TIMEOUT--> Cancelled")
+            && finished.stdout.contains("final states:"),
+        "{}",
+        finished.stdout
+    );
+    assert!(
+        finished.stderr.contains("item 3 `\"PAY\"` failed: instance Order#1 is not live"),
+        "{}",
+        finished.stderr
+    );
+    let nobody = xc(
+        &dir,
+        &[
+            "run",
+            "components/shop.yaml",
+            "-m",
+            "Order",
+            "-e",
+            r#"[{"machine": "Shipment", "type": "DISPATCH"}]"#,
+        ],
+    );
     assert_eq!(nobody.code, Some(1));
-    assert!(nobody.stderr.contains("no live instance of machine Shipment (live: Order#1)"), "{}", nobody.stderr);
+    assert!(
+        nobody.stderr.contains("no live instance of machine Shipment (live: Order#1)"),
+        "{}",
+        nobody.stderr
+    );
 }
 
 #[test]
 fn ignored_events_are_traced_but_do_not_fail_a_run() {
     let (_temp, dir) = project();
-    let run = xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-c", SMALL_ORDER, "-e", r#"["APPROVE"]"#]);
+    let run = xc(
+        &dir,
+        &["run", "components/shop.yaml", "-m", "Order", "-c", SMALL_ORDER, "-e", r#"["APPROVE"]"#],
+    );
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert!(run.stdout.contains("Order#1 ignored APPROVE: no transition from state Draft on event APPROVE"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("Order#1 ignored APPROVE: no transition from state Draft on event APPROVE"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
 fn simulate_prints_the_path_and_the_effects_it_did_not_carry_out() {
     let (_temp, dir) = project();
-    let walk = xc(&dir, &["simulate", "components/shop.yaml", "-m", "Order", "-c", SMALL_ORDER, "-e", r#"["SUBMIT", "PAY"]"#]);
+    let walk = xc(
+        &dir,
+        &[
+            "simulate",
+            "components/shop.yaml",
+            "-m",
+            "Order",
+            "-c",
+            SMALL_ORDER,
+            "-e",
+            r#"["SUBMIT", "PAY"]"#,
+        ],
+    );
     assert_eq!(walk.code, Some(0), "{}", walk.stderr);
     assert!(walk.stdout.contains("path: [Draft, AwaitingPayment, Shipping]"), "{}", walk.stdout);
-    assert!(walk.stdout.contains("effect: create child Shipment with {\"address\":\"1 Main Street\",\"orderId\":\"A-1\"}"), "{}", walk.stdout);
+    assert!(
+        walk.stdout.contains(
+            "effect: create child Shipment with {\"address\":\"1 Main Street\",\"orderId\":\"A-1\"}"
+        ),
+        "{}",
+        walk.stdout
+    );
 
-    let timed = xc(&dir, &["simulate", "components/shop.yaml", "-m", "Order", "-c", SMALL_ORDER, "-e", r#"["SUBMIT", {"advanceMs": 900000}, "PAY"]"#]);
+    let timed = xc(
+        &dir,
+        &[
+            "simulate",
+            "components/shop.yaml",
+            "-m",
+            "Order",
+            "-c",
+            SMALL_ORDER,
+            "-e",
+            r#"["SUBMIT", {"advanceMs": 900000}, "PAY"]"#,
+        ],
+    );
     assert_eq!(timed.code, Some(0), "the walk stops at the error state: {}", timed.stderr);
-    assert!(timed.stdout.contains("+15min  AwaitingPayment --PAYMENT_TIMEOUT--> Cancelled [timeout]"), "{}", timed.stdout);
-    assert!(timed.stdout.contains("stopped in Cancelled (error): 1 step(s) not taken"), "{}", timed.stdout);
+    assert!(
+        timed.stdout.contains("+15min  AwaitingPayment --PAYMENT_TIMEOUT--> Cancelled [timeout]"),
+        "{}",
+        timed.stdout
+    );
+    assert!(
+        timed.stdout.contains("stopped in Cancelled (error): 1 step(s) not taken"),
+        "{}",
+        timed.stdout
+    );
 }
 
 #[test]
 fn simulate_fails_when_an_event_has_no_transition() {
     let (_temp, dir) = project();
-    let walk = xc(&dir, &["simulate", "components/shop.yaml", "-m", "Order", "-c", SMALL_ORDER, "-e", r#"["SUBMIT", "SHIP"]"#]);
+    let walk = xc(
+        &dir,
+        &[
+            "simulate",
+            "components/shop.yaml",
+            "-m",
+            "Order",
+            "-c",
+            SMALL_ORDER,
+            "-e",
+            r#"["SUBMIT", "SHIP"]"#,
+        ],
+    );
     assert_eq!(walk.code, Some(1));
-    assert!(walk.stderr.contains("No transition from AwaitingPayment for event SHIP"), "{}", walk.stderr);
+    assert!(
+        walk.stderr.contains("No transition from AwaitingPayment for event SHIP"),
+        "{}",
+        walk.stderr
+    );
     assert!(walk.stdout.contains("path: [Draft, AwaitingPayment]"), "{}", walk.stdout);
 
-    let guarded = xc(&dir, &["simulate", "components/shop.yaml", "-m", "Order", "-e", r#"["SUBMIT"]"#, "--output", "json"]);
+    let guarded = xc(
+        &dir,
+        &[
+            "simulate",
+            "components/shop.yaml",
+            "-m",
+            "Order",
+            "-e",
+            r#"["SUBMIT"]"#,
+            "--output",
+            "json",
+        ],
+    );
     assert_eq!(guarded.code, Some(1), "no amount: neither guard can be evaluated");
-    let report: Value = serde_json::from_str(guarded.stdout.trim()).unwrap_or_else(|error| panic!("{}: {error}", guarded.stdout));
+    let report: Value = serde_json::from_str(guarded.stdout.trim())
+        .unwrap_or_else(|error| panic!("{}: {error}", guarded.stdout));
     assert_eq!(report["success"], false);
     assert_eq!(report["path"], serde_json::json!(["Draft"]));
-    assert!(report["error"].as_str().is_some_and(|error| error.starts_with("No transition from Draft for event SUBMIT: ")), "{report}");
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|error| error.starts_with("No transition from Draft for event SUBMIT: ")),
+        "{report}"
+    );
 
-    let other = xc(&dir, &["simulate", "components/shop.yaml", "-m", "Order", "-e", r#"[{"machine": "Shipment", "type": "DISPATCH"}]"#]);
+    let other = xc(
+        &dir,
+        &[
+            "simulate",
+            "components/shop.yaml",
+            "-m",
+            "Order",
+            "-e",
+            r#"[{"machine": "Shipment", "type": "DISPATCH"}]"#,
+        ],
+    );
     assert_eq!(other.code, Some(2));
     assert!(other.stderr.contains("simulate follows a single instance"), "{}", other.stderr);
 }

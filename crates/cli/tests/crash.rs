@@ -9,7 +9,7 @@
 //!
 //! The HTTP client is a few lines over `TcpStream` so the test depends on nothing but std.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -43,7 +43,10 @@ stateMachines:
 "#;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).map(|addr| addr.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
 }
 
 /// One HTTP/1.1 request; `None` on any connection failure (the server may be dead).
@@ -97,23 +100,33 @@ fn start(dir: &Path, port: u16) -> Server {
 }
 
 fn create(port: u16, machine: &str) -> String {
-    let (status, body) = http(port, "POST", "/api/components/Crash/instances", Some(&json!({"machineName": machine, "context": {"n": 0}}))).expect("create answered");
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/components/Crash/instances",
+        Some(&json!({"machineName": machine, "context": {"n": 0}})),
+    )
+    .expect("create answered");
     assert!(status < 300, "create failed: {status} {body}");
     body["instanceId"].as_str().expect("instanceId").to_owned()
 }
 
 fn history(port: u16, id: &str) -> Vec<Value> {
-    let (status, body) = http(port, "GET", &format!("/api/history/instances/{id}/events"), None).expect("history answered");
+    let (status, body) = http(port, "GET", &format!("/api/history/instances/{id}/events"), None)
+        .expect("history answered");
     assert_eq!(status, 200, "history of {id}: {body}");
     match body {
         Value::Array(events) => events,
-        Value::Object(map) => map.get("events").and_then(Value::as_array).cloned().unwrap_or_default(),
+        Value::Object(map) => {
+            map.get("events").and_then(Value::as_array).cloned().unwrap_or_default()
+        }
         _ => Vec::new(),
     }
 }
 
 fn counter_of(port: u16, id: &str) -> u64 {
-    let (status, body) = http(port, "GET", &format!("/api/instances/{id}"), None).expect("instance answered");
+    let (status, body) =
+        http(port, "GET", &format!("/api/instances/{id}"), None).expect("instance answered");
     assert_eq!(status, 200, "instance {id}: {body}");
     body["instance"]["context"]["n"].as_u64().unwrap_or_else(|| panic!("no counter n in {body}"))
 }
@@ -122,12 +135,27 @@ fn counter_of(port: u16, id: &str) -> u64 {
 fn check_history(port: u16, id: &str, acknowledged: u64) -> u64 {
     let events = history(port, id);
     for (index, event) in events.iter().enumerate() {
-        assert_eq!(event["seq"].as_u64(), Some(index as u64 + 1), "instance {id}: sequence gap or repeat at {index}");
-        assert_eq!(event["context"]["n"].as_u64(), Some(index as u64), "instance {id}: event {} applied twice or lost", index + 1);
+        assert_eq!(
+            event["seq"].as_u64(),
+            Some(index as u64 + 1),
+            "instance {id}: sequence gap or repeat at {index}"
+        );
+        assert_eq!(
+            event["context"]["n"].as_u64(),
+            Some(index as u64),
+            "instance {id}: event {} applied twice or lost",
+            index + 1
+        );
     }
     let stored = events.len() as u64 - 1;
-    assert!(stored >= acknowledged, "instance {id}: acknowledged {acknowledged} INC, only {stored} stored");
-    assert!(stored <= acknowledged + 1, "instance {id}: {stored} stored for {acknowledged} acknowledged (more than one unacknowledged)");
+    assert!(
+        stored >= acknowledged,
+        "instance {id}: acknowledged {acknowledged} INC, only {stored} stored"
+    );
+    assert!(
+        stored <= acknowledged + 1,
+        "instance {id}: {stored} stored for {acknowledged} acknowledged (more than one unacknowledged)"
+    );
     stored
 }
 
@@ -140,7 +168,8 @@ fn killed_at_random_moments_serve_loses_nothing_and_duplicates_nothing() {
     let mut server = start(dir, port);
     let counters: Vec<String> = (0..CLIENTS).map(|_| create(port, "Counter")).collect();
     // Acknowledged counter value per instance (the model).
-    let acknowledged: Arc<Vec<Mutex<u64>>> = Arc::new((0..CLIENTS).map(|_| Mutex::new(0)).collect());
+    let acknowledged: Arc<Vec<Mutex<u64>>> =
+        Arc::new((0..CLIENTS).map(|_| Mutex::new(0)).collect());
     let mut alarms: Vec<String> = Vec::new();
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     for round in 0..ROUNDS {
@@ -156,8 +185,15 @@ fn killed_at_random_moments_serve_loses_nothing_and_duplicates_nothing() {
                     while running.load(Ordering::SeqCst) {
                         let next = *acknowledged[index].lock().expect("model lock") + 1;
                         let payload = json!({"type": "INC", "payload": {"n": next}});
-                        match http(port, "POST", &format!("/api/instances/{id}/events"), Some(&payload)) {
-                            Some((status, _)) if status < 300 => *acknowledged[index].lock().expect("model lock") = next,
+                        match http(
+                            port,
+                            "POST",
+                            &format!("/api/instances/{id}/events"),
+                            Some(&payload),
+                        ) {
+                            Some((status, _)) if status < 300 => {
+                                *acknowledged[index].lock().expect("model lock") = next
+                            }
                             // Dead server (or answer lost): this INC may or may not be stored.
                             _ => break,
                         }
@@ -182,17 +218,24 @@ fn killed_at_random_moments_serve_loses_nothing_and_duplicates_nothing() {
             let stored = check_history(port, id, *acked);
             // A stored but unacknowledged INC counts from now on: the model follows the store.
             *acked = stored;
-            assert_eq!(counter_of(port, id), stored, "round {round}: live state of {id} differs from its history");
+            assert_eq!(
+                counter_of(port, id),
+                stored,
+                "round {round}: live state of {id} differs from its history"
+            );
         }
         // Give restored timers their turn, then check each alarm rang exactly once.
         std::thread::sleep(Duration::from_millis(300));
         for alarm in &alarms {
-            let rings = history(port, alarm).iter().filter(|event| event["eventType"] == "RING").count();
+            let rings =
+                history(port, alarm).iter().filter(|event| event["eventType"] == "RING").count();
             assert_eq!(rings, 1, "round {round}: alarm {alarm} rang {rings} times");
         }
     }
     let total: u64 = acknowledged.iter().map(|value| *value.lock().expect("model lock")).sum();
     assert!(total > 0, "the load generator never got an acknowledgement");
-    println!("crash test: {ROUNDS} kills, {total} acknowledged transitions all found, none duplicated");
+    println!(
+        "crash test: {ROUNDS} kills, {total} acknowledged transitions all found, none duplicated"
+    );
     server.kill();
 }

@@ -84,19 +84,38 @@ fn case_name(relative: &Path) -> String {
 }
 
 fn render_diagnostic(diagnostic: &Diagnostic, examples: &Path) -> String {
-    let file = Path::new(&diagnostic.file).strip_prefix(examples).map(|path| path.display().to_string()).unwrap_or_else(|_| diagnostic.file.clone());
-    format!("{file}:{}:{}: {}[{}]: {}", diagnostic.line, diagnostic.column, diagnostic.severity, diagnostic.code, diagnostic.message)
+    let file = Path::new(&diagnostic.file)
+        .strip_prefix(examples)
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| diagnostic.file.clone());
+    format!(
+        "{file}:{}:{}: {}[{}]: {}",
+        diagnostic.line,
+        diagnostic.column,
+        diagnostic.severity,
+        diagnostic.code,
+        diagnostic.message
+    )
 }
 
 /// Runs one case and renders its golden text.
 fn run_case(name: &str, relative: &Path, examples: &Path) -> Result<String, String> {
     let case_path = case_dir().join(format!("{name}.events.json"));
-    let text = std::fs::read_to_string(&case_path).map_err(|error| format!("no script for {}: write {} ({error})", relative.display(), case_path.display()))?;
-    let case: Case = serde_json::from_str(&text).map_err(|error| format!("{}: {error}", case_path.display()))?;
+    let text = std::fs::read_to_string(&case_path).map_err(|error| {
+        format!("no script for {}: write {} ({error})", relative.display(), case_path.display())
+    })?;
+    let case: Case =
+        serde_json::from_str(&text).map_err(|error| format!("{}: {error}", case_path.display()))?;
     let mut files = vec![examples.join(relative)];
     files.extend(case.files.iter().map(|file| examples.join(file)));
     let mut out = format!("# {}\n", case.about);
-    out.push_str(&format!("files: {}\n", std::iter::once(relative.display().to_string()).chain(case.files.iter().cloned()).collect::<Vec<_>>().join(", ")));
+    out.push_str(&format!(
+        "files: {}\n",
+        std::iter::once(relative.display().to_string())
+            .chain(case.files.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let loaded = match load_definitions(&files) {
         Ok(loaded) => loaded,
         Err(LoadError::Invalid(diagnostics)) => {
@@ -113,11 +132,20 @@ fn run_case(name: &str, relative: &Path, examples: &Path) -> Result<String, Stri
     }
     drop(loaded);
     for scenario in &case.scenarios {
-        let items = parse_items(&scenario.events).map_err(|error| format!("{name}/{}: {error:#}", scenario.name))?;
+        let items = parse_items(&scenario.events)
+            .map_err(|error| format!("{name}/{}: {error:#}", scenario.name))?;
         out.push_str(&format!("\n## {}: {}\n", scenario.name, scenario.about));
-        let definitions = load_definitions(&files).map_err(|_| format!("{name}: reload failed"))?.definitions;
-        let component = find_machine(&definitions, &scenario.machine, scenario.component.as_deref()).map_err(|error| format!("{name}/{}: {error}", scenario.name))?.name.to_string();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| error.to_string())?;
+        let definitions =
+            load_definitions(&files).map_err(|_| format!("{name}: reload failed"))?.definitions;
+        let component =
+            find_machine(&definitions, &scenario.machine, scenario.component.as_deref())
+                .map_err(|error| format!("{name}/{}: {error}", scenario.name))?
+                .name
+                .to_string();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| error.to_string())?;
         let handlers = golden_handlers::for_case(name);
         let trace = runtime.block_on(drive(definitions, handlers, &component, scenario, &items))?;
         out.push_str(&trace);
@@ -132,7 +160,8 @@ async fn drive(
     scenario: &Scenario,
     items: &[Item],
 ) -> Result<String, String> {
-    let (mut session, existing) = Session::start(definitions, handlers, T0).await.map_err(|error| format!("{error:#}"))?;
+    let (mut session, existing) =
+        Session::start(definitions, handlers, T0).await.map_err(|error| format!("{error:#}"))?;
     let mut out = String::new();
     let push = |lines: Vec<xcomponent_cli::offline::trace::Line>, out: &mut String| {
         for line in lines {
@@ -175,8 +204,15 @@ fn item_comment(item: &Item) -> Option<String> {
 fn reference_examples_match_their_golden_traces() {
     let examples = examples_dir();
     if !examples.is_dir() {
-        eprintln!("\n!!!!!!!! REFERENCE EXAMPLES ABSENT: {} does not exist; the golden tests did not run !!!!!!!!\n", examples.display());
-        assert!(std::env::var("XC_REQUIRE_REFERENCE").as_deref() != Ok("1"), "XC_REQUIRE_REFERENCE=1 but {} is absent", examples.display());
+        eprintln!(
+            "\n!!!!!!!! REFERENCE EXAMPLES ABSENT: {} does not exist; the golden tests did not run !!!!!!!!\n",
+            examples.display()
+        );
+        assert!(
+            std::env::var("XC_REQUIRE_REFERENCE").as_deref() != Ok("1"),
+            "XC_REQUIRE_REFERENCE=1 but {} is absent",
+            examples.display()
+        );
         return;
     }
     let examples = examples.canonicalize().unwrap_or(examples);
@@ -204,12 +240,23 @@ fn reference_examples_match_their_golden_traces() {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|entry| entry.file_name().to_str().and_then(|file| file.strip_suffix(".events.json")).map(str::to_owned))
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .and_then(|file| file.strip_suffix(".events.json"))
+                .map(str::to_owned)
+        })
         .filter(|case| !names.contains(case))
         .collect();
     for case in stale {
         failures.push(format!("tests/golden/{case}.events.json matches no example"));
     }
-    assert!(failures.is_empty(), "{} golden case(s) failed:\n  {}", failures.len(), failures.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "{} golden case(s) failed:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
     eprintln!("golden: {} examples checked", files.len());
 }

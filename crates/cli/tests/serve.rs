@@ -2,7 +2,7 @@
 //! `--data-dir`, SIGTERM (graceful: exit 0, everything stored), a restart that finds the same
 //! instances in the same states, `--token`, and the clear error for a broker not built yet.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,8 @@ impl Dir {
     fn new() -> Dir {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("xcai-serve-cli-{}-{unique}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("xcai-serve-cli-{}-{unique}", std::process::id()));
         std::fs::create_dir_all(&path).expect("temp dir");
         std::fs::write(path.join("tickets.yaml"), COMPONENT).expect("component file");
         Dir(path)
@@ -45,7 +46,13 @@ impl Drop for Dir {
     }
 }
 
-fn http(port: u16, method: &str, path: &str, body: Option<&Value>, token: Option<&str>) -> (u16, Value) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
     let body = body.map(Value::to_string).unwrap_or_default();
@@ -82,13 +89,19 @@ fn start(dir: &Path, extra: &[&str]) -> (Child, u16) {
     reader.read_line(&mut first).expect("first line");
     // Keep reading so the server never writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-    let port = first.trim().rsplit(':').next().and_then(|port| port.parse().ok()).unwrap_or_else(|| panic!("no URL in {first:?}"));
+    let port = first
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no URL in {first:?}"));
     assert!(first.starts_with("xcomponent-ai serving Tickets on http://127.0.0.1:"), "{first}");
     (child, port)
 }
 
 fn terminate(mut child: Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    let status =
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
     let started = Instant::now();
     loop {
@@ -102,8 +115,18 @@ fn terminate(mut child: Child) {
 }
 
 fn send(port: u16, id: &str, event: &str) {
-    let (status, reply) = http(port, "POST", &format!("/api/instances/{id}/events"), Some(&json!({"type": event})), None);
-    assert_eq!((status, reply["outcome"].as_str()), (200, Some("transitioned")), "{event}: {reply}");
+    let (status, reply) = http(
+        port,
+        "POST",
+        &format!("/api/instances/{id}/events"),
+        Some(&json!({"type": event})),
+        None,
+    );
+    assert_eq!(
+        (status, reply["outcome"].as_str()),
+        (200, Some("transitioned")),
+        "{event}: {reply}"
+    );
 }
 
 #[test]
@@ -111,10 +134,20 @@ fn sigterm_then_restart_keeps_everything() {
     let dir = Dir::new();
     let (child, port) = start(&dir.0, &[]);
     let (_, health) = http(port, "GET", "/health", None, None);
-    assert_eq!((health["databaseType"].as_str(), health["persistent"].as_bool()), (Some("sqlite"), Some(true)), "{health}");
+    assert_eq!(
+        (health["databaseType"].as_str(), health["persistent"].as_bool()),
+        (Some("sqlite"), Some(true)),
+        "{health}"
+    );
     let mut ids = Vec::new();
     for index in 0..3 {
-        let (status, created) = http(port, "POST", "/api/components/Tickets/instances", Some(&json!({"context": {"n": index}})), None);
+        let (status, created) = http(
+            port,
+            "POST",
+            "/api/components/Tickets/instances",
+            Some(&json!({"context": {"n": index}})),
+            None,
+        );
         assert_eq!(status, 201, "{created}");
         ids.push(created["instanceId"].as_str().expect("id").to_owned());
     }
@@ -129,7 +162,10 @@ fn sigterm_then_restart_keeps_everything() {
     let state = |id: &str| {
         let (status, body) = http(port, "GET", &format!("/api/instances/{id}"), None, None);
         assert_eq!(status, 200, "{body}");
-        (body["instance"]["currentState"].as_str().unwrap_or_default().to_owned(), body["instance"]["seq"].as_u64().unwrap_or_default())
+        (
+            body["instance"]["currentState"].as_str().unwrap_or_default().to_owned(),
+            body["instance"]["seq"].as_u64().unwrap_or_default(),
+        )
     };
     assert_eq!(state(&ids[0]), ("New".to_owned(), 1));
     assert_eq!(state(&ids[1]), ("Open".to_owned(), 3));
@@ -155,7 +191,14 @@ fn token_guards_mutations() {
 fn other_brokers_are_refused_clearly() {
     let dir = Dir::new();
     let output = Command::new(BIN)
-        .args(["serve", "tickets.yaml", "--port", "0", "--broker", "amqp://guest:guest@localhost:5672"])
+        .args([
+            "serve",
+            "tickets.yaml",
+            "--port",
+            "0",
+            "--broker",
+            "amqp://guest:guest@localhost:5672",
+        ])
         .current_dir(&dir.0)
         .output()
         .expect("serve runs");

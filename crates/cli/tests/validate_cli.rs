@@ -57,9 +57,11 @@ impl std::ops::Deref for FixtureDir {
 
 fn fixture_dir(test: &str, files: &[(&str, &str)]) -> FixtureDir {
     let dir = std::env::temp_dir().join(format!("xcomponent-cli-{}-{test}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
     for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap_or_else(|error| panic!("cannot write {name}: {error}"));
+        std::fs::write(dir.join(name), text)
+            .unwrap_or_else(|error| panic!("cannot write {name}: {error}"));
     }
     FixtureDir(dir)
 }
@@ -82,7 +84,10 @@ fn validate_exits_0_on_a_valid_file_and_1_on_an_invalid_one() {
 
     let valid = run_in(&dir, &["validate", "valid.yaml"]);
     assert_eq!(valid.status.code(), Some(0), "stderr: {}", text(&valid.stderr));
-    assert_eq!(text(&valid.stdout), "valid.yaml: component Orders (1 machine): ok (0 errors, 0 warnings, 0 notes)\n");
+    assert_eq!(
+        text(&valid.stdout),
+        "valid.yaml: component Orders (1 machine): ok (0 errors, 0 warnings, 0 notes)\n"
+    );
     assert_eq!(text(&valid.stderr), "");
 
     let invalid = run_in(&dir, &["validate", "invalid.yaml"]);
@@ -116,8 +121,8 @@ fn validate_json_output_is_one_document_on_stdout() {
     let output = run_in(&dir, &["validate", "--output", "json", "valid.yaml", "invalid.yaml"]);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(text(&output.stderr), "");
-    let report: serde_json::Value =
-        serde_json::from_slice(&output.stdout).unwrap_or_else(|error| panic!("not JSON ({error}): {}", text(&output.stdout)));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("not JSON ({error}): {}", text(&output.stdout)));
     assert_eq!(report["ok"], false);
     assert_eq!(report["files"][0]["ok"], true);
     let diagnostic = &report["files"][1]["diagnostics"][0];
@@ -136,7 +141,8 @@ fn schema_graph_and_explain() {
     let schema: serde_json::Value = serde_json::from_slice(&schema.stdout).unwrap_or_default();
     assert!(schema["$defs"]["Transition"].is_object());
 
-    let graph = run_in(&dir, &["graph", "valid.yaml", "--machine", "Order", "--current", "Created"]);
+    let graph =
+        run_in(&dir, &["graph", "valid.yaml", "--machine", "Order", "--current", "Created"]);
     assert_eq!(graph.status.code(), Some(0));
     let diagram = text(&graph.stdout);
     assert!(diagram.contains("stateDiagram-v2\n    [*] --> Created\n    Created --> Done : FINISH\n    Done --> [*]\n"), "{diagram}");

@@ -15,10 +15,7 @@ fn context() -> Map<String, Value> {
     }
     context.insert("availableStock".to_owned(), json!(5));
     context.insert("threshold".to_owned(), json!(10.0));
-    context.insert(
-        "customer".to_owned(),
-        json!({"tier": "gold", "since": 2019}),
-    );
+    context.insert("customer".to_owned(), json!({"tier": "gold", "since": 2019}));
     context.insert("tags".to_owned(), json!(["vip", "new", "eu"]));
     context.insert("amount".to_owned(), json!(6000.5));
     context
@@ -38,25 +35,17 @@ fn guards(c: &mut Criterion) {
     };
     let low_stock = "context.availableStock <= context.threshold && context.availableStock > 0";
 
-    c.bench_function("guard/compile", |b| {
-        b.iter(|| CompiledGuard::compile(black_box(low_stock)))
-    });
+    c.bench_function("guard/compile", |b| b.iter(|| CompiledGuard::compile(black_box(low_stock))));
 
     let cases = [
         ("guard/eval/simple", "context.amount > 5000"),
         ("guard/eval/and", low_stock),
-        (
-            "guard/eval/nested",
-            "context.customer.tier === 'gold' && 'vip' in context.tags",
-        ),
+        ("guard/eval/nested", "context.customer.tier === 'gold' && 'vip' in context.tags"),
         (
             "guard/eval/payload",
             "payload.quantity * 1.5 < context.availableStock && state == 'Available'",
         ),
-        (
-            "guard/eval/whole-context",
-            "size(context) > 10 && context.amount > 5000",
-        ),
+        ("guard/eval/whole-context", "size(context) > 10 && context.amount > 5000"),
     ];
     for (name, text) in cases {
         let guard = match CompiledGuard::compile(text) {

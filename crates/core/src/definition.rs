@@ -339,7 +339,11 @@ fn compile_machine(
     for state in &machine.states {
         let index = states.len() as StateIdx;
         if state_index.insert(state.name.as_str().into(), index).is_some() {
-            errors.push(CompileError::Duplicate { location: location(String::new()), kind: "state", name: state.name.clone() });
+            errors.push(CompileError::Duplicate {
+                location: location(String::new()),
+                kind: "state",
+                name: state.name.clone(),
+            });
         }
         states.push(StateDef {
             name: state.name.as_str().into(),
@@ -362,14 +366,23 @@ fn compile_machine(
             timed: SmallVec::new(),
         });
     }
-    if states.len() > usize::from(StateIdx::MAX) || machine.transitions.len() > usize::from(TransitionIdx::MAX) {
-        errors.push(CompileError::Invalid { location: location(String::new()), message: "too many states or transitions".into() });
+    if states.len() > usize::from(StateIdx::MAX)
+        || machine.transitions.len() > usize::from(TransitionIdx::MAX)
+    {
+        errors.push(CompileError::Invalid {
+            location: location(String::new()),
+            message: "too many states or transitions".into(),
+        });
         return None;
     }
     let resolve = |name: &str, what: String, errors: &mut Vec<CompileError>| -> Option<StateIdx> {
         let found = state_index.get(name).copied();
         if found.is_none() {
-            errors.push(CompileError::Unknown { location: location(what), kind: "state", name: name.to_owned() });
+            errors.push(CompileError::Unknown {
+                location: location(what),
+                kind: "state",
+                name: name.to_owned(),
+            });
         }
         found
     };
@@ -378,7 +391,13 @@ fn compile_machine(
     let mut event_names: Vec<Arc<str>> = Vec::new();
     let mut transitions = Vec::with_capacity(machine.transitions.len());
     for (position, transition) in machine.transitions.iter().enumerate() {
-        let where_ = format!(", transition {} ({} --{}--> {})", position + 1, transition.from, transition.event, transition.to);
+        let where_ = format!(
+            ", transition {} ({} --{}--> {})",
+            position + 1,
+            transition.from,
+            transition.event,
+            transition.to
+        );
         let from = resolve(&transition.from, where_.clone(), errors);
         let leaves_terminal = from.is_some_and(|from| states[usize::from(from)].kind.is_terminal());
         if leaves_terminal && !state_index.contains_key(transition.to.as_str()) {
@@ -396,12 +415,19 @@ fn compile_machine(
                 Some(name) => match machine_index.get(name) {
                     Some(&index) => Some(index),
                     None => {
-                        errors.push(CompileError::Unknown { location: location(where_.clone()), kind: "machine", name: name.to_owned() });
+                        errors.push(CompileError::Unknown {
+                            location: location(where_.clone()),
+                            kind: "machine",
+                            name: name.to_owned(),
+                        });
                         None
                     }
                 },
                 None => {
-                    errors.push(CompileError::Invalid { location: location(where_.clone()), message: "inter_machine transition without targetMachine".into() });
+                    errors.push(CompileError::Invalid {
+                        location: location(where_.clone()),
+                        message: "inter_machine transition without targetMachine".into(),
+                    });
                     None
                 }
             }
@@ -416,13 +442,20 @@ fn compile_machine(
                 correlation: transition.matching_rules.clone().unwrap_or_default(),
             }),
             (TransitionType::CrossComponent, None) => {
-                errors.push(CompileError::Invalid { location: location(where_.clone()), message: "cross_component transition without targetComponent".into() });
+                errors.push(CompileError::Invalid {
+                    location: location(where_.clone()),
+                    message: "cross_component transition without targetComponent".into(),
+                });
                 None
             }
             _ => None,
         };
-        if transition.transition_type == TransitionType::Timeout && transition.timeout_ms.is_none() {
-            errors.push(CompileError::Invalid { location: location(where_.clone()), message: "timeout transition without timeoutMs".into() });
+        if transition.transition_type == TransitionType::Timeout && transition.timeout_ms.is_none()
+        {
+            errors.push(CompileError::Invalid {
+                location: location(where_.clone()),
+                message: "timeout transition without timeoutMs".into(),
+            });
         }
         let (Some(from), Some(to)) = (from, to) else { continue };
         transitions.push(TransitionDef {
@@ -434,18 +467,16 @@ fn compile_machine(
             delay_ms: transition.timeout_ms.unwrap_or(0),
             resets_on_self_loop: transition.resets_on_self_loop(),
             guard,
-            rules: transition
-                .matching_rules
-                .clone()
-                .filter(|rules| !rules.is_empty() && transition.transition_type != TransitionType::CrossComponent),
+            rules: transition.matching_rules.clone().filter(|rules| {
+                !rules.is_empty() && transition.transition_type != TransitionType::CrossComponent
+            }),
             merge_payload: !transition.has_matching_rules(),
             triggered: transition.triggered_method.as_deref().map(Arc::from),
             child_machine,
             cross,
-            mapping: transition
-                .context_mapping
-                .as_ref()
-                .map(|mapping| mapping.iter().map(|(target, source)| (target.clone(), source.clone())).collect()),
+            mapping: transition.context_mapping.as_ref().map(|mapping| {
+                mapping.iter().map(|(target, source)| (target.clone(), source.clone())).collect()
+            }),
             notify_parent: transition.notify_parent.as_ref().map(|notify| NotifyParentDef {
                 event: notify.event.as_str().into(),
                 include_state: notify.include_state.unwrap_or(true),
@@ -484,7 +515,11 @@ fn compile_machine(
     })
 }
 
-fn compile_guard(transition: &model::Transition, location: &str, errors: &mut Vec<CompileError>) -> Option<CompiledGuard> {
+fn compile_guard(
+    transition: &model::Transition,
+    location: &str,
+    errors: &mut Vec<CompileError>,
+) -> Option<CompiledGuard> {
     // One rule for `validate` and the engine: `guard` and legacy `guards` must all hold.
     match CompiledGuard::for_transition(transition) {
         Ok(guard) => guard,

@@ -166,7 +166,9 @@ impl SeverityCounts {
 impl fmt::Display for SeverityCounts {
     /// `2 errors, 1 warning, 0 notes`.
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let plural = |count: usize, word: &str| if count == 1 { format!("1 {word}") } else { format!("{count} {word}s") };
+        let plural = |count: usize, word: &str| {
+            if count == 1 { format!("1 {word}") } else { format!("{count} {word}s") }
+        };
         write!(
             formatter,
             "{}, {}, {}",
@@ -188,9 +190,13 @@ mod tests {
 
     #[test]
     fn renders_position_code_message_and_hint() {
-        let diagnostic = Diagnostic::new(Severity::Error, "XC0107", "transition goes to unknown state \"Shiped\"")
-            .at("orders.yaml", Position::new(12, 9), "stateMachines[0].transitions[3].to")
-            .with_hint("declare the state or fix the name (known: Shipped, Paid)");
+        let diagnostic = Diagnostic::new(
+            Severity::Error,
+            "XC0107",
+            "transition goes to unknown state \"Shiped\"",
+        )
+        .at("orders.yaml", Position::new(12, 9), "stateMachines[0].transitions[3].to")
+        .with_hint("declare the state or fix the name (known: Shipped, Paid)");
         assert_eq!(
             diagnostic.to_string(),
             "orders.yaml:12:9: error[XC0107]: transition goes to unknown state \"Shiped\"\n  = hint: declare the state or fix the name (known: Shipped, Paid)"
@@ -199,13 +205,21 @@ mod tests {
 
     #[test]
     fn renders_file_level_problem_without_position_or_hint() {
-        let diagnostic = Diagnostic::new(Severity::Error, "XC0001", "cannot read the file").at("missing.yaml", Position::default(), "");
+        let diagnostic = Diagnostic::new(Severity::Error, "XC0001", "cannot read the file").at(
+            "missing.yaml",
+            Position::default(),
+            "",
+        );
         assert_eq!(diagnostic.to_string(), "missing.yaml: error[XC0001]: cannot read the file");
     }
 
     #[test]
     fn serializes_to_json_with_lowercase_severity() {
-        let diagnostic = Diagnostic::new(Severity::Warning, "XC0601", "unknown key").at("a.yaml", Position::new(1, 2), "foo");
+        let diagnostic = Diagnostic::new(Severity::Warning, "XC0601", "unknown key").at(
+            "a.yaml",
+            Position::new(1, 2),
+            "foo",
+        );
         let json = serde_json::to_value(&diagnostic).unwrap_or_default();
         assert_eq!(json["severity"], "warning");
         assert_eq!(json["code"], "XC0601");
@@ -216,7 +230,11 @@ mod tests {
     #[test]
     fn counts_by_severity() {
         let make = |severity| Diagnostic::new(severity, "XC0000", "x");
-        let counts = SeverityCounts::of(&[make(Severity::Error), make(Severity::Note), make(Severity::Note)]);
+        let counts = SeverityCounts::of(&[
+            make(Severity::Error),
+            make(Severity::Note),
+            make(Severity::Note),
+        ]);
         assert_eq!(counts.to_string(), "1 error, 0 warnings, 2 notes");
     }
 }

@@ -86,22 +86,49 @@ impl Sender {
 
     /// Sends an event to the current instance; it is processed after the current transition.
     pub fn send_to_self(&mut self, event: impl Into<String>, payload: Context) {
-        self.push(Command::Send { component: None, target: Target::SelfInstance, event: event.into(), payload });
+        self.push(Command::Send {
+            component: None,
+            target: Target::SelfInstance,
+            event: event.into(),
+            payload,
+        });
     }
 
     /// Sends an event to an instance of this component.
     pub fn send_to(&mut self, instance: InstanceId, event: impl Into<String>, payload: Context) {
-        self.push(Command::Send { component: None, target: Target::Instance(instance), event: event.into(), payload });
+        self.push(Command::Send {
+            component: None,
+            target: Target::Instance(instance),
+            event: event.into(),
+            payload,
+        });
     }
 
     /// Sends an event to an instance of another component.
-    pub fn send_to_component(&mut self, component: impl Into<String>, instance: InstanceId, event: impl Into<String>, payload: Context) {
-        self.push(Command::Send { component: Some(component.into()), target: Target::Instance(instance), event: event.into(), payload });
+    pub fn send_to_component(
+        &mut self,
+        component: impl Into<String>,
+        instance: InstanceId,
+        event: impl Into<String>,
+        payload: Context,
+    ) {
+        self.push(Command::Send {
+            component: Some(component.into()),
+            target: Target::Instance(instance),
+            event: event.into(),
+            payload,
+        });
     }
 
     /// Broadcasts an event to instances of `machine` (optionally only those in `state`); the
     /// target transitions' matching rules apply.
-    pub fn broadcast(&mut self, machine: impl Into<String>, state: Option<&str>, event: impl Into<String>, payload: Context) {
+    pub fn broadcast(
+        &mut self,
+        machine: impl Into<String>,
+        state: Option<&str>,
+        event: impl Into<String>,
+        payload: Context,
+    ) {
         self.push(Command::Broadcast {
             component: None,
             machine: machine.into(),
@@ -140,9 +167,19 @@ impl Sender {
     }
 
     /// Creates an instance in another component; returns its id at once.
-    pub fn create_instance_in_component(&mut self, component: impl Into<String>, machine: impl Into<String>, context: Context) -> InstanceId {
+    pub fn create_instance_in_component(
+        &mut self,
+        component: impl Into<String>,
+        machine: impl Into<String>,
+        context: Context,
+    ) -> InstanceId {
         let id = InstanceId::new();
-        self.push(Command::Create { component: Some(component.into()), machine: machine.into(), id, context });
+        self.push(Command::Create {
+            component: Some(component.into()),
+            machine: machine.into(),
+            id,
+            context,
+        });
         id
     }
 

@@ -9,7 +9,10 @@
 use crate::definition::{Definition, MachineDef, NotifyParentDef, TransitionDef};
 use crate::effect::{Effect, HookKind, Sender};
 use crate::guard::GuardInput;
-use crate::instance::{Context, Instance, InstanceId, MachineIdx, Millis, ParentRef, PendingTimer, StateIdx, Status, TransitionIdx};
+use crate::instance::{
+    Context, Instance, InstanceId, MachineIdx, Millis, ParentRef, PendingTimer, StateIdx, Status,
+    TransitionIdx,
+};
 use crate::matching::{resolve_filters, rules_hold};
 use crate::model::TransitionType;
 use crate::template::{expand_payload, map_context};
@@ -106,7 +109,9 @@ impl Ignored {
         let state_name = &machine.state(state).name;
         match self {
             Ignored::NotActive => "the instance has finished".to_owned(),
-            Ignored::NoTransition => format!("no transition from state {state_name} on event {event}"),
+            Ignored::NoTransition => {
+                format!("no transition from state {state_name} on event {event}")
+            }
             Ignored::StaleTimer => "the timer is no longer armed".to_owned(),
             Ignored::Rejected { rejections } => {
                 let parts: Vec<String> = rejections
@@ -114,9 +119,13 @@ impl Ignored {
                     .map(|(index, rejection)| {
                         let to = &machine.state(machine.transition(*index).to).name;
                         match rejection {
-                            Rejection::GuardFalse { guard } => format!("to {to}: guard `{guard}` is false"),
+                            Rejection::GuardFalse { guard } => {
+                                format!("to {to}: guard `{guard}` is false")
+                            }
                             Rejection::GuardError { error, .. } => format!("to {to}: {error}"),
-                            Rejection::RulesDidNotMatch => format!("to {to}: matching rules do not hold"),
+                            Rejection::RulesDidNotMatch => {
+                                format!("to {to}: matching rules do not hold")
+                            }
                         }
                     })
                     .collect();
@@ -189,13 +198,21 @@ pub fn create(
 }
 
 /// Processes one event for one instance.
-pub fn step(definition: &Definition, instance: &mut Instance, event: EventRef<'_>, now: Millis, hooks: &mut dyn Hooks) -> StepResult {
+pub fn step(
+    definition: &Definition,
+    instance: &mut Instance,
+    event: EventRef<'_>,
+    now: Millis,
+    hooks: &mut dyn Hooks,
+) -> StepResult {
     if !instance.is_active() {
         return StepResult::Ignored(Ignored::NotActive);
     }
     let machine = definition.machine(instance.machine);
     match select(machine, instance, event) {
-        Ok(transition) => StepResult::Transitioned(apply(definition, instance, transition, event, now, hooks)),
+        Ok(transition) => {
+            StepResult::Transitioned(apply(definition, instance, transition, event, now, hooks))
+        }
         Err(ignored) => StepResult::Ignored(ignored),
     }
 }
@@ -213,7 +230,11 @@ pub fn fire_timer(
     if !instance.is_active() {
         return StepResult::Ignored(Ignored::NotActive);
     }
-    let Some(position) = instance.timers.iter().position(|timer| timer.transition == transition && timer.deadline <= now) else {
+    let Some(position) = instance
+        .timers
+        .iter()
+        .position(|timer| timer.transition == transition && timer.deadline <= now)
+    else {
         return StepResult::Ignored(Ignored::StaleTimer);
     };
     let machine = definition.machine(instance.machine);
@@ -224,7 +245,9 @@ pub fn fire_timer(
     instance.timers.swap_remove(position);
     let event = EventRef { name: &transition_def.event_name, payload };
     if let Err(rejection) = check_candidate(machine, transition_def, instance, event) {
-        return StepResult::Ignored(Ignored::Rejected { rejections: vec![(transition, rejection)] });
+        return StepResult::Ignored(Ignored::Rejected {
+            rejections: vec![(transition, rejection)],
+        });
     }
     StepResult::Transitioned(apply(definition, instance, transition, event, now, hooks))
 }
@@ -232,8 +255,14 @@ pub fn fire_timer(
 /// Picks the transition for an event: among the candidates leaving the current state on this
 /// event, those whose matching rules and guard hold; rule-bearing ones first (the original's
 /// preference), then declaration order.
-fn select(machine: &MachineDef, instance: &Instance, event: EventRef<'_>) -> Result<TransitionIdx, Ignored> {
-    let Some(event_index) = machine.event_index(event.name) else { return Err(Ignored::NoTransition) };
+fn select(
+    machine: &MachineDef,
+    instance: &Instance,
+    event: EventRef<'_>,
+) -> Result<TransitionIdx, Ignored> {
+    let Some(event_index) = machine.event_index(event.name) else {
+        return Err(Ignored::NoTransition);
+    };
     let candidates = machine.candidates(instance.state, event_index);
     if candidates.is_empty() {
         return Err(Ignored::NoTransition);
@@ -253,11 +282,17 @@ fn select(machine: &MachineDef, instance: &Instance, event: EventRef<'_>) -> Res
     fallback.ok_or(Ignored::Rejected { rejections })
 }
 
-fn check_candidate(machine: &MachineDef, transition: &TransitionDef, instance: &Instance, event: EventRef<'_>) -> Result<(), Rejection> {
+fn check_candidate(
+    machine: &MachineDef,
+    transition: &TransitionDef,
+    instance: &Instance,
+    event: EventRef<'_>,
+) -> Result<(), Rejection> {
     if let Some(rules) = &transition.rules
-        && !rules_hold(rules, &instance.context, event.payload) {
-            return Err(Rejection::RulesDidNotMatch);
-        }
+        && !rules_hold(rules, &instance.context, event.payload)
+    {
+        return Err(Rejection::RulesDidNotMatch);
+    }
     let Some(guard) = &transition.guard else { return Ok(()) };
     // The guard sees the data as the transition would leave it after the payload merge.
     let context: Cow<'_, Context> = if transition.merges_payload() && !event.payload.is_empty() {
@@ -267,11 +302,19 @@ fn check_candidate(machine: &MachineDef, transition: &TransitionDef, instance: &
     } else {
         Cow::Borrowed(instance.context.as_ref())
     };
-    let input = GuardInput { context: &context, payload: event.payload, event_type: event.name, state: &machine.state(instance.state).name };
+    let input = GuardInput {
+        context: &context,
+        payload: event.payload,
+        event_type: event.name,
+        state: &machine.state(instance.state).name,
+    };
     match guard.evaluate(&input) {
         Ok(true) => Ok(()),
         Ok(false) => Err(Rejection::GuardFalse { guard: guard.source().to_owned() }),
-        Err(error) => Err(Rejection::GuardError { guard: guard.source().to_owned(), error: error.to_string() }),
+        Err(error) => Err(Rejection::GuardError {
+            guard: guard.source().to_owned(),
+            error: error.to_string(),
+        }),
     }
 }
 
@@ -295,7 +338,16 @@ struct HookRun<'h> {
 
 impl HookRun<'_> {
     #[allow(clippy::too_many_arguments)]
-    fn run(&mut self, kind: HookKind, method: &Arc<str>, machine: &MachineDef, state: StateIdx, instance: &mut Instance, event: EventRef<'_>, effects: &mut Vec<Effect>) {
+    fn run(
+        &mut self,
+        kind: HookKind,
+        method: &Arc<str>,
+        machine: &MachineDef,
+        state: StateIdx,
+        instance: &mut Instance,
+        event: EventRef<'_>,
+        effects: &mut Vec<Effect>,
+    ) {
         let call = HookCall {
             kind,
             method,
@@ -312,9 +364,10 @@ impl HookRun<'_> {
                 self.sender.discard();
                 Some(error)
             }
-            Ok(()) if self.sender.drain_into(effects) => {
-                Some(format!("more than {} commands issued by one hook call", crate::effect::MAX_COMMANDS_PER_HOOK))
-            }
+            Ok(()) if self.sender.drain_into(effects) => Some(format!(
+                "more than {} commands issued by one hook call",
+                crate::effect::MAX_COMMANDS_PER_HOOK
+            )),
             Ok(()) => None,
         };
         if let Some(error) = error {
@@ -323,7 +376,14 @@ impl HookRun<'_> {
     }
 }
 
-fn apply(definition: &Definition, instance: &mut Instance, index: TransitionIdx, event: EventRef<'_>, now: Millis, hooks: &mut dyn Hooks) -> Transitioned {
+fn apply(
+    definition: &Definition,
+    instance: &mut Instance,
+    index: TransitionIdx,
+    event: EventRef<'_>,
+    now: Millis,
+    hooks: &mut dyn Hooks,
+) -> Transitioned {
     let machine = definition.machine(instance.machine);
     let transition = machine.transition(index);
     let (from, to) = (instance.state, transition.to);
@@ -360,10 +420,18 @@ fn apply(definition: &Definition, instance: &mut Instance, index: TransitionIdx,
     }
     if let Some(parent) = &instance.parent {
         let notify = transition.notify_parent.clone().or_else(|| {
-            machine.parent_link_event.as_ref().map(|event| NotifyParentDef { event: event.clone(), include_state: true, include_context: false })
+            machine.parent_link_event.as_ref().map(|event| NotifyParentDef {
+                event: event.clone(),
+                include_state: true,
+                include_context: false,
+            })
         });
         if let Some(notify) = notify {
-            effects.push(Effect::NotifyParent { parent: parent.instance_id, event: notify.event.clone(), payload: parent_payload(machine, instance, from, &notify) });
+            effects.push(Effect::NotifyParent {
+                parent: parent.instance_id,
+                event: notify.event.clone(),
+                payload: parent_payload(machine, instance, from, &notify),
+            });
         }
     }
     if transition.child_machine.is_some() || transition.cross.is_some() {
@@ -378,7 +446,11 @@ fn apply(definition: &Definition, instance: &mut Instance, index: TransitionIdx,
                 Some(_) => resolve_filters(&target.correlation, &outgoing, Some(&source)),
                 None => Some(Vec::new()),
             };
-            effects.push(Effect::CrossComponent { target: target.clone(), context: outgoing, filters });
+            effects.push(Effect::CrossComponent {
+                target: target.clone(),
+                context: outgoing,
+                filters,
+            });
         }
     }
     if machine.state(to).kind.is_terminal() {
@@ -393,13 +465,21 @@ fn apply(definition: &Definition, instance: &mut Instance, index: TransitionIdx,
     Transitioned { transition: index, from, to, effects }
 }
 
-fn parent_payload(machine: &MachineDef, instance: &Instance, from: StateIdx, notify: &NotifyParentDef) -> Context {
+fn parent_payload(
+    machine: &MachineDef,
+    instance: &Instance,
+    from: StateIdx,
+    notify: &NotifyParentDef,
+) -> Context {
     let mut payload = Context::new();
     payload.insert("childInstanceId".into(), Value::String(instance.id.to_string()));
     payload.insert("childMachine".into(), Value::String(machine.name.to_string()));
     payload.insert("previousState".into(), Value::String(machine.state(from).name.to_string()));
     if notify.include_state {
-        payload.insert("newState".into(), Value::String(machine.state(instance.state).name.to_string()));
+        payload.insert(
+            "newState".into(),
+            Value::String(machine.state(instance.state).name.to_string()),
+        );
     }
     if notify.include_context {
         payload.insert("childContext".into(), Value::Object(Context::clone(&instance.context)));
@@ -409,7 +489,10 @@ fn parent_payload(machine: &MachineDef, instance: &Instance, from: StateIdx, not
 
 fn arm_all(machine: &MachineDef, instance: &mut Instance, now: Millis) {
     for &index in &machine.state(instance.state).timed {
-        instance.timers.push(PendingTimer { transition: index, deadline: deadline(now, machine.transition(index)) });
+        instance.timers.push(PendingTimer {
+            transition: index,
+            deadline: deadline(now, machine.transition(index)),
+        });
     }
 }
 
@@ -418,13 +501,18 @@ fn arm_all(machine: &MachineDef, instance: &mut Instance, now: Millis) {
 fn rearm_self_loop(machine: &MachineDef, instance: &mut Instance, now: Millis) {
     instance.timers.retain(|timer| {
         let transition = machine.transition(timer.transition);
-        transition.kind == TransitionType::Timeout && !transition.resets_on_self_loop && transition.from == instance.state
+        transition.kind == TransitionType::Timeout
+            && !transition.resets_on_self_loop
+            && transition.from == instance.state
     });
     for &index in &machine.state(instance.state).timed {
         if instance.timers.iter().any(|timer| timer.transition == index) {
             continue;
         }
-        instance.timers.push(PendingTimer { transition: index, deadline: deadline(now, machine.transition(index)) });
+        instance.timers.push(PendingTimer {
+            transition: index,
+            deadline: deadline(now, machine.transition(index)),
+        });
     }
 }
 
@@ -433,7 +521,10 @@ fn deadline(now: Millis, transition: &TransitionDef) -> Millis {
 }
 
 /// The transitions leaving the instance's current state (for APIs: "what can I send now").
-pub fn available_transitions<'d>(definition: &'d Definition, instance: &Instance) -> Vec<(TransitionIdx, &'d TransitionDef)> {
+pub fn available_transitions<'d>(
+    definition: &'d Definition,
+    instance: &Instance,
+) -> Vec<(TransitionIdx, &'d TransitionDef)> {
     if !instance.is_active() {
         return Vec::new();
     }

@@ -22,4 +22,6 @@ pub mod template;
 pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use instance::{Context, EventId, Instance, InstanceId, Millis, ParentRef, PendingTimer, Status};
+pub use instance::{
+    Context, EventId, Instance, InstanceId, Millis, ParentRef, PendingTimer, Status,
+};

@@ -25,14 +25,20 @@ pub struct PropertyFilter {
 
 /// Compares two JSON values with JavaScript semantics for the six operators.
 /// Returns false when either side is missing.
-pub fn compare(instance_value: Option<&Value>, operator: Operator, event_value: Option<&Value>) -> bool {
+pub fn compare(
+    instance_value: Option<&Value>,
+    operator: Operator,
+    event_value: Option<&Value>,
+) -> bool {
     let (Some(left), Some(right)) = (instance_value, event_value) else { return false };
     match operator {
         Operator::Eq => strict_equals(left, right),
         Operator::Ne => !strict_equals(left, right),
         Operator::Gt => relational(left, right) == Some(Ordering::Greater),
         Operator::Lt => relational(left, right) == Some(Ordering::Less),
-        Operator::Ge => matches!(relational(left, right), Some(Ordering::Greater | Ordering::Equal)),
+        Operator::Ge => {
+            matches!(relational(left, right), Some(Ordering::Greater | Ordering::Equal))
+        }
         Operator::Le => matches!(relational(left, right), Some(Ordering::Less | Ordering::Equal)),
     }
 }
@@ -73,7 +79,11 @@ fn number_value(number: &serde_json::Number) -> f64 {
 }
 
 /// Evaluates all rules (ANDed) of a transition: the instance data against the event payload.
-pub fn rules_hold(rules: &[MatchingRule], instance_data: &Map<String, Value>, payload: &Map<String, Value>) -> bool {
+pub fn rules_hold(
+    rules: &[MatchingRule],
+    instance_data: &Map<String, Value>,
+    payload: &Map<String, Value>,
+) -> bool {
     rules.iter().all(|rule| {
         compare(
             lookup_in_map(instance_data, &rule.instance_property),
@@ -85,21 +95,33 @@ pub fn rules_hold(rules: &[MatchingRule], instance_data: &Map<String, Value>, pa
 
 /// Evaluates resolved filters (ANDed) against instance data.
 pub fn filters_hold(filters: &[PropertyFilter], instance_data: &Map<String, Value>) -> bool {
-    filters
-        .iter()
-        .all(|filter| compare(lookup_in_map(instance_data, &filter.property), filter.operator, Some(&filter.value)))
+    filters.iter().all(|filter| {
+        compare(
+            lookup_in_map(instance_data, &filter.property),
+            filter.operator,
+            Some(&filter.value),
+        )
+    })
 }
 
 /// Turns rules into filters by reading the event side from `source` (then `fallback`).
 /// A rule whose event side is missing yields no filter value, so it cannot match anything:
 /// such rules are returned as `None`.
-pub fn resolve_filters(rules: &[MatchingRule], source: &Map<String, Value>, fallback: Option<&Map<String, Value>>) -> Option<Vec<PropertyFilter>> {
+pub fn resolve_filters(
+    rules: &[MatchingRule],
+    source: &Map<String, Value>,
+    fallback: Option<&Map<String, Value>>,
+) -> Option<Vec<PropertyFilter>> {
     rules
         .iter()
         .map(|rule| {
             let value = lookup_in_map(source, &rule.event_property)
                 .or_else(|| fallback.and_then(|map| lookup_in_map(map, &rule.event_property)))?;
-            Some(PropertyFilter { property: rule.instance_property.clone(), operator: rule.operator, value: value.clone() })
+            Some(PropertyFilter {
+                property: rule.instance_property.clone(),
+                operator: rule.operator,
+                value: value.clone(),
+            })
         })
         .collect()
 }

@@ -12,7 +12,19 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 /// Words Mermaid's state diagram grammar reserves; states with these names get a generated id.
-const RESERVED: &[&str] = &["end", "state", "note", "class", "classDef", "direction", "style", "as", "click", "accTitle", "accDescr"];
+const RESERVED: &[&str] = &[
+    "end",
+    "state",
+    "note",
+    "class",
+    "classDef",
+    "direction",
+    "style",
+    "as",
+    "click",
+    "accTitle",
+    "accDescr",
+];
 
 /// Longest guard text shown on an edge before it is shortened.
 const MAX_GUARD_CHARS: usize = 40;
@@ -25,28 +37,50 @@ pub fn state_diagram(machine: &StateMachine, current_state: Option<&str>) -> Str
         let _ = writeln!(out, "    state \"{}\" as {id}", escape(name));
     }
     let connected = |name: &str| {
-        machine.initial_state == name || machine.transitions.iter().any(|transition| transition.from == name || transition.to == name)
+        machine.initial_state == name
+            || machine
+                .transitions
+                .iter()
+                .any(|transition| transition.from == name || transition.to == name)
     };
-    for state in machine.states.iter().filter(|state| !connected(&state.name) && !state.state_type.is_terminal()) {
+    for state in machine
+        .states
+        .iter()
+        .filter(|state| !connected(&state.name) && !state.state_type.is_terminal())
+    {
         let _ = writeln!(out, "    {}", ids.id(&state.name));
     }
     let _ = writeln!(out, "    [*] --> {}", ids.id(&machine.initial_state));
     for transition in &machine.transitions {
-        let _ = writeln!(out, "    {} --> {} : {}", ids.id(&transition.from), ids.id(&transition.to), escape(&edge_label(transition)));
+        let _ = writeln!(
+            out,
+            "    {} --> {} : {}",
+            ids.id(&transition.from),
+            ids.id(&transition.to),
+            escape(&edge_label(transition))
+        );
     }
     for state in machine.states.iter().filter(|state| state.state_type.is_terminal()) {
         let _ = writeln!(out, "    {} --> [*]", ids.id(&state.name));
     }
-    let failures: Vec<&str> =
-        machine.states.iter().filter(|state| state.state_type == StateType::Error).map(|state| state.name.as_str()).collect();
+    let failures: Vec<&str> = machine
+        .states
+        .iter()
+        .filter(|state| state.state_type == StateType::Error)
+        .map(|state| state.name.as_str())
+        .collect();
     if !failures.is_empty() {
         out.push_str("    classDef failure fill:#fde2e1,stroke:#b42318\n");
         for name in failures {
             let _ = writeln!(out, "    class {} failure", ids.id(name));
         }
     }
-    if let Some(current) = current_state.filter(|current| machine.states.iter().any(|state| state.name == *current)) {
-        out.push_str("    classDef current fill:#fef0c7,stroke:#b54708,stroke-width:3px,font-weight:bold\n");
+    if let Some(current) =
+        current_state.filter(|current| machine.states.iter().any(|state| state.name == *current))
+    {
+        out.push_str(
+            "    classDef current fill:#fef0c7,stroke:#b54708,stroke-width:3px,font-weight:bold\n",
+        );
         let _ = writeln!(out, "    class {} current", ids.id(current));
     }
     out
@@ -64,7 +98,9 @@ fn edge_label(transition: &Transition) -> String {
             Some(delay) => format!("auto after {}", duration(delay)),
             None => "auto".to_owned(),
         }),
-        TransitionType::InterMachine => Some(format!("creates {}", transition.target_machine.as_deref().unwrap_or("?"))),
+        TransitionType::InterMachine => {
+            Some(format!("creates {}", transition.target_machine.as_deref().unwrap_or("?")))
+        }
         TransitionType::CrossComponent => {
             let component = transition.target_component.as_deref().unwrap_or("?");
             let machine = transition.target_machine.as_deref().unwrap_or(component);
@@ -94,7 +130,8 @@ fn edge_label(transition: &Transition) -> String {
 
 /// `30s`, `7d`, `1500ms`...
 fn duration(milliseconds: u64) -> String {
-    const UNITS: &[(u64, &str)] = &[(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")];
+    const UNITS: &[(u64, &str)] =
+        &[(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")];
     UNITS
         .iter()
         .find(|(size, _)| milliseconds >= *size && milliseconds.is_multiple_of(*size))
@@ -134,7 +171,12 @@ impl StateIds {
             .iter()
             .map(|state| state.name.as_str())
             .chain(std::iter::once(machine.initial_state.as_str()))
-            .chain(machine.transitions.iter().flat_map(|transition| [transition.from.as_str(), transition.to.as_str()]));
+            .chain(
+                machine
+                    .transitions
+                    .iter()
+                    .flat_map(|transition| [transition.from.as_str(), transition.to.as_str()]),
+            );
         for name in names {
             ids.assign(name);
         }
@@ -150,7 +192,9 @@ impl StateIds {
         } else {
             let mut counter = self.aliased.len();
             let mut candidate = format!("s{counter}");
-            while self.ids.values().any(|taken| *taken == candidate) || self.ids.contains_key(&candidate) {
+            while self.ids.values().any(|taken| *taken == candidate)
+                || self.ids.contains_key(&candidate)
+            {
                 counter += 1;
                 candidate = format!("s{counter}");
             }

@@ -149,7 +149,9 @@ pub struct ContextField {
 }
 
 /// The kind of a state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum StateType {
     /// Marker for the initial state; behaves as `regular`.
@@ -219,7 +221,9 @@ impl State {
 }
 
 /// The kind of a transition.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TransitionType {
     /// Fired by an event.
@@ -358,7 +362,9 @@ pub struct LegacyGuard {
 }
 
 /// Comparison operators of matching rules: `instanceValue OP eventValue`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Operator {
     /// Strict equality (also accepts `==`).
     #[default]

@@ -30,15 +30,28 @@ mod tests {
     fn describes_the_component_and_its_nested_types() {
         let schema = component_json_schema();
         assert_eq!(schema["title"], "xcomponent-ai component");
-        let required: Vec<&str> = schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let required: Vec<&str> =
+            schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
         assert_eq!(required, vec!["name"]);
         assert!(schema["properties"]["stateMachines"].is_object());
         let definitions = &schema["$defs"];
-        for name in ["StateMachine", "State", "Transition", "TransitionType", "MatchingRule", "CascadingRule", "Guard"] {
+        for name in [
+            "StateMachine",
+            "State",
+            "Transition",
+            "TransitionType",
+            "MatchingRule",
+            "CascadingRule",
+            "Guard",
+        ] {
             assert!(definitions[name].is_object(), "missing definition {name}");
         }
-        let transition_required: Vec<&str> =
-            definitions["Transition"]["required"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let transition_required: Vec<&str> = definitions["Transition"]["required"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         assert_eq!(transition_required, vec!["from", "to", "event"]);
     }
 

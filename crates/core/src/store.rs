@@ -242,7 +242,11 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The live (active) instances, rebuilt as latest snapshot + later events, in pages of at
     /// most `limit`, ordered by id, starting after `after`.
-    async fn load_active(&self, after: Option<crate::InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>>;
+    async fn load_active(
+        &self,
+        after: Option<crate::InstanceId>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>>;
 
     /// The current record of one instance (live or finished).
     async fn instance(&self, id: crate::InstanceId) -> Result<Option<InstanceRecord>>;

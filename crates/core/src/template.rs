@@ -23,7 +23,9 @@ pub fn expand(template: &Value, data: &Map<String, Value>) -> Option<Value> {
             }
             Some(Value::Object(out))
         }
-        Value::Array(items) => Some(Value::Array(items.iter().map(|item| expand(item, data).unwrap_or(Value::Null)).collect())),
+        Value::Array(items) => Some(Value::Array(
+            items.iter().map(|item| expand(item, data).unwrap_or(Value::Null)).collect(),
+        )),
         other => Some(other.clone()),
     }
 }
@@ -69,12 +71,17 @@ fn whole_placeholder(text: &str) -> Option<&str> {
 /// Builds the context of a child or cross-component instance from `source`
 /// (the instance data with the event payload merged over it): the whole source when there is no
 /// mapping, otherwise only the mapped keys, renamed, read by dot path (missing ones are left out).
-pub fn map_context(mapping: Option<&[(String, String)]>, source: Map<String, Value>) -> Map<String, Value> {
+pub fn map_context(
+    mapping: Option<&[(String, String)]>,
+    source: Map<String, Value>,
+) -> Map<String, Value> {
     match mapping {
         None => source,
         Some(pairs) => pairs
             .iter()
-            .filter_map(|(target, path)| lookup_in_map(&source, path).map(|value| (target.clone(), value.clone())))
+            .filter_map(|(target, path)| {
+                lookup_in_map(&source, path).map(|value| (target.clone(), value.clone()))
+            })
             .collect(),
     }
 }
@@ -95,7 +102,10 @@ mod tests {
     fn whole_placeholders_keep_types_and_missing_ones_vanish() {
         let template = json!({"orderId": "{{Id}}", "city": "{{Address.City}}", "gone": "{{Nope}}", "nested": {"f": "{{flag}}"}});
         let out = expand_payload(Some(&template), &data());
-        assert_eq!(Value::Object(out), json!({"orderId": 7, "city": "Paris", "nested": {"f": true}}));
+        assert_eq!(
+            Value::Object(out),
+            json!({"orderId": 7, "city": "Paris", "nested": {"f": true}})
+        );
     }
 
     #[test]
@@ -106,7 +116,11 @@ mod tests {
 
     #[test]
     fn mapping_selects_renames_and_reads_paths() {
-        let mapping = vec![("paymentAmount".to_string(), "Id".to_string()), ("city".into(), "Address.City".into()), ("none".into(), "zzz".into())];
+        let mapping = vec![
+            ("paymentAmount".to_string(), "Id".to_string()),
+            ("city".into(), "Address.City".into()),
+            ("none".into(), "zzz".into()),
+        ];
         let out = map_context(Some(&mapping), data());
         assert_eq!(Value::Object(out), json!({"paymentAmount": 7, "city": "Paris"}));
         assert_eq!(map_context(None, data()), data());

@@ -22,7 +22,9 @@ pub enum RuntimeError {
     #[error("instance {0} not found")]
     UnknownInstance(InstanceId),
     /// The component's entry machine is a singleton and an instance is already live.
-    #[error("component {component} is a singleton: instance {existing} of {machine} already exists")]
+    #[error(
+        "component {component} is a singleton: instance {existing} of {machine} already exists"
+    )]
     SingletonExists {
         /// Component.
         component: String,

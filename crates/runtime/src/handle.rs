@@ -5,7 +5,10 @@
 
 use crate::error::RuntimeError;
 use crate::handlers::Handlers;
-use crate::messages::{BatchOutcome, CreateMsg, DeliverMsg, FanIn, InstanceFilter, InstanceView, QueryMsg, SendMsg, SendOutcome, ShardMsg, ShardStats, Trace};
+use crate::messages::{
+    BatchOutcome, CreateMsg, DeliverMsg, FanIn, InstanceFilter, InstanceView, QueryMsg, SendMsg,
+    SendOutcome, ShardMsg, ShardStats, Trace,
+};
 use crate::options::RuntimeOptions;
 use crate::registry::{ComponentIdx, Registry};
 use crate::router::broadcast_selectors;
@@ -21,7 +24,6 @@ use xcomponent_core::definition::Definition;
 use xcomponent_core::instance::{Context, EventId, InstanceId};
 use xcomponent_core::matching::PropertyFilter;
 use xcomponent_core::store::EventStore;
-
 
 /// Builds and starts a runtime.
 #[derive(Default)]
@@ -105,7 +107,9 @@ impl RuntimeBuilder {
         let tasks = receivers
             .into_iter()
             .enumerate()
-            .map(|(index, (external, internal))| tokio::spawn(Shard::new(index, shared.clone(), external, internal).run()))
+            .map(|(index, (external, internal))| {
+                tokio::spawn(Shard::new(index, shared.clone(), external, internal).run())
+            })
             .collect();
         let runtime = Runtime { handle: RuntimeHandle { shared }, tasks };
         runtime.handle.restore().await?;
@@ -198,19 +202,47 @@ impl RuntimeHandle {
         &self.shared.options
     }
 
-    pub(crate) async fn to_shard(&self, shard: usize, message: ShardMsg) -> Result<(), RuntimeError> {
-        self.shared.shards[shard].external.send(message).await.map_err(|_| RuntimeError::ShuttingDown)
+    pub(crate) async fn to_shard(
+        &self,
+        shard: usize,
+        message: ShardMsg,
+    ) -> Result<(), RuntimeError> {
+        self.shared.shards[shard]
+            .external
+            .send(message)
+            .await
+            .map_err(|_| RuntimeError::ShuttingDown)
     }
 
     /// Creates an instance and returns its id once its creation is stored.
-    pub async fn create_instance(&self, component: &str, machine: &str, context: Context) -> Result<InstanceId, RuntimeError> {
-        self.create(CreateRequest { component: component.to_owned(), machine: machine.to_owned(), context, ..CreateRequest::default() }).await
+    pub async fn create_instance(
+        &self,
+        component: &str,
+        machine: &str,
+        context: Context,
+    ) -> Result<InstanceId, RuntimeError> {
+        self.create(CreateRequest {
+            component: component.to_owned(),
+            machine: machine.to_owned(),
+            context,
+            ..CreateRequest::default()
+        })
+        .await
     }
 
     /// Creates an instance with every option.
     pub async fn create(&self, request: CreateRequest) -> Result<InstanceId, RuntimeError> {
-        let (component, machine) = self.shared.registry.resolve(&request.component, &request.machine)?;
-        self.create_resolved(component, machine, request.context, request.id, request.correlation_id, false).await
+        let (component, machine) =
+            self.shared.registry.resolve(&request.component, &request.machine)?;
+        self.create_resolved(
+            component,
+            machine,
+            request.context,
+            request.id,
+            request.correlation_id,
+            false,
+        )
+        .await
     }
 
     pub(crate) async fn create_resolved(
@@ -225,14 +257,28 @@ impl RuntimeHandle {
         let id = id.unwrap_or_default();
         let (reply, answer) = oneshot::channel();
         let trace = Trace::root(correlation, None);
-        let message = CreateMsg { component, machine, id, context, parent: None, entry_point, trace, reply: Some(reply) };
+        let message = CreateMsg {
+            component,
+            machine,
+            id,
+            context,
+            parent: None,
+            entry_point,
+            trace,
+            reply: Some(reply),
+        };
         self.to_shard(self.shared.shard_of(&id), ShardMsg::Create(message)).await?;
         answer.await.map_err(|_| RuntimeError::ShuttingDown)?
     }
 
     /// Creates many instances of one machine at once (one message per shard); returns their ids
     /// once all creations are stored. Entry-point singletons are enforced as usual.
-    pub async fn create_many(&self, component: &str, machine: &str, contexts: Vec<Context>) -> Result<Vec<InstanceId>, RuntimeError> {
+    pub async fn create_many(
+        &self,
+        component: &str,
+        machine: &str,
+        contexts: Vec<Context>,
+    ) -> Result<Vec<InstanceId>, RuntimeError> {
         let (component_index, machine_index) = self.shared.registry.resolve(component, machine)?;
         let shard_count = self.shared.shard_count();
         let mut per_shard: Vec<Vec<CreateMsg>> = (0..shard_count).map(|_| Vec::new()).collect();
@@ -265,21 +311,42 @@ impl RuntimeHandle {
             created += answer.await.map_err(|_| RuntimeError::ShuttingDown)??;
         }
         if created != ids.len() {
-            return Err(RuntimeError::Invalid(format!("{} of {} instances were not created (a singleton entry machine allows one)", ids.len() - created, ids.len())));
+            return Err(RuntimeError::Invalid(format!(
+                "{} of {} instances were not created (a singleton entry machine allows one)",
+                ids.len() - created,
+                ids.len()
+            )));
         }
         Ok(ids)
     }
 
     /// Sends an event to an instance; answers once the transition is stored.
-    pub async fn send_event(&self, instance: InstanceId, event: &str, payload: Context) -> Result<SendOutcome, RuntimeError> {
-        self.send(SendRequest { instance, event: event.to_owned(), payload, ..SendRequest::default() }).await
+    pub async fn send_event(
+        &self,
+        instance: InstanceId,
+        event: &str,
+        payload: Context,
+    ) -> Result<SendOutcome, RuntimeError> {
+        self.send(SendRequest {
+            instance,
+            event: event.to_owned(),
+            payload,
+            ..SendRequest::default()
+        })
+        .await
     }
 
     /// Sends an event with every option.
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, RuntimeError> {
         let (reply, answer) = oneshot::channel();
         let trace = Trace::root(request.correlation_id, request.causation_id);
-        let message = SendMsg { target: request.instance, event: request.event.into(), payload: request.payload, trace, reply: Some(reply) };
+        let message = SendMsg {
+            target: request.instance,
+            event: request.event.into(),
+            payload: request.payload,
+            trace,
+            reply: Some(reply),
+        };
         self.to_shard(self.shared.shard_of(&request.instance), ShardMsg::Send(message)).await?;
         answer.await.map_err(|_| RuntimeError::ShuttingDown)?
     }
@@ -287,13 +354,19 @@ impl RuntimeHandle {
     /// Sends one event type to many instances at once (one message per shard); the order of
     /// events to the same instance is kept. Answers with totals once everything is applied and
     /// stored.
-    pub async fn send_many(&self, event: &str, targets: Vec<(InstanceId, Context)>) -> Result<BatchOutcome, RuntimeError> {
+    pub async fn send_many(
+        &self,
+        event: &str,
+        targets: Vec<(InstanceId, Context)>,
+    ) -> Result<BatchOutcome, RuntimeError> {
         let shard_count = self.shared.shard_count();
         let event: Arc<str> = event.into();
         let per_shard: Vec<Vec<(InstanceId, Context)>> = if shard_count == 1 {
             vec![targets]
         } else {
-            let mut per_shard: Vec<Vec<(InstanceId, Context)>> = (0..shard_count).map(|_| Vec::with_capacity(targets.len() / shard_count + 1)).collect();
+            let mut per_shard: Vec<Vec<(InstanceId, Context)>> = (0..shard_count)
+                .map(|_| Vec::with_capacity(targets.len() / shard_count + 1))
+                .collect();
             for item in targets {
                 per_shard[self.shared.shard_of(&item.0)].push(item);
             }
@@ -333,12 +406,18 @@ impl RuntimeHandle {
         let (component_index, machine_index) = self.shared.registry.resolve(component, machine)?;
         let definition = self.shared.registry.definition(component_index);
         let state_index = match state {
-            Some(name) => Some(definition.machine(machine_index).state_index(name).ok_or_else(|| {
-                RuntimeError::Invalid(format!("state {name} not found in machine {machine} of component {component}"))
-            })?),
+            Some(name) => {
+                Some(definition.machine(machine_index).state_index(name).ok_or_else(|| {
+                    RuntimeError::Invalid(format!(
+                        "state {name} not found in machine {machine} of component {component}"
+                    ))
+                })?)
+            }
             None => None,
         };
-        let selectors: Arc<[_]> = broadcast_selectors(definition, machine_index, state_index, event, &payload, &filters).into();
+        let selectors: Arc<[_]> =
+            broadcast_selectors(definition, machine_index, state_index, event, &payload, &filters)
+                .into();
         let (reply, answer) = oneshot::channel();
         let fan_in = FanIn::new(self.shared.shard_count(), reply);
         let payload = Arc::new(payload);
@@ -361,7 +440,9 @@ impl RuntimeHandle {
     /// A live instance.
     pub async fn instance(&self, id: InstanceId) -> Option<InstanceView> {
         let (reply, answer) = oneshot::channel();
-        self.to_shard(self.shared.shard_of(&id), ShardMsg::Query(QueryMsg::One(id, reply))).await.ok()?;
+        self.to_shard(self.shared.shard_of(&id), ShardMsg::Query(QueryMsg::One(id, reply)))
+            .await
+            .ok()?;
         answer.await.ok().flatten()
     }
 
@@ -371,7 +452,11 @@ impl RuntimeHandle {
         let mut answers = Vec::new();
         for shard in 0..self.shared.shard_count() {
             let (reply, answer) = oneshot::channel();
-            if self.to_shard(shard, ShardMsg::Query(QueryMsg::Many(filter.clone(), reply))).await.is_ok() {
+            if self
+                .to_shard(shard, ShardMsg::Query(QueryMsg::Many(filter.clone(), reply)))
+                .await
+                .is_ok()
+            {
                 answers.push(answer);
             }
         }
@@ -422,7 +507,11 @@ impl RuntimeHandle {
             let mut answers = Vec::new();
             for shard in 0..self.shared.shard_count() {
                 let (reply, answer) = oneshot::channel();
-                let message = if tick && round == 0 { ShardMsg::Tick(reply) } else { ShardMsg::Barrier(reply) };
+                let message = if tick && round == 0 {
+                    ShardMsg::Tick(reply)
+                } else {
+                    ShardMsg::Barrier(reply)
+                };
                 self.to_shard(shard, message).await?;
                 answers.push(answer);
             }

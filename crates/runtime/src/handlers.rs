@@ -5,7 +5,7 @@
 //! `hook_error`, and the transition goes on: business code can never corrupt or delete an instance.
 
 use rustc_hash::FxHashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use xcomponent_core::engine::{HookCall, Hooks};
 
@@ -24,7 +24,10 @@ pub struct Handlers {
 
 impl std::fmt::Debug for Handlers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handlers").field("global", &self.global.len()).field("scoped", &self.scoped.len()).finish()
+        f.debug_struct("Handlers")
+            .field("global", &self.global.len())
+            .field("scoped", &self.scoped.len())
+            .finish()
     }
 }
 
@@ -59,9 +62,10 @@ impl Handlers {
 
     fn find(&self, component: &str, method: &str) -> Option<&Handler> {
         if !self.scoped.is_empty()
-            && let Some(handler) = self.scoped.get(&(Box::from(component), Box::from(method))) {
-                return Some(handler);
-            }
+            && let Some(handler) = self.scoped.get(&(Box::from(component), Box::from(method)))
+        {
+            return Some(handler);
+        }
         self.global.get(method)
     }
 

@@ -43,7 +43,10 @@ mod stream;
 pub use error::RuntimeError;
 pub use handle::{CreateRequest, Runtime, RuntimeBuilder, RuntimeHandle, SendRequest};
 pub use handlers::{Handler, HandlerError, Handlers};
-pub use messages::{AvailableTransition, BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats, TimerView};
-pub use options::{RuntimeOptions, TimerMode, DEFAULT_MAX_BATCH, DEFAULT_SNAPSHOT_INTERVAL};
+pub use messages::{
+    AvailableTransition, BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats,
+    TimerView,
+};
+pub use options::{DEFAULT_MAX_BATCH, DEFAULT_SNAPSHOT_INTERVAL, RuntimeOptions, TimerMode};
 pub use registry::{ComponentIdx, Registry};
 pub use stream::{EventBatch, RuntimeEvent, STREAM_CAPACITY};

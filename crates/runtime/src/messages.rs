@@ -7,7 +7,9 @@ use smallvec::SmallVec;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
-use xcomponent_core::instance::{Context, EventId, InstanceId, MachineIdx, Millis, ParentRef, StateIdx, Status};
+use xcomponent_core::instance::{
+    Context, EventId, InstanceId, MachineIdx, Millis, ParentRef, StateIdx, Status,
+};
 use xcomponent_core::matching::PropertyFilter;
 
 /// Where an event comes from in the causal chain.
@@ -51,7 +53,11 @@ pub(crate) struct FanIn {
 
 impl FanIn {
     pub fn new(shards: usize, reply: oneshot::Sender<Result<usize, RuntimeError>>) -> Arc<FanIn> {
-        Arc::new(FanIn { total: AtomicUsize::new(0), remaining: AtomicUsize::new(shards), reply: Mutex::new(Some(reply)) })
+        Arc::new(FanIn {
+            total: AtomicUsize::new(0),
+            remaining: AtomicUsize::new(shards),
+            reply: Mutex::new(Some(reply)),
+        })
     }
 
     /// One shard's share; the last one sends the total (or the first error seen).
@@ -67,9 +73,10 @@ impl FanIn {
             }
         }
         if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1
-            && let Some(reply) = self.reply.lock().ok().and_then(|mut slot| slot.take()) {
-                let _ = reply.send(Ok(self.total.load(Ordering::SeqCst)));
-            }
+            && let Some(reply) = self.reply.lock().ok().and_then(|mut slot| slot.take())
+        {
+            let _ = reply.send(Ok(self.total.load(Ordering::SeqCst)));
+        }
     }
 }
 
@@ -145,24 +152,28 @@ impl ShardMsg {
                 trace: send.trace.clone(),
                 reply: None,
             })),
-            ShardMsg::Create(create) if create.reply.is_none() => Some(ShardMsg::Create(CreateMsg {
-                component: create.component,
-                machine: create.machine,
-                id: create.id,
-                context: create.context.clone(),
-                parent: create.parent.clone(),
-                entry_point: create.entry_point,
-                trace: create.trace.clone(),
-                reply: None,
-            })),
-            ShardMsg::Deliver(deliver) if deliver.reply.is_none() => Some(ShardMsg::Deliver(DeliverMsg {
-                component: deliver.component,
-                selectors: deliver.selectors.clone(),
-                event: deliver.event.clone(),
-                payload: deliver.payload.clone(),
-                trace: deliver.trace.clone(),
-                reply: None,
-            })),
+            ShardMsg::Create(create) if create.reply.is_none() => {
+                Some(ShardMsg::Create(CreateMsg {
+                    component: create.component,
+                    machine: create.machine,
+                    id: create.id,
+                    context: create.context.clone(),
+                    parent: create.parent.clone(),
+                    entry_point: create.entry_point,
+                    trace: create.trace.clone(),
+                    reply: None,
+                }))
+            }
+            ShardMsg::Deliver(deliver) if deliver.reply.is_none() => {
+                Some(ShardMsg::Deliver(DeliverMsg {
+                    component: deliver.component,
+                    selectors: deliver.selectors.clone(),
+                    event: deliver.event.clone(),
+                    payload: deliver.payload.clone(),
+                    trace: deliver.trace.clone(),
+                    reply: None,
+                }))
+            }
             _ => None,
         }
     }

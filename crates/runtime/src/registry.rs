@@ -28,13 +28,19 @@ impl Registry {
     pub fn new(components: Vec<Arc<Definition>>) -> Result<Registry, RuntimeError> {
         let mut by_name = FxHashMap::default();
         for (index, definition) in components.iter().enumerate() {
-            let index = ComponentIdx::try_from(index).map_err(|_| RuntimeError::Invalid("too many components".into()))?;
+            let index = ComponentIdx::try_from(index)
+                .map_err(|_| RuntimeError::Invalid("too many components".into()))?;
             if by_name.insert(definition.name.as_ref().into(), index).is_some() {
-                return Err(RuntimeError::Invalid(format!("component {} is registered twice", definition.name)));
+                return Err(RuntimeError::Invalid(format!(
+                    "component {} is registered twice",
+                    definition.name
+                )));
             }
         }
-        let mut indexed: Vec<Vec<Vec<Arc<str>>>> =
-            components.iter().map(|definition| vec![Vec::new(); definition.machines.len()]).collect();
+        let mut indexed: Vec<Vec<Vec<Arc<str>>>> = components
+            .iter()
+            .map(|definition| vec![Vec::new(); definition.machines.len()])
+            .collect();
         let mut add = |component: ComponentIdx, machine: MachineIdx, rules: &[MatchingRule]| {
             for rule in rules.iter().filter(|rule| rule.operator == Operator::Eq) {
                 let paths = &mut indexed[usize::from(component)][usize::from(machine)];
@@ -50,15 +56,21 @@ impl Registry {
                     if let Some(rules) = &transition.rules {
                         add(component_index, machine_index as MachineIdx, rules);
                     }
-                    if let Some(target) = transition.cross.as_ref().filter(|target| target.event.is_some())
-                        && let Some((target_component, target_machine)) = resolve(&by_name, &components, &target.component, &target.machine) {
-                            add(target_component, target_machine, &target.correlation);
-                        }
+                    if let Some(target) =
+                        transition.cross.as_ref().filter(|target| target.event.is_some())
+                        && let Some((target_component, target_machine)) =
+                            resolve(&by_name, &components, &target.component, &target.machine)
+                    {
+                        add(target_component, target_machine, &target.correlation);
+                    }
                 }
                 for state in &machine.states {
                     for cascade in &state.cascades {
-                        let component_name = cascade.component.as_deref().unwrap_or(&definition.name);
-                        if let Some((target_component, target_machine)) = resolve(&by_name, &components, component_name, &cascade.machine) {
+                        let component_name =
+                            cascade.component.as_deref().unwrap_or(&definition.name);
+                        if let Some((target_component, target_machine)) =
+                            resolve(&by_name, &components, component_name, &cascade.machine)
+                        {
                             add(target_component, target_machine, &cascade.rules);
                         }
                     }
@@ -84,12 +96,21 @@ impl Registry {
     }
 
     /// Resolves a component and machine by name.
-    pub fn resolve(&self, component: &str, machine: &str) -> Result<(ComponentIdx, MachineIdx), RuntimeError> {
-        let component_index = self.index_of(component).ok_or_else(|| RuntimeError::UnknownComponent(component.to_owned()))?;
-        let machine_index = self
-            .definition(component_index)
-            .machine_index(machine)
-            .ok_or_else(|| RuntimeError::UnknownMachine { component: component.to_owned(), machine: machine.to_owned() })?;
+    pub fn resolve(
+        &self,
+        component: &str,
+        machine: &str,
+    ) -> Result<(ComponentIdx, MachineIdx), RuntimeError> {
+        let component_index = self
+            .index_of(component)
+            .ok_or_else(|| RuntimeError::UnknownComponent(component.to_owned()))?;
+        let machine_index =
+            self.definition(component_index).machine_index(machine).ok_or_else(|| {
+                RuntimeError::UnknownMachine {
+                    component: component.to_owned(),
+                    machine: machine.to_owned(),
+                }
+            })?;
         Ok((component_index, machine_index))
     }
 

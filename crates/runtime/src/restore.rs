@@ -24,17 +24,25 @@ impl RuntimeHandle {
     pub(crate) async fn restore(&self) -> Result<(), RuntimeError> {
         let Some(store) = self.shared.store.clone() else { return Ok(()) };
         let mut after = None;
-        let mut pending: std::collections::VecDeque<oneshot::Receiver<usize>> = std::collections::VecDeque::new();
+        let mut pending: std::collections::VecDeque<oneshot::Receiver<usize>> =
+            std::collections::VecDeque::new();
         loop {
-            let page = store.load_active(after, RESTORE_PAGE).await.map_err(|error| RuntimeError::Storage(error.to_string()))?;
+            let page = store
+                .load_active(after, RESTORE_PAGE)
+                .await
+                .map_err(|error| RuntimeError::Storage(error.to_string()))?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             let full = page.len() == RESTORE_PAGE;
-            let mut per_shard: Vec<Vec<(ComponentIdx, EventId, Instance)>> = (0..self.shared.shard_count()).map(|_| Vec::new()).collect();
+            let mut per_shard: Vec<Vec<(ComponentIdx, EventId, Instance)>> =
+                (0..self.shared.shard_count()).map(|_| Vec::new()).collect();
             for record in page {
                 match self.instance_from_record(&record) {
-                    Ok((component, instance)) => per_shard[self.shared.shard_of(&instance.id)].push((component, record.correlation_id, instance)),
-                    Err(error) => tracing::error!(instance = %record.id, %error, "Instance not restored; its records are kept in the store."),
+                    Ok((component, instance)) => per_shard[self.shared.shard_of(&instance.id)]
+                        .push((component, record.correlation_id, instance)),
+                    Err(error) => {
+                        tracing::error!(instance = %record.id, %error, "Instance not restored; its records are kept in the store.")
+                    }
                 }
             }
             for (shard, records) in per_shard.into_iter().enumerate() {
@@ -61,16 +69,27 @@ impl RuntimeHandle {
     }
 
     /// Resolves a stored record against the hosted definitions.
-    fn instance_from_record(&self, record: &InstanceRecord) -> Result<(ComponentIdx, Instance), RuntimeError> {
-        let (component, machine) = self.shared.registry.resolve(&record.component, &record.machine)?;
+    fn instance_from_record(
+        &self,
+        record: &InstanceRecord,
+    ) -> Result<(ComponentIdx, Instance), RuntimeError> {
+        let (component, machine) =
+            self.shared.registry.resolve(&record.component, &record.machine)?;
         let machine_def = self.shared.registry.definition(component).machine(machine);
-        let state = machine_def
-            .state_index(&record.state)
-            .ok_or_else(|| RuntimeError::Invalid(format!("state {} no longer exists in machine {}", record.state, record.machine)))?;
+        let state = machine_def.state_index(&record.state).ok_or_else(|| {
+            RuntimeError::Invalid(format!(
+                "state {} no longer exists in machine {}",
+                record.state, record.machine
+            ))
+        })?;
         let timers = record
             .timers
             .iter()
-            .filter_map(|timer| machine_def.timed_transition(state, &timer.event).map(|transition| PendingTimer { transition, deadline: timer.deadline }))
+            .filter_map(|timer| {
+                machine_def
+                    .timed_transition(state, &timer.event)
+                    .map(|transition| PendingTimer { transition, deadline: timer.deadline })
+            })
             .collect();
         let instance = Instance {
             id: record.id,
@@ -94,12 +113,20 @@ impl RuntimeHandle {
     pub(crate) async fn create_entry_points(&self) -> Result<(), RuntimeError> {
         for (index, definition) in self.shared.registry.components().iter().enumerate() {
             let component = index as ComponentIdx;
-            let (Some(machine), true) = (definition.entry_machine, definition.auto_create_entry_point) else { continue };
-            if self.shared.singleton(component).is_some() || self.has_entry_point(definition, machine).await {
+            let (Some(machine), true) =
+                (definition.entry_machine, definition.auto_create_entry_point)
+            else {
+                continue;
+            };
+            if self.shared.singleton(component).is_some()
+                || self.has_entry_point(definition, machine).await
+            {
                 continue;
             }
             match self.create_resolved(component, machine, Context::new(), None, None, true).await {
-                Ok(id) => tracing::info!(component = &*definition.name, instance = %id, "Entry point created."),
+                Ok(id) => {
+                    tracing::info!(component = &*definition.name, instance = %id, "Entry point created.")
+                }
                 Err(RuntimeError::SingletonExists { .. }) => {}
                 Err(error) => return Err(error),
             }

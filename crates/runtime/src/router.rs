@@ -13,7 +13,7 @@ use std::sync::Arc;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::effect::{Command, Effect, Target};
 use xcomponent_core::instance::{Context, InstanceId, MachineIdx, ParentRef, StateIdx};
-use xcomponent_core::matching::{resolve_filters, PropertyFilter};
+use xcomponent_core::matching::{PropertyFilter, resolve_filters};
 
 /// The instance an effect comes from (all the router needs of it).
 #[derive(Debug, Clone, Copy)]
@@ -38,7 +38,11 @@ pub(crate) fn broadcast_selectors(
 ) -> Vec<Selector> {
     let machine_def = definition.machine(machine);
     let Some(event_index) = machine_def.event_index(event) else {
-        return vec![Selector { machine, states: state.map(|state| smallvec![state]), filters: filters.to_vec() }];
+        return vec![Selector {
+            machine,
+            states: state.map(|state| smallvec![state]),
+            filters: filters.to_vec(),
+        }];
     };
     let ruled: Vec<_> = machine_def
         .transitions
@@ -47,12 +51,17 @@ pub(crate) fn broadcast_selectors(
         .filter(|transition| state.is_none_or(|state| transition.from == state))
         .collect();
     if ruled.is_empty() {
-        return vec![Selector { machine, states: state.map(|state| smallvec![state]), filters: filters.to_vec() }];
+        return vec![Selector {
+            machine,
+            states: state.map(|state| smallvec![state]),
+            filters: filters.to_vec(),
+        }];
     }
     ruled
         .into_iter()
         .filter_map(|transition| {
-            let mut resolved = resolve_filters(transition.rules.as_deref().unwrap_or(&[]), payload, None)?;
+            let mut resolved =
+                resolve_filters(transition.rules.as_deref().unwrap_or(&[]), payload, None)?;
             resolved.extend_from_slice(filters);
             Some(Selector { machine, states: Some(smallvec![transition.from]), filters: resolved })
         })
@@ -60,7 +69,15 @@ pub(crate) fn broadcast_selectors(
 }
 
 /// A delivery to every shard.
-pub(crate) fn fan_out(shared: &Shared, component: ComponentIdx, selectors: Vec<Selector>, event: Arc<str>, payload: Context, trace: Trace, out: &mut Routed) {
+pub(crate) fn fan_out(
+    shared: &Shared,
+    component: ComponentIdx,
+    selectors: Vec<Selector>,
+    event: Arc<str>,
+    payload: Context,
+    trace: Trace,
+    out: &mut Routed,
+) {
     let selectors: Arc<[Selector]> = selectors.into();
     let payload = Arc::new(payload);
     for shard in 0..shared.shard_count() {
@@ -78,27 +95,52 @@ pub(crate) fn fan_out(shared: &Shared, component: ComponentIdx, selectors: Vec<S
     }
 }
 
-fn send(shared: &Shared, target: InstanceId, event: Arc<str>, payload: Context, trace: Trace, out: &mut Routed) {
-    out.push((shared.shard_of(&target), ShardMsg::Send(SendMsg { target, event, payload, trace, reply: None })));
+fn send(
+    shared: &Shared,
+    target: InstanceId,
+    event: Arc<str>,
+    payload: Context,
+    trace: Trace,
+    out: &mut Routed,
+) {
+    out.push((
+        shared.shard_of(&target),
+        ShardMsg::Send(SendMsg { target, event, payload, trace, reply: None }),
+    ));
 }
 
 fn create(shared: &Shared, message: CreateMsg, out: &mut Routed) {
     out.push((shared.shard_of(&message.id), ShardMsg::Create(message)));
 }
 
-fn component_or(registry: &Registry, own: ComponentIdx, name: Option<&str>) -> Result<ComponentIdx, String> {
+fn component_or(
+    registry: &Registry,
+    own: ComponentIdx,
+    name: Option<&str>,
+) -> Result<ComponentIdx, String> {
     match name {
         None => Ok(own),
-        Some(name) => registry.index_of(name).ok_or_else(|| format!("component {name} is not hosted by this runtime")),
+        Some(name) => registry
+            .index_of(name)
+            .ok_or_else(|| format!("component {name} is not hosted by this runtime")),
     }
 }
 
 fn machine_of(definition: &Definition, name: &str) -> Result<MachineIdx, String> {
-    definition.machine_index(name).ok_or_else(|| format!("machine {name} not found in component {}", definition.name))
+    definition
+        .machine_index(name)
+        .ok_or_else(|| format!("machine {name} not found in component {}", definition.name))
 }
 
 /// Turns one effect of `instance` (of component `own`) into shard messages.
-pub(crate) fn route_effect(shared: &Shared, own: ComponentIdx, instance: Source, effect: Effect, trace: Trace, out: &mut Routed) -> Result<(), String> {
+pub(crate) fn route_effect(
+    shared: &Shared,
+    own: ComponentIdx,
+    instance: Source,
+    effect: Effect,
+    trace: Trace,
+    out: &mut Routed,
+) -> Result<(), String> {
     let registry = &shared.registry;
     match effect {
         Effect::Command(Command::Send { component, target, event, payload }) => {
@@ -109,39 +151,88 @@ pub(crate) fn route_effect(shared: &Shared, own: ComponentIdx, instance: Source,
             };
             send(shared, target, event.into(), payload, trace, out);
         }
-        Effect::Command(Command::Broadcast { component, machine, state, event, payload, filters }) => {
+        Effect::Command(Command::Broadcast {
+            component,
+            machine,
+            state,
+            event,
+            payload,
+            filters,
+        }) => {
             let component = component_or(registry, own, component.as_deref())?;
             let definition = registry.definition(component);
             let machine = machine_of(definition, &machine)?;
             let state = match state.as_deref() {
-                Some(name) => Some(definition.machine(machine).state_index(name).ok_or_else(|| format!("state {name} not found in machine {}", definition.machine(machine).name))?),
+                Some(name) => {
+                    Some(definition.machine(machine).state_index(name).ok_or_else(|| {
+                        format!(
+                            "state {name} not found in machine {}",
+                            definition.machine(machine).name
+                        )
+                    })?)
+                }
                 None => None,
             };
-            let selectors = broadcast_selectors(definition, machine, state, &event, &payload, &filters);
+            let selectors =
+                broadcast_selectors(definition, machine, state, &event, &payload, &filters);
             fan_out(shared, component, selectors, event.into(), payload, trace, out);
         }
         Effect::Command(Command::Create { component, machine, id, context }) => {
             let component = component_or(registry, own, component.as_deref())?;
             let machine = machine_of(registry.definition(component), &machine)?;
-            create(shared, CreateMsg { component, machine, id, context, parent: None, entry_point: false, trace, reply: None }, out);
+            create(
+                shared,
+                CreateMsg {
+                    component,
+                    machine,
+                    id,
+                    context,
+                    parent: None,
+                    entry_point: false,
+                    trace,
+                    reply: None,
+                },
+                out,
+            );
         }
         Effect::Cascade { component, machine, state, event, payload, filters } => {
             let component = component_or(registry, own, component.as_deref())?;
             let definition = registry.definition(component);
             let machine = machine_of(definition, &machine)?;
-            let state = definition.machine(machine).state_index(&state).ok_or_else(|| format!("cascade target state {state} not found"))?;
+            let state = definition
+                .machine(machine)
+                .state_index(&state)
+                .ok_or_else(|| format!("cascade target state {state} not found"))?;
             // A rule whose value is missing can match nothing: no delivery, not an error.
             if let Some(filters) = filters {
                 let selectors = vec![Selector { machine, states: Some(smallvec![state]), filters }];
                 fan_out(shared, component, selectors, event, payload, trace, out);
             }
         }
-        Effect::NotifyParent { parent, event, payload } => send(shared, parent, event, payload, trace, out),
+        Effect::NotifyParent { parent, event, payload } => {
+            send(shared, parent, event, payload, trace, out)
+        }
         Effect::CreateChild { machine, context } => {
             let definition = registry.definition(own);
-            let parent = ParentRef { instance_id: instance.id, machine: definition.machine(instance.machine).name.to_string() };
+            let parent = ParentRef {
+                instance_id: instance.id,
+                machine: definition.machine(instance.machine).name.to_string(),
+            };
             let id = InstanceId::new();
-            create(shared, CreateMsg { component: own, machine, id, context, parent: Some(parent), entry_point: false, trace, reply: None }, out);
+            create(
+                shared,
+                CreateMsg {
+                    component: own,
+                    machine,
+                    id,
+                    context,
+                    parent: Some(parent),
+                    entry_point: false,
+                    trace,
+                    reply: None,
+                },
+                out,
+            );
         }
         Effect::CrossComponent { target, context, filters } => {
             let component = component_or(registry, own, Some(&target.component))?;
@@ -151,12 +242,33 @@ pub(crate) fn route_effect(shared: &Shared, own: ComponentIdx, instance: Source,
             match target.event {
                 Some(event) => {
                     if let Some(filters) = filters {
-                        fan_out(shared, component, vec![Selector { machine, states: None, filters }], event, context, trace, out);
+                        fan_out(
+                            shared,
+                            component,
+                            vec![Selector { machine, states: None, filters }],
+                            event,
+                            context,
+                            trace,
+                            out,
+                        );
                     }
                 }
                 None => {
                     let id = InstanceId::new();
-                    create(shared, CreateMsg { component, machine, id, context, parent: None, entry_point: false, trace, reply: None }, out);
+                    create(
+                        shared,
+                        CreateMsg {
+                            component,
+                            machine,
+                            id,
+                            context,
+                            parent: None,
+                            entry_point: false,
+                            trace,
+                            reply: None,
+                        },
+                        out,
+                    );
                 }
             }
         }

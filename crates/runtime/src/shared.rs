@@ -66,7 +66,11 @@ impl Shared {
     }
 
     /// Claims the singleton slot of `component` for `id`; returns the holder if taken.
-    pub fn claim_singleton(&self, component: ComponentIdx, id: InstanceId) -> Result<(), InstanceId> {
+    pub fn claim_singleton(
+        &self,
+        component: ComponentIdx,
+        id: InstanceId,
+    ) -> Result<(), InstanceId> {
         let Ok(mut slot) = self.singletons[usize::from(component)].lock() else { return Ok(()) };
         match *slot {
             Some(existing) if existing != id => Err(existing),
@@ -80,9 +84,10 @@ impl Shared {
     /// Frees the singleton slot if `id` holds it.
     pub fn release_singleton(&self, component: ComponentIdx, id: InstanceId) {
         if let Ok(mut slot) = self.singletons[usize::from(component)].lock()
-            && *slot == Some(id) {
-                *slot = None;
-            }
+            && *slot == Some(id)
+        {
+            *slot = None;
+        }
     }
 
     /// The live singleton of `component`, if any.

@@ -6,10 +6,12 @@
 //! `Registry` resolves them (see `RuntimeEvent::describe`).
 
 use crate::registry::{ComponentIdx, Registry};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use xcomponent_core::effect::HookKind;
-use xcomponent_core::instance::{Context, EventId, InstanceId, MachineIdx, Millis, StateIdx, Status, TransitionIdx};
+use xcomponent_core::instance::{
+    Context, EventId, InstanceId, MachineIdx, Millis, StateIdx, Status, TransitionIdx,
+};
 
 /// Batches kept for slow subscribers before they start missing some.
 pub const STREAM_CAPACITY: usize = 1024;
@@ -170,10 +172,22 @@ impl RuntimeEvent {
 
     /// A JSON rendering with names resolved (the WebSocket `data` of the original's messages).
     pub fn describe(&self, registry: &Registry) -> Value {
-        let component_name = |component: ComponentIdx| registry.definition(component).name.to_string();
-        let machine_def = |component: ComponentIdx, machine: MachineIdx| registry.definition(component).machine(machine);
+        let component_name =
+            |component: ComponentIdx| registry.definition(component).name.to_string();
+        let machine_def = |component: ComponentIdx, machine: MachineIdx| {
+            registry.definition(component).machine(machine)
+        };
         match self {
-            RuntimeEvent::InstanceCreated { component, instance, machine, state, context, parent, event_id, at } => {
+            RuntimeEvent::InstanceCreated {
+                component,
+                instance,
+                machine,
+                state,
+                context,
+                parent,
+                event_id,
+                at,
+            } => {
                 let machine_def = machine_def(*component, *machine);
                 json!({
                     "instanceId": instance, "componentName": component_name(*component),
@@ -181,7 +195,18 @@ impl RuntimeEvent {
                     "context": &**context, "parentInstanceId": parent, "eventId": event_id, "timestamp": at,
                 })
             }
-            RuntimeEvent::StateChanged { component, instance, machine, from, to, transition, context, status, event_id, at } => {
+            RuntimeEvent::StateChanged {
+                component,
+                instance,
+                machine,
+                from,
+                to,
+                transition,
+                context,
+                status,
+                event_id,
+                at,
+            } => {
                 let machine_def = machine_def(*component, *machine);
                 let transition_def = machine_def.transition(*transition);
                 json!({
@@ -215,7 +240,9 @@ impl RuntimeEvent {
             RuntimeEvent::EffectFailed { component, instance, error } => json!({
                 "instanceId": instance, "componentName": component_name(*component), "error": error,
             }),
-            RuntimeEvent::CommitFailed { error, events } => json!({ "error": error, "events": events }),
+            RuntimeEvent::CommitFailed { error, events } => {
+                json!({ "error": error, "events": events })
+            }
         }
     }
 }

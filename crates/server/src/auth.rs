@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Request, State};
-use axum::http::{header, Method, StatusCode};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -19,9 +19,14 @@ fn same(expected: &[u8], given: &[u8]) -> bool {
 }
 
 /// Rejects mutating requests without the right `Authorization: Bearer <token>`.
-pub(crate) async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(token) = state.config().token.as_deref() else { return next.run(request).await };
-    let mutating = matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
+    let mutating =
+        matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     if !mutating {
         return next.run(request).await;
     }
@@ -33,8 +38,14 @@ pub(crate) async fn require_token(State(state): State<AppState>, request: Reques
         .map(str::trim);
     match given {
         Some(given) if same(token.as_bytes(), given.as_bytes()) => next.run(request).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong bearer token").into_response(),
-        None => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this route needs Authorization: Bearer <token>").into_response(),
+        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong bearer token")
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this route needs Authorization: Bearer <token>",
+        )
+        .into_response(),
     }
 }
 

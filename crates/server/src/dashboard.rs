@@ -5,7 +5,7 @@
 
 use crate::error::ApiError;
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
@@ -35,23 +35,38 @@ pub fn embedded() -> bool {
 /// Serves `index.html`.
 pub(crate) async fn index() -> Response {
     asset("index.html").unwrap_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "no_dashboard", "this build has no dashboard; the API is under /api and documented at /api-docs")
-            .into_response()
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_dashboard",
+            "this build has no dashboard; the API is under /api and documented at /api-docs",
+        )
+        .into_response()
     })
 }
 
 /// Serves an embedded file, or a JSON 404.
 pub(crate) async fn fallback(request: Request) -> Response {
     let path = request.uri().path().trim_start_matches('/');
-    let servable = matches!(*request.method(), Method::GET | Method::HEAD) && !path.starts_with("api/") && !path.contains("..");
+    let servable = matches!(*request.method(), Method::GET | Method::HEAD)
+        && !path.starts_with("api/")
+        && !path.contains("..");
     if servable && let Some(response) = asset(path) {
         return response;
     }
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", request.method(), request.uri().path())).into_response()
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+    .into_response()
 }
 
 /// JSON 405.
 pub(crate) async fn method_not_allowed(request: Request) -> Response {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{} is not allowed on {}", request.method(), request.uri().path()))
-        .into_response()
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", request.method(), request.uri().path()),
+    )
+    .into_response()
 }

@@ -152,14 +152,20 @@ impl InstanceDto {
                     remaining_ms: timer.deadline.saturating_sub(now).max(0),
                 })
                 .collect(),
-            available_transitions: detail.then(|| view.available_transitions.iter().map(TransitionInfo::from).collect()),
+            available_transitions: detail
+                .then(|| view.available_transitions.iter().map(TransitionInfo::from).collect()),
         }
     }
 
     /// An instance as stored (typically finished).
     pub fn stored(record: &InstanceRecord, registry: &Registry) -> InstanceDto {
-        let machine = registry.resolve(&record.component, &record.machine).ok().map(|(c, m)| registry.definition(c).machine(m));
-        let state_type = machine.and_then(|machine| machine.state_index(&record.state).map(|index| kind_name(&machine.state(index).kind)));
+        let machine = registry
+            .resolve(&record.component, &record.machine)
+            .ok()
+            .map(|(c, m)| registry.definition(c).machine(m));
+        let state_type = machine.and_then(|machine| {
+            machine.state_index(&record.state).map(|index| kind_name(&machine.state(index).kind))
+        });
         let public = machine.is_some_and(|machine| machine.public_member);
         let context = Arc::new(record.context.clone());
         InstanceDto {
@@ -251,15 +257,17 @@ impl EventReply {
             allowed_events: None,
         };
         match outcome {
-            SendOutcome::Transitioned { previous_state, new_state, status, event_id } => EventReply {
-                success: true,
-                outcome: "transitioned".to_owned(),
-                previous_state: Some(previous_state.to_string()),
-                new_state: Some(new_state.to_string()),
-                status: Some(status.as_str().to_owned()),
-                event_id: Some(event_id),
-                ..base
-            },
+            SendOutcome::Transitioned { previous_state, new_state, status, event_id } => {
+                EventReply {
+                    success: true,
+                    outcome: "transitioned".to_owned(),
+                    previous_state: Some(previous_state.to_string()),
+                    new_state: Some(new_state.to_string()),
+                    status: Some(status.as_str().to_owned()),
+                    event_id: Some(event_id),
+                    ..base
+                }
+            }
             SendOutcome::Ignored { reason, current_state, allowed_events } => EventReply {
                 outcome: "ignored".to_owned(),
                 reason: Some(reason),
@@ -304,15 +312,24 @@ pub fn object_field(field: &str, value: Option<Value>) -> Result<Context, crate:
     match value {
         None | Some(Value::Null) => Ok(Context::new()),
         Some(Value::Object(map)) => Ok(map),
-        Some(_) => Err(crate::error::ApiError::bad_field(field, format!("{field} must be a JSON object"))),
+        Some(_) => {
+            Err(crate::error::ApiError::bad_field(field, format!("{field} must be a JSON object")))
+        }
     }
 }
 
 /// A requested page size: absent is `default`; outside 1..=`max` is a 400 naming `limit`.
-pub fn page_size(requested: Option<usize>, default: usize, max: usize) -> Result<usize, crate::error::ApiError> {
+pub fn page_size(
+    requested: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<usize, crate::error::ApiError> {
     match requested {
         None => Ok(default),
         Some(limit) if (1..=max).contains(&limit) => Ok(limit),
-        Some(_) => Err(crate::error::ApiError::bad_field("limit", format!("limit must be between 1 and {max}"))),
+        Some(_) => Err(crate::error::ApiError::bad_field(
+            "limit",
+            format!("limit must be between 1 and {max}"),
+        )),
     }
 }

@@ -7,10 +7,10 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use utoipa::ToSchema;
 use xcomponent_core::instance::InstanceId;
 use xcomponent_runtime::RuntimeError;
@@ -51,12 +51,19 @@ impl ApiError {
 
     /// A 400 naming the field at fault.
     pub fn bad_field(field: &str, message: impl Into<String>) -> ApiError {
-        ApiError { field: Some(field.to_owned()), ..ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message) }
+        ApiError {
+            field: Some(field.to_owned()),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        }
     }
 
     /// 404 for a component.
     pub fn unknown_component(name: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_component", format!("component {name} not found"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_component",
+            format!("component {name} not found"),
+        )
     }
 
     /// 404 for a machine.
@@ -70,7 +77,11 @@ impl ApiError {
 
     /// 404 for a state.
     pub fn unknown_state(machine: &str, state: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_state", format!("state {state} not found in machine {machine}"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_state",
+            format!("state {state} not found in machine {machine}"),
+        )
     }
 
     /// 404 for an instance.
@@ -80,12 +91,20 @@ impl ApiError {
 
     /// 503 when the store fails.
     pub fn storage(error: impl std::fmt::Display) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", format!("the store failed: {error}"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            format!("the store failed: {error}"),
+        )
     }
 
     /// The JSON body.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { error: self.message.clone(), code: self.code.to_owned(), field: self.field.clone() }
+        ErrorBody {
+            error: self.message.clone(),
+            code: self.code.to_owned(),
+            field: self.field.clone(),
+        }
     }
 }
 
@@ -93,14 +112,30 @@ impl From<RuntimeError> for ApiError {
     fn from(error: RuntimeError) -> ApiError {
         let message = error.to_string();
         match error {
-            RuntimeError::UnknownComponent(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_component", message),
-            RuntimeError::UnknownMachine { .. } => ApiError::new(StatusCode::NOT_FOUND, "unknown_machine", message),
-            RuntimeError::UnknownInstance(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_instance", message),
-            RuntimeError::SingletonExists { .. } => ApiError::new(StatusCode::CONFLICT, "singleton_exists", message),
-            RuntimeError::DuplicateInstance(_) => ApiError::new(StatusCode::CONFLICT, "duplicate_instance", message),
-            RuntimeError::Storage(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message),
-            RuntimeError::ShuttingDown => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message),
-            RuntimeError::Invalid(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message),
+            RuntimeError::UnknownComponent(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_component", message)
+            }
+            RuntimeError::UnknownMachine { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_machine", message)
+            }
+            RuntimeError::UnknownInstance(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_instance", message)
+            }
+            RuntimeError::SingletonExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "singleton_exists", message)
+            }
+            RuntimeError::DuplicateInstance(_) => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate_instance", message)
+            }
+            RuntimeError::Storage(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message)
+            }
+            RuntimeError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            RuntimeError::Invalid(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+            }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
@@ -119,16 +154,36 @@ impl From<JsonRejection> for ApiError {
         match rejection {
             JsonRejection::JsonDataError(_) => {
                 // serde_path_to_error's text starts with the path: "machineName: invalid type ...".
-                let detail = text.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(&text);
-                let field = detail.split_once(": ").map(|(path, _)| path.to_owned()).filter(|path| !path.contains(' '));
+                let detail = text
+                    .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+                    .unwrap_or(&text);
+                let field = detail
+                    .split_once(": ")
+                    .map(|(path, _)| path.to_owned())
+                    .filter(|path| !path.contains(' '));
                 let field = field.or_else(|| missing_field(detail));
-                ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("invalid request body: {detail}")) }
+                ApiError {
+                    field,
+                    ..ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("invalid request body: {detail}"),
+                    )
+                }
             }
-            JsonRejection::JsonSyntaxError(_) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("the body is not valid JSON: {text}")),
-            JsonRejection::MissingJsonContentType(_) => {
-                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)")
+            JsonRejection::JsonSyntaxError(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("the body is not valid JSON: {text}"),
+            ),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ),
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(status, "payload_too_large", "the request body is too large")
             }
-            _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", "the request body is too large"),
             _ => ApiError::new(status, "bad_request", text),
         }
     }
@@ -143,15 +198,30 @@ fn missing_field(detail: &str) -> Option<String> {
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
         let text = rejection.body_text();
-        let detail = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_owned();
-        let field = detail.split_once(": ").map(|(path, _)| path.to_owned()).filter(|path| !path.contains(' '));
-        ApiError { field, ..ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("invalid query string: {detail}")) }
+        let detail =
+            text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_owned();
+        let field = detail
+            .split_once(": ")
+            .map(|(path, _)| path.to_owned())
+            .filter(|path| !path.contains(' '));
+        ApiError {
+            field,
+            ..ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("invalid query string: {detail}"),
+            )
+        }
     }
 }
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("invalid path: {}", rejection.body_text()))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid path: {}", rejection.body_text()),
+        )
     }
 }
 
@@ -163,7 +233,9 @@ impl IntoResponse for ApiError {
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
         let mut response = (self.status, axum::Json(self.body())).into_response();
         if unauthorized {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -171,7 +243,13 @@ impl IntoResponse for ApiError {
 
 /// Parses an instance id from a path segment (400 when it is not a UUID).
 pub fn parse_instance_id(text: &str) -> Result<InstanceId, ApiError> {
-    text.parse().map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_id", format!("{text:?} is not an instance id (a UUID)")))
+    text.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            format!("{text:?} is not an instance id (a UUID)"),
+        )
+    })
 }
 
 /// `Json<T>` whose rejections are `ApiError`s.
@@ -186,21 +264,40 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
-        let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        if essence != "application/json" && !(essence.starts_with("application/") && essence.ends_with("+json")) {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "the body must be JSON (Content-Type: application/json)"));
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        let essence =
+            content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if essence != "application/json"
+            && !(essence.starts_with("application/") && essence.ends_with("+json"))
+        {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "the body must be JSON (Content-Type: application/json)",
+            ));
         }
         let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "the request body is too large",
+                )
             } else {
                 ApiError::new(rejection.status(), "bad_request", rejection.body_text())
             }
         })?;
         // serde would also read a struct from an array; the API only takes objects.
         if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "the body must be a JSON object"));
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the body must be a JSON object",
+            ));
         }
         let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(ApiJson(value))
@@ -219,7 +316,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(ApiQuery(value))
     }
 }
@@ -236,7 +334,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(value) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
         Ok(ApiPath(value))
     }
 }

@@ -2,9 +2,9 @@
 //! `GET /api/runtimes` (this process; in distributed mode every runtime on the bus).
 
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -82,10 +82,15 @@ pub struct RuntimeList {
 /// every component; `componentName` is the first, for the original's clients).
 pub fn runtimes(state: &AppState) -> Vec<RuntimeInfo> {
     let registry = state.runtime().registry();
-    let names: Vec<String> = registry.components().iter().map(|definition| definition.name.to_string()).collect();
+    let names: Vec<String> =
+        registry.components().iter().map(|definition| definition.name.to_string()).collect();
     vec![RuntimeInfo {
         runtime_id: state.runtime_id().to_string(),
-        name: state.config().runtime_name.clone().unwrap_or_else(|| format!("runtime-{}", state.started_at())),
+        name: state
+            .config()
+            .runtime_name
+            .clone()
+            .unwrap_or_else(|| format!("runtime-{}", state.started_at())),
         component_name: names.first().cloned().unwrap_or_default(),
         components: names,
         host: state.config().host.clone(),
@@ -107,7 +112,9 @@ pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
             let ping = match tokio::time::timeout(STORE_PING_TIMEOUT, store.ping()).await {
                 Ok(Ok(())) => None,
                 Ok(Err(error)) => Some(format!("store: {error}")),
-                Err(_) => Some(format!("store: no answer within {} s", STORE_PING_TIMEOUT.as_secs())),
+                Err(_) => {
+                    Some(format!("store: no answer within {} s", STORE_PING_TIMEOUT.as_secs()))
+                }
             };
             (ping.is_none(), Some(backend.to_owned()), backend != "memory", ping)
         }
@@ -135,7 +142,12 @@ pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
         broker: state.config().broker.clone(),
         broker_connected: !stats.is_empty(),
         connected_runtimes: usize::from(!stats.is_empty()),
-        components: runtime.registry().components().iter().map(|definition| definition.name.to_string()).collect(),
+        components: runtime
+            .registry()
+            .components()
+            .iter()
+            .map(|definition| definition.name.to_string())
+            .collect(),
         instances: stats.iter().map(|shard| shard.instances).sum(),
         uptime_seconds: (runtime.clock().now() - state.started_at()).max(0) / 1000,
         version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -31,16 +31,16 @@ mod ws;
 pub use dashboard::embedded as dashboard_embedded;
 pub use error::{ApiError, ErrorBody};
 pub use metrics::Metrics;
-pub use state::{AppState, Cors, ServerConfig, DEFAULT_BODY_LIMIT};
+pub use state::{AppState, Cors, DEFAULT_BODY_LIMIT, ServerConfig};
 pub use timed_store::TimedStore;
 pub use ws::hub::WS_MAX_CLIENTS;
 pub use ws::queue::{WS_CLIENT_QUEUE, WS_COALESCE_AFTER};
 
+use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, Method};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::from_fn_with_state;
 use axum::routing::get;
-use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
@@ -69,7 +69,9 @@ fn cors_layer(cors: &Cors) -> Option<CorsLayer> {
     let origins = match cors {
         Cors::Off => return None,
         Cors::Any => AllowOrigin::any(),
-        Cors::Origins(list) => AllowOrigin::list(list.iter().filter_map(|origin| HeaderValue::from_str(origin).ok())),
+        Cors::Origins(list) => {
+            AllowOrigin::list(list.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()))
+        }
     };
     Some(
         CorsLayer::new()

@@ -41,7 +41,12 @@ impl LiveCounts {
     /// Follows one batch of runtime events.
     pub fn apply(&self, events: &[RuntimeEvent]) {
         let relevant = events.iter().any(|event| {
-            matches!(event, RuntimeEvent::InstanceCreated { .. } | RuntimeEvent::StateChanged { .. } | RuntimeEvent::InstanceDisposed { .. })
+            matches!(
+                event,
+                RuntimeEvent::InstanceCreated { .. }
+                    | RuntimeEvent::StateChanged { .. }
+                    | RuntimeEvent::InstanceDisposed { .. }
+            )
         });
         if !relevant {
             return;
@@ -52,7 +57,9 @@ impl LiveCounts {
                     RuntimeEvent::InstanceCreated { component, machine, state, .. } => {
                         *counts.entry((*component, *machine, *state)).or_default() += 1;
                     }
-                    RuntimeEvent::StateChanged { component, machine, from, to, .. } if from != to => {
+                    RuntimeEvent::StateChanged { component, machine, from, to, .. }
+                        if from != to =>
+                    {
                         *counts.entry((*component, *machine, *from)).or_default() -= 1;
                         *counts.entry((*component, *machine, *to)).or_default() += 1;
                     }
@@ -72,13 +79,23 @@ impl LiveCounts {
 
     /// Live instances of one component.
     pub fn of_component(&self, component: u16) -> u64 {
-        self.with(|counts| counts.iter().filter(|((c, _, _), _)| *c == component).map(|(_, count)| (*count).max(0) as u64).sum())
+        self.with(|counts| {
+            counts
+                .iter()
+                .filter(|((c, _, _), _)| *c == component)
+                .map(|(_, count)| (*count).max(0) as u64)
+                .sum()
+        })
     }
 
     /// Live instances of one machine.
     pub fn of_machine(&self, component: u16, machine: u16) -> u64 {
         self.with(|counts| {
-            counts.iter().filter(|((c, m, _), _)| *c == component && *m == machine).map(|(_, count)| (*count).max(0) as u64).sum()
+            counts
+                .iter()
+                .filter(|((c, m, _), _)| *c == component && *m == machine)
+                .map(|(_, count)| (*count).max(0) as u64)
+                .sum()
         })
     }
 }
@@ -89,13 +106,23 @@ pub async fn scan(runtime: &RuntimeHandle) -> HashMap<StateKey, i64> {
     let mut counts = HashMap::new();
     let mut after = None;
     loop {
-        let page = runtime.instances(InstanceFilter { after, limit: SCAN_PAGE, ..InstanceFilter::default() }).await;
+        let page = runtime
+            .instances(InstanceFilter { after, limit: SCAN_PAGE, ..InstanceFilter::default() })
+            .await;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         let full = page.len() == SCAN_PAGE;
         for view in &page {
-            let Ok((component, machine)) = registry.resolve(&view.component_name, &view.machine_name) else { continue };
-            let Some(state) = registry.definition(component).machine(machine).state_index(&view.current_state) else { continue };
+            let Ok((component, machine)) =
+                registry.resolve(&view.component_name, &view.machine_name)
+            else {
+                continue;
+            };
+            let Some(state) =
+                registry.definition(component).machine(machine).state_index(&view.current_state)
+            else {
+                continue;
+            };
             *counts.entry((component, machine, state)).or_default() += 1;
         }
         if !full {

@@ -19,10 +19,13 @@ use std::time::Instant;
 use xcomponent_runtime::{Registry, RuntimeEvent};
 
 /// Histogram buckets (seconds) for every latency: 50 µs to 10 s.
-pub const LATENCY_BUCKETS: [f64; 16] =
-    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+pub const LATENCY_BUCKETS: [f64; 16] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
+];
 
-static METADATA: Metadata<'static> = Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+static METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// The metrics of one server (cheap to clone).
 #[derive(Clone)]
@@ -66,17 +69,35 @@ impl Metrics {
         for (name, help) in [
             ("xcomponent_transitions_total", "Transitions taken, by component, machine and event."),
             ("xcomponent_instances_created_total", "Instances created, by component and machine."),
-            ("xcomponent_instances_finished_total", "Instances that reached a final or error state."),
+            (
+                "xcomponent_instances_finished_total",
+                "Instances that reached a final or error state.",
+            ),
             ("xcomponent_events_ignored_total", "Events that changed nothing, by component."),
             ("xcomponent_timeouts_fired_total", "Timeout and auto transitions fired by the clock."),
-            ("xcomponent_hook_failures_total", "Business hooks that failed (the transition went on)."),
-            ("xcomponent_effect_failures_total", "Effects (cross-component, cascades...) that could not be delivered."),
+            (
+                "xcomponent_hook_failures_total",
+                "Business hooks that failed (the transition went on).",
+            ),
+            (
+                "xcomponent_effect_failures_total",
+                "Effects (cross-component, cascades...) that could not be delivered.",
+            ),
             ("xcomponent_commit_failures_total", "Store commits that failed and were rolled back."),
             ("xcomponent_http_requests_total", "HTTP requests, by method, route and status."),
             ("xcomponent_store_commits_total", "Store commits, by backend and result."),
-            ("xcomponent_bus_lagged_batches_total", "Runtime event batches the server missed because it fell behind."),
-            ("xcomponent_ws_slow_clients_total", "WebSocket clients dropped because they could not keep up."),
-            ("xcomponent_ws_coalesced_messages_total", "WebSocket state_change messages merged for clients under load."),
+            (
+                "xcomponent_bus_lagged_batches_total",
+                "Runtime event batches the server missed because it fell behind.",
+            ),
+            (
+                "xcomponent_ws_slow_clients_total",
+                "WebSocket clients dropped because they could not keep up.",
+            ),
+            (
+                "xcomponent_ws_coalesced_messages_total",
+                "WebSocket state_change messages merged for clients under load.",
+            ),
         ] {
             recorder.describe_counter(name.into(), None, help.into());
         }
@@ -87,10 +108,19 @@ impl Metrics {
             recorder.describe_gauge(name.into(), None, help.into());
         }
         for (name, help) in [
-            ("xcomponent_http_request_duration_seconds", "HTTP request latency, by method and route."),
-            ("xcomponent_event_duration_seconds", "Time for the runtime to apply and store an event sent over HTTP."),
+            (
+                "xcomponent_http_request_duration_seconds",
+                "HTTP request latency, by method and route.",
+            ),
+            (
+                "xcomponent_event_duration_seconds",
+                "Time for the runtime to apply and store an event sent over HTTP.",
+            ),
             ("xcomponent_store_commit_duration_seconds", "Store commit latency, by backend."),
-            ("xcomponent_bus_lag_seconds", "Delay between an event being stored and the server receiving it from the bus."),
+            (
+                "xcomponent_bus_lag_seconds",
+                "Delay between an event being stored and the server receiving it from the bus.",
+            ),
         ] {
             recorder.describe_histogram(name.into(), None, help.into());
         }
@@ -123,7 +153,8 @@ impl Metrics {
 }
 
 fn key(name: &'static str, labels: &[(&'static str, String)]) -> Key {
-    let labels: Vec<Label> = labels.iter().map(|(label, value)| Label::new(*label, value.clone())).collect();
+    let labels: Vec<Label> =
+        labels.iter().map(|(label, value)| Label::new(*label, value.clone())).collect();
     Key::from_parts(name, labels)
 }
 
@@ -138,9 +169,16 @@ pub(crate) struct StreamMetrics {
 
 impl StreamMetrics {
     pub fn new(metrics: Metrics) -> StreamMetrics {
-        let bus_lag = metrics.histogram("xcomponent_bus_lag_seconds", &[("bus", "memory".to_owned())]);
+        let bus_lag =
+            metrics.histogram("xcomponent_bus_lag_seconds", &[("bus", "memory".to_owned())]);
         let lagged = metrics.counter("xcomponent_bus_lagged_batches_total", &[]);
-        StreamMetrics { metrics, transitions: HashMap::new(), per_component: HashMap::new(), bus_lag, lagged }
+        StreamMetrics {
+            metrics,
+            transitions: HashMap::new(),
+            per_component: HashMap::new(),
+            bus_lag,
+            lagged,
+        }
     }
 
     /// Batches missed by the server.
@@ -148,11 +186,16 @@ impl StreamMetrics {
         self.lagged.increment(missed);
     }
 
-    fn component_counter(&mut self, name: &'static str, registry: &Registry, component: u16) -> &Counter {
+    fn component_counter(
+        &mut self,
+        name: &'static str,
+        registry: &Registry,
+        component: u16,
+    ) -> &Counter {
         let metrics = &self.metrics;
-        self.per_component
-            .entry((name, component))
-            .or_insert_with(|| metrics.counter(name, &[("component", registry.definition(component).name.to_string())]))
+        self.per_component.entry((name, component)).or_insert_with(|| {
+            metrics.counter(name, &[("component", registry.definition(component).name.to_string())])
+        })
     }
 
     /// Accounts for one runtime event received at `now_ms`.
@@ -177,7 +220,10 @@ impl StreamMetrics {
             }
             RuntimeEvent::InstanceCreated { component, machine, at, .. } => {
                 let definition = registry.definition(*component);
-                let labels = [("component", definition.name.to_string()), ("machine", definition.machine(*machine).name.to_string())];
+                let labels = [
+                    ("component", definition.name.to_string()),
+                    ("machine", definition.machine(*machine).name.to_string()),
+                ];
                 self.metrics.counter("xcomponent_instances_created_total", &labels).increment(1);
                 self.bus_lag.record(lag_seconds(*at, now_ms));
             }
@@ -191,16 +237,20 @@ impl StreamMetrics {
                 self.metrics.counter("xcomponent_instances_finished_total", &labels).increment(1);
             }
             RuntimeEvent::EventIgnored { component, .. } => {
-                self.component_counter("xcomponent_events_ignored_total", registry, *component).increment(1);
+                self.component_counter("xcomponent_events_ignored_total", registry, *component)
+                    .increment(1);
             }
             RuntimeEvent::TimeoutFired { component, .. } => {
-                self.component_counter("xcomponent_timeouts_fired_total", registry, *component).increment(1);
+                self.component_counter("xcomponent_timeouts_fired_total", registry, *component)
+                    .increment(1);
             }
             RuntimeEvent::HookFailed { component, .. } => {
-                self.component_counter("xcomponent_hook_failures_total", registry, *component).increment(1);
+                self.component_counter("xcomponent_hook_failures_total", registry, *component)
+                    .increment(1);
             }
             RuntimeEvent::EffectFailed { component, .. } => {
-                self.component_counter("xcomponent_effect_failures_total", registry, *component).increment(1);
+                self.component_counter("xcomponent_effect_failures_total", registry, *component)
+                    .increment(1);
             }
             RuntimeEvent::CommitFailed { .. } => {
                 self.metrics.counter("xcomponent_commit_failures_total", &[]).increment(1);
@@ -214,17 +264,32 @@ fn lag_seconds(at_ms: i64, now_ms: i64) -> f64 {
 }
 
 /// Middleware: counts requests and records their latency by method and route template.
-pub(crate) async fn track_http(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn track_http(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
-    let route = request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
     let response = next.run(request).await;
     let metrics = state.metrics();
     let status = response.status().as_u16().to_string();
     metrics
-        .histogram("xcomponent_http_request_duration_seconds", &[("method", method.clone()), ("route", route.clone())])
+        .histogram(
+            "xcomponent_http_request_duration_seconds",
+            &[("method", method.clone()), ("route", route.clone())],
+        )
         .record(started.elapsed().as_secs_f64());
-    metrics.counter("xcomponent_http_requests_total", &[("method", method), ("route", route), ("status", status)]).increment(1);
+    metrics
+        .counter(
+            "xcomponent_http_requests_total",
+            &[("method", method), ("route", route), ("status", status)],
+        )
+        .increment(1);
     response
 }
 

@@ -6,9 +6,9 @@ use crate::state::AppState;
 use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::OpenApi as Document;
 use utoipa::OpenApi;
+use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa_swagger_ui::SwaggerUi;
 
 #[derive(OpenApi)]
@@ -43,10 +43,16 @@ pub(crate) fn finish(mut document: Document, token: bool) -> Document {
         return document;
     }
     let components = document.components.get_or_insert_with(Default::default);
-    components.add_security_scheme("bearerAuth", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    components.add_security_scheme(
+        "bearerAuth",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
     for item in document.paths.paths.values_mut() {
-        for operation in [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten() {
-            operation.security = Some(vec![SecurityRequirement::new("bearerAuth", Vec::<String>::new())]);
+        for operation in
+            [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+        {
+            operation.security =
+                Some(vec![SecurityRequirement::new("bearerAuth", Vec::<String>::new())]);
         }
     }
     document

@@ -4,8 +4,10 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    AllOfBuilder, AnyOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::{PartialSchema, ToSchema};
 
 /// Longest accepted event type.
@@ -23,7 +25,9 @@ fn name_schema(description: &str) -> ObjectBuilder {
 
 /// A JSON object or null.
 fn payload_schema(description: &str) -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Object, Type::Null])).description(Some(description))
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .description(Some(description))
 }
 
 /// An event named by its type, or `{type, payload}`.

@@ -85,7 +85,9 @@ pub(crate) struct Inner {
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("runtime_id", &self.inner.runtime_id).finish_non_exhaustive()
+        f.debug_struct("AppState")
+            .field("runtime_id", &self.inner.runtime_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,7 +101,15 @@ impl AppState {
         let hub = Arc::new(Hub::new(config.metrics.clone()));
         let started_at = runtime.clock().now();
         let state = AppState {
-            inner: Arc::new(Inner { runtime, config, live, hub, runtime_id: Uuid::now_v7(), started_at, shutdown }),
+            inner: Arc::new(Inner {
+                runtime,
+                config,
+                live,
+                hub,
+                runtime_id: Uuid::now_v7(),
+                started_at,
+                shutdown,
+            }),
         };
         tokio::spawn(crate::stream::run(state.clone(), receiver, state.inner.shutdown.subscribe()));
         state

@@ -14,7 +14,11 @@ use xcomponent_runtime::EventBatch;
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Runs until shutdown or until the runtime's stream closes.
-pub(crate) async fn run(state: AppState, mut events: broadcast::Receiver<EventBatch>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    state: AppState,
+    mut events: broadcast::Receiver<EventBatch>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let runtime = state.runtime().clone();
     let registry = runtime.registry();
     let mut metrics = StreamMetrics::new(state.metrics().clone());

@@ -8,7 +8,9 @@ use metrics::{Counter, Histogram};
 use std::sync::Arc;
 use std::time::Instant;
 use xcomponent_core::instance::{EventId, InstanceId, Millis};
-use xcomponent_core::store::{CommitBatch, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention, StoredEvent};
+use xcomponent_core::store::{
+    CommitBatch, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention, StoredEvent,
+};
 
 /// A store that times its commits.
 pub struct TimedStore {
@@ -30,10 +32,20 @@ impl TimedStore {
     pub fn new(inner: Arc<dyn EventStore>, metrics: &Metrics) -> TimedStore {
         let backend = inner.backend().to_owned();
         TimedStore {
-            latency: metrics.histogram("xcomponent_store_commit_duration_seconds", &[("backend", backend.clone())]),
-            ok: metrics.counter("xcomponent_store_commits_total", &[("backend", backend.clone()), ("result", "ok".to_owned())]),
-            failed: metrics.counter("xcomponent_store_commits_total", &[("backend", backend.clone()), ("result", "error".to_owned())]),
-            events: metrics.counter("xcomponent_store_committed_events_total", &[("backend", backend)]),
+            latency: metrics.histogram(
+                "xcomponent_store_commit_duration_seconds",
+                &[("backend", backend.clone())],
+            ),
+            ok: metrics.counter(
+                "xcomponent_store_commits_total",
+                &[("backend", backend.clone()), ("result", "ok".to_owned())],
+            ),
+            failed: metrics.counter(
+                "xcomponent_store_commits_total",
+                &[("backend", backend.clone()), ("result", "error".to_owned())],
+            ),
+            events: metrics
+                .counter("xcomponent_store_committed_events_total", &[("backend", backend)]),
             inner,
         }
     }
@@ -64,7 +76,11 @@ impl EventStore for TimedStore {
         result
     }
 
-    async fn load_active(&self, after: Option<InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>> {
+    async fn load_active(
+        &self,
+        after: Option<InstanceId>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>> {
         self.inner.load_active(after, limit).await
     }
 

@@ -5,8 +5,8 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{assert_error, create_order, TestServer};
-use serde_json::{json, Value};
+use common::{TestServer, assert_error, create_order};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn health_and_runtimes_report_the_process() {
@@ -35,7 +35,8 @@ async fn components_and_machines() {
     assert_eq!(status, StatusCode::OK);
     let components = body["components"].as_array().expect("components");
     assert_eq!(components.len(), 3);
-    let desk = components.iter().find(|component| component["name"] == "HelpDesk").expect("HelpDesk");
+    let desk =
+        components.iter().find(|component| component["name"] == "HelpDesk").expect("HelpDesk");
     assert_eq!(desk["instanceCount"], 1, "the singleton entry point is created at start");
     assert_eq!(desk["machineCount"], 1);
     assert!(desk["stateMachines"][0]["states"].is_array());
@@ -50,7 +51,9 @@ async fn components_and_machines() {
     assert_eq!(body["machines"][0]["name"], "Order");
     assert_eq!(body["machines"][0]["isEntryMachine"], true);
 
-    for path in ["/api/components/Nope", "/api/components/Nope/machines", "/api/components/Nope/instances"] {
+    for path in
+        ["/api/components/Nope", "/api/components/Nope/machines", "/api/components/Nope/instances"]
+    {
         let (status, body) = server.call("GET", path, None).await;
         assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_component");
     }
@@ -62,12 +65,14 @@ async fn create_instance_and_its_errors() {
     let server = TestServer::standard().await;
     create_order(&server, "O1").await;
     // machineName defaults to the entry machine; context may be absent.
-    let (status, body) = server.call("POST", "/api/components/OrderComponent/instances", Some(json!({}))).await;
+    let (status, body) =
+        server.call("POST", "/api/components/OrderComponent/instances", Some(json!({}))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["machineName"], "Order");
 
     let path = "/api/components/OrderComponent/instances";
-    let (status, body) = server.call("POST", path, Some(json!({"machineName": "Order", "context": [1, 2]}))).await;
+    let (status, body) =
+        server.call("POST", path, Some(json!({"machineName": "Order", "context": [1, 2]}))).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     assert_eq!(body["field"], "context");
     let (status, body) = server.call("POST", path, Some(json!({"machineName": 7}))).await;
@@ -75,13 +80,21 @@ async fn create_instance_and_its_errors() {
     assert_eq!(body["field"], "machineName");
     let (status, body) = server.call("POST", path, Some(json!({"machineName": "Ghost"}))).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_machine");
-    let (status, body) = server.call("POST", "/api/components/Nope/instances", Some(json!({}))).await;
+    let (status, body) =
+        server.call("POST", "/api/components/Nope/instances", Some(json!({}))).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_component");
-    let (status, body) = server.call("POST", "/api/components/HelpDesk/instances", Some(json!({"machineName": "Desk"}))).await;
+    let (status, body) = server
+        .call("POST", "/api/components/HelpDesk/instances", Some(json!({"machineName": "Desk"})))
+        .await;
     assert_error(status, &body, StatusCode::CONFLICT, "singleton_exists");
 
     let request = |body: &str, content_type: &str| {
-        Request::builder().method("POST").uri(path).header("content-type", content_type).body(Body::from(body.to_owned())).expect("request")
+        Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", content_type)
+            .body(Body::from(body.to_owned()))
+            .expect("request")
     };
     let (status, bytes) = server.raw(request("{not json", "application/json")).await;
     let body: Value = serde_json::from_slice(&bytes).expect("json error");
@@ -106,20 +119,39 @@ async fn list_filter_and_page_instances() {
     for index in 0..5 {
         ids.push(create_order(&server, &format!("PAGE-{index}")).await);
     }
-    let (status, page) = server.call("GET", "/api/instances?component=OrderComponent&limit=2", None).await;
+    let (status, page) =
+        server.call("GET", "/api/instances?component=OrderComponent&limit=2", None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
     assert_eq!(page["items"], page["instances"]);
-    let mut seen: Vec<String> = page["items"].as_array().into_iter().flatten().map(|item| item["id"].as_str().unwrap_or_default().to_owned()).collect();
+    let mut seen: Vec<String> = page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| item["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
     let mut cursor = page["nextCursor"].as_str().map(str::to_owned);
     while let Some(next) = cursor {
-        let (_, page) = server.call("GET", &format!("/api/instances?component=OrderComponent&limit=2&cursor={next}"), None).await;
-        seen.extend(page["items"].as_array().into_iter().flatten().map(|item| item["id"].as_str().unwrap_or_default().to_owned()));
+        let (_, page) = server
+            .call(
+                "GET",
+                &format!("/api/instances?component=OrderComponent&limit=2&cursor={next}"),
+                None,
+            )
+            .await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|item| item["id"].as_str().unwrap_or_default().to_owned()),
+        );
         cursor = page["nextCursor"].as_str().map(str::to_owned);
     }
     assert_eq!(seen, ids, "pages cover every instance once, in creation order");
 
-    let (_, page) = server.call("GET", "/api/instances?machine=Order&state=Created&q=page-3", None).await;
+    let (_, page) =
+        server.call("GET", "/api/instances?machine=Order&state=Created&q=page-3", None).await;
     assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
     assert_eq!(page["items"][0]["context"]["orderId"], "PAGE-3");
     assert_eq!(page["items"][0]["status"], "active");
@@ -147,7 +179,9 @@ async fn get_one_instance() {
     let server = TestServer::standard().await;
     let (_, page) = server.call("GET", "/api/components/HelpDesk/instances", None).await;
     let desk = page["items"][0]["id"].as_str().expect("desk").to_owned();
-    let (_, reply) = server.call("POST", &format!("/api/instances/{desk}/events"), Some(json!({"type": "TICKET"}))).await;
+    let (_, reply) = server
+        .call("POST", &format!("/api/instances/{desk}/events"), Some(json!({"type": "TICKET"})))
+        .await;
     assert_eq!(reply["newState"], "Busy");
     let (status, body) = server.call("GET", &format!("/api/instances/{desk}"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -155,13 +189,21 @@ async fn get_one_instance() {
     assert_eq!(instance["currentState"], "Busy");
     assert_eq!(instance["pendingTimeouts"][0]["event"], "GIVE_UP");
     assert_eq!(instance["pendingTimeouts"][0]["targetState"], "Open");
-    assert!(instance["pendingTimeouts"][0]["remainingMs"].as_i64().is_some_and(|left| left > 500_000));
-    let events: Vec<&str> = instance["availableTransitions"].as_array().into_iter().flatten().filter_map(|t| t["event"].as_str()).collect();
+    assert!(
+        instance["pendingTimeouts"][0]["remainingMs"].as_i64().is_some_and(|left| left > 500_000)
+    );
+    let events: Vec<&str> = instance["availableTransitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["event"].as_str())
+        .collect();
     assert!(events.contains(&"NOTE") && events.contains(&"RESOLVE"), "{events:?}");
 
     let (status, body) = server.call("GET", "/api/instances/not-a-uuid", None).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_id");
-    let (status, body) = server.call("GET", &format!("/api/instances/{}", uuid::Uuid::now_v7()), None).await;
+    let (status, body) =
+        server.call("GET", &format!("/api/instances/{}", uuid::Uuid::now_v7()), None).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_instance");
     server.stop().await;
 }
@@ -183,7 +225,8 @@ async fn send_events_in_every_form() {
     let (status, body) = server.call("POST", &path, Some(json!({"payload": {}}))).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     assert_eq!(body["field"], "type");
-    let (status, body) = server.call("POST", &path, Some(json!({"type": "SUBMIT", "payload": "x"}))).await;
+    let (status, body) =
+        server.call("POST", &path, Some(json!({"type": "SUBMIT", "payload": "x"}))).await;
     assert_eq!(body["field"], "payload");
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     for blank in ["", "  ", "\u{1f}"] {
@@ -191,16 +234,20 @@ async fn send_events_in_every_form() {
         assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     }
 
-    let (status, body) = server.call("POST", &path, Some(json!({"type": null, "event": "SUBMIT"}))).await;
+    let (status, body) =
+        server.call("POST", &path, Some(json!({"type": null, "event": "SUBMIT"}))).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     assert_eq!(body["field"], "type");
-    let (status, body) = server.call("POST", &path, Some(json!({"type": "SUBMIT", "event": null}))).await;
+    let (status, body) =
+        server.call("POST", &path, Some(json!({"type": "SUBMIT", "event": null}))).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     assert_eq!(body["field"], "event");
 
     // `{event: "TYPE"}` (the distributed dashboard's form), component-scoped route.
     let scoped = format!("/api/components/OrderComponent/instances/{order}/events");
-    let (status, reply) = server.call("POST", &scoped, Some(json!({"event": "SUBMIT", "payload": {"note": "fast"}}))).await;
+    let (status, reply) = server
+        .call("POST", &scoped, Some(json!({"event": "SUBMIT", "payload": {"note": "fast"}})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["outcome"], "transitioned");
     assert_eq!(reply["success"], true);
@@ -208,14 +255,31 @@ async fn send_events_in_every_form() {
     assert_eq!(reply["newState"], "PendingPayment");
     assert_eq!(reply["status"], "active");
 
-    let (status, body) = server.call("POST", &format!("/api/components/PaymentComponent/instances/{order}/events"), Some(json!({"type": "X"}))).await;
+    let (status, body) = server
+        .call(
+            "POST",
+            &format!("/api/components/PaymentComponent/instances/{order}/events"),
+            Some(json!({"type": "X"})),
+        )
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_instance");
-    let (status, body) = server.call("POST", &format!("/api/components/Nope/instances/{order}/events"), Some(json!({"type": "X"}))).await;
+    let (status, body) = server
+        .call(
+            "POST",
+            &format!("/api/components/Nope/instances/{order}/events"),
+            Some(json!({"type": "X"})),
+        )
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_component");
 
     // `{event: {type, payload}}` on /trigger.
-    let (status, reply) =
-        server.call("POST", &format!("/api/instances/{order}/trigger"), Some(json!({"event": {"type": "PAYMENT_FAILED", "payload": {"why": "test"}}}))).await;
+    let (status, reply) = server
+        .call(
+            "POST",
+            &format!("/api/instances/{order}/trigger"),
+            Some(json!({"event": {"type": "PAYMENT_FAILED", "payload": {"why": "test"}}})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["newState"], "Cancelled");
     assert_eq!(reply["status"], "completed");
@@ -224,9 +288,16 @@ async fn send_events_in_every_form() {
     let (status, body) = server.call("POST", &path, Some(json!({"type": "SHIP"}))).await;
     assert_error(status, &body, StatusCode::CONFLICT, "instance_finished");
     assert!(body["error"].as_str().is_some_and(|text| text.contains("Cancelled")), "{body}");
-    let (status, body) = server.call("POST", &format!("/api/instances/{}/events", uuid::Uuid::now_v7()), Some(json!({"type": "X"}))).await;
+    let (status, body) = server
+        .call(
+            "POST",
+            &format!("/api/instances/{}/events", uuid::Uuid::now_v7()),
+            Some(json!({"type": "X"})),
+        )
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_instance");
-    let (status, body) = server.call("POST", "/api/instances/42/trigger", Some(json!({"type": "X"}))).await;
+    let (status, body) =
+        server.call("POST", "/api/instances/42/trigger", Some(json!({"type": "X"}))).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_id");
 
     // A finished instance is still shown, from the store.
@@ -253,17 +324,29 @@ async fn broadcast_reaches_matching_instances() {
     let (_, reply) = server.call("POST", path, Some(body)).await;
     assert_eq!(reply["count"], 1, "B3 only: B2 has finished");
 
-    let (status, body) = server.call("POST", path, Some(json!({"machineName": "Ghost", "event": "X"}))).await;
+    let (status, body) =
+        server.call("POST", path, Some(json!({"machineName": "Ghost", "event": "X"}))).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_machine");
-    let (status, body) = server.call("POST", path, Some(json!({"machineName": "Order", "state": "Nowhere", "event": "X"}))).await;
+    let (status, body) = server
+        .call("POST", path, Some(json!({"machineName": "Order", "state": "Nowhere", "event": "X"})))
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_state");
     let (status, body) = server.call("POST", path, Some(json!({"machineName": "Order", "event": "X", "filters": [{"property": "a", "operator": "~", "value": 1}]}))).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
-    assert!(body["field"].as_str().is_some_and(|field| field.starts_with("filters[0].operator")), "{body}");
+    assert!(
+        body["field"].as_str().is_some_and(|field| field.starts_with("filters[0].operator")),
+        "{body}"
+    );
     let (status, body) = server.call("POST", path, Some(json!({"event": "X"}))).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     assert_eq!(body["field"], "machineName");
-    let (status, body) = server.call("POST", "/api/components/Nope/broadcast", Some(json!({"machineName": "Order", "event": "X"}))).await;
+    let (status, body) = server
+        .call(
+            "POST",
+            "/api/components/Nope/broadcast",
+            Some(json!({"machineName": "Order", "event": "X"})),
+        )
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_component");
     server.stop().await;
 }

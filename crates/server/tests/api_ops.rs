@@ -5,7 +5,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{assert_error, create_order, TestServer};
+use common::{TestServer, assert_error, create_order};
 use serde_json::json;
 use xcomponent_server::{Cors, ServerConfig};
 
@@ -13,7 +13,9 @@ use xcomponent_server::{Cors, ServerConfig};
 async fn history_search_and_correlation() {
     let server = TestServer::standard().await;
     let order = create_order(&server, "H1").await;
-    let (_, reply) = server.call("POST", &format!("/api/instances/{order}/events"), Some(json!({"type": "SUBMIT"}))).await;
+    let (_, reply) = server
+        .call("POST", &format!("/api/instances/{order}/events"), Some(json!({"type": "SUBMIT"})))
+        .await;
     assert_eq!(reply["outcome"], "transitioned");
     let (status, body) = server.call("GET", &format!("/api/instances/{order}/history"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -26,20 +28,31 @@ async fn history_search_and_correlation() {
     assert_eq!(history[1]["componentName"], "OrderComponent");
     assert_eq!(history[1]["machineName"], "Order");
 
-    let (status, body) = server.call("GET", &format!("/api/history/instances/{order}/events"), None).await;
+    let (status, body) =
+        server.call("GET", &format!("/api/history/instances/{order}/events"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["events"].as_array().map(Vec::len), Some(2));
     assert_eq!(body["snapshot"]["currentState"], "PendingPayment");
 
     let payment = common::eventually(|| async {
-        let (_, page) = server.call("GET", "/api/history/instances?machine=Payment&q=H1", None).await;
-        page["instances"].as_array().and_then(|list| list.first()).map(|item| item["instanceId"].as_str().unwrap_or_default().to_owned())
+        let (_, page) =
+            server.call("GET", "/api/history/instances?machine=Payment&q=H1", None).await;
+        page["instances"]
+            .as_array()
+            .and_then(|list| list.first())
+            .map(|item| item["instanceId"].as_str().unwrap_or_default().to_owned())
     })
     .await
     .expect("the payment was created and stored");
-    let (status, body) = server.call("GET", &format!("/api/history/correlated/{order}"), None).await;
+    let (status, body) =
+        server.call("GET", &format!("/api/history/correlated/{order}"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let instances: Vec<&str> = body["events"].as_array().into_iter().flatten().filter_map(|event| event["instanceId"].as_str()).collect();
+    let instances: Vec<&str> = body["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|event| event["instanceId"].as_str())
+        .collect();
     assert!(instances.contains(&order.as_str()) && instances.contains(&payment.as_str()), "{body}");
     assert_eq!(body["correlationKey"], "correlationId");
 
@@ -47,11 +60,16 @@ async fn history_search_and_correlation() {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
     let (status, body) = server.call("GET", "/api/history/instances?cursor=garbage", None).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");
-    let (status, page) = server.call("GET", "/api/history/instances?limit=1&component=OrderComponent", None).await;
+    let (status, page) =
+        server.call("GET", "/api/history/instances?limit=1&component=OrderComponent", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(page["instances"].as_array().map(Vec::len), Some(1));
     let unknown = uuid::Uuid::now_v7();
-    for path in [format!("/api/instances/{unknown}/history"), format!("/api/history/instances/{unknown}/events"), format!("/api/history/correlated/{unknown}")] {
+    for path in [
+        format!("/api/instances/{unknown}/history"),
+        format!("/api/history/instances/{unknown}/events"),
+        format!("/api/history/correlated/{unknown}"),
+    ] {
         let (status, body) = server.call("GET", &path, None).await;
         assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_instance");
     }
@@ -63,21 +81,34 @@ async fn history_search_and_correlation() {
 #[tokio::test]
 async fn diagrams() {
     let server = TestServer::standard().await;
-    let (status, body) = server.call("GET", "/api/components/OrderComponent/diagrams/Order?currentState=Created", None).await;
+    let (status, body) = server
+        .call("GET", "/api/components/OrderComponent/diagrams/Order?currentState=Created", None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["diagram"].as_str().is_some_and(|text| text.starts_with("stateDiagram-v2")));
     assert_eq!(body["terminalStates"], json!(["Completed", "Cancelled"]));
-    let available: Vec<&str> =
-        body["transitions"].as_array().into_iter().flatten().filter(|t| t["available"] == true).filter_map(|t| t["event"].as_str()).collect();
+    let available: Vec<&str> = body["transitions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["available"] == true)
+        .filter_map(|t| t["event"].as_str())
+        .collect();
     assert_eq!(available, ["SUBMIT", "CANCEL"]);
     let (status, body) = server.call("GET", "/api/machines/Payment/diagram", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["componentName"], "PaymentComponent");
 
-    let (status, body) = server.call("GET", "/api/components/OrderComponent/diagrams/Order?currentState=Mars", None).await;
+    let (status, body) = server
+        .call("GET", "/api/components/OrderComponent/diagrams/Order?currentState=Mars", None)
+        .await;
     assert_eq!(status, StatusCode::OK, "an unknown state highlights nothing: {body}");
-    assert!(body["transitions"].as_array().into_iter().flatten().all(|t| t["available"] == false), "{body}");
-    let (status, body) = server.call("GET", "/api/components/OrderComponent/diagrams/Ghost", None).await;
+    assert!(
+        body["transitions"].as_array().into_iter().flatten().all(|t| t["available"] == false),
+        "{body}"
+    );
+    let (status, body) =
+        server.call("GET", "/api/components/OrderComponent/diagrams/Ghost", None).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_machine");
     let (status, body) = server.call("GET", "/api/components/Nope/diagrams/Order", None).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "unknown_component");
@@ -116,7 +147,10 @@ async fn openapi_docs_metrics_dashboard_and_fallbacks() {
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
-    assert!(paths["/api/components/{name}/instances"]["post"].is_object() && paths["/api/components/{name}/instances"]["get"].is_object());
+    assert!(
+        paths["/api/components/{name}/instances"]["post"].is_object()
+            && paths["/api/components/{name}/instances"]["get"].is_object()
+    );
     let (status, copy) = server.call("GET", "/api-docs/openapi.json", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(copy, document);
@@ -125,7 +159,9 @@ async fn openapi_docs_metrics_dashboard_and_fallbacks() {
     assert!(page.as_str().is_some_and(|html| html.contains("swagger")), "the viewer is bundled");
 
     let order = create_order(&server, "M1").await;
-    server.call("POST", &format!("/api/instances/{order}/events"), Some(json!({"type": "CANCEL"}))).await;
+    server
+        .call("POST", &format!("/api/instances/{order}/events"), Some(json!({"type": "CANCEL"})))
+        .await;
     let text = common::eventually(|| async {
         let (_, text) = server.call("GET", "/metrics", None).await;
         let text = text.as_str().unwrap_or_default().to_owned();
@@ -135,7 +171,12 @@ async fn openapi_docs_metrics_dashboard_and_fallbacks() {
     .expect("transition counted");
     assert!(text.contains("xcomponent_http_requests_total{method=\"POST\",route=\"/api/instances/{id}/events\",status=\"200\"}"), "{text}");
     assert!(text.contains("xcomponent_http_request_duration_seconds_bucket"), "{text}");
-    assert!(text.contains(r#"xcomponent_live_instances{component="HelpDesk",machine="Desk",state="Open"} 1"#), "{text}");
+    assert!(
+        text.contains(
+            r#"xcomponent_live_instances{component="HelpDesk",machine="Desk",state="Open"} 1"#
+        ),
+        "{text}"
+    );
     assert!(text.contains("xcomponent_instances_finished_total"), "{text}");
     assert!(!text.contains(&order), "no instance id in labels");
 
@@ -147,7 +188,9 @@ async fn openapi_docs_metrics_dashboard_and_fallbacks() {
     let request = Request::builder().uri("/app.js").body(Body::empty()).expect("request");
     let response = tower::ServiceExt::oneshot(server.app.clone(), request).await.expect("answer");
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.headers()["content-type"].to_str().is_ok_and(|kind| kind.contains("javascript")));
+    assert!(
+        response.headers()["content-type"].to_str().is_ok_and(|kind| kind.contains("javascript"))
+    );
 
     let (status, body) = server.call("GET", "/api/nothing/here", None).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
@@ -160,15 +203,19 @@ async fn openapi_docs_metrics_dashboard_and_fallbacks() {
 
 #[tokio::test]
 async fn bearer_token_guards_mutations_only() {
-    let store: std::sync::Arc<dyn xcomponent_core::store::EventStore> = std::sync::Arc::new(xcomponent_store::MemoryStore::new());
+    let store: std::sync::Arc<dyn xcomponent_core::store::EventStore> =
+        std::sync::Arc::new(xcomponent_store::MemoryStore::new());
     let config = ServerConfig { token: Some("s3cret".to_owned()), ..ServerConfig::default() };
     let server = TestServer::start(&[common::ORDER], Some(store), config).await;
     let path = "/api/components/OrderComponent/instances";
     let (status, body) = server.call("POST", path, Some(json!({}))).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
-    let (status, body) = server.call_with("POST", path, Some(json!({})), &[("authorization", "Bearer wrong")]).await;
+    let (status, body) =
+        server.call_with("POST", path, Some(json!({})), &[("authorization", "Bearer wrong")]).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
-    let (status, body) = server.call_with("POST", path, Some(json!({})), &[("authorization", "Bearer s3cret")]).await;
+    let (status, body) = server
+        .call_with("POST", path, Some(json!({})), &[("authorization", "Bearer s3cret")])
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, _) = server.call("GET", "/api/instances", None).await;
     assert_eq!(status, StatusCode::OK, "reads stay open");
@@ -181,12 +228,19 @@ async fn bearer_token_guards_mutations_only() {
 #[tokio::test]
 async fn cors_is_off_unless_configured() {
     let server = TestServer::standard().await;
-    let request = Request::builder().uri("/api/components").header("origin", "https://elsewhere.example").body(Body::empty()).expect("request");
+    let request = Request::builder()
+        .uri("/api/components")
+        .header("origin", "https://elsewhere.example")
+        .body(Body::empty())
+        .expect("request");
     let response = tower::ServiceExt::oneshot(server.app.clone(), request).await.expect("answer");
     assert!(response.headers().get("access-control-allow-origin").is_none());
     server.stop().await;
 
-    let config = ServerConfig { cors: Cors::Origins(vec!["https://app.example".to_owned()]), ..ServerConfig::default() };
+    let config = ServerConfig {
+        cors: Cors::Origins(vec!["https://app.example".to_owned()]),
+        ..ServerConfig::default()
+    };
     let server = TestServer::start(&[common::ORDER], None, config).await;
     let preflight = Request::builder()
         .method("OPTIONS")
@@ -196,7 +250,10 @@ async fn cors_is_off_unless_configured() {
         .body(Body::empty())
         .expect("request");
     let response = tower::ServiceExt::oneshot(server.app.clone(), preflight).await.expect("answer");
-    assert_eq!(response.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://app.example"));
+    assert_eq!(
+        response.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some("https://app.example")
+    );
     server.stop().await;
 }
 

@@ -5,16 +5,17 @@ mod common;
 
 use common::TestServer;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 async fn connect(server: &TestServer, query: &str) -> Socket {
-    let (socket, _) = connect_async(format!("ws://{}/ws{query}", server.addr)).await.expect("websocket connects");
+    let (socket, _) =
+        connect_async(format!("ws://{}/ws{query}", server.addr)).await.expect("websocket connects");
     socket
 }
 
@@ -31,7 +32,11 @@ async fn next(socket: &mut Socket) -> Option<Value> {
 }
 
 /// Reads messages until one of `kind` satisfies `matches`; returns it and everything before.
-async fn until(socket: &mut Socket, kind: &str, matches: impl Fn(&Value) -> bool) -> (Value, Vec<Value>) {
+async fn until(
+    socket: &mut Socket,
+    kind: &str,
+    matches: impl Fn(&Value) -> bool,
+) -> (Value, Vec<Value>) {
     let mut before = Vec::new();
     while let Some(message) = next(socket).await {
         if message["type"] == kind && matches(&message["data"]) {
@@ -59,25 +64,37 @@ async fn greeting_then_live_events() {
     assert_eq!(second["data"]["runtimes"].as_array().map(Vec::len), Some(1));
 
     let body = json!({"machineName": "Order", "context": {"orderId": "W1", "amount": 5}});
-    let (status, created) = server.http("POST", "/api/components/OrderComponent/instances", Some(&body)).await;
+    let (status, created) =
+        server.http("POST", "/api/components/OrderComponent/instances", Some(&body)).await;
     assert_eq!(status, 201, "{created}");
     let order = created["instanceId"].as_str().expect("id").to_owned();
-    let (message, _) = until(&mut socket, "instance_created", |data| data["instanceId"] == order.as_str()).await;
+    let (message, _) =
+        until(&mut socket, "instance_created", |data| data["instanceId"] == order.as_str()).await;
     assert_eq!(message["data"]["componentName"], "OrderComponent");
     assert_eq!(message["data"]["currentState"], "Created");
     assert_eq!(message["data"]["context"]["orderId"], "W1");
 
-    server.http("POST", &format!("/api/instances/{order}/events"), Some(&json!({"type": "CANCEL"}))).await;
-    let (change, _) = until(&mut socket, "state_change", |data| data["instanceId"] == order.as_str()).await;
+    server
+        .http("POST", &format!("/api/instances/{order}/events"), Some(&json!({"type": "CANCEL"})))
+        .await;
+    let (change, _) =
+        until(&mut socket, "state_change", |data| data["instanceId"] == order.as_str()).await;
     assert_eq!(change["data"]["previousState"], "Created");
     assert_eq!(change["data"]["newState"], "Cancelled");
     assert_eq!(change["data"]["event"], "CANCEL");
-    let (completed, _) = until(&mut socket, "instance_completed", |data| data["instanceId"] == order.as_str()).await;
+    let (completed, _) =
+        until(&mut socket, "instance_completed", |data| data["instanceId"] == order.as_str()).await;
     assert_eq!(completed["data"]["finalState"], "Cancelled");
     assert_eq!(completed["data"]["status"], "completed");
     until(&mut socket, "instance_disposed", |data| data["instanceId"] == order.as_str()).await;
 
-    server.http("POST", &format!("/api/instances/{}/events", uuid::Uuid::now_v7()), Some(&json!({"type": "X"}))).await;
+    server
+        .http(
+            "POST",
+            &format!("/api/instances/{}/events", uuid::Uuid::now_v7()),
+            Some(&json!({"type": "X"})),
+        )
+        .await;
     server.stop().await;
 }
 
@@ -92,18 +109,32 @@ async fn subscription_filters_and_commands() {
     assert_eq!(ack["data"]["component"], "PaymentComponent");
 
     let body = json!({"machineName": "Order", "context": {"orderId": "W2", "amount": 9}});
-    let (_, created) = server.http("POST", "/api/components/OrderComponent/instances", Some(&body)).await;
+    let (_, created) =
+        server.http("POST", "/api/components/OrderComponent/instances", Some(&body)).await;
     let order = created["instanceId"].as_str().expect("id").to_owned();
-    server.http("POST", &format!("/api/instances/{order}/events"), Some(&json!({"type": "SUBMIT"}))).await;
-    let (payment, before) = until(&mut socket, "instance_created", |data| data["componentName"] == "PaymentComponent").await;
+    server
+        .http("POST", &format!("/api/instances/{order}/events"), Some(&json!({"type": "SUBMIT"})))
+        .await;
+    let (payment, before) =
+        until(&mut socket, "instance_created", |data| data["componentName"] == "PaymentComponent")
+            .await;
     assert_eq!(payment["data"]["context"]["orderId"], "W2");
-    assert!(before.iter().all(|message| message["data"]["componentName"] != "OrderComponent"), "{before:?}");
+    assert!(
+        before.iter().all(|message| message["data"]["componentName"] != "OrderComponent"),
+        "{before:?}"
+    );
 
     // Narrow to one instance: only its messages arrive.
     let payment_id = payment["data"]["instanceId"].as_str().expect("payment id").to_owned();
     send(&mut socket, json!({"type": "subscribe", "instanceId": payment_id})).await;
     until(&mut socket, "subscribed", |_| true).await;
-    server.http("POST", &format!("/api/instances/{payment_id}/events"), Some(&json!({"type": "PROCESS"}))).await;
+    server
+        .http(
+            "POST",
+            &format!("/api/instances/{payment_id}/events"),
+            Some(&json!({"type": "PROCESS"})),
+        )
+        .await;
     let (change, before) = until(&mut socket, "state_change", |_| true).await;
     assert_eq!(change["data"]["instanceId"], payment_id.as_str());
     assert!(before.is_empty(), "{before:?}");
@@ -134,7 +165,9 @@ async fn url_filter_and_bad_handshakes() {
     server.http("POST", "/api/components/OrderComponent/instances", Some(&body)).await;
     let (_, page) = server.http("GET", "/api/components/HelpDesk/instances", None).await;
     let desk = page["items"][0]["id"].as_str().expect("desk").to_owned();
-    server.http("POST", &format!("/api/instances/{desk}/events"), Some(&json!({"type": "TICKET"}))).await;
+    server
+        .http("POST", &format!("/api/instances/{desk}/events"), Some(&json!({"type": "TICKET"})))
+        .await;
     let (change, before) = until(&mut socket, "state_change", |_| true).await;
     assert_eq!(change["data"]["componentName"], "HelpDesk");
     assert!(before.is_empty(), "the order's creation is filtered out: {before:?}");

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use xcomponent_core::instance::{EventId, InstanceId, Status};
-use xcomponent_core::store::{CREATED_EVENT_TYPE, CommitBatch, EventStore, InstanceRecord, StoredEvent};
+use xcomponent_core::store::{
+    CREATED_EVENT_TYPE, CommitBatch, EventStore, InstanceRecord, StoredEvent,
+};
 use xcomponent_store::{Durability, StoreOptions, open};
 
 /// Concurrent committers (the runtime's shards).
@@ -79,7 +81,11 @@ impl Workload {
     fn new() -> Workload {
         let per_writer = INSTANCES / WRITERS;
         let writers = (0..WRITERS)
-            .map(|_| (0..per_writer).map(|_| Live { id: InstanceId::new(), correlation_id: EventId::new(), seq: 0 }).collect())
+            .map(|_| {
+                (0..per_writer)
+                    .map(|_| Live { id: InstanceId::new(), correlation_id: EventId::new(), seq: 0 })
+                    .collect()
+            })
             .collect();
         Workload { writers }
     }
@@ -140,8 +146,9 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn Event
     let mut live = Live { id: InstanceId::new(), correlation_id: EventId::new(), seq: 0 };
     group.bench_function(name, |b| {
         b.iter_custom(|iterations| {
-            let batches: Vec<CommitBatch> =
-                (0..iterations).map(|_| CommitBatch { events: vec![live.next(0).0], snapshots: Vec::new() }).collect();
+            let batches: Vec<CommitBatch> = (0..iterations)
+                .map(|_| CommitBatch { events: vec![live.next(0).0], snapshots: Vec::new() })
+                .collect();
             let started = Instant::now();
             rt.block_on(async {
                 for batch in &batches {
@@ -162,7 +169,9 @@ fn commit(c: &mut Criterion) {
         Err(error) => panic!("tokio runtime: {error}"),
     };
     let dir = std::env::temp_dir().join(format!("xc-store-bench-{}", uuid::Uuid::now_v7()));
-    for (label, durability) in [("sqlite_each_commit", Durability::EachCommit), ("sqlite_relaxed", Durability::Relaxed)] {
+    for (label, durability) in
+        [("sqlite_each_commit", Durability::EachCommit), ("sqlite_relaxed", Durability::Relaxed)]
+    {
         let url = format!("sqlite://{}/{label}.db", dir.display());
         let options = StoreOptions { durability, ..StoreOptions::default() };
         let store = rt.block_on(open(&url, &options)).unwrap_or_else(|e| panic!("{url}: {e}"));
@@ -173,9 +182,14 @@ fn commit(c: &mut Criterion) {
     match std::env::var("XC_TEST_POSTGRES_URL") {
         Ok(url) => {
             let schema = format!("xc_bench_{}", uuid::Uuid::now_v7().simple());
-            for (label, durability) in [("postgres_each_commit", Durability::EachCommit), ("postgres_relaxed", Durability::Relaxed)] {
-                let options = StoreOptions { durability, schema: schema.clone(), ..StoreOptions::default() };
-                let store = rt.block_on(open(&url, &options)).unwrap_or_else(|e| panic!("{url}: {e}"));
+            for (label, durability) in [
+                ("postgres_each_commit", Durability::EachCommit),
+                ("postgres_relaxed", Durability::Relaxed),
+            ] {
+                let options =
+                    StoreOptions { durability, schema: schema.clone(), ..StoreOptions::default() };
+                let store =
+                    rt.block_on(open(&url, &options)).unwrap_or_else(|e| panic!("{url}: {e}"));
                 bench_store(c, &rt, label, store);
             }
             rt.block_on(drop_schema(&url, &schema));

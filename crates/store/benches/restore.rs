@@ -23,7 +23,13 @@ fn object(value: Value) -> Map<String, Value> {
     value.as_object().cloned().unwrap_or_default()
 }
 
-fn event(id: InstanceId, seq: u64, status: Status, correlation_id: EventId, i: usize) -> StoredEvent {
+fn event(
+    id: InstanceId,
+    seq: u64,
+    status: Status,
+    correlation_id: EventId,
+    i: usize,
+) -> StoredEvent {
     StoredEvent {
         id: EventId::new(),
         instance_id: id,
@@ -35,7 +41,9 @@ fn event(id: InstanceId, seq: u64, status: Status, correlation_id: EventId, i: u
         state_before: if seq == 1 { String::new() } else { format!("S{}", seq - 1) },
         state_after: format!("S{seq}"),
         status,
-        context: object(json!({ "orderId": format!("ORD-{i}"), "amount": 100 + i, "customer": "ACME", "step": seq })),
+        context: object(
+            json!({ "orderId": format!("ORD-{i}"), "amount": 100 + i, "customer": "ACME", "step": seq }),
+        ),
         timers: Vec::new(),
         parent: None,
         entry_point: false,

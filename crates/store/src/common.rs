@@ -9,7 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
 use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
 use xcomponent_core::store::{
-    CREATED_EVENT_TYPE, CommitBatch, Error, InstanceQuery, InstanceRecord, MAX_PAGE_SIZE, Result, StoredEvent,
+    CREATED_EVENT_TYPE, CommitBatch, Error, InstanceQuery, InstanceRecord, MAX_PAGE_SIZE, Result,
+    StoredEvent,
 };
 
 /// Largest number of events `correlated` returns, whatever the caller asks.
@@ -219,7 +220,10 @@ impl Cursor {
     pub fn decode(text: &str) -> Result<Cursor> {
         let invalid = || Error::Config(format!("invalid search cursor {text:?}"));
         let (ts, id) = text.split_once('_').ok_or_else(invalid)?;
-        Ok(Cursor { updated_at: ts.parse().map_err(|_| invalid())?, id: id.parse().map_err(|_| invalid())? })
+        Ok(Cursor {
+            updated_at: ts.parse().map_err(|_| invalid())?,
+            id: id.parse().map_err(|_| invalid())?,
+        })
     }
 
     /// Whether an item at `(updated_at, id)` comes after this cursor in the search order.
@@ -270,7 +274,8 @@ pub(crate) fn assemble(
     snapshots: Vec<InstanceRecord>,
     events: Vec<StoredEvent>,
 ) -> Result<Vec<InstanceRecord>> {
-    let mut snapshots: HashMap<InstanceId, InstanceRecord> = snapshots.into_iter().map(|s| (s.id, s)).collect();
+    let mut snapshots: HashMap<InstanceId, InstanceRecord> =
+        snapshots.into_iter().map(|s| (s.id, s)).collect();
     let mut grouped: HashMap<InstanceId, (usize, usize)> = HashMap::with_capacity(ids.len());
     let mut start = 0;
     while start < events.len() {
@@ -284,7 +289,13 @@ pub(crate) fn assemble(
         let (from, to) = grouped.get(id).copied().unwrap_or((0, 0));
         match fold(snapshots.remove(id), &events[from..to]) {
             Some(record) => out.push(record),
-            None => return Err(corrupt(backend, "restore", format_args!("instance {id} has neither snapshot nor events"))),
+            None => {
+                return Err(corrupt(
+                    backend,
+                    "restore",
+                    format_args!("instance {id} has neither snapshot nor events"),
+                ));
+            }
         }
     }
     Ok(out)

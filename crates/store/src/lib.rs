@@ -140,7 +140,11 @@ async fn open_redis(url: &str, _: &StoreOptions) -> Result<Arc<dyn EventStore>> 
 
 /// Runs `attempt` up to `CONNECT_ATTEMPTS` times with a doubling pause; returns the last error.
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
-pub(crate) async fn with_retry<T, E: std::fmt::Display, F: Future<Output = std::result::Result<T, E>>>(
+pub(crate) async fn with_retry<
+    T,
+    E: std::fmt::Display,
+    F: Future<Output = std::result::Result<T, E>>,
+>(
     backend: &str,
     what: &str,
     mut attempt: impl FnMut() -> F,
@@ -152,7 +156,11 @@ pub(crate) async fn with_retry<T, E: std::fmt::Display, F: Future<Output = std::
         match attempt().await {
             Ok(value) => return Ok(value),
             Err(error) if tries >= CONNECT_ATTEMPTS => {
-                return Err(common::unavailable(backend, what, format_args!("{error} (after {tries} attempts)")));
+                return Err(common::unavailable(
+                    backend,
+                    what,
+                    format_args!("{error} (after {tries} attempts)"),
+                ));
             }
             Err(error) => {
                 tracing::warn!(backend, %error, attempt = tries, "store connection failed, retrying");

@@ -5,15 +5,16 @@
 //! conformance suite exercises the same semantics everywhere. Nothing survives the process.
 
 use crate::common::{
-    Cursor, Summary, check_batch, correlated_limit, fold, latest_snapshots, page_limit, summaries, text_matches,
-    unavailable,
+    Cursor, Summary, check_batch, correlated_limit, fold, latest_snapshots, page_limit, summaries,
+    text_matches, unavailable,
 };
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
 use xcomponent_core::store::{
-    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention, StoredEvent,
+    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention,
+    StoredEvent,
 };
 
 const BACKEND: &str = "memory";
@@ -77,7 +78,10 @@ impl EventStore for MemoryStore {
         check_batch(batch)?;
         let mut inner = self.write("commit")?;
         for event in &batch.events {
-            let exists = inner.instances.get(&event.instance_id).is_some_and(|e| e.events.contains_key(&event.seq));
+            let exists = inner
+                .instances
+                .get(&event.instance_id)
+                .is_some_and(|e| e.events.contains_key(&event.seq));
             if exists {
                 return Err(Error::Conflict { instance_id: event.instance_id, seq: event.seq });
             }
@@ -85,9 +89,17 @@ impl EventStore for MemoryStore {
         for summary in summaries(batch) {
             match inner.instances.get_mut(&summary.id) {
                 Some(entry) if summary.seq > entry.summary.seq => {
-                    let origin = (entry.summary.created_at, entry.summary.entry_point, entry.summary.correlation_id);
+                    let origin = (
+                        entry.summary.created_at,
+                        entry.summary.entry_point,
+                        entry.summary.correlation_id,
+                    );
                     entry.summary = summary;
-                    (entry.summary.created_at, entry.summary.entry_point, entry.summary.correlation_id) = origin;
+                    (
+                        entry.summary.created_at,
+                        entry.summary.entry_point,
+                        entry.summary.correlation_id,
+                    ) = origin;
                 }
                 Some(_) => {}
                 None => {
@@ -117,10 +129,16 @@ impl EventStore for MemoryStore {
         Ok(())
     }
 
-    async fn load_active(&self, after: Option<InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>> {
+    async fn load_active(
+        &self,
+        after: Option<InstanceId>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>> {
         let inner = self.read("load_active")?;
         let range = match after {
-            Some(after) => inner.instances.range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
+            Some(after) => inner
+                .instances
+                .range((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)),
             None => inner.instances.range(..),
         };
         Ok(range
@@ -137,7 +155,11 @@ impl EventStore for MemoryStore {
 
     async fn history(&self, id: InstanceId) -> Result<Vec<StoredEvent>> {
         let inner = self.read("history")?;
-        Ok(inner.instances.get(&id).map(|e| e.events.values().cloned().collect()).unwrap_or_default())
+        Ok(inner
+            .instances
+            .get(&id)
+            .map(|e| e.events.values().cloned().collect())
+            .unwrap_or_default())
     }
 
     async fn search(&self, query: &InstanceQuery) -> Result<Page<InstanceRecord>> {
@@ -159,7 +181,9 @@ impl EventStore for MemoryStore {
                 continue;
             }
             if items.len() == limit {
-                next_cursor = items.last().map(|r: &InstanceRecord| Cursor::after(r.updated_at, r.id).encode());
+                next_cursor = items
+                    .last()
+                    .map(|r: &InstanceRecord| Cursor::after(r.updated_at, r.id).encode());
                 break;
             }
             items.push(record);
@@ -174,7 +198,9 @@ impl EventStore for MemoryStore {
         refs.sort();
         Ok(refs
             .into_iter()
-            .filter_map(|(_, _, id, seq)| inner.instances.get(&id).and_then(|e| e.events.get(&seq)).cloned())
+            .filter_map(|(_, _, id, seq)| {
+                inner.instances.get(&id).and_then(|e| e.events.get(&seq)).cloned()
+            })
             .take(correlated_limit(limit))
             .collect())
     }

@@ -6,8 +6,8 @@
 //! `REPEATABLE READ READ ONLY` transaction. Durability maps to `synchronous_commit`.
 
 use crate::common::{
-    Cursor, RETENTION_CHUNK, assemble, check_batch, correlated_limit, corrupt, latest_snapshots, like_pattern,
-    page_limit, seq_to_i64, summaries, unavailable,
+    Cursor, RETENTION_CHUNK, assemble, check_batch, correlated_limit, corrupt, latest_snapshots,
+    like_pattern, page_limit, seq_to_i64, summaries, unavailable,
 };
 use crate::sql::{EventDocs, RawEvent, event_select, json_text, parse_record};
 use crate::{ACQUIRE_TIMEOUT, Durability, StoreOptions, with_retry};
@@ -18,8 +18,8 @@ use std::str::FromStr;
 use uuid::Uuid;
 use xcomponent_core::instance::{EventId, InstanceId, Millis};
 use xcomponent_core::store::{
-    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, RECORD_SCHEMA_VERSION, Result, Retention,
-    StoredEvent,
+    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, RECORD_SCHEMA_VERSION,
+    Result, Retention, StoredEvent,
 };
 
 const BACKEND: &str = "postgres";
@@ -99,7 +99,9 @@ impl PostgresStore {
             && schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             && !schema.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
-            return Err(Error::Config(format!("invalid PostgreSQL schema name {schema:?} (letters, digits, _)")));
+            return Err(Error::Config(format!(
+                "invalid PostgreSQL schema name {schema:?} (letters, digits, _)"
+            )));
         }
         let synchronous_commit = match options.durability {
             Durability::EachCommit => "on",
@@ -147,8 +149,18 @@ impl PostgresStore {
             .bind(events.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
             .bind(docs.iter().map(|d| d.context.as_str()).collect::<Vec<_>>())
             .bind(docs.iter().map(|d| d.timers.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.parent.as_ref().map(|p| p.instance_id.0)).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.parent.as_ref().map(|p| p.machine.as_str())).collect::<Vec<_>>())
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.parent.as_ref().map(|p| p.instance_id.0))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                events
+                    .iter()
+                    .map(|e| e.parent.as_ref().map(|p| p.machine.as_str()))
+                    .collect::<Vec<_>>(),
+            )
             .bind(events.iter().map(|e| e.entry_point).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.causation_id.map(|c| c.0)).collect::<Vec<_>>())
@@ -186,9 +198,16 @@ impl PostgresStore {
         match row {
             Some(row) => Ok(Error::Conflict {
                 instance_id: InstanceId(row.try_get(0).map_err(err("commit (conflict lookup)"))?),
-                seq: crate::sql::parse_seq(BACKEND, row.try_get(1).map_err(err("commit (conflict lookup)"))?)?,
+                seq: crate::sql::parse_seq(
+                    BACKEND,
+                    row.try_get(1).map_err(err("commit (conflict lookup)"))?,
+                )?,
             }),
-            None => Ok(unavailable(BACKEND, "commit", "unique violation on a sequence number that is not stored")),
+            None => Ok(unavailable(
+                BACKEND,
+                "commit",
+                "unique violation on a sequence number that is not stored",
+            )),
         }
     }
 
@@ -203,10 +222,14 @@ impl PostgresStore {
             "SELECT s.record::text FROM fsm_instances i JOIN fsm_snapshots s ON s.instance_id = i.instance_id \
              WHERE {filter} ORDER BY i.instance_id"
         );
-        let rows = bind(sqlx::query(AssertSqlSafe(sql))).fetch_all(&mut *tx).await.map_err(err("restore (snapshots)"))?;
+        let rows = bind(sqlx::query(AssertSqlSafe(sql)))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err("restore (snapshots)"))?;
         let mut snapshots = Vec::with_capacity(rows.len());
         for row in &rows {
-            snapshots.push(parse_record(BACKEND, row.try_get(0).map_err(err("restore (snapshots)"))?)?);
+            snapshots
+                .push(parse_record(BACKEND, row.try_get(0).map_err(err("restore (snapshots)"))?)?);
         }
         let sql = format!(
             "SELECT {} FROM fsm_instances i LEFT JOIN fsm_snapshots s ON s.instance_id = i.instance_id \
@@ -214,12 +237,18 @@ impl PostgresStore {
              WHERE {filter} ORDER BY i.instance_id, e.seq",
             event_select("e", "::text")
         );
-        let rows = bind(sqlx::query(AssertSqlSafe(sql))).fetch_all(&mut *tx).await.map_err(err("restore (events)"))?;
+        let rows = bind(sqlx::query(AssertSqlSafe(sql)))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err("restore (events)"))?;
         let events = rows.iter().map(decode_event).collect::<Result<Vec<_>>>()?;
         assemble(BACKEND, ids, snapshots, events)
     }
 
-    async fn records_by_id(tx: &mut PgConnection, ids: &[InstanceId]) -> Result<Vec<InstanceRecord>> {
+    async fn records_by_id(
+        tx: &mut PgConnection,
+        ids: &[InstanceId],
+    ) -> Result<Vec<InstanceRecord>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -227,10 +256,23 @@ impl PostgresStore {
         Self::records(tx, ids, "i.instance_id = ANY($1)", move |q| q.bind(list.clone())).await
     }
 
-    async fn events(&self, operation: &str, filter: &str, key: Uuid, limit: i64) -> Result<Vec<StoredEvent>> {
-        let sql = format!("SELECT {} FROM fsm_events e WHERE {filter} LIMIT $2", event_select("e", "::text"));
-        let rows =
-            sqlx::query(AssertSqlSafe(sql)).bind(key).bind(limit).fetch_all(&self.pool).await.map_err(err(operation))?;
+    async fn events(
+        &self,
+        operation: &str,
+        filter: &str,
+        key: Uuid,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {} FROM fsm_events e WHERE {filter} LIMIT $2",
+            event_select("e", "::text")
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(key)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err(operation))?;
         rows.iter().map(decode_event).collect()
     }
 }
@@ -301,7 +343,11 @@ fn decode_event(row: &PgRow) -> Result<StoredEvent> {
 async fn migrate(conn: &mut PgConnection, schema: &str) -> Result<()> {
     use sqlx::Connection;
     let mut tx = conn.begin().await.map_err(err("migrate"))?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK).execute(&mut *tx).await.map_err(err("migrate"))?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(err("migrate"))?;
     // The schema name was validated (letters, digits, underscores), so quoting it is enough.
     sqlx::raw_sql(AssertSqlSafe(format!(
         "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; \
@@ -310,13 +356,16 @@ async fn migrate(conn: &mut PgConnection, schema: &str) -> Result<()> {
     .execute(&mut *tx)
     .await
     .map_err(err("migrate"))?;
-    let current: i32 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM fsm_schema_version")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(err("migrate"))?;
+    let current: i32 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM fsm_schema_version")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(err("migrate"))?;
     let latest = MIGRATIONS.last().map_or(0, |m| m.0);
     if i64::from(current) > latest {
-        return Err(Error::Config(format!("PostgreSQL schema version {current} is newer than this build supports ({latest})")));
+        return Err(Error::Config(format!(
+            "PostgreSQL schema version {current} is newer than this build supports ({latest})"
+        )));
     }
     for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > i64::from(current)) {
         sqlx::raw_sql(*sql).execute(&mut *tx).await.map_err(err("migrate"))?;
@@ -344,7 +393,9 @@ impl EventStore for PostgresStore {
         check_batch(batch)?;
         match self.write(batch).await {
             Ok(()) => Ok(()),
-            Err(Failure::Sql(sqlx::Error::Database(db))) if db.is_unique_violation() && db.constraint() == Some(EVENTS_KEY) => {
+            Err(Failure::Sql(sqlx::Error::Database(db)))
+                if db.is_unique_violation() && db.constraint() == Some(EVENTS_KEY) =>
+            {
                 Err(self.find_conflict(batch).await?)
             }
             Err(Failure::Sql(e)) => Err(unavailable(BACKEND, "commit", e)),
@@ -352,7 +403,11 @@ impl EventStore for PostgresStore {
         }
     }
 
-    async fn load_active(&self, after: Option<InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>> {
+    async fn load_active(
+        &self,
+        after: Option<InstanceId>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>> {
         // Without `after`, start at the nil id inclusively (`>=`), else strictly after it.
         let (start, op) = after.map_or((Uuid::nil(), ">="), |a| (a.0, ">"));
         let mut tx = self.pool.begin_with(READ_TX).await.map_err(err("load_active"))?;
@@ -368,7 +423,8 @@ impl EventStore for PostgresStore {
             .map_err(err("load_active"))?;
         let Some(&last) = ids.last() else { return Ok(Vec::new()) };
         let ids: Vec<InstanceId> = ids.into_iter().map(InstanceId).collect();
-        let filter = format!("i.status = 'active' AND i.instance_id {op} $1 AND i.instance_id <= $2");
+        let filter =
+            format!("i.status = 'active' AND i.instance_id {op} $1 AND i.instance_id <= $2");
         let records = Self::records(&mut tx, &ids, &filter, |q| q.bind(start).bind(last)).await?;
         tx.commit().await.map_err(err("load_active"))?;
         Ok(records)
@@ -376,11 +432,12 @@ impl EventStore for PostgresStore {
 
     async fn instance(&self, id: InstanceId) -> Result<Option<InstanceRecord>> {
         let mut tx = self.pool.begin_with(READ_TX).await.map_err(err("instance"))?;
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM fsm_instances WHERE instance_id = $1")
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(err("instance"))?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM fsm_instances WHERE instance_id = $1")
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err("instance"))?;
         if exists.is_none() {
             return Ok(None);
         }
@@ -398,7 +455,9 @@ impl EventStore for PostgresStore {
         let cursor = Cursor::of(query)?;
         let mut sql = String::from("SELECT i.instance_id, i.updated_at FROM fsm_instances i ");
         if query.text.is_some() {
-            sql.push_str("LEFT JOIN fsm_events e ON e.instance_id = i.instance_id AND e.seq = i.seq ");
+            sql.push_str(
+                "LEFT JOIN fsm_events e ON e.instance_id = i.instance_id AND e.seq = i.seq ",
+            );
         }
         sql.push_str("WHERE TRUE");
         let mut binds: Vec<Bind> = Vec::new();
@@ -406,21 +465,39 @@ impl EventStore for PostgresStore {
             binds.push(value);
             sql.push_str(&clause.replace('#', &format!("${}", binds.len())));
         };
-        if let Some(v) = &query.component { filter(" AND i.component = #", Bind::Text(v.clone())); }
-        if let Some(v) = &query.machine { filter(" AND i.machine = #", Bind::Text(v.clone())); }
-        if let Some(v) = &query.state { filter(" AND i.state = #", Bind::Text(v.clone())); }
-        if let Some(v) = query.status { filter(" AND i.status = #", Bind::Text(v.as_str().to_owned())); }
-        if let Some(v) = query.updated_from { filter(" AND i.updated_at >= #", Bind::Int(v)); }
-        if let Some(v) = query.updated_to { filter(" AND i.updated_at <= #", Bind::Int(v)); }
+        if let Some(v) = &query.component {
+            filter(" AND i.component = #", Bind::Text(v.clone()));
+        }
+        if let Some(v) = &query.machine {
+            filter(" AND i.machine = #", Bind::Text(v.clone()));
+        }
+        if let Some(v) = &query.state {
+            filter(" AND i.state = #", Bind::Text(v.clone()));
+        }
+        if let Some(v) = query.status {
+            filter(" AND i.status = #", Bind::Text(v.as_str().to_owned()));
+        }
+        if let Some(v) = query.updated_from {
+            filter(" AND i.updated_at >= #", Bind::Int(v));
+        }
+        if let Some(v) = query.updated_to {
+            filter(" AND i.updated_at <= #", Bind::Int(v));
+        }
         if let Some(c) = cursor {
             filter(" AND (i.updated_at, i.instance_id) < (#", Bind::Int(c.updated_at));
             filter(", #)", Bind::Uuid(c.id.0));
         }
         if let Some(text) = &query.text {
-            filter(" AND (i.instance_id::text ILIKE # OR e.context::text ILIKE #)", Bind::Text(like_pattern(text)));
+            filter(
+                " AND (i.instance_id::text ILIKE # OR e.context::text ILIKE #)",
+                Bind::Text(like_pattern(text)),
+            );
         }
         binds.push(Bind::Int(limit as i64 + 1));
-        sql.push_str(&format!(" ORDER BY i.updated_at DESC, i.instance_id DESC LIMIT ${}", binds.len()));
+        sql.push_str(&format!(
+            " ORDER BY i.updated_at DESC, i.instance_id DESC LIMIT ${}",
+            binds.len()
+        ));
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for bind in binds {
             q = match bind {
@@ -433,9 +510,13 @@ impl EventStore for PostgresStore {
         let rows = q.fetch_all(&mut *tx).await.map_err(err("search"))?;
         let mut hits: Vec<(Millis, InstanceId)> = Vec::with_capacity(rows.len());
         for row in &rows {
-            hits.push((row.try_get(1).map_err(err("search"))?, InstanceId(row.try_get(0).map_err(err("search"))?)));
+            hits.push((
+                row.try_get(1).map_err(err("search"))?,
+                InstanceId(row.try_get(0).map_err(err("search"))?),
+            ));
         }
-        let next_cursor = (hits.len() > limit).then(|| Cursor::after(hits[limit - 1].0, hits[limit - 1].1).encode());
+        let next_cursor = (hits.len() > limit)
+            .then(|| Cursor::after(hits[limit - 1].0, hits[limit - 1].1).encode());
         hits.truncate(limit);
         let ids: Vec<InstanceId> = hits.iter().map(|h| h.1).collect();
         let items = Self::records_by_id(&mut tx, &ids).await?;

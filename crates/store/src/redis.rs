@@ -7,8 +7,8 @@
 //! events of each instance). The key layout is in `docs/stores.md`.
 
 use crate::common::{
-    Cursor, RETENTION_CHUNK, Summary, check_batch, corrupt, correlated_limit, fold, latest_snapshots, order_key,
-    page_limit, parse_order_key, summaries, text_matches, unavailable,
+    Cursor, RETENTION_CHUNK, Summary, check_batch, correlated_limit, corrupt, fold,
+    latest_snapshots, order_key, page_limit, parse_order_key, summaries, text_matches, unavailable,
 };
 use crate::{CONNECT_BACKOFF, Durability, StoreOptions, with_retry};
 use async_trait::async_trait;
@@ -17,7 +17,8 @@ use redis::{AsyncCommands, Script};
 use std::time::Duration;
 use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
 use xcomponent_core::store::{
-    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention, StoredEvent,
+    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention,
+    StoredEvent,
 };
 
 const BACKEND: &str = "redis";
@@ -140,7 +141,8 @@ fn err(operation: &str) -> impl Fn(redis::RedisError) -> Error + '_ {
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Config(format!("{BACKEND} commit: value not encodable as JSON: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| Error::Config(format!("{BACKEND} commit: value not encodable as JSON: {e}")))
 }
 
 fn parse_event(json: &str) -> Result<StoredEvent> {
@@ -154,14 +156,17 @@ impl RedisStore {
         if prefix.is_empty() || prefix.contains(|c: char| c.is_whitespace() || c == '*') {
             return Err(Error::Config(format!("invalid Redis key prefix {prefix:?}")));
         }
-        let client = redis::Client::open(url).map_err(|e| Error::Config(format!("invalid Redis store URL: {e}")))?;
+        let client = redis::Client::open(url)
+            .map_err(|e| Error::Config(format!("invalid Redis store URL: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(RECONNECT_ATTEMPTS)
             .set_min_delay(CONNECT_BACKOFF)
             .set_connection_timeout(Some(IO_TIMEOUT))
             .set_response_timeout(Some(IO_TIMEOUT));
-        let mut conn = with_retry(BACKEND, "connect", || ConnectionManager::new_with_config(client.clone(), config.clone()))
-            .await?;
+        let mut conn = with_retry(BACKEND, "connect", || {
+            ConnectionManager::new_with_config(client.clone(), config.clone())
+        })
+        .await?;
         let meta = format!("{prefix}:meta");
         let _: bool = conn.hset_nx(&meta, "layout", LAYOUT_VERSION).await.map_err(err("open"))?;
         let layout: Option<i64> = conn.hget(&meta, "layout").await.map_err(err("open"))?;
@@ -171,10 +176,18 @@ impl RedisStore {
             )));
         }
         if options.durability == Durability::EachCommit {
-            let fsync: Result<Vec<String>> =
-                redis::cmd("CONFIG").arg("GET").arg("appendfsync").query_async(&mut conn).await.map_err(err("open"));
+            let fsync: Result<Vec<String>> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("appendfsync")
+                .query_async(&mut conn)
+                .await
+                .map_err(err("open"));
             if !matches!(fsync.as_deref(), Ok([_, mode]) if mode == "always") {
-                tracing::warn!(backend = BACKEND, ?fsync, "EachCommit durability relies on the server's appendfsync=always");
+                tracing::warn!(
+                    backend = BACKEND,
+                    ?fsync,
+                    "EachCommit durability relies on the server's appendfsync=always"
+                );
             }
         }
         Ok(RedisStore {
@@ -205,7 +218,10 @@ impl RedisStore {
                 let snapshot = if record.is_empty() {
                     None
                 } else {
-                    Some(serde_json::from_str(&record).map_err(|e| corrupt(BACKEND, "snapshot", e))?)
+                    Some(
+                        serde_json::from_str(&record)
+                            .map_err(|e| corrupt(BACKEND, "snapshot", e))?,
+                    )
                 };
                 let events = events.iter().map(|e| parse_event(e)).collect::<Result<Vec<_>>>()?;
                 out.push(fold(snapshot, &events));
@@ -223,9 +239,13 @@ impl RedisStore {
         for id in ids {
             pipe.hget(self.key("inst", id), "sum");
         }
-        let raw: Vec<Option<String>> = pipe.query_async(&mut self.conn.clone()).await.map_err(err("search"))?;
+        let raw: Vec<Option<String>> =
+            pipe.query_async(&mut self.conn.clone()).await.map_err(err("search"))?;
         raw.into_iter()
-            .map(|s| s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(BACKEND, "summary", e))).transpose())
+            .map(|s| {
+                s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(BACKEND, "summary", e)))
+                    .transpose()
+            })
             .collect()
     }
 }
@@ -268,7 +288,8 @@ impl EventStore for RedisStore {
         for s in snapshots {
             invocation.arg(s.id.to_string()).arg(s.seq).arg(to_json(s)?);
         }
-        let reply: Vec<String> = invocation.invoke_async(&mut self.conn.clone()).await.map_err(err("commit"))?;
+        let reply: Vec<String> =
+            invocation.invoke_async(&mut self.conn.clone()).await.map_err(err("commit"))?;
         match reply.as_slice() {
             [ok] if ok == "ok" => Ok(()),
             [tag, id, seq] if tag == "conflict" => Err(Error::Conflict {
@@ -279,7 +300,11 @@ impl EventStore for RedisStore {
         }
     }
 
-    async fn load_active(&self, after: Option<InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>> {
+    async fn load_active(
+        &self,
+        after: Option<InstanceId>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>> {
         let start = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
         let count = isize::try_from(limit).unwrap_or(isize::MAX);
         let ids: Vec<String> = self
@@ -301,7 +326,8 @@ impl EventStore for RedisStore {
     }
 
     async fn history(&self, id: InstanceId) -> Result<Vec<StoredEvent>> {
-        let raw: Vec<String> = self.conn.clone().zrange(self.key("ev", id), 0, -1).await.map_err(err("history"))?;
+        let raw: Vec<String> =
+            self.conn.clone().zrange(self.key("ev", id), 0, -1).await.map_err(err("history"))?;
         raw.iter().map(|e| parse_event(e)).collect()
     }
 
@@ -327,13 +353,23 @@ impl EventStore for RedisStore {
             scanned += keys.len();
             let ids = keys
                 .iter()
-                .map(|k| parse_order_key(k).map(|(_, id)| id).ok_or_else(|| corrupt(BACKEND, "search index", k)))
+                .map(|k| {
+                    parse_order_key(k)
+                        .map(|(_, id)| id)
+                        .ok_or_else(|| corrupt(BACKEND, "search index", k))
+                })
                 .collect::<Result<Vec<_>>>()?;
             let summaries = self.summaries(&ids).await?;
-            let wanted: Vec<InstanceId> =
-                summaries.into_iter().flatten().filter(|s| s.matches(query)).map(|s| s.id).collect();
+            let wanted: Vec<InstanceId> = summaries
+                .into_iter()
+                .flatten()
+                .filter(|s| s.matches(query))
+                .map(|s| s.id)
+                .collect();
             for record in self.records(&wanted).await?.into_iter().flatten() {
-                if items.len() <= limit && query.text.as_deref().is_none_or(|t| text_matches(&record, t)) {
+                if items.len() <= limit
+                    && query.text.as_deref().is_none_or(|t| text_matches(&record, t))
+                {
                     items.push(record);
                 }
             }
@@ -347,15 +383,22 @@ impl EventStore for RedisStore {
             items.last().map(|r| Cursor::after(r.updated_at, r.id).encode())
         } else {
             // Budget spent before the page filled: resume after the last entry examined.
-            position.as_deref().and_then(parse_order_key).map(|(at, id)| Cursor::after(at, id).encode())
+            position
+                .as_deref()
+                .and_then(parse_order_key)
+                .map(|(at, id)| Cursor::after(at, id).encode())
         };
         Ok(Page { items, next_cursor })
     }
 
     async fn correlated(&self, correlation_id: EventId, limit: usize) -> Result<Vec<StoredEvent>> {
         let stop = isize::try_from(correlated_limit(limit)).unwrap_or(isize::MAX) - 1;
-        let refs: Vec<String> =
-            self.conn.clone().zrange(self.key("corr", correlation_id), 0, stop).await.map_err(err("correlated"))?;
+        let refs: Vec<String> = self
+            .conn
+            .clone()
+            .zrange(self.key("corr", correlation_id), 0, stop)
+            .await
+            .map_err(err("correlated"))?;
         if refs.is_empty() {
             return Ok(Vec::new());
         }
@@ -367,7 +410,8 @@ impl EventStore for RedisStore {
             };
             pipe.zrangebyscore(self.key("ev", id), seq, seq);
         }
-        let found: Vec<Vec<String>> = pipe.query_async(&mut self.conn.clone()).await.map_err(err("correlated"))?;
+        let found: Vec<Vec<String>> =
+            pipe.query_async(&mut self.conn.clone()).await.map_err(err("correlated"))?;
         found.iter().flatten().map(|e| parse_event(e)).collect()
     }
 
@@ -393,7 +437,8 @@ impl EventStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn.clone()).await.map_err(err("ping"))?;
+        let _: String =
+            redis::cmd("PING").query_async(&mut self.conn.clone()).await.map_err(err("ping"))?;
         Ok(())
     }
 }

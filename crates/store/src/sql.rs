@@ -11,9 +11,9 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 use xcomponent_core::instance::{EventId, InstanceId, Millis, ParentRef, Status};
 #[cfg(feature = "postgres")]
-use xcomponent_core::store::InstanceRecord;
-#[cfg(feature = "postgres")]
 use xcomponent_core::store::Error;
+#[cfg(feature = "postgres")]
+use xcomponent_core::store::InstanceRecord;
 use xcomponent_core::store::{Result, StoredEvent};
 
 /// Columns of `fsm_events`, in the order `RawEvent` reads them (prefix with an alias if needed).
@@ -57,7 +57,8 @@ pub(crate) fn event_select(alias: &str, json_suffix: &str) -> String {
 /// The JSON text of a document column.
 #[cfg(feature = "postgres")]
 pub(crate) fn json_text(backend: &str, value: &impl Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::Config(format!("{backend} commit: value not encodable as JSON: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| Error::Config(format!("{backend} commit: value not encodable as JSON: {e}")))
 }
 
 /// Parses a document column.
@@ -67,12 +68,14 @@ pub(crate) fn parse_json<T: DeserializeOwned>(backend: &str, what: &str, text: &
 
 /// Parses a status column.
 pub(crate) fn parse_status(backend: &str, text: &str) -> Result<Status> {
-    Status::parse(text).ok_or_else(|| corrupt(backend, "status column", format_args!("unknown status {text:?}")))
+    Status::parse(text)
+        .ok_or_else(|| corrupt(backend, "status column", format_args!("unknown status {text:?}")))
 }
 
 /// Converts a stored sequence number back.
 pub(crate) fn parse_seq(backend: &str, seq: i64) -> Result<u64> {
-    u64::try_from(seq).map_err(|_| corrupt(backend, "seq column", format_args!("negative sequence number {seq}")))
+    u64::try_from(seq)
+        .map_err(|_| corrupt(backend, "seq column", format_args!("negative sequence number {seq}")))
 }
 
 /// An event row as read from either database, before validation.
@@ -102,9 +105,17 @@ impl RawEvent<'_> {
     /// Validates and converts the row.
     pub fn decode(self, backend: &str) -> Result<StoredEvent> {
         let parent = match (self.parent_id, self.parent_machine) {
-            (Some(id), Some(machine)) => Some(ParentRef { instance_id: InstanceId(id), machine: machine.to_owned() }),
+            (Some(id), Some(machine)) => {
+                Some(ParentRef { instance_id: InstanceId(id), machine: machine.to_owned() })
+            }
             (None, None) => None,
-            _ => return Err(corrupt(backend, "event row", "parent_id and parent_machine must both be set or null")),
+            _ => {
+                return Err(corrupt(
+                    backend,
+                    "event row",
+                    "parent_id and parent_machine must both be set or null",
+                ));
+            }
         };
         Ok(StoredEvent {
             id: EventId(self.id),

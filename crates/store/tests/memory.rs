@@ -14,14 +14,16 @@ async fn memory_store_conforms() {
 
 #[tokio::test]
 async fn unknown_scheme_is_a_clear_error() {
-    let error = open("mongodb://localhost/x", &StoreOptions::default()).await.err().expect("rejected");
+    let error =
+        open("mongodb://localhost/x", &StoreOptions::default()).await.err().expect("rejected");
     assert!(error.to_string().contains("mongodb://localhost/x"), "{error}");
 }
 
 #[cfg(not(feature = "redis"))]
 #[tokio::test]
 async fn backend_not_compiled_in_is_a_clear_error() {
-    let error = open("redis://127.0.0.1:6379", &StoreOptions::default()).await.err().expect("rejected");
+    let error =
+        open("redis://127.0.0.1:6379", &StoreOptions::default()).await.err().expect("rejected");
     let text = error.to_string();
     assert!(text.contains("redis://127.0.0.1:6379") && text.contains("`redis` feature"), "{text}");
 }

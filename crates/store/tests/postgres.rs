@@ -24,7 +24,11 @@ async fn drop_schema(url: &str, schema: &str) {
 async fn postgres_store_conforms() {
     let Some(url) = conformance::service_url("XC_TEST_POSTGRES_URL", "postgres") else { return };
     let schema = format!("xc_test_{}", uuid::Uuid::now_v7().simple());
-    let options = StoreOptions { schema: schema.clone(), durability: Durability::EachCommit, ..StoreOptions::default() };
+    let options = StoreOptions {
+        schema: schema.clone(),
+        durability: Durability::EachCommit,
+        ..StoreOptions::default()
+    };
     let store = match open(&url, &options).await {
         Ok(store) => store,
         Err(error) => {

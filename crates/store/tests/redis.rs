@@ -15,7 +15,11 @@ use xcomponent_store::{Durability, StoreOptions, open};
 async fn redis_store_conforms() {
     let Some(url) = conformance::service_url("XC_TEST_REDIS_URL", "redis") else { return };
     let prefix = format!("xc_test_{}", uuid::Uuid::now_v7().simple());
-    let options = StoreOptions { key_prefix: prefix.clone(), durability: Durability::Relaxed, ..StoreOptions::default() };
+    let options = StoreOptions {
+        key_prefix: prefix.clone(),
+        durability: Durability::Relaxed,
+        ..StoreOptions::default()
+    };
     let store = open(&url, &options).await.expect("redis store opens");
     assert_eq!(store.backend(), "redis");
     conformance::run_then_cleanup(store, delete_prefix(&url, &prefix)).await;

@@ -87,7 +87,8 @@ async fn version_1_database_is_migrated() {
     let dir = TempDir::new();
     let path = dir.0.join("v1.db");
     let mut live = chain("c_v1", 3, 1_000);
-    live[0].parent = Some(ParentRef { instance_id: InstanceId::new(), machine: "Parent".to_owned() });
+    live[0].parent =
+        Some(ParentRef { instance_id: InstanceId::new(), machine: "Parent".to_owned() });
     live[0].entry_point = true;
     live[0].source_component = Some("Upstream".to_owned());
     live[2].timers = vec![timer("TIMEOUT", 9_000)];
@@ -123,16 +124,27 @@ async fn version_1_database_is_migrated() {
     let store = open(&url, &options).await.expect("version 1 database opens and migrates");
     let mut want = snapshot.clone();
     want.apply(&live[2]);
-    assert_eq!(store.instance(live[0].instance_id).await.unwrap(), Some(want.clone()), "snapshot + later event");
+    assert_eq!(
+        store.instance(live[0].instance_id).await.unwrap(),
+        Some(want.clone()),
+        "snapshot + later event"
+    );
     assert_eq!(store.history(live[0].instance_id).await.unwrap(), live, "every column survives");
     assert_eq!(store.history(done[0].instance_id).await.unwrap(), done);
-    assert_eq!(store.load_active(None, 10).await.unwrap(), vec![want], "only the live instance is active");
+    assert_eq!(
+        store.load_active(None, 10).await.unwrap(),
+        vec![want],
+        "only the live instance is active"
+    );
     let chain_events = store.correlated(live[0].correlation_id, 10).await.unwrap();
     assert_eq!(chain_events, live, "correlation ranges rebuilt");
     // Writes continue on the migrated data: the next seq is accepted, a stored one conflicts.
     store.commit(&batch(vec![next(&live[2], "GO", "S4", Status::Active, 1_010)])).await.unwrap();
     let duplicate = next(&live[1], "DUP", "Elsewhere", Status::Active, 1_011);
-    assert!(matches!(store.commit(&batch(vec![duplicate])).await, Err(Error::Conflict { seq: 3, .. })));
+    assert!(matches!(
+        store.commit(&batch(vec![duplicate])).await,
+        Err(Error::Conflict { seq: 3, .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -154,14 +166,18 @@ async fn group_commit_fails_only_the_conflicting_batch() {
         };
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            let result = store.commit(&CommitBatch { events: events.clone(), snapshots: Vec::new() }).await;
+            let result =
+                store.commit(&CommitBatch { events: events.clone(), snapshots: Vec::new() }).await;
             (events, result)
         }));
     }
     for task in tasks {
         let (events, result) = task.await.unwrap();
         if events[0].instance_id == stored[0].instance_id {
-            assert!(matches!(result, Err(Error::Conflict { seq: 1, .. })), "the duplicate conflicts: {result:?}");
+            assert!(
+                matches!(result, Err(Error::Conflict { seq: 1, .. })),
+                "the duplicate conflicts: {result:?}"
+            );
         } else {
             result.expect("the other batches of the group are stored");
             for instance in events.chunks(3) {
@@ -179,7 +195,8 @@ async fn a_newer_schema_is_refused_as_configuration() {
     let url = format!("sqlite://{}", path.display());
     drop(open(&url, &StoreOptions::default()).await.unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
-    conn.execute("INSERT INTO fsm_schema_version (version, applied_at) VALUES (99, 0)", []).unwrap();
+    conn.execute("INSERT INTO fsm_schema_version (version, applied_at) VALUES (99, 0)", [])
+        .unwrap();
     drop(conn);
     match open(&url, &StoreOptions::default()).await {
         Err(Error::Config(message)) => assert!(message.contains("99"), "{message}"),

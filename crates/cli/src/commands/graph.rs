@@ -50,7 +50,11 @@ pub fn run(args: GraphArgs) -> anyhow::Result<ExitCode> {
     };
     if let (Some(name), true) = (&args.machine, selected.is_empty()) {
         let known: Vec<&str> = machines.iter().map(|machine| machine.name.as_str()).collect();
-        bail!("component {} has no machine {name} (machines: {})", loaded.component.name, known.join(", "));
+        bail!(
+            "component {} has no machine {name} (machines: {})",
+            loaded.component.name,
+            known.join(", ")
+        );
     }
     let mut blocks = Vec::with_capacity(selected.len());
     for machine in selected {

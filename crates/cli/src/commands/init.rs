@@ -35,13 +35,18 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     let name = project_name(folder)?;
     let component = component_name(&name);
     if folder.exists() {
-        bail!("{} already exists; init only creates new folders (choose another name or remove it)", folder.display());
+        bail!(
+            "{} already exists; init only creates new folders (choose another name or remove it)",
+            folder.display()
+        );
     }
     if let Some(parent) = folder.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     std::fs::create_dir(folder).with_context(|| format!("cannot create {}", folder.display()))?;
-    let fill = |template: &str| template.replace("{{NAME}}", &name).replace("{{COMPONENT}}", &component);
+    let fill =
+        |template: &str| template.replace("{{NAME}}", &name).replace("{{COMPONENT}}", &component);
     let files = [
         (folder.join("components").join(format!("{name}.yaml")), fill(COMPONENT_TEMPLATE)),
         (folder.join("README.md"), fill(README_TEMPLATE)),
@@ -54,7 +59,10 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     for (path, _) in &files {
         println!("  {}", path.strip_prefix(folder).unwrap_or(path).display());
     }
-    println!("Next: cd {} && xcomponent-ai validate components/{name}.yaml (README.md has more)", folder.display());
+    println!(
+        "Next: cd {} && xcomponent-ai validate components/{name}.yaml (README.md has more)",
+        folder.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -64,9 +72,12 @@ fn project_name(folder: &Path) -> Result<String> {
         bail!("{} does not end with a folder name", folder.display());
     };
     let mut chars = name.chars();
-    let valid = chars.next().is_some_and(|first| first.is_ascii_alphabetic()) && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let valid = chars.next().is_some_and(|first| first.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid {
-        bail!("project name {name:?} must start with a letter and use only letters, digits, `-` and `_`");
+        bail!(
+            "project name {name:?} must start with a letter and use only letters, digits, `-` and `_`"
+        );
     }
     Ok(name.to_owned())
 }
@@ -77,14 +88,18 @@ fn component_name(name: &str) -> String {
         .filter(|part| !part.is_empty())
         .map(|part| {
             let mut chars = part.chars();
-            chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
         })
         .collect()
 }
 
 fn write_new(path: &Path, text: &str) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }

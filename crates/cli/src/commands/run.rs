@@ -6,13 +6,15 @@ use anyhow::{Result, anyhow};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use xcomponent_core::clock::{Clock, SystemClock};
-use xcomponent_core::instance::Context;
-use xcomponent_cli::offline::load::{LoadError, Loaded, find_machine, load_definitions, print_diagnostics};
+use xcomponent_cli::offline::load::{
+    LoadError, Loaded, find_machine, load_definitions, print_diagnostics,
+};
 use xcomponent_cli::offline::report::{final_states_json, final_states_text};
 use xcomponent_cli::offline::script::{Item, parse_context_argument, parse_events_argument};
 use xcomponent_cli::offline::session::Session;
 use xcomponent_cli::offline::trace::Line;
+use xcomponent_core::clock::{Clock, SystemClock};
+use xcomponent_core::instance::Context;
 use xcomponent_runtime::Handlers;
 
 /// Exit status for input that cannot be used (invalid YAML, bad --context or --events).
@@ -92,19 +94,26 @@ impl Inputs {
             eprintln!("error: {message}");
             ExitCode::from(EXIT_INVALID_INPUT)
         };
-        let context = parse_context_argument(self.context.as_deref()).map_err(|error| invalid(format!("{error:#}")))?;
-        let items = parse_events_argument(self.events.as_deref()).map_err(|error| invalid(format!("{error:#}")))?;
+        let context = parse_context_argument(self.context.as_deref())
+            .map_err(|error| invalid(format!("{error:#}")))?;
+        let items = parse_events_argument(self.events.as_deref())
+            .map_err(|error| invalid(format!("{error:#}")))?;
         let loaded = match load_definitions(&self.files) {
             Ok(loaded) => loaded,
             Err(LoadError::Invalid(diagnostics)) => {
                 print_diagnostics(&diagnostics);
                 let errors = diagnostics.iter().filter(|diagnostic| diagnostic.is_error()).count();
-                return Err(invalid(format!("the component files have {errors} error(s); nothing was run")));
+                return Err(invalid(format!(
+                    "the component files have {errors} error(s); nothing was run"
+                )));
             }
             Err(LoadError::Usage(message)) => return Err(invalid(message)),
         };
         print_diagnostics(&loaded.warnings);
-        let component = find_machine(&loaded.definitions, &self.machine, self.component.as_deref()).map_err(invalid)?.name.to_string();
+        let component = find_machine(&loaded.definitions, &self.machine, self.component.as_deref())
+            .map_err(invalid)?
+            .name
+            .to_string();
         Ok(Prepared { loaded, component, context, items })
     }
 }
@@ -136,7 +145,10 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(prepared) => prepared,
         Err(code) => return Ok(code),
     };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| anyhow!("cannot start the async runtime: {error}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| anyhow!("cannot start the async runtime: {error}"))?;
     runtime.block_on(drive(&args.inputs, prepared))
 }
 
@@ -152,7 +164,8 @@ async fn drive(inputs: &Inputs, prepared: Prepared) -> Result<ExitCode> {
             }
         }
     };
-    let (mut session, existing) = Session::start(loaded.definitions, Handlers::new(), SystemClock.now()).await?;
+    let (mut session, existing) =
+        Session::start(loaded.definitions, Handlers::new(), SystemClock.now()).await?;
     if !json {
         println!("trace:");
     }

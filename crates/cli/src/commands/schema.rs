@@ -19,7 +19,11 @@ pub struct SchemaArgs {
 /// Runs `schema`.
 pub fn run(args: SchemaArgs) -> anyhow::Result<ExitCode> {
     let schema = component_json_schema();
-    let text = if args.compact { serde_json::to_string(&schema)? } else { serde_json::to_string_pretty(&schema)? };
+    let text = if args.compact {
+        serde_json::to_string(&schema)?
+    } else {
+        serde_json::to_string_pretty(&schema)?
+    };
     println!("{text}");
     Ok(ExitCode::SUCCESS)
 }

@@ -129,16 +129,23 @@ pub struct ServeArgs {
 const RETENTION_PERIOD: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Applies the retention policy now and then every `RETENTION_PERIOD`, until the process ends.
-fn spawn_retention(store: Arc<dyn xcomponent_core::store::EventStore>, clock: Arc<dyn xcomponent_core::Clock>, days: u32) {
+fn spawn_retention(
+    store: Arc<dyn xcomponent_core::store::EventStore>,
+    clock: Arc<dyn xcomponent_core::Clock>,
+    days: u32,
+) {
     let keep_finished_ms = i64::from(days) * 24 * 3600 * 1000;
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(RETENTION_PERIOD);
         loop {
             ticker.tick().await;
-            let retention = xcomponent_core::store::Retention { keep_finished_ms: Some(keep_finished_ms) };
+            let retention =
+                xcomponent_core::store::Retention { keep_finished_ms: Some(keep_finished_ms) };
             match store.apply_retention(retention, clock.now()).await {
                 Ok(0) => {}
-                Ok(purged) => tracing::info!(purged, days, "Retention applied to finished instances."),
+                Ok(purged) => {
+                    tracing::info!(purged, days, "Retention applied to finished instances.")
+                }
                 Err(error) => tracing::warn!(%error, "Retention could not be applied; will retry."),
             }
         }
@@ -148,15 +155,22 @@ fn spawn_retention(store: Arc<dyn xcomponent_core::store::EventStore>, clock: Ar
 /// Runs `serve` until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     init_logging(args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the Tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the Tokio runtime")?;
     runtime.block_on(serve(args))?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -175,7 +189,11 @@ fn load(files: &[PathBuf]) -> Result<Vec<Definition>> {
                     match Definition::compile(loaded.component) {
                         Ok(definition) => {
                             if definitions.iter().any(|other| other.name == definition.name) {
-                                bail!("component {} is defined twice (again in {})", definition.name, file.display());
+                                bail!(
+                                    "component {} is defined twice (again in {})",
+                                    definition.name,
+                                    file.display()
+                                );
                             }
                             definitions.push(definition);
                         }
@@ -206,7 +224,8 @@ fn store_url(args: &ServeArgs) -> Result<String> {
     if let Some(url) = args.store.as_deref().filter(|url| !url.is_empty()) {
         return Ok(url.to_owned());
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
     let path: &Path = &args.data_dir.join("xcomponent.db");
     Ok(format!("sqlite://{}", path.display()))
 }
@@ -238,7 +257,9 @@ async fn signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
             Ok(terminate) => terminate,
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
@@ -269,10 +290,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = Metrics::new();
     // Enough connections for every shard to commit at once, plus readers for the API.
     let shards = args.shards.unwrap_or_else(|| RuntimeOptions::default().shards).max(1);
-    let pool_size = u32::try_from(shards + 2).unwrap_or(u32::MAX).max(StoreOptions::default().pool_size);
-    let store = xcomponent_store::open(&url, &StoreOptions { durability, pool_size, ..StoreOptions::default() })
-        .await
-        .with_context(|| format!("cannot open the store {url}"))?;
+    let pool_size =
+        u32::try_from(shards + 2).unwrap_or(u32::MAX).max(StoreOptions::default().pool_size);
+    let store = xcomponent_store::open(
+        &url,
+        &StoreOptions { durability, pool_size, ..StoreOptions::default() },
+    )
+    .await
+    .with_context(|| format!("cannot open the store {url}"))?;
     let store = TimedStore::wrap(store, &metrics);
     let mut options = RuntimeOptions {
         snapshot_interval: args.snapshot_interval.max(1),
@@ -287,14 +312,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
         spawn_retention(store.clone(), Arc::new(xcomponent_core::SystemClock), days);
     }
     let mut builder = RuntimeBuilder::new().store(store).options(options);
-    let names: Vec<String> = definitions.iter().map(|definition| definition.name.to_string()).collect();
+    let names: Vec<String> =
+        definitions.iter().map(|definition| definition.name.to_string()).collect();
     for definition in definitions {
         builder = builder.component(definition);
     }
     let runtime = builder.start().await.context("cannot start the runtime")?;
 
     let address = format!("{}:{}", args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("cannot listen on {address}"))?;
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
     let local: SocketAddr = listener.local_addr().context("cannot read the listening address")?;
     let config = ServerConfig {
         token: args.token.filter(|token| !token.is_empty()),
@@ -354,7 +382,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
 /// One instance of each component's entry machine, unless it already has a live one.
 async fn create_demo_instances(handle: &xcomponent_runtime::RuntimeHandle) {
     for definition in handle.registry().components() {
-        let Some(machine) = definition.entry_machine.map(|machine| definition.machine(machine).name.to_string()) else { continue };
+        let Some(machine) =
+            definition.entry_machine.map(|machine| definition.machine(machine).name.to_string())
+        else {
+            continue;
+        };
         let filter = xcomponent_runtime::InstanceFilter {
             component: Some(definition.name.to_string()),
             machine: Some(machine.clone()),
@@ -365,8 +397,12 @@ async fn create_demo_instances(handle: &xcomponent_runtime::RuntimeHandle) {
             continue;
         }
         match handle.create_instance(&definition.name, &machine, Default::default()).await {
-            Ok(id) => tracing::info!(component = &*definition.name, machine, instance = %id, "Demo instance created."),
-            Err(error) => tracing::warn!(component = &*definition.name, %error, "Demo instance not created."),
+            Ok(id) => {
+                tracing::info!(component = &*definition.name, machine, instance = %id, "Demo instance created.")
+            }
+            Err(error) => {
+                tracing::warn!(component = &*definition.name, %error, "Demo instance not created.")
+            }
         }
     }
 }
@@ -405,7 +441,10 @@ mod tests {
     #[test]
     fn only_the_memory_bus_is_built() {
         assert!(check_broker("memory").is_ok());
-        let error = check_broker("redis://localhost:6379").err().map(|error| error.to_string()).unwrap_or_default();
+        let error = check_broker("redis://localhost:6379")
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
         assert!(error.contains("redis:// is not built yet"), "{error}");
     }
 }

@@ -53,24 +53,48 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         Ok(prepared) => prepared,
         Err(code) => return Ok(code),
     };
-    if let Some(item) = prepared.items.iter().find(|item| !matches!(item.step, Step::Advance { .. } | Step::Send { target: Target::Main, .. })) {
-        eprintln!("error: item {} `{}`: simulate follows a single instance; use `run` to create or address other instances", item.number, item.text);
+    if let Some(item) = prepared.items.iter().find(|item| {
+        !matches!(item.step, Step::Advance { .. } | Step::Send { target: Target::Main, .. })
+    }) {
+        eprintln!(
+            "error: item {} `{}`: simulate follows a single instance; use `run` to create or address other instances",
+            item.number, item.text
+        );
         return Ok(ExitCode::from(EXIT_INVALID_INPUT));
     }
-    let Some(definition) = prepared.loaded.definitions.iter().find(|definition| *definition.name == prepared.component) else {
+    let Some(definition) = prepared
+        .loaded
+        .definitions
+        .iter()
+        .find(|definition| *definition.name == prepared.component)
+    else {
         anyhow::bail!("component {} vanished after loading", prepared.component);
     };
     let Some(machine_index) = definition.machine_index(&inputs.machine) else {
         anyhow::bail!("machine {} vanished after loading", inputs.machine);
     };
     let machine = definition.machine(machine_index);
-    let mut walk = Walk { definition, machine, now: 0, steps: Vec::new(), instance: engine::create(definition, machine_index, InstanceId::new(), prepared.context, None, 0) };
+    let mut walk = Walk {
+        definition,
+        machine,
+        now: 0,
+        steps: Vec::new(),
+        instance: engine::create(
+            definition,
+            machine_index,
+            InstanceId::new(),
+            prepared.context,
+            None,
+            0,
+        ),
+    };
     let mut path = vec![machine.state(walk.instance.state).name.to_string()];
     walk.fire_due(0, &mut path);
     let mut error = None;
     let mut skipped = 0;
     let advance_at_end = inputs.advance_ms.map(|ms| Step::Advance { ms });
-    let steps: Vec<&Step> = prepared.items.iter().map(|item| &item.step).chain(advance_at_end.as_ref()).collect();
+    let steps: Vec<&Step> =
+        prepared.items.iter().map(|item| &item.step).chain(advance_at_end.as_ref()).collect();
     for (position, step) in steps.iter().enumerate() {
         if !walk.instance.is_active() {
             skipped = steps.len() - position;
@@ -79,18 +103,35 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         match step {
             Step::Send { event, payload, .. } => {
                 let state = machine.state(walk.instance.state).name.to_string();
-                let result = engine::step(definition, &mut walk.instance, EventRef { name: event, payload }, walk.now, &mut NoHooks);
+                let result = engine::step(
+                    definition,
+                    &mut walk.instance,
+                    EventRef { name: event, payload },
+                    walk.now,
+                    &mut NoHooks,
+                );
                 match result {
                     StepResult::Transitioned(transitioned) => {
-                        walk.record(event, &transitioned.effects, transitioned.from, transitioned.to, transitioned.transition, &mut path);
+                        walk.record(
+                            event,
+                            &transitioned.effects,
+                            transitioned.from,
+                            transitioned.to,
+                            transitioned.transition,
+                            &mut path,
+                        );
                         walk.fire_due(walk.now, &mut path);
                     }
                     StepResult::Ignored(ignored) => {
                         let reason = match &ignored {
-                            Ignored::Rejected { .. } => format!(": {}", ignored.describe(machine, walk.instance.state, event)),
+                            Ignored::Rejected { .. } => format!(
+                                ": {}",
+                                ignored.describe(machine, walk.instance.state, event)
+                            ),
                             _ => String::new(),
                         };
-                        error = Some(format!("No transition from {state} for event {event}{reason}"));
+                        error =
+                            Some(format!("No transition from {state} for event {event}{reason}"));
                         break;
                     }
                 }
@@ -119,12 +160,28 @@ impl Walk<'_> {
     /// Fires, in deadline order, every timer due at or before `until`.
     fn fire_due(&mut self, until: Millis, path: &mut Vec<String>) {
         while self.instance.is_active() {
-            let Some(timer) = self.instance.timers.iter().filter(|timer| timer.deadline <= until).min_by_key(|timer| (timer.deadline, timer.transition)).copied() else { break };
+            let Some(timer) = self
+                .instance
+                .timers
+                .iter()
+                .filter(|timer| timer.deadline <= until)
+                .min_by_key(|timer| (timer.deadline, timer.transition))
+                .copied()
+            else {
+                break;
+            };
             self.now = self.now.max(timer.deadline);
             let transition = self.machine.transition(timer.transition);
             let event = transition.event_name.to_string();
             let payload = engine::timer_payload(transition.kind);
-            if let StepResult::Transitioned(done) = engine::fire_timer(self.definition, &mut self.instance, timer.transition, &payload, self.now, &mut NoHooks) {
+            if let StepResult::Transitioned(done) = engine::fire_timer(
+                self.definition,
+                &mut self.instance,
+                timer.transition,
+                &payload,
+                self.now,
+                &mut NoHooks,
+            ) {
                 self.record(&event, &done.effects, done.from, done.to, done.transition, path);
             } else {
                 self.instance.timers.retain(|armed| *armed != timer);
@@ -132,12 +189,31 @@ impl Walk<'_> {
         }
     }
 
-    fn record(&mut self, event: &str, effects: &[Effect], from: u16, to: u16, transition: u16, path: &mut Vec<String>) {
-        let kind = serde_json::to_value(self.machine.transition(transition).kind).ok().and_then(|kind| kind.as_str().map(str::to_owned)).unwrap_or_default();
+    fn record(
+        &mut self,
+        event: &str,
+        effects: &[Effect],
+        from: u16,
+        to: u16,
+        transition: u16,
+        path: &mut Vec<String>,
+    ) {
+        let kind = serde_json::to_value(self.machine.transition(transition).kind)
+            .ok()
+            .and_then(|kind| kind.as_str().map(str::to_owned))
+            .unwrap_or_default();
         let to_name = self.machine.state(to).name.to_string();
         path.push(to_name.clone());
-        let effects = effects.iter().map(|effect| describe_effect(self.definition, effect)).collect();
-        self.steps.push(Walked { t: self.now, from: self.machine.state(from).name.to_string(), event: event.to_owned(), to: to_name, kind, effects });
+        let effects =
+            effects.iter().map(|effect| describe_effect(self.definition, effect)).collect();
+        self.steps.push(Walked {
+            t: self.now,
+            from: self.machine.state(from).name.to_string(),
+            event: event.to_owned(),
+            to: to_name,
+            kind,
+            effects,
+        });
     }
 }
 
@@ -145,18 +221,38 @@ fn describe_effect(definition: &Definition, effect: &Effect) -> String {
     let tracker = Tracker::new(false);
     let data = |context: &Context| tracker.render_value(&Value::Object(context.clone()));
     match effect {
-        Effect::Command(command) => format!("command {}", serde_json::to_string(command).unwrap_or_default()),
+        Effect::Command(command) => {
+            format!("command {}", serde_json::to_string(command).unwrap_or_default())
+        }
         Effect::Cascade { component, machine, state, event, payload, filters } => {
             let component = component.as_deref().map(|name| format!("{name}/")).unwrap_or_default();
-            format!("cascade: send {event} to {component}{machine} instances in {state}{} with {}", where_clause(filters.as_deref()), data(payload))
+            format!(
+                "cascade: send {event} to {component}{machine} instances in {state}{} with {}",
+                where_clause(filters.as_deref()),
+                data(payload)
+            )
         }
-        Effect::NotifyParent { event, payload, .. } => format!("notify parent: {event} with {}", data(payload)),
-        Effect::CreateChild { machine, context } => format!("create child {} with {}", definition.machine(*machine).name, data(context)),
+        Effect::NotifyParent { event, payload, .. } => {
+            format!("notify parent: {event} with {}", data(payload))
+        }
+        Effect::CreateChild { machine, context } => {
+            format!("create child {} with {}", definition.machine(*machine).name, data(context))
+        }
         Effect::CrossComponent { target, context, filters } => match &target.event {
-            None => format!("create {}/{} with {}", target.component, target.machine, data(context)),
-            Some(event) => format!("send {event} to {}/{} instances{} with {}", target.component, target.machine, where_clause(filters.as_deref()), data(context)),
+            None => {
+                format!("create {}/{} with {}", target.component, target.machine, data(context))
+            }
+            Some(event) => format!(
+                "send {event} to {}/{} instances{} with {}",
+                target.component,
+                target.machine,
+                where_clause(filters.as_deref()),
+                data(context)
+            ),
         },
-        Effect::HookFailed { kind, method, error } => format!("hook {} {method} failed: {error}", kind.as_str()),
+        Effect::HookFailed { kind, method, error } => {
+            format!("hook {} {method} failed: {error}", kind.as_str())
+        }
     }
 }
 
@@ -168,7 +264,10 @@ fn where_clause(filters: Option<&[PropertyFilter]>) -> String {
             let parts: Vec<String> = filters
                 .iter()
                 .map(|filter| {
-                    let operator = serde_json::to_value(filter.operator).ok().and_then(|op| op.as_str().map(str::to_owned)).unwrap_or_default();
+                    let operator = serde_json::to_value(filter.operator)
+                        .ok()
+                        .and_then(|op| op.as_str().map(str::to_owned))
+                        .unwrap_or_default();
                     format!("{} {operator} {}", filter.property, filter.value)
                 })
                 .collect();
@@ -179,7 +278,13 @@ fn where_clause(filters: Option<&[PropertyFilter]>) -> String {
 
 fn print(output: Output, walk: &Walk<'_>, path: &[String], error: Option<&str>, skipped: usize) {
     let final_state = walk.machine.state(walk.instance.state);
-    let stopped = (skipped > 0).then(|| format!("stopped in {} ({}): {skipped} step(s) not taken", final_state.name, walk.instance.status.as_str()));
+    let stopped = (skipped > 0).then(|| {
+        format!(
+            "stopped in {} ({}): {skipped} step(s) not taken",
+            final_state.name,
+            walk.instance.status.as_str()
+        )
+    });
     match output {
         Output::Json => {
             let steps: Vec<Value> = walk
@@ -200,8 +305,18 @@ fn print(output: Output, walk: &Walk<'_>, path: &[String], error: Option<&str>, 
         }
         Output::Text => {
             for step in &walk.steps {
-                let kind = if matches!(step.kind.as_str(), "regular" | "triggerable") { String::new() } else { format!(" [{}]", step.kind) };
-                println!("{:>8}  {} --{}--> {}{kind}", format_relative(step.t), step.from, step.event, step.to);
+                let kind = if matches!(step.kind.as_str(), "regular" | "triggerable") {
+                    String::new()
+                } else {
+                    format!(" [{}]", step.kind)
+                };
+                println!(
+                    "{:>8}  {} --{}--> {}{kind}",
+                    format_relative(step.t),
+                    step.from,
+                    step.event,
+                    step.to
+                );
                 for effect in &step.effects {
                     println!("{:>8}    effect: {effect}", "");
                 }
@@ -211,7 +326,11 @@ fn print(output: Output, walk: &Walk<'_>, path: &[String], error: Option<&str>, 
             }
             println!("path: [{}]", path.join(", "));
             println!("status: {}", walk.instance.status.as_str());
-            println!("data: {}", Tracker::new(false).render_value(&Value::Object(walk.instance.context.as_ref().clone())));
+            println!(
+                "data: {}",
+                Tracker::new(false)
+                    .render_value(&Value::Object(walk.instance.context.as_ref().clone()))
+            );
             if let Some(error) = error {
                 eprintln!("{error}");
             }

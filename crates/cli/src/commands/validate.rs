@@ -71,7 +71,11 @@ fn check_file(path: &Path, options: &ValidateOptions) -> FileReport {
     let (component, machines, diagnostics) = match load_component_file(path) {
         Ok(loaded) => {
             let diagnostics = validate(&loaded, options);
-            (Some(loaded.component.name.clone()), Some(loaded.component.state_machines.len()), diagnostics)
+            (
+                Some(loaded.component.name.clone()),
+                Some(loaded.component.state_machines.len()),
+                diagnostics,
+            )
         }
         Err(diagnostics) => (None, None, diagnostics),
     };
@@ -90,7 +94,10 @@ fn summary_line(report: &FileReport) -> String {
     match (&report.component, report.machines) {
         (Some(component), Some(machines)) => {
             let plural = if machines == 1 { "" } else { "s" };
-            format!("{}: component {component} ({machines} machine{plural}): {verdict} ({})", report.file, report.counts)
+            format!(
+                "{}: component {component} ({machines} machine{plural}): {verdict} ({})",
+                report.file, report.counts
+            )
         }
         _ => format!("{}: {verdict} ({})", report.file, report.counts),
     }
@@ -99,7 +106,8 @@ fn summary_line(report: &FileReport) -> String {
 /// Runs `validate`.
 pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let options = ValidateOptions { strict: args.strict };
-    let reports: Vec<FileReport> = args.files.iter().map(|file| check_file(file, &options)).collect();
+    let reports: Vec<FileReport> =
+        args.files.iter().map(|file| check_file(file, &options)).collect();
     let ok = reports.iter().all(|report| report.ok);
     match args.output {
         OutputFormat::Text => {

@@ -49,7 +49,9 @@ pub fn load_definitions(files: &[PathBuf]) -> Result<Loaded, LoadError> {
         return Err(LoadError::Invalid(errors));
     }
     for (index, definition) in definitions.iter().enumerate() {
-        if let Some(earlier) = definitions[..index].iter().position(|other| other.name == definition.name) {
+        if let Some(earlier) =
+            definitions[..index].iter().position(|other| other.name == definition.name)
+        {
             return Err(LoadError::Usage(format!(
                 "component {} is defined twice ({} and {}); one runtime hosts each component once",
                 definition.name,
@@ -67,7 +69,10 @@ fn load_one(file: &Path) -> Result<(Definition, Vec<Diagnostic>), Vec<Diagnostic
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics);
     }
-    let warnings: Vec<Diagnostic> = diagnostics.into_iter().filter(|diagnostic| diagnostic.severity == Severity::Warning).collect();
+    let warnings: Vec<Diagnostic> = diagnostics
+        .into_iter()
+        .filter(|diagnostic| diagnostic.severity == Severity::Warning)
+        .collect();
     match Definition::compile(loaded.component) {
         Ok(definition) => Ok((definition, warnings)),
         Err(problems) => Err(problems
@@ -75,14 +80,20 @@ fn load_one(file: &Path) -> Result<(Definition, Vec<Diagnostic>), Vec<Diagnostic
             .map(|problem| {
                 Diagnostic::new(Severity::Error, COMPILE_CODE, problem.to_string())
                     .at(&loaded.file, Position::default(), "")
-                    .with_hint("this file passed validation but cannot be compiled; please report it")
+                    .with_hint(
+                        "this file passed validation but cannot be compiled; please report it",
+                    )
             })
             .collect()),
     }
 }
 
 /// Finds the component hosting `machine` (in `component`, when given).
-pub fn find_machine<'d, D: Borrow<Definition>>(definitions: &'d [D], machine: &str, component: Option<&str>) -> Result<&'d Definition, String> {
+pub fn find_machine<'d, D: Borrow<Definition>>(
+    definitions: &'d [D],
+    machine: &str,
+    component: Option<&str>,
+) -> Result<&'d Definition, String> {
     let definitions: Vec<&'d Definition> = definitions.iter().map(Borrow::borrow).collect();
     let hosts: Vec<&Definition> = definitions
         .iter()
@@ -93,15 +104,23 @@ pub fn find_machine<'d, D: Borrow<Definition>>(definitions: &'d [D], machine: &s
     match (hosts.as_slice(), component) {
         ([one], _) => Ok(one),
         ([], Some(name)) if !definitions.iter().any(|definition| &*definition.name == name) => {
-            Err(format!("no component named {name} (loaded: {})", names(definitions.iter().map(|definition| &*definition.name))))
+            Err(format!(
+                "no component named {name} (loaded: {})",
+                names(definitions.iter().map(|definition| &*definition.name))
+            ))
         }
         ([], _) => {
             let known: Vec<String> = definitions
                 .iter()
                 .filter(|definition| component.is_none_or(|name| &*definition.name == name))
-                .flat_map(|definition| definition.machines.iter().map(|machine| machine.name.to_string()))
+                .flat_map(|definition| {
+                    definition.machines.iter().map(|machine| machine.name.to_string())
+                })
                 .collect();
-            Err(format!("no machine named {machine} (machines: {})", names(known.iter().map(String::as_str))))
+            Err(format!(
+                "no machine named {machine} (machines: {})",
+                names(known.iter().map(String::as_str))
+            ))
         }
         (many, _) => Err(format!(
             "machine {machine} exists in several components ({}); choose one with --component",

@@ -12,15 +12,27 @@ pub fn final_states_text(states: &[FinalState], tracker: &Tracker) -> Vec<String
         .iter()
         .map(|state| {
             let known = &state.known;
-            let mut line = format!("  {:<width$}  {:<state_width$}  {}", known.label, known.state, known.status.as_str());
+            let mut line = format!(
+                "  {:<width$}  {:<state_width$}  {}",
+                known.label,
+                known.state,
+                known.status.as_str()
+            );
             if !known.live {
                 line.push_str(" (finished)");
             }
             if !state.timers.is_empty() {
-                let timers: Vec<String> = state.timers.iter().map(|(event, due)| format!("{event} at {}", format_relative(*due))).collect();
+                let timers: Vec<String> = state
+                    .timers
+                    .iter()
+                    .map(|(event, due)| format!("{event} at {}", format_relative(*due)))
+                    .collect();
                 line.push_str(&format!("  timers: {}", timers.join(", ")));
             }
-            line.push_str(&format!("  {}", tracker.render_value(&Value::Object(known.context.as_ref().clone()))));
+            line.push_str(&format!(
+                "  {}",
+                tracker.render_value(&Value::Object(known.context.as_ref().clone()))
+            ));
             line
         })
         .collect()
@@ -32,7 +44,11 @@ pub fn final_states_json(states: &[FinalState]) -> Vec<Value> {
         .iter()
         .map(|state| {
             let known = &state.known;
-            let timers: Vec<Value> = state.timers.iter().map(|(event, due)| json!({"event": event, "dueAt": due})).collect();
+            let timers: Vec<Value> = state
+                .timers
+                .iter()
+                .map(|(event, due)| json!({"event": event, "dueAt": due}))
+                .collect();
             json!({
                 "kind": "final_state",
                 "instance": known.label,

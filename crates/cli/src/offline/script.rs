@@ -98,7 +98,8 @@ pub struct Item {
 pub fn read_json_argument(argument: &str, what: &str) -> Result<Value> {
     let (text, origin) = match argument.strip_prefix('@') {
         Some(path) => {
-            let text = std::fs::read_to_string(Path::new(path)).with_context(|| format!("{what}: cannot read {path}"))?;
+            let text = std::fs::read_to_string(Path::new(path))
+                .with_context(|| format!("{what}: cannot read {path}"))?;
             (text, format!("{what} (file {path})"))
         }
         None => (argument.to_owned(), what.to_owned()),
@@ -111,7 +112,10 @@ pub fn parse_context_argument(argument: Option<&str>) -> Result<Context> {
     let Some(argument) = argument else { return Ok(Context::new()) };
     match read_json_argument(argument, "--context")? {
         Value::Object(map) => Ok(map),
-        other => bail!("--context must be a JSON object such as {{\"orderId\": \"O1\"}}, found {}", kind_of(&other)),
+        other => bail!(
+            "--context must be a JSON object such as {{\"orderId\": \"O1\"}}, found {}",
+            kind_of(&other)
+        ),
     }
 }
 
@@ -125,7 +129,10 @@ pub fn parse_events_argument(argument: Option<&str>) -> Result<Vec<Item>> {
 /// Parses a JSON array of items.
 pub fn parse_items(value: &Value) -> Result<Vec<Item>> {
     let Value::Array(items) = value else {
-        bail!("expected a JSON array of events such as [\"SUBMIT\", {{\"type\": \"PAY\"}}], found {}", kind_of(value))
+        bail!(
+            "expected a JSON array of events such as [\"SUBMIT\", {{\"type\": \"PAY\"}}], found {}",
+            kind_of(value)
+        )
     };
     items
         .iter()
@@ -133,7 +140,9 @@ pub fn parse_items(value: &Value) -> Result<Vec<Item>> {
         .map(|(index, item)| {
             let number = index + 1;
             let text = item.to_string();
-            parse_item(item).map(|step| Item { number, text: text.clone(), step }).with_context(|| format!("item {number} `{text}` is wrong"))
+            parse_item(item)
+                .map(|step| Item { number, text: text.clone(), step })
+                .with_context(|| format!("item {number} `{text}` is wrong"))
         })
         .collect()
 }
@@ -146,7 +155,11 @@ pub fn parse_item(item: &Value) -> Result<Step> {
             if event.is_empty() {
                 bail!("an event name cannot be empty");
             }
-            Ok(Step::Send { target: Target::Main, event: event.to_owned(), payload: Context::new() })
+            Ok(Step::Send {
+                target: Target::Main,
+                event: event.to_owned(),
+                payload: Context::new(),
+            })
         }
         Value::Object(fields) => parse_object(fields),
         other => bail!("expected an event name or an object, found {}", kind_of(other)),
@@ -156,7 +169,9 @@ pub fn parse_item(item: &Value) -> Result<Step> {
 fn parse_object(fields: &Map<String, Value>) -> Result<Step> {
     if let Some(ms) = fields.get("advanceMs") {
         allow_keys(fields, &["advanceMs"])?;
-        let ms = ms.as_u64().ok_or_else(|| anyhow!("\"advanceMs\" must be a whole number of milliseconds >= 0, found {ms}"))?;
+        let ms = ms.as_u64().ok_or_else(|| {
+            anyhow!("\"advanceMs\" must be a whole number of milliseconds >= 0, found {ms}")
+        })?;
         return Ok(Step::Advance { ms });
     }
     if let Some(machine) = fields.get("create") {
@@ -175,7 +190,9 @@ fn parse_object(fields: &Map<String, Value>) -> Result<Step> {
     }
     let event = match fields.get("type") {
         Some(event) => required_name(event, "type")?,
-        None => bail!("an event object needs \"type\" (the event name), or is {{\"advanceMs\": N}} or {{\"create\": \"Machine\"}}"),
+        None => bail!(
+            "an event object needs \"type\" (the event name), or is {{\"advanceMs\": N}} or {{\"create\": \"Machine\"}}"
+        ),
     };
     let payload = optional_object(fields, "payload")?;
     if let Some(machine) = broadcast {
@@ -213,7 +230,9 @@ fn parse_instance_reference(reference: &str, component: Option<String>) -> Targe
     if let Ok(id) = reference.parse::<InstanceId>() {
         return Target::Id(id);
     }
-    if let Some(number) = reference.rsplit_once('#').and_then(|(_, number)| number.parse::<u32>().ok()) {
+    if let Some(number) =
+        reference.rsplit_once('#').and_then(|(_, number)| number.parse::<u32>().ok())
+    {
         return Target::Label(number);
     }
     Target::Latest { component, machine: reference.to_owned(), filter: Context::new() }
@@ -265,7 +284,9 @@ mod tests {
     use serde_json::json;
 
     fn steps(value: Value) -> Vec<Step> {
-        parse_items(&value).map(|items| items.into_iter().map(|item| item.step).collect()).unwrap_or_default()
+        parse_items(&value)
+            .map(|items| items.into_iter().map(|item| item.step).collect())
+            .unwrap_or_default()
     }
 
     fn error(value: Value) -> String {
@@ -285,21 +306,42 @@ mod tests {
             {"broadcast": "Order", "state": "Pending", "type": "PING"}
         ]));
         assert_eq!(parsed.len(), 8);
-        assert!(matches!(&parsed[7], Step::Broadcast { machine, state: Some(state), .. } if machine == "Order" && state == "Pending"));
-        assert_eq!(parsed[0], Step::Send { target: Target::Main, event: "SUBMIT".into(), payload: Context::new() });
+        assert!(
+            matches!(&parsed[7], Step::Broadcast { machine, state: Some(state), .. } if machine == "Order" && state == "Pending")
+        );
+        assert_eq!(
+            parsed[0],
+            Step::Send { target: Target::Main, event: "SUBMIT".into(), payload: Context::new() }
+        );
         assert_eq!(parsed[2], Step::Advance { ms: 1000 });
-        assert!(matches!(&parsed[3], Step::Send { target: Target::Latest { machine, filter, .. }, .. } if machine == "Payment" && filter["orderId"] == "O2"));
-        assert_eq!(parsed[4], Step::Send { target: Target::Label(4), event: "COMPLETE".into(), payload: Context::new() });
-        assert!(matches!(&parsed[5], Step::Send { target: Target::Latest { machine, .. }, .. } if machine == "Payment"));
+        assert!(
+            matches!(&parsed[3], Step::Send { target: Target::Latest { machine, filter, .. }, .. } if machine == "Payment" && filter["orderId"] == "O2")
+        );
+        assert_eq!(
+            parsed[4],
+            Step::Send {
+                target: Target::Label(4),
+                event: "COMPLETE".into(),
+                payload: Context::new()
+            }
+        );
+        assert!(
+            matches!(&parsed[5], Step::Send { target: Target::Latest { machine, .. }, .. } if machine == "Payment")
+        );
         assert!(matches!(&parsed[6], Step::Create { machine, .. } if machine == "Order"));
     }
 
     #[test]
     fn errors_name_the_item_and_the_problem() {
-        assert!(error(json!(["SUBMIT", 3])).starts_with("item 2 `3` is wrong: expected an event name or an object, found a number"));
+        assert!(error(json!(["SUBMIT", 3])).starts_with(
+            "item 2 `3` is wrong: expected an event name or an object, found a number"
+        ));
         assert!(error(json!([{"typ": "X"}])).contains("unknown key \"typ\""));
         assert!(error(json!([{"advanceMs": -5}])).contains("whole number of milliseconds"));
-        assert!(error(json!([{"type": "X", "payload": [1]}])).contains("\"payload\" must be a JSON object, found an array"));
+        assert!(
+            error(json!([{"type": "X", "payload": [1]}]))
+                .contains("\"payload\" must be a JSON object, found an array")
+        );
         assert!(error(json!({"type": "X"})).contains("expected a JSON array"));
         assert!(error(json!([""])).contains("cannot be empty"));
     }
@@ -307,7 +349,10 @@ mod tests {
     #[test]
     fn context_must_be_an_object() {
         assert!(parse_context_argument(Some("[1]")).is_err());
-        assert!(parse_context_argument(Some("{\"a\": 1")).is_err_and(|error| error.to_string().contains("not valid JSON")));
+        assert!(
+            parse_context_argument(Some("{\"a\": 1"))
+                .is_err_and(|error| error.to_string().contains("not valid JSON"))
+        );
         assert_eq!(parse_context_argument(None).ok(), Some(Context::new()));
     }
 }

@@ -16,7 +16,10 @@ use xcomponent_core::clock::{Clock, ManualClock};
 use xcomponent_core::definition::Definition;
 use xcomponent_core::instance::{Context, InstanceId, Millis, Status};
 use xcomponent_core::matching::strict_equals;
-use xcomponent_runtime::{EventBatch, Handlers, InstanceFilter, Runtime, RuntimeBuilder, RuntimeError, RuntimeHandle, RuntimeOptions, TimerMode};
+use xcomponent_runtime::{
+    EventBatch, Handlers, InstanceFilter, Runtime, RuntimeBuilder, RuntimeError, RuntimeHandle,
+    RuntimeOptions, TimerMode,
+};
 use xcomponent_store::MemoryStore;
 
 /// How an instance stands at the end of a session.
@@ -42,21 +45,52 @@ pub struct Session {
 impl Session {
     /// Starts a runtime hosting `definitions` with `handlers`, its clock showing `start`.
     /// Returns the session and a line per instance that already exists (auto-created entry points).
-    pub async fn start(definitions: Vec<Definition>, handlers: Handlers, start: Millis) -> Result<(Session, Vec<Line>)> {
+    pub async fn start(
+        definitions: Vec<Definition>,
+        handlers: Handlers,
+        start: Millis,
+    ) -> Result<(Session, Vec<Line>)> {
         let clock = Arc::new(ManualClock::new(start));
         let show_component = definitions.len() > 1;
-        let options = RuntimeOptions { shards: 1, timer_mode: TimerMode::Manual, ..RuntimeOptions::default() };
-        let mut builder = RuntimeBuilder::new().handlers(handlers).clock(clock.clone()).options(options).store(Arc::new(MemoryStore::new()));
+        let options = RuntimeOptions {
+            shards: 1,
+            timer_mode: TimerMode::Manual,
+            ..RuntimeOptions::default()
+        };
+        let mut builder = RuntimeBuilder::new()
+            .handlers(handlers)
+            .clock(clock.clone())
+            .options(options)
+            .store(Arc::new(MemoryStore::new()));
         for definition in definitions {
             builder = builder.component(definition);
         }
         let runtime = builder.start().await.context("the runtime did not start")?;
         let handle = runtime.handle();
         let events = handle.subscribe();
-        let mut session = Session { runtime, handle, clock, start, events, tracker: Tracker::new(show_component), main: None };
+        let mut session = Session {
+            runtime,
+            handle,
+            clock,
+            start,
+            events,
+            tracker: Tracker::new(show_component),
+            main: None,
+        };
         let mut lines = Vec::new();
-        for view in session.handle.instances(InstanceFilter { limit: usize::MAX, ..InstanceFilter::default() }).await {
-            lines.push(session.tracker.existing(view.id, &view.component_name, &view.machine_name, &view.current_state, view.context.clone(), 0));
+        for view in session
+            .handle
+            .instances(InstanceFilter { limit: usize::MAX, ..InstanceFilter::default() })
+            .await
+        {
+            lines.push(session.tracker.existing(
+                view.id,
+                &view.component_name,
+                &view.machine_name,
+                &view.current_state,
+                view.context.clone(),
+                0,
+            ));
         }
         Ok((session, lines))
     }
@@ -78,11 +112,18 @@ impl Session {
 
     /// Creates the main instance (events without an address go to it). When the machine is a
     /// singleton entry point that already exists, that instance becomes the main one.
-    pub async fn create_main(&mut self, component: &str, machine: &str, context: Context) -> Result<Vec<Line>> {
+    pub async fn create_main(
+        &mut self,
+        component: &str,
+        machine: &str,
+        context: Context,
+    ) -> Result<Vec<Line>> {
         let id = match self.handle.create_instance(component, machine, context).await {
             Ok(id) => id,
             Err(RuntimeError::SingletonExists { existing, .. }) => existing,
-            Err(error) => return Err(anyhow!(error).context(format!("cannot create the {machine} instance"))),
+            Err(error) => {
+                return Err(anyhow!(error).context(format!("cannot create the {machine} instance")));
+            }
         };
         self.main = Some(id);
         self.settle().await
@@ -90,7 +131,9 @@ impl Session {
 
     /// Carries out one item; errors name the item.
     pub async fn apply(&mut self, item: &Item) -> Result<Vec<Line>> {
-        self.apply_step(&item.step).await.with_context(|| format!("item {} `{}` failed", item.number, item.text))
+        self.apply_step(&item.step)
+            .await
+            .with_context(|| format!("item {} `{}` failed", item.number, item.text))
     }
 
     /// Carries out one step.
@@ -101,7 +144,11 @@ impl Session {
                 match self.handle.send_event(id, event, payload.clone()).await {
                     Ok(_) => {}
                     Err(RuntimeError::UnknownInstance(_)) => {
-                        let label = self.tracker.get(&id).map(|known| known.label.clone()).unwrap_or_else(|| id.to_string());
+                        let label = self
+                            .tracker
+                            .get(&id)
+                            .map(|known| known.label.clone())
+                            .unwrap_or_else(|| id.to_string());
                         bail!("instance {label} is not live (it has finished, or never existed)");
                     }
                     Err(error) => return Err(error.into()),
@@ -110,18 +157,31 @@ impl Session {
             }
             Step::Create { component, machine, context } => {
                 let registry = self.handle.registry();
-                let definition = super::load::find_machine(registry.components(), machine, component.as_deref()).map_err(|message| anyhow!(message))?;
+                let definition =
+                    super::load::find_machine(registry.components(), machine, component.as_deref())
+                        .map_err(|message| anyhow!(message))?;
                 let name = definition.name.to_string();
                 self.handle.create_instance(&name, machine, context.clone()).await?;
                 self.settle().await
             }
             Step::Broadcast { component, machine, state, event, payload } => {
                 let registry = self.handle.registry();
-                let name = super::load::find_machine(registry.components(), machine, component.as_deref()).map_err(|message| anyhow!(message))?.name.to_string();
-                let count = self.handle.broadcast(&name, machine, state.as_deref(), event, payload.clone(), Vec::new()).await?;
+                let name =
+                    super::load::find_machine(registry.components(), machine, component.as_deref())
+                        .map_err(|message| anyhow!(message))?
+                        .name
+                        .to_string();
+                let count = self
+                    .handle
+                    .broadcast(&name, machine, state.as_deref(), event, payload.clone(), Vec::new())
+                    .await?;
                 let t = self.elapsed();
-                let scope = state.as_deref().map(|state| format!(" in {state}")).unwrap_or_default();
-                let text = format!("broadcast {event} to {machine}{scope} {}: {count} instance(s) moved", self.tracker.render_value(&serde_json::Value::Object(payload.clone())));
+                let scope =
+                    state.as_deref().map(|state| format!(" in {state}")).unwrap_or_default();
+                let text = format!(
+                    "broadcast {event} to {machine}{scope} {}: {count} instance(s) moved",
+                    self.tracker.render_value(&serde_json::Value::Object(payload.clone()))
+                );
                 let mut lines = vec![Line {
                     t,
                     text: format!("{:>8}  {text}", super::trace::format_relative(t)),
@@ -157,7 +217,10 @@ impl Session {
     }
 
     async fn next_deadline(&self) -> Option<Millis> {
-        let views = self.handle.instances(InstanceFilter { limit: usize::MAX, ..InstanceFilter::default() }).await;
+        let views = self
+            .handle
+            .instances(InstanceFilter { limit: usize::MAX, ..InstanceFilter::default() })
+            .await;
         views.iter().flat_map(|view| view.pending_timers.iter().map(|timer| timer.deadline)).min()
     }
 
@@ -190,14 +253,19 @@ impl Session {
 
     fn resolve(&self, target: &Target) -> Result<InstanceId> {
         match target {
-            Target::Main => self.main.ok_or_else(|| anyhow!("there is no main instance to send to")),
-            Target::Id(id) => Ok(*id),
-            Target::Label(number) => {
-                self.tracker.by_number(*number).map(|known| known.id).ok_or_else(|| anyhow!("no instance #{number} in the trace so far"))
+            Target::Main => {
+                self.main.ok_or_else(|| anyhow!("there is no main instance to send to"))
             }
+            Target::Id(id) => Ok(*id),
+            Target::Label(number) => self
+                .tracker
+                .by_number(*number)
+                .map(|known| known.id)
+                .ok_or_else(|| anyhow!("no instance #{number} in the trace so far")),
             Target::Latest { component, machine, filter } => {
                 let registry = self.handle.registry();
-                super::load::find_machine(registry.components(), machine, component.as_deref()).map_err(|message| anyhow!(message))?;
+                super::load::find_machine(registry.components(), machine, component.as_deref())
+                    .map_err(|message| anyhow!(message))?;
                 self.tracker
                     .instances()
                     .iter()
@@ -206,13 +274,34 @@ impl Session {
                         known.live
                             && &*known.machine == machine.as_str()
                             && component.as_deref().is_none_or(|name| &*known.component == name)
-                            && filter.iter().all(|(key, value)| known.context.get(key).is_some_and(|held| strict_equals(held, value)))
+                            && filter.iter().all(|(key, value)| {
+                                known
+                                    .context
+                                    .get(key)
+                                    .is_some_and(|held| strict_equals(held, value))
+                            })
                     })
                     .map(|known| known.id)
                     .ok_or_else(|| {
-                        let live: Vec<&str> = self.tracker.instances().iter().filter(|known| known.live).map(|known| known.label.as_str()).collect();
-                        let filter = if filter.is_empty() { String::new() } else { format!(" whose data holds {}", serde_json::Value::Object(filter.clone())) };
-                        anyhow!("no live instance of machine {machine}{filter} (live: {})", if live.is_empty() { "none".to_owned() } else { live.join(", ") })
+                        let live: Vec<&str> = self
+                            .tracker
+                            .instances()
+                            .iter()
+                            .filter(|known| known.live)
+                            .map(|known| known.label.as_str())
+                            .collect();
+                        let filter = if filter.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                " whose data holds {}",
+                                serde_json::Value::Object(filter.clone())
+                            )
+                        };
+                        anyhow!(
+                            "no live instance of machine {machine}{filter} (live: {})",
+                            if live.is_empty() { "none".to_owned() } else { live.join(", ") }
+                        )
                     })
             }
         }
@@ -229,7 +318,11 @@ impl Session {
                 known.status = view.status;
                 known.context = view.context.clone();
                 known.live = true;
-                timers = view.pending_timers.iter().map(|timer| (timer.event.to_string(), timer.deadline - self.start)).collect();
+                timers = view
+                    .pending_timers
+                    .iter()
+                    .map(|timer| (timer.event.to_string(), timer.deadline - self.start))
+                    .collect();
             } else if known.live && known.status == Status::Active {
                 known.live = false;
             }

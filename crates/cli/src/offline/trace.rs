@@ -106,36 +106,73 @@ impl Tracker {
     }
 
     /// Records an instance that existed before the trace started (an entry point).
-    pub fn existing(&mut self, id: InstanceId, component: &str, machine: &str, state: &str, context: Arc<Context>, t: Millis) -> Line {
+    pub fn existing(
+        &mut self,
+        id: InstanceId,
+        component: &str,
+        machine: &str,
+        state: &str,
+        context: Arc<Context>,
+        t: Millis,
+    ) -> Line {
         let index = self.slot(id, component, machine);
         let known = &mut self.instances[index];
         known.state = state.into();
         known.context = context.clone();
         let label = known.label.clone();
-        let text = format!("{label} existed at start in {state} (entry point) {}", self.render_value(&Value::Object(Context::clone(&context))));
-        Line { t, text: with_time(t, &text), json: json!({"t": t, "kind": "instance_existing", "instance": self.instances[index].label, "currentState": state}) }
+        let text = format!(
+            "{label} existed at start in {state} (entry point) {}",
+            self.render_value(&Value::Object(Context::clone(&context)))
+        );
+        Line {
+            t,
+            text: with_time(t, &text),
+            json: json!({"t": t, "kind": "instance_existing", "instance": self.instances[index].label, "currentState": state}),
+        }
     }
 
     /// Records one runtime event and renders it.
     pub fn observe(&mut self, registry: &Registry, event: &RuntimeEvent, t: Millis) -> Line {
         let mut description = event.describe(registry);
-        let component = event.component().map(|index| registry.definition(index).name.clone()).unwrap_or_else(|| "".into());
+        let component = event
+            .component()
+            .map(|index| registry.definition(index).name.clone())
+            .unwrap_or_else(|| "".into());
         let text = match event {
             RuntimeEvent::InstanceCreated { instance, machine, state, context, parent, .. } => {
                 let definition = registry.definition(event.component().unwrap_or_default());
                 let machine_def = definition.machine(*machine);
                 let index = self.slot(*instance, &component, &machine_def.name);
                 let state_name = machine_def.state(*state).name.clone();
-                let parent = parent.map(|parent| format!(" (child of {})", self.label(parent))).unwrap_or_default();
+                let parent = parent
+                    .map(|parent| format!(" (child of {})", self.label(parent)))
+                    .unwrap_or_default();
                 let known = &mut self.instances[index];
                 known.state = state_name.clone();
                 known.context = context.clone();
                 let label = known.label.clone();
-                let component_note = if self.show_component { format!(" (component {component})") } else { String::new() };
-                format!("{label} created in {state_name}{parent}{component_note} {}", self.render_value(&Value::Object(Context::clone(context))))
+                let component_note = if self.show_component {
+                    format!(" (component {component})")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{label} created in {state_name}{parent}{component_note} {}",
+                    self.render_value(&Value::Object(Context::clone(context)))
+                )
             }
-            RuntimeEvent::StateChanged { instance, machine, from, to, transition, context, status, .. } => {
-                let machine_def = registry.definition(event.component().unwrap_or_default()).machine(*machine);
+            RuntimeEvent::StateChanged {
+                instance,
+                machine,
+                from,
+                to,
+                transition,
+                context,
+                status,
+                ..
+            } => {
+                let machine_def =
+                    registry.definition(event.component().unwrap_or_default()).machine(*machine);
                 let transition_def = machine_def.transition(*transition);
                 let index = self.slot(*instance, &component, &machine_def.name);
                 let before = self.instances[index].context.clone();
@@ -144,9 +181,20 @@ impl Tracker {
                 known.state = machine_def.state(*to).name.clone();
                 known.status = *status;
                 known.context = context.clone();
-                let kind = serde_json::to_value(transition_def.kind).ok().and_then(|kind| kind.as_str().map(str::to_owned)).unwrap_or_default();
-                let kind = if matches!(kind.as_str(), "regular" | "triggerable") { String::new() } else { format!(" [{kind}]") };
-                let status = if *status == Status::Active { String::new() } else { format!(" => {}", status.as_str()) };
+                let kind = serde_json::to_value(transition_def.kind)
+                    .ok()
+                    .and_then(|kind| kind.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let kind = if matches!(kind.as_str(), "regular" | "triggerable") {
+                    String::new()
+                } else {
+                    format!(" [{kind}]")
+                };
+                let status = if *status == Status::Active {
+                    String::new()
+                } else {
+                    format!(" => {}", status.as_str())
+                };
                 format!(
                     "{} {} --{}--> {}{kind}{status}{changes}",
                     known.label,
@@ -155,9 +203,12 @@ impl Tracker {
                     machine_def.state(*to).name
                 )
             }
-            RuntimeEvent::EventIgnored { instance, event, reason, .. } => format!("{} ignored {event}: {reason}", self.label(*instance)),
+            RuntimeEvent::EventIgnored { instance, event, reason, .. } => {
+                format!("{} ignored {event}: {reason}", self.label(*instance))
+            }
             RuntimeEvent::InstanceDisposed { instance, machine, state, status, .. } => {
-                let machine_def = registry.definition(event.component().unwrap_or_default()).machine(*machine);
+                let machine_def =
+                    registry.definition(event.component().unwrap_or_default()).machine(*machine);
                 let index = self.slot(*instance, &component, &machine_def.name);
                 let known = &mut self.instances[index];
                 known.live = false;
@@ -166,15 +217,30 @@ impl Tracker {
                 format!("{} disposed in {} ({})", known.label, known.state, status.as_str())
             }
             RuntimeEvent::TimeoutFired { instance, machine, transition, .. } => {
-                let transition_def = registry.definition(event.component().unwrap_or_default()).machine(*machine).transition(*transition);
-                let kind = serde_json::to_value(transition_def.kind).ok().and_then(|kind| kind.as_str().map(str::to_owned)).unwrap_or_default();
-                format!("{} timer {} fired ({kind}, {}ms)", self.label(*instance), transition_def.event_name, transition_def.delay_ms)
+                let transition_def = registry
+                    .definition(event.component().unwrap_or_default())
+                    .machine(*machine)
+                    .transition(*transition);
+                let kind = serde_json::to_value(transition_def.kind)
+                    .ok()
+                    .and_then(|kind| kind.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                format!(
+                    "{} timer {} fired ({kind}, {}ms)",
+                    self.label(*instance),
+                    transition_def.event_name,
+                    transition_def.delay_ms
+                )
             }
             RuntimeEvent::HookFailed { instance, kind, method, error, .. } => {
                 format!("{} hook {} {method} failed: {error}", self.label(*instance), kind.as_str())
             }
-            RuntimeEvent::EffectFailed { instance, error, .. } => format!("{} effect failed: {error}", self.label(*instance)),
-            RuntimeEvent::CommitFailed { error, events } => format!("commit failed, {events} events rolled back: {error}"),
+            RuntimeEvent::EffectFailed { instance, error, .. } => {
+                format!("{} effect failed: {error}", self.label(*instance))
+            }
+            RuntimeEvent::CommitFailed { error, events } => {
+                format!("commit failed, {events} events rolled back: {error}")
+            }
         };
         let label = event.instance().map(|id| self.label(id));
         if let Value::Object(fields) = &mut description {
@@ -222,25 +288,36 @@ impl Tracker {
                 }
                 out.push(']');
             }
-            Value::String(text) => match text.parse::<InstanceId>().ok().and_then(|id| self.get(&id)) {
-                Some(known) => out.push_str(&Value::String(known.label.clone()).to_string()),
-                None => out.push_str(&value.to_string()),
-            },
+            Value::String(text) => {
+                match text.parse::<InstanceId>().ok().and_then(|id| self.get(&id)) {
+                    Some(known) => out.push_str(&Value::String(known.label.clone()).to_string()),
+                    None => out.push_str(&value.to_string()),
+                }
+            }
             other => out.push_str(&other.to_string()),
         }
     }
 
     /// `  set {...}  unset [...]` for what changed in the data (empty when nothing did).
     fn render_changes(&self, before: &Context, after: &Context) -> String {
-        let set: Map<String, Value> = after.iter().filter(|(key, value)| before.get(*key) != Some(*value)).map(|(key, value)| (key.clone(), value.clone())).collect();
-        let mut unset: Vec<&String> = before.keys().filter(|key| !after.contains_key(*key)).collect();
+        let set: Map<String, Value> = after
+            .iter()
+            .filter(|(key, value)| before.get(*key) != Some(*value))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let mut unset: Vec<&String> =
+            before.keys().filter(|key| !after.contains_key(*key)).collect();
         unset.sort();
         let mut out = String::new();
         if !set.is_empty() {
             let _ = write!(out, "  set {}", self.render_value(&Value::Object(set)));
         }
         if !unset.is_empty() {
-            let _ = write!(out, "  unset {}", unset.iter().map(|key| key.as_str()).collect::<Vec<_>>().join(","));
+            let _ = write!(
+                out,
+                "  unset {}",
+                unset.iter().map(|key| key.as_str()).collect::<Vec<_>>().join(",")
+            );
         }
         out
     }
@@ -248,7 +325,8 @@ impl Tracker {
 
 /// `+0ms`, `+250ms`, `+30s`, `+15min`, `+7d`: the largest unit that divides the time exactly.
 pub fn format_relative(t: Millis) -> String {
-    const UNITS: [(Millis, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")];
+    const UNITS: [(Millis, &str); 4] =
+        [(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")];
     if t != 0 {
         for (size, unit) in UNITS {
             if t % size == 0 {

@@ -20,16 +20,21 @@ fn number(context: &Context, key: &str) -> f64 {
 
 /// Sets `key` to `value`, kept as an integer when it is one.
 fn set_number(context: &mut Context, key: &str, value: f64) {
-    let json = if value.fract() == 0.0 && value.abs() < 1e15 { json!(value as i64) } else { json!(value) };
+    let json =
+        if value.fract() == 0.0 && value.abs() < 1e15 { json!(value as i64) } else { json!(value) };
     context.insert(key.to_owned(), json);
 }
 
 /// The handlers of one case.
 pub fn for_case(case: &str) -> Handlers {
     match case {
-        "distributed-order-component" | "distributed-redis-order-component" | "distributed-kafka-order-component" => payment_demo(),
+        "distributed-order-component"
+        | "distributed-redis-order-component"
+        | "distributed-kafka-order-component" => payment_demo(),
         "event-accumulation-demo" => accumulation(None),
-        "explicit-transitions-demo" => accumulation(Some("ORDER_UPDATE")).on("updateRiskMetrics", update_risk_metrics),
+        "explicit-transitions-demo" => {
+            accumulation(Some("ORDER_UPDATE")).on("updateRiskMetrics", update_risk_metrics)
+        }
         "advanced-patterns-demo" => accumulation(Some("ORDER_EXECUTION_UPDATE"))
             .on("updateRiskMetrics", update_risk_metrics)
             .on("handleExpiration", |call| notify_risk(call, "ORDER_EXPIRED"))
@@ -54,8 +59,17 @@ pub fn for_case(case: &str) -> Handlers {
 /// The order/payment demo's business rule: only some card types are accepted.
 fn payment_demo() -> Handlers {
     Handlers::new().on("checkPaymentMethod", |call| {
-        let method = call.context.get("paymentMethod").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
-        let event = if matches!(method.as_str(), "visa" | "mastercard" | "cb") { "VALIDATE" } else { "REJECT" };
+        let method = call
+            .context
+            .get("paymentMethod")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let event = if matches!(method.as_str(), "visa" | "mastercard" | "cb") {
+            "VALIDATE"
+        } else {
+            "REJECT"
+        };
         call.sender.send_to_self(event, Context::new());
         Ok(())
     })
@@ -65,7 +79,8 @@ fn payment_demo() -> Handlers {
 /// reached, sends FULLY_EXECUTED to itself. With `update`, also tells the risk monitors.
 fn accumulation(update: Option<&'static str>) -> Handlers {
     Handlers::new().on("accumulateExecution", move |call| {
-        let executed = number(call.context, "executedQuantity") + number(call.event.payload, "quantity");
+        let executed =
+            number(call.context, "executedQuantity") + number(call.event.payload, "quantity");
         set_number(call.context, "executedQuantity", executed);
         if let Some(event) = update {
             notify_risk(call, event)?;
@@ -93,7 +108,13 @@ fn notify_risk(call: &mut HookCall<'_>, event: &str) -> Result<(), HandlerError>
 
 /// Counts the updates a risk monitor received and the quantity they carried.
 fn update_risk_metrics(call: &mut HookCall<'_>) -> Result<(), HandlerError> {
-    let quantity = call.event.payload.get("payload").and_then(|inner| inner.get("quantity")).and_then(Value::as_f64).unwrap_or(0.0);
+    let quantity = call
+        .event
+        .payload
+        .get("payload")
+        .and_then(|inner| inner.get("quantity"))
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
     let updates = number(call.context, "updates") + 1.0;
     let exposure = number(call.context, "exposure") + quantity;
     set_number(call.context, "updates", updates);
@@ -103,7 +124,9 @@ fn update_risk_metrics(call: &mut HookCall<'_>) -> Result<(), HandlerError> {
 
 /// Tells the Order whose `Id` is this instance's `orderId` (the Order's rules match on it).
 fn tell_order(call: &mut HookCall<'_>, event: &str) -> Result<(), HandlerError> {
-    let Some(order) = call.context.get("orderId").cloned() else { return Err("no orderId in the data".into()) };
+    let Some(order) = call.context.get("orderId").cloned() else {
+        return Err("no orderId in the data".into());
+    };
     call.sender.broadcast("Order", None, event, object(json!({ "orderId": order })));
     Ok(())
 }

@@ -82,7 +82,12 @@ mod tests {
     #[test]
     fn every_page_starts_with_its_code() {
         for info in ALL {
-            assert!(info.page.starts_with(&format!("# {}", info.code)), "page of {} must start with `# {}`", info.code, info.code);
+            assert!(
+                info.page.starts_with(&format!("# {}", info.code)),
+                "page of {} must start with `# {}`",
+                info.code,
+                info.code
+            );
         }
     }
 

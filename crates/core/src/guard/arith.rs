@@ -96,9 +96,7 @@ impl Num {
         } else if let Some(u) = value.downcast_ref::<CelUInt>() {
             Some(Num::UInt(*u.inner()))
         } else {
-            value
-                .downcast_ref::<CelDouble>()
-                .map(|d| Num::Double(*d.inner()))
+            value.downcast_ref::<CelDouble>().map(|d| Num::Double(*d.inner()))
         }
     }
 
@@ -154,30 +152,15 @@ pub(super) fn arithmetic<'b, 'v>(
         };
         ExecutionError::no_such_overload(
             function,
-            vec![
-                l.get_type().name().to_owned(),
-                r.get_type().name().to_owned(),
-            ],
+            vec![l.get_type().name().to_owned(), r.get_type().name().to_owned()],
         )
     };
     let result = match op {
         Arith::Add => l.as_adder().ok_or_else(unsupported)?.add(r)?.into_owned(),
-        Arith::Sub => l
-            .as_subtractor()
-            .ok_or_else(unsupported)?
-            .sub(r)?
-            .into_owned(),
-        Arith::Mul => l
-            .as_multiplier()
-            .ok_or_else(unsupported)?
-            .mul(r)?
-            .into_owned(),
+        Arith::Sub => l.as_subtractor().ok_or_else(unsupported)?.sub(r)?.into_owned(),
+        Arith::Mul => l.as_multiplier().ok_or_else(unsupported)?.mul(r)?.into_owned(),
         Arith::Div => l.as_divider().ok_or_else(unsupported)?.div(r)?.into_owned(),
-        Arith::Rem => l
-            .as_modder()
-            .ok_or_else(unsupported)?
-            .modulo(r)?
-            .into_owned(),
+        Arith::Rem => l.as_modder().ok_or_else(unsupported)?.modulo(r)?.into_owned(),
     };
     Ok(CowVal::Owned(result))
 }
@@ -224,11 +207,9 @@ pub(super) fn numeric<'v>(op: Arith, a: Num, b: Num) -> Result<Box<dyn Val + 'v>
         return if both_uint {
             u64::try_from(exact).map(|u| Box::new(CelUInt::from(u)) as Box<dyn Val + 'v>)
         } else {
-            i64::try_from(exact)
-                .map(|i| Box::new(CelInt::from(i)) as Box<dyn Val + 'v>)
-                .or_else(|_| {
-                    u64::try_from(exact).map(|u| Box::new(CelUInt::from(u)) as Box<dyn Val + 'v>)
-                })
+            i64::try_from(exact).map(|i| Box::new(CelInt::from(i)) as Box<dyn Val + 'v>).or_else(
+                |_| u64::try_from(exact).map(|u| Box::new(CelUInt::from(u)) as Box<dyn Val + 'v>),
+            )
         }
         .map_err(|_| overflow());
     }

@@ -85,9 +85,7 @@ pub(super) const RESERVED: &[&str] = &[
 
 pub(super) fn is_plain_identifier(segment: &str) -> bool {
     let mut chars = segment.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(is_ident_char)
         && !RESERVED.contains(&segment)
 }

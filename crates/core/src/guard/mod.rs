@@ -157,9 +157,7 @@ pub(super) struct WholeUse {
 
 impl fmt::Debug for CompiledGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CompiledGuard")
-            .field("source", &self.inner.source)
-            .finish_non_exhaustive()
+        f.debug_struct("CompiledGuard").field("source", &self.inner.source).finish_non_exhaustive()
     }
 }
 
@@ -185,20 +183,13 @@ impl CompiledGuard {
                 }
                 None => (None, None),
             };
-            GuardError::Parse {
-                expression: text.to_owned(),
-                message,
-                line,
-                column,
-            }
+            GuardError::Parse { expression: text.to_owned(), message, line, column }
         };
         if text.trim().is_empty() {
             return Err(parse_error("the expression is empty".to_owned(), None));
         }
-        let (mut expr, source_info) = env()
-            .parser()
-            .parse_with_source_info(&translation.text)
-            .map_err(|errors| {
+        let (mut expr, source_info) =
+            env().parser().parse_with_source_info(&translation.text).map_err(|errors| {
                 let count = errors.errors.len();
                 match errors.errors.into_iter().next() {
                     Some(first) => {
@@ -219,9 +210,8 @@ impl CompiledGuard {
         let mut rewriter = Rewriter::default();
         rewriter.walk(&mut expr);
         if let Some((name, id)) = rewriter.unknown {
-            let offset = source_info
-                .offset_for(id)
-                .and_then(|(start, _)| usize::try_from(start).ok());
+            let offset =
+                source_info.offset_for(id).and_then(|(start, _)| usize::try_from(start).ok());
             return Err(parse_error(
                 format!(
                     "unknown variable `{name}`; a guard can read `context`, `payload`, `event` and `state`"
@@ -230,11 +220,7 @@ impl CompiledGuard {
             ));
         }
         Ok(CompiledGuard {
-            inner: Arc::new(Program {
-                source: text.to_owned(),
-                expr,
-                whole: rewriter.whole,
-            }),
+            inner: Arc::new(Program { source: text.to_owned(), expr, whole: rewriter.whole }),
         })
     }
 
@@ -255,10 +241,7 @@ impl CompiledGuard {
         transition: &model::Transition,
     ) -> Result<Option<CompiledGuard>, GuardError> {
         let expression = transition.guard.as_ref().map(|guard| guard.expression());
-        let legacy = transition
-            .guards
-            .as_deref()
-            .filter(|guards| !guards.is_empty());
+        let legacy = transition.guards.as_deref().filter(|guards| !guards.is_empty());
         match (expression, legacy) {
             (None, None) => Ok(None),
             (Some(text), None) => CompiledGuard::compile(text).map(Some),
@@ -288,10 +271,7 @@ impl CompiledGuard {
         let mut context = Context::with_env(Arc::clone(env()));
         context.set_variable_resolver(&variables);
         let result = CelValue::resolve_val(&program.expr, &context).map_err(|error| {
-            GuardError::Evaluation {
-                expression: program.source.clone(),
-                message: describe(&error),
-            }
+            GuardError::Evaluation { expression: program.source.clone(), message: describe(&error) }
         })?;
         match result.downcast_ref::<CelBool>() {
             Some(verdict) => Ok(*verdict.inner()),
@@ -306,10 +286,10 @@ impl CompiledGuard {
 mod arith;
 mod ast;
 mod legacy;
-mod translate;
-mod variables;
 #[cfg(test)]
 mod tests;
+mod translate;
+mod variables;
 
 use arith::*;
 use ast::*;

@@ -56,14 +56,8 @@ fn every_guard_of_the_examples_compiles_and_means_what_it_says() {
     for text in examples {
         CompiledGuard::compile(text).unwrap_or_else(|e| panic!("{text}: {e}"));
     }
-    assert!(holds(
-        "context.deliveryAttempts < 3",
-        json!({"deliveryAttempts": 2})
-    ));
-    assert!(!holds(
-        "context.deliveryAttempts < 3",
-        json!({"deliveryAttempts": 3})
-    ));
+    assert!(holds("context.deliveryAttempts < 3", json!({"deliveryAttempts": 2})));
+    assert!(!holds("context.deliveryAttempts < 3", json!({"deliveryAttempts": 3})));
     assert!(holds("context.amount > 5000", json!({"amount": 6000.5})));
     assert!(!holds("context.amount > 5000", json!({"amount": 5000})));
     assert!(holds("context.amount <= 5000", json!({"amount": 5000.0})));
@@ -72,18 +66,9 @@ fn every_guard_of_the_examples_compiles_and_means_what_it_says() {
     assert!(holds(low, json!({"availableStock": 5, "threshold": 10})));
     assert!(!holds(low, json!({"availableStock": 0, "threshold": 10})));
     assert!(!holds(low, json!({"availableStock": 11, "threshold": 10})));
-    assert!(holds(
-        "context.availableStock === 0",
-        json!({"availableStock": 0})
-    ));
-    assert!(holds(
-        "context.availableStock === 0",
-        json!({"availableStock": 0.0})
-    ));
-    assert!(!holds(
-        "context.availableStock === 0",
-        json!({"availableStock": 4})
-    ));
+    assert!(holds("context.availableStock === 0", json!({"availableStock": 0})));
+    assert!(holds("context.availableStock === 0", json!({"availableStock": 0.0})));
+    assert!(!holds("context.availableStock === 0", json!({"availableStock": 4})));
     assert!(holds(
         "context.availableStock > context.threshold",
         json!({"availableStock": 11, "threshold": 10.5})
@@ -97,31 +82,11 @@ fn comparison_truth_tables_mix_integers_and_floats() {
         (json!(1), json!(2), [true, true, false, false, false, true]),
         (json!(2), json!(2), [false, true, false, true, true, false]),
         (json!(3), json!(2), [false, false, true, true, false, true]),
-        (
-            json!(5000),
-            json!(5000.0),
-            [false, true, false, true, true, false],
-        ),
-        (
-            json!(6000.5),
-            json!(5000),
-            [false, false, true, true, false, true],
-        ),
-        (
-            json!(-1),
-            json!(u64::MAX),
-            [true, true, false, false, false, true],
-        ),
-        (
-            json!(u64::MAX),
-            json!(1.5),
-            [false, false, true, true, false, true],
-        ),
-        (
-            json!("abc"),
-            json!("abd"),
-            [true, true, false, false, false, true],
-        ),
+        (json!(5000), json!(5000.0), [false, true, false, true, true, false]),
+        (json!(6000.5), json!(5000), [false, false, true, true, false, true]),
+        (json!(-1), json!(u64::MAX), [true, true, false, false, false, true]),
+        (json!(u64::MAX), json!(1.5), [false, false, true, true, false, true]),
+        (json!("abc"), json!("abd"), [true, true, false, false, false, true]),
     ];
     let ops = ["<", "<=", ">", ">=", "==", "!="];
     for (a, b, expected) in rows {
@@ -136,33 +101,18 @@ fn comparison_truth_tables_mix_integers_and_floats() {
     assert!(holds("context.limit == 5000.0", json!({"limit": 5000})));
     assert!(holds("context.limit === 5000", json!({"limit": 5000.0})));
     assert!(holds("context.limit !== 5000.5", json!({"limit": 5000})));
-    assert!(holds(
-        "context.big == 18446744073709551615u",
-        json!({"big": u64::MAX})
-    ));
+    assert!(holds("context.big == 18446744073709551615u", json!({"big": u64::MAX})));
 }
 
 #[test]
 fn arithmetic_mixes_numbers() {
-    assert!(holds(
-        "context.amount * 2 > 10000",
-        json!({"amount": 5000.5})
-    ));
-    assert!(holds(
-        "context.amount * 1.1 > 5500",
-        json!({"amount": 5001})
-    ));
-    assert!(holds(
-        "context.total - context.paid == 0.5",
-        json!({"total": 100.5, "paid": 100})
-    ));
+    assert!(holds("context.amount * 2 > 10000", json!({"amount": 5000.5})));
+    assert!(holds("context.amount * 1.1 > 5500", json!({"amount": 5001})));
+    assert!(holds("context.total - context.paid == 0.5", json!({"total": 100.5, "paid": 100})));
     assert!(holds("context.count + 1 == 4", json!({"count": 3})));
     assert!(holds("7 / 2 == 3.5", json!({})));
     assert!(holds("6 / 3 == 2 && type(6 / 3) == int", json!({})));
-    assert!(holds(
-        "context.a / context.b == 2.5",
-        json!({"a": 5, "b": 2})
-    ));
+    assert!(holds("context.a / context.b == 2.5", json!({"a": 5, "b": 2})));
     assert!(holds("7 % 4 == 3 && 7.5 % 2 == 1.5", json!({})));
     assert!(holds("context.u + 1 == 6", json!({"u": 5u64})));
     assert!(holds("'a' + 'b' == 'ab' && [1] + [2] == [1, 2]", json!({})));
@@ -176,12 +126,7 @@ fn arithmetic_mixes_numbers() {
     let error = eval("context.n + 1 > 1", json!({"n": i64::MAX})).unwrap_err();
     assert!(error.to_string().contains("overflow"), "{error}");
     let error = eval("context.s + 1 > 1", json!({"s": "x"})).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("cannot apply `+` to (string, int)"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("cannot apply `+` to (string, int)"), "{error}");
     // the map/filter macros keep working (their accumulator is not rewritten)
     assert!(holds("[1, 2, 3].map(x, x * 2) == [2, 4, 6]", json!({})));
     assert!(holds(
@@ -198,21 +143,9 @@ fn strict_operators_are_translated_outside_string_literals_only() {
     assert!(eval_with(r#"payload.other === 'x !== y'"#, json!({}), payload.clone()).unwrap());
     assert!(eval_with(r#"payload.note !== "a == b""#, json!({}), payload.clone()).unwrap());
     assert!(
-        eval_with(
-            r#"payload.note !== r"a === b" == false"#,
-            json!({}),
-            payload.clone()
-        )
-        .unwrap()
+        eval_with(r#"payload.note !== r"a === b" == false"#, json!({}), payload.clone()).unwrap()
     );
-    assert!(
-        eval_with(
-            r#"payload.note === """a === b""""#,
-            json!({}),
-            payload.clone()
-        )
-        .unwrap()
-    );
+    assert!(eval_with(r#"payload.note === """a === b""""#, json!({}), payload.clone()).unwrap());
     let quoted = json!({"note": "say \"===\" now"});
     assert!(eval_with(r#"payload.note === "say \"===\" now""#, json!({}), quoted).unwrap());
     let backslash = json!({"note": "a\\"});
@@ -261,23 +194,11 @@ fn missing_keys_are_evaluation_errors() {
     assert!(error.to_string().contains("no such key: tier"), "{error}");
     // presence tests and short-circuits
     assert!(!holds("has(context.retryCount)", json!({})));
-    assert!(holds(
-        "has(context.retryCount)",
-        json!({"retryCount": null})
-    ));
-    assert!(holds(
-        "!has(context.retryCount) || context.retryCount < 3",
-        json!({})
-    ));
-    assert!(!holds(
-        "has(context.retryCount) && context.retryCount < 3",
-        json!({})
-    ));
+    assert!(holds("has(context.retryCount)", json!({"retryCount": null})));
+    assert!(holds("!has(context.retryCount) || context.retryCount < 3", json!({})));
+    assert!(!holds("has(context.retryCount) && context.retryCount < 3", json!({})));
     assert!(!holds("context.missing > 1 && false", json!({})));
-    assert!(holds(
-        "has(context.customer.tier)",
-        json!({"customer": {"tier": "gold"}})
-    ));
+    assert!(holds("has(context.customer.tier)", json!({"customer": {"tier": "gold"}})));
     assert!(holds("has(event.type) && !has(event.other)", json!({})));
 }
 
@@ -285,25 +206,14 @@ fn missing_keys_are_evaluation_errors() {
 fn type_mismatches_and_non_booleans_are_errors() {
     let error = eval("context.amount > '5000'", json!({"amount": 6000})).unwrap_err();
     assert!(matches!(error, GuardError::Evaluation { .. }), "{error}");
-    assert!(
-        error
-            .to_string()
-            .contains("cannot apply `>` to (int, string)"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("cannot apply `>` to (int, string)"), "{error}");
     let error = eval("context.amount", json!({"amount": 6000})).unwrap_err();
     assert_eq!(
         error,
-        GuardError::NotBoolean {
-            expression: "context.amount".to_owned(),
-            found: "int".to_owned()
-        }
+        GuardError::NotBoolean { expression: "context.amount".to_owned(), found: "int".to_owned() }
     );
     assert!(error.to_string().contains("not to a bool"));
-    assert!(matches!(
-        eval("context.n + 1", json!({"n": 1})),
-        Err(GuardError::NotBoolean { .. })
-    ));
+    assert!(matches!(eval("context.n + 1", json!({"n": 1})), Err(GuardError::NotBoolean { .. })));
     // equality across types is simply false
     assert!(!holds("context.amount == '6000'", json!({"amount": 6000})));
     assert!(holds("context.x == null", json!({"x": null})));
@@ -356,10 +266,7 @@ fn state_event_and_payload() {
         "payload == event.payload",
         "size(payload) == 2",
     ] {
-        assert!(
-            eval_with(text, context.clone(), payload.clone()).unwrap(),
-            "{text}"
-        );
+        assert!(eval_with(text, context.clone(), payload.clone()).unwrap(), "{text}");
     }
     assert!(!eval_with("state == 'Done'", context, payload).unwrap());
 }
@@ -368,12 +275,7 @@ fn state_event_and_payload() {
 fn unknown_variables_are_rejected_when_compiling() {
     let error = CompiledGuard::compile("context.a > 1 && ctx.amount > 5").unwrap_err();
     match &error {
-        GuardError::Parse {
-            message,
-            line,
-            column,
-            ..
-        } => {
+        GuardError::Parse { message, line, column, .. } => {
             assert!(message.contains("unknown variable `ctx`"), "{message}");
             assert_eq!((*line, *column), (Some(1), Some(18)));
         }
@@ -389,12 +291,7 @@ fn unknown_variables_are_rejected_when_compiling() {
 fn parse_errors_carry_the_column_in_the_original_text() {
     let error = CompiledGuard::compile("context.amount >").unwrap_err();
     match &error {
-        GuardError::Parse {
-            line,
-            column,
-            message,
-            expression,
-        } => {
+        GuardError::Parse { line, column, message, expression } => {
             assert_eq!(expression, "context.amount >");
             assert_eq!(*line, Some(1));
             assert_eq!(*column, Some(17), "{message}");
@@ -402,9 +299,7 @@ fn parse_errors_carry_the_column_in_the_original_text() {
         other => panic!("{other:?}"),
     }
     assert!(
-        error
-            .to_string()
-            .starts_with("invalid guard `context.amount >` at column 17: "),
+        error.to_string().starts_with("invalid guard `context.amount >` at column 17: "),
         "{error}"
     );
 
@@ -424,17 +319,7 @@ fn parse_errors_carry_the_column_in_the_original_text() {
     }
     assert!(error.to_string().contains("at line 3, column 3"), "{error}");
     let error = CompiledGuard::compile("   ").unwrap_err();
-    assert!(
-        matches!(
-            error,
-            GuardError::Parse {
-                line: None,
-                column: None,
-                ..
-            }
-        ),
-        "{error}"
-    );
+    assert!(matches!(error, GuardError::Parse { line: None, column: None, .. }), "{error}");
     assert!(CompiledGuard::compile("context.a = 1").is_err());
     assert!(CompiledGuard::compile("'unterminated").is_err());
 }
@@ -474,12 +359,8 @@ fn legacy_guards_are_anded() {
         "retryCount": 2, "customer": {"tier": "gold"}, "items": [{"sku": "A"}], "weird-key": 1
     }));
     let payload = object(json!({"amount": 200, "kind": "wire"}));
-    let mut input = GuardInput {
-        context: &context,
-        payload: &payload,
-        event_type: "PAY",
-        state: "S",
-    };
+    let mut input =
+        GuardInput { context: &context, payload: &payload, event_type: "PAY", state: "S" };
     assert!(guard.evaluate(&input).unwrap());
     let cash = object(json!({"amount": 200, "kind": "cash"}));
     input.payload = &cash;
@@ -489,34 +370,16 @@ fn legacy_guards_are_anded() {
     assert!(guard.evaluate(&input).is_err());
 
     // values of every JSON kind become literals
-    let odd = [legacy(
-        None,
-        "v",
-        Eq,
-        json!({"a": [1, null, true, "q\"\\\n"], "b": 1e-7}),
-    )];
+    let odd = [legacy(None, "v", Eq, json!({"a": [1, null, true, "q\"\\\n"], "b": 1e-7}))];
     let guard = CompiledGuard::from_legacy(&odd).unwrap();
     let context = object(json!({"v": {"a": [1, null, true, "q\"\\\n"], "b": 1e-7}}));
-    let input = GuardInput {
-        context: &context,
-        payload: &payload,
-        event_type: "PAY",
-        state: "S",
-    };
+    let input = GuardInput { context: &context, payload: &payload, event_type: "PAY", state: "S" };
     assert!(guard.evaluate(&input).unwrap(), "{}", guard.source());
 
-    assert!(
-        CompiledGuard::from_legacy(&[])
-            .unwrap()
-            .evaluate(&input)
-            .unwrap()
-    );
+    assert!(CompiledGuard::from_legacy(&[]).unwrap().evaluate(&input).unwrap());
     let error =
         CompiledGuard::from_legacy(&[legacy(Some("state"), "x", Eq, json!(1))]).unwrap_err();
-    assert!(
-        matches!(error, GuardError::Legacy { index: 0, .. }),
-        "{error}"
-    );
+    assert!(matches!(error, GuardError::Legacy { index: 0, .. }), "{error}");
     let error = CompiledGuard::from_legacy(&[legacy(None, "a..b", Eq, json!(1))]).unwrap_err();
     assert!(error.to_string().contains("empty segment"), "{error}");
 }
@@ -532,12 +395,7 @@ fn guards_of_a_transition_combine() {
     let guard = CompiledGuard::for_transition(&transition).unwrap().unwrap();
     let context = object(json!({"amount": 6000, "region": "EU"}));
     let payload = Map::new();
-    let input = GuardInput {
-        context: &context,
-        payload: &payload,
-        event_type: "GO",
-        state: "A",
-    };
+    let input = GuardInput { context: &context, payload: &payload, event_type: "GO", state: "A" };
     assert!(guard.evaluate(&input).unwrap());
     let plain: model::Transition =
         serde_json::from_value(json!({"from": "A", "to": "B", "event": "GO"})).unwrap();
@@ -546,10 +404,7 @@ fn guards_of_a_transition_combine() {
         json!({"from": "A", "to": "B", "event": "GO", "guard": "context.amount <"}),
     )
     .unwrap();
-    assert!(matches!(
-        CompiledGuard::for_transition(&bare),
-        Err(GuardError::Parse { .. })
-    ));
+    assert!(matches!(CompiledGuard::for_transition(&bare), Err(GuardError::Parse { .. })));
 }
 
 #[test]

@@ -39,10 +39,7 @@ pub(super) fn translate_js_operators(text: &str) -> Translation {
             out.extend(&chars[i..end]);
             i = end;
         } else if c == '/' && chars.get(i + 1) == Some(&'/') {
-            let end = chars[i..]
-                .iter()
-                .position(|&c| c == '\n')
-                .map_or(chars.len(), |n| i + n);
+            let end = chars[i..].iter().position(|&c| c == '\n').map_or(chars.len(), |n| i + n);
             out.extend(&chars[i..end]);
             i = end;
         } else if (c == '=' || c == '!')
@@ -117,21 +114,14 @@ pub(super) fn readable_syntax_error(message: &str) -> String {
     let message = message.replace("'<EOF>'", "the end of the expression");
     // "expecting {'[', '{', '(', '.', '-', '!', 'true', ...}": any operand would do.
     match message.find(" expecting {'['") {
-        Some(at) => format!(
-            "syntax error: {} where a value was expected",
-            &message[..at]
-        ),
+        Some(at) => format!("syntax error: {} where a value was expected", &message[..at]),
         None => format!("syntax error: {message}"),
     }
 }
 
 /// The character offset of a 1-based (line, column).
 pub(super) fn char_offset(text: &str, line: usize, column: usize) -> usize {
-    let before: usize = text
-        .split('\n')
-        .take(line - 1)
-        .map(|l| l.chars().count() + 1)
-        .sum();
+    let before: usize = text.split('\n').take(line - 1).map(|l| l.chars().count() + 1).sum();
     before + column - 1
 }
 

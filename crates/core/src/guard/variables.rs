@@ -7,10 +7,7 @@ use super::*;
 #[derive(Debug, Clone, Copy)]
 pub(super) enum LazyMap<'a> {
     Object(&'a Map<String, Value>),
-    Event {
-        event_type: &'a str,
-        payload: &'a Map<String, Value>,
-    },
+    Event { event_type: &'a str, payload: &'a Map<String, Value> },
 }
 
 impl Val for LazyMap<'_> {
@@ -51,18 +48,13 @@ impl Indexer for LazyMap<'_> {
         let key = key.inner();
         let found: Option<Box<dyn Val + 'v>> = match *self {
             LazyMap::Object(map) => map.get(key).map(json_to_val),
-            LazyMap::Event {
-                event_type,
-                payload,
-            } => match key {
+            LazyMap::Event { event_type, payload } => match key {
                 "type" => Some(Box::new(CelString::from(event_type))),
                 "payload" => Some(Box::new(object_to_map(payload))),
                 _ => None,
             },
         };
-        found
-            .map(CowVal::Owned)
-            .ok_or_else(|| ExecutionError::no_such_key(key))
+        found.map(CowVal::Owned).ok_or_else(|| ExecutionError::no_such_key(key))
     }
 
     fn steal<'v>(self: Box<Self>, idx: &dyn Val) -> Result<Box<dyn Val + 'v>, ExecutionError>
@@ -80,9 +72,9 @@ pub(super) fn json_to_val<'a>(value: &'a Value) -> Box<dyn Val + 'a> {
         Value::Bool(b) => Box::new(CelBool::from(*b)),
         Value::Number(n) => number_to_val(n),
         Value::String(s) => Box::new(CelString::from(s.as_str())),
-        Value::Array(items) => Box::new(CelList::from(
-            items.iter().map(json_to_val).collect::<Vec<_>>(),
-        )),
+        Value::Array(items) => {
+            Box::new(CelList::from(items.iter().map(json_to_val).collect::<Vec<_>>()))
+        }
         Value::Object(map) => Box::new(object_to_map(map)),
     }
 }
@@ -139,14 +131,8 @@ impl<'a> Variables<'a> {
         };
         let event = if whole.event {
             let mut entries: HashMap<CelMapKey<'a>, Box<dyn Val + 'a>> = HashMap::with_capacity(2);
-            entries.insert(
-                CelMapKey::from("type"),
-                Box::new(CelString::from(input.event_type)),
-            );
-            entries.insert(
-                CelMapKey::from("payload"),
-                Box::new(object_to_map(input.payload)),
-            );
+            entries.insert(CelMapKey::from("type"), Box::new(CelString::from(input.event_type)));
+            entries.insert(CelMapKey::from("payload"), Box::new(object_to_map(input.payload)));
             MapVariable::Whole(CelMap::from(entries))
         } else {
             MapVariable::Lazy(LazyMap::Event {
@@ -187,10 +173,7 @@ pub(super) fn describe(error: &ExecutionError) -> String {
             let types = overload.argument_types().join(", ");
             if overload.is_member_function() {
                 format!("no method `{operator}` for ({types})")
-            } else if operator
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            } else if operator.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 format!("no function `{operator}` for ({types})")
             } else {
                 format!("cannot apply `{operator}` to ({types})")
@@ -205,11 +188,7 @@ pub(super) fn describe(error: &ExecutionError) -> String {
                 "rem" => "%",
                 other => other,
             };
-            format!(
-                "cannot apply `{operator}` to ({}, {})",
-                type_name(lhs),
-                type_name(rhs)
-            )
+            format!("cannot apply `{operator}` to ({}, {})", type_name(lhs), type_name(rhs))
         }
         ExecutionError::DivisionByZero(_) => "division by zero".to_owned(),
         ExecutionError::RemainderByZero(_) => "remainder by zero".to_owned(),

@@ -44,7 +44,11 @@ impl SpanIndex {
             }
             NodeKind::Mapping(entries) => {
                 for entry in entries {
-                    self.insert_node(&entry.value, child_key(&path, &entry.key), Some(entry.key_at));
+                    self.insert_node(
+                        &entry.value,
+                        child_key(&path, &entry.key),
+                        Some(entry.key_at),
+                    );
                 }
             }
         }
@@ -122,8 +126,12 @@ impl SpanIndex {
 /// Whether `key` can be written after a dot without quotes.
 fn is_plain_key(key: &str) -> bool {
     let mut characters = key.chars();
-    characters.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_' || first == '$')
-        && characters.all(|character| character.is_ascii_alphanumeric() || matches!(character, '_' | '$' | '-'))
+    characters
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_' || first == '$')
+        && characters.all(|character| {
+            character.is_ascii_alphanumeric() || matches!(character, '_' | '$' | '-')
+        })
 }
 
 /// The path of key `key` inside the mapping at `parent`.

@@ -17,10 +17,17 @@ fn at(line: u32, column: u32) -> Option<Position> {
 #[test]
 fn block_style_keys_and_values() {
     let spans = index("name: C\nstateMachines:\n  - name: M\n    initialState: A\n");
-    assert_eq!(spans.get("name"), Some(NodeSpan { key: Some(Position::new(1, 1)), value: Position::new(1, 7) }));
+    assert_eq!(
+        spans.get("name"),
+        Some(NodeSpan { key: Some(Position::new(1, 1)), value: Position::new(1, 7) })
+    );
     assert_eq!(spans.key_position("stateMachines"), at(2, 1));
     assert_eq!(spans.value_position("stateMachines[0]"), at(3, 5));
-    assert_eq!(spans.key_position("stateMachines[0]"), at(3, 5), "sequence items have no key: their value stands in");
+    assert_eq!(
+        spans.key_position("stateMachines[0]"),
+        at(3, 5),
+        "sequence items have no key: their value stands in"
+    );
     assert_eq!(spans.value_position("stateMachines[0].initialState"), at(4, 19));
     assert_eq!(spans.value_position(""), at(1, 1));
 }
@@ -40,10 +47,17 @@ fn flow_style_collections() {
 fn multi_line_strings_do_not_shift_later_positions() {
     let text = "description: |\n  line one\n  line two\nfolded: >-\n  a\n  b\nquoted: \"x\n  y\"\nlast: 1\n";
     let spans = index(text);
-    assert_eq!(spans.value_position("description"), at(2, 3), "block scalars start at their content");
+    assert_eq!(
+        spans.value_position("description"),
+        at(2, 3),
+        "block scalars start at their content"
+    );
     assert_eq!(spans.key_position("folded"), at(4, 1));
     assert_eq!(spans.value_position("quoted"), at(7, 9));
-    assert_eq!(spans.get("last"), Some(NodeSpan { key: Some(Position::new(9, 1)), value: Position::new(9, 7) }));
+    assert_eq!(
+        spans.get("last"),
+        Some(NodeSpan { key: Some(Position::new(9, 1)), value: Position::new(9, 7) })
+    );
 }
 
 #[test]
@@ -51,7 +65,11 @@ fn aliases_index_the_anchored_content_under_the_use_site_path() {
     let text = "base: &t\n  from: A\n  to: B\nlist:\n  - *t\n  - other\n";
     let spans = index(text);
     assert_eq!(spans.value_position("list[0]"), at(5, 5), "the alias node points at `*t`");
-    assert_eq!(spans.value_position("list[0].to"), at(3, 7), "its children point at the anchored text");
+    assert_eq!(
+        spans.value_position("list[0].to"),
+        at(3, 7),
+        "its children point at the anchored text"
+    );
     assert_eq!(spans.value_position("list[1]"), at(6, 5));
 }
 
@@ -60,7 +78,11 @@ fn merge_keys_bring_the_source_entries_and_explicit_keys_win() {
     let text = "base: &t\n  from: A\n  event: E\nitem:\n  event: F\n  <<: *t\n";
     let spans = index(text);
     assert_eq!(spans.value_position("item.from"), at(2, 9), "merged from the anchor");
-    assert_eq!(spans.value_position("item.event"), at(5, 10), "the explicit key wins even before the merge");
+    assert_eq!(
+        spans.value_position("item.event"),
+        at(5, 10),
+        "the explicit key wins even before the merge"
+    );
     assert!(!spans.contains("item.<<"), "the merge key itself is not a node of the result");
 }
 
@@ -129,5 +151,8 @@ fn alias_bombs_are_refused() {
         text.push_str(&format!("l{level}: &l{level} [{items}]\n"));
     }
     let result = SpanIndex::build(&text);
-    assert!(matches!(&result, Err(problems) if problems[0].message.contains("expands to more than")), "{result:?}");
+    assert!(
+        matches!(&result, Err(problems) if problems[0].message.contains("expands to more than")),
+        "{result:?}"
+    );
 }

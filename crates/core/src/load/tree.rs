@@ -64,7 +64,12 @@ pub(crate) struct TreeProblem {
 ///
 /// On a syntax error the result holds that one error; otherwise it holds every duplicate key.
 pub(crate) fn build_tree(text: &str) -> Result<Option<Node>, Vec<TreeProblem>> {
-    let mut builder = TreeBuilder { parser: Parser::new_from_str(text), anchors: HashMap::new(), nodes: 0, problems: Vec::new() };
+    let mut builder = TreeBuilder {
+        parser: Parser::new_from_str(text),
+        anchors: HashMap::new(),
+        nodes: 0,
+        problems: Vec::new(),
+    };
     let root = builder.document().map_err(|problem| vec![problem])?;
     if builder.problems.is_empty() { Ok(root) } else { Err(builder.problems) }
 }
@@ -158,7 +163,12 @@ impl<'input> TreeBuilder<'input> {
     }
 
     /// Builds the node that starts with `event`.
-    fn node(&mut self, event: Event<'input>, span: &Span, depth: usize) -> Result<Node, TreeProblem> {
+    fn node(
+        &mut self,
+        event: Event<'input>,
+        span: &Span,
+        depth: usize,
+    ) -> Result<Node, TreeProblem> {
         let at = start_of(span);
         if depth > MAX_DEPTH {
             return Err(TreeProblem {
@@ -230,7 +240,8 @@ impl<'input> TreeBuilder<'input> {
         loop {
             let (event, span) = self.next_event()?;
             let key_at = start_of(&span);
-            let is_merge_key = matches!(&event, Event::Scalar(text, ScalarStyle::Plain, _, None) if text == "<<");
+            let is_merge_key =
+                matches!(&event, Event::Scalar(text, ScalarStyle::Plain, _, None) if text == "<<");
             let key = match event {
                 Event::MappingEnd => break,
                 event if event.is_node() => self.node(event, &span, depth + 1)?,
@@ -257,7 +268,10 @@ impl<'input> TreeBuilder<'input> {
                     code: codes::DUPLICATE_KEY,
                     message: format!("key `{key}` appears twice in the same mapping"),
                     at: key_at,
-                    hint: format!("keep one of the two (the first is at line {}, column {})", first.key_at.line, first.key_at.column),
+                    hint: format!(
+                        "keep one of the two (the first is at line {}, column {})",
+                        first.key_at.line, first.key_at.column
+                    ),
                 });
                 continue;
             }
@@ -265,7 +279,9 @@ impl<'input> TreeBuilder<'input> {
         }
         merged.retain(|entry| !explicit.iter().any(|existing| existing.key == entry.key));
         explicit.extend(merged);
-        let size = explicit.iter().fold(1usize, |total, entry| total.saturating_add(1).saturating_add(entry.value.size));
+        let size = explicit
+            .iter()
+            .fold(1usize, |total, entry| total.saturating_add(1).saturating_add(entry.value.size));
         Ok(Node { at, size, kind: NodeKind::Mapping(explicit) })
     }
 }

@@ -7,7 +7,8 @@ use super::{Model, Report, paths};
 use crate::diagnostic::{Severity, codes};
 use crate::load::child_key;
 use crate::model::{
-    CascadingRule, Component, ContextField, ExtraKeys, MatchingRule, NotifyParent, ParentLink, State, StateMachine, Transition,
+    CascadingRule, Component, ContextField, ExtraKeys, MatchingRule, NotifyParent, ParentLink,
+    State, StateMachine, Transition,
 };
 use schemars::JsonSchema;
 use std::sync::LazyLock;
@@ -79,11 +80,15 @@ fn owner_name(owner: Owner) -> &'static str {
 /// Keys users are known to write in the wrong place, with where they belong.
 fn known_misplacement(owner: Owner, key: &str) -> Option<&'static str> {
     match (owner, key) {
-        (Owner::Transition, "createInstance") => {
-            Some("to create an instance on a transition, use `type: inter_machine` with `targetMachine` (and `contextMapping`)")
+        (Owner::Transition, "createInstance") => Some(
+            "to create an instance on a transition, use `type: inter_machine` with `targetMachine` (and `contextMapping`)",
+        ),
+        (Owner::Machine, "matchingRules") => {
+            Some("matchingRules belong on transitions and cascading rules, not on a machine")
         }
-        (Owner::Machine, "matchingRules") => Some("matchingRules belong on transitions and cascading rules, not on a machine"),
-        (Owner::Machine, "transition") | (Owner::Machine, "state") => Some("the lists are called `states:` and `transitions:`"),
+        (Owner::Machine, "transition") | (Owner::Machine, "state") => {
+            Some("the lists are called `states:` and `transitions:`")
+        }
         _ => None,
     }
 }
@@ -95,7 +100,12 @@ pub(super) fn check(model: &Model<'_>, report: &mut Report<'_>) {
         let machine_path = paths::machine(machine_index);
         report_extra(report, Owner::Machine, &machine_path, &machine.extra);
         if let Some(link) = &machine.parent_link {
-            report_extra(report, Owner::ParentLink, &format!("{machine_path}.parentLink"), &link.extra);
+            report_extra(
+                report,
+                Owner::ParentLink,
+                &format!("{machine_path}.parentLink"),
+                &link.extra,
+            );
         }
         for (field_name, field) in machine.context_schema.iter().flatten() {
             let field_path = child_key(&format!("{machine_path}.contextSchema"), field_name);
@@ -115,15 +125,29 @@ pub(super) fn check(model: &Model<'_>, report: &mut Report<'_>) {
             report_extra(report, Owner::Transition, &transition_path, &transition.extra);
             report_matching_rules(report, &transition_path, transition.matching_rules.as_deref());
             if let Some(notify) = &transition.notify_parent {
-                report_extra(report, Owner::NotifyParent, &format!("{transition_path}.notifyParent"), &notify.extra);
+                report_extra(
+                    report,
+                    Owner::NotifyParent,
+                    &format!("{transition_path}.notifyParent"),
+                    &notify.extra,
+                );
             }
         }
     }
 }
 
-fn report_matching_rules(report: &mut Report<'_>, owner_path: &str, rules: Option<&[MatchingRule]>) {
+fn report_matching_rules(
+    report: &mut Report<'_>,
+    owner_path: &str,
+    rules: Option<&[MatchingRule]>,
+) {
     for (rule_index, rule) in rules.unwrap_or_default().iter().enumerate() {
-        report_extra(report, Owner::MatchingRule, &format!("{owner_path}.matchingRules[{rule_index}]"), &rule.extra);
+        report_extra(
+            report,
+            Owner::MatchingRule,
+            &format!("{owner_path}.matchingRules[{rule_index}]"),
+            &rule.extra,
+        );
     }
 }
 
@@ -134,7 +158,10 @@ fn report_extra(report: &mut Report<'_>, owner: Owner, owner_path: &str, extra: 
         let hint = match (known_misplacement(owner, key), closest(key, &known_refs)) {
             (Some(advice), _) => advice.to_owned(),
             (None, Some(suggestion)) => format!("did you mean `{suggestion}`?"),
-            (None, None) => format!("remove it, or keep free-form information under `metadata:` (known keys: {})", known_refs.join(", ")),
+            (None, None) => format!(
+                "remove it, or keep free-form information under `metadata:` (known keys: {})",
+                known_refs.join(", ")
+            ),
         };
         report.on_key(
             Severity::Warning,
@@ -153,8 +180,12 @@ mod tests {
     #[test]
     fn known_keys_come_from_the_model() {
         let transition_keys = known_keys(Owner::Transition);
-        for key in ["from", "to", "event", "type", "timeoutMs", "matchingRules", "guard", "guards"] {
-            assert!(transition_keys.iter().any(|known| known == key), "{key} missing from {transition_keys:?}");
+        for key in ["from", "to", "event", "type", "timeoutMs", "matchingRules", "guard", "guards"]
+        {
+            assert!(
+                transition_keys.iter().any(|known| known == key),
+                "{key} missing from {transition_keys:?}"
+            );
         }
         assert!(!transition_keys.iter().any(|known| known == "extra"));
         assert!(known_keys(Owner::ContextField).iter().any(|known| known == "type"));

@@ -12,8 +12,14 @@ pub(super) fn check(model: &Model<'_>, report: &mut Report<'_>) {
     for (machine_index, machine) in model.component.state_machines.iter().enumerate() {
         for (state_index, state) in machine.states.iter().enumerate() {
             for (rule_index, rule) in state.cascading_rules.iter().enumerate() {
-                let path = format!("{}.cascadingRules[{rule_index}]", paths::state(machine_index, state_index));
-                let subject = format!("cascadingRules[{rule_index}] of state {} in machine {}", state.name, machine.name);
+                let path = format!(
+                    "{}.cascadingRules[{rule_index}]",
+                    paths::state(machine_index, state_index)
+                );
+                let subject = format!(
+                    "cascadingRules[{rule_index}] of state {} in machine {}",
+                    state.name, machine.name
+                );
                 check_cascading_rule(model, rule, &path, &subject, report);
             }
         }
@@ -56,8 +62,15 @@ fn check_entry_point(model: &Model<'_>, report: &mut Report<'_>) {
             Severity::Error,
             codes::UNKNOWN_ENTRY_MACHINE,
             "entryMachine",
-            format!("entryMachine is \"{entry}\", which is not a machine of component {}", component.name),
-            unknown_name_hint(entry, &model.machine_names(), "name one of the component's machines"),
+            format!(
+                "entryMachine is \"{entry}\", which is not a machine of component {}",
+                component.name
+            ),
+            unknown_name_hint(
+                entry,
+                &model.machine_names(),
+                "name one of the component's machines",
+            ),
         );
         return;
     }
@@ -79,8 +92,15 @@ fn check_entry_point(model: &Model<'_>, report: &mut Report<'_>) {
     }
 }
 
-fn check_cascading_rule(model: &Model<'_>, rule: &CascadingRule, path: &str, subject: &str, report: &mut Report<'_>) {
-    let aims_here = rule.target_component.as_deref().is_none_or(|target| target == model.component.name);
+fn check_cascading_rule(
+    model: &Model<'_>,
+    rule: &CascadingRule,
+    path: &str,
+    subject: &str,
+    report: &mut Report<'_>,
+) {
+    let aims_here =
+        rule.target_component.as_deref().is_none_or(|target| target == model.component.name);
     if !aims_here {
         // Another component: its machines are not known here.
         return;
@@ -104,8 +124,15 @@ fn check_cascading_rule(model: &Model<'_>, rule: &CascadingRule, path: &str, sub
             Severity::Error,
             codes::CASCADE_UNKNOWN_STATE,
             &format!("{path}.targetState"),
-            format!("{subject} targets state \"{}\", which machine {} does not declare", rule.target_state, target.name),
-            unknown_name_hint(&rule.target_state, &state_names(target), "name a state of the target machine"),
+            format!(
+                "{subject} targets state \"{}\", which machine {} does not declare",
+                rule.target_state, target.name
+            ),
+            unknown_name_hint(
+                &rule.target_state,
+                &state_names(target),
+                "name a state of the target machine",
+            ),
         );
         return;
     }

@@ -45,7 +45,9 @@ pub(super) fn check(model: &Model<'_>, report: &mut Report<'_>) {
                 codes::DUPLICATE_MACHINE,
                 &format!("{path}.name"),
                 format!("machine {} is declared twice", machine.name),
-                format!("rename one of them (the first is stateMachines[{first}], line {first_line})"),
+                format!(
+                    "rename one of them (the first is stateMachines[{first}], line {first_line})"
+                ),
             );
         } else {
             first_by_name.insert(machine.name.as_str(), index);
@@ -54,7 +56,12 @@ pub(super) fn check(model: &Model<'_>, report: &mut Report<'_>) {
     }
 }
 
-fn check_machine(model: &Model<'_>, machine_index: usize, machine: &StateMachine, report: &mut Report<'_>) {
+fn check_machine(
+    model: &Model<'_>,
+    machine_index: usize,
+    machine: &StateMachine,
+    report: &mut Report<'_>,
+) {
     let path = paths::machine(machine_index);
     let name = &machine.name;
     if machine.states.is_empty() {
@@ -63,7 +70,10 @@ fn check_machine(model: &Model<'_>, machine_index: usize, machine: &StateMachine
             codes::NO_STATES,
             &format!("{path}.states"),
             format!("machine {name} declares no state"),
-            format!("declare its states under `states:`, starting with \"{}\"", machine.initial_state),
+            format!(
+                "declare its states under `states:`, starting with \"{}\"",
+                machine.initial_state
+            ),
         );
         // Every state reference would be unknown: one error says it all.
         return;
@@ -98,7 +108,10 @@ fn check_machine(model: &Model<'_>, machine_index: usize, machine: &StateMachine
             Severity::Error,
             codes::UNKNOWN_INITIAL_STATE,
             &format!("{path}.initialState"),
-            format!("initialState of machine {name} is \"{}\", which is not one of its states", machine.initial_state),
+            format!(
+                "initialState of machine {name} is \"{}\", which is not one of its states",
+                machine.initial_state
+            ),
             unknown_name_hint(&machine.initial_state, &states, "declare the state or fix the name"),
         );
     }
@@ -117,7 +130,11 @@ fn check_endpoints(
     report: &mut Report<'_>,
 ) {
     let path = paths::transition(machine_index, transition_index);
-    let subject = format!("transitions[{transition_index}] of machine {} ({})", machine.name, describe_transition(transition));
+    let subject = format!(
+        "transitions[{transition_index}] of machine {} ({})",
+        machine.name,
+        describe_transition(transition)
+    );
     let states = state_names(machine);
     if transition.event.trim().is_empty() {
         report.on_value(
@@ -142,8 +159,15 @@ fn check_endpoints(
             Severity::Warning,
             codes::TRANSITION_FROM_TERMINAL,
             &format!("{path}.from"),
-            format!("{subject} never fires: {} is {} state, and an instance that enters it ends", state.name, state_kind(state)),
-            format!("remove the transition, or make {} a regular state if instances continue from it", state.name),
+            format!(
+                "{subject} never fires: {} is {} state, and an instance that enters it ends",
+                state.name,
+                state_kind(state)
+            ),
+            format!(
+                "remove the transition, or make {} a regular state if instances continue from it",
+                state.name
+            ),
         ),
         Some(_) => {}
     }
@@ -154,7 +178,8 @@ fn check_endpoints(
             .iter()
             .find(|other| other.name != machine.name && has_state(other, &transition.to))
             .map(|other| other.name.as_str());
-        let mut hint = unknown_name_hint(&transition.to, &states, "declare the state or fix the name");
+        let mut hint =
+            unknown_name_hint(&transition.to, &states, "declare the state or fix the name");
         if let Some(other) = elsewhere {
             hint = format!(
                 "\"{}\" is a state of machine {other}: a transition stays in its machine (use inter_machine/targetMachine to start another); {hint}",
@@ -162,11 +187,23 @@ fn check_endpoints(
             );
         }
         let (severity, message) = if leaves_terminal {
-            (Severity::Warning, format!("{subject} goes to unknown state \"{}\" (a warning only because the transition never fires)", transition.to))
+            (
+                Severity::Warning,
+                format!(
+                    "{subject} goes to unknown state \"{}\" (a warning only because the transition never fires)",
+                    transition.to
+                ),
+            )
         } else {
             (Severity::Error, format!("{subject} goes to unknown state \"{}\"", transition.to))
         };
-        report.on_value(severity, codes::UNKNOWN_TARGET_STATE, &format!("{path}.to"), message, hint);
+        report.on_value(
+            severity,
+            codes::UNKNOWN_TARGET_STATE,
+            &format!("{path}.to"),
+            message,
+            hint,
+        );
     }
 }
 
@@ -196,19 +233,28 @@ fn discriminator(transition: &Transition) -> (Option<String>, String, String) {
     (guard, legacy, rules)
 }
 
-fn check_ambiguous_transitions(machine_index: usize, machine: &StateMachine, report: &mut Report<'_>) {
+fn check_ambiguous_transitions(
+    machine_index: usize,
+    machine: &StateMachine,
+    report: &mut Report<'_>,
+) {
     let mut earlier: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
     for (index, transition) in machine.transitions.iter().enumerate() {
-        let same_trigger = earlier.entry((transition.from.as_str(), transition.event.as_str())).or_default();
-        let shadowing = same_trigger
-            .iter()
-            .copied()
-            .find(|&first| machine.transitions.get(first).is_some_and(|first| discriminator(first) == discriminator(transition)));
+        let same_trigger =
+            earlier.entry((transition.from.as_str(), transition.event.as_str())).or_default();
+        let shadowing = same_trigger.iter().copied().find(|&first| {
+            machine
+                .transitions
+                .get(first)
+                .is_some_and(|first| discriminator(first) == discriminator(transition))
+        });
         if let Some(first) = shadowing {
             let path = paths::transition(machine_index, index);
             let first_line = report.line_of(&paths::transition(machine_index, first));
             let told_by = match discriminator(transition) {
-                (None, legacy, rules) if legacy.is_empty() && rules.is_empty() => "neither has a guard or matchingRules",
+                (None, legacy, rules) if legacy.is_empty() && rules.is_empty() => {
+                    "neither has a guard or matchingRules"
+                }
                 _ => "their guards and matchingRules are the same",
             };
             report.on_value(

@@ -41,7 +41,13 @@ pub fn validate(loaded: &LoadedComponent, options: &ValidateOptions) -> Vec<Diag
         }
     }
     diagnostics.sort_by(|left, right| {
-        (left.line, left.column, left.severity, left.code, &left.message).cmp(&(right.line, right.column, right.severity, right.code, &right.message))
+        (left.line, left.column, left.severity, left.code, &left.message).cmp(&(
+            right.line,
+            right.column,
+            right.severity,
+            right.code,
+            &right.message,
+        ))
     });
     diagnostics
 }
@@ -115,15 +121,33 @@ pub(crate) struct Report<'a> {
 
 impl Report<'_> {
     /// Reports on the value at `path` (or its nearest ancestor when the key is absent).
-    pub(crate) fn on_value(&mut self, severity: Severity, code: &'static str, path: &str, message: String, hint: String) {
+    pub(crate) fn on_value(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        path: &str,
+        message: String,
+        hint: String,
+    ) {
         let position = self.spans.locate(path);
-        self.diagnostics.push(Diagnostic::new(severity, code, message).at(self.file, position, path).with_hint(hint));
+        self.diagnostics.push(
+            Diagnostic::new(severity, code, message).at(self.file, position, path).with_hint(hint),
+        );
     }
 
     /// Reports on the key of `path` (for keys that should not be there).
-    pub(crate) fn on_key(&mut self, severity: Severity, code: &'static str, path: &str, message: String, hint: String) {
+    pub(crate) fn on_key(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        path: &str,
+        message: String,
+        hint: String,
+    ) {
         let position = self.spans.locate_key(path);
-        self.diagnostics.push(Diagnostic::new(severity, code, message).at(self.file, position, path).with_hint(hint));
+        self.diagnostics.push(
+            Diagnostic::new(severity, code, message).at(self.file, position, path).with_hint(hint),
+        );
     }
 
     /// Where the node at `path` starts, for hints that point at another node.
@@ -142,7 +166,10 @@ mod tests {
             Ok(loaded) => loaded,
             Err(diagnostics) => panic!("should load: {diagnostics:?}"),
         };
-        validate(&loaded, &ValidateOptions { strict }).into_iter().map(|diagnostic| (diagnostic.severity, diagnostic.code)).collect()
+        validate(&loaded, &ValidateOptions { strict })
+            .into_iter()
+            .map(|diagnostic| (diagnostic.severity, diagnostic.code))
+            .collect()
     }
 
     const WITH_UNKNOWN_KEY: &str = "name: C\nstateMachines:\n  - name: M\n    initialState: A\n    colour: blue\n    states: [{name: A}]\n";

@@ -47,7 +47,8 @@ fn edit_distance(left: &str, right: &str) -> usize {
         current[0] = row + 1;
         for (column, right_char) in right.iter().enumerate() {
             let substitution = previous[column] + usize::from(left_char != *right_char);
-            current[column + 1] = substitution.min(previous[column + 1] + 1).min(current[column] + 1);
+            current[column + 1] =
+                substitution.min(previous[column + 1] + 1).min(current[column] + 1);
         }
         std::mem::swap(&mut previous, &mut current);
     }

@@ -12,7 +12,11 @@ pub(super) fn check(model: &Model<'_>, report: &mut Report<'_>) {
         for (transition_index, transition) in machine.transitions.iter().enumerate() {
             let place = Place {
                 path: paths::transition(machine_index, transition_index),
-                subject: format!("transitions[{transition_index}] of machine {} ({})", machine.name, describe_transition(transition)),
+                subject: format!(
+                    "transitions[{transition_index}] of machine {} ({})",
+                    machine.name,
+                    describe_transition(transition)
+                ),
             };
             check_type_requirements(model, transition, &place, report);
             check_ignored_keys(transition, &place, report);
@@ -45,7 +49,12 @@ fn type_name(kind: TransitionType) -> &'static str {
     }
 }
 
-fn check_type_requirements(model: &Model<'_>, transition: &Transition, place: &Place, report: &mut Report<'_>) {
+fn check_type_requirements(
+    model: &Model<'_>,
+    transition: &Transition,
+    place: &Place,
+    report: &mut Report<'_>,
+) {
     let subject = &place.subject;
     match transition.transition_type {
         TransitionType::Timeout if transition.timeout_ms.is_none() => report.on_value(
@@ -84,7 +93,9 @@ fn check_cross_component(transition: &Transition, place: &Place, report: &mut Re
             Severity::Error,
             codes::CROSS_COMPONENT_WITHOUT_TARGET,
             &place.path,
-            format!("{subject} is cross_component without targetComponent, so it would reach nothing"),
+            format!(
+                "{subject} is cross_component without targetComponent, so it would reach nothing"
+            ),
             "add `targetComponent: <component name>` and `targetMachine: <machine>`".into(),
         );
         return;
@@ -94,7 +105,9 @@ fn check_cross_component(transition: &Transition, place: &Place, report: &mut Re
             Severity::Warning,
             codes::CROSS_COMPONENT_WITHOUT_MACHINE,
             &place.key("targetComponent"),
-            format!("{subject} has no targetMachine: it defaults to the component name \"{component}\""),
+            format!(
+                "{subject} has no targetMachine: it defaults to the component name \"{component}\""
+            ),
             "name the target machine with `targetMachine`".into(),
         );
     }
@@ -142,8 +155,15 @@ fn check_ignored_keys(transition: &Transition, place: &Place, report: &mut Repor
                 Severity::Warning,
                 codes::KEY_IGNORED_FOR_TYPE,
                 &place.key(key),
-                format!("{} is a {} transition: its `{key}` is ignored", place.subject, type_name(kind)),
-                format!("`{key}` is read by {} transitions: set `type:` accordingly, or remove the key", users.join(" and ")),
+                format!(
+                    "{} is a {} transition: its `{key}` is ignored",
+                    place.subject,
+                    type_name(kind)
+                ),
+                format!(
+                    "`{key}` is read by {} transitions: set `type:` accordingly, or remove the key",
+                    users.join(" and ")
+                ),
             );
         }
     }
@@ -177,5 +197,8 @@ fn check_guard(transition: &Transition, place: &Place, report: &mut Report<'_>) 
 
 /// Whether `machine` has a transition leaving `state` on `event`.
 pub(super) fn accepts(machine: &StateMachine, state: &str, event: &str) -> bool {
-    machine.transitions.iter().any(|transition| transition.from == state && transition.event == event)
+    machine
+        .transitions
+        .iter()
+        .any(|transition| transition.from == state && transition.event == event)
 }

@@ -31,7 +31,10 @@ fn yaml_files_under(dir: &Path) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 pending.push(path);
-            } else if path.extension().is_some_and(|extension| extension == "yaml" || extension == "yml") {
+            } else if path
+                .extension()
+                .is_some_and(|extension| extension == "yaml" || extension == "yml")
+            {
                 found.push(path);
             }
         }
@@ -50,8 +53,15 @@ fn every_reference_example_loads_and_validates_without_errors() {
     let dir = reference_examples_dir();
     if !dir.is_dir() {
         let required = std::env::var("XC_REQUIRE_REFERENCE").is_ok_and(|value| value == "1");
-        eprintln!("\n!!!! REFERENCE EXAMPLES ABSENT: {} does not exist; the examples were NOT checked !!!!\n", dir.display());
-        assert!(!required, "XC_REQUIRE_REFERENCE=1 but the reference examples folder {} is absent", dir.display());
+        eprintln!(
+            "\n!!!! REFERENCE EXAMPLES ABSENT: {} does not exist; the examples were NOT checked !!!!\n",
+            dir.display()
+        );
+        assert!(
+            !required,
+            "XC_REQUIRE_REFERENCE=1 but the reference examples folder {} is absent",
+            dir.display()
+        );
         return;
     }
     let files = yaml_files_under(&dir);
@@ -71,7 +81,10 @@ fn every_reference_example_loads_and_validates_without_errors() {
         if has_errors(&diagnostics) {
             failures.push(render(&diagnostics));
         }
-        report.push_str(&format!("== {name}\n{}", if diagnostics.is_empty() { "\n".to_owned() } else { render(&diagnostics) }));
+        report.push_str(&format!(
+            "== {name}\n{}",
+            if diagnostics.is_empty() { "\n".to_owned() } else { render(&diagnostics) }
+        ));
     }
     assert!(failures.is_empty(), "reference examples with errors:\n{}", failures.join("\n"));
     // Pins the warnings and notes the examples produce (each with its reason).
@@ -81,8 +94,10 @@ fn every_reference_example_loads_and_validates_without_errors() {
 #[test]
 fn invalid_cases() {
     insta::glob!("../data/invalid", "*.yaml", |path| {
-        let name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
-        let text = std::fs::read_to_string(path).unwrap_or_else(|error| panic!("cannot read {name}: {error}"));
+        let name =
+            path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|error| panic!("cannot read {name}: {error}"));
         let strict = text.starts_with("# strict");
         let diagnostics = check(&text, &name, strict);
         let expected_code = name.get(..6).unwrap_or_default();
@@ -107,7 +122,11 @@ fn every_code_has_an_invalid_case() {
         if info.code == codes::FILE_UNREADABLE {
             continue;
         }
-        assert!(cases.iter().any(|case| case.starts_with(info.code)), "no case under tests/data/invalid/ for {}", info.code);
+        assert!(
+            cases.iter().any(|case| case.starts_with(info.code)),
+            "no case under tests/data/invalid/ for {}",
+            info.code
+        );
     }
 }
 

@@ -1,14 +1,14 @@
 //! Applying messages to the shard's instances: create, send, deliver (fan-out), timers.
 //! Each applied step records its stored event, runtime event and routed effects in the batch.
 
+use super::ShardWork;
 use super::batch::Reply;
 use super::record::{record_transition, timer_records};
-use super::state::{indexed_values, Instances, Slot};
-use super::ShardWork;
+use super::state::{Instances, Slot, indexed_values};
 use crate::error::RuntimeError;
 use crate::messages::{BatchOutcome, CreateMsg, DeliverMsg, SendMsg, SendOutcome, ShardMsg, Trace};
 use crate::registry::ComponentIdx;
-use crate::router::{route_effect, Source};
+use crate::router::{Source, route_effect};
 use crate::shared::Shared;
 use crate::stream::RuntimeEvent;
 use smallvec::SmallVec;
@@ -17,10 +17,12 @@ use uuid::Uuid;
 use xcomponent_core::definition::{Definition, EntryMode};
 use xcomponent_core::effect::Effect;
 use xcomponent_core::engine::{self, EventRef, Hooks, Ignored, NoHooks, StepResult};
-use xcomponent_core::instance::{Context, EventId, InstanceId, Millis, PendingTimer, StateIdx, Status, TransitionIdx};
-use xcomponent_core::matching::{filters_hold, IndexKey};
+use xcomponent_core::instance::{
+    Context, EventId, InstanceId, Millis, PendingTimer, StateIdx, Status, TransitionIdx,
+};
+use xcomponent_core::matching::{IndexKey, filters_hold};
 use xcomponent_core::model::Operator;
-use xcomponent_core::store::{StoredEvent, CREATED_EVENT_TYPE};
+use xcomponent_core::store::{CREATED_EVENT_TYPE, StoredEvent};
 
 /// Instances looked up together before their events are applied (see `apply_many`).
 const LOOKUP_GROUP: usize = 64;
@@ -33,8 +35,20 @@ type CreateReply = tokio::sync::oneshot::Sender<Result<InstanceId, RuntimeError>
 
 /// What one step did (names resolved only when a caller asks).
 pub(crate) enum Applied {
-    Transitioned { component: ComponentIdx, machine: u16, from: StateIdx, to: StateIdx, status: Status, event_id: EventId },
-    Ignored { component: ComponentIdx, machine: u16, state: StateIdx, ignored: Ignored },
+    Transitioned {
+        component: ComponentIdx,
+        machine: u16,
+        from: StateIdx,
+        to: StateIdx,
+        status: Status,
+        event_id: EventId,
+    },
+    Ignored {
+        component: ComponentIdx,
+        machine: u16,
+        state: StateIdx,
+        ignored: Ignored,
+    },
 }
 
 impl ShardWork {
@@ -49,7 +63,9 @@ impl ShardWork {
                     (Some(sender), Err(error)) => {
                         let _ = sender.send(Err(error));
                     }
-                    (None, Err(error)) if !reply => tracing::warn!(shard = self.index, %error, "Routed create failed."),
+                    (None, Err(error)) if !reply => {
+                        tracing::warn!(shard = self.index, %error, "Routed create failed.")
+                    }
                     _ => {}
                 }
             }
@@ -86,7 +102,9 @@ impl ShardWork {
                     }
                     let paths = shared.registry.indexed_paths(component, instance.machine);
                     let definition = shared.registry.definition(component);
-                    if definition.entry_mode == EntryMode::Singleton && definition.entry_machine == Some(instance.machine) {
+                    if definition.entry_mode == EntryMode::Singleton
+                        && definition.entry_machine == Some(instance.machine)
+                    {
                         let _ = shared.claim_singleton(component, instance.id);
                     }
                     if self.instances.slot_of(&instance.id).is_none() {
@@ -95,13 +113,21 @@ impl ShardWork {
                 }
                 let _ = reply.send(count);
             }
-            ShardMsg::Tick(done) | ShardMsg::Barrier(done) => self.batch.replies.push(Reply::Done(done)),
+            ShardMsg::Tick(done) | ShardMsg::Barrier(done) => {
+                self.batch.replies.push(Reply::Done(done))
+            }
         }
     }
 
     /// Applies one event type to many instances. Lookups are done a group at a time before the
     /// steps, so the memory accesses of a group overlap instead of stalling one after another.
-    fn apply_many(&mut self, shared: &Shared, event: &Arc<str>, items: Vec<(InstanceId, Context)>, now: Millis) -> BatchOutcome {
+    fn apply_many(
+        &mut self,
+        shared: &Shared,
+        event: &Arc<str>,
+        items: Vec<(InstanceId, Context)>,
+        now: Millis,
+    ) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
         let trace = Trace::root(None, None);
         let mut positions: Vec<Option<u32>> = Vec::with_capacity(LOOKUP_GROUP);
@@ -120,7 +146,9 @@ impl ShardWork {
                     outcome.failed += 1;
                     continue;
                 };
-                match self.apply_at(shared, position, *target, event, payload, &trace, None, now, false) {
+                match self
+                    .apply_at(shared, position, *target, event, payload, &trace, None, now, false)
+                {
                     Ok(Applied::Transitioned { .. }) => outcome.transitioned += 1,
                     Ok(Applied::Ignored { .. }) => outcome.ignored += 1,
                     Err(_) => outcome.failed += 1,
@@ -132,10 +160,24 @@ impl ShardWork {
 
     fn process_send(&mut self, shared: &Shared, send: SendMsg, now: Millis) {
         let report_ignored = true;
-        let result = self.apply_event(shared, send.target, &send.event, &send.payload, &send.trace, None, now, report_ignored);
+        let result = self.apply_event(
+            shared,
+            send.target,
+            &send.event,
+            &send.payload,
+            &send.trace,
+            None,
+            now,
+            report_ignored,
+        );
         let Some(sender) = send.reply else {
             if let Err(error) = result {
-                self.report_effect_failure(send.trace.source_component.as_deref(), shared, send.target, error.to_string());
+                self.report_effect_failure(
+                    send.trace.source_component.as_deref(),
+                    shared,
+                    send.target,
+                    error.to_string(),
+                );
             }
             return;
         };
@@ -150,25 +192,43 @@ impl ShardWork {
         }
     }
 
-    fn report_effect_failure(&mut self, _source: Option<&str>, shared: &Shared, target: InstanceId, error: String) {
+    fn report_effect_failure(
+        &mut self,
+        _source: Option<&str>,
+        shared: &Shared,
+        target: InstanceId,
+        error: String,
+    ) {
         tracing::warn!(shard = self.index, instance = %target, %error, "Routed event could not be delivered.");
         if self.streaming {
             // The component of an unknown instance is unknown: report it against component 0's
             // namespace only if something is hosted; the error text names the instance.
             if !shared.registry.components().is_empty() {
-                self.batch.events.push(RuntimeEvent::EffectFailed { component: 0, instance: target, error });
+                self.batch.events.push(RuntimeEvent::EffectFailed {
+                    component: 0,
+                    instance: target,
+                    error,
+                });
             }
         }
     }
 
     /// Creates an instance (first event of its history).
-    fn apply_create(&mut self, shared: &Shared, create: CreateMsg, now: Millis) -> (Option<CreateReply>, Result<InstanceId, RuntimeError>) {
-        let CreateMsg { component, machine, id, context, parent, entry_point, trace, reply } = create;
+    fn apply_create(
+        &mut self,
+        shared: &Shared,
+        create: CreateMsg,
+        now: Millis,
+    ) -> (Option<CreateReply>, Result<InstanceId, RuntimeError>) {
+        let CreateMsg { component, machine, id, context, parent, entry_point, trace, reply } =
+            create;
         if self.instances.slot_of(&id).is_some() {
             return (reply, Err(RuntimeError::DuplicateInstance(id)));
         }
         let definition = shared.registry.definition(component);
-        if definition.entry_mode == EntryMode::Singleton && definition.entry_machine == Some(machine) {
+        if definition.entry_mode == EntryMode::Singleton
+            && definition.entry_machine == Some(machine)
+        {
             if let Err(existing) = shared.claim_singleton(component, id) {
                 let error = RuntimeError::SingletonExists {
                     component: definition.name.to_string(),
@@ -186,7 +246,8 @@ impl ShardWork {
             instance.context = self.empty_context.clone();
         }
         let event_id = if shared.store.is_some() { EventId::new() } else { NO_ID };
-        let correlation = trace.correlation.unwrap_or(if shared.store.is_some() { event_id } else { NO_ID });
+        let correlation =
+            trace.correlation.unwrap_or(if shared.store.is_some() { event_id } else { NO_ID });
         if shared.store.is_some() {
             self.batch.undo.entry(id).or_insert(None);
             let machine_def = definition.machine(machine);
@@ -263,7 +324,9 @@ impl ShardWork {
         now: Millis,
         report_ignored: bool,
     ) -> Result<Applied, RuntimeError> {
-        let Some(slot) = self.instances.get_mut(position) else { return Err(RuntimeError::UnknownInstance(id)) };
+        let Some(slot) = self.instances.get_mut(position) else {
+            return Err(RuntimeError::UnknownInstance(id));
+        };
         let component = slot.component;
         let correlation = trace.correlation.unwrap_or(slot.correlation);
         let definition: &Definition = shared.registry.definition(component);
@@ -272,36 +335,71 @@ impl ShardWork {
         if shared.store.is_some() {
             self.batch.undo.entry(id).or_insert_with(|| Some(slot.clone()));
         }
-        let values_before = if paths.is_empty() { SmallVec::new() } else { indexed_values(&slot.instance, paths) };
-        let timers_before: SmallVec<[PendingTimer; 2]> = slot.instance.timers.iter().copied().collect();
+        let values_before =
+            if paths.is_empty() { SmallVec::new() } else { indexed_values(&slot.instance, paths) };
+        let timers_before: SmallVec<[PendingTimer; 2]> =
+            slot.instance.timers.iter().copied().collect();
         let state_before = slot.instance.state;
         let mut no_hooks = NoHooks;
         let mut component_hooks = shared.handlers.for_component(&definition.name);
-        let hooks: &mut dyn Hooks = if shared.handlers.is_empty() { &mut no_hooks } else { &mut component_hooks };
+        let hooks: &mut dyn Hooks =
+            if shared.handlers.is_empty() { &mut no_hooks } else { &mut component_hooks };
         let result = match timer {
-            Some(transition) => engine::fire_timer(definition, &mut slot.instance, transition, payload, now, hooks),
-            None => engine::step(definition, &mut slot.instance, EventRef { name: event, payload }, now, hooks),
+            Some(transition) => {
+                engine::fire_timer(definition, &mut slot.instance, transition, payload, now, hooks)
+            }
+            None => engine::step(
+                definition,
+                &mut slot.instance,
+                EventRef { name: event, payload },
+                now,
+                hooks,
+            ),
         };
         self.instances.reconcile(position, values_before, &timers_before, paths);
         let transitioned = match result {
             StepResult::Ignored(ignored) => {
                 if report_ignored && self.streaming && ignored != Ignored::StaleTimer {
                     let reason = ignored.describe(definition.machine(machine), state_before, event);
-                    self.batch.events.push(RuntimeEvent::EventIgnored { component, instance: id, event: event.clone(), reason });
+                    self.batch.events.push(RuntimeEvent::EventIgnored {
+                        component,
+                        instance: id,
+                        event: event.clone(),
+                        reason,
+                    });
                 }
                 return Ok(Applied::Ignored { component, machine, state: state_before, ignored });
             }
             StepResult::Transitioned(transitioned) => transitioned,
         };
         let event_id = if shared.store.is_some() { EventId::new() } else { NO_ID };
-        let Some(slot) = self.instances.get(position) else { return Err(RuntimeError::UnknownInstance(id)) };
+        let Some(slot) = self.instances.get(position) else {
+            return Err(RuntimeError::UnknownInstance(id));
+        };
         let instance = &slot.instance;
         if shared.store.is_some() {
-            record_transition(&mut self.batch.commit, shared, definition, slot, event, payload, trace, correlation, event_id, state_before, now);
+            record_transition(
+                &mut self.batch.commit,
+                shared,
+                definition,
+                slot,
+                event,
+                payload,
+                trace,
+                correlation,
+                event_id,
+                state_before,
+                now,
+            );
         }
         if self.streaming {
             if timer.is_some() {
-                self.batch.events.push(RuntimeEvent::TimeoutFired { component, instance: id, machine, transition: transitioned.transition });
+                self.batch.events.push(RuntimeEvent::TimeoutFired {
+                    component,
+                    instance: id,
+                    machine,
+                    transition: transitioned.transition,
+                });
             }
             self.batch.events.push(RuntimeEvent::StateChanged {
                 component,
@@ -318,34 +416,73 @@ impl ShardWork {
         }
         let status = instance.status;
         if !transitioned.effects.is_empty() {
-            let next = Trace { causation: Some(event_id).filter(|id| *id != NO_ID), correlation: Some(correlation), depth: trace.depth + 1, source_component: None };
+            let next = Trace {
+                causation: Some(event_id).filter(|id| *id != NO_ID),
+                correlation: Some(correlation),
+                depth: trace.depth + 1,
+                source_component: None,
+            };
             let source = Source { id, machine };
             self.route_effects(shared, component, source, transitioned.effects, next);
         }
         if status != Status::Active {
             self.dispose(shared, id);
         }
-        Ok(Applied::Transitioned { component, machine, from: transitioned.from, to: transitioned.to, status, event_id })
+        Ok(Applied::Transitioned {
+            component,
+            machine,
+            from: transitioned.from,
+            to: transitioned.to,
+            status,
+            event_id,
+        })
     }
 
-    fn route_effects(&mut self, shared: &Shared, component: ComponentIdx, instance: Source, effects: Vec<Effect>, trace: Trace) {
+    fn route_effects(
+        &mut self,
+        shared: &Shared,
+        component: ComponentIdx,
+        instance: Source,
+        effects: Vec<Effect>,
+        trace: Trace,
+    ) {
         for effect in effects {
             if let Effect::HookFailed { kind, method, error } = &effect {
                 tracing::warn!(instance = %instance.id, hook = kind.as_str(), method = &**method, %error, "Hook failed; the transition went on.");
                 if self.streaming {
-                    self.batch.events.push(RuntimeEvent::HookFailed { component, instance: instance.id, kind: *kind, method: method.clone(), error: error.clone() });
+                    self.batch.events.push(RuntimeEvent::HookFailed {
+                        component,
+                        instance: instance.id,
+                        kind: *kind,
+                        method: method.clone(),
+                        error: error.clone(),
+                    });
                 }
                 continue;
             }
             let outcome = if trace.depth > shared.options.max_chain_depth {
-                Err(format!("event chain longer than {} hops; effect dropped", shared.options.max_chain_depth))
+                Err(format!(
+                    "event chain longer than {} hops; effect dropped",
+                    shared.options.max_chain_depth
+                ))
             } else {
-                route_effect(shared, component, instance, effect, trace.clone(), &mut self.batch.outbox)
+                route_effect(
+                    shared,
+                    component,
+                    instance,
+                    effect,
+                    trace.clone(),
+                    &mut self.batch.outbox,
+                )
             };
             if let Err(error) = outcome {
                 tracing::warn!(instance = %instance.id, %error, "Effect could not be routed.");
                 if self.streaming {
-                    self.batch.events.push(RuntimeEvent::EffectFailed { component, instance: instance.id, error });
+                    self.batch.events.push(RuntimeEvent::EffectFailed {
+                        component,
+                        instance: instance.id,
+                        error,
+                    });
                 }
             }
         }
@@ -358,12 +495,20 @@ impl ShardWork {
         let paths = shared.registry.indexed_paths(component, machine);
         let Some(slot) = self.instances.remove(&id, paths) else { return };
         let definition = shared.registry.definition(component);
-        if definition.entry_mode == EntryMode::Singleton && definition.entry_machine == Some(machine) {
+        if definition.entry_mode == EntryMode::Singleton
+            && definition.entry_machine == Some(machine)
+        {
             shared.release_singleton(component, id);
             self.batch.singleton_changes.push((component, id, false));
         }
         if self.streaming {
-            self.batch.events.push(RuntimeEvent::InstanceDisposed { component, instance: id, machine, state: slot.instance.state, status: slot.instance.status });
+            self.batch.events.push(RuntimeEvent::InstanceDisposed {
+                component,
+                instance: id,
+                machine,
+                state: slot.instance.state,
+                status: slot.instance.status,
+            });
         }
     }
 
@@ -380,19 +525,30 @@ impl ShardWork {
                 Some((path as u16, IndexKey::of(&filter.value)?))
             });
             let candidates: Vec<u32> = match indexed {
-                Some((path, key)) => self.instances.lookup(deliver.component, selector.machine, path, &key).to_vec(),
+                Some((path, key)) => {
+                    self.instances.lookup(deliver.component, selector.machine, path, &key).to_vec()
+                }
                 None => self
                     .instances
                     .iter()
-                    .filter(|(_, slot)| slot.component == deliver.component && slot.instance.machine == selector.machine)
+                    .filter(|(_, slot)| {
+                        slot.component == deliver.component
+                            && slot.instance.machine == selector.machine
+                    })
                     .map(|(position, _)| position)
                     .collect(),
             };
             for position in candidates {
                 let Some(slot) = self.instances.get(position) else { continue };
                 let instance = &slot.instance;
-                let in_state = selector.states.as_ref().is_none_or(|states| states.contains(&instance.state));
-                if slot.component == deliver.component && instance.machine == selector.machine && instance.is_active() && in_state && filters_hold(&selector.filters, &instance.context) {
+                let in_state =
+                    selector.states.as_ref().is_none_or(|states| states.contains(&instance.state));
+                if slot.component == deliver.component
+                    && instance.machine == selector.machine
+                    && instance.is_active()
+                    && in_state
+                    && filters_hold(&selector.filters, &instance.context)
+                {
                     targets.push(instance.id);
                 }
             }
@@ -403,7 +559,16 @@ impl ShardWork {
         }
         let mut count = 0;
         for id in targets {
-            if let Ok(Applied::Transitioned { .. }) = self.apply_event(shared, id, &deliver.event, &deliver.payload, &deliver.trace, None, now, false) {
+            if let Ok(Applied::Transitioned { .. }) = self.apply_event(
+                shared,
+                id,
+                &deliver.event,
+                &deliver.payload,
+                &deliver.trace,
+                None,
+                now,
+                false,
+            ) {
                 count += 1;
             }
         }
@@ -421,34 +586,61 @@ impl ShardWork {
             let event = transition_def.event_name.clone();
             let payload = engine::timer_payload(transition_def.kind);
             let trace = Trace::root(None, None);
-            let _ = self.apply_event(shared, id, &event, &payload, &trace, Some(transition), now, false);
+            let _ = self.apply_event(
+                shared,
+                id,
+                &event,
+                &payload,
+                &trace,
+                Some(transition),
+                now,
+                false,
+            );
         }
     }
 }
 
 /// The caller-facing outcome of one send.
-fn describe(shared: &Shared, instances: &Instances, target: InstanceId, event: &str, applied: Applied) -> SendOutcome {
+fn describe(
+    shared: &Shared,
+    instances: &Instances,
+    target: InstanceId,
+    event: &str,
+    applied: Applied,
+) -> SendOutcome {
     match applied {
         Applied::Transitioned { component, machine, from, to, status, event_id } => {
             let machine_def = shared.registry.definition(component).machine(machine);
-            SendOutcome::Transitioned { previous_state: machine_def.state(from).name.clone(), new_state: machine_def.state(to).name.clone(), status, event_id }
+            SendOutcome::Transitioned {
+                previous_state: machine_def.state(from).name.clone(),
+                new_state: machine_def.state(to).name.clone(),
+                status,
+                event_id,
+            }
         }
         Applied::Ignored { component, machine, state, ignored } => {
             let machine_def = shared.registry.definition(component).machine(machine);
             let allowed_events = match instances.by_id(&target) {
-                Some(slot) => engine::available_transitions(shared.registry.definition(component), &slot.instance)
-                    .into_iter()
-                    .filter(|(_, transition)| !transition.kind.is_timed())
-                    .map(|(_, transition)| transition.event_name.clone())
-                    .fold(Vec::new(), |mut names: Vec<Arc<str>>, name| {
-                        if !names.contains(&name) {
-                            names.push(name);
-                        }
-                        names
-                    }),
+                Some(slot) => engine::available_transitions(
+                    shared.registry.definition(component),
+                    &slot.instance,
+                )
+                .into_iter()
+                .filter(|(_, transition)| !transition.kind.is_timed())
+                .map(|(_, transition)| transition.event_name.clone())
+                .fold(Vec::new(), |mut names: Vec<Arc<str>>, name| {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                    names
+                }),
                 None => Vec::new(),
             };
-            SendOutcome::Ignored { reason: ignored.describe(machine_def, state, event), current_state: machine_def.state(state).name.clone(), allowed_events }
+            SendOutcome::Ignored {
+                reason: ignored.describe(machine_def, state, event),
+                current_state: machine_def.state(state).name.clone(),
+                allowed_events,
+            }
         }
     }
 }

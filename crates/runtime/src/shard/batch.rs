@@ -1,8 +1,8 @@
 //! The unit of durability: what one shard batch produced (stored events, replies, routed
 //! effects, runtime events) and how it ends — committed and released, or rolled back.
 
-use super::state::Slot;
 use super::ShardWork;
+use super::state::Slot;
 use crate::error::RuntimeError;
 use crate::messages::{BatchOutcome, FanIn, QueryMsg, SendOutcome, ShardMsg};
 use crate::registry::ComponentIdx;
@@ -68,13 +68,14 @@ impl ShardWork {
     async fn settle_batch(&mut self, shared: &Shared, mut batch: Batch) {
         if let Some(store) = &shared.store
             && !batch.commit.is_empty()
-                && let Err(error) = store.commit(&batch.commit).await {
-                    tracing::error!(shard = self.index, events = batch.commit.events.len(), %error, "Commit failed; the batch was rolled back.");
-                    self.roll_back(shared, batch, error.to_string());
-                    self.commit_failures = self.commit_failures.saturating_add(1);
-                    tokio::time::sleep(commit_backoff(self.commit_failures)).await;
-                    return;
-                }
+            && let Err(error) = store.commit(&batch.commit).await
+        {
+            tracing::error!(shard = self.index, events = batch.commit.events.len(), %error, "Commit failed; the batch was rolled back.");
+            self.roll_back(shared, batch, error.to_string());
+            self.commit_failures = self.commit_failures.saturating_add(1);
+            tokio::time::sleep(commit_backoff(self.commit_failures)).await;
+            return;
+        }
         self.commit_failures = 0;
         for (shard, message) in batch.outbox.drain(..) {
             if shard == self.index {
@@ -115,7 +116,8 @@ impl ShardWork {
     fn roll_back(&mut self, shared: &Shared, mut batch: Batch, error: String) {
         for (id, before) in batch.undo.drain() {
             if let Some(current) = self.instances.by_id(&id) {
-                let paths = shared.registry.indexed_paths(current.component, current.instance.machine);
+                let paths =
+                    shared.registry.indexed_paths(current.component, current.instance.machine);
                 self.instances.remove(&id, paths);
             }
             if let Some(slot) = before {
@@ -140,7 +142,11 @@ impl ShardWork {
                     let _ = sender.send(Err(failure.clone()));
                 }
                 Reply::Many(sender, outcome) => {
-                    let _ = sender.send(BatchOutcome { transitioned: 0, ignored: outcome.ignored, failed: outcome.failed + outcome.transitioned });
+                    let _ = sender.send(BatchOutcome {
+                        transitioned: 0,
+                        ignored: outcome.ignored,
+                        failed: outcome.failed + outcome.transitioned,
+                    });
                 }
                 Reply::FanIn(fan_in, _) => fan_in.report(Err(failure.clone())),
                 Reply::Done(sender) => {

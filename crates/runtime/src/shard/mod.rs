@@ -46,12 +46,25 @@ pub(crate) struct ShardWork {
 }
 
 impl Shard {
-    pub fn new(index: usize, shared: Arc<Shared>, external: mpsc::Receiver<ShardMsg>, internal: mpsc::UnboundedReceiver<ShardMsg>) -> Shard {
+    pub fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        external: mpsc::Receiver<ShardMsg>,
+        internal: mpsc::UnboundedReceiver<ShardMsg>,
+    ) -> Shard {
         Shard {
             shared,
             external,
             internal,
-            work: ShardWork { index, instances: Instances::default(), batch: Batch::default(), local: VecDeque::new(), streaming: false, commit_failures: 0, empty_context: Arc::default() },
+            work: ShardWork {
+                index,
+                instances: Instances::default(),
+                batch: Batch::default(),
+                local: VecDeque::new(),
+                streaming: false,
+                commit_failures: 0,
+                empty_context: Arc::default(),
+            },
         }
     }
 
@@ -76,19 +89,22 @@ impl Shard {
                 }
             }
             self.top_up(&mut internal_buf, &mut external_buf, max_batch);
-            if self.shared.store.is_some() && !self.shared.options.commit_delay.is_zero() && internal_buf.len() + external_buf.len() < max_batch {
+            if self.shared.store.is_some()
+                && !self.shared.options.commit_delay.is_zero()
+                && internal_buf.len() + external_buf.len() < max_batch
+            {
                 self.wait_for_more(&mut external_buf, max_batch).await;
             }
-            let idle = internal_buf.is_empty() && external_buf.is_empty() && self.work.local.is_empty();
+            let idle =
+                internal_buf.is_empty() && external_buf.is_empty() && self.work.local.is_empty();
             self.work.streaming = self.shared.stream.receiver_count() > 0;
             let internal_count = internal_buf.len() + self.work.local.len();
             let local: Vec<ShardMsg> = self.work.local.drain(..).collect();
             let durable = self.shared.store.is_some();
             for message in local.into_iter().chain(internal_buf.drain(..)) {
-                if durable
-                    && let Some(copy) = message.retry_copy() {
-                        self.work.batch.retry.push(copy);
-                    }
+                if durable && let Some(copy) = message.retry_copy() {
+                    self.work.batch.retry.push(copy);
+                }
                 self.work.process(&self.shared, message);
             }
             for message in external_buf.drain(..) {
@@ -117,7 +133,12 @@ impl Shard {
     }
 
     /// Takes whatever else is already queued, up to the batch size.
-    fn top_up(&mut self, internal_buf: &mut Vec<ShardMsg>, external_buf: &mut Vec<ShardMsg>, max_batch: usize) {
+    fn top_up(
+        &mut self,
+        internal_buf: &mut Vec<ShardMsg>,
+        external_buf: &mut Vec<ShardMsg>,
+        max_batch: usize,
+    ) {
         while internal_buf.len() + external_buf.len() < max_batch {
             match self.internal.try_recv() {
                 Ok(message) => internal_buf.push(message),

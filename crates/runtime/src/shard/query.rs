@@ -1,8 +1,10 @@
 //! Read-only questions about a shard's live instances, answered with names resolved.
 
-use super::state::Slot;
 use super::ShardWork;
-use crate::messages::{AvailableTransition, InstanceFilter, InstanceView, QueryMsg, ShardStats, TimerView};
+use super::state::Slot;
+use crate::messages::{
+    AvailableTransition, InstanceFilter, InstanceView, QueryMsg, ShardStats, TimerView,
+};
 use crate::shared::Shared;
 use xcomponent_core::engine;
 use xcomponent_core::instance::Millis;
@@ -18,7 +20,10 @@ impl ShardWork {
                 let _ = reply.send(self.list(shared, &filter));
             }
             QueryMsg::Stats(reply) => {
-                let _ = reply.send(ShardStats { instances: self.instances.len(), timers: self.instances.timer_count() });
+                let _ = reply.send(ShardStats {
+                    instances: self.instances.len(),
+                    timers: self.instances.timer_count(),
+                });
             }
         }
     }
@@ -39,14 +44,20 @@ impl ShardWork {
             .filter(|slot| component.is_none_or(|component| slot.component == component))
             .filter(|slot| filter.after.is_none_or(|after| slot.instance.id > after))
             .filter(|slot| {
-                let machine = shared.registry.definition(slot.component).machine(slot.instance.machine);
+                let machine =
+                    shared.registry.definition(slot.component).machine(slot.instance.machine);
                 filter.machine.as_deref().is_none_or(|name| *machine.name == *name)
-                    && filter.state.as_deref().is_none_or(|name| *machine.state(slot.instance.state).name == *name)
+                    && filter
+                        .state
+                        .as_deref()
+                        .is_none_or(|name| *machine.state(slot.instance.state).name == *name)
             })
             .filter(|slot| {
                 text.as_deref().is_none_or(|text| {
                     slot.instance.id.to_string().contains(text)
-                        || serde_json::to_string(&*slot.instance.context).map(|json| json.to_lowercase().contains(text)).unwrap_or(false)
+                        || serde_json::to_string(&*slot.instance.context)
+                            .map(|json| json.to_lowercase().contains(text))
+                            .unwrap_or(false)
                 })
             })
             .collect();
@@ -71,7 +82,12 @@ pub(crate) fn view_of(shared: &Shared, slot: &Slot) -> InstanceView {
         .iter()
         .map(|timer| {
             let transition = machine.transition(timer.transition);
-            TimerView { event: transition.event_name.clone(), target_state: machine.state(transition.to).name.clone(), kind: transition.kind, deadline: timer.deadline }
+            TimerView {
+                event: transition.event_name.clone(),
+                target_state: machine.state(transition.to).name.clone(),
+                kind: transition.kind,
+                deadline: timer.deadline,
+            }
         })
         .collect();
     let available_transitions = engine::available_transitions(definition, instance)

@@ -78,7 +78,9 @@ pub(crate) fn timer_records(definition: &Definition, instance: &Instance) -> Vec
     instance
         .timers
         .iter()
-        .map(|timer| TimerRecord { event: machine_def.transition(timer.transition).event_name.to_string(), deadline: timer.deadline })
+        .map(|timer| TimerRecord {
+            event: machine_def.transition(timer.transition).event_name.to_string(),
+            deadline: timer.deadline,
+        })
         .collect()
 }
-

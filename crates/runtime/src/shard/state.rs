@@ -7,7 +7,9 @@ use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use xcomponent_core::instance::{EventId, Instance, InstanceId, MachineIdx, Millis, PendingTimer, TransitionIdx};
+use xcomponent_core::instance::{
+    EventId, Instance, InstanceId, MachineIdx, Millis, PendingTimer, TransitionIdx,
+};
 use xcomponent_core::matching::IndexKey;
 use xcomponent_core::path::lookup_in_map;
 
@@ -61,7 +63,10 @@ impl Instances {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Slot)> {
-        self.slots.iter().enumerate().filter_map(|(index, slot)| slot.as_ref().map(|slot| (index as u32, slot)))
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| slot.as_ref().map(|slot| (index as u32, slot)))
     }
 
     /// Adds an instance, indexing `paths` and arming its timers.
@@ -86,7 +91,10 @@ impl Instances {
         self.ids.insert(id, position);
         for (path, key) in values.into_iter().enumerate() {
             if let Some(key) = key {
-                self.index.entry((component, machine, path as u16, key)).or_default().push(position);
+                self.index
+                    .entry((component, machine, path as u16, key))
+                    .or_default()
+                    .push(position);
             }
         }
         position
@@ -120,11 +128,18 @@ impl Instances {
 
     /// After an instance changed: moves its index entries from `before` and its timers from
     /// `timers_before` to what it holds now.
-    pub fn reconcile(&mut self, position: u32, before: IndexedValues, timers_before: &[PendingTimer], paths: &[Arc<str>]) {
+    pub fn reconcile(
+        &mut self,
+        position: u32,
+        before: IndexedValues,
+        timers_before: &[PendingTimer],
+        paths: &[Arc<str>],
+    ) {
         let Some(slot) = self.slots.get(position as usize).and_then(Option::as_ref) else { return };
         let (id, component, machine) = (slot.instance.id, slot.component, slot.instance.machine);
         if timers_before != slot.instance.timers.as_slice() {
-            let now_timers: SmallVec<[PendingTimer; 2]> = slot.instance.timers.iter().copied().collect();
+            let now_timers: SmallVec<[PendingTimer; 2]> =
+                slot.instance.timers.iter().copied().collect();
             for timer in timers_before {
                 self.timers.remove(&(timer.deadline, id, timer.transition));
             }
@@ -144,15 +159,27 @@ impl Instances {
                 self.unindex((component, machine, path as u16, old), position);
             }
             if let Some(new) = new {
-                self.index.entry((component, machine, path as u16, new)).or_default().push(position);
+                self.index
+                    .entry((component, machine, path as u16, new))
+                    .or_default()
+                    .push(position);
             }
         }
     }
 
     /// Candidate slots whose indexed path number `path` may hold a value `===` to `key` (a
     /// superset: the index is never stale, but hashes may collide).
-    pub fn lookup(&self, component: ComponentIdx, machine: MachineIdx, path: u16, key: &IndexKey) -> &[u32] {
-        self.index.get(&(component, machine, path, hash_key(key))).map(|positions| positions.as_slice()).unwrap_or(&[])
+    pub fn lookup(
+        &self,
+        component: ComponentIdx,
+        machine: MachineIdx,
+        path: u16,
+        key: &IndexKey,
+    ) -> &[u32] {
+        self.index
+            .get(&(component, machine, path, hash_key(key)))
+            .map(|positions| positions.as_slice())
+            .unwrap_or(&[])
     }
 
     /// The earliest armed deadline.
@@ -184,7 +211,12 @@ impl Instances {
 
 /// The hashed index keys of an instance for `paths` (empty when the machine has none).
 pub(crate) fn indexed_values(instance: &Instance, paths: &[Arc<str>]) -> IndexedValues {
-    paths.iter().map(|path| lookup_in_map(&instance.context, path).and_then(IndexKey::of).map(|key| hash_key(&key))).collect()
+    paths
+        .iter()
+        .map(|path| {
+            lookup_in_map(&instance.context, path).and_then(IndexKey::of).map(|key| hash_key(&key))
+        })
+        .collect()
 }
 
 fn hash_key(key: &IndexKey) -> u64 {

@@ -51,23 +51,56 @@ stateMachines:
 
 async fn invoice_for(rt: &crate::TestRuntime, order_ref: &str) -> xcomponent_core::InstanceId {
     rt.handle.flush().await.unwrap();
-    let invoices = rt.handle.instances(InstanceFilter { component: Some("Billing".into()), limit: 100, ..Default::default() }).await;
-    invoices.into_iter().find(|view| view.context.get("ref") == Some(&json!(order_ref))).expect("invoice created").id
+    let invoices = rt
+        .handle
+        .instances(InstanceFilter {
+            component: Some("Billing".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await;
+    invoices
+        .into_iter()
+        .find(|view| view.context.get("ref") == Some(&json!(order_ref)))
+        .expect("invoice created")
+        .id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_component_create_and_correlated_reply_success_and_failure() {
     let rt = start(&[SHOP, BILLING], Handlers::new(), None).await;
-    let good = rt.handle.create_instance("Shop", "Order", ctx(json!({"orderRef": "O1", "amount": 10, "secret": "x"}))).await.unwrap();
-    let bad = rt.handle.create_instance("Shop", "Order", ctx(json!({"orderRef": "O2", "amount": 20}))).await.unwrap();
+    let good = rt
+        .handle
+        .create_instance(
+            "Shop",
+            "Order",
+            ctx(json!({"orderRef": "O1", "amount": 10, "secret": "x"})),
+        )
+        .await
+        .unwrap();
+    let bad = rt
+        .handle
+        .create_instance("Shop", "Order", ctx(json!({"orderRef": "O2", "amount": 20})))
+        .await
+        .unwrap();
     rt.handle.send_event(good, "SUBMIT", Default::default()).await.unwrap();
     rt.handle.send_event(bad, "SUBMIT", Default::default()).await.unwrap();
     let good_invoice = invoice_for(&rt, "O1").await;
     let invoice = rt.handle.instance(good_invoice).await.unwrap();
-    assert_eq!(*invoice.context, ctx(json!({"ref": "O1", "total": 10})), "only mapped keys, renamed");
+    assert_eq!(
+        *invoice.context,
+        ctx(json!({"ref": "O1", "total": 10})),
+        "only mapped keys, renamed"
+    );
     let bad_invoice = invoice_for(&rt, "O2").await;
-    assert_eq!(new_state(&rt.handle.send_event(good_invoice, "PAY", Default::default()).await.unwrap()), "Settled");
-    assert_eq!(new_state(&rt.handle.send_event(bad_invoice, "REFUSE", Default::default()).await.unwrap()), "Declined");
+    assert_eq!(
+        new_state(&rt.handle.send_event(good_invoice, "PAY", Default::default()).await.unwrap()),
+        "Settled"
+    );
+    assert_eq!(
+        new_state(&rt.handle.send_event(bad_invoice, "REFUSE", Default::default()).await.unwrap()),
+        "Declined"
+    );
     rt.handle.flush().await.unwrap();
     assert_eq!(rt.state(good).await.as_deref(), Some("Paid"), "only the matching order is settled");
     assert_eq!(rt.state(bad).await, None, "the declined order reached Cancelled (final)");
@@ -78,14 +111,25 @@ async fn parallel_orders_each_get_their_own_invoice() {
     let rt = start(&[SHOP, BILLING], Handlers::new(), None).await;
     let mut orders = Vec::new();
     for n in 0..20 {
-        let id = rt.handle.create_instance("Shop", "Order", ctx(json!({"orderRef": format!("R{n}"), "amount": n}))).await.unwrap();
+        let id = rt
+            .handle
+            .create_instance(
+                "Shop",
+                "Order",
+                ctx(json!({"orderRef": format!("R{n}"), "amount": n})),
+            )
+            .await
+            .unwrap();
         rt.handle.send_event(id, "SUBMIT", Default::default()).await.unwrap();
         orders.push(id);
     }
     rt.handle.flush().await.unwrap();
     for (n, order) in orders.iter().enumerate() {
         let invoice = invoice_for(&rt, &format!("R{n}")).await;
-        assert_eq!(rt.handle.instance(invoice).await.unwrap().context.get("total"), Some(&json!(n)));
+        assert_eq!(
+            rt.handle.instance(invoice).await.unwrap().context.get("total"),
+            Some(&json!(n))
+        );
         rt.handle.send_event(invoice, "PAY", Default::default()).await.unwrap();
         rt.handle.flush().await.unwrap();
         assert_eq!(rt.state(*order).await.as_deref(), Some("Paid"));
@@ -118,9 +162,21 @@ stateMachines:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cascading_rule_reaches_the_matching_instance_with_a_typed_payload() {
     let rt = start(&[WAREHOUSE], Handlers::new(), None).await;
-    let order = rt.handle.create_instance("Warehouse", "Order", ctx(json!({"Id": 42, "Address": {"City": "Lyon"}}))).await.unwrap();
-    let mine = rt.handle.create_instance("Warehouse", "Shipment", ctx(json!({"orderId": 42}))).await.unwrap();
-    let other = rt.handle.create_instance("Warehouse", "Shipment", ctx(json!({"orderId": 43}))).await.unwrap();
+    let order = rt
+        .handle
+        .create_instance("Warehouse", "Order", ctx(json!({"Id": 42, "Address": {"City": "Lyon"}})))
+        .await
+        .unwrap();
+    let mine = rt
+        .handle
+        .create_instance("Warehouse", "Shipment", ctx(json!({"orderId": 42})))
+        .await
+        .unwrap();
+    let other = rt
+        .handle
+        .create_instance("Warehouse", "Shipment", ctx(json!({"orderId": 43})))
+        .await
+        .unwrap();
     rt.handle.send_event(order, "CONFIRM", Default::default()).await.unwrap();
     rt.handle.flush().await.unwrap();
     let shipment = rt.handle.instance(mine).await.unwrap();
@@ -159,14 +215,28 @@ async fn inter_machine_child_and_parent_link_without_deadlock() {
     let handlers = Handlers::new().on("count", |call| {
         let seen = call.context.get("notifications").and_then(|n| n.as_u64()).unwrap_or(0);
         call.context.insert("notifications".into(), json!(seen + 1));
-        call.context.insert("lastChildState".into(), call.event.payload.get("newState").cloned().unwrap_or_default());
+        call.context.insert(
+            "lastChildState".into(),
+            call.event.payload.get("newState").cloned().unwrap_or_default(),
+        );
         Ok(())
     });
     let rt = start(&[COORDINATOR], handlers, None).await;
-    let parent = rt.handle.create_instance("Team", "Coordinator", Default::default()).await.unwrap();
-    rt.handle.send_event(parent, "CREATE_WORKER", ctx(json!({"task": "T1", "amount": 5, "other": 1}))).await.unwrap();
+    let parent =
+        rt.handle.create_instance("Team", "Coordinator", Default::default()).await.unwrap();
+    rt.handle
+        .send_event(parent, "CREATE_WORKER", ctx(json!({"task": "T1", "amount": 5, "other": 1})))
+        .await
+        .unwrap();
     rt.handle.flush().await.unwrap();
-    let workers = rt.handle.instances(InstanceFilter { machine: Some("Worker".into()), limit: 10, ..Default::default() }).await;
+    let workers = rt
+        .handle
+        .instances(InstanceFilter {
+            machine: Some("Worker".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await;
     assert_eq!(workers.len(), 1);
     let worker = &workers[0];
     assert_eq!(*worker.context, ctx(json!({"taskId": "T1", "paymentAmount": 5})));

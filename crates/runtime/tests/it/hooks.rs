@@ -80,7 +80,8 @@ async fn failing_hook_is_recorded_its_changes_undone_and_the_transition_complete
             call.context.insert("executed".into(), json!(-999));
             return Err("negative quantity".into());
         }
-        let executed = call.context.get("executed").and_then(|q| q.as_f64()).unwrap_or(0.0) + quantity;
+        let executed =
+            call.context.get("executed").and_then(|q| q.as_f64()).unwrap_or(0.0) + quantity;
         call.context.insert("executed".into(), json!(executed));
         if executed >= 100.0 {
             call.sender.send_to_self("FULLY_EXECUTED", Default::default());
@@ -90,10 +91,15 @@ async fn failing_hook_is_recorded_its_changes_undone_and_the_transition_complete
     let mut rt = start(&[ACCUMULATE], handlers, None).await;
     let id = rt.handle.create_instance("Trading", "Order", Default::default()).await.unwrap();
     rt.handle.send_event(id, "EXECUTION", ctx(json!({"quantity": 40}))).await.unwrap();
-    let outcome = rt.handle.send_event(id, "EXECUTION", ctx(json!({"quantity": -1}))).await.unwrap();
+    let outcome =
+        rt.handle.send_event(id, "EXECUTION", ctx(json!({"quantity": -1}))).await.unwrap();
     assert_eq!(new_state(&outcome), "Open", "a hook failure does not abort the transition");
     let view = rt.handle.instance(id).await.unwrap();
-    assert_eq!(view.context.get("executed"), Some(&json!(40.0)), "the failed hook's change was undone");
+    assert_eq!(
+        view.context.get("executed"),
+        Some(&json!(40.0)),
+        "the failed hook's change was undone"
+    );
     rt.handle.send_event(id, "EXECUTION", ctx(json!({"quantity": 60}))).await.unwrap();
     rt.handle.flush().await.unwrap();
     assert!(rt.handle.instance(id).await.is_none(), "FULLY_EXECUTED reached the final state");

@@ -25,13 +25,21 @@ stateMachines:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_move_and_finish() {
     let mut rt = start(&[SIMPLE_FLOW], Handlers::new(), None).await;
-    let id = rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"orderId": "A1"}))).await.unwrap();
+    let id = rt
+        .handle
+        .create_instance("SimpleFlow", "Flow", ctx(json!({"orderId": "A1"})))
+        .await
+        .unwrap();
     let view = rt.handle.instance(id).await.unwrap();
     assert_eq!(&*view.current_state, "Start");
     assert_eq!(view.context.get("orderId"), Some(&json!("A1")));
     let outcome = rt.handle.send_event(id, "BEGIN", ctx(json!({"amount": 5}))).await.unwrap();
     assert_eq!(new_state(&outcome), "Processing");
-    assert_eq!(rt.handle.instance(id).await.unwrap().context.get("amount"), Some(&json!(5)), "payload merged");
+    assert_eq!(
+        rt.handle.instance(id).await.unwrap().context.get("amount"),
+        Some(&json!(5)),
+        "payload merged"
+    );
     let outcome = rt.handle.send_event(id, "FINISH", Default::default()).await.unwrap();
     assert_eq!(new_state(&outcome), "Success");
     assert!(rt.handle.instance(id).await.is_none(), "final instances leave the live set");
@@ -58,9 +66,18 @@ async fn unknown_event_is_ignored_with_reason_and_allowed_events() {
 async fn unknown_instance_component_and_machine_are_errors() {
     let rt = start(&[SIMPLE_FLOW], Handlers::new(), None).await;
     let missing = InstanceId::new();
-    assert_eq!(rt.handle.send_event(missing, "BEGIN", Default::default()).await, Err(RuntimeError::UnknownInstance(missing)));
-    assert!(matches!(rt.handle.create_instance("Nope", "Flow", Default::default()).await, Err(RuntimeError::UnknownComponent(_))));
-    assert!(matches!(rt.handle.create_instance("SimpleFlow", "Nope", Default::default()).await, Err(RuntimeError::UnknownMachine { .. })));
+    assert_eq!(
+        rt.handle.send_event(missing, "BEGIN", Default::default()).await,
+        Err(RuntimeError::UnknownInstance(missing))
+    );
+    assert!(matches!(
+        rt.handle.create_instance("Nope", "Flow", Default::default()).await,
+        Err(RuntimeError::UnknownComponent(_))
+    ));
+    assert!(matches!(
+        rt.handle.create_instance("SimpleFlow", "Nope", Default::default()).await,
+        Err(RuntimeError::UnknownMachine { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,11 +88,18 @@ async fn instances_are_independent_and_listed() {
     rt.handle.send_event(a, "BEGIN", Default::default()).await.unwrap();
     assert_eq!(rt.state(a).await.as_deref(), Some("Processing"));
     assert_eq!(rt.state(b).await.as_deref(), Some("Start"));
-    let all = rt.handle.instances(xcomponent_runtime::InstanceFilter { limit: 10, ..Default::default() }).await;
+    let all = rt
+        .handle
+        .instances(xcomponent_runtime::InstanceFilter { limit: 10, ..Default::default() })
+        .await;
     assert_eq!(all.iter().map(|v| v.id).collect::<Vec<_>>(), [a, b], "ordered by time-ordered id");
     let processing = rt
         .handle
-        .instances(xcomponent_runtime::InstanceFilter { state: Some("Processing".into()), limit: 10, ..Default::default() })
+        .instances(xcomponent_runtime::InstanceFilter {
+            state: Some("Processing".into()),
+            limit: 10,
+            ..Default::default()
+        })
         .await;
     assert_eq!(processing.len(), 1);
 }
@@ -101,7 +125,10 @@ async fn singleton_entry_machine_refuses_a_second_live_instance() {
         other => panic!("expected SingletonExists, got {other:?}"),
     }
     rt.handle.send_event(first, "CLOSE", Default::default()).await.unwrap();
-    rt.handle.create_instance("Desk", "Desk", Default::default()).await.expect("a new one once the first has finished");
+    rt.handle
+        .create_instance("Desk", "Desk", Default::default())
+        .await
+        .expect("a new one once the first has finished");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

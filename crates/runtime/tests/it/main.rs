@@ -16,7 +16,10 @@ use xcomponent_core::clock::ManualClock;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::model::Component;
 use xcomponent_core::store::EventStore;
-use xcomponent_runtime::{EventBatch, Handlers, Runtime, RuntimeBuilder, RuntimeEvent, RuntimeHandle, RuntimeOptions, SendOutcome, TimerMode};
+use xcomponent_runtime::{
+    EventBatch, Handlers, Runtime, RuntimeBuilder, RuntimeEvent, RuntimeHandle, RuntimeOptions,
+    SendOutcome, TimerMode,
+};
 
 /// Start of the manual clock in every test (an arbitrary fixed instant).
 pub const T0: i64 = 1_700_000_000_000;
@@ -33,13 +36,24 @@ pub struct TestRuntime {
     pub events: tokio::sync::broadcast::Receiver<EventBatch>,
 }
 
-pub async fn start(yamls: &[&str], handlers: Handlers, store: Option<Arc<dyn EventStore>>) -> TestRuntime {
+pub async fn start(
+    yamls: &[&str],
+    handlers: Handlers,
+    store: Option<Arc<dyn EventStore>>,
+) -> TestRuntime {
     start_at(yamls, handlers, store, Arc::new(ManualClock::new(T0))).await
 }
 
-pub async fn start_at(yamls: &[&str], handlers: Handlers, store: Option<Arc<dyn EventStore>>, clock: Arc<ManualClock>) -> TestRuntime {
-    let options = RuntimeOptions { shards: 2, timer_mode: TimerMode::Manual, ..RuntimeOptions::default() };
-    let mut builder = RuntimeBuilder::new().handlers(handlers).clock(clock.clone()).options(options);
+pub async fn start_at(
+    yamls: &[&str],
+    handlers: Handlers,
+    store: Option<Arc<dyn EventStore>>,
+    clock: Arc<ManualClock>,
+) -> TestRuntime {
+    let options =
+        RuntimeOptions { shards: 2, timer_mode: TimerMode::Manual, ..RuntimeOptions::default() };
+    let mut builder =
+        RuntimeBuilder::new().handlers(handlers).clock(clock.clone()).options(options);
     for yaml in yamls {
         builder = builder.component(definition(yaml));
     }
@@ -77,7 +91,9 @@ impl TestRuntime {
 pub fn new_state(outcome: &SendOutcome) -> &str {
     match outcome {
         SendOutcome::Transitioned { new_state, .. } => new_state,
-        SendOutcome::Ignored { reason, .. } => panic!("expected a transition, got ignored: {reason}"),
+        SendOutcome::Ignored { reason, .. } => {
+            panic!("expected a transition, got ignored: {reason}")
+        }
     }
 }
 

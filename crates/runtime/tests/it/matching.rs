@@ -4,7 +4,7 @@
 use crate::{ctx, start};
 use proptest::prelude::*;
 use serde_json::json;
-use xcomponent_core::matching::{compare, PropertyFilter};
+use xcomponent_core::matching::{PropertyFilter, compare};
 use xcomponent_core::model::Operator;
 use xcomponent_runtime::Handlers;
 
@@ -46,25 +46,77 @@ async fn broadcast_reaches_only_the_matching_instance() {
     let rt = start(&[ORDERS], Handlers::new(), None).await;
     let mut ids = Vec::new();
     for n in 1..=3 {
-        ids.push(rt.handle.create_instance("Orders", "Order", ctx(json!({"Id": n, "balance": n * 100}))).await.unwrap());
+        ids.push(
+            rt.handle
+                .create_instance("Orders", "Order", ctx(json!({"Id": n, "balance": n * 100})))
+                .await
+                .unwrap(),
+        );
     }
-    let count = rt.handle.broadcast("Orders", "Order", Some("Pending"), "EXECUTION", ctx(json!({"OrderId": 2})), vec![]).await.unwrap();
+    let count = rt
+        .handle
+        .broadcast(
+            "Orders",
+            "Order",
+            Some("Pending"),
+            "EXECUTION",
+            ctx(json!({"OrderId": 2})),
+            vec![],
+        )
+        .await
+        .unwrap();
     assert_eq!(count, 1);
     assert_eq!(rt.state(ids[1]).await.as_deref(), Some("Executed"));
     assert_eq!(rt.state(ids[0]).await.as_deref(), Some("Pending"));
-    let none = rt.handle.broadcast("Orders", "Order", None, "EXECUTION", ctx(json!({"OrderId": 9})), vec![]).await.unwrap();
+    let none = rt
+        .handle
+        .broadcast("Orders", "Order", None, "EXECUTION", ctx(json!({"OrderId": 9})), vec![])
+        .await
+        .unwrap();
     assert_eq!(none, 0);
-    let string_key = rt.handle.broadcast("Orders", "Order", None, "EXECUTION", ctx(json!({"OrderId": "1"})), vec![]).await.unwrap();
+    let string_key = rt
+        .handle
+        .broadcast("Orders", "Order", None, "EXECUTION", ctx(json!({"OrderId": "1"})), vec![])
+        .await
+        .unwrap();
     assert_eq!(string_key, 0, "1 and \"1\" are different (strict equality)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_choose_between_transitions() {
     let rt = start(&[ORDERS], Handlers::new(), None).await;
-    let rich = rt.handle.create_instance("Orders", "Order", ctx(json!({"Id": 1, "balance": 900}))).await.unwrap();
-    let poor = rt.handle.create_instance("Orders", "Order", ctx(json!({"Id": 2, "balance": 10}))).await.unwrap();
-    rt.handle.broadcast("Orders", "Order", None, "CLASSIFY", ctx(json!({"customer": {"id": 1}, "threshold": 500})), vec![]).await.unwrap();
-    rt.handle.broadcast("Orders", "Order", None, "CLASSIFY", ctx(json!({"customer": {"id": 2}, "threshold": 500})), vec![]).await.unwrap();
+    let rich = rt
+        .handle
+        .create_instance("Orders", "Order", ctx(json!({"Id": 1, "balance": 900})))
+        .await
+        .unwrap();
+    let poor = rt
+        .handle
+        .create_instance("Orders", "Order", ctx(json!({"Id": 2, "balance": 10})))
+        .await
+        .unwrap();
+    rt.handle
+        .broadcast(
+            "Orders",
+            "Order",
+            None,
+            "CLASSIFY",
+            ctx(json!({"customer": {"id": 1}, "threshold": 500})),
+            vec![],
+        )
+        .await
+        .unwrap();
+    rt.handle
+        .broadcast(
+            "Orders",
+            "Order",
+            None,
+            "CLASSIFY",
+            ctx(json!({"customer": {"id": 2}, "threshold": 500})),
+            vec![],
+        )
+        .await
+        .unwrap();
     assert_eq!(rt.state(rich).await.as_deref(), Some("HighValue"));
     assert_eq!(rt.state(poor).await.as_deref(), Some("LowValue"));
 }
@@ -76,7 +128,11 @@ async fn index_follows_data_changes() {
     let b = rt.handle.create_instance("Orders", "Order", ctx(json!({"Id": 1}))).await.unwrap();
     // b's Id changes through a payload merge: it must no longer be reached as 1, and must be as 7.
     rt.handle.send_event(b, "RENAME", ctx(json!({"Id": 7}))).await.unwrap();
-    let count = rt.handle.broadcast("Orders", "Order", None, "EXECUTION", ctx(json!({"OrderId": 7})), vec![]).await.unwrap();
+    let count = rt
+        .handle
+        .broadcast("Orders", "Order", None, "EXECUTION", ctx(json!({"OrderId": 7})), vec![])
+        .await
+        .unwrap();
     assert_eq!(count, 1);
     assert_eq!(rt.state(b).await.as_deref(), Some("Executed"));
     assert_eq!(rt.state(a).await.as_deref(), Some("Pending"));
@@ -93,7 +149,12 @@ async fn direct_sends_honour_matching_rules() {
 }
 
 fn scalar() -> impl Strategy<Value = serde_json::Value> {
-    prop_oneof![(0i64..4).prop_map(|n| json!(n)), (0i64..4).prop_map(|n| json!(n.to_string())), Just(json!(null)), Just(json!(true))]
+    prop_oneof![
+        (0i64..4).prop_map(|n| json!(n)),
+        (0i64..4).prop_map(|n| json!(n.to_string())),
+        Just(json!(null)),
+        Just(json!(true))
+    ]
 }
 
 proptest! {

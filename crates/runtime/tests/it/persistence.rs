@@ -3,13 +3,15 @@
 //! never changes an instance.
 
 use crate::lifecycle::SIMPLE_FLOW;
-use crate::{ctx, new_state, start, start_at, T0};
+use crate::{T0, ctx, new_state, start, start_at};
 use async_trait::async_trait;
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use xcomponent_core::clock::ManualClock;
-use xcomponent_core::store::{self, CommitBatch, EventStore, InstanceQuery, InstanceRecord, Page, Retention, StoredEvent};
+use xcomponent_core::store::{
+    self, CommitBatch, EventStore, InstanceQuery, InstanceRecord, Page, Retention, StoredEvent,
+};
 use xcomponent_core::{EventId, InstanceId, Millis, Status};
 use xcomponent_runtime::{Handlers, RuntimeError};
 use xcomponent_store::MemoryStore;
@@ -22,9 +24,18 @@ async fn history_records_every_step_with_states_and_causality() {
     rt.handle.send_event(id, "BEGIN", Default::default()).await.unwrap();
     rt.handle.send_event(id, "FINISH", Default::default()).await.unwrap();
     let history = store.history(id).await.unwrap();
-    let steps: Vec<(u64, &str, &str, &str)> =
-        history.iter().map(|e| (e.seq, e.event_type.as_str(), e.state_before.as_str(), e.state_after.as_str())).collect();
-    assert_eq!(steps, [(1, "INSTANCE_CREATED", "", "Start"), (2, "BEGIN", "Start", "Processing"), (3, "FINISH", "Processing", "Success")]);
+    let steps: Vec<(u64, &str, &str, &str)> = history
+        .iter()
+        .map(|e| (e.seq, e.event_type.as_str(), e.state_before.as_str(), e.state_after.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (1, "INSTANCE_CREATED", "", "Start"),
+            (2, "BEGIN", "Start", "Processing"),
+            (3, "FINISH", "Processing", "Success")
+        ]
+    );
     assert_eq!(history[2].status, Status::Completed);
     let record = store.instance(id).await.unwrap().expect("finished instances stay queryable");
     assert_eq!(record.state, "Success");
@@ -36,9 +47,12 @@ async fn restart_restores_live_instances_and_timers_but_not_finished_ones() {
     let clock = Arc::new(ManualClock::new(T0));
     let (waiting, processing, done);
     {
-        let rt = start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
-        waiting = rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"k": "w"}))).await.unwrap();
-        processing = rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"k": "p"}))).await.unwrap();
+        let rt =
+            start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
+        waiting =
+            rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"k": "w"}))).await.unwrap();
+        processing =
+            rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"k": "p"}))).await.unwrap();
         done = rt.handle.create_instance("SimpleFlow", "Flow", Default::default()).await.unwrap();
         for _ in 0..12 {
             // Many self-free events: past the snapshot interval, so restore = snapshot + replay.
@@ -55,7 +69,11 @@ async fn restart_restores_live_instances_and_timers_but_not_finished_ones() {
     let view = rt.handle.instance(processing).await.unwrap();
     assert_eq!(&*view.current_state, "Processing");
     assert_eq!(view.context.get("k"), Some(&json!("p")));
-    assert_eq!(view.pending_timers[0].deadline, T0 + 1000, "absolute deadline kept across the restart");
+    assert_eq!(
+        view.pending_timers[0].deadline,
+        T0 + 1000,
+        "absolute deadline kept across the restart"
+    );
     assert_eq!(rt.state(done).await, None, "finished instances are not restored");
     rt.advance(599).await;
     assert_eq!(rt.state(processing).await.as_deref(), Some("Processing"));
@@ -69,7 +87,8 @@ async fn overdue_timers_fire_exactly_once_after_restart() {
     let clock = Arc::new(ManualClock::new(T0));
     let id;
     {
-        let rt = start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
+        let rt =
+            start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
         id = rt.handle.create_instance("SimpleFlow", "Flow", Default::default()).await.unwrap();
         rt.handle.send_event(id, "BEGIN", Default::default()).await.unwrap();
         rt.runtime.shutdown().await;
@@ -78,7 +97,8 @@ async fn overdue_timers_fire_exactly_once_after_restart() {
     let rt = start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
     rt.advance(0).await;
     rt.advance(0).await;
-    let timeouts = store.history(id).await.unwrap().iter().filter(|e| e.event_type == "TIMEOUT").count();
+    let timeouts =
+        store.history(id).await.unwrap().iter().filter(|e| e.event_type == "TIMEOUT").count();
     assert_eq!(timeouts, 1);
     assert_eq!(rt.state(id).await, None);
 }
@@ -108,7 +128,11 @@ impl EventStore for FlakyStore {
         }
         self.inner.commit(batch).await
     }
-    async fn load_active(&self, after: Option<InstanceId>, limit: usize) -> store::Result<Vec<InstanceRecord>> {
+    async fn load_active(
+        &self,
+        after: Option<InstanceId>,
+        limit: usize,
+    ) -> store::Result<Vec<InstanceRecord>> {
         self.inner.load_active(after, limit).await
     }
     async fn instance(&self, id: InstanceId) -> store::Result<Option<InstanceRecord>> {
@@ -120,7 +144,11 @@ impl EventStore for FlakyStore {
     async fn search(&self, query: &InstanceQuery) -> store::Result<Page<InstanceRecord>> {
         self.inner.search(query).await
     }
-    async fn correlated(&self, correlation_id: EventId, limit: usize) -> store::Result<Vec<StoredEvent>> {
+    async fn correlated(
+        &self,
+        correlation_id: EventId,
+        limit: usize,
+    ) -> store::Result<Vec<StoredEvent>> {
         self.inner.correlated(correlation_id, limit).await
     }
     async fn apply_retention(&self, retention: Retention, now: Millis) -> store::Result<u64> {
@@ -133,7 +161,11 @@ impl EventStore for FlakyStore {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_store_never_changes_or_destroys_an_instance() {
-    let flaky = Arc::new(FlakyStore { inner: MemoryStore::new(), failing: AtomicBool::new(false), failing_machine: Default::default() });
+    let flaky = Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        failing: AtomicBool::new(false),
+        failing_machine: Default::default(),
+    });
     let rt = start(&[SIMPLE_FLOW], Handlers::new(), Some(flaky.clone())).await;
     let id = rt.handle.create_instance("SimpleFlow", "Flow", ctx(json!({"v": 1}))).await.unwrap();
     flaky.failing.store(true, Ordering::SeqCst);
@@ -142,10 +174,20 @@ async fn a_failing_store_never_changes_or_destroys_an_instance() {
     let view = rt.handle.instance(id).await.expect("the instance survives");
     assert_eq!(&*view.current_state, "Start");
     assert_eq!(view.context.get("v"), Some(&json!(1)));
-    assert!(matches!(rt.handle.create_instance("SimpleFlow", "Flow", Default::default()).await, Err(RuntimeError::Storage(_))));
+    assert!(matches!(
+        rt.handle.create_instance("SimpleFlow", "Flow", Default::default()).await,
+        Err(RuntimeError::Storage(_))
+    ));
     flaky.failing.store(false, Ordering::SeqCst);
-    assert_eq!(new_state(&rt.handle.send_event(id, "BEGIN", Default::default()).await.unwrap()), "Processing");
-    assert_eq!(flaky.inner.history(id).await.unwrap().len(), 2, "nothing of the failed batch was stored");
+    assert_eq!(
+        new_state(&rt.handle.send_event(id, "BEGIN", Default::default()).await.unwrap()),
+        "Processing"
+    );
+    assert_eq!(
+        flaky.inner.history(id).await.unwrap().len(),
+        2,
+        "nothing of the failed batch was stored"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,16 +195,38 @@ async fn a_business_flow_shares_one_correlation_id_across_components_with_real_c
     use crate::cross_component::{BILLING, SHOP};
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let rt = start(&[SHOP, BILLING], Handlers::new(), Some(store.clone())).await;
-    let order = rt.handle.create_instance("Shop", "Order", ctx(json!({"orderRef": "C1", "amount": 3}))).await.unwrap();
+    let order = rt
+        .handle
+        .create_instance("Shop", "Order", ctx(json!({"orderRef": "C1", "amount": 3})))
+        .await
+        .unwrap();
     rt.handle.send_event(order, "SUBMIT", Default::default()).await.unwrap();
     rt.handle.flush().await.unwrap();
-    let invoice = rt.handle.instances(xcomponent_runtime::InstanceFilter { component: Some("Billing".into()), limit: 5, ..Default::default() }).await[0].id;
+    let invoice = rt
+        .handle
+        .instances(xcomponent_runtime::InstanceFilter {
+            component: Some("Billing".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await[0]
+        .id;
     rt.handle.send_event(invoice, "PAY", Default::default()).await.unwrap();
     rt.handle.flush().await.unwrap();
     let order_history = store.history(order).await.unwrap();
     let chain = store.correlated(order_history[0].correlation_id, 100).await.unwrap();
-    let steps: Vec<String> = chain.iter().map(|e| format!("{}:{}", e.machine, e.event_type)).collect();
-    assert_eq!(steps, ["Order:INSTANCE_CREATED", "Order:SUBMIT", "Invoice:INSTANCE_CREATED", "Invoice:PAY", "Order:SETTLED"]);
+    let steps: Vec<String> =
+        chain.iter().map(|e| format!("{}:{}", e.machine, e.event_type)).collect();
+    assert_eq!(
+        steps,
+        [
+            "Order:INSTANCE_CREATED",
+            "Order:SUBMIT",
+            "Invoice:INSTANCE_CREATED",
+            "Invoice:PAY",
+            "Order:SETTLED"
+        ]
+    );
     // Each effect names the stored event that caused it.
     let by_id: std::collections::HashMap<_, _> = chain.iter().map(|e| (e.id, e)).collect();
     assert_eq!(by_id[&chain[2].causation_id.unwrap()].event_type, "SUBMIT");
@@ -173,13 +237,30 @@ async fn a_business_flow_shares_one_correlation_id_across_components_with_real_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_effect_rolled_back_by_a_storage_failure_is_retried_not_lost() {
     use crate::cross_component::{BILLING, SHOP};
-    let flaky = Arc::new(FlakyStore { inner: MemoryStore::new(), failing: AtomicBool::new(false), failing_machine: Default::default() });
+    let flaky = Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        failing: AtomicBool::new(false),
+        failing_machine: Default::default(),
+    });
     let rt = start(&[SHOP, BILLING], Handlers::new(), Some(flaky.clone())).await;
-    let order = rt.handle.create_instance("Shop", "Order", ctx(json!({"orderRef": "R1", "amount": 1}))).await.unwrap();
+    let order = rt
+        .handle
+        .create_instance("Shop", "Order", ctx(json!({"orderRef": "R1", "amount": 1})))
+        .await
+        .unwrap();
     *flaky.failing_machine.lock().unwrap() = Some("Invoice".into());
-    assert_eq!(new_state(&rt.handle.send_event(order, "SUBMIT", Default::default()).await.unwrap()), "AwaitingPayment");
+    assert_eq!(
+        new_state(&rt.handle.send_event(order, "SUBMIT", Default::default()).await.unwrap()),
+        "AwaitingPayment"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(120)).await;
-    let invoices = || rt.handle.instances(xcomponent_runtime::InstanceFilter { component: Some("Billing".into()), limit: 5, ..Default::default() });
+    let invoices = || {
+        rt.handle.instances(xcomponent_runtime::InstanceFilter {
+            component: Some("Billing".into()),
+            limit: 5,
+            ..Default::default()
+        })
+    };
     assert!(invoices().await.is_empty(), "the invoice creation keeps failing while the store does");
     *flaky.failing_machine.lock().unwrap() = None;
     rt.handle.flush().await.unwrap();
@@ -190,10 +271,17 @@ async fn an_effect_rolled_back_by_a_storage_failure_is_retried_not_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_many_reports_a_storage_failure_and_creates_nothing() {
-    let flaky = Arc::new(FlakyStore { inner: MemoryStore::new(), failing: AtomicBool::new(true), failing_machine: Default::default() });
+    let flaky = Arc::new(FlakyStore {
+        inner: MemoryStore::new(),
+        failing: AtomicBool::new(true),
+        failing_machine: Default::default(),
+    });
     let rt = start(&[SIMPLE_FLOW], Handlers::new(), Some(flaky.clone())).await;
     let result = rt.handle.create_many("SimpleFlow", "Flow", vec![Default::default(); 50]).await;
     assert!(matches!(result, Err(RuntimeError::Storage(_))), "{result:?}");
-    let live = rt.handle.instances(xcomponent_runtime::InstanceFilter { limit: 100, ..Default::default() }).await;
+    let live = rt
+        .handle
+        .instances(xcomponent_runtime::InstanceFilter { limit: 100, ..Default::default() })
+        .await;
     assert!(live.is_empty(), "rolled back: nothing is live");
 }

@@ -44,7 +44,11 @@ async fn timeout_fires_exactly_at_its_deadline() {
     assert_eq!(rt.state(id).await.as_deref(), Some("Waiting"));
     rt.advance(1).await;
     assert_eq!(rt.state(id).await, None, "Expired is an error state: disposed");
-    let fired = rt.drain_events().iter().filter(|event| matches!(event, RuntimeEvent::TimeoutFired { .. })).count();
+    let fired = rt
+        .drain_events()
+        .iter()
+        .filter(|event| matches!(event, RuntimeEvent::TimeoutFired { .. }))
+        .count();
     assert_eq!(fired, 1);
 }
 
@@ -89,7 +93,11 @@ async fn auto_transitions_fire_after_entry_and_chain() {
     let id = rt.handle.create_instance("Timed", "Chain", ctx(json!({}))).await.unwrap();
     rt.handle.flush().await.unwrap();
     rt.advance(0).await;
-    assert_eq!(rt.state(id).await.as_deref(), Some("Two"), "delay 0 fires right after creation, not synchronously");
+    assert_eq!(
+        rt.state(id).await.as_deref(),
+        Some("Two"),
+        "delay 0 fires right after creation, not synchronously"
+    );
     rt.advance(19).await;
     assert_eq!(rt.state(id).await.as_deref(), Some("Two"));
     rt.advance(1).await;
@@ -108,7 +116,10 @@ async fn many_pending_timers_fire_in_deadline_order() {
     assert_eq!(stats.iter().map(|s| s.timers).sum::<usize>(), 500);
     rt.drain_events();
     rt.advance(1000 - 500 + 249).await;
-    let live = rt.handle.instances(xcomponent_runtime::InstanceFilter { limit: 1000, ..Default::default() }).await;
+    let live = rt
+        .handle
+        .instances(xcomponent_runtime::InstanceFilter { limit: 1000, ..Default::default() })
+        .await;
     assert_eq!(live.len(), 250, "the first 250 (created at T0..T0+249) expired");
     assert_eq!(live[0].id, ids[250]);
 }

@@ -2,14 +2,14 @@
 //! instances, broadcast an event to a machine's instances.
 
 use crate::dto::object_field;
-use crate::schemas::{EventSpec, OperatorBody, MAX_EVENT_NAME};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
+use crate::schemas::{EventSpec, MAX_EVENT_NAME, OperatorBody};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::matching::PropertyFilter;
@@ -108,7 +108,10 @@ pub struct BroadcastReply {
     pub count: usize,
 }
 
-pub(crate) fn find_component(state: &AppState, name: &str) -> ApiResult<(ComponentIdx, std::sync::Arc<Definition>)> {
+pub(crate) fn find_component(
+    state: &AppState,
+    name: &str,
+) -> ApiResult<(ComponentIdx, std::sync::Arc<Definition>)> {
     let registry = state.runtime().registry();
     let index = registry.index_of(name).ok_or_else(|| ApiError::unknown_component(name))?;
     Ok((index, registry.definition(index).clone()))
@@ -120,7 +123,8 @@ fn component_json(state: &AppState, index: ComponentIdx, definition: &Definition
         map.insert("machineCount".to_owned(), Value::from(definition.machines.len()));
         map.insert("instanceCount".to_owned(), Value::from(state.live().of_component(index)));
         if let Some(Value::Array(machines)) = map.get_mut("stateMachines") {
-            for (machine_json, machine) in machines.iter_mut().zip(&definition.model.state_machines) {
+            for (machine_json, machine) in machines.iter_mut().zip(&definition.model.state_machines)
+            {
                 if let Value::Object(machine_map) = machine_json {
                     machine_map.insert("contextSchemaOrder".to_owned(), schema_order(machine));
                 }
@@ -133,7 +137,14 @@ fn component_json(state: &AppState, index: ComponentIdx, definition: &Definition
 /// The `contextSchema` field names in their YAML order (JSON objects do not keep it), so forms
 /// show fields as the author wrote them.
 fn schema_order(machine: &xcomponent_core::model::StateMachine) -> Value {
-    Value::Array(machine.context_schema.iter().flat_map(|schema| schema.keys()).map(|name| Value::String(name.clone())).collect())
+    Value::Array(
+        machine
+            .context_schema
+            .iter()
+            .flat_map(|schema| schema.keys())
+            .map(|name| Value::String(name.clone()))
+            .collect(),
+    )
 }
 
 /// Lists the hosted components.
@@ -154,7 +165,10 @@ pub(crate) async fn list_components(State(state): State<AppState>) -> Json<Compo
 #[utoipa::path(get, path = "/api/components/{name}", tag = "Components",
     params(("name" = String, Path, description = "Component name")),
     responses((status = 200, body = ComponentBody), (status = 404, description = "Unknown component", body = ErrorBody)))]
-pub(crate) async fn get_component(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<ComponentBody>> {
+pub(crate) async fn get_component(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<ComponentBody>> {
     let (index, definition) = find_component(&state, &name)?;
     Ok(Json(ComponentBody { component: component_json(&state, index, &definition) }))
 }
@@ -163,7 +177,10 @@ pub(crate) async fn get_component(State(state): State<AppState>, ApiPath(name): 
 #[utoipa::path(get, path = "/api/components/{name}/machines", tag = "Components",
     params(("name" = String, Path, description = "Component name")),
     responses((status = 200, body = MachineList), (status = 404, description = "Unknown component", body = ErrorBody)))]
-pub(crate) async fn list_machines(State(state): State<AppState>, ApiPath(name): ApiPath<String>) -> ApiResult<Json<MachineList>> {
+pub(crate) async fn list_machines(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<MachineList>> {
     let (index, definition) = find_component(&state, &name)?;
     let machines = definition
         .model
@@ -173,9 +190,15 @@ pub(crate) async fn list_machines(State(state): State<AppState>, ApiPath(name): 
             let mut value = serde_json::to_value(machine).unwrap_or_else(|_| json!({}));
             let machine_index = definition.machine_index(&machine.name);
             if let Value::Object(map) = &mut value {
-                let count = machine_index.map_or(0, |machine_index| state.live().of_machine(index, machine_index));
+                let count = machine_index
+                    .map_or(0, |machine_index| state.live().of_machine(index, machine_index));
                 map.insert("instanceCount".to_owned(), Value::from(count));
-                map.insert("isEntryMachine".to_owned(), Value::Bool(definition.model.entry_machine.as_deref() == Some(machine.name.as_str())));
+                map.insert(
+                    "isEntryMachine".to_owned(),
+                    Value::Bool(
+                        definition.model.entry_machine.as_deref() == Some(machine.name.as_str()),
+                    ),
+                );
                 map.insert("contextSchemaOrder".to_owned(), schema_order(machine));
             }
             value
@@ -204,17 +227,34 @@ pub(crate) async fn create_instance(
     ApiJson(body): ApiJson<CreateInstanceBody>,
 ) -> ApiResult<(StatusCode, Json<Created>)> {
     let (_, definition) = find_component(&state, &name)?;
-    let machine = match body.machine_name.filter(|machine| !machine.is_empty()).or_else(|| definition.model.entry_machine.clone()) {
+    let machine = match body
+        .machine_name
+        .filter(|machine| !machine.is_empty())
+        .or_else(|| definition.model.entry_machine.clone())
+    {
         Some(machine) => machine,
-        None => return Err(ApiError::bad_field("machineName", format!("machineName is required: component {name} has no entry machine"))),
+        None => {
+            return Err(ApiError::bad_field(
+                "machineName",
+                format!("machineName is required: component {name} has no entry machine"),
+            ));
+        }
     };
     if definition.machine_index(&machine).is_none() {
         return Err(ApiError::unknown_machine(Some(&name), &machine));
     }
     let context = object_field("context", body.context)?;
-    let request = CreateRequest { component: name.clone(), machine: machine.clone(), context, ..CreateRequest::default() };
+    let request = CreateRequest {
+        component: name.clone(),
+        machine: machine.clone(),
+        context,
+        ..CreateRequest::default()
+    };
     let id = state.runtime().create(request).await?;
-    Ok((StatusCode::CREATED, Json(Created { instance_id: id, component_name: name, machine_name: machine })))
+    Ok((
+        StatusCode::CREATED,
+        Json(Created { instance_id: id, component_name: name, machine_name: machine }),
+    ))
 }
 
 /// Validates an event type.
@@ -223,7 +263,10 @@ pub(crate) fn check_event_name(field: &str, name: &str) -> ApiResult<()> {
         return Err(ApiError::bad_field(field, "the event type must not be empty"));
     }
     if name.len() > MAX_EVENT_NAME {
-        return Err(ApiError::bad_field(field, format!("the event type is longer than {MAX_EVENT_NAME} bytes")));
+        return Err(ApiError::bad_field(
+            field,
+            format!("the event type is longer than {MAX_EVENT_NAME} bytes"),
+        ));
     }
     Ok(())
 }
@@ -247,7 +290,9 @@ pub(crate) async fn broadcast(
     ApiJson(body): ApiJson<BroadcastBody>,
 ) -> ApiResult<Json<BroadcastReply>> {
     let (_, definition) = find_component(&state, &name)?;
-    let machine = definition.machine_by_name(&body.machine_name).ok_or_else(|| ApiError::unknown_machine(Some(&name), &body.machine_name))?;
+    let machine = definition
+        .machine_by_name(&body.machine_name)
+        .ok_or_else(|| ApiError::unknown_machine(Some(&name), &body.machine_name))?;
     if let Some(wanted) = body.state.as_deref().filter(|wanted| !wanted.is_empty())
         && machine.state_index(wanted).is_none()
     {
@@ -263,9 +308,16 @@ pub(crate) async fn broadcast(
         .filters
         .unwrap_or_default()
         .into_iter()
-        .map(|filter| PropertyFilter { property: filter.property, operator: filter.operator.unwrap_or_default().into(), value: filter.value })
+        .map(|filter| PropertyFilter {
+            property: filter.property,
+            operator: filter.operator.unwrap_or_default().into(),
+            value: filter.value,
+        })
         .collect();
     let state_filter = body.state.as_deref().filter(|wanted| !wanted.is_empty());
-    let count = state.runtime().broadcast(&name, &body.machine_name, state_filter, &event, payload, filters).await?;
+    let count = state
+        .runtime()
+        .broadcast(&name, &body.machine_name, state_filter, &event, payload, filters)
+        .await?;
     Ok(Json(BroadcastReply { count }))
 }

@@ -5,8 +5,8 @@ use crate::dto::kind_name;
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::routes::components::find_component;
 use crate::state::AppState;
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use xcomponent_core::definition::Definition;
@@ -99,9 +99,14 @@ pub struct DiagramBody {
     pub transitions: Vec<DiagramTransition>,
 }
 
-fn diagram(definition: &Definition, machine: &StateMachine, current: Option<String>) -> DiagramBody {
+fn diagram(
+    definition: &Definition,
+    machine: &StateMachine,
+    current: Option<String>,
+) -> DiagramBody {
     // A display hint: an unknown state highlights nothing and leaves no transition available.
-    let current = current.filter(|state| machine.states.iter().any(|candidate| candidate.name == *state));
+    let current =
+        current.filter(|state| machine.states.iter().any(|candidate| candidate.name == *state));
     let text = xcomponent_core::mermaid::state_diagram(machine, current.as_deref());
     let transitions = machine
         .transitions
@@ -126,8 +131,17 @@ fn diagram(definition: &Definition, machine: &StateMachine, current: Option<Stri
         machine_name: machine.name.clone(),
         initial_state: machine.initial_state.clone(),
         current_state: current,
-        terminal_states: machine.states.iter().filter(|state| state.state_type.is_terminal()).map(|state| state.name.clone()).collect(),
-        states: machine.states.iter().map(|state| StateInfo { name: state.name.clone(), kind: kind_name(&state.state_type) }).collect(),
+        terminal_states: machine
+            .states
+            .iter()
+            .filter(|state| state.state_type.is_terminal())
+            .map(|state| state.name.clone())
+            .collect(),
+        states: machine
+            .states
+            .iter()
+            .map(|state| StateInfo { name: state.name.clone(), kind: kind_name(&state.state_type) })
+            .collect(),
         transitions,
     }
 }
@@ -147,7 +161,8 @@ pub(crate) async fn component_diagram(
     ApiQuery(query): ApiQuery<DiagramQuery>,
 ) -> ApiResult<Json<DiagramBody>> {
     let (_, definition) = find_component(&state, &name)?;
-    let model = machine_of(&definition, &machine).ok_or_else(|| ApiError::unknown_machine(Some(&name), &machine))?;
+    let model = machine_of(&definition, &machine)
+        .ok_or_else(|| ApiError::unknown_machine(Some(&name), &machine))?;
     Ok(Json(diagram(&definition, model, query.current_state)))
 }
 
@@ -171,6 +186,7 @@ pub(crate) async fn machine_diagram(
             .cloned()
             .ok_or_else(|| ApiError::unknown_machine(None, &machine))?,
     };
-    let model = machine_of(&definition, &machine).ok_or_else(|| ApiError::unknown_machine(Some(&definition.name), &machine))?;
+    let model = machine_of(&definition, &machine)
+        .ok_or_else(|| ApiError::unknown_machine(Some(&definition.name), &machine))?;
     Ok(Json(diagram(&definition, model, query.current_state)))
 }

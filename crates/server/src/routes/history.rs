@@ -7,11 +7,11 @@
 //! the instances those chains reached, a bounded number of hops (`CORRELATION_HOPS`).
 
 use crate::dto::{history_event, history_instance};
+use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody, parse_instance_id};
 use crate::schemas::StatusParam;
-use crate::error::{parse_instance_id, ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::state::AppState;
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -109,7 +109,9 @@ pub struct SearchQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
     /// `nextCursor` of the previous page.
-    #[param(pattern = r"^-?[0-9]{1,15}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
+    #[param(
+        pattern = r"^-?[0-9]{1,15}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub cursor: Option<String>,
 }
 
@@ -134,7 +136,10 @@ async fn events_of(state: &AppState, id: InstanceId) -> ApiResult<Vec<StoredEven
     params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     responses((status = 200, body = HistoryBody), (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "Unknown instance", body = ErrorBody), (status = 503, description = "Store unavailable", body = ErrorBody)))]
-pub(crate) async fn instance_history(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<HistoryBody>> {
+pub(crate) async fn instance_history(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<HistoryBody>> {
     let id = parse_instance_id(&id)?;
     let history = events_of(&state, id).await?.iter().map(history_event).collect();
     Ok(Json(HistoryBody { instance_id: id, history }))
@@ -145,7 +150,10 @@ pub(crate) async fn instance_history(State(state): State<AppState>, ApiPath(id):
     params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     responses((status = 200, body = EventsBody), (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "Unknown instance", body = ErrorBody), (status = 503, description = "Store unavailable", body = ErrorBody)))]
-pub(crate) async fn history_events(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<EventsBody>> {
+pub(crate) async fn history_events(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<EventsBody>> {
     let id = parse_instance_id(&id)?;
     let events: Vec<Value> = events_of(&state, id).await?.iter().map(history_event).collect();
     let snapshot = match store(&state) {
@@ -159,11 +167,18 @@ pub(crate) async fn history_events(State(state): State<AppState>, ApiPath(id): A
 #[utoipa::path(get, path = "/api/history/instances", tag = "History", params(SearchQuery),
     responses((status = 200, body = SearchBody), (status = 400, description = "Bad query", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody)))]
-pub(crate) async fn search(State(state): State<AppState>, ApiQuery(query): ApiQuery<SearchQuery>) -> ApiResult<Json<SearchBody>> {
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<SearchQuery>,
+) -> ApiResult<Json<SearchBody>> {
     let status: Option<Status> = query.status.map(Into::into);
     let limit = crate::dto::page_size(query.limit, DEFAULT_SEARCH, MAX_SEARCH)?;
     let Some(store) = store(&state) else {
-        return Ok(Json(SearchBody { instances: Vec::new(), next_cursor: None, message: Some(NO_STORE.to_owned()) }));
+        return Ok(Json(SearchBody {
+            instances: Vec::new(),
+            next_cursor: None,
+            message: Some(NO_STORE.to_owned()),
+        }));
     };
     let empty_to_none = |value: Option<String>| value.filter(|text| !text.is_empty());
     let store_query = InstanceQuery {
@@ -177,12 +192,19 @@ pub(crate) async fn search(State(state): State<AppState>, ApiQuery(query): ApiQu
         ..InstanceQuery::default()
     };
     let page = store.search(&store_query).await.map_err(|error| match error {
-        xcomponent_core::store::Error::Config(message) | xcomponent_core::store::Error::Corrupt(message) if store_query.cursor.is_some() => {
+        xcomponent_core::store::Error::Config(message)
+        | xcomponent_core::store::Error::Corrupt(message)
+            if store_query.cursor.is_some() =>
+        {
             ApiError::bad_field("cursor", format!("invalid cursor: {message}"))
         }
         other => ApiError::storage(other),
     })?;
-    Ok(Json(SearchBody { instances: page.items.iter().map(history_instance).collect(), next_cursor: page.next_cursor, message: None }))
+    Ok(Json(SearchBody {
+        instances: page.items.iter().map(history_instance).collect(),
+        next_cursor: page.next_cursor,
+        message: None,
+    }))
 }
 
 /// Every event of the causal chains an instance took part in, across components.
@@ -190,7 +212,10 @@ pub(crate) async fn search(State(state): State<AppState>, ApiQuery(query): ApiQu
     params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     responses((status = 200, body = CorrelatedBody), (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "Unknown instance", body = ErrorBody), (status = 503, description = "Store unavailable", body = ErrorBody)))]
-pub(crate) async fn correlated(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<CorrelatedBody>> {
+pub(crate) async fn correlated(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<CorrelatedBody>> {
     let id = parse_instance_id(&id)?;
     let first = events_of(&state, id).await?;
     let Some(store) = store(&state) else {
@@ -211,7 +236,11 @@ pub(crate) async fn correlated(State(state): State<AppState>, ApiPath(id): ApiPa
     let mut truncated = false;
     for _ in 0..CORRELATION_HOPS {
         let mut next_instances = Vec::new();
-        let new_chains: Vec<EventId> = frontier.iter().map(|event| event.correlation_id).filter(|chain| seen_chains.insert(*chain)).collect();
+        let new_chains: Vec<EventId> = frontier
+            .iter()
+            .map(|event| event.correlation_id)
+            .filter(|chain| seen_chains.insert(*chain))
+            .collect();
         for event in frontier.drain(..) {
             events.insert((event.timestamp, event.id), event);
         }
@@ -243,5 +272,11 @@ pub(crate) async fn correlated(State(state): State<AppState>, ApiPath(id): ApiPa
         truncated = true;
     }
     let events = events.values().take(MAX_CORRELATED_EVENTS).map(history_event).collect();
-    Ok(Json(CorrelatedBody { events, correlation_key: "correlationId".to_owned(), correlation_value: root, correlation_ids: chains, truncated }))
+    Ok(Json(CorrelatedBody {
+        events,
+        correlation_key: "correlationId".to_owned(),
+        correlation_value: root,
+        correlation_ids: chains,
+        truncated,
+    }))
 }

@@ -1,14 +1,14 @@
 //! Instance routes: list live instances (filtered, paged), show one (live, or finished from the
 //! store), and send events to one (`/events`, the component-scoped `/events`, `/trigger`).
 
-use crate::dto::{object_field, EventReply, InstanceDto, InstancePage, DEFAULT_PAGE, MAX_PAGE};
-use crate::error::{parse_instance_id, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
+use crate::dto::{DEFAULT_PAGE, EventReply, InstanceDto, InstancePage, MAX_PAGE, object_field};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody, parse_instance_id};
 use crate::routes::components::{check_event_name, find_component};
 use crate::schemas::{EventBody, EventSpec};
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Instant;
@@ -43,10 +43,18 @@ pub struct InstanceBody {
     pub instance: InstanceDto,
 }
 
-async fn list(state: &AppState, component: Option<String>, query: ListQuery) -> ApiResult<InstancePage> {
+async fn list(
+    state: &AppState,
+    component: Option<String>,
+    query: ListQuery,
+) -> ApiResult<InstancePage> {
     let limit = crate::dto::page_size(query.limit, DEFAULT_PAGE, MAX_PAGE)?;
     let after = match query.cursor.as_deref() {
-        Some(cursor) => Some(cursor.parse::<InstanceId>().map_err(|_| ApiError::bad_field("cursor", "cursor must be a nextCursor value"))?),
+        Some(cursor) => Some(
+            cursor
+                .parse::<InstanceId>()
+                .map_err(|_| ApiError::bad_field("cursor", "cursor must be a nextCursor value"))?,
+        ),
         None => None,
     };
     let empty_to_none = |value: Option<String>| value.filter(|text| !text.is_empty());
@@ -62,7 +70,8 @@ async fn list(state: &AppState, component: Option<String>, query: ListQuery) -> 
     let more = views.len() > limit;
     views.truncate(limit);
     let now = state.runtime().clock().now();
-    let items: Vec<InstanceDto> = views.iter().map(|view| InstanceDto::live(view, now, false)).collect();
+    let items: Vec<InstanceDto> =
+        views.iter().map(|view| InstanceDto::live(view, now, false)).collect();
     let next_cursor = if more { items.last().map(|item| item.id.to_string()) } else { None };
     Ok(InstancePage { instances: items.clone(), items, next_cursor })
 }
@@ -70,7 +79,10 @@ async fn list(state: &AppState, component: Option<String>, query: ListQuery) -> 
 /// Lists live instances.
 #[utoipa::path(get, path = "/api/instances", tag = "Instances", params(ListQuery),
     responses((status = 200, body = InstancePage), (status = 400, description = "Bad query", body = ErrorBody)))]
-pub(crate) async fn list_instances(State(state): State<AppState>, ApiQuery(query): ApiQuery<ListQuery>) -> ApiResult<Json<InstancePage>> {
+pub(crate) async fn list_instances(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<InstancePage>> {
     let component = query.component.clone();
     Ok(Json(list(&state, component, query).await?))
 }
@@ -107,17 +119,22 @@ pub(crate) async fn find_instance(state: &AppState, id: InstanceId) -> ApiResult
     params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     responses((status = 200, body = InstanceBody), (status = 400, description = "Not a UUID", body = ErrorBody),
         (status = 404, description = "Unknown instance", body = ErrorBody)))]
-pub(crate) async fn get_instance(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> ApiResult<Json<InstanceBody>> {
+pub(crate) async fn get_instance(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<InstanceBody>> {
     let id = parse_instance_id(&id)?;
     Ok(Json(InstanceBody { instance: find_instance(&state, id).await? }))
 }
 
 fn event_of(body: EventBody) -> ApiResult<(String, Value)> {
     let spec = match body.event {
-        Some(value) => Some(
-            serde_json::from_value::<EventSpec>(value)
-                .map_err(|_| ApiError::bad_field("event", "event must be an event type or {\"type\": ..., \"payload\": {...}}"))?,
-        ),
+        Some(value) => Some(serde_json::from_value::<EventSpec>(value).map_err(|_| {
+            ApiError::bad_field(
+                "event",
+                "event must be an event type or {\"type\": ..., \"payload\": {...}}",
+            )
+        })?),
         None => None,
     };
     match &spec {
@@ -130,20 +147,32 @@ fn event_of(body: EventBody) -> ApiResult<(String, Value)> {
     }
     let event_type = match body.event_type {
         Some(Value::String(name)) => Some(name),
-        Some(_) => return Err(ApiError::bad_field("type", "type must be a string (the event type)")),
+        Some(_) => {
+            return Err(ApiError::bad_field("type", "type must be a string (the event type)"));
+        }
         None => None,
     };
     let (event, nested_payload) = match (event_type, spec) {
         (Some(event), _) => (event, None),
         (None, Some(EventSpec::Name(event))) => (event, None),
         (None, Some(EventSpec::Full { event_type, payload })) => (event_type, payload),
-        (None, None) => return Err(ApiError::bad_field("type", "missing event type: send {\"type\": \"EVENT\", \"payload\": {...}}")),
+        (None, None) => {
+            return Err(ApiError::bad_field(
+                "type",
+                "missing event type: send {\"type\": \"EVENT\", \"payload\": {...}}",
+            ));
+        }
     };
     check_event_name("type", &event)?;
     Ok((event, body.payload.or(nested_payload).unwrap_or(Value::Null)))
 }
 
-async fn send(state: &AppState, id: InstanceId, body: EventBody, component: Option<&str>) -> ApiResult<Json<EventReply>> {
+async fn send(
+    state: &AppState,
+    id: InstanceId,
+    body: EventBody,
+    component: Option<&str>,
+) -> ApiResult<Json<EventReply>> {
     let (event, payload) = event_of(body)?;
     let payload = object_field("payload", Some(payload))?;
     if let Some(component) = component {
@@ -151,14 +180,23 @@ async fn send(state: &AppState, id: InstanceId, body: EventBody, component: Opti
         if let Some(view) = state.runtime().instance(id).await
             && *view.component_name != *component
         {
-            return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_instance", format!("instance {id} not found in component {component}")));
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_instance",
+                format!("instance {id} not found in component {component}"),
+            ));
         }
     }
     let started = Instant::now();
-    let result = state.runtime().send(SendRequest { instance: id, event: event.clone(), payload, ..SendRequest::default() }).await;
+    let result = state
+        .runtime()
+        .send(SendRequest { instance: id, event: event.clone(), payload, ..SendRequest::default() })
+        .await;
     let outcome = match result {
         Ok(outcome) => outcome,
-        Err(RuntimeError::UnknownInstance(_)) => return Err(finished_or_unknown(state, id, component).await),
+        Err(RuntimeError::UnknownInstance(_)) => {
+            return Err(finished_or_unknown(state, id, component).await);
+        }
         Err(error) => return Err(error.into()),
     };
     let reply = EventReply::new(id, &event, outcome);
@@ -170,7 +208,11 @@ async fn send(state: &AppState, id: InstanceId, body: EventBody, component: Opti
 }
 
 /// 409 for an instance that has finished, 404 for one that never existed.
-async fn finished_or_unknown(state: &AppState, id: InstanceId, component: Option<&str>) -> ApiError {
+async fn finished_or_unknown(
+    state: &AppState,
+    id: InstanceId,
+    component: Option<&str>,
+) -> ApiError {
     let record = match state.runtime().store() {
         Some(store) => match store.instance(id).await {
             Ok(record) => record,
@@ -179,11 +221,20 @@ async fn finished_or_unknown(state: &AppState, id: InstanceId, component: Option
         None => None,
     };
     match record {
-        Some(record) if record.status != Status::Active && component.is_none_or(|component| component == record.component) => ApiError::new(
-            StatusCode::CONFLICT,
-            "instance_finished",
-            format!("instance {id} has finished in state {} ({}); it accepts no more events", record.state, record.status.as_str()),
-        ),
+        Some(record)
+            if record.status != Status::Active
+                && component.is_none_or(|component| component == record.component) =>
+        {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "instance_finished",
+                format!(
+                    "instance {id} has finished in state {} ({}); it accepts no more events",
+                    record.state,
+                    record.status.as_str()
+                ),
+            )
+        }
         _ => ApiError::unknown_instance(id),
     }
 }
@@ -202,7 +253,11 @@ async fn finished_or_unknown(state: &AppState, id: InstanceId, component: Option
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]
-pub(crate) async fn send_event(State(state): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(body): ApiJson<EventBody>) -> ApiResult<Json<EventReply>> {
+pub(crate) async fn send_event(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<EventBody>,
+) -> ApiResult<Json<EventReply>> {
     let id = parse_instance_id(&id)?;
     send(&state, id, body, None).await
 }
@@ -221,7 +276,11 @@ pub(crate) async fn send_event(State(state): State<AppState>, ApiPath(id): ApiPa
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]
-pub(crate) async fn trigger(State(state): State<AppState>, ApiPath(id): ApiPath<String>, ApiJson(body): ApiJson<EventBody>) -> ApiResult<Json<EventReply>> {
+pub(crate) async fn trigger(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<EventBody>,
+) -> ApiResult<Json<EventReply>> {
     let id = parse_instance_id(&id)?;
     send(&state, id, body, None).await
 }

@@ -8,7 +8,7 @@
 
 use super::queue::{ClientQueue, Outgoing, Pushed};
 use crate::metrics::Metrics;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,7 +78,12 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     /// No clients.
     pub fn new(metrics: Metrics) -> Hub {
-        Hub { clients: Mutex::new(HashMap::new()), count: AtomicUsize::new(0), next_id: AtomicU64::new(1), metrics }
+        Hub {
+            clients: Mutex::new(HashMap::new()),
+            count: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            metrics,
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<u64, Arc<Client>>) -> R) -> R {
@@ -98,7 +103,8 @@ impl Hub {
                 return None;
             }
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let client = Arc::new(Client { queue: ClientQueue::default(), filter: Mutex::new(filter) });
+            let client =
+                Arc::new(Client { queue: ClientQueue::default(), filter: Mutex::new(filter) });
             clients.insert(id, client.clone());
             self.count.store(clients.len(), Ordering::Relaxed);
             Some((id, client))
@@ -125,7 +131,10 @@ impl Hub {
             let filter = client.filter();
             for message in messages.iter().filter(|message| filter.accepts(message)) {
                 match client.queue.push(message.clone()) {
-                    Pushed::Coalesced => self.metrics.counter("xcomponent_ws_coalesced_messages_total", &[]).increment(1),
+                    Pushed::Coalesced => self
+                        .metrics
+                        .counter("xcomponent_ws_coalesced_messages_total", &[])
+                        .increment(1),
                     Pushed::Overflowed => {
                         self.metrics.counter("xcomponent_ws_slow_clients_total", &[]).increment(1);
                         tracing::warn!("WebSocket client too slow: dropping it");
@@ -143,13 +152,19 @@ impl Hub {
         if self.client_count() == 0 {
             return;
         }
-        let messages: Vec<Outgoing> = events.iter().flat_map(|event| messages_for(registry, event)).collect();
+        let messages: Vec<Outgoing> =
+            events.iter().flat_map(|event| messages_for(registry, event)).collect();
         self.publish(&messages);
     }
 
     /// Tells every client that it missed `missed` batches and should reload.
     pub fn resync(&self, missed: u64) {
-        let message = Outgoing::new("slow_consumer", None, None, json!({ "reason": "server_lagged", "missedBatches": missed }));
+        let message = Outgoing::new(
+            "slow_consumer",
+            None,
+            None,
+            json!({ "reason": "server_lagged", "missedBatches": missed }),
+        );
         self.publish(&[message]);
     }
 }
@@ -162,7 +177,8 @@ pub fn messages_for(registry: &Registry, event: &RuntimeEvent) -> Vec<Outgoing> 
     let data = event.describe(registry);
     match event {
         RuntimeEvent::InstanceDisposed { .. } => {
-            let completed = Outgoing::new("instance_completed", component.clone(), instance, data.clone());
+            let completed =
+                Outgoing::new("instance_completed", component.clone(), instance, data.clone());
             vec![completed, Outgoing::new(event.kind(), component, instance, data)]
         }
         // The component of an undeliverable routed event is unknown: show it to everyone.
@@ -173,8 +189,11 @@ pub fn messages_for(registry: &Registry, event: &RuntimeEvent) -> Vec<Outgoing> 
 
 /// The `components_list` message (full definitions, for the dashboard's diagrams and forms).
 pub fn components_message(registry: &Registry) -> Outgoing {
-    let components: Vec<Value> =
-        registry.components().iter().map(|definition| serde_json::to_value(&*definition.model).unwrap_or(Value::Null)).collect();
+    let components: Vec<Value> = registry
+        .components()
+        .iter()
+        .map(|definition| serde_json::to_value(&*definition.model).unwrap_or(Value::Null))
+        .collect();
     Outgoing::new("components_list", None, None, json!({ "components": components }))
 }
 
@@ -184,17 +203,29 @@ mod tests {
     use crate::ws::queue::WS_CLIENT_QUEUE;
 
     fn message(component: &str, instance: InstanceId) -> Outgoing {
-        Outgoing::new("instance_created", Some(component.into()), Some(instance), json!({"instanceId": instance}))
+        Outgoing::new(
+            "instance_created",
+            Some(component.into()),
+            Some(instance),
+            json!({"instanceId": instance}),
+        )
     }
 
     #[test]
     fn filters_pick_component_and_instance() {
         let hub = Hub::new(Metrics::new());
         let (_, all) = hub.register(Filter::default()).expect("room");
-        let (_, orders) = hub.register(Filter { component: Some("Orders".into()), instance: None }).expect("room");
+        let (_, orders) = hub
+            .register(Filter { component: Some("Orders".into()), instance: None })
+            .expect("room");
         let one = InstanceId::new();
-        let (_, single) = hub.register(Filter { component: None, instance: Some(one) }).expect("room");
-        hub.publish(&[message("Orders", one), message("Orders", InstanceId::new()), message("Payments", InstanceId::new())]);
+        let (_, single) =
+            hub.register(Filter { component: None, instance: Some(one) }).expect("room");
+        hub.publish(&[
+            message("Orders", one),
+            message("Orders", InstanceId::new()),
+            message("Payments", InstanceId::new()),
+        ]);
         hub.publish(&[Outgoing::new("components_list", None, None, json!({}))]);
         let drain = |client: &Client| std::iter::from_fn(|| client.queue.pop()).count();
         assert_eq!((drain(&all), drain(&orders), drain(&single)), (4, 3, 2));

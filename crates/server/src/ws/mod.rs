@@ -10,15 +10,15 @@
 pub mod hub;
 pub mod queue;
 
-use crate::error::{parse_instance_id, ApiError, ApiQuery};
+use crate::error::{ApiError, ApiQuery, parse_instance_id};
 use crate::state::AppState;
-use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::StatusCode;
 use axum::response::Response;
-use hub::{components_message, Filter, Hub, WS_MAX_CLIENTS};
+use hub::{Filter, Hub, WS_MAX_CLIENTS, components_message};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,16 +46,35 @@ pub struct WsQuery {
         (status = 400, description = "Bad filter or not a WebSocket handshake", body = crate::error::ErrorBody),
         (status = 503, description = "Too many clients or shutting down", body = crate::error::ErrorBody),
     ))]
-pub(crate) async fn upgrade(State(state): State<AppState>, ApiQuery(query): ApiQuery<WsQuery>, upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>) -> Result<Response, ApiError> {
-    let filter = Filter { component: query.component, instance: query.instance_id.as_deref().map(parse_instance_id).transpose()? };
-    let upgrade = upgrade.map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "not_websocket", rejection.to_string()))?;
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<WsQuery>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let filter = Filter {
+        component: query.component,
+        instance: query.instance_id.as_deref().map(parse_instance_id).transpose()?,
+    };
+    let upgrade = upgrade.map_err(|rejection| {
+        ApiError::new(StatusCode::BAD_REQUEST, "not_websocket", rejection.to_string())
+    })?;
     if state.is_shutting_down() {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down",
+        ));
     }
     if state.hub().client_count() >= WS_MAX_CLIENTS {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_clients", format!("at most {WS_MAX_CLIENTS} WebSocket clients")));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_clients",
+            format!("at most {WS_MAX_CLIENTS} WebSocket clients"),
+        ));
     }
-    Ok(upgrade.max_message_size(WS_MAX_INCOMING).on_upgrade(move |socket| serve_client(state, socket, filter)))
+    Ok(upgrade
+        .max_message_size(WS_MAX_INCOMING)
+        .on_upgrade(move |socket| serve_client(state, socket, filter)))
 }
 
 /// Unregisters the client however its task ends.
@@ -71,7 +90,10 @@ impl Drop for Registration {
 }
 
 async fn send(socket: &mut WebSocket, text: Utf8Bytes) -> bool {
-    matches!(tokio::time::timeout(WS_SEND_TIMEOUT, socket.send(Message::Text(text))).await, Ok(Ok(())))
+    matches!(
+        tokio::time::timeout(WS_SEND_TIMEOUT, socket.send(Message::Text(text))).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
@@ -92,7 +114,10 @@ async fn serve_client(state: AppState, mut socket: WebSocket, filter: Filter) {
     let _registration = Registration { hub, id };
     let mut shutdown = state.shutdown_signal();
     let registry = state.runtime().registry();
-    let greeting = [components_message(registry).text, text("runtimes_update", json!({ "runtimes": crate::health::runtimes(&state) }))];
+    let greeting = [
+        components_message(registry).text,
+        text("runtimes_update", json!({ "runtimes": crate::health::runtimes(&state) })),
+    ];
     for message in greeting {
         if !send(&mut socket, message).await {
             return;
@@ -135,18 +160,32 @@ async fn serve_client(state: AppState, mut socket: WebSocket, filter: Filter) {
 /// Handles a message from the client; returns the reply.
 fn command(client: &hub::Client, body: &str) -> Option<Utf8Bytes> {
     let Ok(message) = serde_json::from_str::<Value>(body) else {
-        return Some(text("error", json!({ "code": "bad_message", "message": "messages must be JSON objects with a type" })));
+        return Some(text(
+            "error",
+            json!({ "code": "bad_message", "message": "messages must be JSON objects with a type" }),
+        ));
     };
     match message.get("type").and_then(Value::as_str) {
         Some("subscribe") => {
-            let component = message.get("component").and_then(Value::as_str).filter(|name| !name.is_empty()).map(str::to_owned);
-            let instance = match message.get("instanceId").and_then(Value::as_str).filter(|id| !id.is_empty()) {
-                Some(id) => match parse_instance_id(id) {
-                    Ok(id) => Some(id),
-                    Err(error) => return Some(text("error", json!({ "code": error.code, "message": error.message }))),
-                },
-                None => None,
-            };
+            let component = message
+                .get("component")
+                .and_then(Value::as_str)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned);
+            let instance =
+                match message.get("instanceId").and_then(Value::as_str).filter(|id| !id.is_empty())
+                {
+                    Some(id) => match parse_instance_id(id) {
+                        Ok(id) => Some(id),
+                        Err(error) => {
+                            return Some(text(
+                                "error",
+                                json!({ "code": error.code, "message": error.message }),
+                            ));
+                        }
+                    },
+                    None => None,
+                };
             client.set_filter(Filter { component: component.clone(), instance });
             Some(text("subscribed", json!({ "component": component, "instanceId": instance })))
         }
@@ -155,6 +194,9 @@ fn command(client: &hub::Client, body: &str) -> Option<Utf8Bytes> {
             Some(text("subscribed", json!({ "component": null, "instanceId": null })))
         }
         Some("ping") => Some(text("pong", json!({}))),
-        _ => Some(text("error", json!({ "code": "bad_message", "message": "unknown message type; use subscribe, unsubscribe or ping" }))),
+        _ => Some(text(
+            "error",
+            json!({ "code": "bad_message", "message": "unknown message type; use subscribe, unsubscribe or ping" }),
+        )),
     }
 }

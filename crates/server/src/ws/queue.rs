@@ -36,7 +36,12 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// A message with its text rendered.
-    pub fn new(kind: &'static str, component: Option<Arc<str>>, instance: Option<InstanceId>, data: Value) -> Outgoing {
+    pub fn new(
+        kind: &'static str,
+        component: Option<Arc<str>>,
+        instance: Option<InstanceId>,
+        data: Value,
+    ) -> Outgoing {
         let text = serde_json::json!({ "type": kind, "data": &data }).to_string();
         Outgoing { kind, component, instance, data: Arc::new(data), text: Utf8Bytes::from(text) }
     }
@@ -45,7 +50,8 @@ impl Outgoing {
     fn merged_after(&self, older: &Outgoing) -> Outgoing {
         let mut data = (*self.data).clone();
         let previous = older.data.get("previousState").cloned();
-        let merged = older.data.get("coalesced").and_then(Value::as_u64).unwrap_or(1) + self.data.get("coalesced").and_then(Value::as_u64).unwrap_or(1);
+        let merged = older.data.get("coalesced").and_then(Value::as_u64).unwrap_or(1)
+            + self.data.get("coalesced").and_then(Value::as_u64).unwrap_or(1);
         if let Value::Object(map) = &mut data {
             if let Some(previous) = previous {
                 map.insert("previousState".to_owned(), previous);
@@ -102,8 +108,11 @@ impl ClientQueue {
             let change = message.kind == "state_change";
             if change
                 && inner.items.len() >= WS_COALESCE_AFTER
-                && let Some(seq) = message.instance.and_then(|id| inner.waiting_change.get(&id).copied())
-                && let Some(older) = inner.items.get_mut(usize::try_from(seq - inner.first_seq).unwrap_or(usize::MAX))
+                && let Some(seq) =
+                    message.instance.and_then(|id| inner.waiting_change.get(&id).copied())
+                && let Some(older) = inner
+                    .items
+                    .get_mut(usize::try_from(seq - inner.first_seq).unwrap_or(usize::MAX))
             {
                 *older = message.merged_after(older);
                 return Pushed::Coalesced;
@@ -177,7 +186,12 @@ mod tests {
     use serde_json::json;
 
     fn change(id: InstanceId, from: &str, to: &str) -> Outgoing {
-        Outgoing::new("state_change", None, Some(id), json!({"instanceId": id, "previousState": from, "newState": to}))
+        Outgoing::new(
+            "state_change",
+            None,
+            Some(id),
+            json!({"instanceId": id, "previousState": from, "newState": to}),
+        )
     }
 
     #[test]
@@ -205,7 +219,12 @@ mod tests {
             queue.pop();
         }
         let merged = queue.pop().map(|m| (*m.data).clone());
-        assert_eq!(merged, Some(json!({"instanceId": busy, "previousState": "A", "newState": "D", "coalesced": 3})));
+        assert_eq!(
+            merged,
+            Some(
+                json!({"instanceId": busy, "previousState": "A", "newState": "D", "coalesced": 3})
+            )
+        );
         assert!(queue.is_empty());
         // Once popped, a new change is queued again, not merged into a sent one.
         assert_eq!(queue.push(change(busy, "D", "E")), Pushed::Queued);
@@ -216,11 +235,19 @@ mod tests {
         let queue = ClientQueue::default();
         let mut outcome = Pushed::Queued;
         for _ in 0..=WS_CLIENT_QUEUE {
-            outcome = queue.push(Outgoing::new("instance_created", None, Some(InstanceId::new()), json!({})));
+            outcome = queue.push(Outgoing::new(
+                "instance_created",
+                None,
+                Some(InstanceId::new()),
+                json!({}),
+            ));
         }
         assert_eq!(outcome, Pushed::Overflowed);
         assert!(queue.is_slow());
         assert!(queue.is_empty());
-        assert_eq!(queue.push(Outgoing::new("instance_created", None, None, json!({}))), Pushed::Closed);
+        assert_eq!(
+            queue.push(Outgoing::new("instance_created", None, None, json!({}))),
+            Pushed::Closed
+        );
     }
 }

@@ -16,7 +16,7 @@ use tower::ServiceExt;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::store::EventStore;
 use xcomponent_runtime::{Runtime, RuntimeBuilder, RuntimeOptions};
-use xcomponent_server::{router, AppState, ServerConfig};
+use xcomponent_server::{AppState, ServerConfig, router};
 
 pub const ORDER: &str = include_str!("../fixtures/order.yaml");
 pub const PAYMENT: &str = include_str!("../fixtures/payment.yaml");
@@ -46,8 +46,13 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start(yamls: &[&str], store: Option<Arc<dyn EventStore>>, config: ServerConfig) -> TestServer {
-        let mut builder = RuntimeBuilder::new().options(RuntimeOptions { shards: 2, ..RuntimeOptions::default() });
+    pub async fn start(
+        yamls: &[&str],
+        store: Option<Arc<dyn EventStore>>,
+        config: ServerConfig,
+    ) -> TestServer {
+        let mut builder = RuntimeBuilder::new()
+            .options(RuntimeOptions { shards: 2, ..RuntimeOptions::default() });
         if let Some(store) = store {
             builder = builder.store(store);
         }
@@ -57,7 +62,8 @@ impl TestServer {
         let runtime = builder.start().await.expect("runtime starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
-        let state = AppState::new(runtime.handle(), ServerConfig { port: addr.port(), ..config }).await;
+        let state =
+            AppState::new(runtime.handle(), ServerConfig { port: addr.port(), ..config }).await;
         let app = router(state.clone());
         let mut shutdown = state.shutdown_signal();
         let served = app.clone();
@@ -96,18 +102,29 @@ impl TestServer {
         self.call_with(method, path, body, &[]).await
     }
 
-    pub async fn call_with(&self, method: &str, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(Method::from_bytes(method.as_bytes()).expect("method")).uri(path);
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(Method::from_bytes(method.as_bytes()).expect("method"))
+            .uri(path);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         let request = match body {
-            Some(body) => request.header("content-type", "application/json").body(Body::from(body.to_string())),
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
             None => request.body(Body::empty()),
         }
         .expect("request");
         let (status, bytes) = self.raw(request).await;
-        let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         (status, value)
     }
 
@@ -115,7 +132,8 @@ impl TestServer {
     pub async fn raw(&self, request: Request<Body>) -> (StatusCode, Vec<u8>) {
         let response = self.app.clone().oneshot(request).await.expect("router answers");
         let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024).await.expect("body");
+        let bytes =
+            axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024).await.expect("body");
         (status, bytes.to_vec())
     }
 
@@ -126,12 +144,22 @@ impl TestServer {
 }
 
 /// Minimal HTTP/1.1 client: one request per connection, `Connection: close`, body read to EOF.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let payload = body.map(Value::to_string).unwrap_or_default();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n"
+    );
     if body.is_some() {
-        request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", payload.len()));
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        ));
     }
     request.push_str("\r\n");
     request.push_str(&payload);
@@ -140,8 +168,13 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Valu
     stream.read_to_end(&mut response).await.expect("read");
     let text = String::from_utf8_lossy(&response).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
+    let status: u16 =
+        head.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
     (status, value)
 }
@@ -182,7 +215,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("xcai-server-{label}-{}", uuid::Uuid::now_v7()));
+        let path =
+            std::env::temp_dir().join(format!("xcai-server-{label}-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&path).expect("temp dir");
         TempDir(path)
     }
@@ -202,7 +236,8 @@ impl Drop for TempDir {
 #[allow(dead_code)] // Not every test binary that includes this module uses it.
 pub async fn create_order(server: &TestServer, order_id: &str) -> String {
     let body = serde_json::json!({"machineName": "Order", "context": {"orderId": order_id, "amount": 42, "paymentMethod": "visa"}});
-    let (status, reply) = server.call("POST", "/api/components/OrderComponent/instances", Some(body)).await;
+    let (status, reply) =
+        server.call("POST", "/api/components/OrderComponent/instances", Some(body)).await;
     assert_eq!(status, axum::http::StatusCode::CREATED, "{reply}");
     assert_eq!(reply["componentName"], "OrderComponent");
     reply["instanceId"].as_str().expect("instanceId").to_owned()
@@ -210,7 +245,12 @@ pub async fn create_order(server: &TestServer, order_id: &str) -> String {
 
 /// Checks a JSON error reply: status, stable code, and a non-empty message.
 #[allow(dead_code)] // Not every test binary that includes this module uses it.
-pub fn assert_error(status: axum::http::StatusCode, body: &serde_json::Value, expected: axum::http::StatusCode, code: &str) {
+pub fn assert_error(
+    status: axum::http::StatusCode,
+    body: &serde_json::Value,
+    expected: axum::http::StatusCode,
+    code: &str,
+) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["code"], code, "{body}");
     assert!(body["error"].as_str().is_some_and(|text| !text.is_empty()), "{body}");

@@ -94,12 +94,15 @@ impl Encoded {
     /// that cannot be stored).
     pub fn of(batch: &CommitBatch) -> Result<Encoded> {
         check_batch(batch)?;
-        let mut out = Encoded { arena: Vec::with_capacity(batch.events.len() * 96), ..Encoded::default() };
+        let mut out =
+            Encoded { arena: Vec::with_capacity(batch.events.len() * 96), ..Encoded::default() };
         let summaries = summaries(batch);
         for summary in &summaries {
             out.push_summary(summary)?;
         }
-        let index = |id: &InstanceId| summaries.binary_search_by(|s| s.id.cmp(id)).map_err(|_| missing(*id));
+        let index = |id: &InstanceId| {
+            summaries.binary_search_by(|s| s.id.cmp(id)).map_err(|_| missing(*id))
+        };
         let mut pairs: HashMap<(EventId, usize), (i64, i64)> = HashMap::new();
         out.events.reserve(batch.events.len());
         for event in &batch.events {
@@ -197,8 +200,9 @@ impl Encoded {
 
     fn json(&mut self, value: &impl serde::Serialize) -> Result<Span> {
         let start = self.arena.len();
-        serde_json::to_writer(&mut self.arena, value)
-            .map_err(|e| Error::Config(format!("{} commit: value not encodable as JSON: {e}", super::BACKEND)))?;
+        serde_json::to_writer(&mut self.arena, value).map_err(|e| {
+            Error::Config(format!("{} commit: value not encodable as JSON: {e}", super::BACKEND))
+        })?;
         self.span(start)
     }
 

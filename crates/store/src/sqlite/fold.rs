@@ -30,7 +30,11 @@ const SELECT: &str = "p.instance_id, s.seq, s.record, \
 
 /// The records of the instances `page` selects (columns `ikey`, `instance_id`, `seq` of
 /// `fsm_instances`), in its order.
-pub(super) fn records(conn: &Connection, page: &str, params: &[&dyn ToSql]) -> Result<Vec<InstanceRecord>> {
+pub(super) fn records(
+    conn: &Connection,
+    page: &str,
+    params: &[&dyn ToSql],
+) -> Result<Vec<InstanceRecord>> {
     let sql = format!(
         "WITH p AS ({page}) SELECT {SELECT} FROM p \
          LEFT JOIN fsm_snapshots s ON s.ikey = p.ikey \
@@ -54,7 +58,11 @@ fn record(row: &Row<'_>) -> Result<InstanceRecord> {
     } else if !is_null(row, 3)? {
         InstanceRecord::from_creation(&first_event(row, id)?)
     } else {
-        return Err(corrupt(BACKEND, "restore", format_args!("instance {id} has neither snapshot nor events")));
+        return Err(corrupt(
+            BACKEND,
+            "restore",
+            format_args!("instance {id} has neither snapshot nor events"),
+        ));
     };
     if !is_null(row, 15)? {
         record.apply(&last_event(row, id)?);
@@ -66,9 +74,17 @@ fn record(row: &Row<'_>) -> Result<InstanceRecord> {
 /// read: left blank; data and timers blank when a later event replaces them).
 fn first_event(row: &Row<'_>, instance_id: InstanceId) -> Result<StoredEvent> {
     let parent = match (opt_uuid(value(row, 10)?)?, opt_text(row, 11)?) {
-        (Some(id), Some(machine)) => Some(ParentRef { instance_id: InstanceId(id), machine: machine.to_owned() }),
+        (Some(id), Some(machine)) => {
+            Some(ParentRef { instance_id: InstanceId(id), machine: machine.to_owned() })
+        }
         (None, None) => None,
-        _ => return Err(corrupt(BACKEND, "event row", "parent_id and parent_machine must both be set or null")),
+        _ => {
+            return Err(corrupt(
+                BACKEND,
+                "event row",
+                "parent_id and parent_machine must both be set or null",
+            ));
+        }
     };
     Ok(StoredEvent {
         id: EventId(Uuid::nil()),
@@ -156,6 +172,12 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize, what: &str) -> 
     serde_json::from_str(text(row, i)?).map_err(|e| corrupt(BACKEND, what, e))
 }
 
-fn opt_json<T: serde::de::DeserializeOwned>(row: &Row<'_>, i: usize, what: &str) -> Result<Option<T>> {
-    opt_text(row, i)?.map(|t| serde_json::from_str(t).map_err(|e| corrupt(BACKEND, what, e))).transpose()
+fn opt_json<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    i: usize,
+    what: &str,
+) -> Result<Option<T>> {
+    opt_text(row, i)?
+        .map(|t| serde_json::from_str(t).map_err(|e| corrupt(BACKEND, what, e)))
+        .transpose()
 }

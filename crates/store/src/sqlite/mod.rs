@@ -25,7 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use writer::Job;
 use xcomponent_core::instance::{EventId, InstanceId, Millis};
 use xcomponent_core::store::{
-    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention, StoredEvent,
+    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention,
+    StoredEvent,
 };
 
 const BACKEND: &str = "sqlite";
@@ -59,13 +60,22 @@ impl SqliteStore {
             Error::Config(format!("invalid SQLite store URL {url:?}: expected sqlite://PATH"))
         })?;
         if path.contains('?') {
-            return Err(Error::Config(format!("SQLite store URL {url:?}: parameters are not supported, use StoreOptions")));
+            return Err(Error::Config(format!(
+                "SQLite store URL {url:?}: parameters are not supported, use StoreOptions"
+            )));
         }
         let path = PathBuf::from(path);
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()).map(std::path::Path::to_path_buf) {
+        if let Some(parent) =
+            path.parent().filter(|p| !p.as_os_str().is_empty()).map(std::path::Path::to_path_buf)
+        {
             tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&parent)
-                    .map_err(|e| unavailable(BACKEND, "open", format_args!("cannot create {}: {e}", parent.display())))
+                std::fs::create_dir_all(&parent).map_err(|e| {
+                    unavailable(
+                        BACKEND,
+                        "open",
+                        format_args!("cannot create {}: {e}", parent.display()),
+                    )
+                })
             })
             .await
             .map_err(|e| unavailable(BACKEND, "open", e))??;
@@ -86,9 +96,11 @@ impl SqliteStore {
             .await
             .map_err(|e| unavailable(BACKEND, "migrate", e))??;
         let checkpoint_path = path.clone();
-        let checkpointer = tokio::task::spawn_blocking(move || checkpoint::Checkpointer::start(&checkpoint_path, durability))
-            .await
-            .map_err(|e| unavailable(BACKEND, "open (checkpoints)", e))??;
+        let checkpointer = tokio::task::spawn_blocking(move || {
+            checkpoint::Checkpointer::start(&checkpoint_path, durability)
+        })
+        .await
+        .map_err(|e| unavailable(BACKEND, "open (checkpoints)", e))??;
         let (jobs, queue) = mpsc::channel(writer::WRITER_QUEUE);
         let thread = std::thread::Builder::new()
             .name("xc-sqlite-writer".to_owned())
@@ -114,7 +126,11 @@ impl Drop for SqliteStore {
     /// file is closed when the store is gone.
     fn drop(&mut self) {
         self.jobs = None;
-        let thread = self.writer.get_mut().map(Option::take).unwrap_or_else(|poisoned| poisoned.into_inner().take());
+        let thread = self
+            .writer
+            .get_mut()
+            .map(Option::take)
+            .unwrap_or_else(|poisoned| poisoned.into_inner().take());
         if let Some(thread) = thread
             && thread.join().is_err()
         {
@@ -139,7 +155,11 @@ impl EventStore for SqliteStore {
         answer.await.map_err(|_| writer::stopped())?
     }
 
-    async fn load_active(&self, after: Option<InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>> {
+    async fn load_active(
+        &self,
+        after: Option<InstanceId>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>> {
         self.readers.run("load_active", move |conn| read::load_active(conn, after, limit)).await
     }
 
@@ -157,7 +177,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn correlated(&self, correlation_id: EventId, limit: usize) -> Result<Vec<StoredEvent>> {
-        self.readers.run("correlated", move |conn| read::correlated(conn, correlation_id, limit)).await
+        self.readers
+            .run("correlated", move |conn| read::correlated(conn, correlation_id, limit))
+            .await
     }
 
     async fn apply_retention(&self, retention: Retention, now: Millis) -> Result<u64> {
@@ -170,9 +192,13 @@ impl EventStore for SqliteStore {
     async fn ping(&self) -> Result<()> {
         self.readers
             .run("ping", |conn| {
-                conn.query_row("SELECT COALESCE(MAX(version), 0) FROM fsm_schema_version", [], |row| row.get::<_, i64>(0))
-                    .map(drop)
-                    .map_err(err("ping"))
+                conn.query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM fsm_schema_version",
+                    [],
+                    |row| row.get::<_, i64>(0),
+                )
+                .map(drop)
+                .map_err(err("ping"))
             })
             .await
     }

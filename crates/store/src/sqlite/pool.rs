@@ -35,7 +35,13 @@ impl Readers {
     {
         let _permit = tokio::time::timeout(ACQUIRE_TIMEOUT, self.permits.acquire())
             .await
-            .map_err(|_| unavailable(BACKEND, operation, format_args!("no reader free after {ACQUIRE_TIMEOUT:?}")))?
+            .map_err(|_| {
+                unavailable(
+                    BACKEND,
+                    operation,
+                    format_args!("no reader free after {ACQUIRE_TIMEOUT:?}"),
+                )
+            })?
             .map_err(|e| unavailable(BACKEND, operation, e))?;
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let path = self.path.clone();

@@ -50,7 +50,11 @@ fn decode_event(row: &Row<'_>) -> Result<StoredEvent> {
 }
 
 /// Live instances after `after`, in id order, at most `limit`.
-pub(super) fn load_active(conn: &Connection, after: Option<InstanceId>, limit: usize) -> Result<Vec<InstanceRecord>> {
+pub(super) fn load_active(
+    conn: &Connection,
+    after: Option<InstanceId>,
+    limit: usize,
+) -> Result<Vec<InstanceRecord>> {
     // Every 16-byte id sorts after the empty blob.
     let after: Vec<u8> = after.map(|a| a.0.as_bytes().to_vec()).unwrap_or_default();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -71,7 +75,9 @@ fn records_by_id(conn: &Connection, ids: &[InstanceId]) -> Result<Vec<InstanceRe
         return Ok(Vec::new());
     }
     let placeholders = vec!["?"; ids.len()].join(", ");
-    let page = format!("SELECT ikey, instance_id, seq FROM fsm_instances WHERE instance_id IN ({placeholders})");
+    let page = format!(
+        "SELECT ikey, instance_id, seq FROM fsm_instances WHERE instance_id IN ({placeholders})"
+    );
     let binds: Vec<&[u8; 16]> = ids.iter().map(|id| id.0.as_bytes()).collect();
     let params: Vec<&dyn ToSql> = binds.iter().map(|b| b as &dyn ToSql).collect();
     let mut records = records(conn, &page, &params)?;
@@ -104,8 +110,13 @@ pub(super) fn history(conn: &Connection, id: InstanceId) -> Result<Vec<StoredEve
 
 /// Events of a correlation chain, by time then event id: only the seq ranges that
 /// `fsm_correlations` records for the chain are read.
-pub(super) fn correlated(conn: &Connection, correlation_id: EventId, limit: usize) -> Result<Vec<StoredEvent>> {
-    let columns = EVENT_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
+pub(super) fn correlated(
+    conn: &Connection,
+    correlation_id: EventId,
+    limit: usize,
+) -> Result<Vec<StoredEvent>> {
+    let columns =
+        EVENT_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
     let sql = format!(
         "SELECT {columns} FROM fsm_correlations c JOIN fsm_events e ON e.ikey = c.ikey \
          AND e.seq BETWEEN c.first_seq AND c.last_seq WHERE c.correlation_id = ?1 AND e.correlation_id = ?1 \
@@ -113,7 +124,8 @@ pub(super) fn correlated(conn: &Connection, correlation_id: EventId, limit: usiz
     );
     let limit = correlated_limit(limit) as i64;
     let mut statement = conn.prepare_cached(&sql).map_err(err("correlated"))?;
-    let mut rows = statement.query((correlation_id.0.as_bytes(), limit)).map_err(err("correlated"))?;
+    let mut rows =
+        statement.query((correlation_id.0.as_bytes(), limit)).map_err(err("correlated"))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(err("correlated"))? {
         out.push(decode_event(row)?);
@@ -152,12 +164,24 @@ pub(super) fn search(conn: &Connection, query: &InstanceQuery) -> Result<Page<In
         sql.push_str(clause);
         binds.push(value);
     };
-    if let Some(v) = &query.component { filter(" AND i.component = ?", Bind::Text(v.clone())); }
-    if let Some(v) = &query.machine { filter(" AND i.machine = ?", Bind::Text(v.clone())); }
-    if let Some(v) = &query.state { filter(" AND i.state = ?", Bind::Text(v.clone())); }
-    if let Some(v) = query.status { filter(" AND i.status = ?", Bind::Text(v.as_str().to_owned())); }
-    if let Some(v) = query.updated_from { filter(" AND i.updated_at >= ?", Bind::Int(v)); }
-    if let Some(v) = query.updated_to { filter(" AND i.updated_at <= ?", Bind::Int(v)); }
+    if let Some(v) = &query.component {
+        filter(" AND i.component = ?", Bind::Text(v.clone()));
+    }
+    if let Some(v) = &query.machine {
+        filter(" AND i.machine = ?", Bind::Text(v.clone()));
+    }
+    if let Some(v) = &query.state {
+        filter(" AND i.state = ?", Bind::Text(v.clone()));
+    }
+    if let Some(v) = query.status {
+        filter(" AND i.status = ?", Bind::Text(v.as_str().to_owned()));
+    }
+    if let Some(v) = query.updated_from {
+        filter(" AND i.updated_at >= ?", Bind::Int(v));
+    }
+    if let Some(v) = query.updated_to {
+        filter(" AND i.updated_at <= ?", Bind::Int(v));
+    }
     if let Some(c) = cursor {
         filter(" AND (i.updated_at < ?", Bind::Int(c.updated_at));
         filter(" OR (i.updated_at = ?", Bind::Int(c.updated_at));
@@ -180,7 +204,8 @@ pub(super) fn search(conn: &Connection, query: &InstanceQuery) -> Result<Page<In
             hits.push((int(row, 1)?, InstanceId(uuid(value(row, 0)?)?)));
         }
     }
-    let next_cursor = (hits.len() > limit).then(|| Cursor::after(hits[limit - 1].0, hits[limit - 1].1).encode());
+    let next_cursor =
+        (hits.len() > limit).then(|| Cursor::after(hits[limit - 1].0, hits[limit - 1].1).encode());
     hits.truncate(limit);
     let ids: Vec<InstanceId> = hits.iter().map(|h| h.1).collect();
     let items = records_by_id(&tx, &ids)?;

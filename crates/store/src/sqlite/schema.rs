@@ -39,7 +39,9 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Opens the writer connection (creating the file); `migrate` then brings the schema up to date.
 pub(super) fn open_writer(path: &Path, durability: Durability) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(err("open writer"))?;
     let synchronous = match durability {
         Durability::EachCommit => "FULL",
@@ -77,7 +79,8 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
     .map_err(err("migrate"))?;
     // IMMEDIATE: the write lock is taken before the version is read, so two processes opening
     // the same file cannot both migrate it.
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(err("migrate"))?;
+    let tx =
+        Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(err("migrate"))?;
     let current: i64 = tx
         .query_row("SELECT COALESCE(MAX(version), 0) FROM fsm_schema_version", [], |row| row.get(0))
         .map_err(err("migrate"))?;
@@ -88,7 +91,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<()> {
         )));
     }
     for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        tx.execute_batch(sql).map_err(|e| crate::common::unavailable(BACKEND, &format!("migrate to version {version}"), e))?;
+        tx.execute_batch(sql).map_err(|e| {
+            crate::common::unavailable(BACKEND, &format!("migrate to version {version}"), e)
+        })?;
         tx.execute(
             "INSERT INTO fsm_schema_version (version, applied_at) VALUES (?1, ?2)",
             (version, crate::common::now_millis()),

@@ -187,7 +187,11 @@ fn write(tx: &Connection, batch: &Encoded) -> std::result::Result<(), Failure> {
         bind.raw_bind_parameter(21, i64::from(RECORD_SCHEMA_VERSION))?;
         match insert.raw_execute() {
             Ok(_) => {}
-            Err(error) if error.sqlite_error().is_some_and(|e| e.extended_code == SQLITE_CONSTRAINT_UNIQUE) => {
+            Err(error)
+                if error
+                    .sqlite_error()
+                    .is_some_and(|e| e.extended_code == SQLITE_CONSTRAINT_UNIQUE) =>
+            {
                 let instance_id = batch.instances[e.instance].id;
                 let seq = u64::try_from(e.seq).unwrap_or_default();
                 return Err(Failure::Conflict(Error::Conflict { instance_id, seq }));
@@ -251,7 +255,8 @@ fn retention(conn: &Connection, cutoff: Millis) -> Result<u64> {
     const PURGE: &str = "CREATE TEMP TABLE IF NOT EXISTS xc_purge (ikey INTEGER PRIMARY KEY); DELETE FROM xc_purge;";
     let mut total = 0;
     loop {
-        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(err("apply_retention"))?;
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+            .map_err(err("apply_retention"))?;
         tx.execute_batch(PURGE).map_err(err("apply_retention"))?;
         let purged = tx
             .execute(

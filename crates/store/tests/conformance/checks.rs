@@ -32,9 +32,19 @@ pub async fn round_trip(store: &dyn EventStore) {
     commit(store, &batch(vec![first.clone(), second.clone()])).await;
 
     let history = store.history(first.instance_id).await.unwrap();
-    assert_eq!(history, vec![first.clone(), second.clone()], "[{}] history round trip", store.backend());
+    assert_eq!(
+        history,
+        vec![first.clone(), second.clone()],
+        "[{}] history round trip",
+        store.backend()
+    );
     let record = store.instance(first.instance_id).await.unwrap().expect("instance exists");
-    assert_eq!(record, expected(&[first.clone(), second.clone()]), "[{}] record round trip", store.backend());
+    assert_eq!(
+        record,
+        expected(&[first.clone(), second.clone()]),
+        "[{}] record round trip",
+        store.backend()
+    );
 
     let mut snapshot = record.clone();
     snapshot.context.insert("fromSnapshot".to_owned(), json!({ "deep": [1.25] }));
@@ -70,8 +80,16 @@ pub async fn conflict_with_stored_event(store: &dyn EventStore) {
     let third = next(&stored[1], "GO", "S3", Status::Active, T0 + 60);
     let result = store.commit(&batch(vec![other.clone(), third, duplicate])).await;
     assert_conflict(store, result, stored[0].instance_id, 2);
-    assert_eq!(store.history(stored[0].instance_id).await.unwrap(), stored, "stored events unchanged");
-    assert_eq!(store.instance(other.instance_id).await.unwrap(), None, "no part of the batch written");
+    assert_eq!(
+        store.history(stored[0].instance_id).await.unwrap(),
+        stored,
+        "stored events unchanged"
+    );
+    assert_eq!(
+        store.instance(other.instance_id).await.unwrap(),
+        None,
+        "no part of the batch written"
+    );
     assert!(store.history(other.instance_id).await.unwrap().is_empty());
 }
 
@@ -105,7 +123,10 @@ pub async fn conflict_between_concurrent_committers(store: &dyn EventStore) {
             (Err(e), Ok(())) => (false, e),
             other => panic!("[{}] exactly one committer must win, got {other:?}", store.backend()),
         };
-        assert!(matches!(loser, Error::Conflict { seq: 2, .. }), "loser gets Conflict, got {loser:?}");
+        assert!(
+            matches!(loser, Error::Conflict { seq: 2, .. }),
+            "loser gets Conflict, got {loser:?}"
+        );
         let history = store.history(a.instance_id).await.unwrap();
         assert_eq!(history.len(), 2, "[{}] one winner stored", store.backend());
         assert_eq!(history[1].state_after, if winner_a { "WonByA" } else { "WonByB" });
@@ -130,10 +151,19 @@ pub async fn batch_is_all_or_nothing(store: &dyn EventStore) {
     assert_eq!(store.instance(existing[0].instance_id).await.unwrap(), before);
     assert_eq!(store.history(existing[0].instance_id).await.unwrap(), existing);
     for event in &fresh {
-        assert!(store.history(event.instance_id).await.unwrap().is_empty(), "[{}] nothing written", store.backend());
+        assert!(
+            store.history(event.instance_id).await.unwrap().is_empty(),
+            "[{}] nothing written",
+            store.backend()
+        );
     }
-    let query = InstanceQuery { component: Some("c_atomic".to_owned()), limit: 10, ..Default::default() };
-    assert_eq!(store.search(&query).await.unwrap().items.len(), 1, "only the first instance exists");
+    let query =
+        InstanceQuery { component: Some("c_atomic".to_owned()), limit: 10, ..Default::default() };
+    assert_eq!(
+        store.search(&query).await.unwrap().items.len(),
+        1,
+        "only the first instance exists"
+    );
 }
 
 /// Restore = latest snapshot + the events after it; without a snapshot, all events.
@@ -146,7 +176,8 @@ pub async fn restore_is_snapshot_plus_later_events(store: &dyn EventStore) {
     snapshot.created_at = 42;
     snapshot.context.insert("snapshotOnly".to_owned(), json!(true));
     let older = expected(&events[..5]);
-    commit(store, &CommitBatch { events: Vec::new(), snapshots: vec![older, snapshot.clone()] }).await;
+    commit(store, &CommitBatch { events: Vec::new(), snapshots: vec![older, snapshot.clone()] })
+        .await;
     commit(store, &batch(events[10..].to_vec())).await;
 
     let mut want = snapshot.clone();
@@ -159,10 +190,16 @@ pub async fn restore_is_snapshot_plus_later_events(store: &dyn EventStore) {
     assert_eq!(record.created_at, 42, "the snapshot is the base");
     assert!(!record.context.contains_key("snapshotOnly"), "later events replace the data");
     let active = load_all_active(store, "c_restore", 1000).await;
-    assert_eq!(active, vec![want.clone()], "[{}] load_active = snapshot + later events", store.backend());
+    assert_eq!(
+        active,
+        vec![want.clone()],
+        "[{}] load_active = snapshot + later events",
+        store.backend()
+    );
 
     // An older snapshot arriving late does not replace the newer one.
-    commit(store, &CommitBatch { events: Vec::new(), snapshots: vec![expected(&events[..3])] }).await;
+    commit(store, &CommitBatch { events: Vec::new(), snapshots: vec![expected(&events[..3])] })
+        .await;
     assert_eq!(store.instance(id).await.unwrap(), Some(want));
 
     // No snapshot: creation + all events.
@@ -180,18 +217,41 @@ pub async fn finished_instances_are_not_active(store: &dyn EventStore) {
     let mut failed = chain(component, 1, T0);
     failed.push(next(&failed[0], "FAIL", "Failed", Status::Error, T0 + 30));
     let final_snapshot = expected(&done);
-    commit(store, &CommitBatch { events: [live.clone(), done.clone(), failed.clone()].concat(), snapshots: vec![final_snapshot] })
-        .await;
+    commit(
+        store,
+        &CommitBatch {
+            events: [live.clone(), done.clone(), failed.clone()].concat(),
+            snapshots: vec![final_snapshot],
+        },
+    )
+    .await;
 
     let active = load_all_active(store, component, 2).await;
-    assert_eq!(active, vec![expected(&live)], "[{}] only the live instance is active", store.backend());
-    let record = store.instance(done[0].instance_id).await.unwrap().expect("finished instance readable");
+    assert_eq!(
+        active,
+        vec![expected(&live)],
+        "[{}] only the live instance is active",
+        store.backend()
+    );
+    let record =
+        store.instance(done[0].instance_id).await.unwrap().expect("finished instance readable");
     assert_eq!(record.status, Status::Completed);
     assert_eq!(record, expected(&done));
-    assert_eq!(store.instance(failed[0].instance_id).await.unwrap().map(|r| r.status), Some(Status::Error));
-    for (status, id) in [(Status::Completed, done[0].instance_id), (Status::Error, failed[0].instance_id)] {
-        let query = InstanceQuery { component: Some(component.to_owned()), status: Some(status), limit: 10, ..Default::default() };
-        let ids: Vec<InstanceId> = store.search(&query).await.unwrap().items.iter().map(|r| r.id).collect();
+    assert_eq!(
+        store.instance(failed[0].instance_id).await.unwrap().map(|r| r.status),
+        Some(Status::Error)
+    );
+    for (status, id) in
+        [(Status::Completed, done[0].instance_id), (Status::Error, failed[0].instance_id)]
+    {
+        let query = InstanceQuery {
+            component: Some(component.to_owned()),
+            status: Some(status),
+            limit: 10,
+            ..Default::default()
+        };
+        let ids: Vec<InstanceId> =
+            store.search(&query).await.unwrap().items.iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![id], "[{}] search by status {status:?}", store.backend());
     }
 }
@@ -219,7 +279,12 @@ pub async fn load_active_pages_over_many_instances(store: &dyn EventStore) {
     wanted.sort_by_key(|r| r.id);
     for page in [1_000, 333] {
         let loaded = load_all_active(store, component, page).await;
-        assert_eq!(loaded.len(), wanted.len(), "[{}] all active instances with page {page}", store.backend());
+        assert_eq!(
+            loaded.len(),
+            wanted.len(),
+            "[{}] all active instances with page {page}",
+            store.backend()
+        );
         assert!(loaded == wanted, "[{}] records of page size {page} differ", store.backend());
     }
 }
@@ -236,11 +301,16 @@ pub async fn retention_purges_old_finished_instances(store: &dyn EventStore) {
     let mut recent_done = chain(component, 1, 9_000);
     recent_done.push(next(&recent_done[0], "END", "End", Status::Completed, 9_001));
     let snapshot = expected(&old_done);
-    let all = [old_done.clone(), old_failed.clone(), old_live.clone(), recent_done.clone()].concat();
+    let all =
+        [old_done.clone(), old_failed.clone(), old_live.clone(), recent_done.clone()].concat();
     commit(store, &CommitBatch { events: all, snapshots: vec![snapshot] }).await;
 
-    assert_eq!(store.apply_retention(Retention { keep_finished_ms: None }, 10_000).await.unwrap(), 0);
-    let purged = store.apply_retention(Retention { keep_finished_ms: Some(5_000) }, 10_000).await.unwrap();
+    assert_eq!(
+        store.apply_retention(Retention { keep_finished_ms: None }, 10_000).await.unwrap(),
+        0
+    );
+    let purged =
+        store.apply_retention(Retention { keep_finished_ms: Some(5_000) }, 10_000).await.unwrap();
     assert_eq!(purged, 2, "[{}] two old finished instances purged", store.backend());
     for gone in [&old_done, &old_failed] {
         assert!(store.history(gone[0].instance_id).await.unwrap().is_empty());
@@ -248,7 +318,13 @@ pub async fn retention_purges_old_finished_instances(store: &dyn EventStore) {
         assert!(store.correlated(gone[0].correlation_id, 100).await.unwrap().is_empty());
     }
     assert_eq!(store.instance(old_live[0].instance_id).await.unwrap(), Some(expected(&old_live)));
-    assert_eq!(store.instance(recent_done[0].instance_id).await.unwrap(), Some(expected(&recent_done)));
+    assert_eq!(
+        store.instance(recent_done[0].instance_id).await.unwrap(),
+        Some(expected(&recent_done))
+    );
     assert_eq!(store.history(recent_done[0].instance_id).await.unwrap(), recent_done);
-    assert_eq!(store.apply_retention(Retention { keep_finished_ms: Some(5_000) }, 10_000).await.unwrap(), 0);
+    assert_eq!(
+        store.apply_retention(Retention { keep_finished_ms: Some(5_000) }, 10_000).await.unwrap(),
+        0
+    );
 }

@@ -12,7 +12,9 @@ mod search;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
-use xcomponent_core::store::{CREATED_EVENT_TYPE, CommitBatch, EventStore, InstanceRecord, StoredEvent, TimerRecord};
+use xcomponent_core::store::{
+    CREATED_EVENT_TYPE, CommitBatch, EventStore, InstanceRecord, StoredEvent, TimerRecord,
+};
 
 /// A time around which most checks place their events (retention cuts far below it).
 pub const T0: Millis = 1_700_000_000_000;
@@ -45,7 +47,13 @@ pub async fn run_all(store: Arc<dyn EventStore>) {
 }
 
 /// A creation event of a fresh instance.
-pub fn created(component: &str, id: InstanceId, state: &str, ts: Millis, context: Value) -> StoredEvent {
+pub fn created(
+    component: &str,
+    id: InstanceId,
+    state: &str,
+    ts: Millis,
+    context: Value,
+) -> StoredEvent {
     let correlation_id = EventId::new();
     StoredEvent {
         id: EventId::new(),
@@ -70,7 +78,13 @@ pub fn created(component: &str, id: InstanceId, state: &str, ts: Millis, context
 }
 
 /// The event following `previous` (same instance, next seq), moving to `state`.
-pub fn next(previous: &StoredEvent, event_type: &str, state: &str, status: Status, ts: Millis) -> StoredEvent {
+pub fn next(
+    previous: &StoredEvent,
+    event_type: &str,
+    state: &str,
+    status: Status,
+    ts: Millis,
+) -> StoredEvent {
     let mut context = previous.context.clone();
     context.insert("step".to_owned(), json!(previous.seq + 1));
     StoredEvent {
@@ -94,7 +108,8 @@ pub fn next(previous: &StoredEvent, event_type: &str, state: &str, status: Statu
 
 /// A chain of `count` events of a new instance (creation then transitions to S2, S3, …), one ms apart.
 pub fn chain(component: &str, count: u64, ts: Millis) -> Vec<StoredEvent> {
-    let mut events = vec![created(component, InstanceId::new(), "S1", ts, json!({ "k": component }))];
+    let mut events =
+        vec![created(component, InstanceId::new(), "S1", ts, json!({ "k": component }))];
     for n in 2..=count {
         let last = events.last().unwrap();
         let event = next(last, "GO", &format!("S{n}"), Status::Active, ts + n as i64 - 1);
@@ -139,16 +154,33 @@ pub async fn commit(store: &dyn EventStore, batch: &CommitBatch) {
 
 /// Every active instance of `component`, loaded page by page with `page` instances per call;
 /// checks that ids strictly increase across pages.
-pub async fn load_all_active(store: &dyn EventStore, component: &str, page: usize) -> Vec<InstanceRecord> {
+pub async fn load_all_active(
+    store: &dyn EventStore,
+    component: &str,
+    page: usize,
+) -> Vec<InstanceRecord> {
     let mut out = Vec::new();
     let mut after = None;
     let mut last_id: Option<InstanceId> = None;
     loop {
         let records = store.load_active(after, page).await.unwrap();
-        assert!(records.len() <= page, "[{}] load_active returned more than the limit", store.backend());
+        assert!(
+            records.len() <= page,
+            "[{}] load_active returned more than the limit",
+            store.backend()
+        );
         for record in &records {
-            assert!(last_id.is_none_or(|last| last < record.id), "[{}] load_active ids must increase", store.backend());
-            assert_eq!(record.status, Status::Active, "[{}] load_active returned a finished instance", store.backend());
+            assert!(
+                last_id.is_none_or(|last| last < record.id),
+                "[{}] load_active ids must increase",
+                store.backend()
+            );
+            assert_eq!(
+                record.status,
+                Status::Active,
+                "[{}] load_active returned a finished instance",
+                store.backend()
+            );
             last_id = Some(record.id);
         }
         let Some(last) = records.last() else { break };
@@ -167,7 +199,9 @@ pub fn service_url(var: &str, backend: &str) -> Option<String> {
             panic!("{var} is not set but XC_REQUIRE_SERVICES=1: the {backend} store must be tested")
         }
         _ => {
-            eprintln!("\n!!!!!!!! {backend} store NOT TESTED: set {var} to run its conformance suite !!!!!!!!\n");
+            eprintln!(
+                "\n!!!!!!!! {backend} store NOT TESTED: set {var} to run its conformance suite !!!!!!!!\n"
+            );
             None
         }
     }

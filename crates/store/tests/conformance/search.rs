@@ -50,9 +50,17 @@ pub async fn search_filters(store: &dyn EventStore) {
     let tail = ic.to_string()[24..].to_uppercase();
     let q = InstanceQuery { text: Some(tail), ..query(component) };
     assert_eq!(ids(store, &q).await, vec![ic], "[{name}] text in id");
-    let q = InstanceQuery { updated_from: Some(T0 + 100), updated_to: Some(T0 + 201), ..query(component) };
+    let q = InstanceQuery {
+        updated_from: Some(T0 + 100),
+        updated_to: Some(T0 + 201),
+        ..query(component)
+    };
     assert_eq!(ids(store, &q).await, vec![ib, ia], "[{name}] time range, inclusive");
-    let q = InstanceQuery { updated_from: Some(T0 + 202), status: Some(Status::Active), ..query(component) };
+    let q = InstanceQuery {
+        updated_from: Some(T0 + 202),
+        status: Some(Status::Active),
+        ..query(component)
+    };
     assert!(ids(store, &q).await.is_empty(), "[{name}] combined filters");
     let q = InstanceQuery { component: Some("c_search_other".to_owned()), ..query(component) };
     assert_eq!(ids(store, &q).await, vec![other[0].instance_id], "[{name}] component");
@@ -60,7 +68,11 @@ pub async fn search_filters(store: &dyn EventStore) {
     let empty = store.search(&q).await.unwrap();
     assert!(empty.items.is_empty() && empty.next_cursor.is_none(), "[{name}] no match");
 
-    let record = &store.search(&InstanceQuery { state: Some("End".to_owned()), ..query(component) }).await.unwrap().items[0];
+    let record = &store
+        .search(&InstanceQuery { state: Some("End".to_owned()), ..query(component) })
+        .await
+        .unwrap()
+        .items[0];
     assert_eq!(*record, expected(&c), "[{name}] search returns full records");
 }
 
@@ -73,10 +85,16 @@ pub async fn search_cursor_paging(store: &dyn EventStore) {
         events.extend(chain(component, 1, T0 + (i / 2) as i64));
     }
     commit(store, &batch(events.clone())).await;
-    let mut want: Vec<(Millis, InstanceId)> = events.iter().map(|e| (e.timestamp, e.instance_id)).collect();
+    let mut want: Vec<(Millis, InstanceId)> =
+        events.iter().map(|e| (e.timestamp, e.instance_id)).collect();
     want.sort_by(|x, y| y.cmp(x));
     let want: Vec<InstanceId> = want.into_iter().map(|(_, id)| id).collect();
-    assert_eq!(ids(store, &query(component)).await, want, "[{}] order (updated desc, id desc)", store.backend());
+    assert_eq!(
+        ids(store, &query(component)).await,
+        want,
+        "[{}] order (updated desc, id desc)",
+        store.backend()
+    );
 
     let mut got = Vec::new();
     let mut cursor = None;
@@ -100,19 +118,35 @@ pub async fn search_cursor_paging(store: &dyn EventStore) {
 
 /// `limit` is capped at `MAX_PAGE_SIZE` (uses the 2,500 instances of the paging check).
 pub async fn search_limit_is_capped(store: &dyn EventStore) {
-    let q = InstanceQuery { component: Some("c_paging".to_owned()), limit: MAX_PAGE_SIZE * 5, ..Default::default() };
+    let q = InstanceQuery {
+        component: Some("c_paging".to_owned()),
+        limit: MAX_PAGE_SIZE * 5,
+        ..Default::default()
+    };
     let page = store.search(&q).await.unwrap();
     assert_eq!(page.items.len(), MAX_PAGE_SIZE, "[{}] page capped", store.backend());
     assert!(page.next_cursor.is_some());
-    let q = InstanceQuery { component: Some("c_paging".to_owned()), limit: 0, ..Default::default() };
-    assert_eq!(store.search(&q).await.unwrap().items.len(), MAX_PAGE_SIZE, "[{}] 0 = the cap", store.backend());
+    let q =
+        InstanceQuery { component: Some("c_paging".to_owned()), limit: 0, ..Default::default() };
+    assert_eq!(
+        store.search(&q).await.unwrap().items.len(),
+        MAX_PAGE_SIZE,
+        "[{}] 0 = the cap",
+        store.backend()
+    );
 }
 
 /// A causal chain crossing two components comes back in time order, bounded by `limit`.
 pub async fn correlated_chain_across_components(store: &dyn EventStore) {
     let order = chain("c_corr_orders", 2, T0 + 1_000);
     let root = order[0].correlation_id;
-    let mut payment = created("c_corr_payments", InstanceId::new(), "Pending", T0 + 1_002, json!({ "orderId": "O-9" }));
+    let mut payment = created(
+        "c_corr_payments",
+        InstanceId::new(),
+        "Pending",
+        T0 + 1_002,
+        json!({ "orderId": "O-9" }),
+    );
     payment.correlation_id = root;
     payment.causation_id = Some(order[1].id);
     payment.source_component = Some("c_corr_orders".to_owned());
@@ -126,7 +160,17 @@ pub async fn correlated_chain_across_components(store: &dyn EventStore) {
     commit(store, &batch(vec![order[0].clone(), order[1].clone(), payment.clone()])).await;
 
     let want = vec![order[0].clone(), order[1].clone(), payment, paid, shipped];
-    assert_eq!(store.correlated(root, 100).await.unwrap(), want, "[{}] chain in time order", store.backend());
-    assert_eq!(store.correlated(root, 2).await.unwrap(), want[..2].to_vec(), "[{}] limit", store.backend());
+    assert_eq!(
+        store.correlated(root, 100).await.unwrap(),
+        want,
+        "[{}] chain in time order",
+        store.backend()
+    );
+    assert_eq!(
+        store.correlated(root, 2).await.unwrap(),
+        want[..2].to_vec(),
+        "[{}] limit",
+        store.backend()
+    );
     assert!(store.correlated(EventId::new(), 10).await.unwrap().is_empty());
 }

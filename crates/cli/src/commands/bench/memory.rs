@@ -9,11 +9,11 @@
 //! - a broadcast whose matching rule selects 1 instance out of a large population.
 
 use super::MemoryArgs;
-use anyhow::{anyhow, Context as _};
+use anyhow::{Context as _, anyhow};
 use serde_json::json;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use xcomponent_core::definition::Definition;
 use xcomponent_core::engine::{self, EventRef, NoHooks};
@@ -48,8 +48,10 @@ const SEND_CHUNK: usize = 100_000;
 const BROADCASTS: usize = 200;
 
 pub(super) fn definition() -> anyhow::Result<Definition> {
-    let component: Component = serde_saphyr::from_str(BENCH_COMPONENT).context("bench component")?;
-    Definition::compile(component).map_err(|errors| anyhow!("bench component does not compile: {errors:?}"))
+    let component: Component =
+        serde_saphyr::from_str(BENCH_COMPONENT).context("bench component")?;
+    Definition::compile(component)
+        .map_err(|errors| anyhow!("bench component does not compile: {errors:?}"))
 }
 
 pub(super) struct Row {
@@ -82,7 +84,13 @@ pub(super) fn print_rows(rows: &[Row], as_json: bool) -> anyhow::Result<()> {
     } else {
         println!("{:<44} {:>16} {:<14} setup", "measure", "value", "unit");
         for row in rows {
-            println!("{:<44} {:>16} {:<14} {}", row.name, format_value(row.value), row.unit, row.note);
+            println!(
+                "{:<44} {:>16} {:<14} {}",
+                row.name,
+                format_value(row.value),
+                row.unit,
+                row.note
+            );
         }
     }
     Ok(())
@@ -95,18 +103,31 @@ fn format_value(value: f64) -> String {
 fn engine_step(args: &MemoryArgs) -> anyhow::Result<Row> {
     let definition = definition()?;
     let machine = definition.machine_index("Counter").ok_or_else(|| anyhow!("machine Counter"))?;
-    let mut instances: Vec<_> = (0..args.instances).map(|_| engine::create(&definition, machine, InstanceId::new(), Context::new(), None, 0)).collect();
+    let mut instances: Vec<_> = (0..args.instances)
+        .map(|_| engine::create(&definition, machine, InstanceId::new(), Context::new(), None, 0))
+        .collect();
     let payload = Context::new();
     let started = Instant::now();
     let mut steps = 0usize;
     while steps < args.events {
         for instance in &mut instances {
-            let _ = engine::step(&definition, instance, EventRef { name: "TICK", payload: &payload }, 1, &mut NoHooks);
+            let _ = engine::step(
+                &definition,
+                instance,
+                EventRef { name: "TICK", payload: &payload },
+                1,
+                &mut NoHooks,
+            );
         }
         steps += instances.len();
     }
     let rate = steps as f64 / started.elapsed().as_secs_f64();
-    Ok(Row { name: "engine step (bare, one core)", value: rate, unit: "steps/s", note: format!("{} instances, toggling Idle/Busy", args.instances) })
+    Ok(Row {
+        name: "engine step (bare, one core)",
+        value: rate,
+        unit: "steps/s",
+        note: format!("{} instances, toggling Idle/Busy", args.instances),
+    })
 }
 
 pub(super) fn tokio_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -148,13 +169,20 @@ fn throughput(args: &MemoryArgs, cores: usize) -> anyhow::Result<Row> {
     let runtime = tokio_runtime(cores)?;
     runtime.block_on(async {
         let (rt, handle) = start(cores).await?;
-        let ids = handle.create_many("Bench", "Counter", vec![Context::new(); args.instances]).await?;
+        let ids =
+            handle.create_many("Bench", "Counter", vec![Context::new(); args.instances]).await?;
         let seen = drain_stream(&handle);
         let started = Instant::now();
         let mut sent = 0usize;
         let mut transitioned = 0usize;
         while sent < args.events {
-            let chunk: Vec<_> = ids.iter().cycle().skip(sent % ids.len()).take(SEND_CHUNK.min(args.events - sent)).map(|id| (*id, Context::new())).collect();
+            let chunk: Vec<_> = ids
+                .iter()
+                .cycle()
+                .skip(sent % ids.len())
+                .take(SEND_CHUNK.min(args.events - sent))
+                .map(|id| (*id, Context::new()))
+                .collect();
             sent += chunk.len();
             transitioned += handle.send_many("TICK", chunk).await?.transitioned;
         }
@@ -164,12 +192,19 @@ fn throughput(args: &MemoryArgs, cores: usize) -> anyhow::Result<Row> {
         let streamed = seen.load(Ordering::Relaxed);
         rt.shutdown().await;
         let rate = transitioned as f64 / elapsed.as_secs_f64();
-        let name = if cores == 1 { "runtime transitions (one core)" } else { "runtime transitions (all cores)" };
+        let name = if cores == 1 {
+            "runtime transitions (one core)"
+        } else {
+            "runtime transitions (all cores)"
+        };
         Ok(Row {
             name,
             value: rate,
             unit: "transitions/s",
-            note: format!("{} instances, {} shard(s), {transitioned} transitions, {streamed} streamed events", args.instances, cores),
+            note: format!(
+                "{} instances, {} shard(s), {transitioned} transitions, {streamed} streamed events",
+                args.instances, cores
+            ),
         })
     })
 }
@@ -196,17 +231,32 @@ fn timers(args: &MemoryArgs) -> anyhow::Result<Vec<Row>> {
         let pending: usize = handle.stats().await.iter().map(|stats| stats.timers).sum();
         let started = Instant::now();
         for chunk in ids.chunks(100_000) {
-            handle.send_many("ANSWER", chunk.iter().map(|id| (*id, Context::new())).collect()).await?;
+            handle
+                .send_many("ANSWER", chunk.iter().map(|id| (*id, Context::new())).collect())
+                .await?;
         }
         let cancelled_in = started.elapsed();
         let left: usize = handle.stats().await.iter().map(|stats| stats.timers).sum();
         rt.shutdown().await;
         if pending != ids.len() || left != 0 {
-            return Err(anyhow!("timers: {pending} armed for {} instances, {left} left after cancelling", ids.len()));
+            return Err(anyhow!(
+                "timers: {pending} armed for {} instances, {left} left after cancelling",
+                ids.len()
+            ));
         }
         Ok(vec![
-            Row { name: "timers armed (instance created with one)", value: pending as f64 / armed_in.as_secs_f64(), unit: "timers/s", note: format!("{pending} pending at once, one core") },
-            Row { name: "timers cancelled (state left)", value: pending as f64 / cancelled_in.as_secs_f64(), unit: "timers/s", note: format!("{pending} cancelled by a transition, one core") },
+            Row {
+                name: "timers armed (instance created with one)",
+                value: pending as f64 / armed_in.as_secs_f64(),
+                unit: "timers/s",
+                note: format!("{pending} pending at once, one core"),
+            },
+            Row {
+                name: "timers cancelled (state left)",
+                value: pending as f64 / cancelled_in.as_secs_f64(),
+                unit: "timers/s",
+                note: format!("{pending} cancelled by a transition, one core"),
+            },
         ])
     })
 }
@@ -229,7 +279,12 @@ fn idle_population(args: &MemoryArgs) -> anyhow::Result<Row> {
             (Some(before), Some(after)) => after.saturating_sub(before) as f64 / created as f64,
             _ => f64::NAN,
         };
-        Ok(Row { name: "memory per idle instance (empty data)", value: per_instance, unit: "bytes", note: format!("resident growth / {created} instances") })
+        Ok(Row {
+            name: "memory per idle instance (empty data)",
+            value: per_instance,
+            unit: "bytes",
+            note: format!("resident growth / {created} instances"),
+        })
     })
 }
 

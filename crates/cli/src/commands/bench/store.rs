@@ -2,9 +2,9 @@
 //! active instances by default; group commit per shard batch), then the time a fresh runtime
 //! takes to restore a large population (snapshot + replay, indexes and timers rebuilt).
 
-use super::memory::{definition, print_rows, tokio_runtime, Row};
 use super::StoreArgs;
-use anyhow::{anyhow, Context as _};
+use super::memory::{Row, definition, print_rows, tokio_runtime};
+use anyhow::{Context as _, anyhow};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -30,7 +30,9 @@ fn durability(name: &str) -> anyhow::Result<Durability> {
 
 fn bar(total: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
-    let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}").map(|style| style.progress_chars("=> "));
+    let style =
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .map(|style| style.progress_chars("=> "));
     if let Ok(style) = style {
         bar.set_style(style);
     }
@@ -45,8 +47,11 @@ async fn open(args: &StoreArgs) -> anyhow::Result<Arc<dyn EventStore>> {
             let _ = std::fs::remove_file(format!("{path}{suffix}"));
         }
     }
-    let options = StoreOptions { durability: durability(&args.durability)?, ..StoreOptions::default() };
-    xcomponent_store::open(&args.store, &options).await.with_context(|| format!("opening {}", args.store))
+    let options =
+        StoreOptions { durability: durability(&args.durability)?, ..StoreOptions::default() };
+    xcomponent_store::open(&args.store, &options)
+        .await
+        .with_context(|| format!("opening {}", args.store))
 }
 
 pub fn run(args: &StoreArgs) -> anyhow::Result<ExitCode> {
@@ -64,9 +69,18 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn transitions(args: &StoreArgs, store: Arc<dyn EventStore>, cores: usize) -> anyhow::Result<Row> {
+async fn transitions(
+    args: &StoreArgs,
+    store: Arc<dyn EventStore>,
+    cores: usize,
+) -> anyhow::Result<Row> {
     let options = RuntimeOptions { shards: cores, ..RuntimeOptions::default() };
-    let rt = RuntimeBuilder::new().component(definition()?).store(store).options(options).start().await?;
+    let rt = RuntimeBuilder::new()
+        .component(definition()?)
+        .store(store)
+        .options(options)
+        .start()
+        .await?;
     let handle = rt.handle();
     let ids = handle.create_many("Bench", "Counter", vec![Context::new(); args.instances]).await?;
     let progress = bar(args.events, "stored");
@@ -75,7 +89,8 @@ async fn transitions(args: &StoreArgs, store: Arc<dyn EventStore>, cores: usize)
     let mut stored = 0usize;
     while sent < args.events {
         let count = SEND_CHUNK.min(args.events - sent);
-        let chunk: Vec<_> = (0..count).map(|offset| (ids[(sent + offset) % ids.len()], Context::new())).collect();
+        let chunk: Vec<_> =
+            (0..count).map(|offset| (ids[(sent + offset) % ids.len()], Context::new())).collect();
         let outcome = handle.send_many("TICK", chunk).await?;
         if outcome.failed > 0 {
             return Err(anyhow!("{} transitions failed to store", outcome.failed));
@@ -91,13 +106,25 @@ async fn transitions(args: &StoreArgs, store: Arc<dyn EventStore>, cores: usize)
         name: "durable transitions",
         value: stored as f64 / elapsed.as_secs_f64(),
         unit: "transitions/s",
-        note: format!("{} on {}, {} active instances, {cores} shards, durability {}", stored, args.store, args.instances, args.durability),
+        note: format!(
+            "{} on {}, {} active instances, {cores} shards, durability {}",
+            stored, args.store, args.instances, args.durability
+        ),
     })
 }
 
-async fn restore(args: &StoreArgs, store: Arc<dyn EventStore>, cores: usize) -> anyhow::Result<Row> {
+async fn restore(
+    args: &StoreArgs,
+    store: Arc<dyn EventStore>,
+    cores: usize,
+) -> anyhow::Result<Row> {
     let options = RuntimeOptions { shards: cores, ..RuntimeOptions::default() };
-    let rt = RuntimeBuilder::new().component(definition()?).store(store.clone()).options(options.clone()).start().await?;
+    let rt = RuntimeBuilder::new()
+        .component(definition()?)
+        .store(store.clone())
+        .options(options.clone())
+        .start()
+        .await?;
     let handle = rt.handle();
     let progress = bar(args.restore, "created");
     let mut created = 0usize;
@@ -110,7 +137,12 @@ async fn restore(args: &StoreArgs, store: Arc<dyn EventStore>, cores: usize) -> 
     progress.finish_and_clear();
     rt.shutdown().await;
     let started = Instant::now();
-    let restored = RuntimeBuilder::new().component(definition()?).store(store).options(options).start().await?;
+    let restored = RuntimeBuilder::new()
+        .component(definition()?)
+        .store(store)
+        .options(options)
+        .start()
+        .await?;
     let elapsed = started.elapsed();
     let live: usize = restored.handle().stats().await.iter().map(|stats| stats.instances).sum();
     restored.shutdown().await;
@@ -118,6 +150,9 @@ async fn restore(args: &StoreArgs, store: Arc<dyn EventStore>, cores: usize) -> 
         name: "restore at start",
         value: elapsed.as_secs_f64(),
         unit: "s",
-        note: format!("{live} live instances restored from {} (snapshot + replay, index and timers rebuilt)", args.store),
+        note: format!(
+            "{live} live instances restored from {} (snapshot + replay, index and timers rebuilt)",
+            args.store
+        ),
     })
 }
