@@ -14,6 +14,7 @@ pub mod instance;
 pub mod load;
 pub mod matching;
 pub mod mermaid;
+pub mod message;
 pub mod model;
 pub mod path;
 pub mod schema;

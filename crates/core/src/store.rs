@@ -8,6 +8,7 @@
 //! same conformance suite.
 
 use crate::instance::{EventId, InstanceId, Millis, ParentRef, Status};
+use crate::message::{DeadLetter, Envelope, InboxEntry, MessageId};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -144,19 +145,44 @@ impl InstanceRecord {
     }
 }
 
-/// What one commit writes: events (of many instances) and snapshots, all or nothing.
+/// What one commit writes, all or nothing: events (of many instances) and snapshots, the messages
+/// those events produced (the outbox), the messages this batch applied (the inbox) and the
+/// dead-letter changes.
+///
+/// Storing a transition's messages in the same transaction as the transition is what makes an
+/// effect survive a crash: after a restart every message still in the outbox is delivered again,
+/// and the inbox drops the ones already applied.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CommitBatch {
     /// Events in the order they happened.
     pub events: Vec<StoredEvent>,
     /// Snapshots taken in this batch (each replaces the instance's previous one).
     pub snapshots: Vec<InstanceRecord>,
+    /// Messages produced by this batch's transitions, stored as pending until delivered.
+    pub outbox: Vec<Envelope>,
+    /// Messages applied by this batch, one entry per instance reached. Inserting an entry that
+    /// exists already is a no-op (the store keeps a set).
+    pub inbox: Vec<InboxEntry>,
+    /// Pending messages now fully applied (or dead-lettered): removed from the outbox. An id
+    /// that is not in the outbox is ignored.
+    pub delivered: Vec<MessageId>,
+    /// Messages put in the dead-letter list (an existing entry with the same message id is
+    /// replaced).
+    pub dead_letters: Vec<DeadLetter>,
+    /// Dead letters removed (replayed or discarded). An id that is not in the list is ignored.
+    pub dead_letters_removed: Vec<MessageId>,
 }
 
 impl CommitBatch {
     /// Nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.snapshots.is_empty()
+        self.events.is_empty()
+            && self.snapshots.is_empty()
+            && self.outbox.is_empty()
+            && self.inbox.is_empty()
+            && self.delivered.is_empty()
+            && self.dead_letters.is_empty()
+            && self.dead_letters_removed.is_empty()
     }
 }
 
@@ -265,4 +291,27 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Checks that the backend answers.
     async fn ping(&self) -> Result<()>;
+
+    /// Messages still in the outbox (stored, not yet fully applied), ordered by message id (the
+    /// order they were produced in), in pages of at most `limit` starting after `after`.
+    async fn pending_messages(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Envelope>>;
+
+    /// The inbox entries of the given messages (which instances already applied them).
+    async fn inbox_entries(&self, messages: &[MessageId]) -> Result<Vec<InboxEntry>>;
+
+    /// Deletes inbox entries applied before `before` whose message is no longer in the outbox;
+    /// returns how many were deleted.
+    async fn purge_inbox(&self, before: Millis) -> Result<u64>;
+
+    /// The dead-letter list, ordered by message id, in pages of at most `limit` (capped at
+    /// `MAX_PAGE_SIZE`) starting after `after`.
+    async fn dead_letters(&self, after: Option<MessageId>, limit: usize)
+    -> Result<Vec<DeadLetter>>;
+
+    /// One dead letter.
+    async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>>;
 }

@@ -8,6 +8,7 @@ use metrics::{Counter, Histogram};
 use std::sync::Arc;
 use std::time::Instant;
 use xcomponent_core::instance::{EventId, InstanceId, Millis};
+use xcomponent_core::message::{DeadLetter, Envelope, InboxEntry, MessageId};
 use xcomponent_core::store::{
     CommitBatch, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention, StoredEvent,
 };
@@ -106,5 +107,33 @@ impl EventStore for TimedStore {
 
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
+    }
+
+    async fn pending_messages(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Envelope>> {
+        self.inner.pending_messages(after, limit).await
+    }
+
+    async fn inbox_entries(&self, messages: &[MessageId]) -> Result<Vec<InboxEntry>> {
+        self.inner.inbox_entries(messages).await
+    }
+
+    async fn purge_inbox(&self, before: Millis) -> Result<u64> {
+        self.inner.purge_inbox(before).await
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        self.inner.dead_letters(after, limit).await
+    }
+
+    async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>> {
+        self.inner.dead_letter(message).await
     }
 }

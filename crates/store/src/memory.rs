@@ -9,9 +9,10 @@ use crate::common::{
     text_matches, unavailable,
 };
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
+use xcomponent_core::message::{DeadLetter, Envelope, InboxEntry, MessageId};
 use xcomponent_core::store::{
     CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention,
     StoredEvent,
@@ -42,6 +43,12 @@ struct Inner {
     instances: BTreeMap<InstanceId, Entry>,
     /// Correlation id → (time, event id, instance, seq) of its events.
     correlations: HashMap<EventId, Vec<(Millis, EventId, InstanceId, u64)>>,
+    /// Pending messages by id.
+    outbox: BTreeMap<MessageId, Envelope>,
+    /// Applied messages: (message, instance) → when.
+    inbox: BTreeMap<(MessageId, InstanceId), Millis>,
+    /// Dead letters by message id.
+    dead_letters: BTreeMap<MessageId, DeadLetter>,
 }
 
 /// In-process event store.
@@ -125,6 +132,23 @@ impl EventStore for MemoryStore {
             {
                 entry.snapshot = Some(snapshot.clone());
             }
+        }
+        // Messages: what this batch produced, applied, finished and dead-lettered, in that
+        // order (a message produced and finished in one batch leaves nothing pending).
+        for message in &batch.outbox {
+            inner.outbox.insert(message.id, message.clone());
+        }
+        for entry in &batch.inbox {
+            inner.inbox.entry((entry.message_id, entry.instance_id)).or_insert(entry.applied_at);
+        }
+        for id in &batch.delivered {
+            inner.outbox.remove(id);
+        }
+        for letter in &batch.dead_letters {
+            inner.dead_letters.insert(letter.message.id, letter.clone());
+        }
+        for id in &batch.dead_letters_removed {
+            inner.dead_letters.remove(id);
         }
         Ok(())
     }
@@ -233,4 +257,60 @@ impl EventStore for MemoryStore {
     async fn ping(&self) -> Result<()> {
         self.read("ping").map(|_| ())
     }
+
+    async fn pending_messages(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Envelope>> {
+        let inner = self.read("pending_messages")?;
+        Ok(after_key(&inner.outbox, after).take(page_limit(limit)).cloned().collect())
+    }
+
+    async fn inbox_entries(&self, messages: &[MessageId]) -> Result<Vec<InboxEntry>> {
+        let inner = self.read("inbox_entries")?;
+        let wanted: BTreeSet<MessageId> = messages.iter().copied().collect();
+        let mut entries = Vec::new();
+        for message_id in wanted {
+            let range = (message_id, InstanceId(uuid::Uuid::nil()))
+                ..=(message_id, InstanceId(uuid::Uuid::max()));
+            entries.extend(inner.inbox.range(range).map(|(&(message_id, instance_id), &at)| {
+                InboxEntry { message_id, instance_id, applied_at: at }
+            }));
+        }
+        Ok(entries)
+    }
+
+    async fn purge_inbox(&self, before: Millis) -> Result<u64> {
+        let mut inner = self.write("purge_inbox")?;
+        let Inner { inbox, outbox, .. } = &mut *inner;
+        let count = inbox.len();
+        inbox.retain(|(message_id, _), at| *at >= before || outbox.contains_key(message_id));
+        Ok((count - inbox.len()) as u64)
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        let inner = self.read("dead_letters")?;
+        Ok(after_key(&inner.dead_letters, after).take(page_limit(limit)).cloned().collect())
+    }
+
+    async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>> {
+        Ok(self.read("dead_letter")?.dead_letters.get(&message).cloned())
+    }
+}
+
+/// The values of `map` whose keys come after `after` (all of them when `None`), in key order.
+fn after_key<V>(
+    map: &BTreeMap<MessageId, V>,
+    after: Option<MessageId>,
+) -> impl Iterator<Item = &V> {
+    let lower = match after {
+        Some(after) => std::ops::Bound::Excluded(after),
+        None => std::ops::Bound::Unbounded,
+    };
+    map.range((lower, std::ops::Bound::Unbounded)).map(|(_, value)| value)
 }
