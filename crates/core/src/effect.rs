@@ -67,15 +67,65 @@ pub enum Command {
     },
 }
 
+/// Where the ids of instances created by a hook come from: derived from the transition (the
+/// instance, its sequence number after the step, the step's time) and a counter, so the engine
+/// draws nothing and the same step always names the same new instances.
+///
+/// The ids have the layout of a UUID v7 (the step's time in the top 48 bits, then version and
+/// variant, then 74 bits mixed from the inputs), so they sort by creation time like the ids the
+/// runtime draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdSeed {
+    instance: InstanceId,
+    seq: u64,
+    now: crate::instance::Millis,
+    counter: u64,
+}
+
+impl IdSeed {
+    /// The seed of one step of `instance` that produces its event number `seq` at `now`.
+    pub fn new(instance: InstanceId, seq: u64, now: crate::instance::Millis) -> IdSeed {
+        IdSeed { instance, seq, now, counter: 0 }
+    }
+
+    /// The next id of this step.
+    pub fn next_instance_id(&mut self) -> InstanceId {
+        self.counter += 1;
+        let mut bits = mix(self.instance.0.as_u128() as u64 ^ mix(self.seq));
+        bits = mix(bits ^ (self.instance.0.as_u128() >> 64) as u64 ^ mix(self.counter));
+        let low = mix(bits ^ self.counter.rotate_left(32));
+        let millis = u64::try_from(self.now).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+        let value = (u128::from(millis) << 80)
+            | (0x7u128 << 76)
+            | (u128::from(bits & 0x0FFF) << 64)
+            | (0b10u128 << 62)
+            | u128::from(low & 0x3FFF_FFFF_FFFF_FFFF);
+        InstanceId(uuid::Uuid::from_u128(value))
+    }
+}
+
+/// SplitMix64's finaliser: a fixed, well-spread 64-bit mix.
+fn mix(mut value: u64) -> u64 {
+    value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    value ^ (value >> 31)
+}
+
 /// The API given to hooks. It records commands; the runtime carries them out after the
 /// transition is stored, in the order they were issued.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sender {
     commands: Vec<Command>,
     overflowed: bool,
+    ids: IdSeed,
 }
 
 impl Sender {
+    /// A sender whose created instances take their ids from `ids`.
+    pub fn new(ids: IdSeed) -> Sender {
+        Sender { commands: Vec::new(), overflowed: false, ids }
+    }
+
     fn push(&mut self, command: Command) {
         if self.commands.len() < MAX_COMMANDS_PER_HOOK {
             self.commands.push(command);
@@ -161,7 +211,7 @@ impl Sender {
 
     /// Creates an instance of a machine of this component; returns its id at once.
     pub fn create_instance(&mut self, machine: impl Into<String>, context: Context) -> InstanceId {
-        let id = InstanceId::new();
+        let id = self.ids.next_instance_id();
         self.push(Command::Create { component: None, machine: machine.into(), id, context });
         id
     }
@@ -173,7 +223,7 @@ impl Sender {
         machine: impl Into<String>,
         context: Context,
     ) -> InstanceId {
-        let id = InstanceId::new();
+        let id = self.ids.next_instance_id();
         self.push(Command::Create {
             component: Some(component.into()),
             machine: machine.into(),

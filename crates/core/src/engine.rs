@@ -7,7 +7,7 @@
 //! transition is stored. No I/O, no clock: `now` is an argument.
 
 use crate::definition::{Definition, MachineDef, NotifyParentDef, TransitionDef};
-use crate::effect::{Effect, HookKind, Sender};
+use crate::effect::{Effect, HookKind, IdSeed, Sender};
 use crate::guard::GuardInput;
 use crate::instance::{
     Context, Instance, InstanceId, MachineIdx, Millis, ParentRef, PendingTimer, StateIdx, Status,
@@ -388,7 +388,8 @@ fn apply(
     let transition = machine.transition(index);
     let (from, to) = (instance.state, transition.to);
     let mut effects = Vec::new();
-    let mut hook_run = HookRun { hooks, sender: Sender::default() };
+    let mut hook_run =
+        HookRun { hooks, sender: Sender::new(IdSeed::new(instance.id, instance.seq + 1, now)) };
 
     if let Some(method) = &machine.state(from).on_exit {
         hook_run.run(HookKind::Exit, method, machine, from, instance, event, &mut effects);

@@ -22,19 +22,6 @@ macro_rules! uuid_id {
         #[serde(transparent)]
         pub struct $name(pub ::uuid::Uuid);
 
-        impl $name {
-            /// A fresh time-ordered id.
-            pub fn new() -> Self {
-                $name(::uuid::Uuid::now_v7())
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 self.0.hyphenated().fmt(f)

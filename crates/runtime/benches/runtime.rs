@@ -3,6 +3,7 @@
 //! cancelling timers. `xcomponent-ai bench memory` prints the same kind of figures as a table
 //! at full scale; these are the repeatable, statistically checked versions.
 
+use xcomponent_runtime::DrawId;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::{Duration, Instant};
 use xcomponent_core::definition::Definition;
@@ -37,7 +38,7 @@ fn engine_step(c: &mut Criterion) {
     let definition = definition();
     let machine = definition.machine_index("Counter").expect("Counter");
     let mut instances: Vec<_> = (0..10_000)
-        .map(|_| engine::create(&definition, machine, InstanceId::new(), Context::new(), None, 0))
+        .map(|_| engine::create(&definition, machine, InstanceId::draw(), Context::new(), None, 0))
         .collect();
     let payload = Context::new();
     let mut group = c.benchmark_group("engine");

@@ -3,6 +3,7 @@
 //! At start the runtime restores live instances from the store and creates entry points
 //! (`restore.rs`).
 
+use crate::ids::DrawId;
 use crate::error::RuntimeError;
 use crate::handlers::Handlers;
 use crate::messages::{
@@ -155,7 +156,7 @@ pub struct CreateRequest {
 }
 
 /// How to send an event.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SendRequest {
     /// Target instance.
     pub instance: InstanceId,
@@ -167,6 +168,19 @@ pub struct SendRequest {
     pub correlation_id: Option<EventId>,
     /// The command that causes this event (e.g. an API request id).
     pub causation_id: Option<EventId>,
+}
+
+impl SendRequest {
+    /// A request to send `event` with `payload` to `instance`, starting no chain of its own.
+    pub fn new(instance: InstanceId, event: impl Into<String>, payload: Context) -> SendRequest {
+        SendRequest {
+            instance,
+            event: event.into(),
+            payload,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
 }
 
 /// The API of a running runtime.
@@ -254,7 +268,7 @@ impl RuntimeHandle {
         correlation: Option<EventId>,
         entry_point: bool,
     ) -> Result<InstanceId, RuntimeError> {
-        let id = id.unwrap_or_default();
+        let id = id.unwrap_or_else(InstanceId::draw);
         let (reply, answer) = oneshot::channel();
         let trace = Trace::root(correlation, None);
         let message = CreateMsg {
@@ -284,7 +298,7 @@ impl RuntimeHandle {
         let mut per_shard: Vec<Vec<CreateMsg>> = (0..shard_count).map(|_| Vec::new()).collect();
         let mut ids = Vec::with_capacity(contexts.len());
         for context in contexts {
-            let id = InstanceId::new();
+            let id = InstanceId::draw();
             ids.push(id);
             per_shard[self.shared.shard_of(&id)].push(CreateMsg {
                 component: component_index,
@@ -327,13 +341,7 @@ impl RuntimeHandle {
         event: &str,
         payload: Context,
     ) -> Result<SendOutcome, RuntimeError> {
-        self.send(SendRequest {
-            instance,
-            event: event.to_owned(),
-            payload,
-            ..SendRequest::default()
-        })
-        .await
+        self.send(SendRequest::new(instance, event, payload)).await
     }
 
     /// Sends an event with every option.

@@ -31,6 +31,7 @@
 mod error;
 mod handle;
 mod handlers;
+mod ids;
 mod messages;
 mod options;
 mod registry;
@@ -43,6 +44,7 @@ mod stream;
 pub use error::RuntimeError;
 pub use handle::{CreateRequest, Runtime, RuntimeBuilder, RuntimeHandle, SendRequest};
 pub use handlers::{Handler, HandlerError, Handlers};
+pub use ids::DrawId;
 pub use messages::{
     AvailableTransition, BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats,
     TimerView,

@@ -5,6 +5,7 @@
 //! Targets are addressed by component name, so a bus can carry the same messages to another
 //! process: a component that is not hosted here is the one place where that will plug in.
 
+use crate::ids::DrawId;
 use crate::messages::{CreateMsg, DeliverMsg, Selector, SendMsg, ShardMsg, Trace};
 use crate::registry::{ComponentIdx, Registry};
 use crate::shared::Shared;
@@ -218,7 +219,7 @@ pub(crate) fn route_effect(
                 instance_id: instance.id,
                 machine: definition.machine(instance.machine).name.to_string(),
             };
-            let id = InstanceId::new();
+            let id = InstanceId::draw();
             create(
                 shared,
                 CreateMsg {
@@ -254,7 +255,7 @@ pub(crate) fn route_effect(
                     }
                 }
                 None => {
-                    let id = InstanceId::new();
+                    let id = InstanceId::draw();
                     create(
                         shared,
                         CreateMsg {

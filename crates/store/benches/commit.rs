@@ -41,7 +41,7 @@ impl Live {
         self.seq += 1;
         let seq = self.seq;
         let event = StoredEvent {
-            id: EventId::new(),
+            id: EventId(uuid::Uuid::now_v7()),
             instance_id: self.id,
             seq,
             component: "Orders".to_owned(),
@@ -83,7 +83,7 @@ impl Workload {
         let writers = (0..WRITERS)
             .map(|_| {
                 (0..per_writer)
-                    .map(|_| Live { id: InstanceId::new(), correlation_id: EventId::new(), seq: 0 })
+                    .map(|_| Live { id: InstanceId(uuid::Uuid::now_v7()), correlation_id: EventId(uuid::Uuid::now_v7()), seq: 0 })
                     .collect()
             })
             .collect();
@@ -143,7 +143,7 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn Event
     let mut group = c.benchmark_group("commit_one_event");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(5));
-    let mut live = Live { id: InstanceId::new(), correlation_id: EventId::new(), seq: 0 };
+    let mut live = Live { id: InstanceId(uuid::Uuid::now_v7()), correlation_id: EventId(uuid::Uuid::now_v7()), seq: 0 };
     group.bench_function(name, |b| {
         b.iter_custom(|iterations| {
             let batches: Vec<CommitBatch> = (0..iterations)

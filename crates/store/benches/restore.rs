@@ -31,7 +31,7 @@ fn event(
     i: usize,
 ) -> StoredEvent {
     StoredEvent {
-        id: EventId::new(),
+        id: EventId(uuid::Uuid::now_v7()),
         instance_id: id,
         seq,
         component: "Orders".to_owned(),
@@ -75,7 +75,7 @@ fn main() {
         for start in (0..instances).step_by(FILL_BATCH).filter(|_| !reuse) {
             let mut batch = CommitBatch::default();
             for i in start..(start + FILL_BATCH).min(instances) {
-                let (id, correlation) = (InstanceId::new(), EventId::new());
+                let (id, correlation) = (InstanceId(uuid::Uuid::now_v7()), EventId(uuid::Uuid::now_v7()));
                 let first = event(id, 1, Status::Active, correlation, i);
                 let finished = i % 20 == 0;
                 let second = event(id, 2, if finished { Status::Completed } else { Status::Active }, correlation, i);

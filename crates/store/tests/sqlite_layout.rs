@@ -88,7 +88,7 @@ async fn version_1_database_is_migrated() {
     let path = dir.0.join("v1.db");
     let mut live = chain("c_v1", 3, 1_000);
     live[0].parent =
-        Some(ParentRef { instance_id: InstanceId::new(), machine: "Parent".to_owned() });
+        Some(ParentRef { instance_id: InstanceId(uuid::Uuid::now_v7()), machine: "Parent".to_owned() });
     live[0].entry_point = true;
     live[0].source_component = Some("Upstream".to_owned());
     live[2].timers = vec![timer("TIMEOUT", 9_000)];
@@ -156,7 +156,7 @@ async fn group_commit_fails_only_the_conflicting_batch() {
     let stored = chain("c_group", 1, 5_000);
     store.commit(&batch(stored.clone())).await.unwrap();
     let mut duplicate = stored[0].clone();
-    duplicate.id = EventId::new();
+    duplicate.id = EventId(uuid::Uuid::now_v7());
     let mut tasks = Vec::new();
     for writer in 0..WRITERS {
         let events: Vec<StoredEvent> = if writer == WRITERS / 2 {

@@ -3,6 +3,7 @@
 //! reach other instances (inter_machine, cross_component, cascading rules) are listed, not
 //! carried out. Timers run on a virtual clock: `{"advanceMs": N}` fires them at their deadlines.
 
+use xcomponent_runtime::DrawId;
 use super::run::{EVENTS_HELP, EXIT_INVALID_INPUT, Inputs, Output};
 use anyhow::Result;
 use clap::Args;
@@ -82,7 +83,7 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
         instance: engine::create(
             definition,
             machine_index,
-            InstanceId::new(),
+            InstanceId::draw(),
             prepared.context,
             None,
             0,

@@ -3,6 +3,7 @@
 //! to the start of the run, data printed with sorted keys and instance ids replaced by labels.
 //! The same text is what `run` prints and what the golden tests snapshot.
 
+use xcomponent_runtime::DrawId;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -358,7 +359,7 @@ mod tests {
     #[test]
     fn values_render_sorted_with_labels_for_known_ids() {
         let mut tracker = Tracker::new(false);
-        let id = InstanceId::new();
+        let id = InstanceId::draw();
         let label = tracker.label(id);
         assert_eq!(label, "#1");
         let value = json!({"z": 1, "a": {"child": id.to_string(), "list": [2, "x"]}});

@@ -1,6 +1,7 @@
 //! Applying messages to the shard's instances: create, send, deliver (fan-out), timers.
 //! Each applied step records its stored event, runtime event and routed effects in the batch.
 
+use crate::ids::DrawId;
 use super::ShardWork;
 use super::batch::Reply;
 use super::record::{record_transition, timer_records};
@@ -245,7 +246,7 @@ impl ShardWork {
             // All empty contexts of a shard share one allocation (copy-on-write on first change).
             instance.context = self.empty_context.clone();
         }
-        let event_id = if shared.store.is_some() { EventId::new() } else { NO_ID };
+        let event_id = if shared.store.is_some() { EventId::draw() } else { NO_ID };
         let correlation =
             trace.correlation.unwrap_or(if shared.store.is_some() { event_id } else { NO_ID });
         if shared.store.is_some() {
@@ -372,7 +373,7 @@ impl ShardWork {
             }
             StepResult::Transitioned(transitioned) => transitioned,
         };
-        let event_id = if shared.store.is_some() { EventId::new() } else { NO_ID };
+        let event_id = if shared.store.is_some() { EventId::draw() } else { NO_ID };
         let Some(slot) = self.instances.get(position) else {
             return Err(RuntimeError::UnknownInstance(id));
         };

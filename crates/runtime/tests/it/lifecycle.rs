@@ -1,5 +1,6 @@
 //! Create, transition, ignore, finish: the basic lifecycle and its runtime events.
 
+use xcomponent_runtime::DrawId;
 use crate::{ctx, new_state, start};
 use serde_json::json;
 use xcomponent_core::InstanceId;
@@ -65,7 +66,7 @@ async fn unknown_event_is_ignored_with_reason_and_allowed_events() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_instance_component_and_machine_are_errors() {
     let rt = start(&[SIMPLE_FLOW], Handlers::new(), None).await;
-    let missing = InstanceId::new();
+    let missing = InstanceId::draw();
     assert_eq!(
         rt.handle.send_event(missing, "BEGIN", Default::default()).await,
         Err(RuntimeError::UnknownInstance(missing))

@@ -9,6 +9,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use xcomponent_core::clock::ManualClock;
+use xcomponent_core::message::{DeadLetter, Envelope, InboxEntry, MessageId};
 use xcomponent_core::store::{
     self, CommitBatch, EventStore, InstanceQuery, InstanceRecord, Page, Retention, StoredEvent,
 };
@@ -156,6 +157,29 @@ impl EventStore for FlakyStore {
     }
     async fn ping(&self) -> store::Result<()> {
         self.inner.ping().await
+    }
+    async fn pending_messages(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> store::Result<Vec<Envelope>> {
+        self.inner.pending_messages(after, limit).await
+    }
+    async fn inbox_entries(&self, messages: &[MessageId]) -> store::Result<Vec<InboxEntry>> {
+        self.inner.inbox_entries(messages).await
+    }
+    async fn purge_inbox(&self, before: Millis) -> store::Result<u64> {
+        self.inner.purge_inbox(before).await
+    }
+    async fn dead_letters(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> store::Result<Vec<DeadLetter>> {
+        self.inner.dead_letters(after, limit).await
+    }
+    async fn dead_letter(&self, message: MessageId) -> store::Result<Option<DeadLetter>> {
+        self.inner.dead_letter(message).await
     }
 }
 

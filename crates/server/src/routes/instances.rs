@@ -190,7 +190,7 @@ async fn send(
     let started = Instant::now();
     let result = state
         .runtime()
-        .send(SendRequest { instance: id, event: event.clone(), payload, ..SendRequest::default() })
+        .send(SendRequest::new(id, event.clone(), payload))
         .await;
     let outcome = match result {
         Ok(outcome) => outcome,

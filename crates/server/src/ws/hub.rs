@@ -6,6 +6,7 @@
 //! (`queue.rs`), so a slow client can only hurt itself. When nobody is connected, runtime events
 //! are not even rendered.
 
+use xcomponent_runtime::DrawId;
 use super::queue::{ClientQueue, Outgoing, Pushed};
 use crate::metrics::Metrics;
 use serde_json::{Value, json};
@@ -218,13 +219,13 @@ mod tests {
         let (_, orders) = hub
             .register(Filter { component: Some("Orders".into()), instance: None })
             .expect("room");
-        let one = InstanceId::new();
+        let one = InstanceId::draw();
         let (_, single) =
             hub.register(Filter { component: None, instance: Some(one) }).expect("room");
         hub.publish(&[
             message("Orders", one),
-            message("Orders", InstanceId::new()),
-            message("Payments", InstanceId::new()),
+            message("Orders", InstanceId::draw()),
+            message("Payments", InstanceId::draw()),
         ]);
         hub.publish(&[Outgoing::new("components_list", None, None, json!({}))]);
         let drain = |client: &Client| std::iter::from_fn(|| client.queue.pop()).count();
@@ -237,7 +238,7 @@ mod tests {
         let (slow_id, slow) = hub.register(Filter::default()).expect("room");
         let (_, fast) = hub.register(Filter::default()).expect("room");
         for _ in 0..=WS_CLIENT_QUEUE {
-            hub.publish(&[message("Orders", InstanceId::new())]);
+            hub.publish(&[message("Orders", InstanceId::draw())]);
             assert!(fast.queue.pop().is_some(), "the fast client gets every message");
         }
         assert!(slow.queue.is_slow(), "the slow client overflowed and is told so by its task");

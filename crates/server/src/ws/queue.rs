@@ -6,6 +6,7 @@
 //! `coalesced` counts the merged messages). If the backlog still reaches `WS_CLIENT_QUEUE`, the
 //! queue is dropped and marked slow: the client's task tells it (`slow_consumer`) and closes it.
 
+use xcomponent_runtime::DrawId;
 use axum::extract::ws::Utf8Bytes;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -197,7 +198,7 @@ mod tests {
     #[test]
     fn delivers_in_order_while_the_client_keeps_up() {
         let queue = ClientQueue::default();
-        let id = InstanceId::new();
+        let id = InstanceId::draw();
         assert_eq!(queue.push(change(id, "A", "B")), Pushed::Queued);
         assert_eq!(queue.push(change(id, "B", "C")), Pushed::Queued);
         assert_eq!(queue.pop().map(|m| m.data["newState"].clone()), Some(json!("B")));
@@ -208,9 +209,9 @@ mod tests {
     #[test]
     fn coalesces_changes_of_one_instance_under_load() {
         let queue = ClientQueue::default();
-        let busy = InstanceId::new();
+        let busy = InstanceId::draw();
         for _ in 0..WS_COALESCE_AFTER {
-            queue.push(change(InstanceId::new(), "X", "Y"));
+            queue.push(change(InstanceId::draw(), "X", "Y"));
         }
         assert_eq!(queue.push(change(busy, "A", "B")), Pushed::Queued);
         assert_eq!(queue.push(change(busy, "B", "C")), Pushed::Coalesced);
@@ -238,7 +239,7 @@ mod tests {
             outcome = queue.push(Outgoing::new(
                 "instance_created",
                 None,
-                Some(InstanceId::new()),
+                Some(InstanceId::draw()),
                 json!({}),
             ));
         }

@@ -11,10 +11,10 @@ pub async fn ping(store: &dyn EventStore) {
 
 /// Every field of events and snapshots comes back as written.
 pub async fn round_trip(store: &dyn EventStore) {
-    let parent = InstanceId::new();
+    let parent = InstanceId(uuid::Uuid::now_v7());
     let mut first = created(
         "c_round_trip",
-        InstanceId::new(),
+        InstanceId(uuid::Uuid::now_v7()),
         "Created",
         T0,
         json!({ "orderId": "O-1", "amount": 12.5, "big": 9_007_199_254_740_993u64, "neg": -3,
@@ -23,7 +23,7 @@ pub async fn round_trip(store: &dyn EventStore) {
     first.parent = Some(ParentRef { instance_id: parent, machine: "ParentMachine".to_owned() });
     first.entry_point = true;
     first.timers = vec![timer("TIMEOUT", T0 + 5_000), timer("AUTO", T0 + 10)];
-    first.causation_id = Some(EventId::new());
+    first.causation_id = Some(EventId(uuid::Uuid::now_v7()));
     first.source_component = Some("Upstream".to_owned());
     let mut second = next(&first, "VALIDATE", "Validated", Status::Active, T0 + 7);
     second.payload = object(json!({ "by": "alice", "flags": [] }));
@@ -51,8 +51,8 @@ pub async fn round_trip(store: &dyn EventStore) {
     commit(store, &CommitBatch { events: Vec::new(), snapshots: vec![snapshot.clone()] }).await;
     let restored = store.instance(first.instance_id).await.unwrap().expect("instance exists");
     assert_eq!(restored, snapshot, "[{}] snapshot round trip", store.backend());
-    assert_eq!(store.instance(InstanceId::new()).await.unwrap(), None);
-    assert!(store.history(InstanceId::new()).await.unwrap().is_empty());
+    assert_eq!(store.instance(InstanceId(uuid::Uuid::now_v7())).await.unwrap(), None);
+    assert!(store.history(InstanceId(uuid::Uuid::now_v7())).await.unwrap().is_empty());
 }
 
 /// `history` is in seq order whatever the commit order of the batches.
@@ -74,9 +74,9 @@ fn assert_conflict(store: &dyn EventStore, result: Result<(), Error>, id: Instan
 pub async fn conflict_with_stored_event(store: &dyn EventStore) {
     let stored = chain("c_conflict", 2, T0);
     commit(store, &batch(stored.clone())).await;
-    let other = created("c_conflict", InstanceId::new(), "S1", T0, json!({}));
+    let other = created("c_conflict", InstanceId(uuid::Uuid::now_v7()), "S1", T0, json!({}));
     let mut duplicate = next(&stored[0], "DUP", "Elsewhere", Status::Active, T0 + 50);
-    duplicate.id = EventId::new();
+    duplicate.id = EventId(uuid::Uuid::now_v7());
     let third = next(&stored[1], "GO", "S3", Status::Active, T0 + 60);
     let result = store.commit(&batch(vec![other.clone(), third, duplicate])).await;
     assert_conflict(store, result, stored[0].instance_id, 2);
@@ -97,7 +97,7 @@ pub async fn conflict_with_stored_event(store: &dyn EventStore) {
 pub async fn conflict_within_batch(store: &dyn EventStore) {
     let events = chain("c_conflict_batch", 2, T0);
     let mut twin = events[1].clone();
-    twin.id = EventId::new();
+    twin.id = EventId(uuid::Uuid::now_v7());
     let result = store.commit(&batch(vec![events[0].clone(), events[1].clone(), twin])).await;
     assert_conflict(store, result, events[0].instance_id, 2);
     assert!(store.history(events[0].instance_id).await.unwrap().is_empty());
@@ -144,7 +144,7 @@ pub async fn batch_is_all_or_nothing(store: &dyn EventStore) {
     let mut events = fresh.clone();
     events.push(next(&existing[2], "GO", "S4", Status::Active, T0 + 10));
     let mut duplicate = existing[1].clone();
-    duplicate.id = EventId::new();
+    duplicate.id = EventId(uuid::Uuid::now_v7());
     events.push(duplicate);
     let result = store.commit(&CommitBatch { events, snapshots: vec![snapshot] }).await;
     assert_conflict(store, result, existing[0].instance_id, 2);

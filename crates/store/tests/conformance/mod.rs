@@ -54,9 +54,9 @@ pub fn created(
     ts: Millis,
     context: Value,
 ) -> StoredEvent {
-    let correlation_id = EventId::new();
+    let correlation_id = EventId(uuid::Uuid::now_v7());
     StoredEvent {
-        id: EventId::new(),
+        id: EventId(uuid::Uuid::now_v7()),
         instance_id: id,
         seq: 1,
         component: component.to_owned(),
@@ -88,7 +88,7 @@ pub fn next(
     let mut context = previous.context.clone();
     context.insert("step".to_owned(), json!(previous.seq + 1));
     StoredEvent {
-        id: EventId::new(),
+        id: EventId(uuid::Uuid::now_v7()),
         seq: previous.seq + 1,
         event_type: event_type.to_owned(),
         payload: object(json!({ "n": previous.seq + 1 })),
@@ -109,7 +109,7 @@ pub fn next(
 /// A chain of `count` events of a new instance (creation then transitions to S2, S3, …), one ms apart.
 pub fn chain(component: &str, count: u64, ts: Millis) -> Vec<StoredEvent> {
     let mut events =
-        vec![created(component, InstanceId::new(), "S1", ts, json!({ "k": component }))];
+        vec![created(component, InstanceId(uuid::Uuid::now_v7()), "S1", ts, json!({ "k": component }))];
     for n in 2..=count {
         let last = events.last().unwrap();
         let event = next(last, "GO", &format!("S{n}"), Status::Active, ts + n as i64 - 1);

@@ -22,7 +22,7 @@ pub async fn search_filters(store: &dyn EventStore) {
     let mut c = chain(component, 1, T0 + 300);
     c.push(next(&c[0], "END", "End", Status::Completed, T0 + 400));
     c[1].machine = "Machine".to_owned();
-    let mut d = created(component, InstanceId::new(), "S1", T0 + 50, json!({ "customer": "dave" }));
+    let mut d = created(component, InstanceId(uuid::Uuid::now_v7()), "S1", T0 + 50, json!({ "customer": "dave" }));
     d.machine = "Other".to_owned();
     let other = chain("c_search_other", 1, T0 + 500);
     let all = [a.clone(), b.clone(), c.clone(), vec![d.clone()], other.clone()].concat();
@@ -142,7 +142,7 @@ pub async fn correlated_chain_across_components(store: &dyn EventStore) {
     let root = order[0].correlation_id;
     let mut payment = created(
         "c_corr_payments",
-        InstanceId::new(),
+        InstanceId(uuid::Uuid::now_v7()),
         "Pending",
         T0 + 1_002,
         json!({ "orderId": "O-9" }),
@@ -172,5 +172,5 @@ pub async fn correlated_chain_across_components(store: &dyn EventStore) {
         "[{}] limit",
         store.backend()
     );
-    assert!(store.correlated(EventId::new(), 10).await.unwrap().is_empty());
+    assert!(store.correlated(EventId(uuid::Uuid::now_v7()), 10).await.unwrap().is_empty());
 }

@@ -8,6 +8,7 @@
 //! - bytes per idle instance (resident memory growth over a large population, divided);
 //! - a broadcast whose matching rule selects 1 instance out of a large population.
 
+use xcomponent_runtime::DrawId;
 use super::MemoryArgs;
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
@@ -104,7 +105,7 @@ fn engine_step(args: &MemoryArgs) -> anyhow::Result<Row> {
     let definition = definition()?;
     let machine = definition.machine_index("Counter").ok_or_else(|| anyhow!("machine Counter"))?;
     let mut instances: Vec<_> = (0..args.instances)
-        .map(|_| engine::create(&definition, machine, InstanceId::new(), Context::new(), None, 0))
+        .map(|_| engine::create(&definition, machine, InstanceId::draw(), Context::new(), None, 0))
         .collect();
     let payload = Context::new();
     let started = Instant::now();
