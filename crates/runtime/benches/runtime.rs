@@ -3,13 +3,13 @@
 //! cancelling timers. `xcomponent-ai bench memory` prints the same kind of figures as a table
 //! at full scale; these are the repeatable, statistically checked versions.
 
-use xcomponent_runtime::DrawId;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::time::{Duration, Instant};
 use xcomponent_core::definition::Definition;
 use xcomponent_core::engine::{self, EventRef, NoHooks};
 use xcomponent_core::instance::{Context, InstanceId};
 use xcomponent_core::model::Component;
+use xcomponent_runtime::DrawId;
 use xcomponent_runtime::{RuntimeBuilder, RuntimeOptions};
 
 const COMPONENT: &str = r#"

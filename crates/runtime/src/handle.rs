@@ -3,19 +3,17 @@
 //! At start the runtime restores live instances from the store and creates entry points
 //! (`restore.rs`).
 
-use crate::ids::DrawId;
 use crate::error::RuntimeError;
 use crate::handlers::Handlers;
-use crate::messages::{
-    BatchOutcome, CreateMsg, DeliverMsg, FanIn, InstanceFilter, InstanceView, QueryMsg, SendMsg,
-    SendOutcome, ShardMsg, ShardStats, Trace,
-};
+use crate::ids::DrawId;
 use crate::options::RuntimeOptions;
+use crate::protocol::{CreateMsg, DeliverMsg, FanIn, QueryMsg, SendMsg, ShardMsg, Trace};
 use crate::registry::{ComponentIdx, Registry};
 use crate::router::broadcast_selectors;
 use crate::shard::Shard;
 use crate::shared::{ShardLink, Shared};
 use crate::stream::{EventBatch, STREAM_CAPACITY};
+use crate::views::{BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};

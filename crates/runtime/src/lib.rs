@@ -32,23 +32,24 @@ mod error;
 mod handle;
 mod handlers;
 mod ids;
-mod messages;
 mod options;
+mod protocol;
 mod registry;
 mod restore;
 mod router;
 mod shard;
 mod shared;
 mod stream;
+mod views;
 
 pub use error::RuntimeError;
 pub use handle::{CreateRequest, Runtime, RuntimeBuilder, RuntimeHandle, SendRequest};
 pub use handlers::{Handler, HandlerError, Handlers};
 pub use ids::DrawId;
-pub use messages::{
-    AvailableTransition, BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats,
-    TimerView,
-};
 pub use options::{DEFAULT_MAX_BATCH, DEFAULT_SNAPSHOT_INTERVAL, RuntimeOptions, TimerMode};
 pub use registry::{ComponentIdx, Registry};
 pub use stream::{EventBatch, RuntimeEvent, STREAM_CAPACITY};
+pub use views::{
+    AvailableTransition, BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats,
+    TimerView,
+};

@@ -5,8 +5,9 @@
 
 use crate::error::RuntimeError;
 use crate::handle::RuntimeHandle;
-use crate::messages::{InstanceFilter, ShardMsg};
+use crate::protocol::ShardMsg;
 use crate::registry::ComponentIdx;
+use crate::views::InstanceFilter;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use xcomponent_core::definition::Definition;

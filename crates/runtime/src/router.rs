@@ -6,7 +6,7 @@
 //! process: a component that is not hosted here is the one place where that will plug in.
 
 use crate::ids::DrawId;
-use crate::messages::{CreateMsg, DeliverMsg, Selector, SendMsg, ShardMsg, Trace};
+use crate::protocol::{CreateMsg, DeliverMsg, Selector, SendMsg, ShardMsg, Trace};
 use crate::registry::{ComponentIdx, Registry};
 use crate::shared::Shared;
 use smallvec::smallvec;

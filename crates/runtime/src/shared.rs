@@ -3,8 +3,8 @@
 //! count of internal messages in flight).
 
 use crate::handlers::Handlers;
-use crate::messages::ShardMsg;
 use crate::options::RuntimeOptions;
+use crate::protocol::ShardMsg;
 use crate::registry::{ComponentIdx, Registry};
 use crate::stream::EventBatch;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -83,7 +83,11 @@ impl Workload {
         let writers = (0..WRITERS)
             .map(|_| {
                 (0..per_writer)
-                    .map(|_| Live { id: InstanceId(uuid::Uuid::now_v7()), correlation_id: EventId(uuid::Uuid::now_v7()), seq: 0 })
+                    .map(|_| Live {
+                        id: InstanceId(uuid::Uuid::now_v7()),
+                        correlation_id: EventId(uuid::Uuid::now_v7()),
+                        seq: 0,
+                    })
                     .collect()
             })
             .collect();
@@ -143,7 +147,11 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn Event
     let mut group = c.benchmark_group("commit_one_event");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(5));
-    let mut live = Live { id: InstanceId(uuid::Uuid::now_v7()), correlation_id: EventId(uuid::Uuid::now_v7()), seq: 0 };
+    let mut live = Live {
+        id: InstanceId(uuid::Uuid::now_v7()),
+        correlation_id: EventId(uuid::Uuid::now_v7()),
+        seq: 0,
+    };
     group.bench_function(name, |b| {
         b.iter_custom(|iterations| {
             let batches: Vec<CommitBatch> = (0..iterations)

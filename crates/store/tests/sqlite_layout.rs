@@ -87,8 +87,10 @@ async fn version_1_database_is_migrated() {
     let dir = TempDir::new();
     let path = dir.0.join("v1.db");
     let mut live = chain("c_v1", 3, 1_000);
-    live[0].parent =
-        Some(ParentRef { instance_id: InstanceId(uuid::Uuid::now_v7()), machine: "Parent".to_owned() });
+    live[0].parent = Some(ParentRef {
+        instance_id: InstanceId(uuid::Uuid::now_v7()),
+        machine: "Parent".to_owned(),
+    });
     live[0].entry_point = true;
     live[0].source_component = Some("Upstream".to_owned());
     live[2].timers = vec![timer("TIMEOUT", 9_000)];

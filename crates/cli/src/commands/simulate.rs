@@ -3,7 +3,6 @@
 //! reach other instances (inter_machine, cross_component, cascading rules) are listed, not
 //! carried out. Timers run on a virtual clock: `{"advanceMs": N}` fires them at their deadlines.
 
-use xcomponent_runtime::DrawId;
 use super::run::{EVENTS_HELP, EXIT_INVALID_INPUT, Inputs, Output};
 use anyhow::Result;
 use clap::Args;
@@ -16,6 +15,7 @@ use xcomponent_core::effect::Effect;
 use xcomponent_core::engine::{self, EventRef, Ignored, NoHooks, StepResult};
 use xcomponent_core::instance::{Context, Instance, InstanceId, Millis};
 use xcomponent_core::matching::PropertyFilter;
+use xcomponent_runtime::DrawId;
 
 /// Walk one instance through its machine without side effects and print the path taken.
 #[derive(Debug, Args)]

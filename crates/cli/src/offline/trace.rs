@@ -3,12 +3,12 @@
 //! to the start of the run, data printed with sorted keys and instance ids replaced by labels.
 //! The same text is what `run` prints and what the golden tests snapshot.
 
-use xcomponent_runtime::DrawId;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use xcomponent_core::instance::{Context, InstanceId, Millis, Status};
+use xcomponent_runtime::DrawId;
 use xcomponent_runtime::{Registry, RuntimeEvent};
 
 /// What the trace knows about one instance.

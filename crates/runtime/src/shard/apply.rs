@@ -1,17 +1,18 @@
 //! Applying messages to the shard's instances: create, send, deliver (fan-out), timers.
 //! Each applied step records its stored event, runtime event and routed effects in the batch.
 
-use crate::ids::DrawId;
 use super::ShardWork;
 use super::batch::Reply;
 use super::record::{record_transition, timer_records};
 use super::state::{Instances, Slot, indexed_values};
 use crate::error::RuntimeError;
-use crate::messages::{BatchOutcome, CreateMsg, DeliverMsg, SendMsg, SendOutcome, ShardMsg, Trace};
+use crate::ids::DrawId;
+use crate::protocol::{CreateMsg, DeliverMsg, SendMsg, ShardMsg, Trace};
 use crate::registry::ComponentIdx;
 use crate::router::{Source, route_effect};
 use crate::shared::Shared;
 use crate::stream::RuntimeEvent;
+use crate::views::{BatchOutcome, SendOutcome};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use uuid::Uuid;

@@ -4,11 +4,12 @@
 use super::ShardWork;
 use super::state::Slot;
 use crate::error::RuntimeError;
-use crate::messages::{BatchOutcome, FanIn, QueryMsg, SendOutcome, ShardMsg};
+use crate::protocol::{FanIn, QueryMsg, ShardMsg};
 use crate::registry::ComponentIdx;
 use crate::router::Routed;
 use crate::shared::Shared;
 use crate::stream::RuntimeEvent;
+use crate::views::{BatchOutcome, SendOutcome};
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use tokio::sync::oneshot;

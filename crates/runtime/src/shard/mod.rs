@@ -10,8 +10,8 @@ mod query;
 mod record;
 pub(crate) mod state;
 
-use crate::messages::ShardMsg;
 use crate::options::TimerMode;
+use crate::protocol::ShardMsg;
 use crate::shared::Shared;
 use batch::Batch;
 use state::Instances;

@@ -2,10 +2,9 @@
 
 use super::ShardWork;
 use super::state::Slot;
-use crate::messages::{
-    AvailableTransition, InstanceFilter, InstanceView, QueryMsg, ShardStats, TimerView,
-};
+use crate::protocol::QueryMsg;
 use crate::shared::Shared;
+use crate::views::{AvailableTransition, InstanceFilter, InstanceView, ShardStats, TimerView};
 use xcomponent_core::engine;
 use xcomponent_core::instance::Millis;
 

@@ -2,7 +2,7 @@
 //! `snapshot_interval` events and at final/error, and `InstanceRecord`s.
 
 use super::state::Slot;
-use crate::messages::Trace;
+use crate::protocol::Trace;
 use crate::shared::Shared;
 use std::sync::Arc;
 use xcomponent_core::definition::Definition;

@@ -1,9 +1,9 @@
 //! Create, transition, ignore, finish: the basic lifecycle and its runtime events.
 
-use xcomponent_runtime::DrawId;
 use crate::{ctx, new_state, start};
 use serde_json::json;
 use xcomponent_core::InstanceId;
+use xcomponent_runtime::DrawId;
 use xcomponent_runtime::{Handlers, RuntimeError, RuntimeEvent, SendOutcome};
 
 pub const SIMPLE_FLOW: &str = r#"

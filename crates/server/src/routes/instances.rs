@@ -188,10 +188,7 @@ async fn send(
         }
     }
     let started = Instant::now();
-    let result = state
-        .runtime()
-        .send(SendRequest::new(id, event.clone(), payload))
-        .await;
+    let result = state.runtime().send(SendRequest::new(id, event.clone(), payload)).await;
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(RuntimeError::UnknownInstance(_)) => {

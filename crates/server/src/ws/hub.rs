@@ -6,7 +6,6 @@
 //! (`queue.rs`), so a slow client can only hurt itself. When nobody is connected, runtime events
 //! are not even rendered.
 
-use xcomponent_runtime::DrawId;
 use super::queue::{ClientQueue, Outgoing, Pushed};
 use crate::metrics::Metrics;
 use serde_json::{Value, json};
@@ -14,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use xcomponent_core::instance::InstanceId;
+use xcomponent_runtime::DrawId;
 use xcomponent_runtime::{Registry, RuntimeEvent};
 
 /// Most WebSocket clients at once; more are refused with 503.

@@ -6,13 +6,13 @@
 //! `coalesced` counts the merged messages). If the backlog still reaches `WS_CLIENT_QUEUE`, the
 //! queue is dropped and marked slow: the client's task tells it (`slow_consumer`) and closes it.
 
-use xcomponent_runtime::DrawId;
 use axum::extract::ws::Utf8Bytes;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use xcomponent_core::instance::InstanceId;
+use xcomponent_runtime::DrawId;
 
 /// Most messages waiting for one client before it is dropped as too slow.
 pub const WS_CLIENT_QUEUE: usize = 1024;

@@ -108,8 +108,13 @@ pub fn next(
 
 /// A chain of `count` events of a new instance (creation then transitions to S2, S3, …), one ms apart.
 pub fn chain(component: &str, count: u64, ts: Millis) -> Vec<StoredEvent> {
-    let mut events =
-        vec![created(component, InstanceId(uuid::Uuid::now_v7()), "S1", ts, json!({ "k": component }))];
+    let mut events = vec![created(
+        component,
+        InstanceId(uuid::Uuid::now_v7()),
+        "S1",
+        ts,
+        json!({ "k": component }),
+    )];
     for n in 2..=count {
         let last = events.last().unwrap();
         let event = next(last, "GO", &format!("S{n}"), Status::Active, ts + n as i64 - 1);

@@ -22,7 +22,13 @@ pub async fn search_filters(store: &dyn EventStore) {
     let mut c = chain(component, 1, T0 + 300);
     c.push(next(&c[0], "END", "End", Status::Completed, T0 + 400));
     c[1].machine = "Machine".to_owned();
-    let mut d = created(component, InstanceId(uuid::Uuid::now_v7()), "S1", T0 + 50, json!({ "customer": "dave" }));
+    let mut d = created(
+        component,
+        InstanceId(uuid::Uuid::now_v7()),
+        "S1",
+        T0 + 50,
+        json!({ "customer": "dave" }),
+    );
     d.machine = "Other".to_owned();
     let other = chain("c_search_other", 1, T0 + 500);
     let all = [a.clone(), b.clone(), c.clone(), vec![d.clone()], other.clone()].concat();

@@ -8,7 +8,6 @@
 //! - bytes per idle instance (resident memory growth over a large population, divided);
 //! - a broadcast whose matching rule selects 1 instance out of a large population.
 
-use xcomponent_runtime::DrawId;
 use super::MemoryArgs;
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
@@ -20,6 +19,7 @@ use xcomponent_core::definition::Definition;
 use xcomponent_core::engine::{self, EventRef, NoHooks};
 use xcomponent_core::instance::{Context, InstanceId};
 use xcomponent_core::model::Component;
+use xcomponent_runtime::DrawId;
 use xcomponent_runtime::{RuntimeBuilder, RuntimeHandle, RuntimeOptions};
 
 const BENCH_COMPONENT: &str = r#"
