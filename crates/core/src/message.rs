@@ -62,6 +62,24 @@ pub enum MessageBody {
         /// Payload.
         payload: Context,
     },
+    /// Send `event` to the instances of `machine` (in `state`, if given) that the target
+    /// transitions' matching rules pick, read against the payload, narrowed by `filters`: a
+    /// hook's broadcast, resolved by the component that receives it.
+    #[serde(rename_all = "camelCase")]
+    Broadcast {
+        /// Target machine.
+        machine: String,
+        /// Only instances in this state.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<String>,
+        /// Event type.
+        event: String,
+        /// Payload.
+        payload: Context,
+        /// Extra filters on the targets' data.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        filters: Vec<PropertyFilter>,
+    },
     /// Create an instance of `machine` with the given id (fixed by the sender, so a creation
     /// delivered twice makes one instance).
     #[serde(rename_all = "camelCase")]
@@ -82,7 +100,9 @@ impl MessageBody {
     /// The event type carried (`None` for a creation).
     pub fn event(&self) -> Option<&str> {
         match self {
-            MessageBody::Send { event, .. } | MessageBody::Deliver { event, .. } => Some(event),
+            MessageBody::Send { event, .. }
+            | MessageBody::Deliver { event, .. }
+            | MessageBody::Broadcast { event, .. } => Some(event),
             MessageBody::Create { .. } => None,
         }
     }
@@ -93,7 +113,7 @@ impl MessageBody {
             MessageBody::Send { instance_id, .. } | MessageBody::Create { instance_id, .. } => {
                 Some(*instance_id)
             }
-            MessageBody::Deliver { .. } => None,
+            MessageBody::Deliver { .. } | MessageBody::Broadcast { .. } => None,
         }
     }
 }

@@ -231,7 +231,7 @@ pub struct Retention {
 }
 
 /// Errors of a store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Another writer already stored this (instance, seq): the batch was not written.

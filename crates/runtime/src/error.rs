@@ -38,7 +38,7 @@ pub enum RuntimeError {
     DuplicateInstance(InstanceId),
     /// The store refused or failed; the transition was not applied and the instance is unchanged.
     #[error("storage failed, nothing was changed: {0}")]
-    Storage(String),
+    Storage(#[source] xcomponent_core::store::Error),
     /// The runtime is shutting down or has stopped.
     #[error("the runtime is shutting down")]
     ShuttingDown,

@@ -3,6 +3,7 @@
 //! At start the runtime restores live instances from the store and creates entry points
 //! (`restore.rs`).
 
+use crate::delivery::{INBOX_PURGE_INTERVAL, MessageCounters};
 use crate::error::RuntimeError;
 use crate::handlers::Handlers;
 use crate::ids::DrawId;
@@ -101,6 +102,7 @@ impl RuntimeBuilder {
             stream,
             shards: links,
             in_flight: AtomicUsize::new(0),
+            counters: MessageCounters::default(),
             shutdown,
         });
         let tasks = receivers
@@ -110,10 +112,34 @@ impl RuntimeBuilder {
                 tokio::spawn(Shard::new(index, shared.clone(), external, internal).run())
             })
             .collect();
-        let runtime = Runtime { handle: RuntimeHandle { shared }, tasks };
+        let mut runtime = Runtime { handle: RuntimeHandle { shared }, tasks };
         runtime.handle.restore().await?;
+        // Effects of transitions stored before a stop are applied before any new work.
+        runtime.handle.redeliver_pending().await?;
         runtime.handle.create_entry_points().await?;
+        if runtime.handle.shared.store.is_some() {
+            runtime.tasks.push(tokio::spawn(purge_inbox_periodically(runtime.handle.clone())));
+        }
         Ok(runtime)
+    }
+}
+
+/// Purges old inbox entries every `INBOX_PURGE_INTERVAL` until shutdown.
+async fn purge_inbox_periodically(handle: RuntimeHandle) {
+    let mut shutdown = handle.shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(INBOX_PURGE_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match handle.purge_inbox().await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "Purged old inbox entries."),
+            Err(error) => tracing::warn!(%error, "Inbox purge failed; retried at the next round."),
+        }
     }
 }
 
@@ -127,6 +153,14 @@ impl Runtime {
     /// A handle to talk to the runtime (cheap to clone).
     pub fn handle(&self) -> RuntimeHandle {
         self.handle.clone()
+    }
+
+    /// Stops every task at once, as a crash would: nothing queued is finished or committed.
+    /// For fault tests; a running program calls `shutdown`.
+    pub fn abort(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 
     /// Stops taking work, finishes what is queued, commits, and waits for the shards to end.
@@ -278,6 +312,7 @@ impl RuntimeHandle {
             entry_point,
             trace,
             reply: Some(reply),
+            origin: None,
         };
         self.to_shard(self.shared.shard_of(&id), ShardMsg::Create(message)).await?;
         answer.await.map_err(|_| RuntimeError::ShuttingDown)?
@@ -307,6 +342,7 @@ impl RuntimeHandle {
                 entry_point: false,
                 trace: Trace::root(None, None),
                 reply: None,
+                origin: None,
             });
         }
         let mut answers = Vec::new();
@@ -352,6 +388,7 @@ impl RuntimeHandle {
             payload: request.payload,
             trace,
             reply: Some(reply),
+            origin: None,
         };
         self.to_shard(self.shared.shard_of(&request.instance), ShardMsg::Send(message)).await?;
         answer.await.map_err(|_| RuntimeError::ShuttingDown)?
@@ -437,6 +474,7 @@ impl RuntimeHandle {
                 payload: payload.clone(),
                 trace: trace.clone(),
                 reply: Some(fan_in.clone()),
+                origin: None,
             };
             self.to_shard(shard, ShardMsg::Deliver(message)).await?;
         }

@@ -28,11 +28,13 @@
 //! # Ok(()) }
 //! ```
 
+mod delivery;
 mod error;
 mod handle;
 mod handlers;
 mod ids;
 mod options;
+mod placement;
 mod protocol;
 mod registry;
 mod restore;
@@ -42,11 +44,15 @@ mod shared;
 mod stream;
 mod views;
 
+pub use delivery::{INBOX_PURGE_INTERVAL, MessageCounts};
 pub use error::RuntimeError;
 pub use handle::{CreateRequest, Runtime, RuntimeBuilder, RuntimeHandle, SendRequest};
 pub use handlers::{Handler, HandlerError, Handlers};
 pub use ids::DrawId;
-pub use options::{DEFAULT_MAX_BATCH, DEFAULT_SNAPSHOT_INTERVAL, RuntimeOptions, TimerMode};
+pub use options::{
+    DEFAULT_INBOX_RETENTION, DEFAULT_MAX_BATCH, DEFAULT_SNAPSHOT_INTERVAL, RuntimeOptions,
+    TimerMode,
+};
 pub use registry::{ComponentIdx, Registry};
 pub use stream::{EventBatch, RuntimeEvent, STREAM_CAPACITY};
 pub use views::{

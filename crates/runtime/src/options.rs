@@ -14,6 +14,8 @@ pub const DEFAULT_MAX_INTERNAL_IN_FLIGHT: usize = 1_000_000;
 /// Default bound on the length of a chain of events caused by one external event
 /// (cascades, self-sends, parent notifications): deeper chains are cut and reported.
 pub const DEFAULT_MAX_CHAIN_DEPTH: u32 = 256;
+/// Default for `RuntimeOptions::inbox_retention`: one day.
+pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// How timers are driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,11 @@ pub struct RuntimeOptions {
     pub max_chain_depth: u32,
     /// How timers are driven.
     pub timer_mode: TimerMode,
+    /// How long inbox entries (which instance applied which message) are kept. A message can
+    /// come back only while it is still in an outbox (then its entries are never purged) or,
+    /// once a bus carries messages, while a broker holds it unacknowledged; a window far longer
+    /// than either is safe.
+    pub inbox_retention: Duration,
 }
 
 impl Default for RuntimeOptions {
@@ -58,6 +65,7 @@ impl Default for RuntimeOptions {
             max_internal_in_flight: DEFAULT_MAX_INTERNAL_IN_FLIGHT,
             max_chain_depth: DEFAULT_MAX_CHAIN_DEPTH,
             timer_mode: TimerMode::Realtime,
+            inbox_retention: DEFAULT_INBOX_RETENTION,
         }
     }
 }

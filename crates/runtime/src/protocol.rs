@@ -5,12 +5,14 @@
 use crate::error::RuntimeError;
 use crate::registry::ComponentIdx;
 use crate::views::{BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats};
+use rustc_hash::FxHashSet;
 use smallvec::SmallVec;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 use xcomponent_core::instance::{Context, EventId, InstanceId, MachineIdx, ParentRef, StateIdx};
 use xcomponent_core::matching::PropertyFilter;
+use xcomponent_core::message::{Envelope, MessageId};
 
 /// Where an event comes from in the causal chain.
 #[derive(Debug, Clone)]
@@ -31,6 +33,35 @@ impl Trace {
     /// A new chain started by an external command.
     pub fn root(correlation: Option<EventId>, causation: Option<EventId>) -> Trace {
         Trace { causation, correlation, depth: 0, source_component: None }
+    }
+}
+
+/// A message's delivery state, carried by the shard messages placed from a stored envelope: its
+/// id (recorded in the inbox when applied, removed from the outbox when done), what already
+/// applied it, and how many times applying it failed for an infrastructure reason.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// The stored message, as sent (kept for its id and for a dead letter).
+    pub envelope: Arc<Envelope>,
+    /// Instances that applied it already (known when it is delivered again after a restart or
+    /// replayed): it is dropped for them.
+    pub applied: Option<Arc<FxHashSet<InstanceId>>>,
+    /// For a fan-out to every shard: shards that have not yet stored their part. The shard that
+    /// stores the last part removes the message from the outbox.
+    pub pending_shards: Option<Arc<AtomicUsize>>,
+    /// Failed attempts so far (batches rolled back by a storage failure).
+    pub attempts: u32,
+}
+
+impl Origin {
+    /// The message id.
+    pub fn id(&self) -> MessageId {
+        self.envelope.id
+    }
+
+    /// Whether `instance` applied this message already.
+    pub fn applied_by(&self, instance: &InstanceId) -> bool {
+        self.applied.as_ref().is_some_and(|applied| applied.contains(instance))
     }
 }
 
@@ -91,6 +122,8 @@ pub(crate) struct CreateMsg {
     pub entry_point: bool,
     pub trace: Trace,
     pub reply: Option<oneshot::Sender<Result<InstanceId, RuntimeError>>>,
+    /// Set when the creation is a stored message.
+    pub origin: Option<Origin>,
 }
 
 /// Send one event to one instance.
@@ -101,6 +134,8 @@ pub(crate) struct SendMsg {
     pub payload: Context,
     pub trace: Trace,
     pub reply: Option<oneshot::Sender<Result<SendOutcome, RuntimeError>>>,
+    /// Set when the event is a stored message.
+    pub origin: Option<Origin>,
 }
 
 /// Send one event to every instance a selector picks.
@@ -112,6 +147,8 @@ pub(crate) struct DeliverMsg {
     pub payload: Arc<Context>,
     pub trace: Trace,
     pub reply: Option<Arc<FanIn>>,
+    /// Set when the delivery is a stored message.
+    pub origin: Option<Origin>,
 }
 
 /// A query over live instances.
@@ -142,8 +179,12 @@ pub(crate) enum ShardMsg {
 
 impl ShardMsg {
     /// A copy of a message that nobody waits on (an effect routed between instances), kept so
-    /// that a batch rolled back by a storage failure can be retried instead of losing it.
+    /// that a batch rolled back by a storage failure can be retried instead of losing it. The
+    /// copy counts one more failed attempt.
     pub(crate) fn retry_copy(&self) -> Option<ShardMsg> {
+        let retried = |origin: &Option<Origin>| {
+            origin.clone().map(|origin| Origin { attempts: origin.attempts + 1, ..origin })
+        };
         match self {
             ShardMsg::Send(send) if send.reply.is_none() => Some(ShardMsg::Send(SendMsg {
                 target: send.target,
@@ -151,6 +192,7 @@ impl ShardMsg {
                 payload: send.payload.clone(),
                 trace: send.trace.clone(),
                 reply: None,
+                origin: retried(&send.origin),
             })),
             ShardMsg::Create(create) if create.reply.is_none() => {
                 Some(ShardMsg::Create(CreateMsg {
@@ -162,6 +204,7 @@ impl ShardMsg {
                     entry_point: create.entry_point,
                     trace: create.trace.clone(),
                     reply: None,
+                    origin: retried(&create.origin),
                 }))
             }
             ShardMsg::Deliver(deliver) if deliver.reply.is_none() => {
@@ -172,8 +215,19 @@ impl ShardMsg {
                     payload: deliver.payload.clone(),
                     trace: deliver.trace.clone(),
                     reply: None,
+                    origin: retried(&deliver.origin),
                 }))
             }
+            _ => None,
+        }
+    }
+
+    /// The delivery state of a stored message, if this is one.
+    pub(crate) fn origin(&self) -> Option<&Origin> {
+        match self {
+            ShardMsg::Send(send) => send.origin.as_ref(),
+            ShardMsg::Create(create) => create.origin.as_ref(),
+            ShardMsg::Deliver(deliver) => deliver.origin.as_ref(),
             _ => None,
         }
     }

@@ -28,10 +28,8 @@ impl RuntimeHandle {
         let mut pending: std::collections::VecDeque<oneshot::Receiver<usize>> =
             std::collections::VecDeque::new();
         loop {
-            let page = store
-                .load_active(after, RESTORE_PAGE)
-                .await
-                .map_err(|error| RuntimeError::Storage(error.to_string()))?;
+            let page =
+                store.load_active(after, RESTORE_PAGE).await.map_err(RuntimeError::Storage)?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             let full = page.len() == RESTORE_PAGE;

@@ -1,20 +1,20 @@
-//! The one routing mechanism: every effect that leaves an instance (hook sends, broadcasts,
-//! cascades, parent notifications, inter_machine children, cross_component transitions, creates
-//! in other components) becomes messages for the shards that own the targets.
+//! The one routing mechanism, first half: *what* an effect sends. Every effect that leaves an
+//! instance (hook sends, broadcasts, cascades, parent notifications, inter_machine children,
+//! cross_component transitions, creates in other components) becomes one name-addressed
+//! `Envelope`, with its message id and, for a creation, the new instance's id fixed here, before
+//! the transition that produced it is stored (the envelope is stored with it, in the outbox).
 //!
-//! Targets are addressed by component name, so a bus can carry the same messages to another
-//! process: a component that is not hosted here is the one place where that will plug in.
+//! The second half, *where* an envelope goes, is `placement`.
 
 use crate::ids::DrawId;
-use crate::protocol::{CreateMsg, DeliverMsg, Selector, SendMsg, ShardMsg, Trace};
+use crate::protocol::{Selector, Trace};
 use crate::registry::{ComponentIdx, Registry};
-use crate::shared::Shared;
 use smallvec::smallvec;
-use std::sync::Arc;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::effect::{Command, Effect, Target};
-use xcomponent_core::instance::{Context, InstanceId, MachineIdx, ParentRef, StateIdx};
+use xcomponent_core::instance::{Context, InstanceId, MachineIdx, Millis, ParentRef, StateIdx};
 use xcomponent_core::matching::{PropertyFilter, resolve_filters};
+use xcomponent_core::message::{Envelope, MessageBody, MessageId, SelectorSpec};
 
 /// The instance an effect comes from (all the router needs of it).
 #[derive(Debug, Clone, Copy)]
@@ -22,9 +22,6 @@ pub(crate) struct Source {
     pub id: InstanceId,
     pub machine: MachineIdx,
 }
-
-/// Messages produced by one effect: (shard, message).
-pub(crate) type Routed = Vec<(usize, ShardMsg)>;
 
 /// Builds the selectors of a broadcast of `event` to `machine`: when transitions on this event
 /// carry matching rules, one selector per such transition (its rules read against the payload),
@@ -38,13 +35,14 @@ pub(crate) fn broadcast_selectors(
     filters: &[PropertyFilter],
 ) -> Vec<Selector> {
     let machine_def = definition.machine(machine);
-    let Some(event_index) = machine_def.event_index(event) else {
-        return vec![Selector {
+    let every = || {
+        vec![Selector {
             machine,
             states: state.map(|state| smallvec![state]),
             filters: filters.to_vec(),
-        }];
+        }]
     };
+    let Some(event_index) = machine_def.event_index(event) else { return every() };
     let ruled: Vec<_> = machine_def
         .transitions
         .iter()
@@ -52,11 +50,7 @@ pub(crate) fn broadcast_selectors(
         .filter(|transition| state.is_none_or(|state| transition.from == state))
         .collect();
     if ruled.is_empty() {
-        return vec![Selector {
-            machine,
-            states: state.map(|state| smallvec![state]),
-            filters: filters.to_vec(),
-        }];
+        return every();
     }
     ruled
         .into_iter()
@@ -69,88 +63,26 @@ pub(crate) fn broadcast_selectors(
         .collect()
 }
 
-/// A delivery to every shard.
-pub(crate) fn fan_out(
-    shared: &Shared,
-    component: ComponentIdx,
-    selectors: Vec<Selector>,
-    event: Arc<str>,
-    payload: Context,
-    trace: Trace,
-    out: &mut Routed,
-) {
-    let selectors: Arc<[Selector]> = selectors.into();
-    let payload = Arc::new(payload);
-    for shard in 0..shared.shard_count() {
-        out.push((
-            shard,
-            ShardMsg::Deliver(DeliverMsg {
-                component,
-                selectors: selectors.clone(),
-                event: event.clone(),
-                payload: payload.clone(),
-                trace: trace.clone(),
-                reply: None,
-            }),
-        ));
-    }
-}
-
-fn send(
-    shared: &Shared,
-    target: InstanceId,
-    event: Arc<str>,
-    payload: Context,
-    trace: Trace,
-    out: &mut Routed,
-) {
-    out.push((
-        shared.shard_of(&target),
-        ShardMsg::Send(SendMsg { target, event, payload, trace, reply: None }),
-    ));
-}
-
-fn create(shared: &Shared, message: CreateMsg, out: &mut Routed) {
-    out.push((shared.shard_of(&message.id), ShardMsg::Create(message)));
-}
-
-fn component_or(
-    registry: &Registry,
-    own: ComponentIdx,
-    name: Option<&str>,
-) -> Result<ComponentIdx, String> {
-    match name {
-        None => Ok(own),
-        Some(name) => registry
-            .index_of(name)
-            .ok_or_else(|| format!("component {name} is not hosted by this runtime")),
-    }
-}
-
-fn machine_of(definition: &Definition, name: &str) -> Result<MachineIdx, String> {
-    definition
-        .machine_index(name)
-        .ok_or_else(|| format!("machine {name} not found in component {}", definition.name))
-}
-
-/// Turns one effect of `instance` (of component `own`) into shard messages.
+/// The message one effect of `instance` (of component `own`) sends, or `None` when it sends
+/// nothing (a cascade or correlation whose rule value is missing can match nothing). Targets
+/// are named, not resolved: whether they exist is decided where the message is placed.
 pub(crate) fn route_effect(
-    shared: &Shared,
+    registry: &Registry,
     own: ComponentIdx,
     instance: Source,
     effect: Effect,
-    trace: Trace,
-    out: &mut Routed,
-) -> Result<(), String> {
-    let registry = &shared.registry;
-    match effect {
+    trace: &Trace,
+    now: Millis,
+) -> Option<Envelope> {
+    let own_definition = registry.definition(own);
+    let own_name = || own_definition.name.to_string();
+    let (component, body) = match effect {
         Effect::Command(Command::Send { component, target, event, payload }) => {
-            component_or(registry, own, component.as_deref())?;
-            let target = match target {
+            let instance_id = match target {
                 Target::SelfInstance => instance.id,
                 Target::Instance(id) => id,
             };
-            send(shared, target, event.into(), payload, trace, out);
+            (component.unwrap_or_else(own_name), MessageBody::Send { instance_id, event, payload })
         }
         Effect::Command(Command::Broadcast {
             component,
@@ -159,121 +91,72 @@ pub(crate) fn route_effect(
             event,
             payload,
             filters,
-        }) => {
-            let component = component_or(registry, own, component.as_deref())?;
-            let definition = registry.definition(component);
-            let machine = machine_of(definition, &machine)?;
-            let state = match state.as_deref() {
-                Some(name) => {
-                    Some(definition.machine(machine).state_index(name).ok_or_else(|| {
-                        format!(
-                            "state {name} not found in machine {}",
-                            definition.machine(machine).name
-                        )
-                    })?)
-                }
-                None => None,
-            };
-            let selectors =
-                broadcast_selectors(definition, machine, state, &event, &payload, &filters);
-            fan_out(shared, component, selectors, event.into(), payload, trace, out);
-        }
-        Effect::Command(Command::Create { component, machine, id, context }) => {
-            let component = component_or(registry, own, component.as_deref())?;
-            let machine = machine_of(registry.definition(component), &machine)?;
-            create(
-                shared,
-                CreateMsg {
-                    component,
-                    machine,
-                    id,
-                    context,
-                    parent: None,
-                    entry_point: false,
-                    trace,
-                    reply: None,
-                },
-                out,
-            );
-        }
+        }) => (
+            component.unwrap_or_else(own_name),
+            MessageBody::Broadcast { machine, state, event, payload, filters },
+        ),
+        Effect::Command(Command::Create { component, machine, id, context }) => (
+            component.unwrap_or_else(own_name),
+            MessageBody::Create { machine, instance_id: id, context, parent: None },
+        ),
         Effect::Cascade { component, machine, state, event, payload, filters } => {
-            let component = component_or(registry, own, component.as_deref())?;
-            let definition = registry.definition(component);
-            let machine = machine_of(definition, &machine)?;
-            let state = definition
-                .machine(machine)
-                .state_index(&state)
-                .ok_or_else(|| format!("cascade target state {state} not found"))?;
             // A rule whose value is missing can match nothing: no delivery, not an error.
-            if let Some(filters) = filters {
-                let selectors = vec![Selector { machine, states: Some(smallvec![state]), filters }];
-                fan_out(shared, component, selectors, event, payload, trace, out);
-            }
+            let filters = filters?;
+            let selectors = vec![SelectorSpec { states: Some(vec![state.to_string()]), filters }];
+            let body = MessageBody::Deliver {
+                machine: machine.to_string(),
+                selectors,
+                event: event.to_string(),
+                payload,
+            };
+            (component.map_or_else(own_name, |name| name.to_string()), body)
         }
-        Effect::NotifyParent { parent, event, payload } => {
-            send(shared, parent, event, payload, trace, out)
-        }
+        Effect::NotifyParent { parent, event, payload } => (
+            own_name(),
+            MessageBody::Send { instance_id: parent, event: event.to_string(), payload },
+        ),
         Effect::CreateChild { machine, context } => {
-            let definition = registry.definition(own);
             let parent = ParentRef {
                 instance_id: instance.id,
-                machine: definition.machine(instance.machine).name.to_string(),
+                machine: own_definition.machine(instance.machine).name.to_string(),
             };
-            let id = InstanceId::draw();
-            create(
-                shared,
-                CreateMsg {
-                    component: own,
-                    machine,
-                    id,
-                    context,
-                    parent: Some(parent),
-                    entry_point: false,
-                    trace,
-                    reply: None,
-                },
-                out,
-            );
+            let body = MessageBody::Create {
+                machine: own_definition.machine(machine).name.to_string(),
+                instance_id: InstanceId::draw(),
+                context,
+                parent: Some(parent),
+            };
+            (own_name(), body)
         }
         Effect::CrossComponent { target, context, filters } => {
-            let component = component_or(registry, own, Some(&target.component))?;
-            let machine = machine_of(registry.definition(component), &target.machine)?;
-            let mut trace = trace;
-            trace.source_component = Some(registry.definition(own).name.clone());
-            match target.event {
-                Some(event) => {
-                    if let Some(filters) = filters {
-                        fan_out(
-                            shared,
-                            component,
-                            vec![Selector { machine, states: None, filters }],
-                            event,
-                            context,
-                            trace,
-                            out,
-                        );
-                    }
-                }
-                None => {
-                    let id = InstanceId::draw();
-                    create(
-                        shared,
-                        CreateMsg {
-                            component,
-                            machine,
-                            id,
-                            context,
-                            parent: None,
-                            entry_point: false,
-                            trace,
-                            reply: None,
-                        },
-                        out,
-                    );
-                }
-            }
+            let body = match target.event {
+                Some(event) => MessageBody::Deliver {
+                    machine: target.machine.to_string(),
+                    selectors: vec![SelectorSpec { states: None, filters: filters? }],
+                    event: event.to_string(),
+                    payload: context,
+                },
+                None => MessageBody::Create {
+                    machine: target.machine.to_string(),
+                    instance_id: InstanceId::draw(),
+                    context,
+                    parent: None,
+                },
+            };
+            (target.component.to_string(), body)
         }
-        Effect::HookFailed { .. } => {}
-    }
-    Ok(())
+        Effect::HookFailed { .. } => return None,
+    };
+    let crosses = component != *own_definition.name;
+    Some(Envelope {
+        id: MessageId::draw(),
+        component,
+        body,
+        causation_id: trace.causation,
+        correlation_id: trace.correlation,
+        depth: trace.depth,
+        source_component: if crosses { Some(own_name()) } else { None },
+        source_instance: Some(instance.id),
+        created_at: now,
+    })
 }

@@ -2,6 +2,7 @@
 //! inboxes, the event stream, and the few cross-shard facts (singleton entry instances, the
 //! count of internal messages in flight).
 
+use crate::delivery::MessageCounters;
 use crate::handlers::Handlers;
 use crate::options::RuntimeOptions;
 use crate::protocol::ShardMsg;
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub stream: broadcast::Sender<EventBatch>,
     pub shards: Vec<ShardLink>,
     pub in_flight: AtomicUsize,
+    /// Counters of stored messages (duplicates, dead letters, redeliveries, retries).
+    pub counters: MessageCounters,
     /// Live instance of each component's singleton entry machine.
     pub singletons: Vec<Mutex<Option<InstanceId>>>,
     pub shutdown: watch::Sender<bool>,

@@ -23,6 +23,7 @@ use xcomponent_core::instance::{
     Context, EventId, InstanceId, Millis, PendingTimer, StateIdx, Status, TransitionIdx,
 };
 use xcomponent_core::matching::{IndexKey, filters_hold};
+use xcomponent_core::message::DeadLetterKind;
 use xcomponent_core::model::Operator;
 use xcomponent_core::store::{CREATED_EVENT_TYPE, StoredEvent};
 
@@ -59,7 +60,28 @@ impl ShardWork {
         match message {
             ShardMsg::Create(create) => {
                 let reply = create.reply.is_some();
+                let origin = create.origin.clone();
+                if let Some(origin) = &origin
+                    && origin.applied_by(&create.id)
+                {
+                    self.receipt_duplicate(shared, origin, true);
+                    return;
+                }
                 let (sender, result) = self.apply_create(shared, create, now);
+                if let Some(origin) = &origin {
+                    match &result {
+                        Ok(id) => self.receipt_applied(shared, origin, *id, true),
+                        Err(RuntimeError::DuplicateInstance(_)) => {
+                            self.receipt_duplicate(shared, origin, true)
+                        }
+                        Err(error) => self.receipt_dead(
+                            shared,
+                            origin,
+                            DeadLetterKind::Rejected,
+                            error.to_string(),
+                        ),
+                    }
+                }
                 match (sender, result) {
                     (Some(sender), Ok(id)) => self.batch.replies.push(Reply::Created(sender, id)),
                     (Some(sender), Err(error)) => {
@@ -161,6 +183,12 @@ impl ShardWork {
     }
 
     fn process_send(&mut self, shared: &Shared, send: SendMsg, now: Millis) {
+        if let Some(origin) = &send.origin
+            && origin.applied_by(&send.target)
+        {
+            self.receipt_duplicate(shared, origin, true);
+            return;
+        }
         let report_ignored = true;
         let result = self.apply_event(
             shared,
@@ -172,6 +200,31 @@ impl ShardWork {
             now,
             report_ignored,
         );
+        if let Some(origin) = &send.origin {
+            match &result {
+                Ok(Applied::Transitioned { .. }) => {
+                    self.receipt_applied(shared, origin, send.target, true)
+                }
+                Ok(Applied::Ignored { component, machine, state, ignored }) => {
+                    let machine_def = shared.registry.definition(*component).machine(*machine);
+                    let reason = ignored.describe(machine_def, *state, &send.event);
+                    self.receipt_dead(shared, origin, DeadLetterKind::Rejected, reason);
+                }
+                Err(RuntimeError::UnknownInstance(_)) => {
+                    let reason = format!(
+                        "instance {} is not live here (it never existed or has finished)",
+                        send.target
+                    );
+                    self.receipt_dead(shared, origin, DeadLetterKind::Undeliverable, reason);
+                }
+                Err(error) => self.receipt_dead(
+                    shared,
+                    origin,
+                    DeadLetterKind::Undeliverable,
+                    error.to_string(),
+                ),
+            }
+        }
         let Some(sender) = send.reply else {
             if let Err(error) = result {
                 self.report_effect_failure(
@@ -222,8 +275,9 @@ impl ShardWork {
         create: CreateMsg,
         now: Millis,
     ) -> (Option<CreateReply>, Result<InstanceId, RuntimeError>) {
-        let CreateMsg { component, machine, id, context, parent, entry_point, trace, reply } =
-            create;
+        let CreateMsg {
+            component, machine, id, context, parent, entry_point, trace, reply, ..
+        } = create;
         if self.instances.slot_of(&id).is_some() {
             return (reply, Err(RuntimeError::DuplicateInstance(id)));
         }
@@ -462,22 +516,11 @@ impl ShardWork {
                 }
                 continue;
             }
-            let outcome = if trace.depth > shared.options.max_chain_depth {
-                Err(format!(
+            if trace.depth > shared.options.max_chain_depth {
+                let error = format!(
                     "event chain longer than {} hops; effect dropped",
                     shared.options.max_chain_depth
-                ))
-            } else {
-                route_effect(
-                    shared,
-                    component,
-                    instance,
-                    effect,
-                    trace.clone(),
-                    &mut self.batch.outbox,
-                )
-            };
-            if let Err(error) = outcome {
+                );
                 tracing::warn!(instance = %instance.id, %error, "Effect could not be routed.");
                 if self.streaming {
                     self.batch.events.push(RuntimeEvent::EffectFailed {
@@ -485,6 +528,17 @@ impl ShardWork {
                         instance: instance.id,
                         error,
                     });
+                }
+                continue;
+            }
+            let now = shared.clock.now();
+            if let Some(envelope) =
+                route_effect(&shared.registry, component, instance, effect, &trace, now)
+            {
+                if shared.store.is_some() {
+                    self.batch.commit.outbox.push(envelope);
+                } else {
+                    self.batch.messages.push(envelope);
                 }
             }
         }
@@ -561,6 +615,12 @@ impl ShardWork {
         }
         let mut count = 0;
         for id in targets {
+            if let Some(origin) = &deliver.origin
+                && origin.applied_by(&id)
+            {
+                self.receipt_duplicate(shared, origin, false);
+                continue;
+            }
             if let Ok(Applied::Transitioned { .. }) = self.apply_event(
                 shared,
                 id,
@@ -572,7 +632,13 @@ impl ShardWork {
                 false,
             ) {
                 count += 1;
+                if let Some(origin) = &deliver.origin {
+                    self.receipt_applied(shared, origin, id, false);
+                }
             }
+        }
+        if let Some(origin) = deliver.origin {
+            self.batch.fan_outs.push(origin);
         }
         count
     }

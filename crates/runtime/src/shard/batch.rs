@@ -4,9 +4,10 @@
 use super::ShardWork;
 use super::state::Slot;
 use crate::error::RuntimeError;
+use crate::placement::{Routed, place};
+use crate::protocol::Origin;
 use crate::protocol::{FanIn, QueryMsg, ShardMsg};
 use crate::registry::ComponentIdx;
-use crate::router::Routed;
 use crate::shared::Shared;
 use crate::stream::RuntimeEvent;
 use crate::views::{BatchOutcome, SendOutcome};
@@ -14,6 +15,7 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use xcomponent_core::instance::InstanceId;
+use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageId};
 use xcomponent_core::store::CommitBatch;
 
 /// Longest pause after repeated commit failures (the first pause is `COMMIT_BACKOFF_START`).
@@ -36,6 +38,19 @@ pub(crate) enum Reply {
     Count(oneshot::Sender<Result<usize, RuntimeError>>, usize),
 }
 
+/// Message bookkeeping that is not tied to a transition of the batch that writes it.
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
+    pub delivered: Vec<MessageId>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+impl Deferred {
+    pub fn is_empty(&self) -> bool {
+        self.delivered.is_empty() && self.dead_letters.is_empty()
+    }
+}
+
 /// What the current batch has produced so far.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
@@ -46,7 +61,16 @@ pub(crate) struct Batch {
     /// Singleton claims (`true`) and releases (`false`) made in this batch, in order.
     pub singleton_changes: Vec<(ComponentIdx, InstanceId, bool)>,
     pub replies: Vec<Reply>,
-    pub outbox: Routed,
+    /// Messages the batch's transitions produced when no store is used (with a store they are
+    /// in `commit.outbox`), placed on their shards once the batch is settled.
+    pub messages: Vec<Envelope>,
+    /// Stored fan-outs whose part this shard applied in this batch: once it is stored, the
+    /// shard that stored the last part marks the message delivered.
+    pub fan_outs: Vec<Origin>,
+    /// Outbox removals and dead letters decided after an earlier commit (a fan-out's last part
+    /// stored, a message given up after `MAX_DELIVERY_ATTEMPTS`): written with this batch, and
+    /// carried to the next one if it is rolled back.
+    pub deferred: Deferred,
     pub events: Vec<RuntimeEvent>,
     /// Copies of the routed messages this batch applied; re-queued if the batch is rolled back.
     pub retry: Vec<ShardMsg>,
@@ -67,18 +91,50 @@ impl ShardWork {
     }
 
     async fn settle_batch(&mut self, shared: &Shared, mut batch: Batch) {
+        batch.commit.delivered.extend(batch.deferred.delivered.iter().copied());
+        batch.commit.dead_letters.extend(batch.deferred.dead_letters.iter().cloned());
         if let Some(store) = &shared.store
             && !batch.commit.is_empty()
             && let Err(error) = store.commit(&batch.commit).await
         {
             tracing::error!(shard = self.index, events = batch.commit.events.len(), %error, "Commit failed; the batch was rolled back.");
-            self.roll_back(shared, batch, error.to_string());
+            self.roll_back(shared, batch, error);
             self.commit_failures = self.commit_failures.saturating_add(1);
             tokio::time::sleep(commit_backoff(self.commit_failures)).await;
             return;
         }
         self.commit_failures = 0;
-        for (shard, message) in batch.outbox.drain(..) {
+        shared.counters.dead_letters(batch.commit.dead_letters.len());
+        // A fan-out is delivered once every shard stored its part.
+        for origin in batch.fan_outs.drain(..) {
+            let last = origin.pending_shards.as_ref().is_some_and(|pending| {
+                pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1
+            });
+            if last {
+                self.batch.deferred.delivered.push(origin.id());
+            }
+        }
+        // The produced messages, stored in the outbox when a store is used.
+        let durable = shared.store.is_some();
+        let produced = if durable {
+            std::mem::take(&mut batch.commit.outbox)
+        } else {
+            std::mem::take(&mut batch.messages)
+        };
+        let mut routed: Routed = Vec::new();
+        for envelope in produced {
+            let envelope = Arc::new(envelope);
+            let origin = durable.then(|| Origin {
+                envelope: envelope.clone(),
+                applied: None,
+                pending_shards: None,
+                attempts: 0,
+            });
+            if let Err(reason) = place(shared, &envelope, origin, &mut routed) {
+                self.undeliverable(shared, Arc::unwrap_or_clone(envelope), reason);
+            }
+        }
+        for (shard, message) in routed {
             if shard == self.index {
                 // Counted like internal messages, so `flush` waits for them too.
                 shared.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -114,7 +170,12 @@ impl ShardWork {
     }
 
     /// Puts every touched instance back as it was and fails the batch's replies.
-    fn roll_back(&mut self, shared: &Shared, mut batch: Batch, error: String) {
+    fn roll_back(
+        &mut self,
+        shared: &Shared,
+        mut batch: Batch,
+        error: xcomponent_core::store::Error,
+    ) {
         for (id, before) in batch.undo.drain() {
             if let Some(current) = self.instances.by_id(&id) {
                 let paths =
@@ -133,7 +194,8 @@ impl ShardWork {
                 let _ = shared.claim_singleton(component, id);
             }
         }
-        let failure = RuntimeError::Storage(error.clone());
+        let failure = RuntimeError::Storage(error);
+        let error = failure.to_string();
         for reply in batch.replies.drain(..) {
             match reply {
                 Reply::Created(sender, _) => {
@@ -158,12 +220,77 @@ impl ShardWork {
                 }
             }
         }
-        // Effects of already stored transitions must not be lost: apply them again later.
+        // Effects of already stored transitions must not be lost: apply them again later, up
+        // to `MAX_DELIVERY_ATTEMPTS`; then the message is dead-lettered (it stays stored).
         for message in batch.retry.drain(..) {
+            if let Some(origin) = message.origin()
+                && origin.attempts >= MAX_DELIVERY_ATTEMPTS
+            {
+                let reason = format!("gave up after {} attempts: {error}", origin.attempts);
+                let letter =
+                    dead_letter(origin, DeadLetterKind::Failed, reason, shared.clock.now());
+                self.batch.deferred.delivered.push(origin.id());
+                self.batch.deferred.dead_letters.push(letter);
+                continue;
+            }
+            shared.counters.retried(1);
             shared.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.local.push_back(message);
         }
+        // Bookkeeping decided before this batch is not lost with it.
+        self.batch.deferred.delivered.append(&mut batch.deferred.delivered);
+        self.batch.deferred.dead_letters.append(&mut batch.deferred.dead_letters);
         let events = batch.commit.events.len();
         let _ = shared.stream.send(Arc::new(vec![RuntimeEvent::CommitFailed { error, events }]));
+    }
+}
+
+/// Failed attempts after which a stored message is dead-lettered instead of retried (each
+/// attempt waits out the commit back-off, so this is at least a few seconds of failures).
+pub(crate) const MAX_DELIVERY_ATTEMPTS: u32 = 8;
+
+/// The dead letter of a stored message.
+pub(crate) fn dead_letter(
+    origin: &Origin,
+    kind: DeadLetterKind,
+    reason: String,
+    now: xcomponent_core::instance::Millis,
+) -> DeadLetter {
+    DeadLetter {
+        message: Envelope::clone(&origin.envelope),
+        kind,
+        reason,
+        attempts: origin.attempts + 1,
+        dead_at: now,
+    }
+}
+
+impl ShardWork {
+    /// A produced message that cannot be placed here (its component or machine is unknown):
+    /// dead-lettered and removed from the outbox with the next batch, or only reported without
+    /// a store.
+    fn undeliverable(&mut self, shared: &Shared, envelope: Envelope, reason: String) {
+        tracing::warn!(message = %envelope.id, component = %envelope.component, %reason, "Message cannot be delivered.");
+        if self.streaming
+            && let Some(source) = envelope.source_instance
+        {
+            let source_component =
+                envelope.source_component.as_deref().unwrap_or(&envelope.component);
+            self.batch.events.push(RuntimeEvent::EffectFailed {
+                component: shared.registry.index_of(source_component).unwrap_or(0),
+                instance: source,
+                error: reason.clone(),
+            });
+        }
+        if shared.store.is_some() {
+            self.batch.deferred.delivered.push(envelope.id);
+            self.batch.deferred.dead_letters.push(DeadLetter {
+                message: envelope,
+                kind: DeadLetterKind::Undeliverable,
+                reason,
+                attempts: 1,
+                dead_at: shared.clock.now(),
+            });
+        }
     }
 }

@@ -7,6 +7,7 @@
 pub(crate) mod apply;
 mod batch;
 mod query;
+mod receipt;
 mod record;
 pub(crate) mod state;
 
@@ -75,7 +76,9 @@ impl Shard {
         let mut external_buf: Vec<ShardMsg> = Vec::with_capacity(max_batch);
         let mut stopping = *shutdown.borrow();
         loop {
-            if self.work.local.is_empty() && !stopping {
+            // Outbox removals and dead letters decided after the last commit are written
+            // without waiting for new work.
+            if self.work.local.is_empty() && self.work.batch.deferred.is_empty() && !stopping {
                 let sleep_for = self.timer_sleep();
                 let accept_external = !self.shared.saturated();
                 tokio::select! {
@@ -116,7 +119,8 @@ impl Shard {
             // internal messages stop counting: `in_flight` never drops to 0 while work they
             // caused is about to be routed.
             self.shared.internal_done(internal_count);
-            if stopping && idle && self.work.local.is_empty() {
+            if stopping && idle && self.work.local.is_empty() && self.work.batch.deferred.is_empty()
+            {
                 break;
             }
         }
