@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cross_component;
+mod delivery;
 mod hooks;
 mod lifecycle;
 mod matching;

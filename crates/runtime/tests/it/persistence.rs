@@ -105,11 +105,22 @@ async fn overdue_timers_fire_exactly_once_after_restart() {
 }
 
 /// A store that can be switched to fail every commit.
-struct FlakyStore {
-    inner: MemoryStore,
-    failing: AtomicBool,
+pub struct FlakyStore {
+    pub inner: MemoryStore,
+    pub failing: AtomicBool,
     /// Fail any batch holding an event of this machine.
-    failing_machine: std::sync::Mutex<Option<String>>,
+    pub failing_machine: std::sync::Mutex<Option<String>>,
+}
+
+impl FlakyStore {
+    /// A memory store that does not fail yet.
+    pub fn new() -> FlakyStore {
+        FlakyStore {
+            inner: MemoryStore::new(),
+            failing: AtomicBool::new(false),
+            failing_machine: Default::default(),
+        }
+    }
 }
 
 #[async_trait]
