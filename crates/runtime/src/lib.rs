@@ -7,23 +7,56 @@
 //! route effects to other instances and publish runtime events. A failed commit rolls the batch
 //! back: an infrastructure error never changes or destroys an instance.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use xcomponent_core::definition::Definition;
-//! use xcomponent_runtime::{Handlers, RuntimeBuilder};
+//! A runtime is built from compiled components, the business code their hooks name, and
+//! optionally a store (without one, instances live in memory only):
 //!
-//! let yaml = std::fs::read_to_string("order.yaml")?;
-//! let loaded = xcomponent_core::load::parse_component(&yaml, "order.yaml").map_err(|_| "invalid YAML")?;
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use xcomponent_core::definition::Definition;
+//! use xcomponent_core::load::parse_component;
+//! use xcomponent_runtime::{Handlers, RuntimeBuilder, SendOutcome};
+//! use xcomponent_store::StoreOptions;
+//!
+//! let yaml = r#"
+//! name: Shop
+//! entryMachine: Order
+//! stateMachines:
+//!   - name: Order
+//!     initialState: Created
+//!     states:
+//!       - {name: Created, type: entry}
+//!       - {name: Checking, onEntry: checkPayment}
+//!       - {name: Paid}
+//!     transitions:
+//!       - {from: Created, to: Checking, event: SUBMIT}
+//!       - {from: Checking, to: Paid, event: VALIDATE}
+//! "#;
+//! let loaded = parse_component(yaml, "shop.yaml").map_err(|_| "invalid YAML")?;
 //! let definition = Definition::compile(loaded.component).map_err(|_| "invalid component")?;
-//! let handlers = Handlers::new().on("checkPaymentMethod", |call| {
+//! // Hooks name business code; what it sends is delivered once the transition is stored.
+//! let handlers = Handlers::new().on("checkPayment", |call| {
 //!     call.sender.send_to_self("VALIDATE", Default::default());
 //!     Ok(())
 //! });
-//! let runtime = RuntimeBuilder::new().component(definition).handlers(handlers).start().await?;
+//! let store = xcomponent_store::open("memory", &StoreOptions::default()).await?;
+//! let runtime = RuntimeBuilder::new()
+//!     .component(definition)
+//!     .handlers(handlers)
+//!     .store(store)
+//!     .start()
+//!     .await?;
+//!
 //! let handle = runtime.handle();
-//! let id = handle.create_instance("OrderComponent", "Order", Default::default()).await?;
+//! let id = handle.create_instance("Shop", "Order", Default::default()).await?;
 //! let outcome = handle.send_event(id, "SUBMIT", Default::default()).await?;
-//! println!("{outcome:?}");
+//! let SendOutcome::Transitioned { new_state, .. } = outcome else { panic!("SUBMIT ignored") };
+//! assert_eq!(&*new_state, "Checking");
+//!
+//! // The reply comes before the hook's VALIDATE is delivered; `flush` waits for it.
+//! handle.flush().await?;
+//! let order = handle.instance(id).await.ok_or("instance is live")?;
+//! assert_eq!(&*order.current_state, "Paid");
 //! runtime.shutdown().await;
 //! # Ok(()) }
 //! ```

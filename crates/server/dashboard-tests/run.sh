@@ -5,13 +5,13 @@
 # root, Debian's Chromium. Usable from .ci/run.
 #
 # The end-to-end tests need the debug binary: $XC_BIN, else
-# $CARGO_TARGET_DIR/debug/xcomponent-ai (CARGO_TARGET_DIR defaulting to
-# ~/.cache/xcai-target; a relative one is taken from the repository root, where
-# scripts/test.sh runs cargo). A missing binary fails the run.
+# $CARGO_TARGET_DIR/debug/xcomponent-ai (CARGO_TARGET_DIR defaulting to cargo's
+# own default, the repository's target/; a relative one is taken from the
+# repository root, where scripts/test.sh runs cargo). A missing binary fails the run.
 set -euo pipefail
 cd "$(dirname "$0")"
 repo="$(cd ../../.. && pwd)"
-target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/xcai-target}"
+target_dir="${CARGO_TARGET_DIR:-target}"
 case "$target_dir" in /*) ;; *) target_dir="$repo/$target_dir" ;; esac
 XC_BIN="${XC_BIN:-$target_dir/debug/xcomponent-ai}"
 case "$XC_BIN" in /*) ;; *) XC_BIN="$repo/$XC_BIN" ;; esac

@@ -2,6 +2,9 @@
 //! JSON shapes), WebSocket live feed, OpenAPI document and Swagger UI, health, Prometheus metrics
 //! and the embedded dashboard, all on one port.
 //!
+//! The server is an axum [`Router`] over a running runtime's handle; serving it is the caller's
+//! choice of listener (not run as a doc test: it binds a port and serves until stopped).
+//!
 //! ```no_run
 //! # async fn demo(runtime: xcomponent_runtime::RuntimeHandle) -> std::io::Result<()> {
 //! use xcomponent_server::{router, AppState, ServerConfig};
@@ -11,7 +14,7 @@
 //! # }
 //! ```
 //!
-//! Errors are one type, `ApiError` (JSON `{error, code, message, field?}`).
+//! Errors are one type, [`ApiError`] (JSON `{error, code, message, field?}`).
 
 mod auth;
 mod dashboard;

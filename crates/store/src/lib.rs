@@ -7,8 +7,32 @@
 //! | `postgres://…`, `postgresql://…` | PostgreSQL | `postgres` |
 //! | `redis://…` | Redis (single node) | `redis` |
 //!
-//! Every backend implements `xcomponent_core::store::EventStore` and passes the same
-//! conformance suite (`tests/conformance`). Table and key layouts are in `docs/stores.md`.
+//! Every backend implements [`EventStore`] and passes the same conformance suite
+//! (`tests/conformance`). Table and key layouts are in `docs/stores.md`.
+//!
+//! The runtime only sees an `Arc<dyn EventStore>`, so the backend is chosen by the URL at start:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> xcomponent_store::Result<()> {
+//! use xcomponent_store::{Durability, Error, StoreOptions, open};
+//!
+//! let memory = open("memory", &StoreOptions::default()).await?;
+//! assert_eq!(memory.backend(), "memory");
+//!
+//! // Throw-away data: no need to flush each commit.
+//! let options = StoreOptions { durability: Durability::None, ..StoreOptions::default() };
+//! let dir = std::env::temp_dir().join(format!("xc-doc-{}", std::process::id()));
+//! # #[cfg(feature = "sqlite")] {
+//! let sqlite = open(&format!("sqlite://{}/events.db", dir.display()), &options).await?;
+//! sqlite.ping().await?;
+//! # }
+//!
+//! // An unknown scheme is a configuration error, reported before anything is opened.
+//! assert!(matches!(open("mysql://db", &options).await, Err(Error::Config(_))));
+//! # let _ = std::fs::remove_dir_all(dir);
+//! # Ok(()) }
+//! ```
 
 mod common;
 mod memory;

@@ -53,7 +53,7 @@ pub struct ServeArgs {
     #[arg(required = true, value_name = "FILE", env = "COMPONENT_FILE", value_delimiter = ',')]
     pub files: Vec<PathBuf>,
 
-    /// Name of this runtime in /api/runtimes (default: runtime-<start time>).
+    /// Name of this runtime in /api/runtimes (default: "runtime-" and the start time in ms).
     #[arg(long, env = "RUNTIME_NAME", value_name = "NAME")]
     pub runtime_name: Option<String>,
 

@@ -1,9 +1,9 @@
 //! Validation of a loaded component: every check the runtime would otherwise trip over later,
 //! reported at once with its position, a stable code and a fix hint.
 //!
-//! The checks are split by subject: [`machines`] (names, states, transition endpoints,
-//! ambiguous transitions), [`transitions`] (what each transition type requires, guards),
-//! [`links`] (entry point, cascading rules, parent links) and [`keys`] (keys the format does
+//! The checks are split by subject: `machines` (names, states, transition endpoints,
+//! ambiguous transitions), `transitions` (what each transition type requires, guards),
+//! `links` (entry point, cascading rules, parent links) and `keys` (keys the format does
 //! not know). Under `strict`, warnings become errors; notes never fail validation.
 
 mod keys;

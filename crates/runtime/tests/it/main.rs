@@ -25,18 +25,25 @@ use xcomponent_runtime::{
 /// Start of the manual clock in every test (an arbitrary fixed instant).
 pub const T0: i64 = 1_700_000_000_000;
 
+/// Parses and compiles one component from test YAML; panics on an invalid fixture.
 pub fn definition(yaml: &str) -> Definition {
     let component: Component = serde_saphyr::from_str(yaml).expect("test YAML parses");
     Definition::compile(component).expect("test component compiles")
 }
 
+/// A started runtime with the pieces a test drives it through.
 pub struct TestRuntime {
+    /// The running runtime (dropped at the end of the test).
     pub runtime: Runtime,
+    /// Handle used to send events and read instances.
     pub handle: RuntimeHandle,
+    /// The manual clock the runtime reads; only `advance` moves it.
     pub clock: Arc<ManualClock>,
+    /// Runtime event batches, subscribed right after the runtime started.
     pub events: tokio::sync::broadcast::Receiver<EventBatch>,
 }
 
+/// Starts a runtime on two shards with manual timers, its clock at [`T0`].
 pub async fn start(
     yamls: &[&str],
     handlers: Handlers,
@@ -45,6 +52,7 @@ pub async fn start(
     start_at(yamls, handlers, store, Arc::new(ManualClock::new(T0))).await
 }
 
+/// Starts a runtime on two shards with manual timers, reading the given clock.
 pub async fn start_at(
     yamls: &[&str],
     handlers: Handlers,
@@ -89,6 +97,7 @@ impl TestRuntime {
     }
 }
 
+/// The state an outcome moved to; panics if the event was ignored.
 pub fn new_state(outcome: &SendOutcome) -> &str {
     match outcome {
         SendOutcome::Transitioned { new_state, .. } => new_state,
@@ -98,6 +107,7 @@ pub fn new_state(outcome: &SendOutcome) -> &str {
     }
 }
 
+/// A JSON object as an instance context; panics on any other JSON value.
 pub fn ctx(value: serde_json::Value) -> xcomponent_core::Context {
     match value {
         serde_json::Value::Object(map) => map,

@@ -2,7 +2,8 @@
  * Starts and stops the real `xcomponent-ai serve` binary for the end-to-end
  * browser tests. The binary is `$XC_BIN`, else
  * `$CARGO_TARGET_DIR/debug/xcomponent-ai` (CARGO_TARGET_DIR defaulting to
- * ~/.cache/xcai-target); a missing binary is an error, never a skip.
+ * cargo's own default, the repository's target/); a missing binary is an error,
+ * never a skip.
  *
  * Each server runs in its own process group, is stopped with SIGTERM (SIGKILL
  * after a grace period) and is killed when the test process exits, whatever
@@ -11,7 +12,6 @@
 
 import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,7 +21,7 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 /** Where the binary is expected, from the environment. */
 export function binaryPath() {
   if (process.env.XC_BIN) return path.resolve(process.env.XC_BIN);
-  const targetDir = process.env.CARGO_TARGET_DIR || path.join(os.homedir(), '.cache', 'xcai-target');
+  const targetDir = process.env.CARGO_TARGET_DIR || 'target';
   return path.resolve(REPO_ROOT, targetDir, 'debug', 'xcomponent-ai');
 }
 
