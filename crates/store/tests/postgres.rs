@@ -37,9 +37,12 @@ async fn postgres_store_conforms() {
         }
     };
     assert_eq!(store.backend(), "postgres");
-    // A second open of the same schema finds it migrated.
-    open(&url, &options).await.expect("reopen").ping().await.expect("ping");
-    conformance::run_then_cleanup(store, drop_schema(&url, &schema)).await;
+    // A second open of the same schema finds it migrated, and the messages the first stored.
+    let reopen = {
+        let (url, options) = (url.clone(), options.clone());
+        move || async move { open(&url, &options).await.expect("reopen") }
+    };
+    conformance::run_then_cleanup(store, Some(reopen), drop_schema(&url, &schema)).await;
 }
 
 #[tokio::test]

@@ -22,5 +22,10 @@ async fn redis_store_conforms() {
     };
     let store = open(&url, &options).await.expect("redis store opens");
     assert_eq!(store.backend(), "redis");
-    conformance::run_then_cleanup(store, delete_prefix(&url, &prefix)).await;
+    // Opening the same prefix again finds the messages the first store left.
+    let reopen = {
+        let (url, options) = (url.clone(), options.clone());
+        move || async move { open(&url, &options).await.expect("reopen") }
+    };
+    conformance::run_then_cleanup(store, Some(reopen), delete_prefix(&url, &prefix)).await;
 }

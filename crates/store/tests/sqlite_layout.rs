@@ -167,7 +167,7 @@ async fn group_commit_fails_only_the_conflicting_batch() {
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
             let result =
-                store.commit(&CommitBatch { events: events.clone(), snapshots: Vec::new() }).await;
+                store.commit(&CommitBatch { events: events.clone(), ..Default::default() }).await;
             (events, result)
         }));
     }
