@@ -155,7 +155,7 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn Event
     group.bench_function(name, |b| {
         b.iter_custom(|iterations| {
             let batches: Vec<CommitBatch> = (0..iterations)
-                .map(|_| CommitBatch { events: vec![live.next(0).0], snapshots: Vec::new() })
+                .map(|_| CommitBatch { events: vec![live.next(0).0], ..Default::default() })
                 .collect();
             let started = Instant::now();
             rt.block_on(async {

@@ -19,6 +19,9 @@ pub const MAX_CORRELATED: usize = 10_000;
 /// Number of finished instances purged per retention transaction (a call loops until done).
 pub const RETENTION_CHUNK: usize = 1_000;
 
+/// Inbox entries deleted per transaction by `purge_inbox` (a call loops until done).
+pub const PURGE_CHUNK: usize = 10_000;
+
 /// An error of backend `backend` during `operation`, meaning the backend failed or is unreachable.
 pub(crate) fn unavailable(backend: &str, operation: &str, error: impl Display) -> Error {
     Error::Unavailable(format!("{backend} {operation}: {error}"))

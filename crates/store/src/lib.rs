@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 pub use xcomponent_core::store::{Error, EventStore, Result};
 
-pub use common::{MAX_CORRELATED, RETENTION_CHUNK};
+pub use common::{MAX_CORRELATED, PURGE_CHUNK, RETENTION_CHUNK};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;

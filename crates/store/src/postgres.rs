@@ -2,14 +2,20 @@
 //!
 //! Tables live in the configured schema (default `public`). A commit is ONE statement (one
 //! round trip, atomic by itself): `INSERT … SELECT FROM UNNEST(arrays)` for the events and
-//! upserts of summaries and snapshots as data-modifying CTEs, whatever the batch size. Reads that need several statements run in a
-//! `REPEATABLE READ READ ONLY` transaction. Durability maps to `synchronous_commit`.
+//! upserts of summaries and snapshots as data-modifying CTEs, whatever the batch size; the
+//! batch's outbox, inbox, delivered ids and dead-letter changes are more CTEs of the same
+//! statement (only those the batch has), so they are stored with the events or not at all.
+//! Reads that need several statements run in a `REPEATABLE READ READ ONLY` transaction.
+//! Durability maps to `synchronous_commit`.
 
+use crate::PURGE_CHUNK;
 use crate::common::{
     Cursor, RETENTION_CHUNK, assemble, check_batch, correlated_limit, corrupt, latest_snapshots,
     like_pattern, page_limit, seq_to_i64, summaries, unavailable,
 };
-use crate::sql::{EventDocs, RawEvent, event_select, json_text, parse_record};
+use crate::sql::{
+    EventDocs, RawDeadLetter, RawEvent, event_select, json_text, parse_envelope, parse_record,
+};
 use crate::{ACQUIRE_TIMEOUT, Durability, StoreOptions, with_retry};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -17,6 +23,9 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use std::str::FromStr;
 use uuid::Uuid;
 use xcomponent_core::instance::{EventId, InstanceId, Millis};
+use xcomponent_core::message::{
+    DeadLetter, ENVELOPE_SCHEMA_VERSION, Envelope, InboxEntry, MessageId,
+};
 use xcomponent_core::store::{
     CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, RECORD_SCHEMA_VERSION,
     Result, Retention, StoredEvent,
@@ -25,7 +34,10 @@ use xcomponent_core::store::{
 const BACKEND: &str = "postgres";
 
 /// Embedded schema migrations, applied in order at open.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_messages.sql")),
+];
 
 /// Key of the advisory lock that serializes migrations across processes.
 const MIGRATION_LOCK: i64 = 0x7863_5f73_746f_7265; // "xc_store"
@@ -57,8 +69,119 @@ const COMMIT: &str = "WITH events AS (INSERT INTO fsm_events (id, instance_id, s
     SELECT instance_id, seq, state, status, record::jsonb, $20 \
     FROM UNNEST($31::uuid[], $32::int8[], $33::text[], $34::text[], $35::text[]) AS u(instance_id, seq, state, status, record) \
     ON CONFLICT (instance_id) DO UPDATE SET seq = EXCLUDED.seq, state = EXCLUDED.state, status = EXCLUDED.status, \
-    record = EXCLUDED.record, schema_version = EXCLUDED.schema_version WHERE EXCLUDED.seq >= fsm_snapshots.seq) \
-    SELECT 1";
+    record = EXCLUDED.record, schema_version = EXCLUDED.schema_version WHERE EXCLUDED.seq >= fsm_snapshots.seq)";
+
+/// Bind parameters of `COMMIT` (the message parts are numbered after them).
+const COMMIT_PARAMS: usize = 35;
+
+/// Which message parts a batch has: one bit each, so a batch without dead letters (most of
+/// them) runs a statement without their CTEs. `commit_sql` builds the statement of each mask.
+const PART_OUTBOX: usize = 1;
+const PART_INBOX: usize = 2;
+const PART_DELIVERED: usize = 4;
+const PART_DEAD: usize = 8;
+const PART_DEAD_REMOVED: usize = 16;
+const PARTS: usize = 32;
+
+/// The commit statement of every combination of message parts, built once.
+static COMMIT_STATEMENTS: std::sync::LazyLock<[String; PARTS]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(commit_sql));
+
+/// `COMMIT` plus one data-modifying CTE per message part in `parts`, parameters numbered from
+/// `COMMIT_PARAMS + 1` in the order `PostgresStore::write` binds them. All CTEs see the same
+/// snapshot, so the ordering rules of the contract (a message produced and delivered in one
+/// batch leaves nothing; a dead letter put and removed in one batch leaves nothing) are written
+/// as exclusions: the outbox insert skips delivered ids, the dead-letter upsert removed ids.
+fn commit_sql(parts: usize) -> String {
+    let mut sql = String::from(COMMIT);
+    let mut next = COMMIT_PARAMS;
+    let mut param = || {
+        next += 1;
+        next
+    };
+    let has = |part: usize| parts & part != 0;
+    let (outbox, inbox, delivered, dead, removed) = (
+        has(PART_OUTBOX).then(|| (param(), param())),
+        has(PART_INBOX).then(|| (param(), param(), param())),
+        has(PART_DELIVERED).then(&mut param),
+        has(PART_DEAD).then(|| (param(), param(), param(), param(), param(), param())),
+        has(PART_DEAD_REMOVED).then(&mut param),
+    );
+    let version = ENVELOPE_SCHEMA_VERSION;
+    if let Some((ids, envelopes)) = outbox {
+        let skip = delivered.map_or_else(String::new, |d| format!(" WHERE NOT (id = ANY(${d}))"));
+        sql.push_str(&format!(
+            ", outbox AS (INSERT INTO fsm_outbox (message_id, envelope, schema_version) \
+             SELECT id, envelope::jsonb, {version} FROM UNNEST(${ids}::uuid[], ${envelopes}::text[]) \
+             AS u(id, envelope){skip} ON CONFLICT (message_id) DO UPDATE SET envelope = EXCLUDED.envelope, \
+             schema_version = EXCLUDED.schema_version)"
+        ));
+    }
+    if let Some((messages, instances, at)) = inbox {
+        sql.push_str(&format!(
+            ", inbox AS (INSERT INTO fsm_inbox (message_id, instance_id, applied_at) \
+             SELECT * FROM UNNEST(${messages}::uuid[], ${instances}::uuid[], ${at}::int8[]) \
+             ON CONFLICT (message_id, instance_id) DO NOTHING)"
+        ));
+    }
+    if let Some(ids) = delivered {
+        sql.push_str(&format!(
+            ", delivered AS (DELETE FROM fsm_outbox WHERE message_id = ANY(${ids}::uuid[]))"
+        ));
+    }
+    if let Some((ids, envelopes, kinds, reasons, attempts, at)) = dead {
+        let skip = removed.map_or_else(String::new, |r| format!(" WHERE NOT (id = ANY(${r}))"));
+        sql.push_str(&format!(
+            ", dead AS (INSERT INTO fsm_dead_letters (message_id, envelope, schema_version, kind, reason, \
+             attempts, dead_at) SELECT id, envelope::jsonb, {version}, kind, reason, attempts, dead_at \
+             FROM UNNEST(${ids}::uuid[], ${envelopes}::text[], ${kinds}::text[], ${reasons}::text[], \
+             ${attempts}::int8[], ${at}::int8[]) AS u(id, envelope, kind, reason, attempts, dead_at){skip} \
+             ON CONFLICT (message_id) DO UPDATE SET envelope = EXCLUDED.envelope, \
+             schema_version = EXCLUDED.schema_version, kind = EXCLUDED.kind, reason = EXCLUDED.reason, \
+             attempts = EXCLUDED.attempts, dead_at = EXCLUDED.dead_at)"
+        ));
+    }
+    if let Some(ids) = removed {
+        sql.push_str(&format!(
+            ", removed AS (DELETE FROM fsm_dead_letters WHERE message_id = ANY(${ids}::uuid[]))"
+        ));
+    }
+    sql.push_str(" SELECT 1");
+    sql
+}
+
+/// The part mask of `batch` (see `PART_OUTBOX`).
+fn parts_of(batch: &CommitBatch) -> usize {
+    [
+        (PART_OUTBOX, batch.outbox.is_empty()),
+        (PART_INBOX, batch.inbox.is_empty()),
+        (PART_DELIVERED, batch.delivered.is_empty()),
+        (PART_DEAD, batch.dead_letters.is_empty()),
+        (PART_DEAD_REMOVED, batch.dead_letters_removed.is_empty()),
+    ]
+    .into_iter()
+    .filter(|(_, empty)| !empty)
+    .fold(0, |mask, (part, _)| mask | part)
+}
+
+/// One item per key, the LAST of the batch for each (an upsert of the same row twice in one
+/// statement is an error in PostgreSQL; the last write wins, as in the memory store), by key.
+fn last_per_key<T, K: Ord + Copy>(items: &[T], key: impl Fn(&T) -> K) -> Vec<&T> {
+    let mut by_key = std::collections::BTreeMap::new();
+    for item in items {
+        by_key.insert(key(item), item);
+    }
+    by_key.into_values().collect()
+}
+
+/// One item per key, the FIRST of the batch for each (an inbox entry keeps its first time).
+fn first_per_key<T, K: Ord + Copy>(items: &[T], key: impl Fn(&T) -> K) -> Vec<&T> {
+    let mut by_key = std::collections::BTreeMap::new();
+    for item in items {
+        by_key.entry(key(item)).or_insert(item);
+    }
+    by_key.into_values().collect()
+}
 
 /// The primary key whose violation means a sequence conflict.
 const EVENTS_KEY: &str = "fsm_events_pkey";
@@ -72,6 +195,14 @@ const RETENTION: &str = "WITH purged AS (SELECT instance_id FROM fsm_instances W
     s AS (DELETE FROM fsm_snapshots WHERE instance_id IN (SELECT instance_id FROM purged)), \
     i AS (DELETE FROM fsm_instances WHERE instance_id IN (SELECT instance_id FROM purged) RETURNING 1) \
     SELECT count(*) FROM i";
+
+/// Deletes one chunk of purgeable inbox entries (old, and their message no longer pending).
+const PURGE_INBOX: &str = "DELETE FROM fsm_inbox WHERE (message_id, instance_id) IN \
+    (SELECT i.message_id, i.instance_id FROM fsm_inbox i WHERE i.applied_at < $1 \
+    AND NOT EXISTS (SELECT 1 FROM fsm_outbox o WHERE o.message_id = i.message_id) LIMIT $2)";
+
+/// Columns of `fsm_dead_letters` read by `decode_dead_letter`.
+const DEAD_LETTER_COLUMNS: &str = "envelope::text, schema_version, kind, reason, attempts, dead_at";
 
 const READ_TX: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
@@ -136,7 +267,8 @@ impl PostgresStore {
         let seqs = events.iter().map(|e| seq_to_i64(e.seq)).collect::<Result<Vec<_>>>()?;
         let sums = summaries(batch);
         let snapshots = latest_snapshots(batch);
-        sqlx::query(COMMIT)
+        let parts = parts_of(batch);
+        let query = sqlx::query(AssertSqlSafe(COMMIT_STATEMENTS[parts].as_str()))
             .bind(events.iter().map(|e| e.id.0).collect::<Vec<Uuid>>())
             .bind(events.iter().map(|e| e.instance_id.0).collect::<Vec<Uuid>>())
             .bind(seqs)
@@ -181,10 +313,8 @@ impl PostgresStore {
             .bind(snapshots.iter().map(|s| seq_to_i64(s.seq)).collect::<Result<Vec<_>>>()?)
             .bind(snapshots.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
             .bind(snapshots.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
-            .bind(snapshots.iter().map(|s| json_text(BACKEND, s)).collect::<Result<Vec<_>>>()?)
-            .execute(&self.pool)
-            .await
-            .map_err(Failure::Sql)?;
+            .bind(snapshots.iter().map(|s| json_text(BACKEND, s)).collect::<Result<Vec<_>>>()?);
+        bind_messages(query, batch)?.execute(&self.pool).await.map_err(Failure::Sql)?;
         Ok(())
     }
 
@@ -275,6 +405,40 @@ impl PostgresStore {
             .map_err(err(operation))?;
         rows.iter().map(decode_event).collect()
     }
+}
+
+/// Binds the message parts of `batch` present in its part mask, in `commit_sql`'s order.
+fn bind_messages<'q>(mut query: Query<'q>, batch: &'q CommitBatch) -> Result<Query<'q>> {
+    if !batch.outbox.is_empty() {
+        let outbox = last_per_key(&batch.outbox, |m| m.id);
+        query = query
+            .bind(outbox.iter().map(|m| m.id.0).collect::<Vec<Uuid>>())
+            .bind(outbox.iter().map(|m| json_text(BACKEND, m)).collect::<Result<Vec<_>>>()?);
+    }
+    if !batch.inbox.is_empty() {
+        let inbox = first_per_key(&batch.inbox, |e| (e.message_id, e.instance_id));
+        query = query
+            .bind(inbox.iter().map(|e| e.message_id.0).collect::<Vec<Uuid>>())
+            .bind(inbox.iter().map(|e| e.instance_id.0).collect::<Vec<Uuid>>())
+            .bind(inbox.iter().map(|e| e.applied_at).collect::<Vec<i64>>());
+    }
+    if !batch.delivered.is_empty() {
+        query = query.bind(batch.delivered.iter().map(|m| m.0).collect::<Vec<Uuid>>());
+    }
+    if !batch.dead_letters.is_empty() {
+        let dead = last_per_key(&batch.dead_letters, |d| d.message.id);
+        query = query
+            .bind(dead.iter().map(|d| d.message.id.0).collect::<Vec<Uuid>>())
+            .bind(dead.iter().map(|d| json_text(BACKEND, &d.message)).collect::<Result<Vec<_>>>()?)
+            .bind(dead.iter().map(|d| d.kind.as_str()).collect::<Vec<_>>())
+            .bind(dead.iter().map(|d| d.reason.as_str()).collect::<Vec<_>>())
+            .bind(dead.iter().map(|d| i64::from(d.attempts)).collect::<Vec<_>>())
+            .bind(dead.iter().map(|d| d.dead_at).collect::<Vec<_>>());
+    }
+    if !batch.dead_letters_removed.is_empty() {
+        query = query.bind(batch.dead_letters_removed.iter().map(|m| m.0).collect::<Vec<Uuid>>());
+    }
+    Ok(query)
 }
 
 /// The URL without its `schema` query parameter, and that parameter's value.
@@ -555,6 +719,117 @@ impl EventStore for PostgresStore {
             .map_err(err("ping"))?;
         Ok(())
     }
+
+    async fn pending_messages(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Envelope>> {
+        // Without `after`, start at the nil id inclusively (`>=`), else strictly after it.
+        let (start, op) = after.map_or((Uuid::nil(), ">="), |a| (a.0, ">"));
+        let sql = format!(
+            "SELECT envelope::text, schema_version FROM fsm_outbox WHERE message_id {op} $1 \
+             ORDER BY message_id LIMIT $2"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(start)
+            .bind(page_limit(limit) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err("pending_messages"))?;
+        let get_err = |e: sqlx::Error| corrupt(BACKEND, "outbox row", e);
+        rows.iter()
+            .map(|row| {
+                let version: i32 = row.try_get(1).map_err(get_err)?;
+                parse_envelope(BACKEND, i64::from(version), row.try_get(0).map_err(get_err)?)
+            })
+            .collect()
+    }
+
+    async fn inbox_entries(&self, messages: &[MessageId]) -> Result<Vec<InboxEntry>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT message_id, instance_id, applied_at FROM fsm_inbox WHERE message_id = ANY($1) \
+             ORDER BY message_id, instance_id",
+        )
+        .bind(messages.iter().map(|m| m.0).collect::<Vec<Uuid>>())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err("inbox_entries"))?;
+        let get_err = |e: sqlx::Error| corrupt(BACKEND, "inbox row", e);
+        rows.iter()
+            .map(|row| {
+                Ok(InboxEntry {
+                    message_id: MessageId(row.try_get(0).map_err(get_err)?),
+                    instance_id: InstanceId(row.try_get(1).map_err(get_err)?),
+                    applied_at: row.try_get(2).map_err(get_err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_inbox(&self, before: Millis) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let deleted = sqlx::query(PURGE_INBOX)
+                .bind(before)
+                .bind(PURGE_CHUNK as i64)
+                .execute(&self.pool)
+                .await
+                .map_err(err("purge_inbox"))?
+                .rows_affected();
+            total += deleted;
+            if deleted < PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        let (start, op) = after.map_or((Uuid::nil(), ">="), |a| (a.0, ">"));
+        let sql = format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM fsm_dead_letters WHERE message_id {op} $1 \
+             ORDER BY message_id LIMIT $2"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(start)
+            .bind(page_limit(limit) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err("dead_letters"))?;
+        rows.iter().map(decode_dead_letter).collect()
+    }
+
+    async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>> {
+        let sql =
+            format!("SELECT {DEAD_LETTER_COLUMNS} FROM fsm_dead_letters WHERE message_id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(message.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err("dead_letter"))?;
+        row.as_ref().map(decode_dead_letter).transpose()
+    }
+}
+
+fn decode_dead_letter(row: &PgRow) -> Result<DeadLetter> {
+    let get_err = |e: sqlx::Error| corrupt(BACKEND, "dead letter row", e);
+    let version: i32 = row.try_get(1).map_err(get_err)?;
+    RawDeadLetter {
+        envelope: row.try_get(0).map_err(get_err)?,
+        schema_version: i64::from(version),
+        kind: row.try_get(2).map_err(get_err)?,
+        reason: row.try_get(3).map_err(get_err)?,
+        attempts: row.try_get(4).map_err(get_err)?,
+        dead_at: row.try_get(5).map_err(get_err)?,
+    }
+    .decode(BACKEND)
 }
 
 /// A bind value of a dynamically built query.

@@ -2,20 +2,25 @@
 //!
 //! A commit is one Lua script: it first checks every `(instance, seq)` of the batch against the
 //! stored events, returns a conflict without writing anything if one exists, then writes the
-//! events, summaries, indexes and snapshots. Scripts run atomically, so a second writer with
-//! the same seq fails loudly. Reads of records are one script call per page (snapshot + later
+//! events, summaries, indexes and snapshots, then the batch's outbox, inbox, delivered ids and
+//! dead-letter changes. Scripts run atomically, so a second writer with the same seq fails
+//! loudly and a conflicting batch writes no message either. Reads of records are one script call per page (snapshot + later
 //! events of each instance). The key layout is in `docs/stores.md`.
 
 use crate::common::{
     Cursor, RETENTION_CHUNK, Summary, check_batch, correlated_limit, corrupt, fold,
     latest_snapshots, order_key, page_limit, parse_order_key, summaries, text_matches, unavailable,
 };
-use crate::{CONNECT_BACKOFF, Durability, StoreOptions, with_retry};
+use crate::{CONNECT_BACKOFF, Durability, PURGE_CHUNK, StoreOptions, with_retry};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
+use std::collections::BTreeSet;
 use std::time::Duration;
 use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
+use xcomponent_core::message::{
+    DeadLetter, ENVELOPE_SCHEMA_VERSION, Envelope, InboxEntry, MessageId,
+};
 use xcomponent_core::store::{
     CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention,
     StoredEvent,
@@ -23,8 +28,10 @@ use xcomponent_core::store::{
 
 const BACKEND: &str = "redis";
 
-/// Version of the key layout, kept in `<prefix>:meta` (field `layout`).
-const LAYOUT_VERSION: i64 = 1;
+/// Version of the key layout, kept in `<prefix>:meta` (field `layout`). Version 2 added the
+/// outbox, inbox and dead-letter keys; a version 1 prefix is upgraded by recording 2 (the new
+/// keys start empty, nothing is moved).
+const LAYOUT_VERSION: i64 = 2;
 
 /// Reconnection attempts of the connection manager after a lost connection.
 const RECONNECT_ATTEMPTS: usize = 5;
@@ -88,7 +95,76 @@ for k = 0, s - 1 do
     redis.call('HSET', key, 'seq', ARGV[i + 1], 'record', ARGV[i + 2])
   end
 end
+b = b + s * 3
+local o = tonumber(ARGV[b])
+b = b + 1
+for k = 0, o - 1 do
+  local i = b + k * 2
+  redis.call('HSET', p .. ':out', ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', p .. ':out:ids', 0, ARGV[i])
+end
+b = b + o * 2
+local r = tonumber(ARGV[b])
+b = b + 1
+for k = 0, r - 1 do
+  local i = b + k * 3
+  if redis.call('HSETNX', p .. ':in:' .. ARGV[i], ARGV[i + 1], ARGV[i + 2]) == 1 then
+    redis.call('ZADD', p .. ':in:at', ARGV[i + 2], ARGV[i] .. '|' .. ARGV[i + 1])
+  end
+end
+b = b + r * 3
+local d = tonumber(ARGV[b])
+b = b + 1
+for k = 0, d - 1 do
+  redis.call('HDEL', p .. ':out', ARGV[b + k])
+  redis.call('ZREM', p .. ':out:ids', ARGV[b + k])
+end
+b = b + d
+local l = tonumber(ARGV[b])
+b = b + 1
+for k = 0, l - 1 do
+  local i = b + k * 2
+  redis.call('HSET', p .. ':dead', ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', p .. ':dead:ids', 0, ARGV[i])
+end
+b = b + l * 2
+local x = tonumber(ARGV[b])
+b = b + 1
+for k = 0, x - 1 do
+  redis.call('HDEL', p .. ':dead', ARGV[b + k])
+  redis.call('ZREM', p .. ':dead:ids', ARGV[b + k])
+end
 return {'ok'}
+"#;
+
+/// A page of `<p>:<list>` (the outbox `out` or the dead letters `dead`) in id order: the ids
+/// after ARGV[3] (`-` for the start, else `(<id>`) up to ARGV[4] of them, and their values.
+const PAGE_SCRIPT: &str = r#"
+local p, list = ARGV[1], ARGV[2]
+local ids = redis.call('ZRANGEBYLEX', p .. ':' .. list .. ':ids', ARGV[3], '+', 'LIMIT', 0, tonumber(ARGV[4]))
+if #ids == 0 then return {} end
+return redis.call('HMGET', p .. ':' .. list, unpack(ids))
+"#;
+
+/// One chunk of the inbox purge: among the entries applied before ARGV[2], from the ARGV[3]-th
+/// on (the ones kept so far), up to ARGV[4] entries are examined; those whose message is no
+/// longer pending are deleted. Returns {deleted, kept, examined}.
+const PURGE_INBOX_SCRIPT: &str = r#"
+local p = ARGV[1]
+local members = redis.call('ZRANGEBYSCORE', p .. ':in:at', '-inf', '(' .. ARGV[2], 'LIMIT', tonumber(ARGV[3]), tonumber(ARGV[4]))
+local deleted, kept = 0, 0
+for _, member in ipairs(members) do
+  local bar = string.find(member, '|', 1, true)
+  local message, instance = string.sub(member, 1, bar - 1), string.sub(member, bar + 1)
+  if redis.call('HEXISTS', p .. ':out', message) == 1 then
+    kept = kept + 1
+  else
+    redis.call('HDEL', p .. ':in:' .. message, instance)
+    redis.call('ZREM', p .. ':in:at', member)
+    deleted = deleted + 1
+  end
+end
+return {deleted, kept, #members}
 "#;
 
 const READ_SCRIPT: &str = r#"
@@ -128,6 +204,8 @@ pub struct RedisStore {
     commit_script: Script,
     read_script: Script,
     retention_script: Script,
+    page_script: Script,
+    purge_inbox_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -168,12 +246,33 @@ impl RedisStore {
         })
         .await?;
         let meta = format!("{prefix}:meta");
-        let _: bool = conn.hset_nx(&meta, "layout", LAYOUT_VERSION).await.map_err(err("open"))?;
-        let layout: Option<i64> = conn.hget(&meta, "layout").await.map_err(err("open"))?;
-        if layout.is_some_and(|v| v > LAYOUT_VERSION) {
+        // Records the layout, or upgrades an older one (every change so far only added keys),
+        // atomically; refuses a newer one. Returns the layout found before.
+        let found: i64 = Script::new(
+            r#"
+local cur = tonumber(redis.call('HGET', KEYS[1], 'layout') or '0')
+if cur < tonumber(ARGV[1]) then redis.call('HSET', KEYS[1], 'layout', ARGV[1]) end
+return cur
+"#,
+        )
+        .key(&meta)
+        .arg(LAYOUT_VERSION)
+        .invoke_async(&mut conn)
+        .await
+        .map_err(err("open"))?;
+        if found > LAYOUT_VERSION {
             return Err(Error::Config(format!(
-                "Redis key layout {layout:?} under {prefix:?} is newer than this build supports ({LAYOUT_VERSION})"
+                "Redis key layout {found} under {prefix:?} is newer than this build supports ({LAYOUT_VERSION})"
             )));
+        }
+        if found != 0 && found < LAYOUT_VERSION {
+            tracing::info!(
+                backend = BACKEND,
+                prefix,
+                from = found,
+                to = LAYOUT_VERSION,
+                "upgraded the key layout"
+            );
         }
         if options.durability == Durability::EachCommit {
             let fsync: Result<Vec<String>> = redis::cmd("CONFIG")
@@ -196,11 +295,42 @@ impl RedisStore {
             commit_script: Script::new(COMMIT_SCRIPT),
             read_script: Script::new(READ_SCRIPT),
             retention_script: Script::new(RETENTION_SCRIPT),
+            page_script: Script::new(PAGE_SCRIPT),
+            purge_inbox_script: Script::new(PURGE_INBOX_SCRIPT),
         })
     }
 
     fn key(&self, kind: &str, id: impl std::fmt::Display) -> String {
         format!("{}:{kind}:{id}", self.prefix)
+    }
+
+    /// The values of a page of `list` (`out` or `dead`) after `after`, in id order.
+    async fn page<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &str,
+        list: &str,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        let start = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+        let raw: Vec<Option<String>> = self
+            .page_script
+            .prepare_invoke()
+            .arg(&self.prefix)
+            .arg(list)
+            .arg(start)
+            .arg(page_limit(limit))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(err(operation))?;
+        raw.into_iter()
+            .map(|value| {
+                let value = value.ok_or_else(|| {
+                    corrupt(BACKEND, operation, format_args!("{list}:ids names a missing value"))
+                })?;
+                Versioned::parse(operation, &value)
+            })
+            .collect()
     }
 
     /// Records of `ids` (snapshot + later events), `None` for unknown ids, in the order of `ids`.
@@ -287,6 +417,29 @@ impl EventStore for RedisStore {
         invocation.arg(snapshots.len());
         for s in snapshots {
             invocation.arg(s.id.to_string()).arg(s.seq).arg(to_json(s)?);
+        }
+        invocation.arg(batch.outbox.len());
+        for m in &batch.outbox {
+            invocation.arg(m.id.to_string()).arg(to_json(&Versioned::of(m))?);
+        }
+        invocation.arg(batch.inbox.len());
+        for e in &batch.inbox {
+            invocation
+                .arg(e.message_id.to_string())
+                .arg(e.instance_id.to_string())
+                .arg(e.applied_at);
+        }
+        invocation.arg(batch.delivered.len());
+        for id in &batch.delivered {
+            invocation.arg(id.to_string());
+        }
+        invocation.arg(batch.dead_letters.len());
+        for d in &batch.dead_letters {
+            invocation.arg(d.message.id.to_string()).arg(to_json(&Versioned::of(d))?);
+        }
+        invocation.arg(batch.dead_letters_removed.len());
+        for id in &batch.dead_letters_removed {
+            invocation.arg(id.to_string());
         }
         let reply: Vec<String> =
             invocation.invoke_async(&mut self.conn.clone()).await.map_err(err("commit"))?;
@@ -440,5 +593,117 @@ impl EventStore for RedisStore {
         let _: String =
             redis::cmd("PING").query_async(&mut self.conn.clone()).await.map_err(err("ping"))?;
         Ok(())
+    }
+
+    async fn pending_messages(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Envelope>> {
+        self.page("pending_messages", "out", after, limit).await
+    }
+
+    async fn inbox_entries(&self, messages: &[MessageId]) -> Result<Vec<InboxEntry>> {
+        let wanted: BTreeSet<MessageId> = messages.iter().copied().collect();
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for message in &wanted {
+            pipe.hgetall(self.key("in", message));
+        }
+        let found: Vec<Vec<(String, Millis)>> =
+            pipe.query_async(&mut self.conn.clone()).await.map_err(err("inbox_entries"))?;
+        let mut out = Vec::new();
+        for (message_id, entries) in wanted.into_iter().zip(found) {
+            let mut entries = entries
+                .into_iter()
+                .map(|(instance, applied_at)| {
+                    Ok(InboxEntry {
+                        message_id,
+                        instance_id: instance
+                            .parse()
+                            .map_err(|e| corrupt(BACKEND, "inbox entry", e))?,
+                        applied_at,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            entries.sort_by_key(|e| e.instance_id);
+            out.extend(entries);
+        }
+        Ok(out)
+    }
+
+    async fn purge_inbox(&self, before: Millis) -> Result<u64> {
+        let (mut total, mut offset) = (0, 0);
+        loop {
+            let (deleted, kept, examined): (u64, u64, u64) = self
+                .purge_inbox_script
+                .prepare_invoke()
+                .arg(&self.prefix)
+                .arg(before)
+                .arg(offset)
+                .arg(PURGE_CHUNK)
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(err("purge_inbox"))?;
+            total += deleted;
+            offset += kept;
+            if examined < PURGE_CHUNK as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        self.page("dead_letters", "dead", after, limit).await
+    }
+
+    async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>> {
+        let raw: Option<String> = self
+            .conn
+            .clone()
+            .hget(format!("{}:dead", self.prefix), message.to_string())
+            .await
+            .map_err(err("dead_letter"))?;
+        raw.map(|value| Versioned::parse("dead_letter", &value)).transpose()
+    }
+}
+
+/// A stored envelope or dead letter with the envelope layout version it was written with.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Versioned<T> {
+    /// `ENVELOPE_SCHEMA_VERSION` at write time.
+    schema_version: u32,
+    value: T,
+}
+
+impl<'a, T> Versioned<&'a T> {
+    fn of(value: &'a T) -> Versioned<&'a T> {
+        Versioned { schema_version: ENVELOPE_SCHEMA_VERSION, value }
+    }
+}
+
+impl Versioned<()> {
+    /// Decodes a stored value; a layout newer than this build is `Corrupt`, not guessed at.
+    fn parse<T: serde::de::DeserializeOwned>(operation: &str, text: &str) -> Result<T> {
+        let stored: Versioned<T> =
+            serde_json::from_str(text).map_err(|e| corrupt(BACKEND, operation, e))?;
+        if stored.schema_version > ENVELOPE_SCHEMA_VERSION {
+            return Err(corrupt(
+                BACKEND,
+                operation,
+                format_args!(
+                    "envelope schema version {} is not supported (this build reads up to {ENVELOPE_SCHEMA_VERSION})",
+                    stored.schema_version
+                ),
+            ));
+        }
+        Ok(stored.value)
     }
 }

@@ -1,5 +1,6 @@
 //! What the SQLite and PostgreSQL stores share: the event column list, JSON encoding of the
-//! document columns, and decoding of rows into `StoredEvent`s with `Error::Corrupt` on bad data.
+//! document columns, and decoding of rows into `StoredEvent`s, envelopes and dead letters with
+//! `Error::Corrupt` on bad data.
 //!
 //! Both backends store the same event columns; SQLite (schema version 2) adds integer instance
 //! keys and 16-byte BLOB ids, PostgreSQL uses `UUID` and `JSONB` (see `docs/stores.md`).
@@ -10,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 use xcomponent_core::instance::{EventId, InstanceId, Millis, ParentRef, Status};
+use xcomponent_core::message::{DeadLetter, DeadLetterKind, ENVELOPE_SCHEMA_VERSION, Envelope};
 #[cfg(feature = "postgres")]
 use xcomponent_core::store::Error;
 #[cfg(feature = "postgres")]
@@ -136,6 +138,62 @@ impl RawEvent<'_> {
             causation_id: self.causation_id.map(EventId),
             correlation_id: EventId(self.correlation_id),
             source_component: self.source_component.map(str::to_owned),
+        })
+    }
+}
+
+/// Decodes an `envelope` column (outbox, dead letters) stored with `schema_version`; a version
+/// newer than this build's `ENVELOPE_SCHEMA_VERSION` is `Corrupt`, not guessed at.
+pub(crate) fn parse_envelope(backend: &str, schema_version: i64, text: &str) -> Result<Envelope> {
+    if u32::try_from(schema_version).map_or(true, |v| v > ENVELOPE_SCHEMA_VERSION) {
+        return Err(corrupt(
+            backend,
+            "envelope",
+            format_args!(
+                "schema version {schema_version} is not supported (this build reads up to {ENVELOPE_SCHEMA_VERSION})"
+            ),
+        ));
+    }
+    parse_json(backend, "envelope column", text)
+}
+
+/// A `fsm_dead_letters` row as read from either database, before validation.
+pub(crate) struct RawDeadLetter<'r> {
+    pub envelope: &'r str,
+    pub schema_version: i64,
+    pub kind: &'r str,
+    pub reason: &'r str,
+    pub attempts: i64,
+    pub dead_at: Millis,
+}
+
+impl RawDeadLetter<'_> {
+    /// Validates and converts the row.
+    pub fn decode(self, backend: &str) -> Result<DeadLetter> {
+        let kind = match self.kind {
+            "undeliverable" => DeadLetterKind::Undeliverable,
+            "rejected" => DeadLetterKind::Rejected,
+            "failed" => DeadLetterKind::Failed,
+            other => {
+                return Err(corrupt(
+                    backend,
+                    "dead letter",
+                    format_args!("unknown kind {other:?}"),
+                ));
+            }
+        };
+        Ok(DeadLetter {
+            message: parse_envelope(backend, self.schema_version, self.envelope)?,
+            kind,
+            reason: self.reason.to_owned(),
+            attempts: u32::try_from(self.attempts).map_err(|_| {
+                corrupt(
+                    backend,
+                    "dead letter",
+                    format_args!("attempts {} out of range", self.attempts),
+                )
+            })?,
+            dead_at: self.dead_at,
         })
     }
 }

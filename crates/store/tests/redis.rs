@@ -1,5 +1,6 @@
 //! Runs the conformance suite on Redis when `XC_TEST_REDIS_URL` is set, under a key prefix of
-//! its own (`xc_test_<random>`) whose keys are deleted at the end.
+//! its own (`xc_test_<random>`) whose keys are deleted at the end; and checks that a layout 1
+//! prefix is upgraded to layout 2 (the message keys) and a newer layout refused.
 
 #![cfg(feature = "redis")]
 
@@ -9,6 +10,7 @@ mod redis_cleanup;
 
 use redis_cleanup::delete_prefix;
 
+use xcomponent_core::store::CommitBatch;
 use xcomponent_store::{Durability, StoreOptions, open};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,5 +24,74 @@ async fn redis_store_conforms() {
     };
     let store = open(&url, &options).await.expect("redis store opens");
     assert_eq!(store.backend(), "redis");
-    conformance::run_then_cleanup(store, delete_prefix(&url, &prefix)).await;
+    // Opening the same prefix again finds the messages the first store left.
+    let reopen = {
+        let (url, options) = (url.clone(), options.clone());
+        move || async move { open(&url, &options).await.expect("reopen") }
+    };
+    conformance::run_then_cleanup(store, Some(reopen), delete_prefix(&url, &prefix)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layout_1_prefix_is_upgraded_and_a_newer_one_refused() {
+    let Some(url) = conformance::service_url("XC_TEST_REDIS_URL", "redis") else { return };
+    let prefix = format!("xc_test_layout_{}", uuid::Uuid::now_v7().simple());
+    let options = StoreOptions { key_prefix: prefix.clone(), ..StoreOptions::default() };
+    let outcome = tokio::spawn({
+        let (url, prefix) = (url.clone(), prefix.clone());
+        async move {
+            let mut conn = redis::Client::open(url.as_str())
+                .expect("url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connects");
+            let meta = format!("{prefix}:meta");
+            let layout = |conn: &mut redis::aio::MultiplexedConnection| {
+                let mut conn = conn.clone();
+                let meta = meta.clone();
+                async move {
+                    redis::cmd("HGET").arg(&meta).arg("layout").query_async::<i64>(&mut conn).await
+                }
+            };
+            let _: () = redis::cmd("HSET")
+                .arg(&meta)
+                .arg("layout")
+                .arg(1)
+                .query_async(&mut conn)
+                .await
+                .expect("v1 meta");
+            let store = open(&url, &options).await.expect("layout 1 opens");
+            assert_eq!(layout(&mut conn).await.expect("layout"), 2, "upgraded to layout 2");
+            store
+                .commit(&CommitBatch {
+                    outbox: vec![conformance::messages::send(
+                        "c_layout",
+                        xcomponent_core::instance::InstanceId::new(),
+                    )],
+                    ..Default::default()
+                })
+                .await
+                .expect("messages stored under the upgraded prefix");
+            let _: () = redis::cmd("HSET")
+                .arg(&meta)
+                .arg("layout")
+                .arg(99)
+                .query_async(&mut conn)
+                .await
+                .expect("newer meta");
+            match open(&url, &options).await {
+                Err(xcomponent_store::Error::Config(message)) => {
+                    assert!(message.contains("99"), "{message}")
+                }
+                other => {
+                    panic!("expected a configuration error, got {:?}", other.map(|s| s.backend()))
+                }
+            }
+        }
+    })
+    .await;
+    delete_prefix(&url, &prefix).await;
+    if let Err(error) = outcome {
+        std::panic::resume_unwind(error.into_panic());
+    }
 }

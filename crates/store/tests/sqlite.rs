@@ -29,12 +29,14 @@ async fn sqlite_store_conforms() {
     let store = open(&url, &options).await.expect("sqlite store opens");
     assert_eq!(store.backend(), "sqlite");
     conformance::run_all(Arc::clone(&store)).await;
+    let left = conformance::messages::leave_for_reopen(&*store).await;
     drop(store);
 
-    // Reopening applies no migration twice and finds the data.
+    // Reopening applies no migration twice and finds the data, messages included.
     let store = open(&url, &options).await.expect("sqlite store reopens");
     store.ping().await.expect("ping after reopen");
     assert!(!store.load_active(None, 10).await.expect("load_active after reopen").is_empty());
+    conformance::messages::found_after_reopen(&*store, &left).await;
 }
 
 #[tokio::test]

@@ -1,14 +1,17 @@
 //! SQLite-specific checks: a schema version 1 database (text ids) is migrated to version 2 with
-//! every record intact, and a group commit fails only the batch that conflicts.
+//! every record intact, a version 2 database gains the message tables of version 3 in place, and
+//! a group commit fails only the batch that conflicts (its messages included).
 
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
 
+use conformance::messages::{self, send};
 use conformance::{batch, chain, expected, next, timer};
 use serde_json::json;
 use std::sync::Arc;
 use xcomponent_core::instance::{EventId, InstanceId, ParentRef, Status};
+use xcomponent_core::message::InboxEntry;
 use xcomponent_core::store::{CommitBatch, Error, EventStore, InstanceRecord, StoredEvent};
 use xcomponent_store::{Durability, StoreOptions, open};
 
@@ -149,6 +152,68 @@ async fn version_1_database_is_migrated() {
     ));
 }
 
+/// The versions recorded in `fsm_schema_version`.
+fn versions(path: &std::path::Path) -> Vec<i64> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut statement =
+        conn.prepare("SELECT version FROM fsm_schema_version ORDER BY version").unwrap();
+    statement.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_2_database_gains_the_message_tables() {
+    let dir = TempDir::new();
+    let path = dir.0.join("v2.db");
+    let live = chain("c_v2", 3, 1_000);
+    {
+        // A version 2 file as a version 2 build left it: version 1 data, then its migration.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql")).unwrap();
+        for event in &live {
+            insert_v1_event(&conn, event);
+        }
+        insert_v1_summary(&conn, &expected(&live));
+        conn.execute_batch(include_str!("../migrations/sqlite/0002_compact_keys.sql")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE fsm_schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL); \
+             INSERT INTO fsm_schema_version VALUES (1, 0), (2, 0);",
+        )
+        .unwrap();
+    }
+    assert_eq!(versions(&path), vec![1, 2]);
+
+    let url = format!("sqlite://{}", path.display());
+    let options = StoreOptions { durability: Durability::Relaxed, ..StoreOptions::default() };
+    let store = open(&url, &options).await.expect("version 2 database opens and migrates");
+    assert_eq!(versions(&path), vec![1, 2, 3], "migrated to version 3 in place");
+    assert_eq!(store.history(live[0].instance_id).await.unwrap(), live, "events kept");
+    assert_eq!(store.instance(live[0].instance_id).await.unwrap(), Some(expected(&live)));
+
+    // The new tables take a transition with its messages.
+    let message = send("c_v2", live[0].instance_id);
+    let applied = InboxEntry {
+        message_id: messages::message_id(),
+        instance_id: live[0].instance_id,
+        applied_at: 1_010,
+    };
+    let step = next(&live[2], "GO", "S4", Status::Active, 1_010);
+    store
+        .commit(&CommitBatch {
+            events: vec![step.clone()],
+            outbox: vec![message.clone()],
+            inbox: vec![applied],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.pending_messages(None, 10).await.unwrap(), vec![message]);
+    assert_eq!(store.inbox_entries(&[applied.message_id]).await.unwrap(), vec![applied]);
+    assert_eq!(store.history(live[0].instance_id).await.unwrap(), [live, vec![step]].concat());
+    drop(store);
+    drop(open(&url, &options).await.expect("reopens"));
+    assert_eq!(versions(&path), vec![1, 2, 3], "no migration applied twice");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn group_commit_fails_only_the_conflicting_batch() {
     const WRITERS: usize = 24;
@@ -166,15 +231,22 @@ async fn group_commit_fails_only_the_conflicting_batch() {
         } else {
             (0..50).flat_map(|i| chain("c_group", 3, 5_000 + i)).collect()
         };
+        // Every batch carries a message: the conflicting one's must not be stored.
+        let message = send("c_group", events[0].instance_id);
         let store = Arc::clone(&store);
         tasks.push(tokio::spawn(async move {
-            let result =
-                store.commit(&CommitBatch { events: events.clone(), snapshots: Vec::new() }).await;
-            (events, result)
+            let batch = CommitBatch {
+                events: events.clone(),
+                outbox: vec![message.clone()],
+                ..Default::default()
+            };
+            let result = store.commit(&batch).await;
+            (events, message, result)
         }));
     }
+    let mut stored_messages = Vec::new();
     for task in tasks {
-        let (events, result) = task.await.unwrap();
+        let (events, message, result) = task.await.unwrap();
         if events[0].instance_id == stored[0].instance_id {
             assert!(
                 matches!(result, Err(Error::Conflict { seq: 1, .. })),
@@ -185,9 +257,16 @@ async fn group_commit_fails_only_the_conflicting_batch() {
             for instance in events.chunks(3) {
                 assert_eq!(store.history(instance[0].instance_id).await.unwrap(), instance);
             }
+            stored_messages.push(message);
         }
     }
     assert_eq!(store.history(stored[0].instance_id).await.unwrap(), stored);
+    stored_messages.sort_by_key(|m| m.id);
+    assert_eq!(
+        store.pending_messages(None, 1000).await.unwrap(),
+        stored_messages,
+        "exactly the messages of the stored batches"
+    );
 }
 
 #[tokio::test]

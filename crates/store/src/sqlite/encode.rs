@@ -1,6 +1,7 @@
 //! A commit batch encoded for the writer thread, on the caller's task: ids as 16-byte arrays,
 //! every text and JSON column appended to one byte arena, one summary per instance, the newest
-//! snapshot per instance and one correlation range per (chain, instance).
+//! snapshot per instance and one correlation range per (chain, instance), then the message parts
+//! (outbox, inbox, delivered ids, dead letters) in the order the writer applies them.
 //!
 //! Encoding runs on the committing shard, in parallel with the writer; the writer then only
 //! binds slices of the arena. Nothing is allocated per column.
@@ -8,6 +9,7 @@
 use crate::common::{Summary, check_batch, latest_snapshots, seq_to_i64, summaries};
 use std::collections::HashMap;
 use xcomponent_core::instance::{EventId, InstanceId};
+use xcomponent_core::message::MessageId;
 use xcomponent_core::store::{CommitBatch, Error, Result, StoredEvent};
 
 /// Largest arena of one batch (spans are 32-bit offsets).
@@ -78,6 +80,32 @@ pub(super) struct PairRow {
     pub last_seq: i64,
 }
 
+/// One `fsm_outbox` upsert.
+#[derive(Debug)]
+pub(super) struct OutboxRow {
+    pub message_id: [u8; 16],
+    pub envelope: Span,
+}
+
+/// One `fsm_inbox` insert (a no-op when the entry exists).
+#[derive(Debug)]
+pub(super) struct InboxRow {
+    pub message_id: [u8; 16],
+    pub instance_id: [u8; 16],
+    pub applied_at: i64,
+}
+
+/// One `fsm_dead_letters` upsert.
+#[derive(Debug)]
+pub(super) struct DeadLetterRow {
+    pub message_id: [u8; 16],
+    pub envelope: Span,
+    pub kind: &'static str,
+    pub reason: Span,
+    pub attempts: i64,
+    pub dead_at: i64,
+}
+
 /// What the writer stores for one `commit` call.
 #[derive(Debug, Default)]
 pub(super) struct Encoded {
@@ -87,6 +115,14 @@ pub(super) struct Encoded {
     pub events: Vec<EventRow>,
     pub snapshots: Vec<SnapshotRow>,
     pub pairs: Vec<PairRow>,
+    pub outbox: Vec<OutboxRow>,
+    pub inbox: Vec<InboxRow>,
+    /// Outbox rows to delete (after the outbox upserts: a message produced and delivered in one
+    /// batch leaves nothing).
+    pub delivered: Vec<[u8; 16]>,
+    pub dead_letters: Vec<DeadLetterRow>,
+    /// Dead letters to delete (after the upserts).
+    pub dead_letters_removed: Vec<[u8; 16]>,
 }
 
 impl Encoded {
@@ -134,12 +170,53 @@ impl Encoded {
                 record,
             });
         }
+        out.push_messages(batch)?;
         Ok(out)
     }
 
-    /// Number of events (the size of a group commit).
+    /// Encodes the message parts of `batch`.
+    fn push_messages(&mut self, batch: &CommitBatch) -> Result<()> {
+        let id = |m: &MessageId| *m.0.as_bytes();
+        self.outbox.reserve(batch.outbox.len());
+        for message in &batch.outbox {
+            let envelope = self.json(message)?;
+            self.outbox.push(OutboxRow { message_id: id(&message.id), envelope });
+        }
+        self.inbox = batch
+            .inbox
+            .iter()
+            .map(|e| InboxRow {
+                message_id: id(&e.message_id),
+                instance_id: *e.instance_id.0.as_bytes(),
+                applied_at: e.applied_at,
+            })
+            .collect();
+        self.delivered = batch.delivered.iter().map(id).collect();
+        self.dead_letters.reserve(batch.dead_letters.len());
+        for letter in &batch.dead_letters {
+            let envelope = self.json(&letter.message)?;
+            let reason = self.text(&letter.reason)?;
+            self.dead_letters.push(DeadLetterRow {
+                message_id: id(&letter.message.id),
+                envelope,
+                kind: letter.kind.as_str(),
+                reason,
+                attempts: i64::from(letter.attempts),
+                dead_at: letter.dead_at,
+            });
+        }
+        self.dead_letters_removed = batch.dead_letters_removed.iter().map(id).collect();
+        Ok(())
+    }
+
+    /// Rows written (the size of a group commit): events plus message rows.
     pub fn len(&self) -> usize {
         self.events.len()
+            + self.outbox.len()
+            + self.inbox.len()
+            + self.delivered.len()
+            + self.dead_letters.len()
+            + self.dead_letters_removed.len()
     }
 
     /// The bytes of a span (text columns are valid UTF-8: they come from `&str` and serde_json).

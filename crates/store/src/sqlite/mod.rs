@@ -3,7 +3,7 @@
 //! One writer thread owns the read-write connection and group-commits every batch waiting for
 //! it (`writer`); a second thread checkpoints the WAL in the background (`checkpoint`); reads run on a pool of read-only connections (`pool`, `read`), each in one
 //! read transaction. Commits are encoded on the caller's task (`encode`) so the writer only binds
-//! prepared statements. The schema is embedded (`migrations/sqlite`, version 2) and applied at
+//! prepared statements. The schema is embedded (`migrations/sqlite`, version 3) and applied at
 //! open (`schema`). Durability maps to `PRAGMA synchronous` (FULL / NORMAL / OFF).
 
 mod checkpoint;
@@ -24,6 +24,7 @@ use std::sync::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use writer::Job;
 use xcomponent_core::instance::{EventId, InstanceId, Millis};
+use xcomponent_core::message::{DeadLetter, Envelope, InboxEntry, MessageId};
 use xcomponent_core::store::{
     CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention,
     StoredEvent,
@@ -47,8 +48,9 @@ pub struct SqliteStore {
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Job::Commit(batch, _) => write!(f, "Commit({} events)", batch.len()),
+            Job::Commit(batch, _) => write!(f, "Commit({} rows)", batch.len()),
             Job::Retention(cutoff, _) => write!(f, "Retention({cutoff})"),
+            Job::PurgeInbox(before, _) => write!(f, "PurgeInbox({before})"),
         }
     }
 }
@@ -151,7 +153,7 @@ impl EventStore for SqliteStore {
         }
         let encoded = Encoded::of(batch)?;
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Commit(encoded, reply)).await?;
+        self.send(Job::Commit(Box::new(encoded), reply)).await?;
         answer.await.map_err(|_| writer::stopped())?
     }
 
@@ -201,5 +203,41 @@ impl EventStore for SqliteStore {
                 .map_err(err("ping"))
             })
             .await
+    }
+
+    async fn pending_messages(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<Envelope>> {
+        self.readers
+            .run("pending_messages", move |conn| read::pending_messages(conn, after, limit))
+            .await
+    }
+
+    async fn inbox_entries(&self, messages: &[MessageId]) -> Result<Vec<InboxEntry>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let messages = messages.to_vec();
+        self.readers.run("inbox_entries", move |conn| read::inbox_entries(conn, &messages)).await
+    }
+
+    async fn purge_inbox(&self, before: Millis) -> Result<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::PurgeInbox(before, reply)).await?;
+        answer.await.map_err(|_| writer::stopped())?
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        self.readers.run("dead_letters", move |conn| read::dead_letters(conn, after, limit)).await
+    }
+
+    async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>> {
+        self.readers.run("dead_letter", move |conn| read::dead_letter(conn, message)).await
     }
 }

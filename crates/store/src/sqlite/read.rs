@@ -2,14 +2,17 @@
 //! transaction each (a consistent snapshot of the WAL).
 //!
 //! Records come from `fold::records` (one statement per page of instances); events are decoded
-//! whole for `history` and `correlated`.
+//! whole for `history` and `correlated`. Pending messages, inbox entries and dead letters are
+//! read from their tables by message id.
 
 use super::fold::{int, opt_text, opt_uuid, records, text, uuid, value};
 use super::{BACKEND, err};
 use crate::common::{Cursor, correlated_limit, like_pattern, page_limit};
-use crate::sql::RawEvent;
+use crate::sql::{RawDeadLetter, RawEvent, parse_envelope};
 use rusqlite::{Connection, Row, ToSql};
+use std::collections::BTreeSet;
 use xcomponent_core::instance::{EventId, InstanceId, Millis};
+use xcomponent_core::message::{DeadLetter, Envelope, InboxEntry, MessageId};
 use xcomponent_core::store::{InstanceQuery, InstanceRecord, Page, Result, StoredEvent};
 
 /// Every column of `fsm_events`, in the order `decode_event` reads them.
@@ -211,4 +214,96 @@ pub(super) fn search(conn: &Connection, query: &InstanceQuery) -> Result<Page<In
     let items = records_by_id(&tx, &ids)?;
     tx.commit().map_err(err("search"))?;
     Ok(Page { items, next_cursor })
+}
+
+/// Pending messages after `after` (all when `None`), in id order, at most `page_limit(limit)`.
+pub(super) fn pending_messages(
+    conn: &Connection,
+    after: Option<MessageId>,
+    limit: usize,
+) -> Result<Vec<Envelope>> {
+    const SQL: &str = "SELECT envelope, schema_version FROM fsm_outbox WHERE message_id > ?1 \
+        ORDER BY message_id LIMIT ?2";
+    // Every 16-byte id sorts after the empty blob.
+    let after: Vec<u8> = after.map(|a| a.0.as_bytes().to_vec()).unwrap_or_default();
+    let mut statement = conn.prepare_cached(SQL).map_err(err("pending_messages"))?;
+    let mut rows =
+        statement.query((after, page_limit(limit) as i64)).map_err(err("pending_messages"))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(err("pending_messages"))? {
+        out.push(parse_envelope(BACKEND, int(row, 1)?, text(row, 0)?)?);
+    }
+    Ok(out)
+}
+
+/// The inbox entries of `messages`, ordered by message then instance (each message once).
+pub(super) fn inbox_entries(conn: &Connection, messages: &[MessageId]) -> Result<Vec<InboxEntry>> {
+    const SQL: &str = "SELECT instance_id, applied_at FROM fsm_inbox WHERE message_id = ?1 \
+        ORDER BY instance_id";
+    let wanted: BTreeSet<MessageId> = messages.iter().copied().collect();
+    let tx = conn.unchecked_transaction().map_err(err("inbox_entries"))?;
+    let mut out = Vec::new();
+    {
+        let mut statement = tx.prepare_cached(SQL).map_err(err("inbox_entries"))?;
+        for message_id in wanted {
+            let mut rows =
+                statement.query([message_id.0.as_bytes()]).map_err(err("inbox_entries"))?;
+            while let Some(row) = rows.next().map_err(err("inbox_entries"))? {
+                out.push(InboxEntry {
+                    message_id,
+                    instance_id: InstanceId(uuid(value(row, 0)?)?),
+                    applied_at: int(row, 1)?,
+                });
+            }
+        }
+    }
+    tx.commit().map_err(err("inbox_entries"))?;
+    Ok(out)
+}
+
+/// Columns of `fsm_dead_letters` read by `decode_dead_letter`.
+const DEAD_LETTER_COLUMNS: &str = "envelope, schema_version, kind, reason, attempts, dead_at";
+
+fn decode_dead_letter(row: &Row<'_>) -> Result<DeadLetter> {
+    RawDeadLetter {
+        envelope: text(row, 0)?,
+        schema_version: int(row, 1)?,
+        kind: text(row, 2)?,
+        reason: text(row, 3)?,
+        attempts: int(row, 4)?,
+        dead_at: int(row, 5)?,
+    }
+    .decode(BACKEND)
+}
+
+/// Dead letters after `after` (all when `None`), in id order, at most `page_limit(limit)`.
+pub(super) fn dead_letters(
+    conn: &Connection,
+    after: Option<MessageId>,
+    limit: usize,
+) -> Result<Vec<DeadLetter>> {
+    let sql = format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM fsm_dead_letters WHERE message_id > ?1 \
+         ORDER BY message_id LIMIT ?2"
+    );
+    let after: Vec<u8> = after.map(|a| a.0.as_bytes().to_vec()).unwrap_or_default();
+    let mut statement = conn.prepare_cached(&sql).map_err(err("dead_letters"))?;
+    let mut rows =
+        statement.query((after, page_limit(limit) as i64)).map_err(err("dead_letters"))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(err("dead_letters"))? {
+        out.push(decode_dead_letter(row)?);
+    }
+    Ok(out)
+}
+
+/// One dead letter.
+pub(super) fn dead_letter(conn: &Connection, message: MessageId) -> Result<Option<DeadLetter>> {
+    let sql = format!("SELECT {DEAD_LETTER_COLUMNS} FROM fsm_dead_letters WHERE message_id = ?1");
+    let mut statement = conn.prepare_cached(&sql).map_err(err("dead_letter"))?;
+    let mut rows = statement.query([message.0.as_bytes()]).map_err(err("dead_letter"))?;
+    match rows.next().map_err(err("dead_letter"))? {
+        Some(row) => Ok(Some(decode_dead_letter(row)?)),
+        None => Ok(None),
+    }
 }

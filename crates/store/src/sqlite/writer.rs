@@ -1,7 +1,7 @@
 //! The single writer: a thread owning the read-write connection, fed through a bounded queue.
 //!
 //! Group commit: the thread takes every commit waiting at that moment (several shards commit at
-//! once), up to `GROUP_MAX_EVENTS`, and writes them in ONE transaction, so they share one WAL
+//! once), up to `GROUP_MAX_ROWS`, and writes them in ONE transaction, so they share one WAL
 //! append and one fsync. A sequence conflict fails only its caller: the transaction is rolled
 //! back and written again without that batch. Any other failure (I/O, disk full, a failed
 //! COMMIT) rolls back the whole transaction and fails every caller of the group with
@@ -10,19 +10,20 @@
 use super::checkpoint::Checkpointer;
 use super::encode::{Encoded, Span};
 use super::{BACKEND, err};
-use crate::RETENTION_CHUNK;
 use crate::common::unavailable;
+use crate::{PURGE_CHUNK, RETENTION_CHUNK};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 use xcomponent_core::instance::Millis;
+use xcomponent_core::message::ENVELOPE_SCHEMA_VERSION;
 use xcomponent_core::store::{Error, RECORD_SCHEMA_VERSION, Result};
 
 /// Commits waiting for the writer before callers wait to enqueue.
 pub(super) const WRITER_QUEUE: usize = 256;
 
-/// Most events written by one group commit (a single larger batch is still written whole).
-const GROUP_MAX_EVENTS: usize = 200_000;
+/// Most rows (events and messages) written by one group commit (a single larger batch is still written whole).
+const GROUP_MAX_ROWS: usize = 200_000;
 
 /// Extended result code of a UNIQUE constraint violation.
 const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
@@ -50,12 +51,38 @@ const UPSERT_PAIR: &str = "INSERT INTO fsm_correlations (correlation_id, ikey, f
     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (correlation_id, ikey) DO UPDATE SET \
     first_seq = min(first_seq, excluded.first_seq), last_seq = max(last_seq, excluded.last_seq)";
 
+/// Stores a produced message (an id stored already is replaced, as in every backend).
+const UPSERT_OUTBOX: &str = "INSERT INTO fsm_outbox (message_id, envelope, schema_version) VALUES (?1, ?2, ?3) \
+    ON CONFLICT (message_id) DO UPDATE SET envelope = excluded.envelope, schema_version = excluded.schema_version";
+
+/// Records an applied message; an entry stored already keeps its first `applied_at`.
+const INSERT_INBOX: &str = "INSERT INTO fsm_inbox (message_id, instance_id, applied_at) VALUES (?1, ?2, ?3) \
+    ON CONFLICT (message_id, instance_id) DO NOTHING";
+
+const DELETE_OUTBOX: &str = "DELETE FROM fsm_outbox WHERE message_id = ?1";
+
+const UPSERT_DEAD_LETTER: &str = "INSERT INTO fsm_dead_letters (message_id, envelope, schema_version, kind, reason, \
+    attempts, dead_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (message_id) DO UPDATE SET \
+    envelope = excluded.envelope, schema_version = excluded.schema_version, kind = excluded.kind, \
+    reason = excluded.reason, attempts = excluded.attempts, dead_at = excluded.dead_at";
+
+const DELETE_DEAD_LETTER: &str = "DELETE FROM fsm_dead_letters WHERE message_id = ?1";
+
+/// Deletes one chunk of purgeable inbox entries (old, and their message no longer pending).
+const PURGE_INBOX: &str = "DELETE FROM fsm_inbox WHERE (message_id, instance_id) IN \
+    (SELECT i.message_id, i.instance_id FROM fsm_inbox i WHERE i.applied_at < ?1 \
+    AND NOT EXISTS (SELECT 1 FROM fsm_outbox o WHERE o.message_id = i.message_id) LIMIT ?2)";
+
 /// What the writer thread does.
 pub(super) enum Job {
     /// Write one batch; answered once durable.
-    Commit(Encoded, oneshot::Sender<Result<()>>),
+    /// (Boxed: the queue holds small jobs whatever the parts of a batch.)
+    Commit(Box<Encoded>, oneshot::Sender<Result<()>>),
     /// Purge finished instances last updated before `cutoff`; answers the number purged.
     Retention(Millis, oneshot::Sender<Result<u64>>),
+    /// Purge inbox entries applied before the time whose message is no longer pending; answers
+    /// the number deleted.
+    PurgeInbox(Millis, oneshot::Sender<Result<u64>>),
 }
 
 /// Runs the writer until every sender is gone.
@@ -68,13 +95,17 @@ pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, checkpointer:
                 let _ = reply.send(retention(&conn, cutoff));
                 checkpointer.committed();
             }
+            Job::PurgeInbox(before, reply) => {
+                let _ = reply.send(purge_inbox(&conn, before));
+                checkpointer.committed();
+            }
             Job::Commit(batch, reply) => {
-                let mut events = batch.len();
+                let mut rows = batch.len();
                 let mut group = vec![(batch, reply)];
-                while events < GROUP_MAX_EVENTS {
+                while rows < GROUP_MAX_ROWS {
                     match jobs.try_recv() {
                         Ok(Job::Commit(batch, reply)) => {
-                            events += batch.len();
+                            rows += batch.len();
                             group.push((batch, reply));
                         }
                         Ok(other) => {
@@ -112,7 +143,10 @@ impl From<rusqlite::Error> for Failure {
 /// SQLite journals every page touched and each upsert's statement journal then walks that
 /// journal, which made large batches quadratic.
 /// Whether a transaction was committed.
-fn commit_group(conn: &Connection, mut group: Vec<(Encoded, oneshot::Sender<Result<()>>)>) -> bool {
+fn commit_group(
+    conn: &Connection,
+    mut group: Vec<(Box<Encoded>, oneshot::Sender<Result<()>>)>,
+) -> bool {
     loop {
         let attempt = (|| {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
@@ -214,6 +248,53 @@ fn write(tx: &Connection, batch: &Encoded) -> std::result::Result<(), Failure> {
     for p in &batch.pairs {
         upsert.execute((&p.correlation_id, keys[p.instance], p.first_seq, p.last_seq))?;
     }
+    write_messages(tx, batch)?;
+    Ok(())
+}
+
+/// Writes the message parts of a batch, in the order the contract gives (outbox, inbox,
+/// delivered, dead letters, removals); an empty part prepares no statement.
+fn write_messages(tx: &Connection, batch: &Encoded) -> rusqlite::Result<()> {
+    if !batch.outbox.is_empty() {
+        let mut upsert = tx.prepare_cached(UPSERT_OUTBOX)?;
+        for m in &batch.outbox {
+            upsert.raw_bind_parameter(1, m.message_id)?;
+            upsert.raw_bind_parameter(2, text(batch, m.envelope))?;
+            upsert.raw_bind_parameter(3, i64::from(ENVELOPE_SCHEMA_VERSION))?;
+            upsert.raw_execute()?;
+        }
+    }
+    if !batch.inbox.is_empty() {
+        let mut insert = tx.prepare_cached(INSERT_INBOX)?;
+        for e in &batch.inbox {
+            insert.execute((e.message_id, e.instance_id, e.applied_at))?;
+        }
+    }
+    if !batch.delivered.is_empty() {
+        let mut delete = tx.prepare_cached(DELETE_OUTBOX)?;
+        for id in &batch.delivered {
+            delete.execute([id])?;
+        }
+    }
+    if !batch.dead_letters.is_empty() {
+        let mut upsert = tx.prepare_cached(UPSERT_DEAD_LETTER)?;
+        for d in &batch.dead_letters {
+            upsert.raw_bind_parameter(1, d.message_id)?;
+            upsert.raw_bind_parameter(2, text(batch, d.envelope))?;
+            upsert.raw_bind_parameter(3, i64::from(ENVELOPE_SCHEMA_VERSION))?;
+            upsert.raw_bind_parameter(4, d.kind)?;
+            upsert.raw_bind_parameter(5, text(batch, d.reason))?;
+            upsert.raw_bind_parameter(6, d.attempts)?;
+            upsert.raw_bind_parameter(7, d.dead_at)?;
+            upsert.raw_execute()?;
+        }
+    }
+    if !batch.dead_letters_removed.is_empty() {
+        let mut delete = tx.prepare_cached(DELETE_DEAD_LETTER)?;
+        for id in &batch.dead_letters_removed {
+            delete.execute([id])?;
+        }
+    }
     Ok(())
 }
 
@@ -276,6 +357,24 @@ fn retention(conn: &Connection, cutoff: Millis) -> Result<u64> {
         tx.commit().map_err(err("apply_retention"))?;
         total += purged as u64;
         if purged < RETENTION_CHUNK {
+            return Ok(total);
+        }
+    }
+}
+
+/// Deletes purgeable inbox entries, `PURGE_CHUNK` per transaction, until none is left.
+fn purge_inbox(conn: &Connection, before: Millis) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+            .map_err(err("purge_inbox"))?;
+        let deleted = tx
+            .prepare_cached(PURGE_INBOX)
+            .and_then(|mut purge| purge.execute((before, PURGE_CHUNK as i64)))
+            .map_err(err("purge_inbox"))?;
+        tx.commit().map_err(err("purge_inbox"))?;
+        total += deleted as u64;
+        if deleted < PURGE_CHUNK {
             return Ok(total);
         }
     }

@@ -48,7 +48,7 @@ pub async fn round_trip(store: &dyn EventStore) {
 
     let mut snapshot = record.clone();
     snapshot.context.insert("fromSnapshot".to_owned(), json!({ "deep": [1.25] }));
-    commit(store, &CommitBatch { events: Vec::new(), snapshots: vec![snapshot.clone()] }).await;
+    commit(store, &CommitBatch { snapshots: vec![snapshot.clone()], ..Default::default() }).await;
     let restored = store.instance(first.instance_id).await.unwrap().expect("instance exists");
     assert_eq!(restored, snapshot, "[{}] snapshot round trip", store.backend());
     assert_eq!(store.instance(InstanceId(uuid::Uuid::now_v7())).await.unwrap(), None);
@@ -146,7 +146,9 @@ pub async fn batch_is_all_or_nothing(store: &dyn EventStore) {
     let mut duplicate = existing[1].clone();
     duplicate.id = EventId(uuid::Uuid::now_v7());
     events.push(duplicate);
-    let result = store.commit(&CommitBatch { events, snapshots: vec![snapshot] }).await;
+    let result = store
+        .commit(&CommitBatch { events, snapshots: vec![snapshot], ..Default::default() })
+        .await;
     assert_conflict(store, result, existing[0].instance_id, 2);
     assert_eq!(store.instance(existing[0].instance_id).await.unwrap(), before);
     assert_eq!(store.history(existing[0].instance_id).await.unwrap(), existing);
@@ -176,7 +178,7 @@ pub async fn restore_is_snapshot_plus_later_events(store: &dyn EventStore) {
     snapshot.created_at = 42;
     snapshot.context.insert("snapshotOnly".to_owned(), json!(true));
     let older = expected(&events[..5]);
-    commit(store, &CommitBatch { events: Vec::new(), snapshots: vec![older, snapshot.clone()] })
+    commit(store, &CommitBatch { snapshots: vec![older, snapshot.clone()], ..Default::default() })
         .await;
     commit(store, &batch(events[10..].to_vec())).await;
 
@@ -198,7 +200,7 @@ pub async fn restore_is_snapshot_plus_later_events(store: &dyn EventStore) {
     );
 
     // An older snapshot arriving late does not replace the newer one.
-    commit(store, &CommitBatch { events: Vec::new(), snapshots: vec![expected(&events[..3])] })
+    commit(store, &CommitBatch { snapshots: vec![expected(&events[..3])], ..Default::default() })
         .await;
     assert_eq!(store.instance(id).await.unwrap(), Some(want));
 
@@ -222,6 +224,7 @@ pub async fn finished_instances_are_not_active(store: &dyn EventStore) {
         &CommitBatch {
             events: [live.clone(), done.clone(), failed.clone()].concat(),
             snapshots: vec![final_snapshot],
+            ..Default::default()
         },
     )
     .await;
@@ -303,7 +306,8 @@ pub async fn retention_purges_old_finished_instances(store: &dyn EventStore) {
     let snapshot = expected(&old_done);
     let all =
         [old_done.clone(), old_failed.clone(), old_live.clone(), recent_done.clone()].concat();
-    commit(store, &CommitBatch { events: all, snapshots: vec![snapshot] }).await;
+    commit(store, &CommitBatch { events: all, snapshots: vec![snapshot], ..Default::default() })
+        .await;
 
     assert_eq!(
         store.apply_retention(Retention { keep_finished_ms: None }, 10_000).await.unwrap(),

@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 mod checks;
+pub mod messages;
 mod search;
 
 use serde_json::{Map, Value, json};
@@ -43,6 +44,12 @@ pub async fn run_all(store: Arc<dyn EventStore>) {
     check!(search::search_cursor_paging);
     check!(search::search_limit_is_capped);
     check!(search::correlated_chain_across_components);
+    check!(messages::messages_are_all_or_nothing);
+    check!(messages::pending_messages_in_id_order);
+    check!(messages::inbox_keeps_a_set);
+    check!(messages::purge_inbox_keeps_recent_and_pending);
+    check!(messages::dead_letters_by_id);
+    check!(messages::envelopes_round_trip);
     check!(checks::retention_purges_old_finished_instances);
 }
 
@@ -125,7 +132,7 @@ pub fn chain(component: &str, count: u64, ts: Millis) -> Vec<StoredEvent> {
 
 /// A batch of events only.
 pub fn batch(events: Vec<StoredEvent>) -> CommitBatch {
-    CommitBatch { events, snapshots: Vec::new() }
+    CommitBatch { events, ..Default::default() }
 }
 
 /// The record the events produce, folded by hand (the expected value of a restore).
@@ -212,9 +219,23 @@ pub fn service_url(var: &str, backend: &str) -> Option<String> {
     }
 }
 
-/// Runs the suite in its own task so that `cleanup` runs even when a check fails.
-pub async fn run_then_cleanup<F: Future<Output = ()>>(store: Arc<dyn EventStore>, cleanup: F) {
-    let outcome = tokio::spawn(run_all(store)).await;
+/// Runs the suite in its own task so that `cleanup` runs even when a check fails; then, with
+/// `reopen`, stores messages and checks that a second store opened on the same data lists them.
+pub async fn run_then_cleanup<F, R, O>(store: Arc<dyn EventStore>, reopen: Option<R>, cleanup: F)
+where
+    F: Future<Output = ()>,
+    R: FnOnce() -> O + Send + 'static,
+    O: Future<Output = Arc<dyn EventStore>> + Send,
+{
+    let outcome = tokio::spawn(async move {
+        run_all(Arc::clone(&store)).await;
+        if let Some(reopen) = reopen {
+            let left = messages::leave_for_reopen(&*store).await;
+            let reopened = reopen().await;
+            messages::found_after_reopen(&*reopened, &left).await;
+        }
+    })
+    .await;
     cleanup.await;
     if let Err(error) = outcome {
         std::panic::resume_unwind(error.into_panic());
