@@ -7,24 +7,22 @@
 //! - instances are in the state a model says;
 //! - a timeout that came due while the server was dead fires exactly once.
 //!
-//! The HTTP client is a few lines over `TcpStream` so the test depends on nothing but std.
+//! The HTTP client and process handling are in `process/mod.rs`, shared with the other
+//! process tests.
 
-use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod process;
+
+use process::{Rng, Server, free_port, history, http};
+use serde_json::json;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_xcomponent-ai");
 /// Kill/restart rounds.
 const ROUNDS: usize = 4;
 /// Instances driven by their own client thread each.
 const CLIENTS: usize = 6;
-/// Longest wait for the server to answer after a start.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 const COMPONENT: &str = r#"
 name: Crash
@@ -42,86 +40,12 @@ stateMachines:
       - {from: Armed, to: Rang, event: RING, type: timeout, timeoutMs: 1500}
 "#;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
-
-/// One HTTP/1.1 request; `None` on any connection failure (the server may be dead).
-fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option<(u16, Value)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status: u16 = response.split_whitespace().nth(1)?.parse().ok()?;
-    let (_, payload) = response.split_once("\r\n\r\n")?;
-    Some((status, serde_json::from_str(payload).unwrap_or(Value::Null)))
-}
-
-/// The server process, killed when dropped (also when an assertion fails mid-test).
-struct Server(Child);
-
-impl Server {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 fn start(dir: &Path, port: u16) -> Server {
-    let child = Command::new(BIN)
-        .args(["serve", "crash.yaml", "--port", &port.to_string(), "--data-dir", "data"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let child = Server(child);
-    let started = Instant::now();
-    while http(port, "GET", "/health", None).is_none() {
-        assert!(started.elapsed() < START_TIMEOUT, "serve did not answer within {START_TIMEOUT:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
+    process::serve(dir, port, &["crash.yaml", "--data-dir", "data"])
 }
 
 fn create(port: u16, machine: &str) -> String {
-    let (status, body) = http(
-        port,
-        "POST",
-        "/api/components/Crash/instances",
-        Some(&json!({"machineName": machine, "context": {"n": 0}})),
-    )
-    .expect("create answered");
-    assert!(status < 300, "create failed: {status} {body}");
-    body["instanceId"].as_str().expect("instanceId").to_owned()
-}
-
-fn history(port: u16, id: &str) -> Vec<Value> {
-    let (status, body) = http(port, "GET", &format!("/api/history/instances/{id}/events"), None)
-        .expect("history answered");
-    assert_eq!(status, 200, "history of {id}: {body}");
-    match body {
-        Value::Array(events) => events,
-        Value::Object(map) => {
-            map.get("events").and_then(Value::as_array).cloned().unwrap_or_default()
-        }
-        _ => Vec::new(),
-    }
+    process::create(port, "Crash", machine, json!({"n": 0}))
 }
 
 fn counter_of(port: u16, id: &str) -> u64 {
@@ -171,7 +95,7 @@ fn killed_at_random_moments_serve_loses_nothing_and_duplicates_nothing() {
     let acknowledged: Arc<Vec<Mutex<u64>>> =
         Arc::new((0..CLIENTS).map(|_| Mutex::new(0)).collect());
     let mut alarms: Vec<String> = Vec::new();
-    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for round in 0..ROUNDS {
         alarms.push(create(port, "Alarm"));
         let running = Arc::new(AtomicBool::new(true));
@@ -201,10 +125,7 @@ fn killed_at_random_moments_serve_loses_nothing_and_duplicates_nothing() {
                 })
             })
             .collect();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(150 + seed % 600));
+        std::thread::sleep(Duration::from_millis(150 + rng.next() % 600));
         server.kill();
         running.store(false, Ordering::SeqCst);
         for client in clients {

@@ -34,7 +34,7 @@
 //! // Time is an argument: the engine never reads a clock.
 //! let machine = definition.machine_index("Order").expect("machine exists");
 //! let mut order =
-//!     engine::create(&definition, machine, InstanceId::new(), Context::new(), None, 1_000);
+//!     engine::create(&definition, machine, InstanceId(uuid::Uuid::now_v7()), Context::new(), None, 1_000);
 //! let payload = Context::new();
 //! let event = EventRef { name: "PAY", payload: &payload };
 //! let result = engine::step(&definition, &mut order, event, 2_000, &mut NoHooks);

@@ -66,7 +66,7 @@ async fn layout_1_prefix_is_upgraded_and_a_newer_one_refused() {
                 .commit(&CommitBatch {
                     outbox: vec![conformance::messages::send(
                         "c_layout",
-                        xcomponent_core::instance::InstanceId::new(),
+                        xcomponent_core::instance::InstanceId(uuid::Uuid::now_v7()),
                     )],
                     ..Default::default()
                 })

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use xcomponent_core::instance::{Context, InstanceId, Millis, Status};
-use xcomponent_runtime::DrawId;
 use xcomponent_runtime::{Registry, RuntimeEvent};
 
 /// What the trace knows about one instance.
@@ -345,6 +344,7 @@ fn with_time(t: Millis, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xcomponent_runtime::DrawId;
 
     #[test]
     fn relative_times_use_the_largest_exact_unit() {

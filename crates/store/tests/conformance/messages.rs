@@ -118,8 +118,8 @@ pub async fn messages_are_all_or_nothing(store: &dyn EventStore) {
     let new_dead =
         dead(send("c_msg_atomic", stored[0].instance_id), DeadLetterKind::Rejected, "y", 1);
     let mut duplicate = stored[0].clone();
-    duplicate.id = EventId::new();
-    let other = created("c_msg_atomic", InstanceId::new(), "S1", T0, json!({}));
+    duplicate.id = EventId(uuid::Uuid::now_v7());
+    let other = created("c_msg_atomic", InstanceId(uuid::Uuid::now_v7()), "S1", T0, json!({}));
     let result = store
         .commit(&CommitBatch {
             events: vec![other, duplicate],
@@ -175,7 +175,7 @@ pub async fn messages_are_all_or_nothing(store: &dyn EventStore) {
 /// message produced and delivered in one batch leaves nothing.
 pub async fn pending_messages_in_id_order(store: &dyn EventStore) {
     let name = store.backend();
-    let instance = InstanceId::new();
+    let instance = InstanceId(uuid::Uuid::now_v7());
     let messages: Vec<Envelope> = (0..7).map(|_| send("c_msg_pending", instance)).collect();
     let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
     let events = chain("c_msg_pending", 2, T0);
@@ -235,7 +235,7 @@ pub async fn pending_messages_in_id_order(store: &dyn EventStore) {
 pub async fn inbox_keeps_a_set(store: &dyn EventStore) {
     let name = store.backend();
     let (a, b, c) = (message_id(), message_id(), message_id());
-    let (i1, i2, i3) = (InstanceId::new(), InstanceId::new(), InstanceId::new());
+    let (i1, i2, i3) = (InstanceId(uuid::Uuid::now_v7()), InstanceId(uuid::Uuid::now_v7()), InstanceId(uuid::Uuid::now_v7()));
     let entry =
         |message_id, instance_id, applied_at| InboxEntry { message_id, instance_id, applied_at };
     let first =
@@ -281,17 +281,17 @@ pub async fn purge_inbox_keeps_recent_and_pending(store: &dyn EventStore) {
     // Far below every other check's times, so the count is exact.
     let old = T0 - 10_000_000;
     let cutoff = T0 - 5_000_000;
-    let instance = InstanceId::new();
+    let instance = InstanceId(uuid::Uuid::now_v7());
     let pending = send("c_msg_purge", instance);
     let (gone, recent) = (message_id(), message_id());
     let entry =
         |message_id, instance_id, applied_at| InboxEntry { message_id, instance_id, applied_at };
     let entries = vec![
         entry(gone, instance, old),
-        entry(gone, InstanceId::new(), old + 1),
+        entry(gone, InstanceId(uuid::Uuid::now_v7()), old + 1),
         entry(pending.id, instance, old),
         entry(recent, instance, cutoff),
-        entry(recent, InstanceId::new(), T0),
+        entry(recent, InstanceId(uuid::Uuid::now_v7()), T0),
     ];
     commit(
         store,
@@ -327,7 +327,7 @@ pub async fn purge_inbox_keeps_recent_and_pending(store: &dyn EventStore) {
 /// removed (an unknown id ignored; put and removed in one batch leaves nothing).
 pub async fn dead_letters_by_id(store: &dyn EventStore) {
     let name = store.backend();
-    let instance = InstanceId::new();
+    let instance = InstanceId(uuid::Uuid::now_v7());
     let letters = vec![
         dead(send("c_msg_dead", instance), DeadLetterKind::Undeliverable, "no such instance", 1),
         dead(
@@ -399,16 +399,16 @@ pub async fn dead_letters_by_id(store: &dyn EventStore) {
 
 /// One envelope of every kind, with every optional field both set and unset.
 pub fn every_envelope(component: &str) -> Vec<Envelope> {
-    let target = InstanceId::new();
+    let target = InstanceId(uuid::Uuid::now_v7());
     let full = |body| Envelope {
         id: message_id(),
         component: component.to_owned(),
         body,
-        causation_id: Some(EventId::new()),
-        correlation_id: Some(EventId::new()),
+        causation_id: Some(EventId(uuid::Uuid::now_v7())),
+        correlation_id: Some(EventId(uuid::Uuid::now_v7())),
         depth: 7,
         source_component: Some("Upstream été 🚀".to_owned()),
-        source_instance: Some(InstanceId::new()),
+        source_instance: Some(InstanceId(uuid::Uuid::now_v7())),
         created_at: T0 + 3,
     };
     let bare = |body| Envelope {
@@ -468,13 +468,13 @@ pub fn every_envelope(component: &str) -> Vec<Envelope> {
         }),
         full(MessageBody::Create {
             machine: "Child".to_owned(),
-            instance_id: InstanceId::new(),
+            instance_id: InstanceId(uuid::Uuid::now_v7()),
             context: payload,
             parent: Some(ParentRef { instance_id: target, machine: "Parent".to_owned() }),
         }),
         bare(MessageBody::Create {
             machine: "Root".to_owned(),
-            instance_id: InstanceId::new(),
+            instance_id: InstanceId(uuid::Uuid::now_v7()),
             context: Map::new(),
             parent: None,
         }),
@@ -523,7 +523,7 @@ pub struct Left {
 /// Stores pending messages, inbox entries and dead letters and leaves them there.
 pub async fn leave_for_reopen(store: &dyn EventStore) -> Left {
     let pending = every_envelope("c_msg_reopen");
-    let instance = InstanceId::new();
+    let instance = InstanceId(uuid::Uuid::now_v7());
     let inbox = sorted(
         pending
             .iter()
