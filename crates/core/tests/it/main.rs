@@ -1,4 +1,5 @@
 //! The integration tests of xcomponent-core, as one test binary (faster to build than one binary
 //! per file). Each module covers one area; add yours with a `mod` line.
 
+mod engine;
 mod validate;
