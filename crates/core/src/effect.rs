@@ -243,9 +243,13 @@ impl Sender {
         self.overflowed = false;
     }
 
-    pub(crate) fn drain_into(&mut self, effects: &mut Vec<Effect>) -> bool {
+    /// Whether the hook tried to issue more than `MAX_COMMANDS_PER_HOOK` commands.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed
+    }
+
+    pub(crate) fn drain_into(&mut self, effects: &mut Vec<Effect>) {
         effects.extend(self.commands.drain(..).map(Effect::Command));
-        std::mem::take(&mut self.overflowed)
     }
 }
 

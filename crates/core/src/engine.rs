@@ -52,7 +52,9 @@ pub struct HookCall<'a> {
 
 /// Business code called by the engine. The runtime implements it with a registry of handlers.
 pub trait Hooks {
-    /// Runs one hook. An error is recorded (`Effect::HookFailed`); the transition goes on.
+    /// Runs one hook. An error is recorded (`Effect::HookFailed`) and the transition goes on;
+    /// the engine then discards the hook's data changes and commands (and does the same when a
+    /// hook issues more than `MAX_COMMANDS_PER_HOOK` commands).
     fn call(&mut self, call: HookCall<'_>) -> Result<(), String>;
 }
 
@@ -348,6 +350,9 @@ impl HookRun<'_> {
         event: EventRef<'_>,
         effects: &mut Vec<Effect>,
     ) {
+        // The data before the hook (a reference, cheap): put back if the hook fails, so a
+        // failed hook's data changes never stay, whatever `Hooks` implementation ran it.
+        let saved = instance.context.clone();
         let call = HookCall {
             kind,
             method,
@@ -360,16 +365,20 @@ impl HookRun<'_> {
         };
         // A failed hook's commands are dropped with its data changes: nothing half-done leaves.
         let error = match self.hooks.call(call) {
-            Err(error) => {
-                self.sender.discard();
-                Some(error)
-            }
-            Ok(()) if self.sender.drain_into(effects) => Some(format!(
+            Err(error) => Some(error),
+            Ok(()) if self.sender.overflowed() => Some(format!(
                 "more than {} commands issued by one hook call",
                 crate::effect::MAX_COMMANDS_PER_HOOK
             )),
-            Ok(()) => None,
+            Ok(()) => {
+                self.sender.drain_into(effects);
+                None
+            }
         };
+        if error.is_some() {
+            self.sender.discard();
+            instance.context = saved;
+        }
         if let Some(error) = error {
             effects.push(Effect::HookFailed { kind, method: method.clone(), error });
         }

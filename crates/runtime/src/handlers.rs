@@ -84,7 +84,6 @@ pub(crate) struct ComponentHooks<'a> {
 impl Hooks for ComponentHooks<'_> {
     fn call(&mut self, mut call: HookCall<'_>) -> Result<(), String> {
         let Some(handler) = self.handlers.find(self.component, call.method) else { return Ok(()) };
-        let saved = call.context.clone();
         let outcome = catch_unwind(AssertUnwindSafe(|| handler(&mut call)));
         let error = match outcome {
             Ok(Ok(())) => return Ok(()),
@@ -98,7 +97,6 @@ impl Hooks for ComponentHooks<'_> {
                 format!("handler panicked: {text}")
             }
         };
-        *call.context = saved;
         Err(error)
     }
 }

@@ -235,7 +235,11 @@ pub async fn pending_messages_in_id_order(store: &dyn EventStore) {
 pub async fn inbox_keeps_a_set(store: &dyn EventStore) {
     let name = store.backend();
     let (a, b, c) = (message_id(), message_id(), message_id());
-    let (i1, i2, i3) = (InstanceId(uuid::Uuid::now_v7()), InstanceId(uuid::Uuid::now_v7()), InstanceId(uuid::Uuid::now_v7()));
+    let (i1, i2, i3) = (
+        InstanceId(uuid::Uuid::now_v7()),
+        InstanceId(uuid::Uuid::now_v7()),
+        InstanceId(uuid::Uuid::now_v7()),
+    );
     let entry =
         |message_id, instance_id, applied_at| InboxEntry { message_id, instance_id, applied_at };
     let first =
