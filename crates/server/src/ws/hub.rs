@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use xcomponent_core::instance::InstanceId;
-use xcomponent_runtime::DrawId;
 use xcomponent_runtime::{Registry, RuntimeEvent};
 
 /// Most WebSocket clients at once; more are refused with 503.
@@ -202,6 +201,7 @@ pub fn components_message(registry: &Registry) -> Outgoing {
 mod tests {
     use super::*;
     use crate::ws::queue::WS_CLIENT_QUEUE;
+    use xcomponent_runtime::DrawId;
 
     fn message(component: &str, instance: InstanceId) -> Outgoing {
         Outgoing::new(

@@ -12,7 +12,6 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use xcomponent_core::instance::InstanceId;
-use xcomponent_runtime::DrawId;
 
 /// Most messages waiting for one client before it is dropped as too slow.
 pub const WS_CLIENT_QUEUE: usize = 1024;
@@ -185,6 +184,7 @@ impl ClientQueue {
 mod tests {
     use super::*;
     use serde_json::json;
+    use xcomponent_runtime::DrawId;
 
     fn change(id: InstanceId, from: &str, to: &str) -> Outgoing {
         Outgoing::new(
