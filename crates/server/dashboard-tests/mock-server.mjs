@@ -7,10 +7,17 @@
  * cross_component creation and correlated events (the Order/Payment example),
  * and an event history with causation and correlation ids.
  *
+ * Dead letters (`/api/dead-letters`) are made by `runtime.addDeadLetter(...)`
+ * (or `POST /__mock/dead-letter`): a message to one instance that replay
+ * delivers once that instance is live and accepts the event, and that fails
+ * again otherwise.
+ *
  * Test hooks: `POST /__mock/push {type, data}` sends a raw WebSocket message
  * to every client; `POST /__mock/mute {muted}` stops (or restarts) the live
  * feed, so the page can be made stale on purpose; `POST /__mock/reset`
- * forgets every instance.
+ * forgets every instance and dead letter; `POST /__mock/no-store {on}` makes
+ * the dead-letter routes answer 409 `store_required` like a server without
+ * a store.
  *
  * Run alone: `node mock-server.mjs [port]` (default 4310).
  */
@@ -35,6 +42,9 @@ const TYPES = {
   '.json': 'application/json',
 };
 
+/** A handler's answer with no body (204). */
+const NO_CONTENT = Symbol('no content');
+
 /** HTTP error with the server's JSON error shape. */
 class HttpError extends Error {
   constructor(status, code, message) {
@@ -53,6 +63,8 @@ export class MockRuntime {
     this.ended = new Map();
     this.events = [];
     this.timers = new Map();
+    this.deadLetters = new Map();
+    this.noStore = false;
   }
 
   machine(componentName, machineName) {
@@ -298,11 +310,78 @@ export class MockRuntime {
     return { mermaid: lines.join('\n'), terminalStates, transitions: m.transitions };
   }
 
+  /** Adds a dead letter: `event` sent to instance `instanceId` of `component` that could not be applied. */
+  addDeadLetter({ component, instanceId, event, payload = {}, kind = 'undeliverable', reason, sourceComponent, sourceInstance }) {
+    // Time-ordered ids, like the server's UUID v7 message ids: the list is in the order they were made.
+    const seq = String(this.deadLetters.size + 1).padStart(12, '0');
+    const id = `0190a6f2-0000-7000-8000-${seq}`.slice(0, 36);
+    const now = Date.now();
+    const letter = {
+      messageId: id,
+      component,
+      kind,
+      reason: reason || (kind === 'rejected' ? `no transition for ${event}` : `instance ${instanceId} is not live here (it never existed or has finished)`),
+      attempts: 1,
+      deadAt: now,
+      action: 'send',
+      event,
+      instanceId,
+      message: { id, component, body: { kind: 'send', instanceId, event, payload }, depth: 1, sourceComponent, sourceInstance, createdAt: now },
+    };
+    this.deadLetters.set(id, letter);
+    return letter;
+  }
+
+  requireStore() {
+    if (this.noStore) throw new HttpError(409, 'store_required', 'dead letters are kept only when the server runs with a store');
+  }
+
+  deadLetter(id) {
+    this.requireStore();
+    const letter = this.deadLetters.get(id);
+    if (!letter) throw new HttpError(404, 'unknown_dead_letter', `dead letter ${id} not found`);
+    return letter;
+  }
+
+  listDeadLetters(q) {
+    this.requireStore();
+    const all = [...this.deadLetters.values()].sort((a, b) => a.messageId.localeCompare(b.messageId));
+    const after = q.cursor || q.after;
+    const rest = after ? all.filter((l) => l.messageId > after) : all;
+    const limit = Math.min(Number(q.limit || 100), 1000);
+    const items = rest.slice(0, limit);
+    return rest.length > limit ? { items, nextCursor: items[items.length - 1].messageId } : { items };
+  }
+
+  replayDeadLetter(id) {
+    const letter = this.deadLetter(id);
+    const inst = this.live.get(letter.instanceId);
+    const accepts = inst && this.machine(inst.componentName, inst.machineName).transitions.some((t) => t.from === inst.currentState && t.event === letter.event);
+    if (accepts) {
+      this.deadLetters.delete(id);
+      this.send(inst.id, letter.event, letter.message.body.payload, { sourceComponent: letter.message.sourceComponent });
+      return { messageId: id, outcome: 'delivered' };
+    }
+    letter.attempts += 1;
+    letter.deadAt = Date.now();
+    letter.kind = inst ? 'rejected' : 'undeliverable';
+    letter.reason = inst ? `no transition for ${letter.event} from ${inst.currentState}` : `instance ${letter.instanceId} is not live here (it never existed or has finished)`;
+    return { messageId: id, outcome: 'dead_again', deadLetter: letter };
+  }
+
+  discardDeadLetter(id) {
+    this.deadLetter(id);
+    this.deadLetters.delete(id);
+    return NO_CONTENT;
+  }
+
   reset() {
     for (const inst of this.live.values()) this.clearTimers(inst);
     this.live.clear();
     this.ended.clear();
     this.events = [];
+    this.deadLetters.clear();
+    this.noStore = false;
   }
 }
 
@@ -384,6 +463,15 @@ export async function startMockServer({ port = 0, seed = true } = {}) {
     ['GET', /^\/api\/history\/instances$/, (_m, _b, q) => runtime.searchHistory(q)],
     ['GET', /^\/api\/history\/instances\/([^/]+)\/events$/, (m) => runtime.historyOf(m[1])],
     ['GET', /^\/api\/history\/correlated\/([^/]+)$/, (m) => runtime.correlated(m[1])],
+    ['GET', /^\/api\/dead-letters$/, (_m, _b, q) => runtime.listDeadLetters(q)],
+    ['GET', /^\/api\/dead-letters\/([^/]+)$/, (m) => runtime.deadLetter(m[1])],
+    ['POST', /^\/api\/dead-letters\/([^/]+)\/replay$/, (m) => runtime.replayDeadLetter(m[1])],
+    ['DELETE', /^\/api\/dead-letters\/([^/]+)$/, (m) => runtime.discardDeadLetter(m[1])],
+    ['POST', /^\/__mock\/dead-letter$/, (_m, body) => runtime.addDeadLetter(body)],
+    ['POST', /^\/__mock\/no-store$/, (_m, body) => {
+      runtime.noStore = Boolean(body.on);
+      return { ok: true, noStore: runtime.noStore };
+    }],
     ['POST', /^\/__mock\/push$/, (_m, body) => {
       push(body.type, body.data);
       return { ok: true, clients: clients.size };
@@ -408,7 +496,12 @@ export async function startMockServer({ port = 0, seed = true } = {}) {
         if (req.method !== method) continue;
         const decoded = m.map((x, i) => (i === 0 ? x : decodeURIComponent(x)));
         const body = method === 'POST' ? await readBody(req) : {};
-        return sendJson(res, 200, await handler(decoded, body, Object.fromEntries(url.searchParams)));
+        const answer = await handler(decoded, body, Object.fromEntries(url.searchParams));
+        if (answer === NO_CONTENT) {
+          res.writeHead(204, { 'Cache-Control': 'no-store' });
+          return res.end();
+        }
+        return sendJson(res, 200, answer);
       }
       if (url.pathname.startsWith('/api/')) throw new HttpError(404, 'not_found', `No route ${req.method} ${url.pathname}`);
       return serveStatic(res, url.pathname);

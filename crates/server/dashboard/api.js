@@ -127,6 +127,14 @@ export const api = {
   searchHistory: async (params) =>
     listOf(await request('GET', `/api/history/instances${query(params)}`), 'items', 'instances'),
   correlated: async (id) => events(await request('GET', `/api/history/correlated/${enc(id)}`)),
+  /** `{items, nextCursor}` of messages that could not be applied. */
+  deadLetters: async (params) => {
+    const data = await request('GET', `/api/dead-letters${query(params)}`);
+    return { items: listOf(data, 'items'), nextCursor: data?.nextCursor ?? null };
+  },
+  /** `{messageId, outcome: delivered | dead_again | pending, deadLetter?}` */
+  replayDeadLetter: (id) => request('POST', `/api/dead-letters/${enc(id)}/replay`),
+  discardDeadLetter: (id) => request('DELETE', `/api/dead-letters/${enc(id)}`),
 };
 
 /**

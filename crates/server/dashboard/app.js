@@ -1,12 +1,13 @@
 /**
  * Dashboard entry point: the user actions (select, filter, send an event,
- * create), loading from the REST API, the live WebSocket feed, the two views
- * (live and audit trail) and the wiring of the page's static controls.
+ * create), loading from the REST API, the live WebSocket feed, the three views
+ * (live, audit trail, dead letters) and the wiring of the page's static controls.
  */
 
 import { LiveFeed, api } from './api.js';
 import { applyHealth, initAudit, openTrail, searchNow } from './audit.js';
 import { initCreateDialog, openCreateDialog } from './create.js';
+import { initDeadLetters, loadDeadLetters, refreshDeadCount } from './deadletters.js';
 import { byId, dismissToast, shortId, toast } from './dom.js';
 import { renderDetailPanel, renderDiagramCard, renderFilters, renderList } from './panels.js';
 import { describe, renderFeed, renderStats, renderTree, runtimeCount } from './sidebar.js';
@@ -233,7 +234,7 @@ async function loadHealth() {
 }
 
 async function resync() {
-  await Promise.all([loadComponents().catch(() => {}), loadInstances(), loadHealth()]);
+  await Promise.all([loadComponents().catch(() => {}), loadInstances(), loadHealth(), refreshDeadCount()]);
   if (state.selectedId) await refreshDetail();
 }
 
@@ -299,6 +300,10 @@ function onMessage(msg) {
     }
     case 'event_ignored':
       break;
+    case 'effect_error':
+      // A message that could not be delivered is a dead letter now (with a store).
+      scheduleDeadCount();
+      break;
     case 'runtimes_update': {
       const n = runtimeCount(d);
       if (n !== null) state.runtimes = n;
@@ -311,6 +316,13 @@ function onMessage(msg) {
     default:
       break;
   }
+}
+
+let deadCountTimer = 0;
+/** Refreshes the dead-letter badge once a burst of failures has passed. */
+function scheduleDeadCount() {
+  clearTimeout(deadCountTimer);
+  deadCountTimer = setTimeout(() => (state.view === 'dead' ? loadDeadLetters() : refreshDeadCount()), 500);
 }
 
 let everOpened = false;
@@ -332,10 +344,12 @@ function onOpen() {
 
 function switchView(view) {
   state.view = view;
+  if (view !== 'dead' && location.hash === '#dead-letters') history.replaceState(null, '', location.pathname + location.search);
   if (view === 'live') history.replaceState(null, '', state.selectedId ? `#instance=${encodeURIComponent(state.selectedId)}` : location.pathname + location.search);
   for (const [name, tab, panel] of [
     ['live', 'tab-live', 'view-live'],
     ['audit', 'tab-audit', 'view-audit'],
+    ['dead', 'tab-dead', 'view-dead'],
   ]) {
     byId(tab).setAttribute('aria-selected', String(view === name));
     byId(panel).hidden = view !== name;
@@ -344,11 +358,16 @@ function switchView(view) {
     state.auditOpened = true;
     searchNow();
   }
+  if (view === 'dead') {
+    history.replaceState(null, '', '#dead-letters');
+    loadDeadLetters();
+  }
 }
 
 function wire(feed) {
   byId('tab-live').addEventListener('click', () => switchView('live'));
   byId('tab-audit').addEventListener('click', () => switchView('audit'));
+  byId('tab-dead').addEventListener('click', () => switchView('dead'));
   byId('conn').addEventListener('click', () => feed.reconnectNow());
   byId('filter-machine').addEventListener('change', (e) => setFilter({ machine: e.target.value, state: '' }));
   byId('filter-state').addEventListener('change', (e) => setFilter({ state: e.target.value }));
@@ -380,7 +399,9 @@ function wire(feed) {
 
 function routeFromHash() {
   const params = new URLSearchParams(location.hash.slice(1));
-  if (params.get('audit')) {
+  if (params.has('dead-letters')) {
+    switchView('dead');
+  } else if (params.get('audit')) {
     switchView('audit');
     openTrail(params.get('audit'));
   } else if (params.get('instance')) {
@@ -420,6 +441,13 @@ async function boot() {
       selectInstance(id);
     },
   });
+  initDeadLetters({
+    onOpenInstance: (id, component) => {
+      if (component && componentDef(component)) selectComponent(component);
+      switchView('live');
+      selectInstance(id);
+    },
+  });
   const feed = new LiveFeed({ onMessage, onStatus, onOpen });
   wire(feed);
   invalidate('feed');
@@ -428,7 +456,7 @@ async function boot() {
   } catch (err) {
     toast(`Could not load components: ${err.message}`, 'error');
   }
-  await Promise.all([loadInstances(), loadHealth()]);
+  await Promise.all([loadInstances(), loadHealth(), refreshDeadCount()]);
   feed.start();
   routeFromHash();
   window.addEventListener('hashchange', routeFromHash);

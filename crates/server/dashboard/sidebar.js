@@ -96,6 +96,8 @@ export function describe(msg) {
       return { kind: 'disposed', text: who, sub: 'left the live set' };
     case 'event_ignored':
       return { kind: 'ignored', text: who, sub: `ignored ${d.event?.type || d.eventType || d.event || 'event'}${d.reason ? `: ${d.reason}` : ''}` };
+    case 'effect_error':
+      return { kind: 'warn', text: who, sub: `message not delivered${d.error ? `: ${d.error}` : ''}` };
     case 'runtimes_update':
       return { kind: 'info', text: 'Runtimes updated', sub: runtimeCount(d) === null ? '' : `${runtimeCount(d)} connected` };
     case 'slow_consumer':

@@ -89,13 +89,22 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "unknown_instance", format!("instance {id} not found"))
     }
 
-    /// 503 when the store fails.
-    pub fn storage(error: impl std::fmt::Display) -> ApiError {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            format!("the store failed: {error}"),
-        )
+    /// The store's error: 409 `write_conflict` when another writer stored the same step first
+    /// (nothing was changed; reading the instance again and retrying can succeed), else 503
+    /// `storage_unavailable`.
+    pub fn storage(error: &xcomponent_core::store::Error) -> ApiError {
+        match error {
+            xcomponent_core::store::Error::Conflict { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "write_conflict",
+                format!("another writer changed this first, nothing was changed: {error}"),
+            ),
+            _ => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                format!("the store failed: {error}"),
+            ),
+        }
     }
 
     /// The JSON body.
@@ -127,9 +136,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::DuplicateInstance(_) => {
                 ApiError::new(StatusCode::CONFLICT, "duplicate_instance", message)
             }
-            RuntimeError::Storage(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", message)
-            }
+            RuntimeError::Storage(error) => ApiError { message, ..ApiError::storage(&error) },
             RuntimeError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
@@ -143,7 +150,7 @@ impl From<RuntimeError> for ApiError {
 
 impl From<xcomponent_core::store::Error> for ApiError {
     fn from(error: xcomponent_core::store::Error) -> ApiError {
-        ApiError::storage(error)
+        ApiError::storage(&error)
     }
 }
 
@@ -342,3 +349,34 @@ where
 
 /// Result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+    use axum::http::StatusCode;
+    use xcomponent_core::store::Error;
+    use xcomponent_runtime::RuntimeError;
+
+    #[test]
+    fn a_write_conflict_is_409_and_other_store_failures_503() {
+        let conflict = Error::Conflict {
+            instance_id: "0190a6f2-0000-7000-8000-000000000001".parse().expect("uuid"),
+            seq: 3,
+        };
+        let error = ApiError::from(RuntimeError::Storage(conflict.clone()));
+        assert_eq!((error.status, error.code), (StatusCode::CONFLICT, "write_conflict"));
+        assert!(error.message.contains("nothing was changed"), "{}", error.message);
+        assert_eq!(ApiError::from(conflict).status, StatusCode::CONFLICT);
+        for failure in [
+            Error::Unavailable("down".into()),
+            Error::Corrupt("bad row".into()),
+            Error::Config("bad url".into()),
+        ] {
+            let error = ApiError::from(RuntimeError::Storage(failure));
+            assert_eq!(
+                (error.status, error.code),
+                (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable")
+            );
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Prometheus metrics: one recorder per server (not the process-global one, so several servers
 //! and tests can live in one process), fed by the runtime event stream, the HTTP middleware, the
-//! store decorator (`TimedStore`) and the WebSocket hub; rendered at `GET /metrics`.
+//! store decorator (`TimedStore`), the WebSocket hub and the runtime's message counters (read at
+//! each scrape); rendered at `GET /metrics`.
 //!
 //! Labels are bounded: component, machine, state and event names come from the loaded
 //! definitions (an ignored event's free-text type is never a label), routes are the matched
@@ -16,7 +17,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use xcomponent_runtime::{Registry, RuntimeEvent};
+use xcomponent_runtime::{MessageCounts, Registry, RuntimeEvent};
 
 /// Histogram buckets (seconds) for every latency: 50 µs to 10 s.
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -84,6 +85,19 @@ impl Metrics {
                 "Effects (cross-component, cascades...) that could not be delivered.",
             ),
             ("xcomponent_commit_failures_total", "Store commits that failed and were rolled back."),
+            (
+                "xcomponent_messages_duplicates_total",
+                "Message deliveries dropped because the target had applied the message already.",
+            ),
+            ("xcomponent_messages_dead_lettered_total", "Messages put in the dead-letter list."),
+            (
+                "xcomponent_messages_redelivered_total",
+                "Stored messages delivered again (found in the outbox at start, or replayed).",
+            ),
+            (
+                "xcomponent_messages_retried_total",
+                "Message deliveries retried after a failed commit.",
+            ),
             ("xcomponent_http_requests_total", "HTTP requests, by method, route and status."),
             ("xcomponent_store_commits_total", "Store commits, by backend and result."),
             (
@@ -293,10 +307,28 @@ pub(crate) async fn track_http(
     response
 }
 
+/// Copies the runtime's message counters (totals since it started) into the exposition.
+///
+/// There is no gauge of the dead-letter list's size: the store can only list dead letters (whole
+/// envelopes, in pages), not count them, so a gauge would read the list at every scrape.
+/// `xcomponent_messages_dead_lettered_total` rising is the signal to alert on; the list itself is
+/// at `GET /api/dead-letters`.
+fn record_message_counts(metrics: &Metrics, counts: MessageCounts) {
+    for (name, value) in [
+        ("xcomponent_messages_duplicates_total", counts.duplicates),
+        ("xcomponent_messages_dead_lettered_total", counts.dead_letters),
+        ("xcomponent_messages_redelivered_total", counts.redelivered),
+        ("xcomponent_messages_retried_total", counts.retried),
+    ] {
+        metrics.counter(name, &[]).absolute(value);
+    }
+}
+
 /// `GET /metrics`: the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "Operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
 pub(crate) async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.refresh_gauges();
+    record_message_counts(state.metrics(), state.runtime().message_counts());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics().render())
 }

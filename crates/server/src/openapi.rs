@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 #[openapi(
     info(
         title = "xcomponent-ai",
-        description = "Business state machines declared in YAML: components, instances, events, history, diagrams, live feed (`/ws`) and metrics.",
+        description = "Business state machines declared in YAML: components, instances, events, history, diagrams, dead letters, live feed (`/ws`) and metrics.",
     ),
     tags(
         (name = "Components", description = "Hosted components and their machines"),
@@ -23,6 +23,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "Events", description = "Send events to one instance or broadcast them"),
         (name = "History", description = "Stored events, search, correlation across components"),
         (name = "Diagrams", description = "Mermaid state diagrams"),
+        (name = "Messages", description = "Dead letters: messages between instances that could not be applied"),
         (name = "Live", description = "WebSocket feed"),
         (name = "Operations", description = "Health, runtimes and Prometheus metrics"),
     ),

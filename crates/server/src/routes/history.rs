@@ -198,7 +198,7 @@ pub(crate) async fn search(
         {
             ApiError::bad_field("cursor", format!("invalid cursor: {message}"))
         }
-        other => ApiError::storage(other),
+        other => ApiError::storage(&other),
     })?;
     Ok(Json(SearchBody {
         instances: page.items.iter().map(history_instance).collect(),

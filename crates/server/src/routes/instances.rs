@@ -213,7 +213,7 @@ async fn finished_or_unknown(
     let record = match state.runtime().store() {
         Some(store) => match store.instance(id).await {
             Ok(record) => record,
-            Err(error) => return ApiError::storage(error),
+            Err(error) => return ApiError::storage(&error),
         },
         None => None,
     };

@@ -1,7 +1,9 @@
 //! Every API route, each registered with its OpenAPI description (utoipa-axum), grouped by
-//! module: components, instances, history, diagrams; plus health, runtimes, metrics and `/ws`.
+//! module: components, instances, history, diagrams, dead letters; plus health, runtimes, metrics
+//! and `/ws`.
 
 pub mod components;
+pub mod dead_letters;
 pub mod diagrams;
 pub mod history;
 pub mod instances;
@@ -33,4 +35,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(history::correlated))
         .routes(routes!(diagrams::component_diagram))
         .routes(routes!(diagrams::machine_diagram))
+        .routes(routes!(dead_letters::list_dead_letters))
+        .routes(routes!(dead_letters::get_dead_letter, dead_letters::discard_dead_letter))
+        .routes(routes!(dead_letters::replay_dead_letter))
 }

@@ -15,12 +15,13 @@ use tokio::net::TcpStream;
 use tower::ServiceExt;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::store::EventStore;
-use xcomponent_runtime::{Runtime, RuntimeBuilder, RuntimeOptions};
+use xcomponent_runtime::{Handlers, Runtime, RuntimeBuilder, RuntimeOptions};
 use xcomponent_server::{AppState, ServerConfig, router};
 
 pub const ORDER: &str = include_str!("../fixtures/order.yaml");
 pub const PAYMENT: &str = include_str!("../fixtures/payment.yaml");
 pub const DESK: &str = include_str!("../fixtures/desk.yaml");
+pub const RELAY: &str = include_str!("../fixtures/relay.yaml");
 
 /// How long polls wait for asynchronous effects.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -51,8 +52,19 @@ impl TestServer {
         store: Option<Arc<dyn EventStore>>,
         config: ServerConfig,
     ) -> TestServer {
+        TestServer::start_with_handlers(yamls, store, config, Handlers::new()).await
+    }
+
+    /// `start` with business handlers (for `triggeredMethod`, `onEntry`, `onExit`).
+    pub async fn start_with_handlers(
+        yamls: &[&str],
+        store: Option<Arc<dyn EventStore>>,
+        config: ServerConfig,
+        handlers: Handlers,
+    ) -> TestServer {
         let mut builder = RuntimeBuilder::new()
-            .options(RuntimeOptions { shards: 2, ..RuntimeOptions::default() });
+            .options(RuntimeOptions { shards: 2, ..RuntimeOptions::default() })
+            .handlers(handlers);
         if let Some(store) = store {
             builder = builder.store(store);
         }
