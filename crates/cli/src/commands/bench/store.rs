@@ -9,7 +9,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
+use xcomponent_core::definition::Definition;
 use xcomponent_core::instance::Context;
+use xcomponent_core::model::Component;
 use xcomponent_core::store::EventStore;
 use xcomponent_runtime::{RuntimeBuilder, RuntimeOptions};
 use xcomponent_store::{Durability, StoreOptions};
@@ -60,6 +62,7 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<ExitCode> {
     let rows = runtime.block_on(async {
         let store = open(args).await?;
         let mut rows = vec![transitions(args, store.clone(), cores).await?];
+        rows.push(cross_component(args, store.clone(), cores).await?);
         if args.restore > 0 {
             rows.push(restore(args, store, cores).await?);
         }
@@ -109,6 +112,108 @@ async fn transitions(
         note: format!(
             "{} on {}, {} active instances, {cores} shards, durability {}",
             stored, args.store, args.instances, args.durability
+        ),
+    })
+}
+
+/// The cross-component workload: a `Pinger` (component `Source`) whose every TICK is a
+/// cross_component transition sending PING to its `Echo` (component `Sink`, found by a
+/// correlation rule on `key`), so each measured transition stores one outbox message and causes
+/// one more stored transition with its inbox entry.
+const CROSS_COMPONENTS: [&str; 2] = [
+    r#"
+name: Source
+stateMachines:
+  - name: Pinger
+    initialState: Ready
+    states: [{name: Ready}]
+    transitions:
+      - from: Ready
+        to: Ready
+        event: TICK
+        type: cross_component
+        targetComponent: Sink
+        targetMachine: Echo
+        targetEvent: PING
+        contextMapping: {key: key}
+        matchingRules: [{eventProperty: key, instanceProperty: key}]
+"#,
+    r#"
+name: Sink
+stateMachines:
+  - name: Echo
+    initialState: Ready
+    states: [{name: Ready}]
+    transitions:
+      - {from: Ready, to: Ready, event: PING}
+"#,
+];
+
+fn cross_definitions() -> anyhow::Result<Vec<Definition>> {
+    CROSS_COMPONENTS
+        .iter()
+        .map(|yaml| {
+            let component: Component = serde_saphyr::from_str(yaml).context("bench component")?;
+            Definition::compile(component)
+                .map_err(|errors| anyhow!("bench component does not compile: {errors:?}"))
+        })
+        .collect()
+}
+
+async fn cross_component(
+    args: &StoreArgs,
+    store: Arc<dyn EventStore>,
+    cores: usize,
+) -> anyhow::Result<Row> {
+    let options = RuntimeOptions { shards: cores, ..RuntimeOptions::default() };
+    let mut builder = RuntimeBuilder::new().store(store).options(options);
+    for definition in cross_definitions()? {
+        builder = builder.component(definition);
+    }
+    let rt = builder.start().await?;
+    let handle = rt.handle();
+    let keyed = |index: usize| {
+        let mut context = Context::new();
+        context.insert("key".into(), index.into());
+        context
+    };
+    let contexts: Vec<Context> = (0..args.instances).map(keyed).collect();
+    let pingers = handle.create_many("Source", "Pinger", contexts.clone()).await?;
+    handle.create_many("Sink", "Echo", contexts).await?;
+    // Half the transitions of the effect-free row: each one causes a second.
+    let events = args.events / 2;
+    let progress = bar(events, "stored");
+    let started = Instant::now();
+    let mut sent = 0usize;
+    let mut stored = 0usize;
+    while sent < events {
+        let count = SEND_CHUNK.min(events - sent);
+        let chunk: Vec<_> = (0..count)
+            .map(|offset| (pingers[(sent + offset) % pingers.len()], Context::new()))
+            .collect();
+        let outcome = handle.send_many("TICK", chunk).await?;
+        if outcome.failed > 0 {
+            return Err(anyhow!("{} transitions failed to store", outcome.failed));
+        }
+        stored += outcome.transitioned;
+        sent += count;
+        progress.set_position(sent as u64);
+    }
+    // Every PING applied and stored too.
+    handle.flush().await?;
+    let elapsed = started.elapsed();
+    progress.finish_and_clear();
+    let counts = handle.message_counts();
+    rt.shutdown().await;
+    Ok(Row {
+        name: "durable transitions, one message each",
+        value: stored as f64 / elapsed.as_secs_f64(),
+        unit: "transitions/s",
+        note: format!(
+            "{stored} TICKs each storing a message and causing a stored PING ({} transitions in              all), {} instances per component, dead letters {}",
+            stored * 2,
+            args.instances,
+            counts.dead_letters
         ),
     })
 }
