@@ -4,6 +4,11 @@
 //! `xcomponent-ai bench store` produces through the runtime. Plus the latency of a commit of one
 //! event (an HTTP event on an idle server).
 //!
+//! Each figure is taken twice: effect-free (`<backend>`), and in the shape of a cross-component
+//! flow (`<backend>+messages`), where every event also stores the message it produced (one
+//! outbox row), records the message it applied (one inbox entry) and removes that message from
+//! the outbox (one delivered id): what issue 7's crash-safe effects cost per event.
+//!
 //! SQLite always (a file in a temp dir, `Durability::EachCommit` and `Relaxed`); PostgreSQL
 //! when `XC_TEST_POSTGRES_URL` is set (own schema, dropped at the end); Redis when
 //! `XC_TEST_REDIS_URL` is set (own key prefix). Throughput is reported in events/s.
@@ -15,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use xcomponent_core::instance::{EventId, InstanceId, Status};
+use xcomponent_core::message::{Envelope, InboxEntry, MessageBody, MessageId};
 use xcomponent_core::store::{
     CREATED_EVENT_TYPE, CommitBatch, EventStore, InstanceRecord, StoredEvent,
 };
@@ -34,9 +40,49 @@ struct Live {
     id: InstanceId,
     correlation_id: EventId,
     seq: u64,
+    /// The message this instance's previous event produced (applied by its next one).
+    sent: Option<MessageId>,
 }
 
 impl Live {
+    fn new() -> Live {
+        Live { id: InstanceId(uuid::Uuid::now_v7()), correlation_id: EventId(uuid::Uuid::now_v7()), seq: 0, sent: None }
+    }
+
+    /// The next event with its message parts: applies (inbox) and delivers the message the
+    /// previous event produced, and produces a new one (outbox), as a ping-pong between two
+    /// components does.
+    fn next_with_messages(&mut self, i: usize, batch: &mut CommitBatch) {
+        let (event, snapshot) = self.next(i);
+        if let Some(applied) = self.sent.take() {
+            batch.inbox.push(InboxEntry {
+                message_id: applied,
+                instance_id: self.id,
+                applied_at: event.timestamp,
+            });
+            batch.delivered.push(applied);
+        }
+        let message = Envelope {
+            id: MessageId(uuid::Uuid::now_v7()),
+            component: "Payments".to_owned(),
+            body: MessageBody::Send {
+                instance_id: self.id,
+                event: "PAY".to_owned(),
+                payload: event.context.clone(),
+            },
+            causation_id: Some(event.id),
+            correlation_id: Some(event.correlation_id),
+            depth: 1,
+            source_component: Some(event.component.clone()),
+            source_instance: Some(self.id),
+            created_at: event.timestamp,
+        };
+        self.sent = Some(message.id);
+        batch.outbox.push(message);
+        batch.events.push(event);
+        batch.snapshots.extend(snapshot);
+    }
+
     fn next(&mut self, i: usize) -> (StoredEvent, Option<InstanceRecord>) {
         self.seq += 1;
         let seq = self.seq;
@@ -75,23 +121,16 @@ impl Live {
 /// Generates successive rounds: one batch per writer, each over that writer's instances.
 struct Workload {
     writers: Vec<Vec<Live>>,
+    /// Every event carries one outbox message, one inbox entry and one delivered id.
+    messages: bool,
 }
 
 impl Workload {
-    fn new() -> Workload {
+    fn new(messages: bool) -> Workload {
         let per_writer = INSTANCES / WRITERS;
-        let writers = (0..WRITERS)
-            .map(|_| {
-                (0..per_writer)
-                    .map(|_| Live {
-                        id: InstanceId(uuid::Uuid::now_v7()),
-                        correlation_id: EventId(uuid::Uuid::now_v7()),
-                        seq: 0,
-                    })
-                    .collect()
-            })
-            .collect();
-        Workload { writers }
+        let writers =
+            (0..WRITERS).map(|_| (0..per_writer).map(|_| Live::new()).collect()).collect();
+        Workload { writers, messages }
     }
 
     fn round(&mut self) -> Vec<CommitBatch> {
@@ -101,9 +140,13 @@ impl Workload {
                 let mut batch = CommitBatch::default();
                 for n in 0..EVENTS_PER_BATCH {
                     let i = n % instances.len();
-                    let (event, snapshot) = instances[i].next(i);
-                    batch.events.push(event);
-                    batch.snapshots.extend(snapshot);
+                    if self.messages {
+                        instances[i].next_with_messages(i, &mut batch);
+                    } else {
+                        let (event, snapshot) = instances[i].next(i);
+                        batch.events.push(event);
+                        batch.snapshots.extend(snapshot);
+                    }
                 }
                 batch
             })
@@ -111,12 +154,25 @@ impl Workload {
     }
 }
 
-fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn EventStore>) {
+fn bench_store(c: &mut Criterion, rt: &Runtime, label: &str, store: Arc<dyn EventStore>) {
+    for messages in [false, true] {
+        let name = if messages { format!("{label}+messages") } else { label.to_owned() };
+        bench_shape(c, rt, &name, &store, messages);
+    }
+}
+
+fn bench_shape(
+    c: &mut Criterion,
+    rt: &Runtime,
+    name: &str,
+    store: &Arc<dyn EventStore>,
+    messages: bool,
+) {
     let mut group = c.benchmark_group("commit_runtime_shape");
     group.throughput(Throughput::Elements((WRITERS * EVENTS_PER_BATCH) as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(15));
-    let mut workload = Workload::new();
+    let mut workload = Workload::new(messages);
     group.bench_function(name, |b| {
         b.iter_custom(|iterations| {
             let rounds: Vec<Vec<CommitBatch>> = (0..iterations).map(|_| workload.round()).collect();
@@ -126,7 +182,7 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn Event
                     let tasks: Vec<_> = round
                         .into_iter()
                         .map(|batch| {
-                            let store = Arc::clone(&store);
+                            let store = Arc::clone(store);
                             tokio::spawn(async move { store.commit(&batch).await })
                         })
                         .collect();
@@ -147,15 +203,21 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn Event
     let mut group = c.benchmark_group("commit_one_event");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(5));
-    let mut live = Live {
-        id: InstanceId(uuid::Uuid::now_v7()),
-        correlation_id: EventId(uuid::Uuid::now_v7()),
-        seq: 0,
-    };
+    let mut live = Live::new();
     group.bench_function(name, |b| {
         b.iter_custom(|iterations| {
             let batches: Vec<CommitBatch> = (0..iterations)
-                .map(|_| CommitBatch { events: vec![live.next(0).0], ..Default::default() })
+                .map(|_| {
+                    let mut batch = CommitBatch::default();
+                    if messages {
+                        live.next_with_messages(0, &mut batch);
+                        // As the effect-free figure: the event alone, without its snapshot.
+                        batch.snapshots.clear();
+                    } else {
+                        batch.events.push(live.next(0).0);
+                    }
+                    batch
+                })
                 .collect();
             let started = Instant::now();
             rt.block_on(async {
