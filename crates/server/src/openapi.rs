@@ -25,6 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "Diagrams", description = "Mermaid state diagrams"),
         (name = "Live", description = "WebSocket feed"),
         (name = "Operations", description = "Health, runtimes and Prometheus metrics"),
+        (name = "Aliases", description = "The original APIServer's routes: each answers exactly what the route it names answers (docs/compatibility.md)"),
     ),
     components(schemas(ErrorBody)),
 )]
