@@ -39,5 +39,5 @@ if [ ! -x "$chromium" ]; then
     exit 1
   fi
 fi
-[ -d node_modules/playwright-core ] && [ -d node_modules/ws ] || npm ci --no-audit --no-fund --loglevel=error
+[ -d node_modules/playwright-core ] && [ -d node_modules/ws ] && [ -d node_modules/socket.io-client ] || npm ci --no-audit --no-fund --loglevel=error
 npm test --silent
