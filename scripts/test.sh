@@ -1,9 +1,41 @@
 #!/usr/bin/env bash
 # The project's test command (README): every crate with every backend against the real local
-# servers, then the dashboard in headless Chromium. Set XC_SKIP_BROWSER=1 to skip the browser part
-# (it is never skipped in CI).
+# servers, then the dashboard in headless Chromium. Needs nothing in the environment: cargo builds
+# into the target directory it reports (./target on a fresh clone) and the dashboard tests find
+# the binary there.
+#
+# Boolean variables accept 1/0, true/false, yes/no, on/off (any case), like every boolean setting
+# of the product (xcomponent_core::flag):
+#   CI                    when true (CI sets CI=true), nothing may be skipped: XC_REQUIRE_SERVICES
+#                         and XC_REQUIRE_REFERENCE default to true and XC_SKIP_BROWSER is refused.
+#   XC_REQUIRE_SERVICES   a store test whose server URL is unset fails instead of skipping loudly.
+#   XC_REQUIRE_REFERENCE  the tests over the original's examples (../shared/reference/examples,
+#                         next to the clone) fail when the folder is absent instead of skipping.
+#   XC_SKIP_BROWSER       skip the browser tests (never in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Prints true or false for a boolean variable (default $2); fails on any other spelling.
+flag() {
+  local name=$1 value
+  value=${!name:-$2}
+  case "${value,,}" in
+    1 | true | yes | on | y) echo true ;;
+    0 | false | no | off | n) echo false ;;
+    *) echo "test.sh: $name=$value is not a boolean: use 1/0, true/false, yes/no, on/off" >&2; return 1 ;;
+  esac
+}
+
+ci=$(flag CI false)
+export XC_REQUIRE_SERVICES XC_REQUIRE_REFERENCE
+XC_REQUIRE_SERVICES=$(flag XC_REQUIRE_SERVICES "$ci")
+XC_REQUIRE_REFERENCE=$(flag XC_REQUIRE_REFERENCE "$ci")
+skip_browser=$(flag XC_SKIP_BROWSER false)
+if [ "$ci" = true ] && [ "$skip_browser" = true ]; then
+  echo "test.sh: XC_SKIP_BROWSER is set but CI is true: the browser tests are never skipped in CI" >&2
+  exit 1
+fi
+echo "test.sh: CI=$ci XC_REQUIRE_SERVICES=$XC_REQUIRE_SERVICES XC_REQUIRE_REFERENCE=$XC_REQUIRE_REFERENCE"
 
 export XC_TEST_POSTGRES_URL="${XC_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export XC_TEST_REDIS_URL="${XC_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
@@ -12,6 +44,6 @@ cargo test --workspace --all-features --locked
 # The examples are built and run (they assert their own outcome).
 cargo run --locked -q -p order-payment-example
 
-if [ "${XC_SKIP_BROWSER:-0}" != "1" ]; then
+if [ "$skip_browser" != true ]; then
   bash crates/server/dashboard-tests/run.sh
 fi

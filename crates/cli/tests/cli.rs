@@ -404,3 +404,140 @@ fn help_documents_the_event_format() {
     let help = xc(Path::new("."), &["simulate", "--help"]);
     assert!(help.stdout.contains("No transition from X for event Y"), "{}", help.stdout);
 }
+
+// The original's command forms (its README and QUICKSTART): each works as typed, or fails
+// saying what to type instead.
+
+#[test]
+fn run_and_simulate_accept_the_machine_as_a_positional_argument_as_the_original() {
+    let (_temp, dir) = project();
+    let events = r#"["SUBMIT", "PAY"]"#;
+    let named =
+        xc(&dir, &["run", "components/shop.yaml", "-m", "Order", "-c", SMALL_ORDER, "-e", events]);
+    let positional =
+        xc(&dir, &["run", "components/shop.yaml", "Order", "-c", SMALL_ORDER, "--events", events]);
+    assert_eq!(named.code, Some(0), "{}", named.stderr);
+    assert_eq!(positional.code, Some(0), "{}", positional.stderr);
+    assert!(positional.stdout.contains("Shipping"), "{}", positional.stdout);
+    assert_eq!(positional.stdout, named.stdout, "the two forms run the same thing");
+
+    let walk =
+        xc(&dir, &["simulate", "components/shop.yaml", "Order", "-c", SMALL_ORDER, "-e", events]);
+    assert_eq!(walk.code, Some(0), "{}", walk.stderr);
+    assert!(walk.stdout.contains("path: [Draft, AwaitingPayment, Shipping]"), "{}", walk.stdout);
+}
+
+#[test]
+fn a_missing_machine_is_refused_with_both_forms_named() {
+    let (_temp, dir) = project();
+    for command in ["run", "simulate"] {
+        let missing = xc(&dir, &[command, "components/shop.yaml", "-e", r#"["SUBMIT"]"#]);
+        assert_eq!(missing.code, Some(2), "{command}: {}", missing.stderr);
+        assert!(
+            missing.stderr.contains("no machine given")
+                && missing.stderr.contains("--machine NAME")
+                && missing.stderr.contains("`FILE MACHINE`"),
+            "{command}: {}",
+            missing.stderr
+        );
+    }
+    // A second file that does not exist is a file, not a machine name.
+    let typo = xc(&dir, &["run", "components/shop.yaml", "components/other.yaml"]);
+    assert_eq!(typo.code, Some(2), "{}", typo.stderr);
+    assert!(typo.stderr.contains("no machine given"), "{}", typo.stderr);
+}
+
+#[test]
+fn events_with_the_originals_timestamp_key_run_and_the_clock_dates_them() {
+    let (_temp, dir) = project();
+    let plain = xc(
+        &dir,
+        &[
+            "run",
+            "components/shop.yaml",
+            "Order",
+            "-c",
+            SMALL_ORDER,
+            "-e",
+            r#"[{"type": "SUBMIT"}]"#,
+        ],
+    );
+    let stamped = xc(
+        &dir,
+        &[
+            "run",
+            "components/shop.yaml",
+            "Order",
+            "-c",
+            SMALL_ORDER,
+            "-e",
+            r#"[{"type": "SUBMIT", "payload": {}, "timestamp": 1700000000000}]"#,
+        ],
+    );
+    assert_eq!(stamped.code, Some(0), "{}", stamped.stderr);
+    assert_eq!(stamped.stdout, plain.stdout);
+    let iso = xc(
+        &dir,
+        &[
+            "simulate",
+            "components/shop.yaml",
+            "Order",
+            "-c",
+            SMALL_ORDER,
+            "-e",
+            r#"[{"type": "SUBMIT", "timestamp": "2024-05-01T10:00:00Z"}]"#,
+        ],
+    );
+    assert_eq!(iso.code, Some(0), "{}", iso.stderr);
+    let bad = xc(
+        &dir,
+        &[
+            "run",
+            "components/shop.yaml",
+            "Order",
+            "-e",
+            r#"[{"type": "SUBMIT", "timestamp": [1]}]"#,
+        ],
+    );
+    assert_eq!(bad.code, Some(2));
+    assert!(bad.stderr.contains("\"timestamp\" must be a number"), "{}", bad.stderr);
+}
+
+#[test]
+fn load_prints_the_component_and_its_machines_as_the_original() {
+    let (_temp, dir) = project();
+    let loaded = xc(&dir, &["load", "components/shop.yaml"]);
+    assert_eq!(loaded.code, Some(0), "{}", loaded.stderr);
+    let mut lines = loaded.stdout.lines();
+    assert_eq!(lines.next(), Some("Component: Shop (version 0.1.0)"), "{}", loaded.stdout);
+    let machines: Vec<&str> = lines.collect();
+    assert!(
+        machines
+            == ["  Order: 6 states, 7 transitions (entry)", "  Shipment: 3 states, 2 transitions"],
+        "{}",
+        loaded.stdout
+    );
+
+    std::fs::write(dir.join("broken.yaml"), "name: X\nstateMachines: []\n").expect("write");
+    let broken = xc(&dir, &["load", "broken.yaml"]);
+    assert_eq!(broken.code, Some(2));
+    assert!(broken.stderr.contains("broken.yaml:"), "diagnostics name the file: {}", broken.stderr);
+}
+
+#[test]
+fn init_takes_the_originals_domain_option() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let made = xc(temp.path(), &["init", "bank", "-d", "fintech"]);
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    let readme = std::fs::read_to_string(temp.path().join("bank/README.md")).unwrap_or_default();
+    assert!(readme.contains("\nDomain: fintech.\n"), "{readme}");
+    let valid = xc(&temp.path().join("bank"), &["validate", "components/bank.yaml"]);
+    assert_eq!(valid.code, Some(0), "{}", valid.stderr);
+    // Without -d the README has no domain line.
+    let plain = xc(temp.path(), &["init", "shop", "--domain", " "]);
+    assert_eq!(plain.code, Some(0));
+    let readme = std::fs::read_to_string(temp.path().join("shop/README.md")).unwrap_or_default();
+    assert!(!readme.contains("Domain:"), "{readme}");
+    let help = xc(temp.path(), &["init", "--help"]);
+    assert!(help.stdout.contains("It is not a folder"), "{}", help.stdout);
+}

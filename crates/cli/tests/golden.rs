@@ -10,7 +10,7 @@
 //! relative to the start, so they are deterministic.
 //!
 //! When the reference folder is absent the test says so loudly and passes, unless
-//! `XC_REQUIRE_REFERENCE=1`.
+//! `XC_REQUIRE_REFERENCE` is true (scripts/test.sh turns it on in CI).
 
 #[path = "golden/handlers.rs"]
 mod golden_handlers;
@@ -209,8 +209,11 @@ fn reference_examples_match_their_golden_traces() {
             examples.display()
         );
         assert!(
-            std::env::var("XC_REQUIRE_REFERENCE").as_deref() != Ok("1"),
-            "XC_REQUIRE_REFERENCE=1 but {} is absent",
+            !std::env::var("XC_REQUIRE_REFERENCE").is_ok_and(|value| {
+                xcomponent_core::flag::parse(&value)
+                    .unwrap_or_else(|error| panic!("XC_REQUIRE_REFERENCE: {error}"))
+            }),
+            "XC_REQUIRE_REFERENCE is on but {} is absent",
             examples.display()
         );
         return;

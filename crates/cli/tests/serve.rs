@@ -71,9 +71,16 @@ fn http(
 
 /// Starts `serve --port 0` and reads the port from the URL it prints.
 fn start(dir: &Path, extra: &[&str]) -> (Child, u16) {
+    start_with_env(dir, extra, &[])
+}
+
+/// `start`, with these environment variables set.
+fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, u16) {
     let mut child = Command::new(BIN)
         .args(["serve", "tickets.yaml", "--port", "0", "--data-dir", "data"])
         .args(extra)
+        .env_remove("CREATE_DEMO_INSTANCE")
+        .envs(env.iter().copied())
         .env_remove("DATABASE_URL")
         .env_remove("BROKER_URL")
         .env_remove("XCOMPONENT_API_TOKEN")
@@ -185,6 +192,40 @@ fn token_guards_mutations() {
     assert_eq!(http(port, "POST", path, Some(&json!({})), Some("t0ken")).0, 201);
     assert_eq!(http(port, "GET", "/api/instances", None, None).0, 200);
     terminate(child);
+}
+
+#[test]
+fn create_demo_instance_accepts_the_usual_spellings_of_true_and_false() {
+    for (value, expected) in [("1", 1), ("yes", 1), ("TRUE", 1), ("on", 1), ("0", 0), ("no", 0)] {
+        let dir = Dir::new();
+        let (child, port) =
+            start_with_env(&dir.0, &["--store", "memory"], &[("CREATE_DEMO_INSTANCE", value)]);
+        let (status, page) = http(port, "GET", "/api/instances", None, None);
+        assert_eq!(status, 200);
+        let items = page["items"].as_array().map_or(0, Vec::len);
+        assert_eq!(items, expected, "CREATE_DEMO_INSTANCE={value}: {page}");
+        terminate(child);
+    }
+    // The flag alone still means true.
+    let dir = Dir::new();
+    let (child, port) = start(&dir.0, &["--store", "memory", "--create-demo-instance"]);
+    let (_, page) = http(port, "GET", "/api/instances", None, None);
+    assert_eq!(page["items"].as_array().map_or(0, Vec::len), 1, "{page}");
+    terminate(child);
+}
+
+#[test]
+fn create_demo_instance_refuses_other_values_and_says_what_to_write() {
+    let dir = Dir::new();
+    let output = Command::new(BIN)
+        .args(["serve", "tickets.yaml", "--port", "0", "--store", "memory"])
+        .env("CREATE_DEMO_INSTANCE", "maybe")
+        .current_dir(&dir.0)
+        .output()
+        .expect("serve runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"maybe\" is not a boolean: use 1/0, true/false, yes/no"), "{stderr}");
 }
 
 #[test]

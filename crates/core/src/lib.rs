@@ -49,6 +49,7 @@ pub mod definition;
 pub mod diagnostic;
 pub mod effect;
 pub mod engine;
+pub mod flag;
 pub mod guard;
 pub mod instance;
 pub mod load;

@@ -280,7 +280,7 @@ export class MockRuntime {
     if (q.state) items = items.filter((i) => i.currentState === q.state);
     if (q.q) items = items.filter((i) => `${i.id} ${JSON.stringify(i.context)}`.toLowerCase().includes(q.q.toLowerCase()));
     items.sort((a, b) => b.updatedAt - a.updatedAt);
-    return items.slice(0, Math.min(Number(q.limit || 100), 500)).map((i) => ({ ...this.summary(i), eventCount: i.seq }));
+    return { items: items.slice(0, Math.min(Number(q.limit || 100), 500)).map((i) => ({ ...this.summary(i), eventCount: i.seq })), nextCursor: null };
   }
 
   correlated(id) {

@@ -4,21 +4,24 @@
 # Installs what is missing: the npm packages from the lockfile and, when run as
 # root, Debian's Chromium. Usable from .ci/run.
 #
-# The end-to-end tests need the debug binary: $XC_BIN, else
-# $CARGO_TARGET_DIR/debug/xcomponent-ai (CARGO_TARGET_DIR defaulting to cargo's
-# own default, the repository's target/; a relative one is taken from the
-# repository root, where scripts/test.sh runs cargo). A missing binary fails the run.
+# The end-to-end tests need the debug binary: $XC_BIN, else debug/xcomponent-ai in the target
+# directory cargo itself reports (`cargo metadata`: honours CARGO_TARGET_DIR and .cargo/config,
+# ./target on a fresh clone). When it is missing it is built (`cargo build -p xcomponent-cli`).
 set -euo pipefail
 cd "$(dirname "$0")"
 repo="$(cd ../../.. && pwd)"
-target_dir="${CARGO_TARGET_DIR:-target}"
-case "$target_dir" in /*) ;; *) target_dir="$repo/$target_dir" ;; esac
-XC_BIN="${XC_BIN:-$target_dir/debug/xcomponent-ai}"
+if [ -z "${XC_BIN:-}" ]; then
+  target_dir="$(cd "$repo" && cargo metadata --format-version 1 --no-deps \
+    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
+  XC_BIN="$target_dir/debug/xcomponent-ai"
+  if [ ! -x "$XC_BIN" ]; then
+    echo "dashboard tests: $XC_BIN is missing; building it" >&2
+    (cd "$repo" && cargo build --locked -q -p xcomponent-cli)
+  fi
+fi
 case "$XC_BIN" in /*) ;; *) XC_BIN="$repo/$XC_BIN" ;; esac
 if [ ! -x "$XC_BIN" ]; then
-  echo "dashboard tests need the xcomponent-ai binary at $XC_BIN:" >&2
-  echo "  build it with 'cargo build -p xcomponent-cli' (scripts/test.sh does it through 'cargo test')," >&2
-  echo "  or set XC_BIN (or CARGO_TARGET_DIR) to where it is" >&2
+  echo "dashboard tests need the xcomponent-ai binary at $XC_BIN (XC_BIN names another)" >&2
   exit 1
 fi
 export XC_BIN
@@ -36,5 +39,5 @@ if [ ! -x "$chromium" ]; then
     exit 1
   fi
 fi
-[ -d node_modules/playwright-core ] && [ -d node_modules/ws ] || npm ci --no-audit --no-fund --loglevel=error
+[ -d node_modules/playwright-core ] && [ -d node_modules/ws ] && [ -d node_modules/socket.io-client ] || npm ci --no-audit --no-fund --loglevel=error
 npm test --silent

@@ -114,7 +114,7 @@ export const api = {
   /** `{items, nextCursor}` */
   instances: async (params) => {
     const data = await request('GET', `/api/instances${query(params)}`);
-    return { items: listOf(data, 'items', 'instances'), nextCursor: data?.nextCursor ?? null };
+    return { items: listOf(data, 'items'), nextCursor: data?.nextCursor ?? null };
   },
   instance: async (id) => {
     const data = await request('GET', `/api/instances/${enc(id)}`);
@@ -125,7 +125,7 @@ export const api = {
   history: async (id) => events(await request('GET', `/api/instances/${enc(id)}/history`)),
   historyEvents: async (id) => events(await request('GET', `/api/history/instances/${enc(id)}/events`)),
   searchHistory: async (params) =>
-    listOf(await request('GET', `/api/history/instances${query(params)}`), 'items', 'instances'),
+    listOf(await request('GET', `/api/history/instances${query(params)}`), 'items'),
   correlated: async (id) => events(await request('GET', `/api/history/correlated/${enc(id)}`)),
   /** `{items, nextCursor}` of messages that could not be applied. */
   deadLetters: async (params) => {

@@ -190,14 +190,12 @@ impl InstanceDto {
     }
 }
 
-/// A page of instances: `items` (and `instances`, the original's name, for its clients).
+/// A page of live instances, in the shape of every list route: `{items, nextCursor}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstancePage {
     /// The instances, ordered by id (creation time).
     pub items: Vec<InstanceDto>,
-    /// The same list under the original's key.
-    pub instances: Vec<InstanceDto>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,

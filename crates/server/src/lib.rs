@@ -1,5 +1,6 @@
 //! xcomponent-server: the one HTTP server of xcomponent-ai. REST API (the original's paths and
-//! JSON shapes), WebSocket live feed, OpenAPI document and Swagger UI, health, Prometheus metrics
+//! JSON shapes, its APIServer's routes as aliases), WebSocket live feed, Socket.IO for the
+//! original's clients, OpenAPI document and Swagger UI, health, Prometheus metrics
 //! and the embedded dashboard, all on one port.
 //!
 //! The server is an axum [`Router`] over a running runtime's handle; serving it is the caller's
@@ -26,6 +27,7 @@ mod metrics;
 mod openapi;
 mod routes;
 mod schemas;
+mod socketio;
 mod state;
 mod stream;
 mod timed_store;
@@ -34,6 +36,7 @@ mod ws;
 pub use dashboard::embedded as dashboard_embedded;
 pub use error::{ApiError, ErrorBody};
 pub use metrics::Metrics;
+pub use socketio::{SOCKETIO_CLIENT_BUFFER, SOCKETIO_MAX_CLIENTS};
 pub use state::{AppState, Cors, DEFAULT_BODY_LIMIT, ServerConfig};
 pub use timed_store::TimedStore;
 pub use ws::hub::WS_MAX_CLIENTS;
@@ -65,7 +68,8 @@ pub fn router(state: AppState) -> Router {
     if let Some(cors) = cors_layer(&state.config().cors) {
         router = router.layer(cors);
     }
-    router.with_state(state)
+    // Outermost: Socket.IO answers `/socket.io/` itself and hands every other request on.
+    router.layer(socketio::layer(&state)).with_state(state)
 }
 
 fn cors_layer(cors: &Cors) -> Option<CorsLayer> {

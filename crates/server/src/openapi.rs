@@ -26,6 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "Messages", description = "Dead letters: messages between instances that could not be applied"),
         (name = "Live", description = "WebSocket feed"),
         (name = "Operations", description = "Health, runtimes and Prometheus metrics"),
+        (name = "Aliases", description = "The original APIServer's routes: each answers exactly what the route it names answers (docs/compatibility.md)"),
     ),
     components(schemas(ErrorBody)),
 )]

@@ -123,7 +123,7 @@ async fn list_filter_and_page_instances() {
         server.call("GET", "/api/instances?component=OrderComponent&limit=2", None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(page["items"].as_array().map(Vec::len), Some(2));
-    assert_eq!(page["items"], page["instances"]);
+    assert!(page.get("instances").is_none(), "one page shape, {{items, nextCursor}}: {page}");
     let mut seen: Vec<String> = page["items"]
         .as_array()
         .into_iter()

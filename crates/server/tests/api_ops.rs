@@ -37,7 +37,7 @@ async fn history_search_and_correlation() {
     let payment = common::eventually(|| async {
         let (_, page) =
             server.call("GET", "/api/history/instances?machine=Payment&q=H1", None).await;
-        page["instances"]
+        page["items"]
             .as_array()
             .and_then(|list| list.first())
             .map(|item| item["instanceId"].as_str().unwrap_or_default().to_owned())
@@ -63,7 +63,7 @@ async fn history_search_and_correlation() {
     let (status, page) =
         server.call("GET", "/api/history/instances?limit=1&component=OrderComponent", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(page["instances"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
     let unknown = uuid::Uuid::now_v7();
     for path in [
         format!("/api/instances/{unknown}/history"),

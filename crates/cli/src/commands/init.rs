@@ -21,12 +21,20 @@ Creates NAME/components/NAME.yaml, NAME/README.md and NAME/events.json. NAME may
 
 Refuses to write into a folder that already exists.
 
+-d/--domain is the original's option (a business domain such as fintech): it is written into the
+README; the example component is the same for every domain. It is not a folder: to create the
+project elsewhere, give a path as NAME (init projects/shop).
+
 Then:
   cd NAME && xcomponent-ai validate components/NAME.yaml")]
 pub struct InitArgs {
     /// Name (or path) of the project folder to create.
     #[arg(value_name = "NAME")]
     name: PathBuf,
+
+    /// Business domain of the project (the original's option; written into the README).
+    #[arg(long, short = 'd', value_name = "DOMAIN")]
+    domain: Option<String>,
 }
 
 /// Runs the command.
@@ -45,8 +53,16 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     std::fs::create_dir(folder).with_context(|| format!("cannot create {}", folder.display()))?;
-    let fill =
-        |template: &str| template.replace("{{NAME}}", &name).replace("{{COMPONENT}}", &component);
+    let domain = match args.domain.as_deref().map(str::trim) {
+        Some(domain) if !domain.is_empty() => format!("\nDomain: {domain}.\n"),
+        _ => String::new(),
+    };
+    let fill = |template: &str| {
+        template
+            .replace("{{NAME}}", &name)
+            .replace("{{COMPONENT}}", &component)
+            .replace("{{DOMAIN}}\n", &domain)
+    };
     let files = [
         (folder.join("components").join(format!("{name}.yaml")), fill(COMPONENT_TEMPLATE)),
         (folder.join("README.md"), fill(README_TEMPLATE)),

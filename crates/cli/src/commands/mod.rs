@@ -4,6 +4,7 @@ mod bench;
 mod explain;
 mod graph;
 mod init;
+mod load;
 mod run;
 mod schema;
 mod serve;
@@ -35,6 +36,8 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Create a project folder with an example component, a README and an events file.
     Init(init::InitArgs),
+    /// Load component files and print their machines with state and transition counts.
+    Load(load::LoadArgs),
 }
 
 /// Runs one subcommand and returns the process exit code.
@@ -49,5 +52,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Init(args) => init::run(args),
+        Command::Load(args) => load::run(args),
     }
 }

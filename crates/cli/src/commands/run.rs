@@ -1,6 +1,7 @@
-//! `xcomponent-ai run FILE... --machine NAME`: loads the components into one runtime in this
-//! process (memory store, manual clock), creates one instance, sends the scripted events in
-//! order, prints every runtime event and how each instance ends, then exits.
+//! `xcomponent-ai run FILE... --machine NAME` (or the original's `run FILE MACHINE`): loads the
+//! components into one runtime in this process (memory store, manual clock), creates one
+//! instance, sends the scripted events in order, prints every runtime event and how each
+//! instance ends, then exits.
 
 use anyhow::{Result, anyhow};
 use clap::{Args, ValueEnum};
@@ -24,7 +25,9 @@ pub(super) const EXIT_INVALID_INPUT: u8 = 2;
 pub(super) const EVENTS_HELP: &str = "\
 --events is a JSON array (or @file.json); each item is one step:
   \"SUBMIT\"                                     send SUBMIT to the instance created by --machine
-  {\"type\": \"PAY\", \"payload\": {\"amount\": 5}}    the same, with a payload (merged into the data)
+  {\"type\": \"PAY\", \"payload\": {\"amount\": 5}}    the same, with a payload (merged into the data);
+                                               a \"timestamp\" key (the original's events carry one)
+                                               is accepted and ignored: the clock dates events
   {\"advanceMs\": 60000}                         move the clock; timers that fall due fire in order
   {\"machine\": \"Payment\", \"type\": \"PROCESS\"}    send to the latest live Payment instance
   {\"machine\": \"Payment\", \"where\": {\"orderId\": \"O2\"}, \"type\": \"PROCESS\"}
@@ -41,13 +44,15 @@ pub(super) const EVENTS_HELP: &str = "\
 #[derive(Debug, Args)]
 pub(super) struct Inputs {
     /// Component files (YAML). Several files are several components in one runtime, so
-    /// cross_component transitions and cascading rules between them work.
+    /// cross_component transitions and cascading rules between them work. Without --machine,
+    /// the last argument names the machine when it is not a file (the original's
+    /// `FILE MACHINE`).
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
 
     /// Machine of the instance to create; events without an address go to it.
     #[arg(long, short = 'm', value_name = "NAME")]
-    pub machine: String,
+    pub machine: Option<String>,
 
     /// Component of that machine, when several files declare a machine of that name.
     #[arg(long, value_name = "NAME")]
@@ -83,6 +88,8 @@ pub(super) enum Output {
 pub(super) struct Prepared {
     pub loaded: Loaded,
     pub component: String,
+    /// The machine of the first instance (`--machine`, or the original's positional form).
+    pub machine: String,
     pub context: Context,
     pub items: Vec<Item>,
 }
@@ -98,7 +105,8 @@ impl Inputs {
             .map_err(|error| invalid(format!("{error:#}")))?;
         let items = parse_events_argument(self.events.as_deref())
             .map_err(|error| invalid(format!("{error:#}")))?;
-        let loaded = match load_definitions(&self.files) {
+        let (files, machine) = self.files_and_machine().map_err(invalid)?;
+        let loaded = match load_definitions(files) {
             Ok(loaded) => loaded,
             Err(LoadError::Invalid(diagnostics)) => {
                 print_diagnostics(&diagnostics);
@@ -110,11 +118,34 @@ impl Inputs {
             Err(LoadError::Usage(message)) => return Err(invalid(message)),
         };
         print_diagnostics(&loaded.warnings);
-        let component = find_machine(&loaded.definitions, &self.machine, self.component.as_deref())
+        let component = find_machine(&loaded.definitions, &machine, self.component.as_deref())
             .map_err(invalid)?
             .name
             .to_string();
-        Ok(Prepared { loaded, component, context, items })
+        Ok(Prepared { loaded, component, machine, context, items })
+    }
+
+    /// The files and the machine: `--machine NAME`, or the original's `FILE... MACHINE` where
+    /// the last argument is not a file.
+    fn files_and_machine(&self) -> Result<(&[PathBuf], String), String> {
+        if let Some(machine) = &self.machine {
+            return Ok((&self.files, machine.clone()));
+        }
+        let hint =
+            "name the machine: `FILE... --machine NAME`, or `FILE MACHINE` as in the original";
+        let Some((last, files)) = self.files.split_last() else {
+            return Err(format!("no component file given; {hint}"));
+        };
+        let looks_like_a_file = last.exists()
+            || last.extension().is_some_and(|extension| {
+                ["yaml", "yml", "json"].iter().any(|known| extension.eq_ignore_ascii_case(known))
+            });
+        match last.to_str() {
+            Some(machine) if !files.is_empty() && !looks_like_a_file => {
+                Ok((files, machine.to_owned()))
+            }
+            _ => Err(format!("no machine given; {hint}")),
+        }
     }
 }
 
@@ -128,6 +159,7 @@ code is registered, so onEntry/onExit/triggeredMethod hooks do nothing. Instance
 trace labels (Order#1, Payment#2) in order of appearance; times are relative to the start.
 
 Examples:
+  xcomponent-ai run order.yaml Order --events '[\"SUBMIT\"]'      (the original's form)
   xcomponent-ai run order.yaml --machine Order --context '{{\"amount\": 120}}' --events '[\"SUBMIT\"]'
   xcomponent-ai run order.yaml payment.yaml -m Order -e @events.json --output json
 
@@ -153,7 +185,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
 }
 
 async fn drive(inputs: &Inputs, prepared: Prepared) -> Result<ExitCode> {
-    let Prepared { loaded, component, context, items } = prepared;
+    let Prepared { loaded, component, machine, context, items } = prepared;
     let json = inputs.output == Output::Json;
     let emit = |lines: Vec<Line>| {
         for line in lines {
@@ -170,7 +202,7 @@ async fn drive(inputs: &Inputs, prepared: Prepared) -> Result<ExitCode> {
         println!("trace:");
     }
     emit(existing);
-    let mut outcome = session.create_main(&component, &inputs.machine, context).await.map(&emit);
+    let mut outcome = session.create_main(&component, &machine, context).await.map(&emit);
     if outcome.is_ok() {
         for item in &items {
             outcome = session.apply(item).await.map(&emit);

@@ -58,8 +58,11 @@ pub struct ServeArgs {
     pub runtime_name: Option<String>,
 
     /// Create one instance of each component's entry machine at start (with empty data) when
-    /// the component has none yet.
-    #[arg(long, env = "CREATE_DEMO_INSTANCE")]
+    /// the component has none yet. The flag alone means true; a value (here or in
+    /// CREATE_DEMO_INSTANCE) may be 1/0, true/false, yes/no or on/off.
+    #[arg(long, env = "CREATE_DEMO_INSTANCE", value_name = "BOOL", num_args = 0..=1,
+        require_equals = true, default_value = "false", default_missing_value = "true",
+        value_parser = parse_flag, action = clap::ArgAction::Set)]
     pub create_demo_instance: bool,
 
     /// Port to listen on (0 picks a free one).
@@ -123,6 +126,11 @@ pub struct ServeArgs {
     /// unset: keep everything).
     #[arg(long, env = "XCOMPONENT_RETENTION_DAYS", value_name = "DAYS")]
     pub retention_days: Option<u32>,
+}
+
+/// A boolean flag or environment variable, with the spellings every setting accepts.
+fn parse_flag(value: &str) -> Result<bool, xcomponent_core::flag::Error> {
+    xcomponent_core::flag::parse(value)
 }
 
 /// How often the retention policy is applied.

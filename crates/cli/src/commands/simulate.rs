@@ -1,4 +1,4 @@
-//! `xcomponent-ai simulate FILE... --machine NAME`: a dry walk of one instance through its
+//! `xcomponent-ai simulate FILE... --machine NAME` (or the original's `simulate FILE MACHINE`): a dry walk of one instance through its
 //! machine with the pure engine. No runtime, no store, no business code: effects that would
 //! reach other instances (inter_machine, cross_component, cascading rules) are listed, not
 //! carried out. Timers run on a virtual clock: `{"advanceMs": N}` fires them at their deadlines.
@@ -26,7 +26,8 @@ instances are refused (use `run`).
 Auto transitions fire as soon as they are due; timeouts fire when the virtual clock passes their
 deadline. The walk stops at a final or error state. Guards are evaluated; hooks do nothing.
 
-Example:
+Examples:
+  xcomponent-ai simulate order.yaml Order --events '[\"SUBMIT\"]'   (the original's form)
   xcomponent-ai simulate order.yaml --machine Order --context '{{\"amount\": 120}}' --events '[\"SUBMIT\", \"PAY\"]'
 
 Exit status: 0 when every event found a transition (or the walk reached a final state), 1 when an
@@ -71,8 +72,8 @@ pub fn run(args: SimulateArgs) -> Result<ExitCode> {
     else {
         anyhow::bail!("component {} vanished after loading", prepared.component);
     };
-    let Some(machine_index) = definition.machine_index(&inputs.machine) else {
-        anyhow::bail!("machine {} vanished after loading", inputs.machine);
+    let Some(machine_index) = definition.machine_index(&prepared.machine) else {
+        anyhow::bail!("machine {} vanished after loading", prepared.machine);
     };
     let machine = definition.machine(machine_index);
     let mut walk = Walk {

@@ -184,10 +184,14 @@ fn parse_object(fields: &Map<String, Value>) -> Result<Step> {
     }
     let broadcast = fields.get("broadcast");
     if broadcast.is_some() {
-        allow_keys(fields, &["broadcast", "type", "payload", "state", "component"])?;
+        allow_keys(fields, &["broadcast", "type", "payload", "state", "component", "timestamp"])?;
     } else {
-        allow_keys(fields, &["type", "payload", "instance", "machine", "component", "where"])?;
+        allow_keys(
+            fields,
+            &["type", "payload", "instance", "machine", "component", "where", "timestamp"],
+        )?;
     }
+    check_timestamp(fields)?;
     let event = match fields.get("type") {
         Some(event) => required_name(event, "type")?,
         None => bail!(
@@ -236,6 +240,18 @@ fn parse_instance_reference(reference: &str, component: Option<String>) -> Targe
         return Target::Label(number);
     }
     Target::Latest { component, machine: reference.to_owned(), filter: Context::new() }
+}
+
+/// The original's events carry `timestamp` (epoch milliseconds or a date string); it is accepted
+/// so its scripts run, and ignored: the session's clock dates every event (`advanceMs` moves it).
+fn check_timestamp(fields: &Map<String, Value>) -> Result<()> {
+    match fields.get("timestamp") {
+        None | Some(Value::Number(_) | Value::String(_)) => Ok(()),
+        Some(other) => bail!(
+            "\"timestamp\" must be a number (epoch ms) or a date string, found {}",
+            kind_of(other)
+        ),
+    }
 }
 
 fn allow_keys(fields: &Map<String, Value>, allowed: &[&str]) -> Result<()> {

@@ -52,14 +52,17 @@ fn reference_examples_dir() -> PathBuf {
 fn every_reference_example_loads_and_validates_without_errors() {
     let dir = reference_examples_dir();
     if !dir.is_dir() {
-        let required = std::env::var("XC_REQUIRE_REFERENCE").is_ok_and(|value| value == "1");
+        let required = std::env::var("XC_REQUIRE_REFERENCE").is_ok_and(|value| {
+            xcomponent_core::flag::parse(&value)
+                .unwrap_or_else(|error| panic!("XC_REQUIRE_REFERENCE: {error}"))
+        });
         eprintln!(
             "\n!!!! REFERENCE EXAMPLES ABSENT: {} does not exist; the examples were NOT checked !!!!\n",
             dir.display()
         );
         assert!(
             !required,
-            "XC_REQUIRE_REFERENCE=1 but the reference examples folder {} is absent",
+            "XC_REQUIRE_REFERENCE is on but the reference examples folder {} is absent",
             dir.display()
         );
         return;

@@ -1,16 +1,15 @@
 /**
  * Starts and stops the real `xcomponent-ai serve` binary for the end-to-end
- * browser tests. The binary is `$XC_BIN`, else
- * `$CARGO_TARGET_DIR/debug/xcomponent-ai` (CARGO_TARGET_DIR defaulting to
- * cargo's own default, the repository's target/); a missing binary is an error,
- * never a skip.
+ * browser tests. The binary is `$XC_BIN`, else debug/xcomponent-ai in the
+ * target directory `cargo metadata` reports (where `cargo test` put it); a
+ * missing binary is an error, never a skip.
  *
  * Each server runs in its own process group, is stopped with SIGTERM (SIGKILL
  * after a grace period) and is killed when the test process exits, whatever
  * the outcome.
  */
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,8 +20,12 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 /** Where the binary is expected, from the environment. */
 export function binaryPath() {
   if (process.env.XC_BIN) return path.resolve(process.env.XC_BIN);
-  const targetDir = process.env.CARGO_TARGET_DIR || 'target';
-  return path.resolve(REPO_ROOT, targetDir, 'debug', 'xcomponent-ai');
+  const metadata = execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], {
+    cwd: REPO_ROOT,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return path.join(JSON.parse(metadata).target_directory, 'debug', 'xcomponent-ai');
 }
 
 /** The binary's path; throws a clear error when it is missing or not executable. */

@@ -56,13 +56,13 @@ pub struct EventsBody {
     pub events: Vec<Value>,
 }
 
-/// `{instances, nextCursor}`.
+/// A page of stored instances, in the shape of every list route: `{items, nextCursor}`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchBody {
     /// Stored instances (live and finished), most recently updated first.
     #[schema(value_type = Vec<Object>)]
-    pub instances: Vec<Value>,
+    pub items: Vec<Value>,
     /// Cursor of the next page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
@@ -175,7 +175,7 @@ pub(crate) async fn search(
     let limit = crate::dto::page_size(query.limit, DEFAULT_SEARCH, MAX_SEARCH)?;
     let Some(store) = store(&state) else {
         return Ok(Json(SearchBody {
-            instances: Vec::new(),
+            items: Vec::new(),
             next_cursor: None,
             message: Some(NO_STORE.to_owned()),
         }));
@@ -201,7 +201,7 @@ pub(crate) async fn search(
         other => ApiError::storage(&other),
     })?;
     Ok(Json(SearchBody {
-        instances: page.items.iter().map(history_instance).collect(),
+        items: page.items.iter().map(history_instance).collect(),
         next_cursor: page.next_cursor,
         message: None,
     }))
@@ -277,6 +277,97 @@ pub(crate) async fn correlated(
         correlation_key: "correlationId".to_owned(),
         correlation_value: root,
         correlation_ids: chains,
+        truncated,
+    }))
+}
+
+/// Where to look for an event's chain.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct CausalityQuery {
+    /// The event's `correlationId` (every history event carries it). Without it the path id is
+    /// taken as a chain id (a `correlationId`) and the whole chain is the answer.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub correlation_id: Option<String>,
+}
+
+/// `{eventId, correlationId, events, count, truncated}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CausalityBody {
+    /// The event asked about.
+    #[schema(value_type = String, format = Uuid)]
+    pub event_id: EventId,
+    /// The chain it belongs to.
+    #[schema(value_type = String, format = Uuid)]
+    pub correlation_id: EventId,
+    /// The event, then every event it caused directly or through others, across components,
+    /// in time order (for a chain id: every event of the chain).
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<Value>,
+    /// `events.len()`.
+    pub count: usize,
+    /// True when the chain was longer than `MAX_CORRELATED_EVENTS` and was cut.
+    pub truncated: bool,
+}
+
+/// An event and everything it caused (following `causationId` links), across components. The
+/// store finds events by chain, so the event's chain is named by `?correlationId=`; without it,
+/// the path id is a chain id and the whole chain (everything one command caused) is returned.
+#[utoipa::path(get, path = "/api/history/causality/{eventId}", tag = "History",
+    params(("eventId" = uuid::Uuid, Path, description = "Stored event id (UUID)"), CausalityQuery),
+    responses((status = 200, body = CausalityBody), (status = 400, description = "Not a UUID", body = ErrorBody),
+        (status = 404, description = "The event is not in that chain, or there is no store", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody)))]
+pub(crate) async fn causality(
+    State(state): State<AppState>,
+    ApiPath(event_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<CausalityQuery>,
+) -> ApiResult<Json<CausalityBody>> {
+    let parse = |field: &str, text: &str| {
+        text.parse::<EventId>().map_err(|_| {
+            ApiError::bad_field(field, format!("{text:?} is not an event id (a UUID)"))
+        })
+    };
+    let event_id = parse("eventId", &event_id)?;
+    let chain = match query.correlation_id.as_deref() {
+        Some(text) => parse("correlationId", text)?,
+        None => event_id,
+    };
+    let Some(store) = store(&state) else {
+        return Err(ApiError::new(axum::http::StatusCode::NOT_FOUND, "unknown_event", NO_STORE));
+    };
+    let events = store.correlated(chain, MAX_CORRELATED_EVENTS + 1).await?;
+    let truncated = events.len() > MAX_CORRELATED_EVENTS;
+    let whole_chain =
+        query.correlation_id.is_none() && !events.iter().any(|event| event.id == event_id);
+    // Causes are stored before their effects, so one pass in time order finds every descendant.
+    let mut caused: HashSet<EventId> = HashSet::new();
+    let mut found = Vec::new();
+    for event in events.iter().take(MAX_CORRELATED_EVENTS) {
+        let descends = whole_chain
+            || event.id == event_id
+            || event.causation_id.is_some_and(|cause| caused.contains(&cause));
+        if descends {
+            caused.insert(event.id);
+            found.push(history_event(event));
+        }
+    }
+    if found.is_empty() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_event",
+            format!(
+                "no event {event_id} in chain {chain}, and no chain of that id: pass ?correlationId= (the event's correlationId in /api/instances/{{id}}/history)"
+            ),
+        ));
+    }
+    Ok(Json(CausalityBody {
+        event_id,
+        correlation_id: chain,
+        count: found.len(),
+        events: found,
         truncated,
     }))
 }

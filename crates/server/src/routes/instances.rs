@@ -73,7 +73,7 @@ async fn list(
     let items: Vec<InstanceDto> =
         views.iter().map(|view| InstanceDto::live(view, now, false)).collect();
     let next_cursor = if more { items.last().map(|item| item.id.to_string()) } else { None };
-    Ok(InstancePage { instances: items.clone(), items, next_cursor })
+    Ok(InstancePage { items, next_cursor })
 }
 
 /// Lists live instances.
@@ -303,4 +303,30 @@ pub(crate) async fn send_component_event(
 ) -> ApiResult<Json<EventReply>> {
     let id = parse_instance_id(&id)?;
     send(&state, id, body, Some(&name)).await
+}
+
+/// `{instanceId, transitions}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitionsBody {
+    /// The instance.
+    #[schema(value_type = String, format = Uuid)]
+    pub instance_id: InstanceId,
+    /// Transitions leaving its current state (none once it has finished).
+    pub transitions: Vec<crate::dto::TransitionInfo>,
+}
+
+/// The transitions an instance can take from its current state.
+#[utoipa::path(get, path = "/api/instances/{id}/transitions", tag = "Instances",
+    params(("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
+    responses((status = 200, body = TransitionsBody), (status = 400, description = "Not a UUID", body = ErrorBody),
+        (status = 404, description = "Unknown instance", body = ErrorBody)))]
+pub(crate) async fn transitions(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<TransitionsBody>> {
+    let id = parse_instance_id(&id)?;
+    let instance = find_instance(&state, id).await?;
+    let transitions = if instance.live { instance.available_transitions } else { None };
+    Ok(Json(TransitionsBody { instance_id: id, transitions: transitions.unwrap_or_default() }))
 }

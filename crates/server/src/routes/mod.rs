@@ -1,7 +1,8 @@
 //! Every API route, each registered with its OpenAPI description (utoipa-axum), grouped by
-//! module: components, instances, history, diagrams, dead letters; plus health, runtimes, metrics
-//! and `/ws`.
+//! module: components, instances, history, diagrams, dead letters; plus health, runtimes,
+//! metrics and `/ws`; and the original APIServer's routes as documented aliases (`aliases`).
 
+pub mod aliases;
 pub mod components;
 pub mod dead_letters;
 pub mod diagrams;
@@ -38,4 +39,18 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::list_dead_letters))
         .routes(routes!(dead_letters::get_dead_letter, dead_letters::discard_dead_letter))
         .routes(routes!(dead_letters::replay_dead_letter))
+        .routes(routes!(instances::transitions))
+        .routes(routes!(history::causality))
+        .routes(routes!(aliases::instance))
+        .routes(routes!(aliases::send_event))
+        .routes(routes!(aliases::transitions))
+        .routes(routes!(aliases::instance_history))
+        .routes(routes!(aliases::list_instances))
+        .routes(routes!(aliases::definition))
+        .routes(routes!(aliases::create_instance))
+        .routes(routes!(aliases::causality))
+        .routes(routes!(aliases::cross_component_causality))
+        .routes(routes!(aliases::cross_component_history))
+        .routes(routes!(aliases::cross_component_events))
+        .routes(routes!(aliases::monitor))
 }

@@ -203,12 +203,14 @@ pub async fn load_all_active(
 }
 
 /// The URL of an external test service from `var`; `None` (with a loud notice) when unset,
-/// a failure when unset and `XC_REQUIRE_SERVICES=1` (CI).
+/// a failure when unset and `XC_REQUIRE_SERVICES` is true (`scripts/test.sh` sets it in CI).
 pub fn service_url(var: &str, backend: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("XC_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
-            panic!("{var} is not set but XC_REQUIRE_SERVICES=1: the {backend} store must be tested")
+        _ if required("XC_REQUIRE_SERVICES") => {
+            panic!(
+                "{var} is not set but XC_REQUIRE_SERVICES is on: the {backend} store must be tested"
+            )
         }
         _ => {
             eprintln!(
@@ -217,6 +219,14 @@ pub fn service_url(var: &str, backend: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// Whether a boolean environment variable is set to true (the spellings of
+/// `xcomponent_core::flag`); any other value fails the test rather than meaning "off".
+fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|value| {
+        xcomponent_core::flag::parse(&value).unwrap_or_else(|error| panic!("{var}: {error}"))
+    })
 }
 
 /// Runs the suite in its own task so that `cleanup` runs even when a check fails; then, with
