@@ -228,7 +228,10 @@ fn postgres_url(schema: &str) -> Option<String> {
     let base = match std::env::var("XC_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => url,
         _ => {
-            let required = std::env::var("XC_REQUIRE_SERVICES").is_ok_and(|v| v == "1");
+            let required = std::env::var("XC_REQUIRE_SERVICES").is_ok_and(|value| {
+                xcomponent_core::flag::parse(&value)
+                    .unwrap_or_else(|error| panic!("XC_REQUIRE_SERVICES: {error}"))
+            });
             assert!(!required, "XC_REQUIRE_SERVICES=1 but XC_TEST_POSTGRES_URL is not set");
             eprintln!("skipped: XC_TEST_POSTGRES_URL is not set (scripts/test.sh sets it)");
             return None;
