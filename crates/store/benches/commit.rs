@@ -46,7 +46,12 @@ struct Live {
 
 impl Live {
     fn new() -> Live {
-        Live { id: InstanceId(uuid::Uuid::now_v7()), correlation_id: EventId(uuid::Uuid::now_v7()), seq: 0, sent: None }
+        Live {
+            id: InstanceId(uuid::Uuid::now_v7()),
+            correlation_id: EventId(uuid::Uuid::now_v7()),
+            seq: 0,
+            sent: None,
+        }
     }
 
     /// The next event with its message parts: applies (inbox) and delivers the message the
