@@ -304,7 +304,8 @@ pub trait EventStore: Send + Sync + 'static {
     async fn inbox_entries(&self, messages: &[MessageId]) -> Result<Vec<InboxEntry>>;
 
     /// Deletes inbox entries applied before `before` whose message is no longer in the outbox;
-    /// returns how many were deleted.
+    /// returns how many were deleted. Message ids are UUID v7 drawn when the message is produced,
+    /// which is before it is applied, so a backend may find old entries by key range.
     async fn purge_inbox(&self, before: Millis) -> Result<u64>;
 
     /// The dead-letter list, ordered by message id, in pages of at most `limit` (capped at

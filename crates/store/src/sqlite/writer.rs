@@ -69,8 +69,11 @@ const UPSERT_DEAD_LETTER: &str = "INSERT INTO fsm_dead_letters (message_id, enve
 const DELETE_DEAD_LETTER: &str = "DELETE FROM fsm_dead_letters WHERE message_id = ?1";
 
 /// Deletes one chunk of purgeable inbox entries (old, and their message no longer pending).
+/// `?3` bounds the key range: message ids are UUID v7, and a message is produced before it is
+/// applied, so every entry applied before `?1` has an id below the v7 id of `?1`.
 const PURGE_INBOX: &str = "DELETE FROM fsm_inbox WHERE (message_id, instance_id) IN \
-    (SELECT i.message_id, i.instance_id FROM fsm_inbox i WHERE i.applied_at < ?1 \
+    (SELECT i.message_id, i.instance_id FROM fsm_inbox i WHERE i.message_id < ?3 \
+    AND i.applied_at < ?1 \
     AND NOT EXISTS (SELECT 1 FROM fsm_outbox o WHERE o.message_id = i.message_id) LIMIT ?2)";
 
 /// What the writer thread does.
@@ -370,7 +373,7 @@ fn purge_inbox(conn: &Connection, before: Millis) -> Result<u64> {
             .map_err(err("purge_inbox"))?;
         let deleted = tx
             .prepare_cached(PURGE_INBOX)
-            .and_then(|mut purge| purge.execute((before, PURGE_CHUNK as i64)))
+            .and_then(|mut purge| purge.execute((before, PURGE_CHUNK as i64, v7_bound(before))))
             .map_err(err("purge_inbox"))?;
         tx.commit().map_err(err("purge_inbox"))?;
         total += deleted as u64;
@@ -378,6 +381,15 @@ fn purge_inbox(conn: &Connection, before: Millis) -> Result<u64> {
             return Ok(total);
         }
     }
+}
+
+/// The smallest UUID v7 of the millisecond `at` (as the 16 key bytes): every id drawn earlier
+/// sorts below it.
+fn v7_bound(at: Millis) -> Vec<u8> {
+    let millis = u64::try_from(at).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
+    let mut bytes = vec![0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes
 }
 
 /// A writer whose thread is gone.

@@ -278,6 +278,17 @@ pub async fn inbox_keeps_a_set(store: &dyn EventStore) {
     );
 }
 
+/// A UUID v7 message id drawn at `millis` (ms since the epoch).
+fn message_id_at(millis: i64) -> MessageId {
+    let millis = u64::try_from(millis).expect("a time after 1970");
+    let at = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        millis / 1000,
+        (millis % 1000) as u32 * 1_000_000,
+    );
+    MessageId(uuid::Uuid::new_v7(at))
+}
+
 /// `purge_inbox` deletes old entries of messages no longer pending, and keeps recent entries and
 /// entries whose message is still in the outbox.
 pub async fn purge_inbox_keeps_recent_and_pending(store: &dyn EventStore) {
@@ -286,8 +297,10 @@ pub async fn purge_inbox_keeps_recent_and_pending(store: &dyn EventStore) {
     let old = T0 - 10_000_000;
     let cutoff = T0 - 5_000_000;
     let instance = InstanceId(uuid::Uuid::now_v7());
-    let pending = send("c_msg_purge", instance);
-    let (gone, recent) = (message_id(), message_id());
+    // Message ids are v7 of when the message was produced, which is before it is applied.
+    let mut pending = send("c_msg_purge", instance);
+    pending.id = message_id_at(old - 1);
+    let (gone, recent) = (message_id_at(old - 1), message_id_at(cutoff - 1));
     let entry =
         |message_id, instance_id, applied_at| InboxEntry { message_id, instance_id, applied_at };
     let entries = vec![
