@@ -86,24 +86,9 @@ async fn transitions(
         .await?;
     let handle = rt.handle();
     let ids = handle.create_many("Bench", "Counter", vec![Context::new(); args.instances]).await?;
-    let progress = bar(args.events, "stored");
     let started = Instant::now();
-    let mut sent = 0usize;
-    let mut stored = 0usize;
-    while sent < args.events {
-        let count = SEND_CHUNK.min(args.events - sent);
-        let chunk: Vec<_> =
-            (0..count).map(|offset| (ids[(sent + offset) % ids.len()], Context::new())).collect();
-        let outcome = handle.send_many("TICK", chunk).await?;
-        if outcome.failed > 0 {
-            return Err(anyhow!("{} transitions failed to store", outcome.failed));
-        }
-        stored += outcome.transitioned;
-        sent += count;
-        progress.set_position(sent as u64);
-    }
+    let stored = tick(&handle, &ids, args.events).await?;
     let elapsed = started.elapsed();
-    progress.finish_and_clear();
     rt.shutdown().await;
     Ok(Row {
         name: "durable transitions",
@@ -182,14 +167,41 @@ async fn cross_component(
     handle.create_many("Sink", "Echo", contexts).await?;
     // Half the transitions of the effect-free row: each one causes a second.
     let events = args.events / 2;
-    let progress = bar(events, "stored");
     let started = Instant::now();
+    let stored = tick(&handle, &pingers, events).await?;
+    // Every PING applied and stored too.
+    handle.flush().await?;
+    let elapsed = started.elapsed();
+    let counts = handle.message_counts();
+    rt.shutdown().await;
+    Ok(Row {
+        name: "durable transitions, one message each",
+        value: stored as f64 / elapsed.as_secs_f64(),
+        unit: "transitions/s",
+        note: format!(
+            "{stored} TICKs each storing a message and causing a stored PING ({} transitions \
+             in all), {} instances per component, dead letters {}",
+            stored * 2,
+            args.instances,
+            counts.dead_letters
+        ),
+    })
+}
+
+/// Sends `events` TICKs round-robin to `targets`, in chunks, each chunk answered once stored;
+/// returns how many made a transition.
+async fn tick(
+    handle: &xcomponent_runtime::RuntimeHandle,
+    targets: &[xcomponent_core::InstanceId],
+    events: usize,
+) -> anyhow::Result<usize> {
+    let progress = bar(events, "stored");
     let mut sent = 0usize;
     let mut stored = 0usize;
     while sent < events {
         let count = SEND_CHUNK.min(events - sent);
         let chunk: Vec<_> = (0..count)
-            .map(|offset| (pingers[(sent + offset) % pingers.len()], Context::new()))
+            .map(|offset| (targets[(sent + offset) % targets.len()], Context::new()))
             .collect();
         let outcome = handle.send_many("TICK", chunk).await?;
         if outcome.failed > 0 {
@@ -199,23 +211,8 @@ async fn cross_component(
         sent += count;
         progress.set_position(sent as u64);
     }
-    // Every PING applied and stored too.
-    handle.flush().await?;
-    let elapsed = started.elapsed();
     progress.finish_and_clear();
-    let counts = handle.message_counts();
-    rt.shutdown().await;
-    Ok(Row {
-        name: "durable transitions, one message each",
-        value: stored as f64 / elapsed.as_secs_f64(),
-        unit: "transitions/s",
-        note: format!(
-            "{stored} TICKs each storing a message and causing a stored PING ({} transitions in              all), {} instances per component, dead letters {}",
-            stored * 2,
-            args.instances,
-            counts.dead_letters
-        ),
-    })
+    Ok(stored)
 }
 
 async fn restore(
