@@ -1,4 +1,4 @@
-//! How the store's commits are going, per shard, kept in atomics so that a health check reads it
+//! How the store's commits are going, kept in atomics so that a health check reads it
 //! without asking a shard: a shard blocked in a commit answers nothing until the commit ends,
 //! which is exactly when a health check is needed.
 
@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use xcomponent_core::store::Error;
 
-/// One shard's commits. Times are milliseconds since `CommitHealth::origin`, plus one (0: none).
-#[derive(Debug, Default)]
-struct ShardCommits {
-    /// Start of the commit in progress.
-    started: AtomicU64,
-    /// Commits failed in a row (0 after a success).
+/// How the store's commits are going. Times are milliseconds since `origin`, plus one (0: none).
+#[derive(Debug)]
+pub(crate) struct CommitHealth {
+    origin: Instant,
+    /// Start of each shard's commit in progress.
+    started: Box<[AtomicU64]>,
+    /// Commits failed since the last success (of any shard: the store is one).
     failures: AtomicU32,
     /// End of the last failed commit.
     failed_at: AtomicU64,
@@ -20,22 +21,14 @@ struct ShardCommits {
     last_error: Mutex<Option<String>>,
 }
 
-/// The commit health of every shard.
-#[derive(Debug)]
-pub(crate) struct CommitHealth {
-    origin: Instant,
-    shards: Box<[ShardCommits]>,
-}
-
 /// What a health check learns about the store's commits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreHealth {
     /// How long the oldest commit in progress has been running (`None`: none is).
     pub oldest_commit: Option<Duration>,
-    /// Commits failed in a row on the worst shard (0: the last commit of every shard succeeded).
+    /// Commits failed since the last successful one (0: the last commit succeeded).
     pub consecutive_failures: u32,
-    /// Why the last failed commit failed, and how long ago it ended, while some shard's last
-    /// commit failed.
+    /// While the last commit failed: why, and how long ago.
     pub last_failure: Option<(String, Duration)>,
 }
 
@@ -43,7 +36,10 @@ impl CommitHealth {
     pub fn new(shards: usize) -> CommitHealth {
         CommitHealth {
             origin: Instant::now(),
-            shards: (0..shards).map(|_| ShardCommits::default()).collect(),
+            started: (0..shards).map(|_| AtomicU64::new(0)).collect(),
+            failures: AtomicU32::new(0),
+            failed_at: AtomicU64::new(0),
+            last_error: Mutex::new(None),
         }
     }
 
@@ -53,25 +49,23 @@ impl CommitHealth {
 
     /// A commit of `shard` starts.
     pub fn begin(&self, shard: usize) {
-        self.shards[shard].started.store(self.now(), Ordering::Release);
+        self.started[shard].store(self.now(), Ordering::Release);
     }
 
     /// The commit of `shard` ended with `result`.
     pub fn end(&self, shard: usize, result: Result<(), &Error>) {
-        let slot = &self.shards[shard];
-        slot.started.store(0, Ordering::Release);
+        self.started[shard].store(0, Ordering::Release);
         match result {
-            Ok(()) => {
-                slot.failures.store(0, Ordering::Release);
-            }
-            // A content error is the culprit's, not the store's: it says nothing of its health.
+            Ok(()) => self.failures.store(0, Ordering::Release),
+            // A refused content is the culprit's, a conflict another writer's: neither says
+            // anything of the store's health.
             Err(Error::Rejected(_) | Error::Conflict { .. }) => {}
             Err(error) => {
-                if let Ok(mut last) = slot.last_error.lock() {
+                if let Ok(mut last) = self.last_error.lock() {
                     *last = Some(error.to_string());
                 }
-                slot.failed_at.store(self.now(), Ordering::Release);
-                slot.failures.fetch_add(1, Ordering::AcqRel);
+                self.failed_at.store(self.now(), Ordering::Release);
+                self.failures.fetch_add(1, Ordering::AcqRel);
             }
         }
     }
@@ -79,28 +73,23 @@ impl CommitHealth {
     /// The current picture.
     pub fn report(&self) -> StoreHealth {
         let now = self.now();
-        let mut health = StoreHealth::default();
-        for slot in &self.shards {
-            let started = slot.started.load(Ordering::Acquire);
-            if started != 0 {
-                let running = Duration::from_millis(now.saturating_sub(started));
-                health.oldest_commit =
-                    Some(health.oldest_commit.map_or(running, |d| d.max(running)));
-            }
-            let failures = slot.failures.load(Ordering::Acquire);
-            if failures == 0 {
-                continue;
-            }
-            health.consecutive_failures = health.consecutive_failures.max(failures);
-            let ago =
-                Duration::from_millis(now.saturating_sub(slot.failed_at.load(Ordering::Acquire)));
-            let error =
-                slot.last_error.lock().ok().and_then(|last| last.clone()).unwrap_or_default();
-            if health.last_failure.as_ref().is_none_or(|(_, known)| ago < *known) {
-                health.last_failure = Some((error, ago));
-            }
+        let oldest = self
+            .started
+            .iter()
+            .map(|started| started.load(Ordering::Acquire))
+            .filter(|&started| started != 0)
+            .min();
+        let failures = self.failures.load(Ordering::Acquire);
+        let last_failure = (failures > 0).then(|| {
+            let ago = now.saturating_sub(self.failed_at.load(Ordering::Acquire));
+            let error = self.last_error.lock().ok().and_then(|last| last.clone());
+            (error.unwrap_or_default(), Duration::from_millis(ago))
+        });
+        StoreHealth {
+            oldest_commit: oldest.map(|started| Duration::from_millis(now.saturating_sub(started))),
+            consecutive_failures: failures,
+            last_failure,
         }
-        health
     }
 }
 
@@ -119,8 +108,9 @@ mod tests {
         assert_eq!(report.oldest_commit, None);
         assert_eq!(report.consecutive_failures, 1);
         assert!(report.last_failure.is_some_and(|(error, _)| error.contains("disk full")));
-        health.begin(1);
-        health.end(1, Ok(()));
+        // A success of any shard clears it: the store is one.
+        health.begin(0);
+        health.end(0, Ok(()));
         assert_eq!(health.report(), StoreHealth::default());
     }
 
