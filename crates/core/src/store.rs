@@ -245,6 +245,12 @@ pub enum Error {
     /// The backend could not be reached or failed; nothing of the batch was written.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The backend refused what the batch holds (a value it cannot store, such as a NUL
+    /// character in PostgreSQL, or a value over its size limit); nothing of the batch was
+    /// written, and the same content would be refused again, so retrying it is useless. The
+    /// runtime commits the other work of such a batch on its own (only the culprit fails).
+    #[error("the store refused the content: {0}")]
+    Rejected(String),
     /// Stored data could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),

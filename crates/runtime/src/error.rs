@@ -45,4 +45,13 @@ pub enum RuntimeError {
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),
+    /// One field of the request holds a value no store can keep (a NUL character): refused
+    /// before it reaches a batch, so it cannot fail other callers' work.
+    #[error("{message}")]
+    InvalidField {
+        /// Dot path of the field (`payload.name`, `context.lines.2`, `event`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }

@@ -3,6 +3,8 @@
 //! At start the runtime restores live instances from the store and creates entry points
 //! (`restore.rs`).
 
+use crate::commit_health::{CommitHealth, StoreHealth};
+use crate::content;
 use crate::delivery::{INBOX_PURGE_INTERVAL, MessageCounters};
 use crate::error::RuntimeError;
 use crate::handlers::Handlers;
@@ -103,6 +105,7 @@ impl RuntimeBuilder {
             shards: links,
             in_flight: AtomicUsize::new(0),
             counters: MessageCounters::default(),
+            commit_health: CommitHealth::new(shard_count),
             shutdown,
         });
         let tasks = receivers
@@ -280,6 +283,7 @@ impl RuntimeHandle {
     pub async fn create(&self, request: CreateRequest) -> Result<InstanceId, RuntimeError> {
         let (component, machine) =
             self.shared.registry.resolve(&request.component, &request.machine)?;
+        content::check_data("context", &request.context)?;
         self.create_resolved(
             component,
             machine,
@@ -327,6 +331,9 @@ impl RuntimeHandle {
         contexts: Vec<Context>,
     ) -> Result<Vec<InstanceId>, RuntimeError> {
         let (component_index, machine_index) = self.shared.registry.resolve(component, machine)?;
+        for (index, context) in contexts.iter().enumerate() {
+            content::check_data(&format!("contexts.{index}"), context)?;
+        }
         let shard_count = self.shared.shard_count();
         let mut per_shard: Vec<Vec<CreateMsg>> = (0..shard_count).map(|_| Vec::new()).collect();
         let mut ids = Vec::with_capacity(contexts.len());
@@ -380,6 +387,8 @@ impl RuntimeHandle {
 
     /// Sends an event with every option.
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, RuntimeError> {
+        content::check_text("event", &request.event)?;
+        content::check_data("payload", &request.payload)?;
         let (reply, answer) = oneshot::channel();
         let trace = Trace::root(request.correlation_id, request.causation_id);
         let message = SendMsg {
@@ -402,6 +411,10 @@ impl RuntimeHandle {
         event: &str,
         targets: Vec<(InstanceId, Context)>,
     ) -> Result<BatchOutcome, RuntimeError> {
+        content::check_text("event", event)?;
+        for (index, (_, payload)) in targets.iter().enumerate() {
+            content::check_data(&format!("targets.{index}.payload"), payload)?;
+        }
         let shard_count = self.shared.shard_count();
         let event: Arc<str> = event.into();
         let per_shard: Vec<Vec<(InstanceId, Context)>> = if shard_count == 1 {
@@ -447,6 +460,8 @@ impl RuntimeHandle {
         filters: Vec<PropertyFilter>,
     ) -> Result<usize, RuntimeError> {
         let (component_index, machine_index) = self.shared.registry.resolve(component, machine)?;
+        content::check_text("event", event)?;
+        content::check_data("payload", &payload)?;
         let definition = self.shared.registry.definition(component_index);
         let state_index = match state {
             Some(name) => {
@@ -511,6 +526,12 @@ impl RuntimeHandle {
         all.sort_unstable_by_key(|view| view.id);
         all.truncate(filter.limit.max(1));
         all
+    }
+
+    /// How the store's commits are going, read without asking any shard (a shard blocked in a
+    /// commit answers nothing until it ends).
+    pub fn store_health(&self) -> StoreHealth {
+        self.shared.commit_health.report()
     }
 
     /// Per-shard counters.

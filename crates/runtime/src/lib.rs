@@ -61,6 +61,8 @@
 //! # Ok(()) }
 //! ```
 
+mod commit_health;
+mod content;
 mod delivery;
 mod error;
 mod handle;
@@ -77,6 +79,7 @@ mod shared;
 mod stream;
 mod views;
 
+pub use commit_health::StoreHealth;
 pub use delivery::{INBOX_PURGE_INTERVAL, MessageCounts};
 pub use error::RuntimeError;
 pub use handle::{CreateRequest, Runtime, RuntimeBuilder, RuntimeHandle, SendRequest};

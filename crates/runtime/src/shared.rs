@@ -2,6 +2,7 @@
 //! inboxes, the event stream, and the few cross-shard facts (singleton entry instances, the
 //! count of internal messages in flight).
 
+use crate::commit_health::CommitHealth;
 use crate::delivery::MessageCounters;
 use crate::handlers::Handlers;
 use crate::options::RuntimeOptions;
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     pub counters: MessageCounters,
     /// Live instance of each component's singleton entry machine.
     pub singletons: Vec<Mutex<Option<InstanceId>>>,
+    /// How each shard's commits are going (read by health checks).
+    pub commit_health: CommitHealth,
     pub shutdown: watch::Sender<bool>,
 }
 

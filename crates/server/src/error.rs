@@ -91,9 +91,17 @@ impl ApiError {
 
     /// The store's error: 409 `write_conflict` when another writer stored the same step first
     /// (nothing was changed; reading the instance again and retrying can succeed), else 503
-    /// `storage_unavailable`.
+    /// `storage_unavailable`; 400 `unstorable_content` when the store refused what the request
+    /// carried (retrying the same request would fail again).
     pub fn storage(error: &xcomponent_core::store::Error) -> ApiError {
         match error {
+            xcomponent_core::store::Error::Rejected(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unstorable_content",
+                format!(
+                    "the store refused what this request carries, nothing was changed: {error}"
+                ),
+            ),
             xcomponent_core::store::Error::Conflict { .. } => ApiError::new(
                 StatusCode::CONFLICT,
                 "write_conflict",
@@ -143,6 +151,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Invalid(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
             }
+            RuntimeError::InvalidField { field, message } => ApiError::bad_field(&field, message),
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }

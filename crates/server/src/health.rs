@@ -1,4 +1,5 @@
-//! `GET /health` (real liveness: the store is pinged, the bus and runtime are checked) and
+//! `GET /health` (real liveness: the store is pinged, its commits checked, the bus and runtime
+//! checked, each within a time limit), `GET /ready` (the same, for orchestrators) and
 //! `GET /api/runtimes` (this process; in distributed mode every runtime on the bus).
 
 use crate::state::AppState;
@@ -9,15 +10,24 @@ use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
 use xcomponent_core::instance::Millis;
+use xcomponent_runtime::StoreHealth;
 
 /// Longest the health check waits for the store.
 pub const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// A commit running longer than this makes the store `degraded` (stalled).
+pub const STORE_STALL_THRESHOLD: Duration = Duration::from_secs(2);
+/// A failed last commit makes the store `degraded` for this long after it (or until a commit
+/// succeeds): with no traffic nothing else would tell that a full disk has been freed.
+pub const COMMIT_FAILURE_WINDOW: Duration = Duration::from_secs(10);
+/// Longest the health check waits for the shards' counters (a shard in a commit answers after it).
+pub const SHARD_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Health report.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
-    /// `ok`, `degraded` (store unreachable) or `shutting_down`.
+    /// `ok`, `degraded` (store stalled, failing or unreachable; shards not answering) or
+    /// `shutting_down`.
     pub status: String,
     /// `monolith` (one process hosts every component).
     pub mode: String,
@@ -101,10 +111,64 @@ pub fn runtimes(state: &AppState) -> Vec<RuntimeInfo> {
     }]
 }
 
-/// Liveness and configuration.
+/// Liveness and configuration. Never waits on the commit path: the store's commits are read from
+/// the runtime's commit health (atomics), the store is pinged with a time limit, and the shards
+/// are asked for their counters with a time limit.
 #[utoipa::path(get, path = "/health", tag = "Operations",
-    responses((status = 200, description = "Healthy", body = Health), (status = 503, description = "Store unreachable or shutting down", body = Health)))]
+    responses((status = 200, description = "Healthy", body = Health), (status = 503, description = "Store stalled, failing or unreachable, or shutting down", body = Health)))]
 pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let body = assess(&state).await;
+    let code = if body.status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body))
+}
+
+/// Readiness for orchestrators and load balancers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// Whether this process should get traffic now.
+    pub ready: bool,
+    /// Why not, when it should not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Readiness: 200 when requests can be served now, 503 with the reason while the store is
+/// stalled, failing or unreachable, or the server is shutting down (the same checks and bounds
+/// as `/health`, a smaller body).
+#[utoipa::path(get, path = "/ready", tag = "Operations",
+    responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "Not ready", body = Readiness)))]
+pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let health = assess(&state).await;
+    if health.status == "ok" {
+        return (StatusCode::OK, Json(Readiness { ready: true, reason: None }));
+    }
+    let reason = health.error.unwrap_or(health.status);
+    (StatusCode::SERVICE_UNAVAILABLE, Json(Readiness { ready: false, reason: Some(reason) }))
+}
+
+/// Why the store is not healthy, from the runtime's commit health: a commit running longer than
+/// `STORE_STALL_THRESHOLD`, or a last commit that failed within `COMMIT_FAILURE_WINDOW`.
+pub(crate) fn commit_problem(health: &StoreHealth) -> Option<String> {
+    if let Some(running) = health.oldest_commit
+        && running >= STORE_STALL_THRESHOLD
+    {
+        return Some(format!(
+            "store: a commit has been waiting for {:.1} s (stalled)",
+            running.as_secs_f64()
+        ));
+    }
+    match &health.last_failure {
+        Some((error, ago)) if *ago <= COMMIT_FAILURE_WINDOW => Some(format!(
+            "store: {} commit(s) failed in a row, the last {:.1} s ago: {error}",
+            health.consecutive_failures,
+            ago.as_secs_f64()
+        )),
+        _ => None,
+    }
+}
+
+/// The health report.
+async fn assess(state: &AppState) -> Health {
     let runtime = state.runtime();
     let (database, database_type, persistent, mut error) = match runtime.store() {
         Some(store) => {
@@ -116,12 +180,25 @@ pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
                     Some(format!("store: no answer within {} s", STORE_PING_TIMEOUT.as_secs()))
                 }
             };
-            (ping.is_none(), Some(backend.to_owned()), backend != "memory", ping)
+            let problem = ping.or_else(|| commit_problem(&runtime.store_health()));
+            (problem.is_none(), Some(backend.to_owned()), backend != "memory", problem)
         }
         None => (false, None, false, None),
     };
-    let stats = runtime.stats().await;
-    if stats.is_empty() && error.is_none() {
+    let stats = match tokio::time::timeout(SHARD_ANSWER_TIMEOUT, runtime.stats()).await {
+        Ok(stats) => Some(stats),
+        Err(_) => {
+            error.get_or_insert_with(|| {
+                format!(
+                    "runtime: the shards did not answer within {} ms (busy in a commit)",
+                    SHARD_ANSWER_TIMEOUT.as_millis()
+                )
+            });
+            None
+        }
+    };
+    let answering = stats.as_ref().is_some_and(|stats| !stats.is_empty());
+    if stats.as_ref().is_some_and(Vec::is_empty) && error.is_none() {
         error = Some("runtime: no shard answers".to_owned());
     }
     let shutting_down = state.is_shutting_down();
@@ -132,28 +209,26 @@ pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
     } else {
         "ok"
     };
-    let code = if status == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = Health {
+    Health {
         status: status.to_owned(),
         mode: state.config().mode.clone(),
         database,
         database_type,
         persistent,
         broker: state.config().broker.clone(),
-        broker_connected: !stats.is_empty(),
-        connected_runtimes: usize::from(!stats.is_empty()),
+        broker_connected: answering,
+        connected_runtimes: usize::from(answering),
         components: runtime
             .registry()
             .components()
             .iter()
             .map(|definition| definition.name.to_string())
             .collect(),
-        instances: stats.iter().map(|shard| shard.instances).sum(),
+        instances: stats.iter().flatten().map(|shard| shard.instances).sum(),
         uptime_seconds: (runtime.clock().now() - state.started_at()).max(0) / 1000,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         error,
-    };
-    (code, Json(body))
+    }
 }
 
 /// The runtimes.

@@ -19,6 +19,7 @@
 
 mod auth;
 mod dashboard;
+mod deadline;
 mod dto;
 mod error;
 mod health;
@@ -34,11 +35,12 @@ mod timed_store;
 mod ws;
 
 pub use dashboard::embedded as dashboard_embedded;
+pub use deadline::REQUEST_TIMEOUT;
 pub use error::{ApiError, ErrorBody};
 pub use metrics::Metrics;
 pub use socketio::{SOCKETIO_CLIENT_BUFFER, SOCKETIO_MAX_CLIENTS};
 pub use state::{AppState, Cors, DEFAULT_BODY_LIMIT, ServerConfig};
-pub use timed_store::TimedStore;
+pub use timed_store::{STORE_READ_TIMEOUT, TimedStore};
 pub use ws::hub::WS_MAX_CLIENTS;
 pub use ws::queue::{WS_CLIENT_QUEUE, WS_COALESCE_AFTER};
 
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard.html", get(dashboard::index))
         .fallback(dashboard::fallback)
         .method_not_allowed_fallback(dashboard::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), deadline::bound))
         .layer(from_fn_with_state(state.clone(), auth::require_token))
         .layer(from_fn_with_state(state.clone(), metrics::track_http))
         .layer(DefaultBodyLimit::max(state.config().body_limit))

@@ -1,17 +1,36 @@
 //! `TimedStore`: an `EventStore` decorator that records commit latency and outcomes in the
-//! server's metrics (`xcomponent_store_commit_duration_seconds`, `xcomponent_store_commits_total`).
+//! server's metrics (`xcomponent_store_commit_duration_seconds`, `xcomponent_store_commits_total`)
+//! and bounds every read by `STORE_READ_TIMEOUT` (a stalled read fails with `Unavailable`
+//! instead of holding its caller). Commits are not cut short here: a commit abandoned by its
+//! caller may still be written, which would make the runtime's rollback wrong; each backend
+//! bounds its own commits (PostgreSQL's `statement_timeout`, SQLite's busy timeout, Redis's
+//! response timeout), and the server answers callers within `REQUEST_TIMEOUT` regardless.
 //! Wrap the store with it before building the runtime, with the same `Metrics` as the server.
 
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use metrics::{Counter, Histogram};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use xcomponent_core::instance::{EventId, InstanceId, Millis};
 use xcomponent_core::message::{DeadLetter, Envelope, InboxEntry, MessageId};
 use xcomponent_core::store::{
-    CommitBatch, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention, StoredEvent,
+    CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention,
+    StoredEvent,
 };
+
+/// Longest any read of the store (everything but a commit) may take before it fails.
+pub const STORE_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `call`, failed with `Unavailable` when it takes longer than `STORE_READ_TIMEOUT`.
+async fn bounded<T>(call: impl Future<Output = Result<T>>) -> Result<T> {
+    match tokio::time::timeout(STORE_READ_TIMEOUT, call).await {
+        Ok(result) => result,
+        Err(_) => {
+            Err(Error::Unavailable(format!("no answer within {} s", STORE_READ_TIMEOUT.as_secs())))
+        }
+    }
+}
 
 /// A store that times its commits.
 pub struct TimedStore {
@@ -82,31 +101,31 @@ impl EventStore for TimedStore {
         after: Option<InstanceId>,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>> {
-        self.inner.load_active(after, limit).await
+        bounded(self.inner.load_active(after, limit)).await
     }
 
     async fn instance(&self, id: InstanceId) -> Result<Option<InstanceRecord>> {
-        self.inner.instance(id).await
+        bounded(self.inner.instance(id)).await
     }
 
     async fn history(&self, id: InstanceId) -> Result<Vec<StoredEvent>> {
-        self.inner.history(id).await
+        bounded(self.inner.history(id)).await
     }
 
     async fn search(&self, query: &InstanceQuery) -> Result<Page<InstanceRecord>> {
-        self.inner.search(query).await
+        bounded(self.inner.search(query)).await
     }
 
     async fn correlated(&self, correlation_id: EventId, limit: usize) -> Result<Vec<StoredEvent>> {
-        self.inner.correlated(correlation_id, limit).await
+        bounded(self.inner.correlated(correlation_id, limit)).await
     }
 
     async fn apply_retention(&self, retention: Retention, now: Millis) -> Result<u64> {
-        self.inner.apply_retention(retention, now).await
+        bounded(self.inner.apply_retention(retention, now)).await
     }
 
     async fn ping(&self) -> Result<()> {
-        self.inner.ping().await
+        bounded(self.inner.ping()).await
     }
 
     async fn pending_messages(
@@ -114,15 +133,15 @@ impl EventStore for TimedStore {
         after: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<Envelope>> {
-        self.inner.pending_messages(after, limit).await
+        bounded(self.inner.pending_messages(after, limit)).await
     }
 
     async fn inbox_entries(&self, messages: &[MessageId]) -> Result<Vec<InboxEntry>> {
-        self.inner.inbox_entries(messages).await
+        bounded(self.inner.inbox_entries(messages)).await
     }
 
     async fn purge_inbox(&self, before: Millis) -> Result<u64> {
-        self.inner.purge_inbox(before).await
+        bounded(self.inner.purge_inbox(before)).await
     }
 
     async fn dead_letters(
@@ -130,10 +149,10 @@ impl EventStore for TimedStore {
         after: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>> {
-        self.inner.dead_letters(after, limit).await
+        bounded(self.inner.dead_letters(after, limit)).await
     }
 
     async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>> {
-        self.inner.dead_letter(message).await
+        bounded(self.inner.dead_letter(message)).await
     }
 }

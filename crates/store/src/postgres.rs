@@ -44,6 +44,15 @@ const MIGRATION_LOCK: i64 = 0x7863_5f73_746f_7265; // "xc_store"
 
 /// Longest schema name PostgreSQL accepts.
 const MAX_SCHEMA_LEN: usize = 63;
+/// SQLSTATE class of data exceptions (`22…`: a NUL character, an unsupported Unicode escape in
+/// JSON, a value out of range): the batch's content is refused, not the server unavailable.
+const DATA_EXCEPTION_CLASS: &str = "22";
+/// Longest any statement runs (server side, `statement_timeout`): a stalled commit or read fails
+/// cleanly (rolled back, nothing written) instead of holding its caller.
+pub const STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest a statement waits for a lock (`lock_timeout`), such as a table locked by a migration
+/// or by hand: the commit fails and is retried with the back-off.
+pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A whole commit in ONE statement (one round trip, atomic on its own, no BEGIN/COMMIT): the
 /// events ($1-$19, one UNNEST row each), the summaries ($21-$30, upserted only when the seq
@@ -241,7 +250,12 @@ impl PostgresStore {
         let connect = PgConnectOptions::from_str(&url)
             .map_err(|e| Error::Config(format!("invalid PostgreSQL store URL: {e}")))?
             .application_name("xcomponent-store")
-            .options([("search_path", schema), ("synchronous_commit", synchronous_commit)]);
+            .options([
+                ("search_path", schema),
+                ("synchronous_commit", synchronous_commit),
+                ("statement_timeout", &format!("{}ms", STATEMENT_TIMEOUT.as_millis())),
+                ("lock_timeout", &format!("{}ms", LOCK_TIMEOUT.as_millis())),
+            ]);
         let pool = with_retry(BACKEND, "connect", || {
             PgPoolOptions::new()
                 .max_connections(options.pool_size.max(2))
@@ -561,6 +575,11 @@ impl EventStore for PostgresStore {
                 if db.is_unique_violation() && db.constraint() == Some(EVENTS_KEY) =>
             {
                 Err(self.find_conflict(batch).await?)
+            }
+            Err(Failure::Sql(sqlx::Error::Database(db)))
+                if db.code().is_some_and(|code| code.starts_with(DATA_EXCEPTION_CLASS)) =>
+            {
+                Err(Error::Rejected(format!("{BACKEND} commit: {db}")))
             }
             Err(Failure::Sql(e)) => Err(unavailable(BACKEND, "commit", e)),
             Err(Failure::Store(e)) => Err(e),

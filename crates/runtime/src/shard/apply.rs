@@ -306,6 +306,7 @@ impl ShardWork {
             trace.correlation.unwrap_or(if shared.store.is_some() { event_id } else { NO_ID });
         if shared.store.is_some() {
             self.batch.undo.entry(id).or_insert(None);
+            self.batch.touched.push(id);
             let machine_def = definition.machine(machine);
             self.batch.commit.events.push(StoredEvent {
                 id: event_id,
@@ -390,6 +391,7 @@ impl ShardWork {
         let paths = shared.registry.indexed_paths(component, machine);
         if shared.store.is_some() {
             self.batch.undo.entry(id).or_insert_with(|| Some(slot.clone()));
+            self.batch.touched.push(id);
         }
         let values_before =
             if paths.is_empty() { SmallVec::new() } else { indexed_values(&slot.instance, paths) };
@@ -664,6 +666,9 @@ impl ShardWork {
                 now,
                 false,
             );
+            if shared.store.is_some() {
+                self.batch.end_unit();
+            }
         }
     }
 }

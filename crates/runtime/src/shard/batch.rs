@@ -2,6 +2,7 @@
 //! effects, runtime events) and how it ends — committed and released, or rolled back.
 
 use super::ShardWork;
+use super::isolate::Segment;
 use super::state::Slot;
 use crate::error::RuntimeError;
 use crate::placement::{Routed, place};
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use xcomponent_core::instance::InstanceId;
 use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageId};
-use xcomponent_core::store::CommitBatch;
+use xcomponent_core::store::{CommitBatch, Error as StoreError, EventStore};
 
 /// Longest pause after repeated commit failures (the first pause is `COMMIT_BACKOFF_START`).
 pub(crate) const COMMIT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(5);
@@ -76,6 +77,11 @@ pub(crate) struct Batch {
     pub retry: Vec<ShardMsg>,
     /// Queries, answered once the batch is settled.
     pub queries: Vec<QueryMsg>,
+    /// Where each unit of work (a message, a fired timer) ends in the lists above, so that a
+    /// commit refused for its content can be split (`isolate`). Kept only when a store is used.
+    pub segments: Vec<Segment>,
+    /// The instances each unit touched, in order (ranges given by `segments`).
+    pub touched: Vec<InstanceId>,
 }
 
 impl ShardWork {
@@ -83,27 +89,61 @@ impl ShardWork {
     pub(crate) async fn finish_batch(&mut self, shared: &Shared) {
         let mut batch = std::mem::take(&mut self.batch);
         let queries = std::mem::take(&mut batch.queries);
-        self.settle_batch(shared, batch).await;
+        let store_failed = self.settle_batch(shared, batch).await;
         let now = shared.clock.now();
         for query in queries {
             self.answer(shared, query, now);
         }
+        // Queries of this batch are answered before the pause, not after it.
+        if store_failed {
+            tokio::time::sleep(commit_backoff(self.commit_failures)).await;
+        }
     }
 
-    async fn settle_batch(&mut self, shared: &Shared, mut batch: Batch) {
+    /// Commits the batch and releases it, or rolls it back; true when the store failed (the
+    /// caller then pauses). A commit refused for its content is not the store's failure: the
+    /// batch's other work is committed on its own (`isolate`), without a pause.
+    async fn settle_batch(&mut self, shared: &Shared, mut batch: Batch) -> bool {
         batch.commit.delivered.extend(batch.deferred.delivered.iter().copied());
         batch.commit.dead_letters.extend(batch.deferred.dead_letters.iter().cloned());
         if let Some(store) = &shared.store
             && !batch.commit.is_empty()
-            && let Err(error) = store.commit(&batch.commit).await
+            && let Err(error) = self.commit(shared, store, &batch.commit).await
         {
+            let refused = matches!(error, StoreError::Rejected(_));
+            if refused && (batch.segments.len() > 1 || !batch.deferred.is_empty()) {
+                tracing::warn!(shard = self.index, events = batch.commit.events.len(), %error, "Commit refused for its content; committing the batch's parts on their own.");
+                return self.isolate(shared, store, batch, error).await;
+            }
             tracing::error!(shard = self.index, events = batch.commit.events.len(), %error, "Commit failed; the batch was rolled back.");
             self.roll_back(shared, batch, error);
+            if refused {
+                return false;
+            }
             self.commit_failures = self.commit_failures.saturating_add(1);
-            tokio::time::sleep(commit_backoff(self.commit_failures)).await;
-            return;
+            return true;
         }
         self.commit_failures = 0;
+        self.release(shared, batch);
+        false
+    }
+
+    /// One store commit, recorded in the commit health.
+    pub(super) async fn commit(
+        &self,
+        shared: &Shared,
+        store: &Arc<dyn EventStore>,
+        commit: &CommitBatch,
+    ) -> Result<(), StoreError> {
+        shared.commit_health.begin(self.index);
+        let result = store.commit(commit).await;
+        shared.commit_health.end(self.index, result.as_ref().map(|_| ()));
+        result
+    }
+
+    /// After a successful commit: places the produced messages, publishes the runtime events and
+    /// sends the replies.
+    pub(super) fn release(&mut self, shared: &Shared, mut batch: Batch) {
         shared.counters.dead_letters(batch.commit.dead_letters.len());
         // A fan-out is delivered once every shard stored its part.
         for origin in batch.fan_outs.drain(..) {
@@ -170,7 +210,7 @@ impl ShardWork {
     }
 
     /// Puts every touched instance back as it was and fails the batch's replies.
-    fn roll_back(
+    pub(super) fn roll_back(
         &mut self,
         shared: &Shared,
         mut batch: Batch,

@@ -6,6 +6,7 @@
 
 pub(crate) mod apply;
 mod batch;
+mod isolate;
 mod query;
 mod receipt;
 mod record;
@@ -109,9 +110,15 @@ impl Shard {
                     self.work.batch.retry.push(copy);
                 }
                 self.work.process(&self.shared, message);
+                if durable {
+                    self.work.batch.end_unit();
+                }
             }
             for message in external_buf.drain(..) {
                 self.work.process(&self.shared, message);
+                if durable {
+                    self.work.batch.end_unit();
+                }
             }
             self.work.fire_due_timers(&self.shared, max_batch);
             self.work.finish_batch(&self.shared).await;

@@ -104,6 +104,83 @@ async fn overdue_timers_fire_exactly_once_after_restart() {
     assert_eq!(rt.state(id).await, None);
 }
 
+/// A payload key the `FlakyStore` refuses to store (`store::Error::Rejected`).
+pub const UNSTORABLE: &str = "unstorable";
+
+/// One caller's content that the store refuses fails only that caller: the other work batched
+/// with it is stored at once, and the refusal is not taken for a store failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_the_store_refuses_fails_only_the_work_that_carries_it() {
+    let flaky = Arc::new(FlakyStore::new());
+    // One shard and a commit delay: everything sent at once lands in one batch.
+    let options = xcomponent_runtime::RuntimeOptions {
+        shards: 1,
+        commit_delay: std::time::Duration::from_millis(50),
+        timer_mode: xcomponent_runtime::TimerMode::Manual,
+        ..Default::default()
+    };
+    let runtime = xcomponent_runtime::RuntimeBuilder::new()
+        .component(crate::definition(SIMPLE_FLOW))
+        .options(options)
+        .clock(Arc::new(ManualClock::new(T0)))
+        .store(flaky.clone())
+        .start()
+        .await
+        .unwrap();
+    let handle = runtime.handle();
+    let mut existing = Vec::new();
+    for n in 0..10 {
+        existing.push(
+            handle.create_instance("SimpleFlow", "Flow", ctx(json!({"n": n}))).await.unwrap(),
+        );
+    }
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for n in 0..40 {
+        let creator = handle.clone();
+        good.push(tokio::spawn(async move {
+            creator.create_instance("SimpleFlow", "Flow", ctx(json!({"n": n}))).await.map(|_| ())
+        }));
+        if n % 10 == 0 {
+            let handle = handle.clone();
+            bad.push(tokio::spawn(async move {
+                handle
+                    .create_instance("SimpleFlow", "Flow", ctx(json!({UNSTORABLE: n})))
+                    .await
+                    .map(|_| ())
+            }));
+        }
+    }
+    for (index, &id) in existing.iter().enumerate() {
+        let handle = handle.clone();
+        let payload = if index % 5 == 0 { json!({UNSTORABLE: true}) } else { json!({"v": index}) };
+        let task =
+            tokio::spawn(
+                async move { handle.send_event(id, "BEGIN", ctx(payload)).await.map(|_| ()) },
+            );
+        if index % 5 == 0 { bad.push(task) } else { good.push(task) }
+    }
+    for task in good {
+        assert_eq!(task.await.unwrap(), Ok(()), "work batched with refused content is stored");
+    }
+    for task in bad {
+        let error = task.await.unwrap().unwrap_err();
+        assert!(matches!(error, RuntimeError::Storage(store::Error::Rejected(_))), "{error:?}");
+    }
+    for (index, &id) in existing.iter().enumerate() {
+        let stored = flaky.inner.history(id).await.unwrap().len();
+        let view = handle.instance(id).await.expect("live");
+        if index % 5 == 0 {
+            assert_eq!((stored, &*view.current_state), (1, "Start"), "the culprit is unchanged");
+        } else {
+            assert_eq!((stored, &*view.current_state), (2, "Processing"));
+        }
+    }
+    assert_eq!(handle.stats().await.iter().map(|shard| shard.instances).sum::<usize>(), 50);
+    assert_eq!(handle.store_health().consecutive_failures, 0, "a refusal is not a store failure");
+    runtime.shutdown().await;
+}
+
 /// A store that can be switched to fail every commit.
 pub struct FlakyStore {
     pub inner: MemoryStore,
@@ -131,6 +208,10 @@ impl EventStore for FlakyStore {
     async fn commit(&self, batch: &CommitBatch) -> store::Result<()> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(store::Error::Unavailable("disk on fire".into()));
+        }
+        // Stands for content a backend cannot keep (PostgreSQL and a NUL character).
+        if batch.events.iter().any(|event| event.payload.contains_key(UNSTORABLE)) {
+            return Err(store::Error::Rejected("a value this store cannot keep".into()));
         }
         let machine = self.failing_machine.lock().unwrap().clone();
         if let Some(machine) = machine

@@ -180,6 +180,19 @@ pub(crate) async fn search(
             message: Some(NO_STORE.to_owned()),
         }));
     };
+    // No store keeps a NUL character (the runtime refuses it), and PostgreSQL refuses it even
+    // as a parameter: a filter holding one is a bad request, not a store failure.
+    for (field, value) in [
+        ("q", &query.q),
+        ("component", &query.component),
+        ("machine", &query.machine),
+        ("state", &query.state),
+        ("cursor", &query.cursor),
+    ] {
+        if value.as_deref().is_some_and(|text| text.contains('\0')) {
+            return Err(ApiError::bad_field(field, format!("{field} holds a NUL character")));
+        }
+    }
     let empty_to_none = |value: Option<String>| value.filter(|text| !text.is_empty());
     let store_query = InstanceQuery {
         component: empty_to_none(query.component),

@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 pub(crate) fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(crate::openapi::base())
         .routes(routes!(crate::health::health))
+        .routes(routes!(crate::health::ready))
         .routes(routes!(crate::health::list_runtimes))
         .routes(routes!(crate::metrics::render_metrics))
         .routes(routes!(crate::ws::upgrade))

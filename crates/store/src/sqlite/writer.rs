@@ -182,13 +182,28 @@ fn commit_group(
                 // Rolled back when dropped (or by SQLite itself): nothing of the group is stored.
                 tracing::error!(backend = BACKEND, batches = group.len(), %error, "group commit failed");
                 let message = error.to_string();
+                let refused = refuses_content(&error);
                 for (_, reply) in group {
-                    let _ = reply.send(Err(unavailable(BACKEND, "commit", &message)));
+                    let failure = if refused {
+                        Error::Rejected(format!("{BACKEND} commit: {message}"))
+                    } else {
+                        unavailable(BACKEND, "commit", &message)
+                    };
+                    let _ = reply.send(Err(failure));
                 }
                 return false;
             }
         }
     }
+}
+
+/// Whether SQLite refused a value of the batch (a string or blob over its size limit, a value
+/// of the wrong type): the same content would fail again, unlike a busy or full database.
+fn refuses_content(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::TooBig | rusqlite::ErrorCode::TypeMismatch)
+    )
 }
 
 /// Text of the arena, bound as TEXT without a copy or a UTF-8 check.
