@@ -1,10 +1,15 @@
 //! What a client may put in a request, through the real server on a real socket: event names
-//! (no control character, not blank; the OpenAPI schema says the same).
+//! (no control character, not blank; the OpenAPI schema says the same), integers above 2^53
+//! (kept exact through the body, the SQLite store and matching).
 
 mod common;
 
-use common::{TestServer, create_order};
+use common::{TempDir, TestServer, create_order};
 use serde_json::{Value, json};
+use std::sync::Arc;
+use xcomponent_core::store::EventStore;
+use xcomponent_server::ServerConfig;
+use xcomponent_store::StoreOptions;
 
 #[tokio::test]
 async fn event_names_with_control_characters_are_refused_and_the_schema_says_so() {
@@ -74,4 +79,42 @@ fn patterns_of(value: &Value) -> Vec<String> {
         _ => {}
     }
     found
+}
+
+#[tokio::test]
+async fn integers_above_2_pow_53_stay_exact_and_never_match_their_neighbour() {
+    let dir = TempDir::new("big-integers");
+    let url = format!("sqlite://{}", dir.path().join("xcomponent.db").display());
+    let store: Arc<dyn EventStore> =
+        xcomponent_store::open(&url, &StoreOptions::default()).await.expect("sqlite store");
+    let server =
+        TestServer::start(&[common::ORDER, common::PAYMENT], Some(store), ServerConfig::default())
+            .await;
+    // 2^53 and 2^53 + 1 are the same double.
+    let two_53 = 9_007_199_254_740_992_u64;
+    let mut ids = Vec::new();
+    for (order, reference) in [("BIG-1", two_53), ("BIG-2", two_53 + 1), ("BIG-3", u64::MAX)] {
+        let body = json!({"machineName": "Order", "context": {"orderId": order, "amount": 1, "ref": reference}});
+        let (status, reply) =
+            server.http("POST", "/api/components/OrderComponent/instances", Some(&body)).await;
+        assert_eq!(status, 201, "{reply}");
+        ids.push(reply["instanceId"].as_str().expect("instanceId").to_owned());
+    }
+    // A broadcast filtered on 2^53 + 1 reaches that order only.
+    let body = json!({"machineName": "Order", "event": "CANCEL", "filters": [{"property": "ref", "value": two_53 + 1}]});
+    let (status, reply) =
+        server.http("POST", "/api/components/OrderComponent/broadcast", Some(&body)).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["count"], 1, "{reply}");
+    // Read back: the live ones from memory, the cancelled one from the SQLite store.
+    let expected =
+        [(two_53, "Created", true), (two_53 + 1, "Cancelled", false), (u64::MAX, "Created", true)];
+    for (id, (reference, state, live)) in ids.iter().zip(expected) {
+        let (status, reply) = server.http("GET", &format!("/api/instances/{id}"), None).await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["instance"]["currentState"], state, "{reply}");
+        assert_eq!(reply["instance"]["live"], live, "{reply}");
+        assert_eq!(reply["instance"]["context"]["ref"].as_u64(), Some(reference), "{reply}");
+    }
+    server.stop().await;
 }
