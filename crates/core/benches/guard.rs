@@ -1,4 +1,5 @@
-//! Guard compilation and evaluation cost, on a context of realistic size (50 fields).
+//! Guard compilation and evaluation cost, on a context of realistic size (50 fields), and the
+//! cost of a guard stopped by its evaluation budget.
 //!
 //! `cargo bench -p xcomponent-core --bench guard`
 
@@ -56,5 +57,29 @@ fn guards(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, guards);
+/// A comprehension nested in another over a 300-item payload list (90,000 iterations without a
+/// budget): the time until the guard is refused with `GuardError::Budget`.
+fn nested_comprehension(c: &mut Criterion) {
+    let items: Vec<Value> = (0..300).map(|i| json!({"id": i, "qty": i % 7})).collect();
+    let payload = match json!({"items": items}) {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    let context = Map::new();
+    let input =
+        GuardInput { context: &context, payload: &payload, event_type: "CHECK", state: "Open" };
+    let text = "payload.items.all(a, payload.items.all(b, a.id != b.id || a.qty == b.qty))";
+    let guard = match CompiledGuard::compile(text) {
+        Ok(guard) => guard,
+        Err(error) => panic!("{error}"),
+    };
+    let mut group = c.benchmark_group("guard/eval");
+    group.sample_size(10);
+    group.bench_function("nested-comprehension-300", |b| {
+        b.iter(|| guard.evaluate(black_box(&input)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, guards, nested_comprehension);
 criterion_main!(benches);

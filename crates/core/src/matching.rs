@@ -3,6 +3,10 @@
 //!
 //! An undefined side makes every rule false (including `!==`), as in the original. Equality keys
 //! for the property index (`IndexKey`) keep `1` and `"1"` apart (the original conflated them).
+//!
+//! Numbers compare exactly: two integers as integers (`9007199254740993 !== 9007199254740992`,
+//! which a JavaScript double cannot tell apart, so two ids above 2^53 never correlate by
+//! mistake), an integer and a double by value without rounding the integer.
 
 use crate::model::{MatchingRule, Operator};
 use crate::path::lookup_in_map;
@@ -47,7 +51,7 @@ pub fn compare(
 /// structure (JSON has no identity, so structural equality is the useful reading).
 pub fn strict_equals(left: &Value, right: &Value) -> bool {
     match (left, right) {
-        (Value::Number(a), Value::Number(b)) => number_value(a) == number_value(b),
+        (Value::Number(a), Value::Number(b)) => compare_numbers(a, b) == Some(Ordering::Equal),
         _ => left == right,
     }
 }
@@ -57,6 +61,7 @@ pub fn strict_equals(left: &Value, right: &Value) -> bool {
 fn relational(left: &Value, right: &Value) -> Option<Ordering> {
     match (left, right) {
         (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
+        (Value::Number(a), Value::Number(b)) => compare_numbers(a, b),
         _ => to_number(left)?.partial_cmp(&to_number(right)?),
     }
 }
@@ -76,6 +81,51 @@ fn to_number(value: &Value) -> Option<f64> {
 
 fn number_value(number: &serde_json::Number) -> f64 {
     number.as_f64().unwrap_or(f64::NAN)
+}
+
+/// The value of an integer JSON number (every `i64` and `u64`), `None` for a double.
+fn integer_value(number: &serde_json::Number) -> Option<i128> {
+    number.as_i64().map(i128::from).or_else(|| number.as_u64().map(i128::from))
+}
+
+/// 2^127 as a double: integral doubles below it in magnitude fit an `i128`.
+const I128_BOUND: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
+
+/// The value of an integral double that fits an `i128` (`-0.0` is `0`), `None` otherwise.
+fn integral_double(value: f64) -> Option<i128> {
+    (value.fract() == 0.0 && value.abs() < I128_BOUND).then_some(value as i128)
+}
+
+/// Compares two JSON numbers exactly (see the module documentation); `None` for NaN.
+fn compare_numbers(a: &serde_json::Number, b: &serde_json::Number) -> Option<Ordering> {
+    match (integer_value(a), integer_value(b)) {
+        (Some(x), Some(y)) => Some(x.cmp(&y)),
+        (Some(x), None) => compare_integer_double(x, number_value(b)),
+        (None, Some(y)) => compare_integer_double(y, number_value(a)).map(Ordering::reverse),
+        (None, None) => number_value(a).partial_cmp(&number_value(b)),
+    }
+}
+
+/// `x` against the double `d`, without rounding `x` to a double.
+fn compare_integer_double(x: i128, d: f64) -> Option<Ordering> {
+    if d.is_nan() {
+        return None;
+    }
+    if d >= I128_BOUND {
+        return Some(Ordering::Less);
+    }
+    if d <= -I128_BOUND {
+        return Some(Ordering::Greater);
+    }
+    let whole = d.trunc();
+    // `whole` is integral and within the `i128` range: the conversion is exact.
+    Some(x.cmp(&(whole as i128)).then(if d > whole {
+        Ordering::Less
+    } else if d < whole {
+        Ordering::Greater
+    } else {
+        Ordering::Equal
+    }))
 }
 
 /// Evaluates all rules (ANDed) of a transition: the instance data against the event payload.
@@ -134,7 +184,10 @@ pub enum IndexKey {
     Null,
     /// A boolean.
     Bool(bool),
-    /// A number, by the bits of its f64 value (-0 folded into 0).
+    /// An integer, or a double with an integral value (so `1` and `1.0` share a key, and two
+    /// integers above 2^53 that a double would confuse do not).
+    Integer(i128),
+    /// Any other number, by the bits of its f64 value.
     Number(u64),
     /// A string.
     Str(Box<str>),
@@ -147,11 +200,17 @@ impl IndexKey {
             Value::Null => IndexKey::Null,
             Value::Bool(flag) => IndexKey::Bool(*flag),
             Value::Number(number) => {
+                if let Some(integer) = integer_value(number) {
+                    return Some(IndexKey::Integer(integer));
+                }
                 let float = number_value(number);
                 if float.is_nan() {
                     return None;
                 }
-                IndexKey::Number(if float == 0.0 { 0.0f64.to_bits() } else { float.to_bits() })
+                match integral_double(float) {
+                    Some(integer) => IndexKey::Integer(integer),
+                    None => IndexKey::Number(float.to_bits()),
+                }
             }
             Value::String(text) => IndexKey::Str(text.as_str().into()),
             Value::Array(_) | Value::Object(_) => return None,
@@ -193,5 +252,29 @@ mod tests {
         assert_ne!(IndexKey::of(&json!(1)), IndexKey::of(&json!("1")));
         assert_eq!(IndexKey::of(&json!(0.0)), IndexKey::of(&json!(-0.0)));
         assert_eq!(IndexKey::of(&json!([1])), None);
+    }
+
+    #[test]
+    fn integers_above_2_pow_53_compare_exactly() {
+        let two_53 = 9_007_199_254_740_992_u64;
+        // Equal as doubles, different as integers.
+        assert!(!check(json!(two_53 + 1), Operator::Eq, json!(two_53)));
+        assert!(check(json!(two_53 + 1), Operator::Ne, json!(two_53)));
+        assert!(check(json!(two_53 + 1), Operator::Gt, json!(two_53)));
+        assert!(check(json!(u64::MAX), Operator::Gt, json!(u64::MAX - 1)));
+        assert!(check(json!(i64::MIN), Operator::Lt, json!(i64::MIN + 1)));
+        assert!(check(json!(two_53 + 1), Operator::Eq, json!(two_53 + 1)));
+        // An integer against a double, without rounding the integer.
+        assert!(!check(json!(two_53 + 1), Operator::Eq, json!(9_007_199_254_740_992.0)));
+        assert!(check(json!(two_53 + 1), Operator::Gt, json!(9_007_199_254_740_992.0)));
+        assert!(check(json!(two_53), Operator::Eq, json!(9_007_199_254_740_992.0)));
+        assert!(check(json!(3), Operator::Lt, json!(3.5)));
+        assert!(check(json!(-3), Operator::Gt, json!(-3.5)));
+        assert!(check(json!(u64::MAX), Operator::Lt, json!(1e300)));
+        // The index keeps them apart too, and 1 with 1.0 together.
+        assert_ne!(IndexKey::of(&json!(two_53 + 1)), IndexKey::of(&json!(two_53)));
+        assert_eq!(IndexKey::of(&json!(two_53)), IndexKey::of(&json!(9_007_199_254_740_992.0)));
+        assert_eq!(IndexKey::of(&json!(1)), IndexKey::of(&json!(1.0)));
+        assert_ne!(IndexKey::of(&json!(1)), IndexKey::of(&json!(1.5)));
     }
 }

@@ -1,6 +1,7 @@
 //! Request types whose OpenAPI schema says exactly what the server accepts (so that a client
 //! generated from `/openapi.json`, or a fuzzer, never sends a "valid" request that is refused):
-//! event bodies (`{type}` or `{event}`, non-blank names), property-filter operators, statuses.
+//! event bodies (`{type}` or `{event}`, non-blank names without control characters),
+//! property-filter operators, statuses.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -13,13 +14,18 @@ use utoipa::{PartialSchema, ToSchema};
 /// Longest accepted event type.
 pub const MAX_EVENT_NAME: usize = 256;
 
-/// An event name: not blank, at most `MAX_EVENT_NAME` bytes.
+/// What an event name matches: no control character (U+0000-U+001F, U+007F-U+009F) and at
+/// least one character that is neither a control character nor white space. The same rule as
+/// `check_event_name` in the routes.
+pub const EVENT_NAME_PATTERN: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+
+/// An event name: not blank, no control character, at most `MAX_EVENT_NAME` bytes.
 fn name_schema(description: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(MAX_EVENT_NAME))
-        .pattern(Some(r"\S"))
+        .pattern(Some(EVENT_NAME_PATTERN))
         .description(Some(description))
 }
 

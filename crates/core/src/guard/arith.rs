@@ -50,6 +50,8 @@ pub(super) static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
         env.add_overload(name, name, vec![DYN_TYPE, DYN_TYPE], operation)
             .expect("the guard arithmetic functions have fresh names");
     }
+    env.add_overload(CHARGE, CHARGE, vec![DYN_TYPE, DYN_TYPE], charge)
+        .expect("the guard budget function has a fresh name");
     Arc::new(env)
 });
 

@@ -13,6 +13,8 @@ pub(super) struct Rewriter {
     pub(super) whole: WholeUse,
     /// The first unknown identifier, and the node naming it.
     pub(super) unknown: Option<(String, u64)>,
+    /// Whether the expression has a comprehension (its evaluation is then budgeted).
+    pub(super) comprehensions: bool,
 }
 
 impl Rewriter {
@@ -98,9 +100,22 @@ impl Rewriter {
                         _ => self.walk(arg),
                     }
                 }
+                // Inside a loop, `x in list` costs one step per element of the list.
+                if !self.scope.is_empty()
+                    && call.target.is_none()
+                    && call.func_name == operators::IN
+                    && call.args.len() == 2
+                {
+                    let list = std::mem::take(&mut call.args[1]);
+                    call.args[1] = charged(list);
+                }
             }
             Expr::Comprehension(comprehension) => {
+                self.comprehensions = true;
                 self.walk(&mut comprehension.iter_range);
+                // Entering the loop costs one step per element it iterates.
+                let range = std::mem::take(&mut comprehension.iter_range);
+                comprehension.iter_range = charged(range);
                 self.walk(&mut comprehension.accu_init);
                 let depth = self.scope.len();
                 self.scope.push((comprehension.iter_var.clone(), false));

@@ -50,6 +50,13 @@
 //! `payload` and `event` are lazy maps whose fields are converted only when read (strings are
 //! borrowed, not copied), unless the guard uses one of them as a whole (`size(context)`,
 //! `context == {...}`), in which case that one variable is converted entirely.
+//!
+//! # Budget
+//!
+//! A guard that iterates (`all`, `exists`, `map`...) is stopped after [`MAX_GUARD_STEPS`] steps
+//! and reported as [`GuardError::Budget`] (so it does not hold), whatever the size of the data it
+//! iterates: a nested comprehension over a large payload list cannot hold a shard. See the
+//! `budget` module for what a step is. The bound is counted, not timed, so it is deterministic.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -102,6 +109,17 @@ pub enum GuardError {
         /// What went wrong, e.g. `no such key: retryCount`.
         message: String,
     },
+    /// The guard took more than [`MAX_GUARD_STEPS`] steps (comprehension iterations, list
+    /// elements tested with `in` inside one, JSON values read): it is stopped and does not hold.
+    #[error(
+        "guard `{expression}` could not be evaluated: it exceeded its evaluation budget of {limit} steps (a comprehension over too many elements, or comprehensions nested too deep)"
+    )]
+    Budget {
+        /// The guard as written.
+        expression: String,
+        /// The budget it exceeded ([`MAX_GUARD_STEPS`]).
+        limit: u64,
+    },
     /// The guard ran but did not produce a boolean.
     #[error("guard `{expression}` evaluated to a value of type {found}, not to a bool")]
     NotBoolean {
@@ -146,6 +164,9 @@ pub(super) struct Program {
     pub(super) expr: IdedExpr,
     /// Which variables the expression uses as a whole, so that they must be converted entirely.
     pub(super) whole: WholeUse,
+    /// Whether the expression iterates (has a comprehension), so that its evaluation is
+    /// budgeted ([`MAX_GUARD_STEPS`]).
+    pub(super) budgeted: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -220,7 +241,12 @@ impl CompiledGuard {
             ));
         }
         Ok(CompiledGuard {
-            inner: Arc::new(Program { source: text.to_owned(), expr, whole: rewriter.whole }),
+            inner: Arc::new(Program {
+                source: text.to_owned(),
+                expr,
+                whole: rewriter.whole,
+                budgeted: rewriter.comprehensions,
+            }),
         })
     }
 
@@ -267,11 +293,21 @@ impl CompiledGuard {
     /// "does not hold" and reports the reason.
     pub fn evaluate(&self, input: &GuardInput<'_>) -> Result<bool, GuardError> {
         let program = &*self.inner;
-        let variables = Variables::new(input, program.whole);
+        let budget = program.budgeted.then(|| BudgetHandle(Arc::new(Budget::new(MAX_GUARD_STEPS))));
+        let variables = Variables::new(input, program.whole, budget.as_ref());
         let mut context = Context::with_env(Arc::clone(env()));
         context.set_variable_resolver(&variables);
-        let result = CelValue::resolve_val(&program.expr, &context).map_err(|error| {
-            GuardError::Evaluation { expression: program.source.clone(), message: describe(&error) }
+        let result = CelValue::resolve_val(&program.expr, &context);
+        // Checked first: a spent budget decides, whatever the expression made of the error.
+        if budget.as_ref().is_some_and(|budget| budget.0.exceeded()) {
+            return Err(GuardError::Budget {
+                expression: program.source.clone(),
+                limit: MAX_GUARD_STEPS,
+            });
+        }
+        let result = result.map_err(|error| GuardError::Evaluation {
+            expression: program.source.clone(),
+            message: describe(&error),
         })?;
         match result.downcast_ref::<CelBool>() {
             Some(verdict) => Ok(*verdict.inner()),
@@ -285,6 +321,7 @@ impl CompiledGuard {
 
 mod arith;
 mod ast;
+mod budget;
 mod legacy;
 #[cfg(test)]
 mod tests;
@@ -293,6 +330,8 @@ mod variables;
 
 use arith::*;
 use ast::*;
+pub use budget::MAX_GUARD_STEPS;
+use budget::*;
 use legacy::*;
 use translate::*;
 use variables::*;

@@ -466,3 +466,94 @@ proptest! {
         prop_assert!(translation.removed.is_empty());
     }
 }
+
+/// A payload with `items`: `count` objects `{id, qty}`, and `ids`: `count` integers.
+fn items_payload(count: i64) -> Value {
+    let items: Vec<Value> = (0..count).map(|i| json!({"id": i, "qty": i % 7})).collect();
+    let ids: Vec<Value> = (0..count).map(|i| json!(i)).collect();
+    json!({"items": items, "ids": ids})
+}
+
+#[test]
+fn a_nested_comprehension_over_a_large_list_exceeds_the_budget() {
+    let payload = items_payload(300);
+    let nested = [
+        // 90,000 iterations: the case that held a shard.
+        "payload.items.all(a, payload.items.all(b, a.id != b.id || a.qty == b.qty))",
+        // 27,000,000 iterations without a budget.
+        "payload.items.all(a, payload.items.all(b, payload.items.all(c, a.id >= 0)))",
+        "payload.items.map(a, a.id).all(x, x in payload.items.map(b, b.id))",
+    ];
+    for text in nested {
+        let first = eval_with(text, json!({}), payload.clone());
+        assert_eq!(
+            first,
+            Err(GuardError::Budget { expression: text.to_owned(), limit: MAX_GUARD_STEPS }),
+            "{text}"
+        );
+        // Deterministic: the same input gives the same verdict.
+        assert_eq!(eval_with(text, json!({}), payload.clone()), first);
+        let message = first.err().map(|error| error.to_string()).unwrap_or_default();
+        assert!(message.contains("could not be evaluated"), "{message}");
+        assert!(message.contains("exceeded its evaluation budget of 20000 steps"), "{message}");
+    }
+}
+
+#[test]
+fn a_spent_budget_decides_even_when_the_error_is_absorbed() {
+    // `||` absorbs an error when the other side is true, and `exists` when another element
+    // holds: the budget still decides.
+    let payload = items_payload(300);
+    for text in [
+        "payload.items.all(a, payload.items.all(b, b.id >= 0)) || true",
+        "payload.items.exists(a, a.id == 299 || payload.items.all(b, b.id < 0))",
+    ] {
+        assert_eq!(
+            eval_with(text, json!({}), payload.clone()),
+            Err(GuardError::Budget { expression: text.to_owned(), limit: MAX_GUARD_STEPS }),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn membership_inside_a_loop_is_charged_per_element() {
+    // One conversion of `ids` and 300 iterations: cheap, but 300 × 300 elements compared by `in`.
+    let payload = items_payload(300);
+    let text = "[payload.ids].all(l, payload.ids.all(x, x in l))";
+    assert_eq!(
+        eval_with(text, json!({}), payload.clone()),
+        Err(GuardError::Budget { expression: text.to_owned(), limit: MAX_GUARD_STEPS })
+    );
+    // A small list is fine.
+    assert_eq!(eval_with(text, json!({}), items_payload(50)), Ok(true));
+}
+
+#[test]
+fn ordinary_guards_stay_within_the_budget() {
+    // One comprehension over 4,000 two-field objects: 4,000 iterations and 12,001 values read.
+    let payload = items_payload(4_000);
+    assert_eq!(eval_with("payload.items.all(i, i.qty < 7)", json!({}), payload.clone()), Ok(true));
+    assert_eq!(
+        eval_with("payload.items.exists(i, i.id == 3999)", json!({}), payload.clone()),
+        Ok(true)
+    );
+    assert_eq!(
+        eval_with("payload.items.filter(i, i.qty == 0).size() > 500", json!({}), payload.clone()),
+        Ok(true)
+    );
+    // A nested comprehension over small lists.
+    assert_eq!(
+        eval_with(
+            "payload.items.all(a, payload.items.all(b, a.id == b.id || a.id != b.id))",
+            json!({}),
+            items_payload(30)
+        ),
+        Ok(true)
+    );
+    // Guards without a comprehension are not budgeted: their cost is bounded by their text and
+    // their input.
+    let big = items_payload(100_000);
+    assert_eq!(eval_with("99999 in payload.ids", json!({}), big.clone()), Ok(true));
+    assert_eq!(eval_with("size(payload.items) == 100000", json!({}), big), Ok(true));
+}

@@ -5,7 +5,14 @@ use super::*;
 
 /// `context`, `payload` or `event`, read field by field without converting the rest.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum LazyMap<'a> {
+pub(super) struct LazyMap<'a> {
+    fields: LazyFields<'a>,
+    /// The evaluation's budget, charged one step per JSON value converted (guards that iterate).
+    budget: Option<&'a Budget>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum LazyFields<'a> {
     Object(&'a Map<String, Value>),
     Event { event_type: &'a str, payload: &'a Map<String, Value> },
 }
@@ -46,11 +53,26 @@ impl Indexer for LazyMap<'_> {
             });
         };
         let key = key.inner();
-        let found: Option<Box<dyn Val + 'v>> = match *self {
-            LazyMap::Object(map) => map.get(key).map(json_to_val),
-            LazyMap::Event { event_type, payload } => match key {
+        let charge = |value: &Value| match self.budget {
+            Some(budget) => budget.spend(json_size(value)),
+            None => Ok(()),
+        };
+        let found: Option<Box<dyn Val + 'v>> = match self.fields {
+            LazyFields::Object(map) => match map.get(key) {
+                Some(value) => {
+                    charge(value)?;
+                    Some(json_to_val(value))
+                }
+                None => None,
+            },
+            LazyFields::Event { event_type, payload } => match key {
                 "type" => Some(Box::new(CelString::from(event_type))),
-                "payload" => Some(Box::new(object_to_map(payload))),
+                "payload" => {
+                    if let Some(budget) = self.budget {
+                        budget.spend(payload.values().map(json_size).sum::<u64>() + 1)?;
+                    }
+                    Some(Box::new(object_to_map(payload)))
+                }
                 _ => None,
             },
         };
@@ -118,15 +140,22 @@ pub(super) struct Variables<'a> {
     pub(super) payload: MapVariable<'a>,
     pub(super) event: MapVariable<'a>,
     pub(super) state: CelString<'a>,
+    /// The hidden `@budget` variable, for guards that iterate.
+    pub(super) budget: Option<&'a BudgetHandle>,
 }
 
 impl<'a> Variables<'a> {
-    pub(super) fn new(input: &GuardInput<'a>, whole: WholeUse) -> Self {
+    pub(super) fn new(
+        input: &GuardInput<'a>,
+        whole: WholeUse,
+        budget: Option<&'a BudgetHandle>,
+    ) -> Self {
+        let steps = budget.map(|handle| &*handle.0);
         let object = |map: &'a Map<String, Value>, whole: bool| {
             if whole {
                 MapVariable::Whole(object_to_map(map))
             } else {
-                MapVariable::Lazy(LazyMap::Object(map))
+                MapVariable::Lazy(LazyMap { fields: LazyFields::Object(map), budget: steps })
             }
         };
         let event = if whole.event {
@@ -135,9 +164,9 @@ impl<'a> Variables<'a> {
             entries.insert(CelMapKey::from("payload"), Box::new(object_to_map(input.payload)));
             MapVariable::Whole(CelMap::from(entries))
         } else {
-            MapVariable::Lazy(LazyMap::Event {
-                event_type: input.event_type,
-                payload: input.payload,
+            MapVariable::Lazy(LazyMap {
+                fields: LazyFields::Event { event_type: input.event_type, payload: input.payload },
+                budget: steps,
             })
         };
         Variables {
@@ -145,6 +174,7 @@ impl<'a> Variables<'a> {
             payload: object(input.payload, whole.payload),
             event,
             state: CelString::from(input.state),
+            budget,
         }
     }
 }
@@ -156,6 +186,7 @@ impl VariableResolver for Variables<'_> {
             "payload" => Some(CowVal::Borrowed(self.payload.as_val())),
             "event" => Some(CowVal::Borrowed(self.event.as_val())),
             "state" => Some(CowVal::Borrowed(&self.state)),
+            BUDGET_VARIABLE => self.budget.map(|budget| CowVal::Borrowed(budget as &dyn Val)),
             _ => None,
         }
     }

@@ -257,9 +257,20 @@ pub(crate) async fn create_instance(
     ))
 }
 
-/// Validates an event type.
+/// Validates an event type: not blank, no control character, at most `MAX_EVENT_NAME` bytes
+/// (what `EVENT_NAME_PATTERN` says in the OpenAPI schema).
 pub(crate) fn check_event_name(field: &str, name: &str) -> ApiResult<()> {
-    if name.chars().all(|c| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)) {
+    if let Some((offset, control)) = name.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(ApiError::bad_field(
+            field,
+            format!(
+                "the event type must not contain control characters (U+{:04X} at byte {offset})",
+                u32::from(control)
+            ),
+        ));
+    }
+    // U+FEFF counts as white space for the schema's `\s` (ECMAScript), not for Rust.
+    if name.chars().all(|c| c.is_whitespace() || c == '\u{feff}') {
         return Err(ApiError::bad_field(field, "the event type must not be empty"));
     }
     if name.len() > MAX_EVENT_NAME {
