@@ -1,6 +1,7 @@
 //! Runs the conformance suite on PostgreSQL when `XC_TEST_POSTGRES_URL` is set, in a schema of
 //! its own (`xc_test_<random>`) dropped at the end; and checks that a version 1 schema is
-//! migrated in place to version 2 (the message tables) with its events kept.
+//! migrated in place to the latest version (the message tables, the nullable `context` and the
+//! `changes` column) with its events kept and still folded.
 
 #![cfg(feature = "postgres")]
 
@@ -98,7 +99,7 @@ async fn insert_v1(conn: &mut sqlx::PgConnection, events: &[StoredEvent]) -> sql
         .bind(&e.state_before)
         .bind(&e.state_after)
         .bind(e.status.as_str())
-        .bind(json(&e.context))
+        .bind(json(e.context.as_ref().expect("layout 1 events carry the whole data")))
         .bind(json(&e.timers))
         .bind(e.entry_point)
         .bind(e.timestamp)
@@ -134,7 +135,7 @@ fn json(value: &impl serde::Serialize) -> String {
 async fn version_1_schema_gains_the_message_tables() {
     let Some(url) = conformance::service_url("XC_TEST_POSTGRES_URL", "postgres") else { return };
     let schema = format!("xc_test_v1_{}", uuid::Uuid::now_v7().simple());
-    let live = conformance::chain("c_pg_v1", 3, 1_000);
+    let live = conformance::whole_contexts(&conformance::chain("c_pg_v1", 3, 1_000));
     let outcome = {
         let (url, schema) = (url.clone(), schema.clone());
         async move {
@@ -156,7 +157,7 @@ async fn version_1_schema_gains_the_message_tables() {
                     .fetch_all(&mut conn)
                     .await
                     .expect("versions");
-            assert_eq!(versions, vec![1, 2], "migrated to version 2 in place");
+            assert_eq!(versions, vec![1, 2, 3], "migrated to version 3 in place");
             assert_eq!(
                 store.history(live[0].instance_id).await.expect("store call"),
                 live,
@@ -191,7 +192,15 @@ async fn version_1_schema_gains_the_message_tables() {
             );
             assert_eq!(
                 store.history(live[0].instance_id).await.expect("store call"),
-                [live.clone(), vec![step]].concat()
+                [live.clone(), vec![step.clone()]].concat(),
+                "layout 1 events (whole data) and a layout 2 event (a change) side by side"
+            );
+            let mut want = conformance::expected(&live);
+            want.apply(&step);
+            assert_eq!(
+                store.instance(live[0].instance_id).await.expect("store call"),
+                Some(want),
+                "the change folds on the whole data of the layout 1 events"
             );
         }
     };

@@ -318,7 +318,8 @@ impl ShardWork {
                 state_before: String::new(),
                 state_after: machine_def.state(instance.state).name.to_string(),
                 status: instance.status,
-                context: Context::clone(&instance.context),
+                context: Some(Context::clone(&instance.context)),
+                changes: Default::default(),
                 timers: timer_records(definition, &instance),
                 parent: instance.parent.as_deref().cloned(),
                 entry_point,
@@ -396,6 +397,7 @@ impl ShardWork {
         let timers_before: SmallVec<[PendingTimer; 2]> =
             slot.instance.timers.iter().copied().collect();
         let state_before = slot.instance.state;
+        let context_before = Arc::clone(&slot.instance.context);
         let mut no_hooks = NoHooks;
         let mut component_hooks = shared.handlers.for_component(&definition.name);
         let hooks: &mut dyn Hooks =
@@ -445,6 +447,7 @@ impl ShardWork {
                 correlation,
                 event_id,
                 state_before,
+                &context_before,
                 now,
             );
         }
