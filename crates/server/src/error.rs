@@ -143,6 +143,12 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Invalid(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
             }
+            RuntimeError::PayloadTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
+            RuntimeError::DataTooLarge { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "data_too_large", message)
+            }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }
