@@ -210,3 +210,63 @@ async fn version_1_schema_gains_the_message_tables() {
         std::panic::resume_unwind(error.into_panic());
     }
 }
+
+/// Issue 12, measured on PostgreSQL: one instance gains a 6 kB note per event (40 events), stored
+/// as the runtime now stores it (the creation whole, each transition its change) and as record
+/// layout 1 did (every event the whole data). `fsm_events` grows linearly now, quadratically then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_growing_instance_costs_its_changes() {
+    const NOTES: u64 = 40;
+    const NOTE_BYTES: usize = 6_000;
+    let Some(url) = conformance::service_url("XC_TEST_POSTGRES_URL", "postgres") else { return };
+    let mut sizes = Vec::new();
+    for layout in [1, 2] {
+        let schema = format!("xc_test_growth_{}", uuid::Uuid::now_v7().simple());
+        let options = StoreOptions { schema: schema.clone(), ..StoreOptions::default() };
+        let outcome = tokio::spawn({
+            let (url, schema) = (url.clone(), schema.clone());
+            async move {
+                let store = open(&url, &options).await.expect("opens");
+                let mut events = conformance::chain("c_growth", NOTES + 1, 1_000);
+                for (n, event) in events.iter_mut().enumerate().skip(1) {
+                    // Random hex: TOAST compression cannot hide the copies.
+                    let note: String =
+                        std::iter::repeat_with(|| uuid::Uuid::now_v7().simple().to_string())
+                            .flat_map(|hex| hex.into_bytes())
+                            .take(NOTE_BYTES)
+                            .map(char::from)
+                            .collect();
+                    event.changes.set =
+                        conformance::object(serde_json::json!({ format!("note{n:02}"): note }));
+                }
+                if layout == 1 {
+                    events = conformance::whole_contexts(&events);
+                }
+                for event in &events {
+                    store.commit(&conformance::batch(vec![event.clone()])).await.expect("commit");
+                }
+                let record = store.instance(events[0].instance_id).await.expect("read");
+                assert_eq!(record, Some(conformance::expected(&events)));
+                let mut conn = sqlx::PgConnection::connect(&url).await.expect("connects");
+                let table = format!("\"{schema}\".fsm_events");
+                sqlx::query_scalar::<_, i64>("SELECT pg_total_relation_size($1::regclass)")
+                    .bind(table)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("size")
+            }
+        })
+        .await;
+        drop_schema(&url, &schema).await;
+        match outcome {
+            Ok(size) => sizes.push(size),
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    let (whole, changes) = (sizes[0], sizes[1]);
+    eprintln!(
+        "postgres fsm_events after {NOTES} notes of {NOTE_BYTES} B: layout 1 (whole data) {whole} B, \
+         layout 2 (changes) {changes} B"
+    );
+    assert!(changes * 4 < whole, "changes {changes} B vs whole data {whole} B");
+}
