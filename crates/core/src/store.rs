@@ -2,9 +2,10 @@
 //! what it and the server read back (restore, history, search, correlation chains).
 //!
 //! Records use names, not indexes, so that a store outlives a change in a YAML file's order.
-//! Every stored event carries the state it produced (state, status, data, armed timers), so the
-//! state of an instance is its latest snapshot folded with the events after it
-//! (`InstanceRecord::apply`). Backends live in the `xcomponent-store` crate; all of them pass the
+//! Every stored event carries the state it produced (state, status, armed timers) and what it
+//! changed in the instance data (`DataChanges`; a creation carries the whole initial data), so the
+//! state of an instance is its latest snapshot (which keeps the whole data) folded with the events
+//! after it (`InstanceRecord::apply`). An event costs what it changed, not the size of the data. Backends live in the `xcomponent-store` crate; all of them pass the
 //! same conformance suite.
 
 use crate::instance::{EventId, InstanceId, Millis, ParentRef, Status};
@@ -14,7 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Version of the record layout, stored with every event and snapshot.
-pub const RECORD_SCHEMA_VERSION: u32 = 1;
+///
+/// 1: every event carries the whole instance data after it (`context`). 2: a transition carries
+/// only what it changed (`changes`); a creation still carries the whole initial data. Events of
+/// layout 1 are still read: their `context` folds as a full replace.
+pub const RECORD_SCHEMA_VERSION: u32 = 2;
 
 /// The event type recorded for an instance's creation.
 pub const CREATED_EVENT_TYPE: &str = "INSTANCE_CREATED";
@@ -53,8 +58,14 @@ pub struct StoredEvent {
     pub state_after: String,
     /// Status after.
     pub status: Status,
-    /// Instance data after.
-    pub context: Map<String, Value>,
+    /// The whole instance data after the event: set on a creation (its initial data) and on every
+    /// event of record layout 1. `None` on a transition of layout 2, whose data is the previous
+    /// data with `changes` applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Map<String, Value>>,
+    /// What the event changed in the instance data (top-level keys), applied after `context`.
+    #[serde(default, skip_serializing_if = "DataChanges::is_empty")]
+    pub changes: DataChanges,
     /// Timers armed after.
     pub timers: Vec<TimerRecord>,
     /// Parent link (set on creation of an inter_machine child).
@@ -73,6 +84,59 @@ pub struct StoredEvent {
     /// Component that sent the event, when it came from another component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_component: Option<String>,
+}
+
+/// What one event changed in an instance's data, by top-level key: the keys set (added or
+/// replaced) with their new values, and the keys removed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataChanges {
+    /// Keys added or replaced, with their new values.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub set: Map<String, Value>,
+    /// Keys removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+}
+
+impl DataChanges {
+    /// What turns `before` into `after`: the keys of `after` that are new or hold another value,
+    /// and the keys of `before` that `after` lacks.
+    pub fn between(before: &Map<String, Value>, after: &Map<String, Value>) -> DataChanges {
+        let set = after
+            .iter()
+            .filter(|(key, value)| before.get(key.as_str()) != Some(value))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let removed =
+            before.keys().filter(|key| !after.contains_key(key.as_str())).cloned().collect();
+        DataChanges { set, removed }
+    }
+
+    /// Nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.removed.is_empty()
+    }
+
+    /// Applies the changes to `data`: removals first, then the keys set.
+    pub fn apply_to(&self, data: &mut Map<String, Value>) {
+        for key in &self.removed {
+            data.remove(key);
+        }
+        for (key, value) in &self.set {
+            data.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+impl StoredEvent {
+    /// The instance data after this event, given the data before it (ignored when the event
+    /// carries the whole data).
+    pub fn data_after(&self, before: &Map<String, Value>) -> Map<String, Value> {
+        let mut data = self.context.as_ref().unwrap_or(before).clone();
+        self.changes.apply_to(&mut data);
+        data
+    }
 }
 
 /// The full state of an instance as stored (a snapshot, or the result of a restore).
@@ -123,15 +187,16 @@ impl InstanceRecord {
             seq: event.seq,
             created_at: event.timestamp,
             updated_at: event.timestamp,
-            context: event.context.clone(),
+            context: event.data_after(&Map::new()),
             parent: event.parent.clone(),
             timers: event.timers.clone(),
             correlation_id: event.correlation_id,
         }
     }
 
-    /// Folds a later event into the record. Events at or below the record's `seq` are skipped,
-    /// so replaying an overlapping range is harmless.
+    /// Folds a later event into the record: its whole data when it carries it (a layout 1 event),
+    /// then its changes. Events at or below the record's `seq` are skipped, so replaying an
+    /// overlapping range is harmless; events must be folded in seq order.
     pub fn apply(&mut self, event: &StoredEvent) {
         if event.seq <= self.seq {
             return;
@@ -140,7 +205,10 @@ impl InstanceRecord {
         self.status = event.status;
         self.seq = event.seq;
         self.updated_at = event.timestamp;
-        self.context.clone_from(&event.context);
+        if let Some(context) = &event.context {
+            self.context.clone_from(context);
+        }
+        event.changes.apply_to(&mut self.context);
         self.timers.clone_from(&event.timers);
     }
 }
@@ -321,4 +389,70 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// One dead letter.
     async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    fn creation(context: Value) -> StoredEvent {
+        serde_json::from_value(json!({
+            "id": "0190c2a0-0000-7000-8000-000000000001",
+            "instanceId": "0190c2a0-0000-7000-8000-000000000002",
+            "seq": 1, "component": "C", "machine": "M", "eventType": CREATED_EVENT_TYPE,
+            "payload": {}, "stateBefore": "", "stateAfter": "A", "status": "active",
+            "context": context, "timers": [], "timestamp": 10,
+            "correlationId": "0190c2a0-0000-7000-8000-000000000001"
+        }))
+        .expect("a creation event")
+    }
+
+    #[test]
+    fn changes_between_two_maps_rebuild_the_second() {
+        let before = data(json!({"keep": 1, "replace": "old", "drop": [1, 2]}));
+        let after = data(json!({"keep": 1, "replace": "new", "add": {"x": true}}));
+        let changes = DataChanges::between(&before, &after);
+        assert_eq!(changes.set, data(json!({"replace": "new", "add": {"x": true}})));
+        assert_eq!(changes.removed, vec!["drop".to_owned()]);
+        let mut folded = before.clone();
+        changes.apply_to(&mut folded);
+        assert_eq!(folded, after);
+        assert!(DataChanges::between(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn a_layout_1_event_replaces_the_data_and_a_layout_2_event_changes_it() {
+        let mut record = InstanceRecord::from_creation(&creation(json!({"a": 1, "b": 2})));
+        let mut layout_1 = creation(json!({"c": 3}));
+        layout_1.seq = 2;
+        layout_1.event_type = "GO".to_owned();
+        record.apply(&layout_1);
+        assert_eq!(record.context, data(json!({"c": 3})), "the whole context replaces the data");
+
+        let mut layout_2: StoredEvent = serde_json::from_value(json!({
+            "id": "0190c2a0-0000-7000-8000-000000000003",
+            "instanceId": "0190c2a0-0000-7000-8000-000000000002",
+            "seq": 3, "component": "C", "machine": "M", "eventType": "GO",
+            "payload": {}, "stateBefore": "A", "stateAfter": "B", "status": "active",
+            "changes": {"set": {"d": 4}, "removed": ["c"]}, "timers": [], "timestamp": 11,
+            "correlationId": "0190c2a0-0000-7000-8000-000000000001"
+        }))
+        .expect("a layout 2 event");
+        assert_eq!(layout_2.context, None);
+        record.apply(&layout_2);
+        assert_eq!(record.context, data(json!({"d": 4})));
+        assert_eq!((record.seq, record.state.as_str()), (3, "B"));
+
+        layout_2.changes = DataChanges::default();
+        let encoded = serde_json::to_value(&layout_2).expect("encodable");
+        assert!(encoded.get("context").is_none() && encoded.get("changes").is_none());
+    }
 }

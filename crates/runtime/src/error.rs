@@ -42,6 +42,28 @@ pub enum RuntimeError {
     /// The runtime is shutting down or has stopped.
     #[error("the runtime is shutting down")]
     ShuttingDown,
+    /// An event payload (or a creation's initial data) is larger than
+    /// `RuntimeOptions::max_payload_bytes`; nothing was sent.
+    #[error("payload of {bytes} bytes is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Size of the payload's JSON.
+        bytes: usize,
+        /// `RuntimeOptions::max_payload_bytes`.
+        limit: usize,
+    },
+    /// The transition (or creation) would make the instance data larger than
+    /// `RuntimeOptions::max_data_bytes`; it was refused and the instance is unchanged.
+    #[error(
+        "instance {instance}: the data would be {bytes} bytes, larger than the limit of {limit} bytes; the event was refused"
+    )]
+    DataTooLarge {
+        /// The instance.
+        instance: InstanceId,
+        /// Size of the resulting data's JSON.
+        bytes: usize,
+        /// `RuntimeOptions::max_data_bytes`.
+        limit: usize,
+    },
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),

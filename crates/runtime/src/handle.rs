@@ -263,6 +263,13 @@ impl RuntimeHandle {
             .map_err(|_| RuntimeError::ShuttingDown)
     }
 
+    /// `PayloadTooLarge` when `payload`'s JSON exceeds `RuntimeOptions::max_payload_bytes`.
+    fn check_payload(&self, payload: &Context) -> Result<(), RuntimeError> {
+        let limit = self.shared.options.max_payload_bytes;
+        let bytes = crate::size::json_bytes(payload);
+        if bytes > limit { Err(RuntimeError::PayloadTooLarge { bytes, limit }) } else { Ok(()) }
+    }
+
     /// Creates an instance and returns its id once its creation is stored.
     pub async fn create_instance(
         &self,
@@ -304,6 +311,7 @@ impl RuntimeHandle {
         correlation: Option<EventId>,
         entry_point: bool,
     ) -> Result<InstanceId, RuntimeError> {
+        self.check_payload(&context)?;
         let id = id.unwrap_or_else(InstanceId::draw);
         let (reply, answer) = oneshot::channel();
         let trace = Trace::root(correlation, None);
@@ -334,6 +342,7 @@ impl RuntimeHandle {
         for (index, context) in contexts.iter().enumerate() {
             content::check_data(&format!("contexts.{index}"), context)?;
         }
+        contexts.iter().try_for_each(|context| self.check_payload(context))?;
         let shard_count = self.shared.shard_count();
         let mut per_shard: Vec<Vec<CreateMsg>> = (0..shard_count).map(|_| Vec::new()).collect();
         let mut ids = Vec::with_capacity(contexts.len());
@@ -389,6 +398,7 @@ impl RuntimeHandle {
     pub async fn send(&self, request: SendRequest) -> Result<SendOutcome, RuntimeError> {
         content::check_text("event", &request.event)?;
         content::check_data("payload", &request.payload)?;
+        self.check_payload(&request.payload)?;
         let (reply, answer) = oneshot::channel();
         let trace = Trace::root(request.correlation_id, request.causation_id);
         let message = SendMsg {
@@ -415,6 +425,7 @@ impl RuntimeHandle {
         for (index, (_, payload)) in targets.iter().enumerate() {
             content::check_data(&format!("targets.{index}.payload"), payload)?;
         }
+        targets.iter().try_for_each(|(_, payload)| self.check_payload(payload))?;
         let shard_count = self.shared.shard_count();
         let event: Arc<str> = event.into();
         let per_shard: Vec<Vec<(InstanceId, Context)>> = if shard_count == 1 {
@@ -462,6 +473,7 @@ impl RuntimeHandle {
         let (component_index, machine_index) = self.shared.registry.resolve(component, machine)?;
         content::check_text("event", event)?;
         content::check_data("payload", &payload)?;
+        self.check_payload(&payload)?;
         let definition = self.shared.registry.definition(component_index);
         let state_index = match state {
             Some(name) => {

@@ -14,6 +14,10 @@ pub const DEFAULT_MAX_INTERNAL_IN_FLIGHT: usize = 1_000_000;
 /// Default bound on the length of a chain of events caused by one external event
 /// (cascades, self-sends, parent notifications): deeper chains are cut and reported.
 pub const DEFAULT_MAX_CHAIN_DEPTH: u32 = 256;
+/// Default for `RuntimeOptions::max_data_bytes`: 256 KiB of instance data (its JSON).
+pub const DEFAULT_MAX_DATA_BYTES: usize = 256 * 1024;
+/// Default for `RuntimeOptions::max_payload_bytes`: 64 KiB per event payload (its JSON).
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Default for `RuntimeOptions::inbox_retention`: one day.
 pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
@@ -52,6 +56,14 @@ pub struct RuntimeOptions {
     /// once a bus carries messages, while a broker holds it unacknowledged; a window far longer
     /// than either is safe.
     pub inbox_retention: Duration,
+    /// Largest instance data, in bytes of its JSON: a transition (or creation) whose resulting
+    /// data is larger is refused with `RuntimeError::DataTooLarge` and the instance is unchanged,
+    /// whether the payload merge or a hook grew it.
+    pub max_data_bytes: usize,
+    /// Largest payload of an event sent through the `RuntimeHandle` (and initial data of a
+    /// creation), in bytes of its JSON: larger ones are refused with
+    /// `RuntimeError::PayloadTooLarge` before they reach a shard.
+    pub max_payload_bytes: usize,
 }
 
 impl Default for RuntimeOptions {
@@ -66,6 +78,8 @@ impl Default for RuntimeOptions {
             max_chain_depth: DEFAULT_MAX_CHAIN_DEPTH,
             timer_mode: TimerMode::Realtime,
             inbox_retention: DEFAULT_INBOX_RETENTION,
+            max_data_bytes: DEFAULT_MAX_DATA_BYTES,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
         }
     }
 }

@@ -280,15 +280,35 @@ impl EventReply {
     }
 }
 
-/// A stored event as the API shows it: the record in camelCase plus `componentName` and
-/// `machineName`.
-pub fn history_event(event: &StoredEvent) -> Value {
+/// A stored event as the API shows it: the record in camelCase (with `changes`, what it changed
+/// in the data, when it changed something) plus `componentName`, `machineName` and `context`, the
+/// instance data after the event (`context_after`: a stored transition keeps only its changes).
+pub fn history_event(event: &StoredEvent, context_after: &Context) -> Value {
     let mut value = serde_json::to_value(event).unwrap_or_else(|_| Value::Object(Map::new()));
     if let Value::Object(map) = &mut value {
         map.insert("componentName".to_owned(), Value::String(event.component.clone()));
         map.insert("machineName".to_owned(), Value::String(event.machine.clone()));
+        map.insert("context".to_owned(), Value::Object(context_after.clone()));
     }
     value
+}
+
+/// The data after each event of one instance's whole history (in seq order, from its creation),
+/// by folding the events: `contexts[i]` is the data after `events[i]`.
+pub fn contexts_after(events: &[StoredEvent]) -> Vec<Context> {
+    let mut data = Context::new();
+    events
+        .iter()
+        .map(|event| {
+            data = event.data_after(&data);
+            data.clone()
+        })
+        .collect()
+}
+
+/// One instance's whole history as the API shows it (`history_event` of each event).
+pub fn history_of(events: &[StoredEvent]) -> Vec<Value> {
+    events.iter().zip(contexts_after(events)).map(|(e, data)| history_event(e, &data)).collect()
 }
 
 /// A stored instance record as the history search shows it: the record in camelCase plus the

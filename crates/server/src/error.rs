@@ -152,6 +152,12 @@ impl From<RuntimeError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
             }
             RuntimeError::InvalidField { field, message } => ApiError::bad_field(&field, message),
+            RuntimeError::PayloadTooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
+            RuntimeError::DataTooLarge { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "data_too_large", message)
+            }
             _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
         }
     }

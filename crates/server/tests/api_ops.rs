@@ -14,7 +14,11 @@ async fn history_search_and_correlation() {
     let server = TestServer::standard().await;
     let order = create_order(&server, "H1").await;
     let (_, reply) = server
-        .call("POST", &format!("/api/instances/{order}/events"), Some(json!({"type": "SUBMIT"})))
+        .call(
+            "POST",
+            &format!("/api/instances/{order}/events"),
+            Some(json!({"type": "SUBMIT", "payload": {"note": "first"}})),
+        )
         .await;
     assert_eq!(reply["outcome"], "transitioned");
     let (status, body) = server.call("GET", &format!("/api/instances/{order}/history"), None).await;
@@ -27,6 +31,12 @@ async fn history_search_and_correlation() {
     assert_eq!(history[1]["stateAfter"], "PendingPayment");
     assert_eq!(history[1]["componentName"], "OrderComponent");
     assert_eq!(history[1]["machineName"], "Order");
+    // The store keeps what the event changed; the API still shows the data after each event.
+    assert_eq!(history[1]["changes"], json!({"set": {"note": "first"}}), "{body}");
+    assert_eq!(history[0]["context"]["orderId"], "H1");
+    assert_eq!(history[1]["context"]["orderId"], "H1", "data rebuilt from the creation");
+    assert_eq!(history[1]["context"]["note"], "first");
+    assert!(history[0]["context"].get("note").is_none());
 
     let (status, body) =
         server.call("GET", &format!("/api/history/instances/{order}/events"), None).await;
@@ -54,6 +64,14 @@ async fn history_search_and_correlation() {
         .filter_map(|event| event["instanceId"].as_str())
         .collect();
     assert!(instances.contains(&order.as_str()) && instances.contains(&payment.as_str()), "{body}");
+    let submit = body["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|event| event["eventType"] == "SUBMIT")
+        .expect("the SUBMIT is in the chain");
+    assert_eq!(submit["context"]["orderId"], "H1", "chain events carry the data after them");
+    assert_eq!(submit["context"]["note"], "first");
     assert_eq!(body["correlationKey"], "correlationId");
 
     let (status, body) = server.call("GET", "/api/history/instances?status=weird", None).await;

@@ -22,7 +22,7 @@ use tokio::runtime::Runtime;
 use xcomponent_core::instance::{EventId, InstanceId, Status};
 use xcomponent_core::message::{Envelope, InboxEntry, MessageBody, MessageId};
 use xcomponent_core::store::{
-    CREATED_EVENT_TYPE, CommitBatch, EventStore, InstanceRecord, StoredEvent,
+    CREATED_EVENT_TYPE, CommitBatch, DataChanges, EventStore, InstanceRecord, StoredEvent,
 };
 use xcomponent_store::{Durability, StoreOptions, open};
 
@@ -73,7 +73,7 @@ impl Live {
             body: MessageBody::Send {
                 instance_id: self.id,
                 event: "PAY".to_owned(),
-                payload: event.context.clone(),
+                payload: order_data(i, event.seq),
             },
             causation_id: Some(event.id),
             correlation_id: Some(event.correlation_id),
@@ -102,10 +102,17 @@ impl Live {
             state_before: if seq == 1 { String::new() } else { "Open".to_owned() },
             state_after: "Open".to_owned(),
             status: Status::Active,
-            context: json!({ "orderId": format!("ORD-{i}"), "amount": 100 + i, "step": seq })
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
+            // As the runtime stores them: the creation with the whole data, a transition with
+            // what it changed.
+            context: (seq == 1).then(|| order_data(i, seq)),
+            changes: if seq == 1 {
+                DataChanges::default()
+            } else {
+                DataChanges {
+                    set: json!({ "step": seq }).as_object().cloned().unwrap_or_default(),
+                    removed: Vec::new(),
+                }
+            },
             timers: Vec::new(),
             parent: None,
             entry_point: false,
@@ -308,3 +315,11 @@ async fn delete_prefix(_: &str, _: &str) {}
 
 criterion_group!(benches, commit);
 criterion_main!(benches);
+
+/// The data of order `i` after its event `seq`.
+fn order_data(i: usize, seq: u64) -> serde_json::Map<String, serde_json::Value> {
+    json!({ "orderId": format!("ORD-{i}"), "amount": 100 + i, "step": seq })
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}

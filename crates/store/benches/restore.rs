@@ -9,7 +9,9 @@
 use serde_json::{Map, Value, json};
 use std::time::Instant;
 use xcomponent_core::instance::{EventId, InstanceId, Status};
-use xcomponent_core::store::{CREATED_EVENT_TYPE, CommitBatch, InstanceRecord, StoredEvent};
+use xcomponent_core::store::{
+    CREATED_EVENT_TYPE, CommitBatch, DataChanges, InstanceRecord, StoredEvent,
+};
 use xcomponent_store::{Durability, StoreOptions, open};
 
 /// Instances written per commit while filling the store.
@@ -41,9 +43,16 @@ fn event(
         state_before: if seq == 1 { String::new() } else { format!("S{}", seq - 1) },
         state_after: format!("S{seq}"),
         status,
-        context: object(
-            json!({ "orderId": format!("ORD-{i}"), "amount": 100 + i, "customer": "ACME", "step": seq }),
-        ),
+        // As the runtime stores them: the creation with the whole data, a transition with what it
+        // changed.
+        context: (seq == 1).then(|| {
+            object(json!({ "orderId": format!("ORD-{i}"), "amount": 100 + i, "customer": "ACME", "step": seq }))
+        }),
+        changes: if seq == 1 {
+            DataChanges::default()
+        } else {
+            DataChanges { set: object(json!({ "step": seq })), removed: Vec::new() }
+        },
         timers: Vec::new(),
         parent: None,
         entry_point: false,

@@ -252,6 +252,27 @@ pub(crate) fn text_matches(record: &InstanceRecord, text: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the SQL stores may select `text` search candidates by the text of single events.
+///
+/// A text without `,`, `{` or `}` that occurs in the JSON of an instance's data lies inside one
+/// top-level entry `"key":value`, which is written identically in the event that last set that
+/// key (its `context`, or the `set` of its `changes`); so "an event of the instance holds the
+/// text" selects every match (and some instances that no longer match, which the check on the
+/// rebuilt record drops). Any other text is checked on the rebuilt records only.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn text_prefilter(text: &str) -> bool {
+    !text.contains([',', '{', '}'])
+}
+
+/// Search candidates examined per round trip, and at most per `search` call when a `text` is
+/// checked on rebuilt records: a page may come back short with a cursor when the filters are
+/// very selective.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub(crate) const SEARCH_CHUNK: usize = 500;
+/// See `SEARCH_CHUNK`.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+pub(crate) const SEARCH_SCAN_BUDGET: usize = 50_000;
+
 /// `%text%` for SQL `LIKE ... ESCAPE '\'`, with the wildcards of `text` escaped, lowercased.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn like_pattern(text: &str) -> String {
@@ -269,8 +290,8 @@ pub(crate) fn like_pattern(text: &str) -> String {
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 /// Events after each snapshot, grouped by instance, combined into records in id order.
-#[cfg(feature = "postgres")]
-/// `ids` gives the order; `snapshots` and `events` must be sorted by id (and events by seq).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// `ids` gives the order; the events of one instance must be contiguous and in seq order.
 pub(crate) fn assemble(
     backend: &str,
     ids: &[InstanceId],

@@ -10,8 +10,9 @@
 
 use crate::PURGE_CHUNK;
 use crate::common::{
-    Cursor, RETENTION_CHUNK, assemble, check_batch, correlated_limit, corrupt, latest_snapshots,
-    like_pattern, page_limit, seq_to_i64, summaries, unavailable,
+    Cursor, RETENTION_CHUNK, SEARCH_CHUNK, SEARCH_SCAN_BUDGET, assemble, check_batch,
+    correlated_limit, corrupt, latest_snapshots, like_pattern, page_limit, seq_to_i64, summaries,
+    text_matches, text_prefilter, unavailable,
 };
 use crate::sql::{
     EventDocs, RawDeadLetter, RawEvent, event_select, json_text, parse_envelope, parse_record,
@@ -37,6 +38,7 @@ const BACKEND: &str = "postgres";
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_messages.sql")),
+    (3, include_str!("../migrations/postgres/0003_event_changes.sql")),
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.
@@ -55,18 +57,18 @@ pub const STATEMENT_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A whole commit in ONE statement (one round trip, atomic on its own, no BEGIN/COMMIT): the
-/// events ($1-$19, one UNNEST row each), the summaries ($21-$30, upserted only when the seq
+/// events ($1-$19 and $36, one UNNEST row each), the summaries ($21-$30, upserted only when the seq
 /// advances) and the snapshots ($31-$35, upserted only when not older), as data-modifying CTEs.
 const COMMIT: &str = "WITH events AS (INSERT INTO fsm_events (id, instance_id, seq, component, machine, \
     event_type, payload, state_before, state_after, status, context, timers, parent_id, parent_machine, entry_point, \
-    occurred_at, causation_id, correlation_id, source_component, schema_version) \
+    occurred_at, causation_id, correlation_id, source_component, schema_version, changes) \
     SELECT id, instance_id, seq, component, machine, event_type, payload::jsonb, state_before, state_after, status, \
     context::jsonb, timers::jsonb, parent_id, parent_machine, entry_point, occurred_at, causation_id, correlation_id, \
-    source_component, $20 FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::text[], $6::text[], \
-    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::uuid[], $14::text[], $15::bool[], \
-    $16::int8[], $17::uuid[], $18::uuid[], $19::text[]) AS u(id, instance_id, seq, component, machine, event_type, \
-    payload, state_before, state_after, status, context, timers, parent_id, parent_machine, entry_point, occurred_at, \
-    causation_id, correlation_id, source_component)), \
+    source_component, $20, changes::jsonb FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[], $4::text[], $5::text[], \
+    $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::uuid[], $14::text[], \
+    $15::bool[], $16::int8[], $17::uuid[], $18::uuid[], $19::text[], $36::text[]) AS u(id, instance_id, seq, component, \
+    machine, event_type, payload, state_before, state_after, status, context, timers, parent_id, parent_machine, \
+    entry_point, occurred_at, causation_id, correlation_id, source_component, changes)), \
     instances AS (INSERT INTO fsm_instances (instance_id, component, machine, state, status, seq, created_at, \
     updated_at, entry_point, correlation_id) \
     SELECT * FROM UNNEST($21::uuid[], $22::text[], $23::text[], $24::text[], $25::text[], $26::int8[], $27::int8[], \
@@ -81,7 +83,7 @@ const COMMIT: &str = "WITH events AS (INSERT INTO fsm_events (id, instance_id, s
     record = EXCLUDED.record, schema_version = EXCLUDED.schema_version WHERE EXCLUDED.seq >= fsm_snapshots.seq)";
 
 /// Bind parameters of `COMMIT` (the message parts are numbered after them).
-const COMMIT_PARAMS: usize = 35;
+const COMMIT_PARAMS: usize = 36;
 
 /// Which message parts a batch has: one bit each, so a batch without dead letters (most of
 /// them) runs a statement without their CTEs. `commit_sql` builds the statement of each mask.
@@ -293,7 +295,7 @@ impl PostgresStore {
             .bind(events.iter().map(|e| e.state_before.as_str()).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.state_after.as_str()).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
-            .bind(docs.iter().map(|d| d.context.as_str()).collect::<Vec<_>>())
+            .bind(docs.iter().map(|d| d.context.as_deref()).collect::<Vec<_>>())
             .bind(docs.iter().map(|d| d.timers.as_str()).collect::<Vec<_>>())
             .bind(
                 events
@@ -327,7 +329,8 @@ impl PostgresStore {
             .bind(snapshots.iter().map(|s| seq_to_i64(s.seq)).collect::<Result<Vec<_>>>()?)
             .bind(snapshots.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
             .bind(snapshots.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
-            .bind(snapshots.iter().map(|s| json_text(BACKEND, s)).collect::<Result<Vec<_>>>()?);
+            .bind(snapshots.iter().map(|s| json_text(BACKEND, s)).collect::<Result<Vec<_>>>()?)
+            .bind(docs.iter().map(|d| d.changes.as_deref()).collect::<Vec<_>>());
         bind_messages(query, batch)?.execute(&self.pool).await.map_err(Failure::Sql)?;
         Ok(())
     }
@@ -504,7 +507,8 @@ fn decode_event(row: &PgRow) -> Result<StoredEvent> {
         state_before: text(7)?,
         state_after: text(8)?,
         status: text(9)?,
-        context: text(10)?,
+        context: row.try_get(10).map_err(get_err)?,
+        changes: row.try_get(20).map_err(get_err)?,
         timers: text(11)?,
         parent_id: row.try_get(12).map_err(get_err)?,
         parent_machine: row.try_get(13).map_err(get_err)?,
@@ -633,77 +637,45 @@ impl EventStore for PostgresStore {
         self.events("history", "e.instance_id = $1 ORDER BY e.seq", id.0, i64::MAX).await
     }
 
+    /// Without `text` one statement selects the page. With `text`, candidates (the id matches,
+    /// or an event of the instance holds the text: `text_prefilter`) are checked on their
+    /// rebuilt records, in rounds of `SEARCH_CHUNK` and at most `SEARCH_SCAN_BUDGET` per call
+    /// (then the page comes back short, with a cursor to continue).
     async fn search(&self, query: &InstanceQuery) -> Result<Page<InstanceRecord>> {
         let limit = page_limit(query.limit);
-        let cursor = Cursor::of(query)?;
-        let mut sql = String::from("SELECT i.instance_id, i.updated_at FROM fsm_instances i ");
-        if query.text.is_some() {
-            sql.push_str(
-                "LEFT JOIN fsm_events e ON e.instance_id = i.instance_id AND e.seq = i.seq ",
-            );
-        }
-        sql.push_str("WHERE TRUE");
-        let mut binds: Vec<Bind> = Vec::new();
-        let mut filter = |clause: &str, value: Bind| {
-            binds.push(value);
-            sql.push_str(&clause.replace('#', &format!("${}", binds.len())));
-        };
-        if let Some(v) = &query.component {
-            filter(" AND i.component = #", Bind::Text(v.clone()));
-        }
-        if let Some(v) = &query.machine {
-            filter(" AND i.machine = #", Bind::Text(v.clone()));
-        }
-        if let Some(v) = &query.state {
-            filter(" AND i.state = #", Bind::Text(v.clone()));
-        }
-        if let Some(v) = query.status {
-            filter(" AND i.status = #", Bind::Text(v.as_str().to_owned()));
-        }
-        if let Some(v) = query.updated_from {
-            filter(" AND i.updated_at >= #", Bind::Int(v));
-        }
-        if let Some(v) = query.updated_to {
-            filter(" AND i.updated_at <= #", Bind::Int(v));
-        }
-        if let Some(c) = cursor {
-            filter(" AND (i.updated_at, i.instance_id) < (#", Bind::Int(c.updated_at));
-            filter(", #)", Bind::Uuid(c.id.0));
-        }
-        if let Some(text) = &query.text {
-            filter(
-                " AND (i.instance_id::text ILIKE # OR e.context::text ILIKE #)",
-                Bind::Text(like_pattern(text)),
-            );
-        }
-        binds.push(Bind::Int(limit as i64 + 1));
-        sql.push_str(&format!(
-            " ORDER BY i.updated_at DESC, i.instance_id DESC LIMIT ${}",
-            binds.len()
-        ));
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for bind in binds {
-            q = match bind {
-                Bind::Text(t) => q.bind(t),
-                Bind::Int(i) => q.bind(i),
-                Bind::Uuid(u) => q.bind(u),
-            };
-        }
+        let mut position = Cursor::of(query)?;
+        let fetch = if query.text.is_some() { SEARCH_CHUNK } else { limit + 1 };
         let mut tx = self.pool.begin_with(READ_TX).await.map_err(err("search"))?;
-        let rows = q.fetch_all(&mut *tx).await.map_err(err("search"))?;
-        let mut hits: Vec<(Millis, InstanceId)> = Vec::with_capacity(rows.len());
-        for row in &rows {
-            hits.push((
-                row.try_get(1).map_err(err("search"))?,
-                InstanceId(row.try_get(0).map_err(err("search"))?),
-            ));
+        let mut items: Vec<InstanceRecord> = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let hits = search_candidates(&mut tx, query, position, fetch).await?;
+            scanned += hits.len();
+            let ids: Vec<InstanceId> = hits.iter().map(|h| h.1).collect();
+            let records = Self::records_by_id(&mut tx, &ids).await?;
+            items.extend(
+                records
+                    .into_iter()
+                    .filter(|r| query.text.as_deref().is_none_or(|t| text_matches(r, t)))
+                    .take(limit + 1 - items.len()),
+            );
+            position = hits.last().map(|h| Cursor::after(h.0, h.1));
+            if query.text.is_none() || hits.len() < fetch {
+                position = None;
+                break;
+            }
+            if items.len() > limit || scanned >= SEARCH_SCAN_BUDGET {
+                break;
+            }
         }
-        let next_cursor = (hits.len() > limit)
-            .then(|| Cursor::after(hits[limit - 1].0, hits[limit - 1].1).encode());
-        hits.truncate(limit);
-        let ids: Vec<InstanceId> = hits.iter().map(|h| h.1).collect();
-        let items = Self::records_by_id(&mut tx, &ids).await?;
         tx.commit().await.map_err(err("search"))?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|r| Cursor::after(r.updated_at, r.id).encode())
+        } else {
+            // Budget spent before the page filled: resume after the last candidate examined.
+            position.map(Cursor::encode)
+        };
         Ok(Page { items, next_cursor })
     }
 
@@ -849,6 +821,74 @@ fn decode_dead_letter(row: &PgRow) -> Result<DeadLetter> {
         dead_at: row.try_get(5).map_err(get_err)?,
     }
     .decode(BACKEND)
+}
+
+/// `(updated_at, id)` of at most `fetch` instances matching the filters of `query` after
+/// `cursor`, most recently updated first; with `text`, a superset of the matches.
+async fn search_candidates(
+    tx: &mut PgConnection,
+    query: &InstanceQuery,
+    cursor: Option<Cursor>,
+    fetch: usize,
+) -> Result<Vec<(Millis, InstanceId)>> {
+    let mut sql =
+        String::from("SELECT i.instance_id, i.updated_at FROM fsm_instances i WHERE TRUE");
+    let mut binds: Vec<Bind> = Vec::new();
+    let mut filter = |clause: &str, value: Bind| {
+        binds.push(value);
+        sql.push_str(&clause.replace('#', &format!("${}", binds.len())));
+    };
+    if let Some(v) = &query.component {
+        filter(" AND i.component = #", Bind::Text(v.clone()));
+    }
+    if let Some(v) = &query.machine {
+        filter(" AND i.machine = #", Bind::Text(v.clone()));
+    }
+    if let Some(v) = &query.state {
+        filter(" AND i.state = #", Bind::Text(v.clone()));
+    }
+    if let Some(v) = query.status {
+        filter(" AND i.status = #", Bind::Text(v.as_str().to_owned()));
+    }
+    if let Some(v) = query.updated_from {
+        filter(" AND i.updated_at >= #", Bind::Int(v));
+    }
+    if let Some(v) = query.updated_to {
+        filter(" AND i.updated_at <= #", Bind::Int(v));
+    }
+    if let Some(c) = cursor {
+        filter(" AND (i.updated_at, i.instance_id) < (#", Bind::Int(c.updated_at));
+        filter(", #)", Bind::Uuid(c.id.0));
+    }
+    if let Some(text) = query.text.as_deref().filter(|t| text_prefilter(t)) {
+        filter(
+            " AND (i.instance_id::text ILIKE # OR EXISTS (SELECT 1 FROM fsm_events e \
+             WHERE e.instance_id = i.instance_id AND (e.context::text ILIKE # OR e.changes::text ILIKE #)))",
+            Bind::Text(like_pattern(text)),
+        );
+    }
+    binds.push(Bind::Int(i64::try_from(fetch).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(
+        " ORDER BY i.updated_at DESC, i.instance_id DESC LIMIT ${}",
+        binds.len()
+    ));
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for bind in binds {
+        q = match bind {
+            Bind::Text(t) => q.bind(t),
+            Bind::Int(i) => q.bind(i),
+            Bind::Uuid(u) => q.bind(u),
+        };
+    }
+    let rows = q.fetch_all(&mut *tx).await.map_err(err("search"))?;
+    let mut hits = Vec::with_capacity(rows.len());
+    for row in &rows {
+        hits.push((
+            row.try_get(1).map_err(err("search"))?,
+            InstanceId(row.try_get(0).map_err(err("search"))?),
+        ));
+    }
+    Ok(hits)
 }
 
 /// A bind value of a dynamically built query.

@@ -8,8 +8,9 @@
 //! events of each instance). The key layout is in `docs/stores.md`.
 
 use crate::common::{
-    Cursor, RETENTION_CHUNK, Summary, check_batch, correlated_limit, corrupt, fold,
-    latest_snapshots, order_key, page_limit, parse_order_key, summaries, text_matches, unavailable,
+    Cursor, RETENTION_CHUNK, SEARCH_CHUNK, SEARCH_SCAN_BUDGET, Summary, check_batch,
+    correlated_limit, corrupt, fold, latest_snapshots, order_key, page_limit, parse_order_key,
+    summaries, text_matches, unavailable,
 };
 use crate::{CONNECT_BACKOFF, Durability, PURGE_CHUNK, StoreOptions, with_retry};
 use async_trait::async_trait;
@@ -29,9 +30,11 @@ use xcomponent_core::store::{
 const BACKEND: &str = "redis";
 
 /// Version of the key layout, kept in `<prefix>:meta` (field `layout`). Version 2 added the
-/// outbox, inbox and dead-letter keys; a version 1 prefix is upgraded by recording 2 (the new
-/// keys start empty, nothing is moved).
-const LAYOUT_VERSION: i64 = 2;
+/// outbox, inbox and dead-letter keys; version 3 stores transitions with what they changed in the
+/// data (`changes`) instead of the whole data (`context`, kept by creations and snapshots). An
+/// older prefix is upgraded by recording 3: nothing is moved, new keys start empty and events
+/// stored with their whole `context` are still read (they fold as a full replace).
+const LAYOUT_VERSION: i64 = 3;
 
 /// Reconnection attempts of the connection manager after a lost connection.
 const RECONNECT_ATTEMPTS: usize = 5;
@@ -41,11 +44,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Instances read per script call (load_active, search).
 const READ_CHUNK: usize = 1_000;
-
-/// Search entries examined per round trip, and at most per `search` call: a page may come back
-/// short with a cursor when the filters are very selective.
-const SEARCH_CHUNK: usize = 500;
-const SEARCH_SCAN_BUDGET: usize = 50_000;
 
 const COMMIT_SCRIPT: &str = r#"
 local p = ARGV[1]

@@ -20,7 +20,7 @@ use xcomponent_core::store::{Result, StoredEvent};
 
 /// Columns of `fsm_events`, in the order `RawEvent` reads them (prefix with an alias if needed).
 #[cfg(feature = "postgres")]
-pub(crate) const EVENT_COLUMNS: [&str; 20] = [
+pub(crate) const EVENT_COLUMNS: [&str; 21] = [
     "id",
     "instance_id",
     "seq",
@@ -41,6 +41,7 @@ pub(crate) const EVENT_COLUMNS: [&str; 20] = [
     "correlation_id",
     "source_component",
     "schema_version",
+    "changes",
 ];
 
 /// `e.id, e.instance_id, …` for a select list.
@@ -49,7 +50,7 @@ pub(crate) fn event_select(alias: &str, json_suffix: &str) -> String {
     EVENT_COLUMNS
         .iter()
         .map(|c| match *c {
-            "payload" | "context" | "timers" => format!("{alias}.{c}{json_suffix}"),
+            "payload" | "context" | "timers" | "changes" => format!("{alias}.{c}{json_suffix}"),
             _ => format!("{alias}.{c}"),
         })
         .collect::<Vec<_>>()
@@ -92,7 +93,10 @@ pub(crate) struct RawEvent<'r> {
     pub state_before: &'r str,
     pub state_after: &'r str,
     pub status: &'r str,
-    pub context: &'r str,
+    /// The whole data (a creation, or any event of record layout 1); NULL otherwise.
+    pub context: Option<&'r str>,
+    /// What a layout 2 transition changed; NULL when nothing did (and on layout 1 rows).
+    pub changes: Option<&'r str>,
     pub timers: &'r str,
     pub parent_id: Option<Uuid>,
     pub parent_machine: Option<&'r str>,
@@ -130,7 +134,15 @@ impl RawEvent<'_> {
             state_before: self.state_before.to_owned(),
             state_after: self.state_after.to_owned(),
             status: parse_status(backend, self.status)?,
-            context: parse_json(backend, "context column", self.context)?,
+            context: self
+                .context
+                .map(|text| parse_json(backend, "context column", text))
+                .transpose()?,
+            changes: self
+                .changes
+                .map(|text| parse_json(backend, "changes column", text))
+                .transpose()?
+                .unwrap_or_default(),
             timers: parse_json(backend, "timers column", self.timers)?,
             parent,
             entry_point: self.entry_point,
@@ -204,11 +216,12 @@ pub(crate) fn parse_record(backend: &str, text: &str) -> Result<InstanceRecord> 
     parse_json(backend, "snapshot record", text)
 }
 
-/// The three document columns of an event, as JSON text.
+/// The document columns of an event, as JSON text (`context` and `changes` NULL when absent).
 #[cfg(feature = "postgres")]
 pub(crate) struct EventDocs {
     pub payload: String,
-    pub context: String,
+    pub context: Option<String>,
+    pub changes: Option<String>,
     pub timers: String,
 }
 
@@ -218,7 +231,10 @@ impl EventDocs {
     pub fn of(backend: &str, event: &StoredEvent) -> Result<EventDocs> {
         Ok(EventDocs {
             payload: json_text(backend, &event.payload)?,
-            context: json_text(backend, &event.context)?,
+            context: event.context.as_ref().map(|c| json_text(backend, c)).transpose()?,
+            changes: (!event.changes.is_empty())
+                .then(|| json_text(backend, &event.changes))
+                .transpose()?,
             timers: json_text(backend, &event.timers)?,
         })
     }

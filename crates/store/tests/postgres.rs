@@ -1,6 +1,7 @@
 //! Runs the conformance suite on PostgreSQL when `XC_TEST_POSTGRES_URL` is set, in a schema of
 //! its own (`xc_test_<random>`) dropped at the end; and checks that a version 1 schema is
-//! migrated in place to version 2 (the message tables) with its events kept.
+//! migrated in place to the latest version (the message tables, the nullable `context` and the
+//! `changes` column) with its events kept and still folded.
 
 #![cfg(feature = "postgres")]
 
@@ -98,7 +99,7 @@ async fn insert_v1(conn: &mut sqlx::PgConnection, events: &[StoredEvent]) -> sql
         .bind(&e.state_before)
         .bind(&e.state_after)
         .bind(e.status.as_str())
-        .bind(json(&e.context))
+        .bind(json(e.context.as_ref().expect("layout 1 events carry the whole data")))
         .bind(json(&e.timers))
         .bind(e.entry_point)
         .bind(e.timestamp)
@@ -134,7 +135,7 @@ fn json(value: &impl serde::Serialize) -> String {
 async fn version_1_schema_gains_the_message_tables() {
     let Some(url) = conformance::service_url("XC_TEST_POSTGRES_URL", "postgres") else { return };
     let schema = format!("xc_test_v1_{}", uuid::Uuid::now_v7().simple());
-    let live = conformance::chain("c_pg_v1", 3, 1_000);
+    let live = conformance::whole_contexts(&conformance::chain("c_pg_v1", 3, 1_000));
     let outcome = {
         let (url, schema) = (url.clone(), schema.clone());
         async move {
@@ -156,7 +157,7 @@ async fn version_1_schema_gains_the_message_tables() {
                     .fetch_all(&mut conn)
                     .await
                     .expect("versions");
-            assert_eq!(versions, vec![1, 2], "migrated to version 2 in place");
+            assert_eq!(versions, vec![1, 2, 3], "migrated to version 3 in place");
             assert_eq!(
                 store.history(live[0].instance_id).await.expect("store call"),
                 live,
@@ -191,7 +192,15 @@ async fn version_1_schema_gains_the_message_tables() {
             );
             assert_eq!(
                 store.history(live[0].instance_id).await.expect("store call"),
-                [live.clone(), vec![step]].concat()
+                [live.clone(), vec![step.clone()]].concat(),
+                "layout 1 events (whole data) and a layout 2 event (a change) side by side"
+            );
+            let mut want = conformance::expected(&live);
+            want.apply(&step);
+            assert_eq!(
+                store.instance(live[0].instance_id).await.expect("store call"),
+                Some(want),
+                "the change folds on the whole data of the layout 1 events"
             );
         }
     };
@@ -200,4 +209,64 @@ async fn version_1_schema_gains_the_message_tables() {
     if let Err(error) = outcome {
         std::panic::resume_unwind(error.into_panic());
     }
+}
+
+/// Issue 12, measured on PostgreSQL: one instance gains a 6 kB note per event (40 events), stored
+/// as the runtime now stores it (the creation whole, each transition its change) and as record
+/// layout 1 did (every event the whole data). `fsm_events` grows linearly now, quadratically then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_growing_instance_costs_its_changes() {
+    const NOTES: u64 = 40;
+    const NOTE_BYTES: usize = 6_000;
+    let Some(url) = conformance::service_url("XC_TEST_POSTGRES_URL", "postgres") else { return };
+    let mut sizes = Vec::new();
+    for layout in [1, 2] {
+        let schema = format!("xc_test_growth_{}", uuid::Uuid::now_v7().simple());
+        let options = StoreOptions { schema: schema.clone(), ..StoreOptions::default() };
+        let outcome = tokio::spawn({
+            let (url, schema) = (url.clone(), schema.clone());
+            async move {
+                let store = open(&url, &options).await.expect("opens");
+                let mut events = conformance::chain("c_growth", NOTES + 1, 1_000);
+                for (n, event) in events.iter_mut().enumerate().skip(1) {
+                    // Random hex: TOAST compression cannot hide the copies.
+                    let note: String =
+                        std::iter::repeat_with(|| uuid::Uuid::now_v7().simple().to_string())
+                            .flat_map(|hex| hex.into_bytes())
+                            .take(NOTE_BYTES)
+                            .map(char::from)
+                            .collect();
+                    event.changes.set =
+                        conformance::object(serde_json::json!({ format!("note{n:02}"): note }));
+                }
+                if layout == 1 {
+                    events = conformance::whole_contexts(&events);
+                }
+                for event in &events {
+                    store.commit(&conformance::batch(vec![event.clone()])).await.expect("commit");
+                }
+                let record = store.instance(events[0].instance_id).await.expect("read");
+                assert_eq!(record, Some(conformance::expected(&events)));
+                let mut conn = sqlx::PgConnection::connect(&url).await.expect("connects");
+                let table = format!("\"{schema}\".fsm_events");
+                sqlx::query_scalar::<_, i64>("SELECT pg_total_relation_size($1::regclass)")
+                    .bind(table)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("size")
+            }
+        })
+        .await;
+        drop_schema(&url, &schema).await;
+        match outcome {
+            Ok(size) => sizes.push(size),
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    let (whole, changes) = (sizes[0], sizes[1]);
+    eprintln!(
+        "postgres fsm_events after {NOTES} notes of {NOTE_BYTES} B: layout 1 (whole data) {whole} B, \
+         layout 2 (changes) {changes} B"
+    );
+    assert!(changes * 4 < whole, "changes {changes} B vs whole data {whole} B");
 }

@@ -1,6 +1,7 @@
 //! Runs the conformance suite on Redis when `XC_TEST_REDIS_URL` is set, under a key prefix of
 //! its own (`xc_test_<random>`) whose keys are deleted at the end; and checks that a layout 1
-//! prefix is upgraded to layout 2 (the message keys) and a newer layout refused.
+//! prefix is upgraded to layout 3 (the message keys; events stored with what they changed) and
+//! a newer layout refused.
 
 #![cfg(feature = "redis")]
 
@@ -10,6 +11,7 @@ mod redis_cleanup;
 
 use redis_cleanup::delete_prefix;
 
+use xcomponent_core::instance::Status;
 use xcomponent_core::store::CommitBatch;
 use xcomponent_store::{Durability, StoreOptions, open};
 
@@ -61,7 +63,18 @@ async fn layout_1_prefix_is_upgraded_and_a_newer_one_refused() {
                 .await
                 .expect("v1 meta");
             let store = open(&url, &options).await.expect("layout 1 opens");
-            assert_eq!(layout(&mut conn).await.expect("layout"), 2, "upgraded to layout 2");
+            assert_eq!(layout(&mut conn).await.expect("layout"), 3, "upgraded to layout 3");
+            // Events as layouts 1 and 2 stored them (the whole data in `context`: the same JSON)
+            // are read next to a layout 3 change.
+            let old = conformance::whole_contexts(&conformance::chain("c_layout", 3, 1_000));
+            let raw = serde_json::to_value(&old[1]).expect("encodes");
+            assert!(raw["context"].is_object() && raw.get("changes").is_none(), "{raw}");
+            store.commit(&conformance::batch(old.clone())).await.expect("old events");
+            let step = conformance::next(&old[2], "GO", "S4", Status::Active, 1_010);
+            store.commit(&conformance::batch(vec![step.clone()])).await.expect("a change");
+            let mut want = conformance::expected(&old);
+            want.apply(&step);
+            assert_eq!(store.instance(old[0].instance_id).await.expect("read"), Some(want));
             store
                 .commit(&CommitBatch {
                     outbox: vec![conformance::messages::send(

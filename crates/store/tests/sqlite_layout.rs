@@ -1,13 +1,15 @@
-//! SQLite-specific checks: a schema version 1 database (text ids) is migrated to version 2 with
-//! every record intact, a version 2 database gains the message tables of version 3 in place, and
-//! a group commit fails only the batch that conflicts (its messages included).
+//! SQLite-specific checks: a schema version 1 database (text ids) is migrated to the latest
+//! version with every record intact, a version 2 database gains the message tables of version 3
+//! and the nullable `context` / `changes` columns of version 4 (its layout 1 events, each with the
+//! whole data, still read and folded), and a group commit fails only the batch that conflicts
+//! (its messages included).
 
 #![allow(clippy::unwrap_used)]
 
 mod conformance;
 
 use conformance::messages::{self, send};
-use conformance::{batch, chain, expected, next, timer};
+use conformance::{batch, chain, expected, next, timer, whole_contexts};
 use serde_json::json;
 use std::sync::Arc;
 use xcomponent_core::instance::{EventId, InstanceId, ParentRef, Status};
@@ -51,7 +53,7 @@ fn insert_v1_event(conn: &rusqlite::Connection, e: &StoredEvent) {
             e.state_before,
             e.state_after,
             e.status.as_str(),
-            text(&e.context),
+            text(e.context.as_ref().expect("layout 1 events carry the whole data")),
             text(&e.timers),
             e.parent.as_ref().map(|p| p.instance_id.to_string()),
             e.parent.as_ref().map(|p| p.machine.clone()),
@@ -89,7 +91,7 @@ fn insert_v1_summary(conn: &rusqlite::Connection, record: &InstanceRecord) {
 async fn version_1_database_is_migrated() {
     let dir = TempDir::new();
     let path = dir.0.join("v1.db");
-    let mut live = chain("c_v1", 3, 1_000);
+    let mut live = whole_contexts(&chain("c_v1", 3, 1_000));
     live[0].parent = Some(ParentRef {
         instance_id: InstanceId(uuid::Uuid::now_v7()),
         machine: "Parent".to_owned(),
@@ -102,6 +104,7 @@ async fn version_1_database_is_migrated() {
     snapshot.context.insert("fromSnapshot".to_owned(), json!(true));
     let mut done = chain("c_v1", 1, 2_000);
     done.push(next(&done[0], "END", "End", Status::Completed, 2_001));
+    let done = whole_contexts(&done);
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(include_str!("../migrations/sqlite/0001_init.sql")).unwrap();
@@ -143,8 +146,18 @@ async fn version_1_database_is_migrated() {
     );
     let chain_events = store.correlated(live[0].correlation_id, 10).await.unwrap();
     assert_eq!(chain_events, live, "correlation ranges rebuilt");
-    // Writes continue on the migrated data: the next seq is accepted, a stored one conflicts.
-    store.commit(&batch(vec![next(&live[2], "GO", "S4", Status::Active, 1_010)])).await.unwrap();
+    // Writes continue on the migrated data: the next seq is accepted (stored as a change and
+    // folded on the whole data of the layout 1 events), a stored one conflicts.
+    let step = next(&live[2], "GO", "S4", Status::Active, 1_010);
+    store.commit(&batch(vec![step.clone()])).await.unwrap();
+    let now = store.instance(live[0].instance_id).await.unwrap().expect("exists");
+    assert_eq!(now.seq, 4);
+    assert_eq!(now.context.get("step"), Some(&json!(4)), "the change folded on layout 1 data");
+    assert_eq!(
+        now.context.get("fromSnapshot"),
+        None,
+        "event 3 (layout 1) replaced the snapshot's data whole, event 4 changed one key"
+    );
     let duplicate = next(&live[1], "DUP", "Elsewhere", Status::Active, 1_011);
     assert!(matches!(
         store.commit(&batch(vec![duplicate])).await,
@@ -164,7 +177,7 @@ fn versions(path: &std::path::Path) -> Vec<i64> {
 async fn version_2_database_gains_the_message_tables() {
     let dir = TempDir::new();
     let path = dir.0.join("v2.db");
-    let live = chain("c_v2", 3, 1_000);
+    let live = whole_contexts(&chain("c_v2", 3, 1_000));
     {
         // A version 2 file as a version 2 build left it: version 1 data, then its migration.
         let conn = rusqlite::Connection::open(&path).unwrap();
@@ -185,7 +198,7 @@ async fn version_2_database_gains_the_message_tables() {
     let url = format!("sqlite://{}", path.display());
     let options = StoreOptions { durability: Durability::Relaxed, ..StoreOptions::default() };
     let store = open(&url, &options).await.expect("version 2 database opens and migrates");
-    assert_eq!(versions(&path), vec![1, 2, 3], "migrated to version 3 in place");
+    assert_eq!(versions(&path), vec![1, 2, 3, 4], "migrated to version 4 in place");
     assert_eq!(store.history(live[0].instance_id).await.unwrap(), live, "events kept");
     assert_eq!(store.instance(live[0].instance_id).await.unwrap(), Some(expected(&live)));
 
@@ -211,7 +224,7 @@ async fn version_2_database_gains_the_message_tables() {
     assert_eq!(store.history(live[0].instance_id).await.unwrap(), [live, vec![step]].concat());
     drop(store);
     drop(open(&url, &options).await.expect("reopens"));
-    assert_eq!(versions(&path), vec![1, 2, 3], "no migration applied twice");
+    assert_eq!(versions(&path), vec![1, 2, 3, 4], "no migration applied twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -122,6 +122,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = xcomponent_runtime::DEFAULT_MAX_BATCH, value_name = "N")]
     pub max_batch: usize,
 
+    /// Largest instance data, in bytes of its JSON: an event whose transition would make it
+    /// larger is refused (HTTP 422) and the instance stays as it was.
+    #[arg(long, env = "XCOMPONENT_MAX_DATA_BYTES", default_value_t = xcomponent_runtime::DEFAULT_MAX_DATA_BYTES, value_name = "BYTES")]
+    pub max_data_bytes: usize,
+
+    /// Largest event payload (and initial data of a creation), in bytes of its JSON: a larger
+    /// one is refused (HTTP 413).
+    #[arg(long, env = "XCOMPONENT_MAX_PAYLOAD_BYTES", default_value_t = xcomponent_runtime::DEFAULT_MAX_PAYLOAD_BYTES, value_name = "BYTES")]
+    pub max_payload_bytes: usize,
+
     /// Delete the events of instances that finished more than DAYS days ago (checked hourly;
     /// unset: keep everything).
     #[arg(long, env = "XCOMPONENT_RETENTION_DAYS", value_name = "DAYS")]
@@ -311,6 +321,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         snapshot_interval: args.snapshot_interval.max(1),
         commit_delay: std::time::Duration::from_millis(args.commit_delay_ms),
         max_batch: args.max_batch.max(1),
+        max_data_bytes: args.max_data_bytes,
+        max_payload_bytes: args.max_payload_bytes,
         ..RuntimeOptions::default()
     };
     if let Some(shards) = args.shards {

@@ -217,6 +217,9 @@ impl ShardWork {
                     );
                     self.receipt_dead(shared, origin, DeadLetterKind::Undeliverable, reason);
                 }
+                Err(error @ RuntimeError::DataTooLarge { .. }) => {
+                    self.receipt_dead(shared, origin, DeadLetterKind::Rejected, error.to_string())
+                }
                 Err(error) => self.receipt_dead(
                     shared,
                     origin,
@@ -281,6 +284,12 @@ impl ShardWork {
         if self.instances.slot_of(&id).is_some() {
             return (reply, Err(RuntimeError::DuplicateInstance(id)));
         }
+        // A creation runs no hook: its data is the initial data.
+        let limit = shared.options.max_data_bytes;
+        let bytes = crate::size::json_bytes(&context);
+        if bytes > limit {
+            return (reply, Err(RuntimeError::DataTooLarge { instance: id, bytes, limit }));
+        }
         let definition = shared.registry.definition(component);
         if definition.entry_mode == EntryMode::Singleton
             && definition.entry_machine == Some(machine)
@@ -297,6 +306,7 @@ impl ShardWork {
         }
         let mut instance = engine::create(definition, machine, id, context, parent, now);
         instance.entry_point = entry_point;
+
         if instance.context.is_empty() {
             // All empty contexts of a shard share one allocation (copy-on-write on first change).
             instance.context = self.empty_context.clone();
@@ -319,7 +329,8 @@ impl ShardWork {
                 state_before: String::new(),
                 state_after: machine_def.state(instance.state).name.to_string(),
                 status: instance.status,
-                context: Context::clone(&instance.context),
+                context: Some(Context::clone(&instance.context)),
+                changes: Default::default(),
                 timers: timer_records(definition, &instance),
                 parent: instance.parent.as_deref().cloned(),
                 entry_point,
@@ -398,6 +409,10 @@ impl ShardWork {
         let timers_before: SmallVec<[PendingTimer; 2]> =
             slot.instance.timers.iter().copied().collect();
         let state_before = slot.instance.state;
+        let context_before = Arc::clone(&slot.instance.context);
+        // What a transition refused for the size of its data puts back (cheap: the data is an
+        // Arc, shared until the step changes it).
+        let instance_before = slot.instance.clone();
         let mut no_hooks = NoHooks;
         let mut component_hooks = shared.handlers.for_component(&definition.name);
         let hooks: &mut dyn Hooks =
@@ -414,7 +429,24 @@ impl ShardWork {
                 hooks,
             ),
         };
+        let limit = shared.options.max_data_bytes;
+        let too_large = match &result {
+            StepResult::Transitioned(_)
+                if !Arc::ptr_eq(&context_before, &slot.instance.context) =>
+            {
+                let bytes = crate::size::json_bytes(&*slot.instance.context);
+                (bytes > limit).then_some(bytes)
+            }
+            _ => None,
+        };
+        if too_large.is_some() {
+            // Refused whole: state, data, timers and effects of the step are dropped.
+            slot.instance = instance_before;
+        }
         self.instances.reconcile(position, values_before, &timers_before, paths);
+        if let Some(bytes) = too_large {
+            return Err(RuntimeError::DataTooLarge { instance: id, bytes, limit });
+        }
         let transitioned = match result {
             StepResult::Ignored(ignored) => {
                 if report_ignored && self.streaming && ignored != Ignored::StaleTimer {
@@ -447,6 +479,7 @@ impl ShardWork {
                 correlation,
                 event_id,
                 state_before,
+                &context_before,
                 now,
             );
         }

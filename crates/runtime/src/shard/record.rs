@@ -1,5 +1,6 @@
-//! The stored form of what a shard does: a `StoredEvent` per transition, snapshots every
-//! `snapshot_interval` events and at final/error, and `InstanceRecord`s.
+//! The stored form of what a shard does: a `StoredEvent` per transition (with what it changed in
+//! the instance data, not the whole data), snapshots every `snapshot_interval` events and at
+//! final/error (with the whole data), and `InstanceRecord`s.
 
 use super::state::Slot;
 use crate::protocol::Trace;
@@ -7,7 +8,7 @@ use crate::shared::Shared;
 use std::sync::Arc;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::instance::{Context, EventId, Instance, Millis, StateIdx, Status};
-use xcomponent_core::store::{CommitBatch, InstanceRecord, StoredEvent, TimerRecord};
+use xcomponent_core::store::{CommitBatch, DataChanges, InstanceRecord, StoredEvent, TimerRecord};
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn record_transition(
@@ -21,9 +22,16 @@ pub(crate) fn record_transition(
     correlation: EventId,
     event_id: EventId,
     state_before: StateIdx,
+    context_before: &Arc<Context>,
     now: Millis,
 ) {
     let instance = &slot.instance;
+    // A transition that did not touch the data shares the Arc it had before: nothing to compare.
+    let changes = if Arc::ptr_eq(context_before, &instance.context) {
+        DataChanges::default()
+    } else {
+        DataChanges::between(context_before, &instance.context)
+    };
     let machine_def = definition.machine(instance.machine);
     let stored = StoredEvent {
         id: event_id,
@@ -36,7 +44,8 @@ pub(crate) fn record_transition(
         state_before: machine_def.state(state_before).name.to_string(),
         state_after: machine_def.state(instance.state).name.to_string(),
         status: instance.status,
-        context: Context::clone(&instance.context),
+        context: None,
+        changes,
         timers: timer_records(definition, instance),
         parent: None,
         entry_point: false,

@@ -6,7 +6,7 @@
 //! so "the story of an instance" is gathered here: the correlation ids of its events, then of
 //! the instances those chains reached, a bounded number of hops (`CORRELATION_HOPS`).
 
-use crate::dto::{history_event, history_instance};
+use crate::dto::{contexts_after, history_event, history_instance, history_of};
 use crate::error::{ApiError, ApiPath, ApiQuery, ApiResult, ErrorBody, parse_instance_id};
 use crate::schemas::StatusParam;
 use crate::state::AppState;
@@ -14,10 +14,10 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
-use xcomponent_core::instance::{EventId, InstanceId, Status};
+use xcomponent_core::instance::{Context, EventId, InstanceId, Status};
 use xcomponent_core::store::{EventStore, InstanceQuery, StoredEvent};
 
 /// Default page of the history search.
@@ -141,7 +141,7 @@ pub(crate) async fn instance_history(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<HistoryBody>> {
     let id = parse_instance_id(&id)?;
-    let history = events_of(&state, id).await?.iter().map(history_event).collect();
+    let history = history_of(&events_of(&state, id).await?);
     Ok(Json(HistoryBody { instance_id: id, history }))
 }
 
@@ -155,7 +155,7 @@ pub(crate) async fn history_events(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<EventsBody>> {
     let id = parse_instance_id(&id)?;
-    let events: Vec<Value> = events_of(&state, id).await?.iter().map(history_event).collect();
+    let events: Vec<Value> = history_of(&events_of(&state, id).await?);
     let snapshot = match store(&state) {
         Some(store) => store.instance(id).await?.map(|record| history_instance(&record)),
         None => None,
@@ -284,7 +284,8 @@ pub(crate) async fn correlated(
     if events.len() > MAX_CORRELATED_EVENTS {
         truncated = true;
     }
-    let events = events.values().take(MAX_CORRELATED_EVENTS).map(history_event).collect();
+    let events =
+        chain_events(&*store, events.values().take(MAX_CORRELATED_EVENTS).collect()).await?;
     Ok(Json(CorrelatedBody {
         events,
         correlation_key: "correlationId".to_owned(),
@@ -292,6 +293,31 @@ pub(crate) async fn correlated(
         correlation_ids: chains,
         truncated,
     }))
+}
+
+/// Events of several instances (a chain) as the API shows them, each with the data after it.
+/// A stored transition keeps only what it changed, so that data comes from folding its
+/// instance's whole history: read once per instance whose events here do not all carry it.
+async fn chain_events(store: &dyn EventStore, events: Vec<&StoredEvent>) -> ApiResult<Vec<Value>> {
+    let mut data: HashMap<(InstanceId, u64), Context> = HashMap::new();
+    let partial: HashSet<InstanceId> =
+        events.iter().filter(|e| e.context.is_none()).map(|e| e.instance_id).collect();
+    for instance in partial {
+        let history = store.history(instance).await?;
+        for (event, context) in history.iter().zip(contexts_after(&history)) {
+            data.insert((instance, event.seq), context);
+        }
+    }
+    Ok(events
+        .into_iter()
+        .map(|event| {
+            let context = data
+                .remove(&(event.instance_id, event.seq))
+                .or_else(|| event.context.clone())
+                .unwrap_or_default();
+            history_event(event, &context)
+        })
+        .collect())
 }
 
 /// Where to look for an event's chain.
@@ -364,9 +390,10 @@ pub(crate) async fn causality(
             || event.causation_id.is_some_and(|cause| caused.contains(&cause));
         if descends {
             caused.insert(event.id);
-            found.push(history_event(event));
+            found.push(event);
         }
     }
+    let found = chain_events(&*store, found).await?;
     if found.is_empty() {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,

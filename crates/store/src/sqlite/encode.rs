@@ -36,7 +36,10 @@ pub(super) struct EventRow {
     pub state_before: Span,
     pub state_after: Span,
     pub status: &'static str,
-    pub context: Span,
+    /// The whole data (creations); `None` for a transition, which stores `changes`.
+    pub context: Option<Span>,
+    /// What a transition changed; `None` when nothing did.
+    pub changes: Option<Span>,
     pub timers: Span,
     pub parent: Option<([u8; 16], Span)>,
     pub entry_point: bool,
@@ -258,7 +261,8 @@ impl Encoded {
             state_before: self.text(&e.state_before)?,
             state_after: self.text(&e.state_after)?,
             status: e.status.as_str(),
-            context: self.json(&e.context)?,
+            context: e.context.as_ref().map(|c| self.json(c)).transpose()?,
+            changes: if e.changes.is_empty() { None } else { Some(self.json(&e.changes)?) },
             timers: self.json(&e.timers)?,
             parent,
             entry_point: e.entry_point,

@@ -7,7 +7,10 @@
 
 use super::fold::{int, opt_text, opt_uuid, records, text, uuid, value};
 use super::{BACKEND, err};
-use crate::common::{Cursor, correlated_limit, like_pattern, page_limit};
+use crate::common::{
+    Cursor, SEARCH_CHUNK, SEARCH_SCAN_BUDGET, correlated_limit, like_pattern, page_limit,
+    text_matches, text_prefilter,
+};
 use crate::sql::{RawDeadLetter, RawEvent, parse_envelope};
 use rusqlite::{Connection, Row, ToSql};
 use std::collections::BTreeSet;
@@ -18,7 +21,7 @@ use xcomponent_core::store::{InstanceQuery, InstanceRecord, Page, Result, Stored
 /// Every column of `fsm_events`, in the order `decode_event` reads them.
 const EVENT_COLUMNS: &str = "id, instance_id, seq, component, machine, event_type, payload, state_before, \
     state_after, status, context, timers, parent_id, parent_machine, entry_point, occurred_at, causation_id, \
-    correlation_id, source_component";
+    correlation_id, source_component, changes";
 
 /// The text form of a 16-byte id (`LIKE` is case-insensitive for ASCII).
 const ID_TEXT: &str = "(substr(hex(i.instance_id), 1, 8) || '-' || substr(hex(i.instance_id), 9, 4) || '-' || \
@@ -39,7 +42,8 @@ fn decode_event(row: &Row<'_>) -> Result<StoredEvent> {
         state_before: text(row, 7)?,
         state_after: text(row, 8)?,
         status: text(row, 9)?,
-        context: text(row, 10)?,
+        context: opt_text(row, 10)?,
+        changes: opt_text(row, 19)?,
         timers: text(row, 11)?,
         parent_id: opt_uuid(value(12)?)?,
         parent_machine: opt_text(row, 13)?,
@@ -154,14 +158,60 @@ impl Bind {
 }
 
 /// Instances matching `query`, most recently updated first.
+///
+/// Without `text` one statement selects the page. With `text`, the current data is no longer in
+/// any single row (an event stores what it changed), so the statement selects candidates (the
+/// id matches, or an event of the instance holds the text: `text_prefilter`) and the rebuilt
+/// records are checked with `text_matches`, in rounds of `SEARCH_CHUNK` candidates and at most
+/// `SEARCH_SCAN_BUDGET` per call (then the page comes back short, with a cursor to continue).
 pub(super) fn search(conn: &Connection, query: &InstanceQuery) -> Result<Page<InstanceRecord>> {
     let limit = page_limit(query.limit);
-    let cursor = Cursor::of(query)?;
-    let mut sql = String::from("SELECT i.instance_id, i.updated_at FROM fsm_instances i ");
-    if query.text.is_some() {
-        sql.push_str("LEFT JOIN fsm_events e ON e.ikey = i.ikey AND e.seq = i.seq ");
+    let mut position = Cursor::of(query)?;
+    let tx = conn.unchecked_transaction().map_err(err("search"))?;
+    let mut items: Vec<InstanceRecord> = Vec::new();
+    let mut scanned = 0;
+    let fetch = if query.text.is_some() { SEARCH_CHUNK } else { limit + 1 };
+    loop {
+        let hits = search_candidates(&tx, query, position, fetch)?;
+        scanned += hits.len();
+        let ids: Vec<InstanceId> = hits.iter().map(|h| h.1).collect();
+        let records = records_by_id(&tx, &ids)?;
+        items.extend(
+            records
+                .into_iter()
+                .filter(|r| query.text.as_deref().is_none_or(|t| text_matches(r, t)))
+                .take(limit + 1 - items.len()),
+        );
+        position = hits.last().map(|h| Cursor::after(h.0, h.1));
+        if query.text.is_none() || hits.len() < fetch {
+            position = None;
+            break;
+        }
+        if items.len() > limit || scanned >= SEARCH_SCAN_BUDGET {
+            break;
+        }
     }
-    sql.push_str("WHERE 1 = 1");
+    tx.commit().map_err(err("search"))?;
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|r| Cursor::after(r.updated_at, r.id).encode())
+    } else {
+        // Budget spent before the page filled: resume after the last candidate examined.
+        position.map(Cursor::encode)
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// `(updated_at, id)` of at most `fetch` instances matching the filters of `query` after
+/// `cursor`, most recently updated first; with `text`, a superset of the matches.
+fn search_candidates(
+    conn: &Connection,
+    query: &InstanceQuery,
+    cursor: Option<Cursor>,
+    fetch: usize,
+) -> Result<Vec<(Millis, InstanceId)>> {
+    let mut sql =
+        String::from("SELECT i.instance_id, i.updated_at FROM fsm_instances i WHERE 1 = 1");
     let mut binds: Vec<Bind> = Vec::new();
     let mut filter = |clause: &str, value: Bind| {
         sql.push_str(clause);
@@ -190,30 +240,26 @@ pub(super) fn search(conn: &Connection, query: &InstanceQuery) -> Result<Page<In
         filter(" OR (i.updated_at = ?", Bind::Int(c.updated_at));
         filter(" AND i.instance_id < ?))", Bind::Blob(*c.id.0.as_bytes()));
     }
-    if let Some(text) = &query.text {
+    if let Some(text) = query.text.as_deref().filter(|t| text_prefilter(t)) {
         let pattern = like_pattern(text);
         filter(&format!(" AND ({ID_TEXT} LIKE ? ESCAPE '\\'"), Bind::Text(pattern.clone()));
-        filter(" OR e.context LIKE ? ESCAPE '\\')", Bind::Text(pattern));
+        filter(
+            " OR EXISTS (SELECT 1 FROM fsm_events e WHERE e.ikey = i.ikey \
+             AND (e.context LIKE ? ESCAPE '\\'",
+            Bind::Text(pattern.clone()),
+        );
+        filter(" OR e.changes LIKE ? ESCAPE '\\')))", Bind::Text(pattern));
     }
     sql.push_str(" ORDER BY i.updated_at DESC, i.instance_id DESC LIMIT ?");
-    binds.push(Bind::Int(limit as i64 + 1));
+    binds.push(Bind::Int(i64::try_from(fetch).unwrap_or(i64::MAX)));
     let params: Vec<&dyn ToSql> = binds.iter().map(Bind::as_sql).collect();
-    let tx = conn.unchecked_transaction().map_err(err("search"))?;
-    let mut hits: Vec<(Millis, InstanceId)> = Vec::new();
-    {
-        let mut statement = tx.prepare(&sql).map_err(err("search"))?;
-        let mut rows = statement.query(params.as_slice()).map_err(err("search"))?;
-        while let Some(row) = rows.next().map_err(err("search"))? {
-            hits.push((int(row, 1)?, InstanceId(uuid(value(row, 0)?)?)));
-        }
+    let mut statement = conn.prepare(&sql).map_err(err("search"))?;
+    let mut rows = statement.query(params.as_slice()).map_err(err("search"))?;
+    let mut hits = Vec::new();
+    while let Some(row) = rows.next().map_err(err("search"))? {
+        hits.push((int(row, 1)?, InstanceId(uuid(value(row, 0)?)?)));
     }
-    let next_cursor =
-        (hits.len() > limit).then(|| Cursor::after(hits[limit - 1].0, hits[limit - 1].1).encode());
-    hits.truncate(limit);
-    let ids: Vec<InstanceId> = hits.iter().map(|h| h.1).collect();
-    let items = records_by_id(&tx, &ids)?;
-    tx.commit().map_err(err("search"))?;
-    Ok(Page { items, next_cursor })
+    Ok(hits)
 }
 
 /// Pending messages after `after` (all when `None`), in id order, at most `page_limit(limit)`.

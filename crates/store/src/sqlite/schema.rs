@@ -16,6 +16,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_compact_keys.sql")),
     (3, include_str!("../../migrations/sqlite/0003_messages.sql")),
+    (4, include_str!("../../migrations/sqlite/0004_event_changes.sql")),
 ];
 
 /// How long a connection waits on a lock held by another process before failing.

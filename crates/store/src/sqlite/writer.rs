@@ -30,8 +30,8 @@ const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
 
 const INSERT_EVENT: &str = "INSERT INTO fsm_events (ikey, seq, id, instance_id, component, machine, event_type, \
     payload, state_before, state_after, status, context, timers, parent_id, parent_machine, entry_point, occurred_at, \
-    causation_id, correlation_id, source_component, schema_version) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
+    causation_id, correlation_id, source_component, schema_version, changes) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
 
 /// Upserts a summary and returns the instance's key (no row when an older summary is skipped).
 const UPSERT_INSTANCE: &str = "INSERT INTO fsm_instances (instance_id, component, machine, state, status, seq, \
@@ -227,7 +227,7 @@ fn write(tx: &Connection, batch: &Encoded) -> std::result::Result<(), Failure> {
         bind.raw_bind_parameter(9, text(batch, e.state_before))?;
         bind.raw_bind_parameter(10, text(batch, e.state_after))?;
         bind.raw_bind_parameter(11, e.status)?;
-        bind.raw_bind_parameter(12, text(batch, e.context))?;
+        bind.raw_bind_parameter(12, e.context.map(|c| text(batch, c)))?;
         bind.raw_bind_parameter(13, text(batch, e.timers))?;
         bind.raw_bind_parameter(14, e.parent.as_ref().map(|p| p.0))?;
         bind.raw_bind_parameter(15, e.parent.as_ref().map(|p| text(batch, p.1)))?;
@@ -237,6 +237,7 @@ fn write(tx: &Connection, batch: &Encoded) -> std::result::Result<(), Failure> {
         bind.raw_bind_parameter(19, e.correlation_id)?;
         bind.raw_bind_parameter(20, e.source_component.map(|s| text(batch, s)))?;
         bind.raw_bind_parameter(21, i64::from(RECORD_SCHEMA_VERSION))?;
+        bind.raw_bind_parameter(22, e.changes.map(|c| text(batch, c)))?;
         match insert.raw_execute() {
             Ok(_) => {}
             Err(error)

@@ -190,7 +190,10 @@ pub async fn restore_is_snapshot_plus_later_events(store: &dyn EventStore) {
     let record = store.instance(id).await.unwrap().expect("exists");
     assert_eq!(record, want, "[{}] instance = snapshot at 10 + events 11..13", store.backend());
     assert_eq!(record.created_at, 42, "the snapshot is the base");
-    assert!(!record.context.contains_key("snapshotOnly"), "later events replace the data");
+    assert!(
+        record.context.contains_key("snapshotOnly"),
+        "later events change the snapshot's data, key by key"
+    );
     let active = load_all_active(store, "c_restore", 1000).await;
     assert_eq!(
         active,
@@ -331,4 +334,86 @@ pub async fn retention_purges_old_finished_instances(store: &dyn EventStore) {
         store.apply_retention(Retention { keep_finished_ms: Some(5_000) }, 10_000).await.unwrap(),
         0
     );
+}
+
+/// Events of record layout 2 carry what they changed, events of layout 1 (written before it)
+/// the whole data; a restore folds both, in seq order, to the data each step produced: the same
+/// record as the same steps stored whole.
+pub async fn restore_folds_changes_and_whole_contexts(store: &dyn EventStore) {
+    let steps = [
+        json!({ "a": 1, "big": "x".repeat(1_000) }),
+        json!({ "a": 2, "old": true, "big": "y".repeat(1_000) }),
+        json!({ "a": 2, "big": "y".repeat(1_000), "list": [1, 2, 3] }),
+        json!({ "a": 3, "big": "y".repeat(1_000), "list": [1, 2, 3] }),
+        json!({ "only": { "nested": [null, 1.5] } }),
+        json!({ "only": { "nested": [null, 1.5] }, "c": "end" }),
+    ];
+    let whole = |component: &str| {
+        let mut events =
+            vec![created(component, InstanceId(uuid::Uuid::now_v7()), "S1", T0, steps[0].clone())];
+        for (n, data) in steps.iter().enumerate().skip(1) {
+            let mut event =
+                next(events.last().unwrap(), "GO", &format!("S{n}"), Status::Active, T0 + n as i64);
+            event.changes = DataChanges::default();
+            event.context = Some(object(data.clone()));
+            events.push(event);
+        }
+        events
+    };
+    // Layout 1: every event whole. Mixed: changes, except the events of seq 2 and 5 (whole).
+    let layout_1 = whole("c_fold_whole");
+    let mut mixed = whole("c_fold_mixed");
+    for n in [2, 3, 5] {
+        let before = object(steps[n - 1].clone());
+        mixed[n].changes = DataChanges::between(&before, &object(steps[n].clone()));
+        mixed[n].context = None;
+    }
+    assert_eq!(mixed[2].changes.removed, vec!["old".to_owned()]);
+    assert_eq!(mixed[2].changes.set.keys().collect::<Vec<_>>(), vec!["list"]);
+    // Snapshotted copy: a snapshot at seq 3, then events 4.. folded on it.
+    let mut snapshotted = whole("c_fold_snapshot");
+    for n in 1..snapshotted.len() {
+        let before = object(steps[n - 1].clone());
+        snapshotted[n].changes = DataChanges::between(&before, &object(steps[n].clone()));
+        snapshotted[n].context = None;
+    }
+    let snapshot = expected(&snapshotted[..3]);
+    commit(store, &batch([layout_1.clone(), mixed.clone()].concat())).await;
+    commit(
+        store,
+        &CommitBatch {
+            events: snapshotted.clone(),
+            snapshots: vec![snapshot],
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let name = store.backend();
+    let want = object(steps[steps.len() - 1].clone());
+    for events in [&layout_1, &mixed, &snapshotted] {
+        let id = events[0].instance_id;
+        let record = store.instance(id).await.unwrap().expect("exists");
+        assert_eq!(record, expected(events), "[{name}] {} restored", events[0].component);
+        assert_eq!(
+            record.context, want,
+            "[{name}] {}: the data of the last step",
+            events[0].component
+        );
+        assert_eq!(
+            store.history(id).await.unwrap(),
+            *events,
+            "[{name}] events come back as written"
+        );
+        let mut data = Map::new();
+        for (n, event) in events.iter().enumerate() {
+            data = event.data_after(&data);
+            assert_eq!(data, object(steps[n].clone()), "[{name}] data after event {}", n + 1);
+        }
+    }
+    for component in ["c_fold_whole", "c_fold_mixed", "c_fold_snapshot"] {
+        let active = load_all_active(store, component, 1000).await;
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].context, want, "[{name}] load_active of {component}");
+    }
 }

@@ -14,7 +14,8 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
 use xcomponent_core::store::{
-    CREATED_EVENT_TYPE, CommitBatch, EventStore, InstanceRecord, StoredEvent, TimerRecord,
+    CREATED_EVENT_TYPE, CommitBatch, DataChanges, EventStore, InstanceRecord, StoredEvent,
+    TimerRecord,
 };
 
 /// A time around which most checks place their events (retention cuts far below it).
@@ -38,9 +39,11 @@ pub async fn run_all(store: Arc<dyn EventStore>) {
     check!(checks::conflict_between_concurrent_committers);
     check!(checks::batch_is_all_or_nothing);
     check!(checks::restore_is_snapshot_plus_later_events);
+    check!(checks::restore_folds_changes_and_whole_contexts);
     check!(checks::finished_instances_are_not_active);
     check!(checks::load_active_pages_over_many_instances);
     check!(search::search_filters);
+    check!(search::search_text_sees_current_data);
     check!(search::search_cursor_paging);
     check!(search::search_limit_is_capped);
     check!(search::correlated_chain_across_components);
@@ -73,7 +76,8 @@ pub fn created(
         state_before: String::new(),
         state_after: state.to_owned(),
         status: Status::Active,
-        context: object(context),
+        context: Some(object(context)),
+        changes: DataChanges::default(),
         timers: Vec::new(),
         parent: None,
         entry_point: false,
@@ -84,7 +88,8 @@ pub fn created(
     }
 }
 
-/// The event following `previous` (same instance, next seq), moving to `state`.
+/// The event following `previous` (same instance, next seq), moving to `state` and setting the
+/// data's `step` to its seq (stored as a change: record layout 2).
 pub fn next(
     previous: &StoredEvent,
     event_type: &str,
@@ -92,8 +97,8 @@ pub fn next(
     status: Status,
     ts: Millis,
 ) -> StoredEvent {
-    let mut context = previous.context.clone();
-    context.insert("step".to_owned(), json!(previous.seq + 1));
+    let changes =
+        DataChanges { set: object(json!({ "step": previous.seq + 1 })), removed: Vec::new() };
     StoredEvent {
         id: EventId(uuid::Uuid::now_v7()),
         seq: previous.seq + 1,
@@ -102,7 +107,8 @@ pub fn next(
         state_before: previous.state_after.clone(),
         state_after: state.to_owned(),
         status,
-        context,
+        context: None,
+        changes,
         timers: Vec::new(),
         parent: None,
         entry_point: false,
@@ -128,6 +134,23 @@ pub fn chain(component: &str, count: u64, ts: Millis) -> Vec<StoredEvent> {
         events.push(event);
     }
     events
+}
+
+/// `events` as record layout 1 stored them (before schema versions SQLite 4 / PostgreSQL 3 /
+/// Redis layout 3): every event carries the whole data after it, none a change.
+pub fn whole_contexts(events: &[StoredEvent]) -> Vec<StoredEvent> {
+    let mut data = Map::new();
+    events
+        .iter()
+        .map(|event| {
+            data = event.data_after(&data);
+            StoredEvent {
+                context: Some(data.clone()),
+                changes: DataChanges::default(),
+                ..event.clone()
+            }
+        })
+        .collect()
 }
 
 /// A batch of events only.

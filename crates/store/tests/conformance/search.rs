@@ -16,9 +16,10 @@ async fn ids(store: &dyn EventStore, query: &InstanceQuery) -> Vec<InstanceId> {
 pub async fn search_filters(store: &dyn EventStore) {
     let component = "c_search";
     let mut a = chain(component, 1, T0 + 100);
-    a[0].context = object(json!({ "customer": "Alice-Wonder", "orderId": "ORD-7781" }));
+    a[0].context = Some(object(json!({ "customer": "Alice-Wonder", "orderId": "ORD-7781" })));
     let mut b = chain(component, 2, T0 + 200);
-    b[1].context = object(json!({ "customer": "bob", "note": "50%_off" }));
+    // A change (layout 2): the text is found in the data it produced.
+    b[1].changes.set = object(json!({ "customer": "bob", "note": "50%_off" }));
     let mut c = chain(component, 1, T0 + 300);
     c.push(next(&c[0], "END", "End", Status::Completed, T0 + 400));
     c[1].machine = "Machine".to_owned();
@@ -179,4 +180,27 @@ pub async fn correlated_chain_across_components(store: &dyn EventStore) {
         store.backend()
     );
     assert!(store.correlated(EventId(uuid::Uuid::now_v7()), 10).await.unwrap().is_empty());
+}
+
+/// `text` matches the current data only: not a value an event replaced or a key it removed,
+/// and a text spanning two top-level entries set by different events is found.
+pub async fn search_text_sees_current_data(store: &dyn EventStore) {
+    let component = "c_search_current";
+    let mut events = chain(component, 3, T0 + 600);
+    events[0].context = Some(object(json!({ "city": "Zanzibar-old", "gone": "Quokka-key" })));
+    events[1].changes = DataChanges {
+        set: object(json!({ "city": "Yverdon-new" })),
+        removed: vec!["gone".to_owned()],
+    };
+    events[2].changes.set = object(json!({ "zz": "Walrus-late" }));
+    commit(store, &batch(events.clone())).await;
+    let id = events[0].instance_id;
+    let name = store.backend();
+    let search = |text: &str| InstanceQuery { text: Some(text.to_owned()), ..query(component) };
+    assert_eq!(ids(store, &search("yverdon-NEW")).await, vec![id], "[{name}] current value");
+    assert!(ids(store, &search("zanzibar-old")).await.is_empty(), "[{name}] replaced value");
+    assert!(ids(store, &search("quokka-key")).await.is_empty(), "[{name}] removed key");
+    // The data is `{"city":"Yverdon-new","zz":"Walrus-late"}`: two entries set by two events.
+    let spanning = r#"yverdon-new","zz":"walrus"#;
+    assert_eq!(ids(store, &search(spanning)).await, vec![id], "[{name}] text across entries");
 }
