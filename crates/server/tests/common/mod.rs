@@ -43,7 +43,7 @@ pub struct TestServer {
     pub state: AppState,
     pub app: axum::Router,
     runtime: Option<Runtime>,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl TestServer {
@@ -78,14 +78,9 @@ impl TestServer {
             AppState::new(runtime.handle(), ServerConfig { port: addr.port(), ..config }).await;
         let app = router(state.clone());
         let mut shutdown = state.shutdown_signal();
-        let served = app.clone();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, served)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                })
-                .await;
-        });
+        let server = tokio::spawn(xcomponent_server::serve(listener, state.clone(), async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        }));
         TestServer { addr, state, app, runtime: Some(runtime), server }
     }
 
