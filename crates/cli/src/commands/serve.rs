@@ -333,29 +333,36 @@ fn parse_open_files_limit(limits: &str) -> Option<usize> {
     line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal sent right after the "serving" line is not missed.
+fn signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(terminate) => terminate,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal as listen};
+        let interrupt = listen(SignalKind::interrupt());
+        let terminate = listen(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                (interrupt, terminate) => {
+                    if let Err(error) = interrupt.and(terminate) {
+                        tracing::warn!(%error, "cannot listen for SIGINT/SIGTERM; only Ctrl-C stops the server");
+                    }
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -426,6 +433,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         create_demo_instances(&runtime.handle()).await;
     }
     let state = AppState::new(runtime.handle(), config).await;
+    let signalled = signal();
     let base = format!("http://{}:{}", display_host(&args.host), local.port());
     {
         // Not println!: a closed stdout must not stop the server.
@@ -444,7 +452,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         let state = state.clone();
         let stopping = stopping.clone();
         async move {
-            signal().await;
+            signalled.await;
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
             state.begin_shutdown();
             stopping.notify_one();
