@@ -40,6 +40,8 @@ async function request(method, path, body) {
     if (token?.trim()) {
       tokenGiven = true;
       sessionStorage.setItem(TOKEN_KEY, token.trim());
+      // The live feed needs the token too (the server refuses /ws without it): reconnect it.
+      window.dispatchEvent(new Event('xc-token'));
       res = await send(method, path, body);
     }
   }
@@ -156,13 +158,16 @@ export class LiveFeed {
   }
 
   url() {
-    const path = `${base}/ws`;
+    // Browsers cannot set headers on a WebSocket: the token goes as ?token=.
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    const path = `${base}/ws${token ? `?token=${encodeURIComponent(token)}` : ''}`;
     if (/^https?:/.test(path)) return path.replace(/^http/, 'ws');
     return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`;
   }
 
   start() {
     this.stopped = false;
+    window.addEventListener('xc-token', () => this.reconnectNow());
     this.connect();
   }
 

@@ -10,12 +10,21 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// Compares without an early exit, so the time taken does not reveal the matching prefix.
-fn same(expected: &[u8], given: &[u8]) -> bool {
+pub(crate) fn same(expected: &[u8], given: &[u8]) -> bool {
     let mut difference = expected.len() ^ given.len();
     for (index, byte) in expected.iter().enumerate() {
         difference |= usize::from(byte ^ given.get(index).copied().unwrap_or(0));
     }
     difference == 0
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+        .map(|token| token.trim().to_owned())
 }
 
 /// Rejects mutating requests without the right `Authorization: Bearer <token>`.
@@ -30,13 +39,7 @@ pub(crate) async fn require_token(
     if !mutating {
         return next.run(request).await;
     }
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-        .map(str::trim);
-    match given {
+    match bearer(request.headers()).as_deref() {
         Some(given) if same(token.as_bytes(), given.as_bytes()) => next.run(request).await,
         Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong bearer token")
             .into_response(),

@@ -27,6 +27,11 @@ fn asset(path: &str) -> Option<Response> {
     Some(response)
 }
 
+/// Whether `path` (without its leading `/`) is one of the dashboard's embedded files.
+pub(crate) fn is_asset(path: &str) -> bool {
+    !path.starts_with("api/") && !path.contains("..") && Assets::get(path).is_some()
+}
+
 /// Whether the dashboard was embedded (its folder existed at build time).
 pub fn embedded() -> bool {
     Assets::get("index.html").is_some()

@@ -3,15 +3,16 @@
 //! original's clients, OpenAPI document and Swagger UI, health, Prometheus metrics
 //! and the embedded dashboard, all on one port.
 //!
-//! The server is an axum [`Router`] over a running runtime's handle; serving it is the caller's
-//! choice of listener (not run as a doc test: it binds a port and serves until stopped).
+//! The server is an axum [`Router`] over a running runtime's handle; [`serve`] runs it on a
+//! listener within the connection bounds of [`ConnectionLimits`] (not run as a doc test: it
+//! binds a port and serves until stopped).
 //!
 //! ```no_run
 //! # async fn demo(runtime: xcomponent_runtime::RuntimeHandle) -> std::io::Result<()> {
-//! use xcomponent_server::{router, AppState, ServerConfig};
+//! use xcomponent_server::{serve, AppState, ServerConfig};
 //! let state = AppState::new(runtime, ServerConfig::default()).await;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, router(state)).await
+//! serve(listener, state, std::future::pending()).await
 //! # }
 //! ```
 //!
@@ -22,7 +23,9 @@ mod dashboard;
 mod deadline;
 mod dto;
 mod error;
+mod guard;
 mod health;
+mod listen;
 mod live;
 mod metrics;
 mod openapi;
@@ -37,12 +40,18 @@ mod ws;
 pub use dashboard::embedded as dashboard_embedded;
 pub use deadline::REQUEST_TIMEOUT;
 pub use error::{ApiError, ErrorBody};
+pub use guard::TOKEN_QUERY_PARAMETER;
+pub use listen::{
+    ACCEPT_ERROR_BACKOFF, ConnectionLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_RESERVE_CONNECTIONS, serve,
+};
 pub use metrics::Metrics;
 pub use socketio::{SOCKETIO_CLIENT_BUFFER, SOCKETIO_MAX_CLIENTS};
 pub use state::{AppState, Cors, DEFAULT_BODY_LIMIT, ServerConfig};
 pub use timed_store::{STORE_READ_TIMEOUT, TimedStore};
 pub use ws::hub::WS_MAX_CLIENTS;
 pub use ws::queue::{WS_CLIENT_QUEUE, WS_COALESCE_AFTER};
+pub use ws::{WS_MAX_INCOMING, WS_PING_INTERVAL, WS_PONG_TIMEOUT};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -71,8 +80,12 @@ pub fn router(state: AppState) -> Router {
     if let Some(cors) = cors_layer(&state.config().cors) {
         router = router.layer(cors);
     }
-    // Outermost: Socket.IO answers `/socket.io/` itself and hands every other request on.
-    router.layer(socketio::layer(&state)).with_state(state)
+    // Socket.IO answers `/socket.io/` itself and hands every other request on; outside it, the
+    // Host, Origin and token checks and the framing headers (`guard.rs`) cover every route.
+    router
+        .layer(socketio::layer(&state))
+        .layer(from_fn_with_state(state.clone(), guard::check))
+        .with_state(state)
 }
 
 fn cors_layer(cors: &Cors) -> Option<CorsLayer> {

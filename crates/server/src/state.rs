@@ -4,10 +4,13 @@
 //! the metrics, the live-instance counts and the WebSocket hub (see `stream.rs`). Call
 //! `begin_shutdown` to stop that task and close every WebSocket with "going away".
 
+use crate::listen::ConnectionLimits;
 use crate::live::LiveCounts;
 use crate::metrics::Metrics;
 use crate::ws::hub::Hub;
+use crate::ws::{WS_PING_INTERVAL, WS_PONG_TIMEOUT};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 use xcomponent_core::instance::Millis;
@@ -49,6 +52,15 @@ pub struct ServerConfig {
     pub metrics: Metrics,
     /// Name of this runtime in `/api/runtimes` (`RUNTIME_NAME`; default `runtime-<start ms>`).
     pub runtime_name: Option<String>,
+    /// Host names accepted in `Host` besides localhost and loopback addresses, when the server
+    /// is bound to a loopback address (`--allow-host`).
+    pub allowed_hosts: Vec<String>,
+    /// Connection bounds of [`crate::serve`].
+    pub connections: ConnectionLimits,
+    /// A WebSocket client that sent nothing for this long gets a ping.
+    pub ws_ping_interval: Duration,
+    /// A WebSocket client that sends nothing (not even a pong) this long after a ping is closed.
+    pub ws_pong_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -63,6 +75,10 @@ impl Default for ServerConfig {
             runtime_name: None,
             port: 0,
             metrics: Metrics::new(),
+            allowed_hosts: Vec::new(),
+            connections: ConnectionLimits::default(),
+            ws_ping_interval: WS_PING_INTERVAL,
+            ws_pong_timeout: WS_PONG_TIMEOUT,
         }
     }
 }

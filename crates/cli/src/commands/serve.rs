@@ -19,7 +19,7 @@ use xcomponent_core::diagnostic::{Diagnostic, Severity};
 use xcomponent_core::load::load_component_file;
 use xcomponent_core::validate::{ValidateOptions, validate};
 use xcomponent_runtime::{RuntimeBuilder, RuntimeOptions};
-use xcomponent_server::{AppState, Cors, Metrics, ServerConfig, TimedStore, router};
+use xcomponent_server::{AppState, ConnectionLimits, Cors, Metrics, ServerConfig, TimedStore};
 use xcomponent_store::{Durability, StoreOptions};
 
 /// Longest in-flight requests may take to finish once shutdown has begun.
@@ -93,9 +93,41 @@ pub struct ServeArgs {
     #[arg(long, env = "XCOMPONENT_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
 
-    /// Allow cross-origin calls from ORIGIN (repeatable; `*` for any). Off by default.
+    /// Allow cross-origin calls from ORIGIN (repeatable; `*` for any). Off by default. Pages
+    /// from these origins may also open `/ws` and `/socket.io/`.
     #[arg(long, value_name = "ORIGIN")]
     pub cors: Vec<String>,
+
+    /// Accept requests for host NAME (repeatable) when bound to a loopback address, besides
+    /// localhost and loopback IPs (others get 403: DNS rebinding protection).
+    #[arg(long, value_name = "NAME")]
+    pub allow_host: Vec<String>,
+
+    /// Connections served at once (default: 4096, lowered to fit the open-files limit). Past it,
+    /// --reserve-connections more answer only /health and the dashboard.
+    #[arg(long, env = "XCOMPONENT_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Connections kept for /health and the dashboard once --max-connections are in use.
+    #[arg(long, default_value_t = xcomponent_server::DEFAULT_RESERVE_CONNECTIONS, value_name = "N")]
+    pub reserve_connections: usize,
+
+    /// Connections from one IP address at once.
+    #[arg(long, env = "XCOMPONENT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = xcomponent_server::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, value_name = "N")]
+    pub max_connections_per_address: usize,
+
+    /// Longest wait for a complete request head, and idle time after which a keep-alive
+    /// connection is closed.
+    #[arg(long, default_value_t = xcomponent_server::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64, value_name = "MS")]
+    pub header_timeout_ms: u64,
+
+    /// A WebSocket client silent this long gets a ping.
+    #[arg(long, default_value_t = xcomponent_server::WS_PING_INTERVAL.as_millis() as u64, value_name = "MS")]
+    pub ws_ping_ms: u64,
+
+    /// A pinged WebSocket client that sends nothing (not even the pong) this long is closed.
+    #[arg(long, default_value_t = xcomponent_server::WS_PONG_TIMEOUT.as_millis() as u64, value_name = "MS")]
+    pub ws_pong_timeout_ms: u64,
 
     /// Log format.
     #[arg(long, value_enum, default_value = "text")]
@@ -270,29 +302,77 @@ fn cors(origins: &[String]) -> Cors {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// File descriptors kept out of the connection limits: the store, its pool, logs, the listener.
+const FD_HEADROOM: usize = 128;
+
+/// The connection bounds: the options, with the normal and reserve pools lowered to fit the
+/// open-files limit so that the reserve stays reachable (an `accept` at the limit fails).
+fn connection_limits(args: &ServeArgs) -> ConnectionLimits {
+    let reserve = args.reserve_connections;
+    let wanted = args.max_connections.unwrap_or(xcomponent_server::DEFAULT_MAX_CONNECTIONS).max(1);
+    let max_connections = match open_files_limit() {
+        Some(limit) => {
+            let fits = limit.saturating_sub(FD_HEADROOM + reserve).max(1);
+            if fits < wanted {
+                tracing::warn!(
+                    open_files_limit = limit,
+                    max_connections = fits,
+                    "the open-files limit (ulimit -n) lowers --max-connections"
+                );
+            }
+            wanted.min(fits)
+        }
+        None => wanted,
+    };
+    ConnectionLimits {
+        max_connections,
+        reserve_connections: reserve,
+        max_per_address: args.max_connections_per_address.max(1),
+        header_read_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+    }
+}
+
+/// The soft open-files limit of this process (Linux: `/proc/self/limits`; elsewhere unknown).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files_limit(&limits)
+}
+
+fn parse_open_files_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal sent right after the "serving" line is not missed.
+fn signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(terminate) => terminate,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal as listen};
+        let interrupt = listen(SignalKind::interrupt());
+        let terminate = listen(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                (interrupt, terminate) => {
+                    if let Err(error) = interrupt.and(terminate) {
+                        tracing::warn!(%error, "cannot listen for SIGINT/SIGTERM; only Ctrl-C stops the server");
+                    }
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -344,6 +424,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     let local: SocketAddr = listener.local_addr().context("cannot read the listening address")?;
+    let connections = connection_limits(&args);
     let config = ServerConfig {
         token: args.token.filter(|token| !token.is_empty()),
         cors: cors(&args.cors),
@@ -353,12 +434,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
         port: local.port(),
         metrics,
         runtime_name: args.runtime_name.clone().filter(|name| !name.is_empty()),
+        allowed_hosts: args.allow_host.clone(),
+        connections,
+        ws_ping_interval: Duration::from_millis(args.ws_ping_ms.max(1)),
+        ws_pong_timeout: Duration::from_millis(args.ws_pong_timeout_ms.max(1)),
         ..ServerConfig::default()
     };
+    tracing::info!(limits = ?config.connections, "connection limits");
     if args.create_demo_instance {
         create_demo_instances(&runtime.handle()).await;
     }
     let state = AppState::new(runtime.handle(), config).await;
+    let signalled = signal();
     let base = format!("http://{}:{}", display_host(&args.host), local.port());
     {
         // Not println!: a closed stdout must not stop the server.
@@ -377,13 +464,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
         let state = state.clone();
         let stopping = stopping.clone();
         async move {
-            signal().await;
+            signalled.await;
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
             state.begin_shutdown();
             stopping.notify_one();
         }
     };
-    let server = axum::serve(listener, router(state.clone())).with_graceful_shutdown(shutdown);
+    let server = xcomponent_server::serve(listener, state.clone(), shutdown);
     tokio::select! {
         result = server => result.context("the HTTP server failed")?,
         () = async { stopping.notified().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
@@ -456,6 +543,15 @@ mod tests {
     fn redacts_passwords() {
         assert_eq!(redact("postgres://user:secret@db:5432/x"), "postgres://user:***@db:5432/x");
         assert_eq!(redact("sqlite://./data/x.db"), "sqlite://./data/x.db");
+    }
+
+    #[test]
+    fn reads_the_open_files_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             63451                63451                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_open_files_limit(limits), Some(1024));
+        assert_eq!(parse_open_files_limit("Max open files unlimited unlimited files"), None);
     }
 
     #[test]

@@ -6,6 +6,14 @@
 //! Each client has its own task and bounded queue (`queue.rs`); a client that cannot keep up
 //! gets `slow_consumer` and is closed (code 1013), a client whose socket blocks for
 //! `WS_SEND_TIMEOUT` is dropped, and on shutdown every client is closed with 1001.
+//!
+//! Liveness: a client that sent nothing for `ServerConfig::ws_ping_interval` gets a ping; if it
+//! then sends nothing (not even the pong) for `ServerConfig::ws_pong_timeout`, it is closed
+//! (1001, "ping not answered") and its slot freed. A message larger than `WS_MAX_INCOMING` is
+//! answered with a close frame 1009 ("message too big").
+//!
+//! Who may connect (Origin, Host, the API token as `?token=` or a bearer header) is checked
+//! before this handler, in `guard.rs`.
 
 pub mod hub;
 pub mod queue;
@@ -25,8 +33,14 @@ use std::time::Duration;
 /// Longest a single send to a client may block before the client is dropped.
 pub const WS_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Largest message accepted from a client (bytes).
+/// Largest message accepted from a client (bytes); a larger one closes the client with 1009.
 pub const WS_MAX_INCOMING: usize = 64 * 1024;
+
+/// Default of `ServerConfig::ws_ping_interval`: silence after which a client gets a ping.
+pub const WS_PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// Default of `ServerConfig::ws_pong_timeout`: how long a pinged client has to answer.
+pub const WS_PONG_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Initial subscription filter.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -37,6 +51,9 @@ pub struct WsQuery {
     pub component: Option<String>,
     /// Only messages about this instance.
     pub instance_id: Option<String>,
+    /// The API token, when the server has one (browsers cannot set headers on a WebSocket).
+    #[expect(dead_code, reason = "checked in guard.rs before this handler; listed for OpenAPI")]
+    pub token: Option<String>,
 }
 
 /// Upgrades to a WebSocket.
@@ -44,6 +61,8 @@ pub struct WsQuery {
     responses(
         (status = 101, description = "Switching to the WebSocket protocol; messages are `{type, data}` JSON texts"),
         (status = 400, description = "Bad filter or not a WebSocket handshake", body = crate::error::ErrorBody),
+        (status = 401, description = "The server has an API token and it was not given (or wrong)", body = crate::error::ErrorBody),
+        (status = 403, description = "Another web page's origin, or a Host that is not this server", body = crate::error::ErrorBody),
         (status = 503, description = "Too many clients or shutting down", body = crate::error::ErrorBody),
     ))]
 pub(crate) async fn upgrade(
@@ -113,6 +132,8 @@ async fn serve_client(state: AppState, mut socket: WebSocket, filter: Filter) {
     };
     let _registration = Registration { hub, id };
     let mut shutdown = state.shutdown_signal();
+    let ping_interval = state.config().ws_ping_interval;
+    let pong_timeout = state.config().ws_pong_timeout;
     let registry = state.runtime().registry();
     let greeting = [
         components_message(registry).text,
@@ -123,6 +144,9 @@ async fn serve_client(state: AppState, mut socket: WebSocket, filter: Filter) {
             return;
         }
     }
+    // When the client was last heard from, and when it was pinged since (if it was).
+    let mut heard = tokio::time::Instant::now();
+    let mut pinged: Option<tokio::time::Instant> = None;
     loop {
         while let Some(message) = client.queue.pop() {
             if !send(&mut socket, message.text).await {
@@ -139,22 +163,57 @@ async fn serve_client(state: AppState, mut socket: WebSocket, filter: Filter) {
             close(&mut socket, close_code::AWAY, "server shutting down").await;
             return;
         }
+        let deadline = match pinged {
+            Some(at) => at + pong_timeout,
+            None => heard + ping_interval,
+        };
         tokio::select! {
             () = client.queue.wait() => {}
             _ = shutdown.changed() => {}
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(body))) => {
-                    if let Some(reply) = command(&client, body.as_str())
-                        && !send(&mut socket, reply).await
-                    {
+            () = tokio::time::sleep_until(deadline) => {
+                if pinged.is_some() {
+                    close(&mut socket, close_code::AWAY, "ping not answered").await;
+                    return;
+                }
+                let ping = Message::Ping(axum::body::Bytes::from_static(b"xc"));
+                if !matches!(tokio::time::timeout(WS_SEND_TIMEOUT, socket.send(ping)).await, Ok(Ok(()))) {
+                    return;
+                }
+                pinged = Some(tokio::time::Instant::now());
+            }
+            incoming = socket.recv() => {
+                heard = tokio::time::Instant::now();
+                pinged = None;
+                match incoming {
+                    Some(Ok(Message::Text(body))) => {
+                        if let Some(reply) = command(&client, body.as_str())
+                            && !send(&mut socket, reply).await
+                        {
+                            return;
+                        }
+                    }
+                    Some(Err(error)) => {
+                        if too_big(error) {
+                            close(&mut socket, close_code::SIZE, "message too big").await;
+                        }
                         return;
                     }
+                    Some(Ok(Message::Close(_))) | None => return,
+                    Some(Ok(_)) => {}
                 }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
+            }
         }
     }
+}
+
+/// Whether a receive error is a message over `WS_MAX_INCOMING`.
+fn too_big(error: axum::Error) -> bool {
+    matches!(
+        error.into_inner().downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Capacity(
+            tungstenite::error::CapacityError::MessageTooLong { .. }
+        ))
+    )
 }
 
 /// Handles a message from the client; returns the reply.

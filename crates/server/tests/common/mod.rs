@@ -43,7 +43,7 @@ pub struct TestServer {
     pub state: AppState,
     pub app: axum::Router,
     runtime: Option<Runtime>,
-    server: tokio::task::JoinHandle<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl TestServer {
@@ -78,14 +78,9 @@ impl TestServer {
             AppState::new(runtime.handle(), ServerConfig { port: addr.port(), ..config }).await;
         let app = router(state.clone());
         let mut shutdown = state.shutdown_signal();
-        let served = app.clone();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, served)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                })
-                .await;
-        });
+        let server = tokio::spawn(xcomponent_server::serve(listener, state.clone(), async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        }));
         TestServer { addr, state, app, runtime: Some(runtime), server }
     }
 
@@ -266,4 +261,62 @@ pub fn assert_error(
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["code"], code, "{body}");
     assert!(body["error"].as_str().is_some_and(|text| !text.is_empty()), "{body}");
+}
+
+/// An HTTP response read to EOF: status, lower-cased header lines, body.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::String(self.body.clone()))
+    }
+}
+
+/// A TCP connection to `addr` from the local address `source` (any `127.x.y.z` works on Linux,
+/// so tests can act as several clients).
+pub async fn connect_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
+/// Sends `head` (request line and headers, without the blank line), `Connection: close`, and
+/// reads the response to EOF.
+pub async fn raw_request(stream: &mut TcpStream, head: &str) -> RawResponse {
+    let request = format!("{head}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut response)).await;
+    parse_response(&String::from_utf8_lossy(&response))
+}
+
+pub fn parse_response(text: &str) -> RawResponse {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    RawResponse { status, headers, body }
 }
