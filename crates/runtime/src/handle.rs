@@ -121,16 +121,21 @@ impl RuntimeBuilder {
         runtime.handle.redeliver_pending().await?;
         runtime.handle.create_entry_points().await?;
         if runtime.handle.shared.store.is_some() {
-            runtime.tasks.push(tokio::spawn(purge_inbox_periodically(runtime.handle.clone())));
+            // Subscribed here, before the task runs, so a shutdown sent at once is not missed.
+            let shutdown = runtime.handle.shared.shutdown.subscribe();
+            let purge = purge_inbox_periodically(runtime.handle.clone(), shutdown);
+            runtime.tasks.push(tokio::spawn(purge));
         }
         Ok(runtime)
     }
 }
 
 /// Purges old inbox entries every `INBOX_PURGE_INTERVAL` until shutdown.
-async fn purge_inbox_periodically(handle: RuntimeHandle) {
-    let mut shutdown = handle.shared.shutdown.subscribe();
+async fn purge_inbox_periodically(handle: RuntimeHandle, mut shutdown: watch::Receiver<bool>) {
     loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
         tokio::select! {
             _ = tokio::time::sleep(INBOX_PURGE_INTERVAL) => {}
             _ = shutdown.changed() => return,
@@ -159,10 +164,15 @@ impl Runtime {
     }
 
     /// Stops every task at once, as a crash would: nothing queued is finished or committed.
-    /// For fault tests; a running program calls `shutdown`.
-    pub fn abort(self) {
+    /// Returns once every task has stopped (a task is cancelled at its next await, so one that
+    /// was running goes no further than that). For fault tests; a running program calls
+    /// `shutdown`.
+    pub async fn abort(self) {
         for task in &self.tasks {
             task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
         }
     }
 

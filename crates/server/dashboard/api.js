@@ -155,6 +155,8 @@ export class LiveFeed {
     this.socket = null;
     this.timer = 0;
     this.stopped = false;
+    /** Whether the user was asked for the token since the feed last opened. */
+    this.tokenAsked = false;
   }
 
   url() {
@@ -167,7 +169,10 @@ export class LiveFeed {
 
   start() {
     this.stopped = false;
-    window.addEventListener('xc-token', () => this.reconnectNow());
+    // A token given for a change also opens a feed that was refused without one.
+    window.addEventListener('xc-token', () => {
+      if (this.socket?.readyState !== WebSocket.OPEN) this.reconnectNow();
+    });
     this.connect();
   }
 
@@ -197,12 +202,42 @@ export class LiveFeed {
       }
       if (msg && typeof msg.type === 'string') this.onMessage(msg);
     });
+    let opened = false;
+    socket.addEventListener('open', () => {
+      opened = true;
+      this.tokenAsked = false;
+    });
     socket.addEventListener('close', () => {
       if (this.socket !== socket) return;
       this.socket = null;
       this.onStatus('closed');
+      if (!opened) this.askTokenIfRefused();
       this.scheduleReconnect();
     });
+  }
+
+  /**
+   * A handshake that never opened may have been refused for want of the API token (servers
+   * started with --token require it on the live feed). Browsers hide a refused handshake's
+   * status, so ask the server with a plain GET; on 401, ask the user once for the token, keep it
+   * for the tab and reconnect. Dismissing the prompt stops the asking until the feed opens.
+   */
+  async askTokenIfRefused() {
+    if (this.tokenAsked) return;
+    let status = 0;
+    try {
+      status = (await fetch(this.url().replace(/^ws/, 'http'), { method: 'GET' })).status;
+    } catch {
+      return;
+    }
+    if (status !== 401 || this.tokenAsked) return;
+    this.tokenAsked = true;
+    sessionStorage.removeItem(TOKEN_KEY);
+    const token = window.prompt('This server requires an API token for the live feed and for changes (XCOMPONENT_API_TOKEN):');
+    if (token?.trim()) {
+      sessionStorage.setItem(TOKEN_KEY, token.trim());
+      this.reconnectNow();
+    }
   }
 
   /** Delay before the next attempt: 500 ms × 2^n, capped at 15 s, ±20 % jitter. */

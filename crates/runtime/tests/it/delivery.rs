@@ -41,7 +41,7 @@ async fn a_creation_stored_before_a_crash_is_applied_once_after_restart() {
     assert_eq!(pending.len(), 1, "the creation is stored with the SUBMIT");
     assert!(matches!(pending[0].body, MessageBody::Create { .. }), "{pending:?}");
     // Crash: nothing queued is finished.
-    rt.runtime.abort();
+    rt.runtime.abort().await;
     *store.failing_machine.lock().unwrap() = None;
 
     let rt = start(&[SHOP, BILLING], Handlers::new(), Some(store.clone())).await;

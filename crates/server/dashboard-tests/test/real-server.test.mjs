@@ -346,10 +346,13 @@ describe('dashboard against the real server with --token', { timeout: 30000 }, (
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  test('a quick action asks for the token; a wrong one is refused clearly, the right one works', { timeout: TEST_TIMEOUT }, async () => {
-    // Reads stay open: the page loads with no prompt.
+  test('the live feed and a quick action ask for the token; a wrong one is refused clearly, the right one works', { timeout: TEST_TIMEOUT }, async () => {
+    // The live feed needs the token: the page asks for it once at load, then the feed opens.
+    answer = 'secret';
     await page.goto(server.dashboardUrl);
     await page.waitForSelector('#conn.is-open');
+    assert.equal(prompts.length, 1);
+    assert.match(prompts[0].message, /API token for the live feed/);
     const res = await fetch(`${server.url}/api/components/OrderComponent/instances`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Authorization: 'Bearer secret' },
@@ -360,15 +363,17 @@ describe('dashboard against the real server with --token', { timeout: 30000 }, (
     const { instanceId } = await res.json();
     await page.locator(`#instance-list [data-id="${instanceId}"] button`).waitFor();
     await select(page, instanceId);
-    assert.deepEqual(prompts, []);
+    assert.equal(prompts.length, 1, 'the feed carries the token: no more asking');
 
+    // A wrong token kept for the tab: the change is refused, asked again, refused clearly.
+    await page.evaluate(() => sessionStorage.setItem('xc-api-token', 'not-the-token'));
     answer = 'not-the-token';
     await page.click('#detail button[data-event="SUBMIT"]');
     const error = page.locator('#detail .reply-error');
     await error.waitFor();
-    assert.equal(prompts.length, 1);
-    assert.equal(prompts[0].type, 'prompt');
-    assert.match(prompts[0].message, /API token/);
+    assert.equal(prompts.length, 2);
+    assert.equal(prompts[1].type, 'prompt');
+    assert.match(prompts[1].message, /API token/);
     assert.equal(await error.textContent(), 'Error: the API token was refused (wrong bearer token)');
     await until(page, () => document.querySelector('#toast.is-visible.toast-error')?.textContent.includes('SUBMIT'));
     assert.equal(await page.locator('#toast').textContent(), 'Could not send SUBMIT: the API token was refused (wrong bearer token)');
@@ -377,7 +382,7 @@ describe('dashboard against the real server with --token', { timeout: 30000 }, (
 
     answer = 'secret';
     await quickAction(page, 'SUBMIT', 'Created → PendingPayment');
-    assert.equal(prompts.length, 2, 'asked again after the refusal');
+    assert.equal(prompts.length, 3, 'asked again after the refusal');
     assert.equal(await page.locator('#toast.is-visible').count(), 0, 'the stale error toast is gone');
     await until(page, (id) => document.querySelector(`#instance-list [data-id="${id}"] [data-role="state"]`)?.textContent === 'PendingPayment', instanceId);
     // The token is kept for the tab: the next change asks nothing.
@@ -385,7 +390,7 @@ describe('dashboard against the real server with --token', { timeout: 30000 }, (
     const payment = await rowIdWith(page, 'ORD-TOKEN');
     await select(page, payment);
     await quickAction(page, 'PROCESS', 'Pending → Processing');
-    assert.equal(prompts.length, 2);
+    assert.equal(prompts.length, 3);
     await page.screenshot({ path: '/tmp/e2e-token-ok.png' });
     // Chromium logs the refused calls themselves; nothing else went wrong.
     assert.deepEqual(unexpectedErrors(b.consoleErrors, [/status of 401/]), []);
