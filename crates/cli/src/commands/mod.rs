@@ -29,7 +29,8 @@ pub enum Command {
     /// Explain a diagnostic code printed by `validate` (or list all codes).
     Explain(explain::ExplainArgs),
     /// Serve components over HTTP: REST API, WebSocket, OpenAPI, health, metrics and the dashboard.
-    Serve(serve::ServeArgs),
+    /// (Boxed: its many options would make every variant as large.)
+    Serve(Box<serve::ServeArgs>),
     /// Run components offline: create an instance, send scripted events, print the trace, exit.
     Run(run::RunArgs),
     /// Walk one instance through its machine without side effects and print the path.
@@ -48,7 +49,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Schema(args) => schema::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Explain(args) => explain::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Run(args) => run::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Init(args) => init::run(args),
