@@ -716,18 +716,15 @@ impl EventStore for PostgresStore {
         after: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<Envelope>> {
-        // Without `after`, start at the nil id inclusively (`>=`), else strictly after it.
-        let (start, op) = after.map_or((Uuid::nil(), ">="), |a| (a.0, ">"));
-        let sql = format!(
-            "SELECT envelope::text, schema_version FROM fsm_outbox WHERE message_id {op} $1 \
-             ORDER BY message_id LIMIT $2"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(start)
-            .bind(page_limit(limit) as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err("pending_messages"))?;
+        let rows = self
+            .message_page(
+                "pending_messages",
+                "envelope::text, schema_version",
+                "fsm_outbox",
+                after,
+                limit,
+            )
+            .await?;
         let get_err = |e: sqlx::Error| corrupt(BACKEND, "outbox row", e);
         rows.iter()
             .map(|row| {
@@ -783,17 +780,9 @@ impl EventStore for PostgresStore {
         after: Option<MessageId>,
         limit: usize,
     ) -> Result<Vec<DeadLetter>> {
-        let (start, op) = after.map_or((Uuid::nil(), ">="), |a| (a.0, ">"));
-        let sql = format!(
-            "SELECT {DEAD_LETTER_COLUMNS} FROM fsm_dead_letters WHERE message_id {op} $1 \
-             ORDER BY message_id LIMIT $2"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(start)
-            .bind(page_limit(limit) as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err("dead_letters"))?;
+        let rows = self
+            .message_page("dead_letters", DEAD_LETTER_COLUMNS, "fsm_dead_letters", after, limit)
+            .await?;
         rows.iter().map(decode_dead_letter).collect()
     }
 
@@ -806,6 +795,31 @@ impl EventStore for PostgresStore {
             .await
             .map_err(err("dead_letter"))?;
         row.as_ref().map(decode_dead_letter).transpose()
+    }
+}
+
+impl PostgresStore {
+    /// One page of `columns` of a table keyed by message id, in id order, after `after`
+    /// (from the start when `None`), at most `limit` rows (capped by `page_limit`).
+    async fn message_page(
+        &self,
+        operation: &'static str,
+        columns: &str,
+        table: &str,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<PgRow>> {
+        // Without `after`, start at the nil id inclusively (`>=`), else strictly after it.
+        let (start, op) = after.map_or((Uuid::nil(), ">="), |a| (a.0, ">"));
+        let sql = format!(
+            "SELECT {columns} FROM {table} WHERE message_id {op} $1 ORDER BY message_id LIMIT $2"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(start)
+            .bind(page_limit(limit) as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err(operation))
     }
 }
 
