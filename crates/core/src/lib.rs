@@ -44,6 +44,7 @@
 //! assert_eq!(order.status, Status::Completed); // a final state ends the instance
 //! ```
 
+pub mod bus;
 pub mod clock;
 pub mod definition;
 pub mod diagnostic;

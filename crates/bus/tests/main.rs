@@ -1,0 +1,72 @@
+//! Runs the conformance suite on every backend compiled in, against the real servers named by
+//! `XC_TEST_REDIS_URL`, `XC_TEST_AMQP_URL`, `XC_TEST_KAFKA_URL` and `XC_TEST_NATS_URL`. A backend
+//! whose URL is unset is skipped loudly, or fails when `XC_REQUIRE_SERVICES` is true (CI).
+
+mod conformance;
+mod proxy;
+
+use xcomponent_bus::{BrokerUrl, open};
+
+/// The URL of a test server, or `None` (skipped loudly) when unset and not required.
+#[allow(dead_code)]
+fn service_url(variable: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let required = std::env::var("XC_REQUIRE_SERVICES")
+                .ok()
+                .and_then(|value| xcomponent_core::flag::parse(&value).ok())
+                .unwrap_or(false);
+            assert!(!required, "{variable} is not set and XC_REQUIRE_SERVICES is true");
+            eprintln!("NOTICE: {variable} is not set: this bus backend was NOT tested");
+            None
+        }
+    }
+}
+
+/// The URL with its first host replaced by `address`.
+#[allow(dead_code)]
+fn through(url: &str, address: std::net::SocketAddr) -> String {
+    let parsed = BrokerUrl::parse(url).expect("valid URL");
+    url.replacen(&parsed.hosts[0], &address.to_string(), 1)
+}
+
+/// Runs the whole suite, restart case included, against the server at `url`.
+#[allow(dead_code)]
+async fn run_against_server(url: &str) {
+    let bus = open(url, &conformance::options()).await.expect("open");
+    conformance::run_all(&bus).await;
+    let upstream = BrokerUrl::parse(url).expect("valid URL").hosts[0].clone();
+    let proxy = proxy::Proxy::start(&upstream).await;
+    conformance::reconnect_after_broker_restart(&bus, &proxy, &through(url, proxy.address)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bus_conforms() {
+    let bus = open("memory", &conformance::options()).await.expect("open");
+    conformance::run_all(&bus).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bus_conforms() {
+    if let Some(url) = service_url("XC_TEST_REDIS_URL") {
+        run_against_server(&url).await;
+    }
+}
+
+#[cfg(feature = "rabbitmq")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_bus_conforms() {
+    if let Some(url) = service_url("XC_TEST_AMQP_URL") {
+        run_against_server(&url).await;
+    }
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_bus_conforms() {
+    if let Some(url) = service_url("XC_TEST_NATS_URL") {
+        run_against_server(&url).await;
+    }
+}

@@ -1,0 +1,143 @@
+//! The messaging contract between processes: durable queues for what must arrive (cross-component
+//! messages and commands) and fan-out channels for what may be missed (monitoring).
+//!
+//! A **queue** is read by one consumer group; within the group a message goes to one member, is
+//! delivered again until that member acknowledges it, and messages keep the order they were
+//! enqueued in for one consumer. The runtime acknowledges a delivery only after the commit that
+//! applied it (or dead-lettered it) is stored, so a process that dies before its ack gets the
+//! message again after restart, and the inbox drops what was applied already.
+//!
+//! A **channel** is plain publish/subscribe: every subscriber connected at the time gets the
+//! message, at most once. Monitoring (announce, heartbeat, state changes) uses channels.
+//!
+//! Backends live in the `xcomponent-bus` crate, one cargo feature each, and all pass the same
+//! conformance suite. Names given to the trait are logical (`xcomponent:Payment`,
+//! `fsm:events:state_change`); each backend maps them to its own naming rules (`BusNaming`).
+
+use async_trait::async_trait;
+use std::fmt;
+use std::time::Duration;
+
+/// An infrastructure failure of a bus operation.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The URL or an option is invalid, or a backend is not compiled in.
+    #[error("bus configuration: {0}")]
+    Config(String),
+    /// The broker could not be reached or refused the operation; the operation may be retried.
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    /// The broker did not confirm in time (`BusOptions::operation_timeout`).
+    #[error("bus operation timed out after {0:?}")]
+    Timeout(Duration),
+    /// The consumer or subscription was closed.
+    #[error("bus consumer closed")]
+    Closed,
+}
+
+/// Result of a bus operation.
+pub type BusResult<T> = Result<T, BusError>;
+
+/// A message on a durable queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueMessage {
+    /// The message id (the envelope's id): the same on every delivery of this message.
+    pub id: String,
+    /// Ordering key (the target instance, or the component for a fan-out); kept as a header so
+    /// partitioned deployments can route by it.
+    pub key: String,
+    /// The encoded envelope or command.
+    pub body: Vec<u8>,
+}
+
+/// Settles one delivery. Dropping it without `ack` leaves the message unacknowledged: the
+/// broker delivers it again (to this group) after the consumer is gone or after
+/// `BusOptions::redelivery_after`.
+#[async_trait]
+pub trait Acknowledge: Send + Sync {
+    /// Tells the broker the message is done with; it will not be delivered again.
+    async fn ack(self: Box<Self>) -> BusResult<()>;
+}
+
+/// One delivery of a queue message.
+pub struct Delivery {
+    /// The message.
+    pub message: QueueMessage,
+    /// `false` only when the backend knows this is the first delivery; `true` when it is, or
+    /// may be, a redelivery (the receiver then checks its inbox before applying).
+    pub redelivered: bool,
+    /// Settles the delivery.
+    pub acknowledge: Box<dyn Acknowledge>,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .field("redelivered", &self.redelivered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// Acknowledges the delivery.
+    pub async fn ack(self) -> BusResult<()> {
+        self.acknowledge.ack().await
+    }
+}
+
+/// A member of a queue's consumer group. Dropping it leaves the group: its unacknowledged
+/// messages go to the other members (or to the next member to join).
+#[async_trait]
+pub trait QueueConsumer: Send {
+    /// The next delivery. Waits for one; reconnects on its own after a broker restart, and
+    /// returns an error only when the consumer cannot go on (`Closed`, `Config`).
+    async fn next(&mut self) -> BusResult<Delivery>;
+}
+
+/// A message published on a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The logical channel name it was published on.
+    pub channel: String,
+    /// The payload (JSON).
+    pub body: Vec<u8>,
+}
+
+/// A subscription to one or more channels.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next message on any of the subscribed channels. Messages published while the
+    /// subscriber was disconnected are lost (channels are at most once).
+    async fn next(&mut self) -> BusResult<Published>;
+}
+
+/// A message broker.
+#[async_trait]
+pub trait Bus: Send + Sync + fmt::Debug {
+    /// Backend name (`memory`, `redis`, `rabbitmq`, `kafka`, `nats`).
+    fn backend(&self) -> &'static str;
+
+    /// Stores `message` on `queue` and returns once the broker confirmed it (publisher
+    /// confirm, stream append, produce ack). Creates the queue when needed.
+    async fn enqueue(&self, queue: &str, message: &QueueMessage) -> BusResult<()>;
+
+    /// Joins `group` on `queue` as `consumer` (a name stable across restarts of one process
+    /// lets a backend hand it back its own pending messages at once).
+    async fn consume(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BusResult<Box<dyn QueueConsumer>>;
+
+    /// Publishes on a channel: at most once, to the subscribers connected now.
+    async fn publish(&self, channel: &str, body: &[u8]) -> BusResult<()>;
+
+    /// Subscribes to channels. Returns once the subscription is active: a message published
+    /// after this returns reaches it.
+    async fn subscribe(&self, channels: &[&str]) -> BusResult<Box<dyn Subscription>>;
+
+    /// Checks that the broker answers.
+    async fn ping(&self) -> BusResult<()>;
+}
