@@ -30,15 +30,6 @@ mod memory;
 pub mod naming;
 mod url;
 
-#[cfg(feature = "kafka")]
-mod kafka;
-#[cfg(feature = "nats")]
-mod nats;
-#[cfg(feature = "rabbitmq")]
-mod rabbitmq;
-#[cfg(feature = "redis")]
-mod redis;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,7 +94,6 @@ pub async fn open(url: &str, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
 }
 
 /// Error for a backend whose cargo feature is off.
-#[allow(dead_code)]
 fn not_compiled(broker: &BrokerUrl, feature: &str) -> BusError {
     BusError::Config(format!(
         "broker URL {} needs the {feature} backend, which this build does not include \
@@ -112,42 +102,18 @@ fn not_compiled(broker: &BrokerUrl, feature: &str) -> BusError {
     ))
 }
 
-#[cfg(feature = "redis")]
-async fn open_redis(broker: &BrokerUrl, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
-    Ok(Arc::new(redis::RedisBus::open(broker, options).await?))
-}
-
-#[cfg(not(feature = "redis"))]
 async fn open_redis(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus>> {
     Err(not_compiled(broker, "redis"))
 }
 
-#[cfg(feature = "rabbitmq")]
-async fn open_rabbitmq(broker: &BrokerUrl, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
-    Ok(Arc::new(rabbitmq::RabbitBus::open(broker, options).await?))
-}
-
-#[cfg(not(feature = "rabbitmq"))]
 async fn open_rabbitmq(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus>> {
     Err(not_compiled(broker, "rabbitmq"))
 }
 
-#[cfg(feature = "kafka")]
-async fn open_kafka(broker: &BrokerUrl, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
-    Ok(Arc::new(kafka::KafkaBus::open(broker, options).await?))
-}
-
-#[cfg(not(feature = "kafka"))]
 async fn open_kafka(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus>> {
     Err(not_compiled(broker, "kafka"))
 }
 
-#[cfg(feature = "nats")]
-async fn open_nats(broker: &BrokerUrl, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
-    Ok(Arc::new(nats::NatsBus::open(broker, options).await?))
-}
-
-#[cfg(not(feature = "nats"))]
 async fn open_nats(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus>> {
     Err(not_compiled(broker, "nats"))
 }

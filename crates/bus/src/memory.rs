@@ -130,7 +130,8 @@ impl Bus for MemoryBus {
         let id = {
             let mut state = lock(&target.state);
             let first_group = state.groups.is_empty();
-            let backlog = if first_group { std::mem::take(&mut state.backlog) } else { VecDeque::new() };
+            let backlog =
+                if first_group { std::mem::take(&mut state.backlog) } else { VecDeque::new() };
             let entry = state.groups.entry(group.to_owned()).or_default();
             for message in backlog {
                 entry.push(message);
@@ -148,7 +149,10 @@ impl Bus for MemoryBus {
 
     async fn publish(&self, channel: &str, body: &[u8]) -> BusResult<()> {
         // No subscriber is not an error: channels are at most once.
-        let _ = self.inner.channels.send(Published { channel: channel.to_owned(), body: body.to_vec() });
+        let _ = self
+            .inner
+            .channels
+            .send(Published { channel: channel.to_owned(), body: body.to_vec() });
         Ok(())
     }
 
@@ -241,7 +245,10 @@ impl Acknowledge for MemoryAck {
         {
             let mut state = lock(&self.queue.state);
             if let Some(group) = state.groups.get_mut(&self.group)
-                && group.pending.get(&self.sequence).is_some_and(|(owner, _)| *owner == self.consumer)
+                && group
+                    .pending
+                    .get(&self.sequence)
+                    .is_some_and(|(owner, _)| *owner == self.consumer)
             {
                 group.pending.remove(&self.sequence);
             }
@@ -261,7 +268,9 @@ impl Subscription for MemorySubscription {
     async fn next(&mut self) -> BusResult<Published> {
         loop {
             match self.receiver.recv().await {
-                Ok(published) if self.channels.contains(&published.channel) => return Ok(published),
+                Ok(published) if self.channels.contains(&published.channel) => {
+                    return Ok(published);
+                }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "memory bus subscriber fell behind; messages dropped");

@@ -24,14 +24,21 @@ pub fn dotted(name: &str) -> String {
 /// The Kafka topic of a queue or channel: dotted, prefixed with `xcomponent.` unless it already is.
 pub fn kafka_topic(name: &str) -> String {
     let dotted = dotted(name);
-    let topic = if dotted.starts_with("xcomponent.") { dotted } else { format!("xcomponent.{dotted}") };
+    let topic =
+        if dotted.starts_with("xcomponent.") { dotted } else { format!("xcomponent.{dotted}") };
     // Kafka topic names allow letters, digits, '.', '_' and '-' only.
-    topic.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
+    topic
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .collect()
 }
 
 /// The NATS subject of a channel: dotted, with characters NATS gives a meaning to replaced.
 pub fn nats_channel_subject(name: &str) -> String {
-    dotted(name).chars().map(|c| if c.is_whitespace() || c == '*' || c == '>' { '_' } else { c }).collect()
+    dotted(name)
+        .chars()
+        .map(|c| if c.is_whitespace() || c == '*' || c == '>' { '_' } else { c })
+        .collect()
 }
 
 /// The JetStream stream and subject of a queue: `XC_<name>` on `xcomponent.queue.<rest>`.

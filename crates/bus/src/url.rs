@@ -107,7 +107,8 @@ impl BrokerUrl {
                     redact(url)
                 )));
             }
-            let with_port = if has_port(host) { host.to_owned() } else { format!("{host}:{default_port}") };
+            let with_port =
+                if has_port(host) { host.to_owned() } else { format!("{host}:{default_port}") };
             hosts.push(with_port);
         }
         let mut params = Vec::new();
@@ -179,7 +180,8 @@ fn decode(part: &str, url: &str) -> BusResult<String> {
     let mut index = 0;
     while index < bytes.len() {
         if bytes[index] == b'%' {
-            let hex = bytes.get(index + 1..index + 3).and_then(|pair| std::str::from_utf8(pair).ok());
+            let hex =
+                bytes.get(index + 1..index + 3).and_then(|pair| std::str::from_utf8(pair).ok());
             let value = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()).ok_or_else(|| {
                 BusError::Config(format!("broker URL {}: bad percent escape", redact(url)))
             })?;
@@ -190,8 +192,9 @@ fn decode(part: &str, url: &str) -> BusResult<String> {
             index += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| BusError::Config(format!("broker URL {}: not UTF-8 once decoded", redact(url))))
+    String::from_utf8(out).map_err(|_| {
+        BusError::Config(format!("broker URL {}: not UTF-8 once decoded", redact(url)))
+    })
 }
 
 #[cfg(test)]
