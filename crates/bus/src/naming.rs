@@ -8,10 +8,7 @@
 //! | queue `xcomponent:Payment` | stream `xcomponent:Payment`, group per consumer group | quorum queue `xcomponent.Payment` | topic `xcomponent.Payment` | stream `XC_xcomponent_Payment` on subject `xcomponent.queue.Payment` |
 //! | channel `fsm:events:state_change` | pub/sub channel `fsm:events:state_change` | topic exchange `xcomponent.events`, routing key `fsm.events.state_change` | topic `xcomponent.fsm.events.state_change` | subject `fsm.events.state_change` |
 
-/// The queue of a component: where its cross-component messages and commands arrive.
-pub fn component_queue(component: &str) -> String {
-    format!("xcomponent:{component}")
-}
+pub use xcomponent_core::bus::component_queue;
 
 /// The RabbitMQ topic exchange that carries every channel.
 pub const RABBITMQ_EXCHANGE: &str = "xcomponent.events";

@@ -18,6 +18,14 @@ use async_trait::async_trait;
 use std::fmt;
 use std::time::Duration;
 
+/// The queue of a component: where the messages and commands for its instances arrive.
+pub fn component_queue(component: &str) -> String {
+    format!("xcomponent:{component}")
+}
+
+/// The consumer group of the runtimes hosting a component (every runtime hosting it joins it).
+pub const RUNTIME_GROUP: &str = "xcomponent-runtimes";
+
 /// An infrastructure failure of a bus operation.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

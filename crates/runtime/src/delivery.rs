@@ -134,6 +134,12 @@ impl RuntimeHandle {
                 attempts: 0,
             };
             let envelope = origin.envelope.clone();
+            if let Some(remote) = &self.shared.remote
+                && self.shared.is_remote(&envelope.component)
+            {
+                remote.send(envelope);
+                continue;
+            }
             if let Err(reason) = place(&self.shared, &envelope, Some(origin), &mut routed) {
                 tracing::warn!(message = %envelope.id, %reason, "Stored message cannot be delivered.");
                 undeliverable.delivered.push(envelope.id);

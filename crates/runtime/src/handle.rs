@@ -12,6 +12,7 @@ use crate::ids::DrawId;
 use crate::options::RuntimeOptions;
 use crate::protocol::{CreateMsg, DeliverMsg, FanIn, QueryMsg, SendMsg, ShardMsg, Trace};
 use crate::registry::{ComponentIdx, Registry};
+use crate::remote::{self, BusConfig, Remote};
 use crate::router::broadcast_selectors;
 use crate::shard::Shard;
 use crate::shared::{ShardLink, Shared};
@@ -21,6 +22,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
+use xcomponent_core::bus::Bus;
 use xcomponent_core::clock::{Clock, SystemClock};
 use xcomponent_core::definition::Definition;
 use xcomponent_core::instance::{Context, EventId, InstanceId};
@@ -35,6 +37,7 @@ pub struct RuntimeBuilder {
     store: Option<Arc<dyn EventStore>>,
     clock: Option<Arc<dyn Clock>>,
     options: RuntimeOptions,
+    bus: Option<(Arc<dyn Bus>, BusConfig)>,
 }
 
 impl RuntimeBuilder {
@@ -79,10 +82,30 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Joins a bus: messages for components this runtime does not host are sent to their
+    /// queue, and the queues of the hosted components are consumed. Needs a store (the memory
+    /// store will do): a message is stored before it is sent and acknowledged once applied.
+    pub fn bus(mut self, bus: Arc<dyn Bus>, config: BusConfig) -> RuntimeBuilder {
+        self.bus = Some((bus, config));
+        self
+    }
+
     /// Starts the shards, restores from the store and creates entry points.
     /// Must be called inside a Tokio runtime.
     pub async fn start(self) -> Result<Runtime, RuntimeError> {
         let registry = Arc::new(Registry::new(self.definitions)?);
+        if self.bus.is_some() && self.store.is_none() {
+            return Err(RuntimeError::Invalid(
+                "a runtime on a bus needs a store: messages are stored before they are sent".into(),
+            ));
+        }
+        let (remote, relay_queue) = match self.bus {
+            Some((bus, config)) => {
+                let (remote, queue) = Remote::new(bus, config);
+                (Some(remote), Some(queue))
+            }
+            None => (None, None),
+        };
         let shard_count = self.options.shards.max(1);
         let (stream, _) = broadcast::channel(STREAM_CAPACITY);
         let (shutdown, _) = watch::channel(false);
@@ -107,6 +130,7 @@ impl RuntimeBuilder {
             counters: MessageCounters::default(),
             commit_health: CommitHealth::new(shard_count),
             shutdown,
+            remote,
         });
         let tasks = receivers
             .into_iter()
@@ -120,6 +144,9 @@ impl RuntimeBuilder {
         // Effects of transitions stored before a stop are applied before any new work.
         runtime.handle.redeliver_pending().await?;
         runtime.handle.create_entry_points().await?;
+        if let Some(relay_queue) = relay_queue {
+            runtime.tasks.extend(remote::start(&runtime.handle.shared, relay_queue));
+        }
         if runtime.handle.shared.store.is_some() {
             // Subscribed here, before the task runs, so a shutdown sent at once is not missed.
             let shutdown = runtime.handle.shared.shutdown.subscribe();

@@ -72,6 +72,7 @@ mod options;
 mod placement;
 mod protocol;
 mod registry;
+mod remote;
 mod restore;
 mod router;
 mod shard;
@@ -91,6 +92,7 @@ pub use options::{
     DEFAULT_SNAPSHOT_INTERVAL, RuntimeOptions, TimerMode,
 };
 pub use registry::{ComponentIdx, Registry};
+pub use remote::{BusConfig, RELAY_QUEUE_CAPACITY, RELAY_SWEEP_INTERVAL, RELAY_SWEEP_MIN_AGE};
 pub use stream::{EventBatch, RuntimeEvent, STREAM_CAPACITY};
 pub use views::{
     AvailableTransition, BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats,

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     /// How each shard's commits are going (read by health checks).
     pub commit_health: CommitHealth,
     pub shutdown: watch::Sender<bool>,
+    /// The bus side, when the runtime joined one (components hosted elsewhere).
+    pub remote: Option<crate::remote::Remote>,
 }
 
 impl Shared {

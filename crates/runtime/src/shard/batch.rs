@@ -145,6 +145,7 @@ impl ShardWork {
     /// sends the replies.
     pub(super) fn release(&mut self, shared: &Shared, mut batch: Batch) {
         shared.counters.dead_letters(batch.commit.dead_letters.len());
+        shared.settle_deliveries(&batch.commit.delivered);
         // A fan-out is delivered once every shard stored its part.
         for origin in batch.fan_outs.drain(..) {
             let last = origin.pending_shards.as_ref().is_some_and(|pending| {
@@ -164,6 +165,12 @@ impl ShardWork {
         let mut routed: Routed = Vec::new();
         for envelope in produced {
             let envelope = Arc::new(envelope);
+            if let Some(remote) = &shared.remote
+                && shared.is_remote(&envelope.component)
+            {
+                remote.send(envelope);
+                continue;
+            }
             let origin = durable.then(|| Origin {
                 envelope: envelope.clone(),
                 applied: None,

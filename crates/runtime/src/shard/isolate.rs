@@ -211,6 +211,9 @@ impl ShardWork {
             Some(error) => Err(error.clone()),
             None => self.commit(shared, store, &commit).await,
         };
+        if result.is_ok() {
+            shared.settle_deliveries(&commit.delivered);
+        }
         if let Err(error) = result {
             tracing::error!(shard = self.index, %error, "Outbox removals and dead letters not stored; kept for the next batch.");
             if !matches!(error, StoreError::Rejected(_)) {

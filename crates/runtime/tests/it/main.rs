@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod bus;
 mod cross_component;
 mod delivery;
 mod hooks;

@@ -1,0 +1,358 @@
+//! Components in different runtimes joined by a bus: a cross-component creation and a correlated
+//! reply travel as stored envelopes; a runtime killed while applying deliveries gets them again
+//! and applies each exactly once; a broker duplicate is dropped; messages wait in the queue for
+//! a runtime that is not started yet, and in the outbox while the bus is down.
+
+use crate::cross_component::{BILLING, SHOP};
+use crate::{ctx, definition};
+use async_trait::async_trait;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use xcomponent_core::bus::{
+    Acknowledge, Bus, BusError, BusResult, Delivery, QueueConsumer, QueueMessage, Subscription,
+    component_queue,
+};
+use xcomponent_core::store::EventStore;
+use xcomponent_runtime::{
+    BusConfig, InstanceFilter, InstanceView, Runtime, RuntimeBuilder, RuntimeOptions,
+};
+use xcomponent_store::MemoryStore;
+
+/// The longest a test waits for messages to cross the bus.
+const CROSSING: Duration = Duration::from_secs(20);
+
+async fn start_hosting(
+    yaml: &str,
+    store: Arc<dyn EventStore>,
+    bus: Arc<dyn Bus>,
+    name: &str,
+) -> Runtime {
+    RuntimeBuilder::new()
+        .component(definition(yaml))
+        .store(store)
+        .options(RuntimeOptions { shards: 2, ..RuntimeOptions::default() })
+        .bus(bus, BusConfig { name: name.into() })
+        .start()
+        .await
+        .expect("runtime starts")
+}
+
+async fn live(runtime: &Runtime, component: &str) -> Vec<InstanceView> {
+    runtime
+        .handle()
+        .instances(InstanceFilter {
+            component: Some(component.into()),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+}
+
+/// Polls until `check` holds, or fails with `what` after `CROSSING`.
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = Instant::now() + CROSSING;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not reached within {CROSSING:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn memory_bus() -> Arc<dyn Bus> {
+    Arc::new(xcomponent_bus::MemoryBus::new(&xcomponent_bus::BusOptions::default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_and_its_correlated_reply_cross_the_bus() {
+    let bus = memory_bus();
+    let shop_store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let billing_store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let shop = start_hosting(SHOP, shop_store.clone(), bus.clone(), "shop-1").await;
+    let billing = start_hosting(BILLING, billing_store.clone(), bus.clone(), "billing-1").await;
+    let order = shop
+        .handle()
+        .create_instance("Shop", "Order", ctx(json!({"orderRef": "X1"})))
+        .await
+        .unwrap();
+    shop.handle().send_event(order, "SUBMIT", ctx(json!({"amount": 42}))).await.unwrap();
+    eventually("the invoice is created in the other runtime", async || {
+        live(&billing, "Billing").await.len() == 1
+    })
+    .await;
+    let invoice = &live(&billing, "Billing").await[0];
+    assert_eq!(invoice.context.get("ref"), Some(&json!("X1")));
+    assert_eq!(invoice.context.get("total"), Some(&json!(42)));
+    billing.handle().send_event(invoice.id, "PAY", Default::default()).await.unwrap();
+    eventually("the order is paid", async || {
+        shop.handle().instance(order).await.is_some_and(|view| &*view.current_state == "Paid")
+    })
+    .await;
+    // Both outboxes are empty: the sender removed what the broker confirmed.
+    eventually("outboxes drained", async || {
+        shop_store.pending_messages(None, 10).await.unwrap().is_empty()
+            && billing_store.pending_messages(None, 10).await.unwrap().is_empty()
+    })
+    .await;
+    shop.shutdown().await;
+    billing.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_killed_while_applying_deliveries_applies_each_exactly_once() {
+    const ORDERS: usize = 300;
+    let bus = memory_bus();
+    let shop_store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let billing_store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let shop = start_hosting(SHOP, shop_store.clone(), bus.clone(), "shop-1").await;
+    let mut billing = start_hosting(BILLING, billing_store.clone(), bus.clone(), "billing-1").await;
+    let submitter = {
+        let handle = shop.handle();
+        tokio::spawn(async move {
+            for index in 0..ORDERS {
+                let context = ctx(json!({"orderRef": format!("R{index}")}));
+                let order = handle.create_instance("Shop", "Order", context).await.unwrap();
+                handle.send_event(order, "SUBMIT", ctx(json!({"amount": index}))).await.unwrap();
+            }
+        })
+    };
+    // Kill the billing runtime five times while invoices arrive, restarting it on its store.
+    for round in 1..=5 {
+        let seen = ORDERS * round / 6;
+        let deadline = Instant::now() + CROSSING;
+        while live(&billing, "Billing").await.len() < seen && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        billing.abort().await;
+        billing = start_hosting(BILLING, billing_store.clone(), bus.clone(), "billing-1").await;
+    }
+    submitter.await.unwrap();
+    eventually("every order has its invoice", async || {
+        live(&billing, "Billing").await.len() >= ORDERS
+    })
+    .await;
+    billing.handle().flush().await.unwrap();
+    let invoices = live(&billing, "Billing").await;
+    let mut refs: Vec<String> = invoices
+        .iter()
+        .map(|invoice| invoice.context["ref"].as_str().unwrap().to_owned())
+        .collect();
+    refs.sort();
+    refs.dedup();
+    assert_eq!(invoices.len(), ORDERS, "one invoice per order, no duplicate");
+    assert_eq!(refs.len(), ORDERS, "every order reached");
+    shop.shutdown().await;
+    billing.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_broker_delivers_twice_is_applied_once() {
+    let bus = memory_bus();
+    let billing =
+        start_hosting(BILLING, Arc::new(MemoryStore::new()), bus.clone(), "billing-1").await;
+    // As the Shop runtime would send it: a creation with its instance id fixed.
+    let body = json!({
+        "schemaVersion": 1,
+        "envelope": {
+            "id": "0190a000-0000-7000-8000-000000000001",
+            "component": "Billing",
+            "body": {"kind": "create", "machine": "Invoice",
+                     "instanceId": "0190a000-0000-7000-8000-0000000000aa",
+                     "context": {"ref": "D1"}},
+            "depth": 1,
+            "createdAt": 1
+        }
+    });
+    let message = QueueMessage {
+        id: "0190a000-0000-7000-8000-000000000001".into(),
+        key: "0190a000-0000-7000-8000-0000000000aa".into(),
+        body: serde_json::to_vec(&body).unwrap(),
+    };
+    bus.enqueue(&component_queue("Billing"), &message).await.unwrap();
+    eventually("the invoice exists", async || live(&billing, "Billing").await.len() == 1).await;
+    bus.enqueue(&component_queue("Billing"), &message).await.unwrap();
+    eventually("the copy is counted as a duplicate", async || {
+        billing.handle().message_counts().duplicates == 1
+    })
+    .await;
+    assert_eq!(live(&billing, "Billing").await.len(), 1, "the copy made no second invoice");
+    billing.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_wait_in_the_queue_for_a_runtime_not_started_yet() {
+    let bus = memory_bus();
+    let shop = start_hosting(SHOP, Arc::new(MemoryStore::new()), bus.clone(), "shop-1").await;
+    for index in 0..20 {
+        let order = shop
+            .handle()
+            .create_instance("Shop", "Order", ctx(json!({"orderRef": format!("W{index}")})))
+            .await
+            .unwrap();
+        shop.handle().send_event(order, "SUBMIT", Default::default()).await.unwrap();
+    }
+    let billing =
+        start_hosting(BILLING, Arc::new(MemoryStore::new()), bus.clone(), "billing-1").await;
+    eventually("all 20 invoices", async || live(&billing, "Billing").await.len() == 20).await;
+    shop.shutdown().await;
+    billing.shutdown().await;
+}
+
+/// A bus whose acknowledgements never reach the broker (as when a process dies between its
+/// commit and its ack).
+#[derive(Debug)]
+struct AckLosingBus {
+    inner: Arc<dyn Bus>,
+}
+
+struct LostAck;
+
+#[async_trait]
+impl Acknowledge for LostAck {
+    async fn ack(self: Box<Self>) -> BusResult<()> {
+        Ok(())
+    }
+}
+
+struct AckLosingConsumer {
+    inner: Box<dyn QueueConsumer>,
+    /// The real acknowledgements, kept unused until the consumer is dropped.
+    kept: Vec<Box<dyn Acknowledge>>,
+}
+
+#[async_trait]
+impl QueueConsumer for AckLosingConsumer {
+    async fn next(&mut self) -> BusResult<Delivery> {
+        let mut delivery = self.inner.next().await?;
+        self.kept.push(std::mem::replace(&mut delivery.acknowledge, Box::new(LostAck)));
+        Ok(delivery)
+    }
+}
+
+#[async_trait]
+impl Bus for AckLosingBus {
+    fn backend(&self) -> &'static str {
+        "ack-losing"
+    }
+    async fn enqueue(&self, queue: &str, message: &QueueMessage) -> BusResult<()> {
+        self.inner.enqueue(queue, message).await
+    }
+    async fn consume(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BusResult<Box<dyn QueueConsumer>> {
+        let inner = self.inner.consume(queue, group, consumer).await?;
+        Ok(Box::new(AckLosingConsumer { inner, kept: Vec::new() }))
+    }
+    async fn publish(&self, channel: &str, body: &[u8]) -> BusResult<()> {
+        self.inner.publish(channel, body).await
+    }
+    async fn subscribe(&self, channels: &[&str]) -> BusResult<Box<dyn Subscription>> {
+        self.inner.subscribe(channels).await
+    }
+    async fn ping(&self) -> BusResult<()> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_applied_but_not_acknowledged_before_a_crash_are_dropped_by_the_inbox() {
+    const ORDERS: usize = 50;
+    let bus = memory_bus();
+    let billing_store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let shop = start_hosting(SHOP, Arc::new(MemoryStore::new()), bus.clone(), "shop-1").await;
+    let losing: Arc<dyn Bus> = Arc::new(AckLosingBus { inner: bus.clone() });
+    let billing = start_hosting(BILLING, billing_store.clone(), losing, "billing-1").await;
+    for index in 0..ORDERS {
+        let context = ctx(json!({"orderRef": format!("L{index}")}));
+        let order = shop.handle().create_instance("Shop", "Order", context).await.unwrap();
+        shop.handle().send_event(order, "SUBMIT", Default::default()).await.unwrap();
+    }
+    eventually("every invoice applied", async || live(&billing, "Billing").await.len() == ORDERS)
+        .await;
+    billing.handle().flush().await.unwrap();
+    // Crash: none of the acknowledgements reached the broker, so every message comes back.
+    billing.abort().await;
+    let billing = start_hosting(BILLING, billing_store.clone(), bus.clone(), "billing-1").await;
+    eventually("every copy dropped as a duplicate", async || {
+        billing.handle().message_counts().duplicates == ORDERS as u64
+    })
+    .await;
+    assert_eq!(live(&billing, "Billing").await.len(), ORDERS, "no invoice made twice");
+    shop.shutdown().await;
+    billing.shutdown().await;
+}
+
+/// A bus whose queues refuse messages while `down` is set.
+#[derive(Debug)]
+struct SwitchedBus {
+    inner: Arc<dyn Bus>,
+    down: AtomicBool,
+}
+
+#[async_trait]
+impl Bus for SwitchedBus {
+    fn backend(&self) -> &'static str {
+        "switched"
+    }
+    async fn enqueue(&self, queue: &str, message: &QueueMessage) -> BusResult<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BusError::Unavailable("broker down (test)".into()));
+        }
+        self.inner.enqueue(queue, message).await
+    }
+    async fn consume(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BusResult<Box<dyn QueueConsumer>> {
+        self.inner.consume(queue, group, consumer).await
+    }
+    async fn publish(&self, channel: &str, body: &[u8]) -> BusResult<()> {
+        self.inner.publish(channel, body).await
+    }
+    async fn subscribe(&self, channels: &[&str]) -> BusResult<Box<dyn Subscription>> {
+        self.inner.subscribe(channels).await
+    }
+    async fn ping(&self) -> BusResult<()> {
+        self.inner.ping().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stay_in_the_outbox_while_the_bus_is_down_and_leave_when_it_is_back() {
+    let memory = memory_bus();
+    let switched = Arc::new(SwitchedBus { inner: memory.clone(), down: AtomicBool::new(true) });
+    let shop_store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let shop = start_hosting(SHOP, shop_store.clone(), switched.clone(), "shop-1").await;
+    let billing =
+        start_hosting(BILLING, Arc::new(MemoryStore::new()), memory.clone(), "billing-1").await;
+    for index in 0..10 {
+        let order = shop
+            .handle()
+            .create_instance("Shop", "Order", ctx(json!({"orderRef": format!("D{index}")})))
+            .await
+            .unwrap();
+        shop.handle().send_event(order, "SUBMIT", Default::default()).await.unwrap();
+    }
+    eventually("the relay tried and gave up", async || {
+        shop_store.pending_messages(None, 100).await.unwrap().len() == 10
+    })
+    .await;
+    assert!(live(&billing, "Billing").await.is_empty());
+    switched.down.store(false, Ordering::SeqCst);
+    // The sweep (every RELAY_SWEEP_INTERVAL) sends them.
+    eventually("all 10 invoices after the bus is back", async || {
+        live(&billing, "Billing").await.len() == 10
+    })
+    .await;
+    eventually("outbox drained", async || {
+        shop_store.pending_messages(None, 100).await.unwrap().is_empty()
+    })
+    .await;
+    shop.shutdown().await;
+    billing.shutdown().await;
+}
