@@ -26,6 +26,39 @@ pub fn component_queue(component: &str) -> String {
 /// The consumer group of the runtimes hosting a component (every runtime hosting it joins it).
 pub const RUNTIME_GROUP: &str = "xcomponent-runtimes";
 
+/// The monitoring and command channels the runtimes and dashboards share (the seeds' names).
+/// Channels are at most once; what must arrive travels on component queues.
+pub mod channels {
+    /// A runtime announces each component it hosts (at start, and when asked to).
+    pub const ANNOUNCE: &str = "fsm:registry:announce";
+    /// A runtime is alive (every `heartbeat_interval`).
+    pub const HEARTBEAT: &str = "fsm:registry:heartbeat";
+    /// A runtime stops.
+    pub const SHUTDOWN: &str = "fsm:registry:shutdown";
+    /// A dashboard asks every runtime to announce itself.
+    pub const DISCOVER: &str = "fsm:registry:discover";
+    /// An instance changed state.
+    pub const STATE_CHANGE: &str = "fsm:events:state_change";
+    /// An instance was created.
+    pub const INSTANCE_CREATED: &str = "fsm:events:instance_created";
+    /// An instance reached a final or error state.
+    pub const INSTANCE_COMPLETED: &str = "fsm:events:instance_completed";
+    /// Send an event to an instance (the runtime that holds it acts).
+    pub const TRIGGER_EVENT: &str = "fsm:commands:trigger_event";
+    /// Create an instance (the runtime hosting the component acts).
+    pub const CREATE_INSTANCE: &str = "fsm:commands:create_instance";
+    /// A cross-component event by matching rules (the original's form; our runtimes use queues).
+    pub const CROSS_COMPONENT_EVENT: &str = "fsm:commands:cross_component_event";
+    /// A dashboard asks every runtime for its live instances.
+    pub const QUERY_INSTANCES: &str = "fsm:commands:query_instances";
+    /// A runtime's answer to `QUERY_INSTANCES`.
+    pub const QUERY_RESPONSE: &str = "fsm:responses:query";
+    /// A runtime's answer to a command that carried a `requestId`.
+    pub const COMMAND_RESPONSE: &str = "fsm:responses:command";
+    /// Version of the JSON layout of every message on these channels (`schemaVersion`).
+    pub const SCHEMA_VERSION: u32 = 1;
+}
+
 /// An infrastructure failure of a bus operation.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {

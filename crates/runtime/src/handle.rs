@@ -145,7 +145,7 @@ impl RuntimeBuilder {
         runtime.handle.redeliver_pending().await?;
         runtime.handle.create_entry_points().await?;
         if let Some(relay_queue) = relay_queue {
-            runtime.tasks.extend(remote::start(&runtime.handle.shared, relay_queue));
+            runtime.tasks.extend(remote::start(&runtime.handle, relay_queue));
         }
         if runtime.handle.shared.store.is_some() {
             // Subscribed here, before the task runs, so a shutdown sent at once is not missed.

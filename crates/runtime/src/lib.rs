@@ -92,7 +92,10 @@ pub use options::{
     DEFAULT_SNAPSHOT_INTERVAL, RuntimeOptions, TimerMode,
 };
 pub use registry::{ComponentIdx, Registry};
-pub use remote::{BusConfig, RELAY_QUEUE_CAPACITY, RELAY_SWEEP_INTERVAL, RELAY_SWEEP_MIN_AGE};
+pub use remote::{
+    BusConfig, DEFAULT_HEARTBEAT_INTERVAL, MAX_QUERY_INSTANCES, RELAY_QUEUE_CAPACITY,
+    RELAY_SWEEP_INTERVAL, RELAY_SWEEP_MIN_AGE,
+};
 pub use stream::{EventBatch, RuntimeEvent, STREAM_CAPACITY};
 pub use views::{
     AvailableTransition, BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats,

@@ -13,9 +13,11 @@
 //! and the inbox drops it for every instance that applied it.
 
 mod inbound;
+mod monitor;
 mod relay;
 pub(crate) mod wire;
 
+use crate::handle::RuntimeHandle;
 use crate::shared::Shared;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,7 @@ use xcomponent_core::bus::{Acknowledge, Bus};
 use xcomponent_core::message::{Envelope, MessageId};
 
 pub(crate) use inbound::consume_hosted_components;
+pub use monitor::MAX_QUERY_INSTANCES;
 pub(crate) use relay::run_relay;
 
 /// Envelopes waiting for the relay; past it they stay in the outbox for the next sweep.
@@ -38,12 +41,33 @@ pub const RELAY_SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// through the relay queue).
 pub const RELAY_SWEEP_MIN_AGE: Duration = Duration::from_secs(1);
 
+/// Default for `BusConfig::heartbeat_interval` (the seeds' 30 s).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How a runtime joins a bus.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
     /// This runtime's name: its consumer name in every group (stable across restarts, so a
-    /// broker can hand back what it held unacknowledged).
+    /// broker can hand back what it held unacknowledged) and how dashboards show it.
     pub name: String,
+    /// How often it tells dashboards it is alive.
+    pub heartbeat_interval: Duration,
+    /// Host of its HTTP API, announced to dashboards (empty: none).
+    pub host: String,
+    /// Port of its HTTP API, announced to dashboards (0: none).
+    pub port: u16,
+}
+
+impl BusConfig {
+    /// A runtime named `name`, heartbeating every `DEFAULT_HEARTBEAT_INTERVAL`, with no HTTP API.
+    pub fn new(name: impl Into<String>) -> BusConfig {
+        BusConfig {
+            name: name.into(),
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            host: String::new(),
+            port: 0,
+        }
+    }
 }
 
 /// The bus side of a running runtime.
@@ -130,12 +154,23 @@ impl Shared {
     }
 }
 
-/// Starts the relay and the consumers of the hosted components' queues.
+/// Starts the relay, the consumers of the hosted components' queues and the monitor.
 pub(crate) fn start(
-    shared: &Arc<Shared>,
+    handle: &RuntimeHandle,
     relay_queue: mpsc::Receiver<Arc<Envelope>>,
 ) -> Vec<JoinHandle<()>> {
+    let shared = &handle.shared;
     let mut tasks = vec![tokio::spawn(run_relay(shared.clone(), relay_queue))];
     tasks.extend(consume_hosted_components(shared));
+    if let Some(remote) = &shared.remote {
+        let identity = monitor::Identity {
+            runtime_id: uuid::Uuid::now_v7().to_string(),
+            name: remote.config.name.clone(),
+            host: remote.config.host.clone(),
+            port: remote.config.port,
+        };
+        let heartbeat = remote.config.heartbeat_interval;
+        tasks.push(tokio::spawn(monitor::run_monitor(handle.clone(), identity, heartbeat)));
+    }
     tasks
 }

@@ -33,7 +33,7 @@ async fn start_hosting(
         .component(definition(yaml))
         .store(store)
         .options(RuntimeOptions { shards: 2, ..RuntimeOptions::default() })
-        .bus(bus, BusConfig { name: name.into() })
+        .bus(bus, BusConfig::new(name))
         .start()
         .await
         .expect("runtime starts")
@@ -355,4 +355,104 @@ async fn messages_stay_in_the_outbox_while_the_bus_is_down_and_leave_when_it_is_
     .await;
     shop.shutdown().await;
     billing.shutdown().await;
+}
+
+/// The next message on a subscription whose channel is `channel`, as JSON.
+async fn next_on(subscription: &mut Box<dyn Subscription>, channel: &str) -> serde_json::Value {
+    let deadline = Instant::now() + CROSSING;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let published = tokio::time::timeout(left, subscription.next())
+            .await
+            .unwrap_or_else(|_| panic!("nothing on {channel} within {CROSSING:?}"))
+            .expect("subscription");
+        if published.channel == channel {
+            let value: serde_json::Value = serde_json::from_slice(&published.body).unwrap();
+            assert_eq!(value["schemaVersion"], 1, "{value}");
+            assert!(value["messageId"].is_string(), "{value}");
+            return value;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_announces_itself_publishes_its_events_and_takes_commands() {
+    use xcomponent_core::bus::channels;
+    let bus = memory_bus();
+    let mut watch = bus
+        .subscribe(&[
+            channels::ANNOUNCE,
+            channels::HEARTBEAT,
+            channels::SHUTDOWN,
+            channels::STATE_CHANGE,
+            channels::INSTANCE_CREATED,
+            channels::INSTANCE_COMPLETED,
+            channels::QUERY_RESPONSE,
+            channels::COMMAND_RESPONSE,
+        ])
+        .await
+        .unwrap();
+    let mut config = BusConfig::new("shop-1");
+    config.heartbeat_interval = Duration::from_millis(200);
+    let shop = RuntimeBuilder::new()
+        .component(definition(SHOP))
+        .store(Arc::new(MemoryStore::new()))
+        .bus(bus.clone(), config)
+        .start()
+        .await
+        .unwrap();
+    let announce = next_on(&mut watch, channels::ANNOUNCE).await;
+    assert_eq!(announce["componentName"], "Shop");
+    assert_eq!(announce["runtimeName"], "shop-1");
+    assert_eq!(announce["component"]["name"], "Shop", "the whole definition is announced");
+    let heartbeat = next_on(&mut watch, channels::HEARTBEAT).await;
+    assert_eq!(heartbeat["runtimeId"], announce["runtimeId"]);
+
+    let order = shop
+        .handle()
+        .create_instance("Shop", "Order", ctx(json!({"orderRef": "M1"})))
+        .await
+        .unwrap();
+    let created = next_on(&mut watch, channels::INSTANCE_CREATED).await;
+    assert_eq!(created["eventType"], "instance_created");
+    assert_eq!(created["data"]["instanceId"], json!(order));
+    assert_eq!(created["data"]["currentState"], "Created");
+
+    // A command with a request id gets the owner's outcome.
+    let command = json!({"componentName": "Shop", "instanceId": order, "requestId": "r-1",
+                         "event": {"type": "DECLINED", "payload": {}}});
+    bus.publish(channels::TRIGGER_EVENT, command.to_string().as_bytes()).await.unwrap();
+    let reply = next_on(&mut watch, channels::COMMAND_RESPONSE).await;
+    assert_eq!(reply["requestId"], "r-1");
+    assert_eq!(reply["outcome"]["status"], "ignored", "DECLINED needs AwaitingPayment: {reply}");
+    let command = json!({"instanceId": order, "requestId": "r-2", "event": {"type": "SUBMIT"}});
+    bus.publish(channels::TRIGGER_EVENT, command.to_string().as_bytes()).await.unwrap();
+    let reply = next_on(&mut watch, channels::COMMAND_RESPONSE).await;
+    assert_eq!(reply["outcome"]["status"], "transitioned", "{reply}");
+    assert_eq!(reply["outcome"]["newState"], "AwaitingPayment");
+    let change = next_on(&mut watch, channels::STATE_CHANGE).await;
+    assert_eq!(change["data"]["previousState"], "Created");
+    assert_eq!(change["data"]["newState"], "AwaitingPayment");
+
+    // A creation command for a component hosted here.
+    let command = json!({"componentName": "Shop", "machineName": "Order", "requestId": "r-3",
+                         "context": {"orderRef": "M2"}});
+    bus.publish(channels::CREATE_INSTANCE, command.to_string().as_bytes()).await.unwrap();
+    let reply = next_on(&mut watch, channels::COMMAND_RESPONSE).await;
+    assert_eq!(reply["outcome"]["status"], "created", "{reply}");
+
+    // A late dashboard's query lists the live instances.
+    bus.publish(channels::QUERY_INSTANCES, b"{\"type\":\"query_all_instances\"}").await.unwrap();
+    let answer = next_on(&mut watch, channels::QUERY_RESPONSE).await;
+    assert_eq!(answer["componentName"], "Shop");
+    assert_eq!(answer["instances"].as_array().map(Vec::len), Some(2), "{answer}");
+
+    let finished = json!({"instanceId": order, "event": {"type": "DECLINED"}});
+    bus.publish(channels::TRIGGER_EVENT, finished.to_string().as_bytes()).await.unwrap();
+    let completed = next_on(&mut watch, channels::INSTANCE_COMPLETED).await;
+    assert_eq!(completed["data"]["finalState"], "Cancelled");
+
+    shop.shutdown().await;
+    let gone = next_on(&mut watch, channels::SHUTDOWN).await;
+    assert_eq!(gone["runtimeId"], announce["runtimeId"]);
 }

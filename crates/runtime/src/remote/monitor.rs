@@ -1,0 +1,356 @@
+//! What a runtime on a bus tells dashboards, and the commands it takes from them, on the seeds'
+//! channels (`xcomponent_core::bus::channels`): it announces each hosted component (at start and
+//! when a dashboard asks), heartbeats, publishes state changes, creations and completions, says
+//! when it stops, answers instance queries, and executes `trigger_event` and `create_instance`
+//! commands addressed to what it hosts.
+//!
+//! Everything here is at most once, like the channels themselves: a dashboard that misses an
+//! announce or an event catches up with the next discover or query. Messages carry
+//! `schemaVersion` and a `messageId`.
+
+use crate::handle::{CreateRequest, RuntimeHandle, SendRequest};
+use crate::stream::RuntimeEvent;
+use crate::views::{InstanceFilter, InstanceView, SendOutcome};
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use xcomponent_core::bus::{Bus, Published, Subscription, channels};
+use xcomponent_core::instance::{Context, InstanceId};
+
+/// Live instances one query response lists per component (the rest are left out and counted).
+pub const MAX_QUERY_INSTANCES: usize = 10_000;
+
+/// The first pause after the command subscription failed (doubled up to `SUBSCRIBE_BACKOFF_MAX`).
+const SUBSCRIBE_BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// The longest pause between two attempts to subscribe.
+const SUBSCRIBE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Who this runtime is on the bus.
+pub(crate) struct Identity {
+    /// Drawn at each start (the seeds' `runtimeId`).
+    pub runtime_id: String,
+    /// The configured name (`--name`).
+    pub name: String,
+    /// Where its HTTP API listens, if anywhere.
+    pub host: String,
+    /// Its HTTP port (0: none).
+    pub port: u16,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A channel message: the payload's fields plus `schemaVersion`, `messageId` and `timestamp`.
+fn message(mut fields: Map<String, Value>) -> Vec<u8> {
+    fields.insert("schemaVersion".into(), json!(channels::SCHEMA_VERSION));
+    fields.insert("messageId".into(), json!(uuid::Uuid::now_v7().to_string()));
+    fields.entry("timestamp").or_insert_with(|| json!(now_ms()));
+    serde_json::to_vec(&Value::Object(fields)).unwrap_or_default()
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+async fn publish(bus: &dyn Bus, channel: &str, fields: Value) {
+    if let Err(error) = bus.publish(channel, &message(object(fields))).await {
+        tracing::debug!(channel, %error, "Monitoring message not published (at most once).");
+    }
+}
+
+/// Runs until shutdown: announces, heartbeats, relays runtime events, answers queries and runs
+/// commands.
+pub(crate) async fn run_monitor(handle: RuntimeHandle, identity: Identity, heartbeat: Duration) {
+    let shared = handle.shared.clone();
+    let Some(remote) = shared.remote.as_ref() else { return };
+    let bus = remote.bus.clone();
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut events = handle.subscribe();
+    let mut commands = subscribe_commands(bus.as_ref(), &mut shutdown).await;
+    announce(&handle, bus.as_ref(), &identity).await;
+    let mut beat = tokio::time::interval(heartbeat.max(Duration::from_millis(100)));
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = beat.tick() => {
+                for definition in handle.registry().components() {
+                    publish(bus.as_ref(), channels::HEARTBEAT, json!({
+                        "runtimeId": identity.runtime_id, "runtimeName": identity.name,
+                        "componentName": &*definition.name,
+                    })).await;
+                }
+            }
+            batch = events.recv() => match batch {
+                Ok(batch) => {
+                    for event in batch.iter() {
+                        relay_event(&handle, bus.as_ref(), &identity, event).await;
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "Monitoring fell behind the runtime; event batches not published.");
+                }
+                Err(RecvError::Closed) => break,
+            },
+            command = next_command(&mut commands) => match command {
+                Some(published) => on_command(&handle, bus.as_ref(), &identity, published).await,
+                None => {
+                    tracing::warn!("Command subscription lost; subscribing again.");
+                    commands = subscribe_commands(bus.as_ref(), &mut shutdown).await;
+                }
+            },
+        }
+    }
+    for definition in handle.registry().components() {
+        publish(
+            bus.as_ref(),
+            channels::SHUTDOWN,
+            json!({
+                "runtimeId": identity.runtime_id, "runtimeName": identity.name,
+                "componentName": &*definition.name,
+            }),
+        )
+        .await;
+    }
+}
+
+/// Subscribes to the channels a runtime listens to, retrying with a back-off until it works or
+/// shutdown comes (then `None`).
+async fn subscribe_commands(
+    bus: &dyn Bus,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Box<dyn Subscription>> {
+    let names = [
+        channels::DISCOVER,
+        channels::QUERY_INSTANCES,
+        channels::TRIGGER_EVENT,
+        channels::CREATE_INSTANCE,
+    ];
+    let mut pause = SUBSCRIBE_BACKOFF_MIN;
+    loop {
+        match bus.subscribe(&names).await {
+            Ok(subscription) => return Some(subscription),
+            Err(error) => {
+                tracing::warn!(%error, "Cannot subscribe to the command channels; retrying.")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => return None,
+        }
+        pause = (pause * 2).min(SUBSCRIBE_BACKOFF_MAX);
+    }
+}
+
+/// The next command, `None` when the subscription failed; waits forever without one.
+async fn next_command(subscription: &mut Option<Box<dyn Subscription>>) -> Option<Published> {
+    match subscription {
+        Some(subscription) => subscription.next().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn announce(handle: &RuntimeHandle, bus: &dyn Bus, identity: &Identity) {
+    for definition in handle.registry().components() {
+        publish(
+            bus,
+            channels::ANNOUNCE,
+            json!({
+                "runtimeId": identity.runtime_id, "runtimeName": identity.name,
+                "componentName": &*definition.name, "component": &*definition.model,
+                "host": identity.host, "port": identity.port,
+            }),
+        )
+        .await;
+    }
+}
+
+/// Publishes one runtime event on its channel, in the seeds' `FSMEventBroadcast` form.
+async fn relay_event(
+    handle: &RuntimeHandle,
+    bus: &dyn Bus,
+    identity: &Identity,
+    event: &RuntimeEvent,
+) {
+    let (channel, event_type) = match event {
+        RuntimeEvent::InstanceCreated { .. } => (channels::INSTANCE_CREATED, "instance_created"),
+        RuntimeEvent::StateChanged { .. } => (channels::STATE_CHANGE, "state_change"),
+        RuntimeEvent::InstanceDisposed { .. } => {
+            (channels::INSTANCE_COMPLETED, "instance_completed")
+        }
+        _ => return,
+    };
+    let registry = handle.registry();
+    let Some(component) = event.component() else { return };
+    let data = event.describe(registry);
+    publish(
+        bus,
+        channel,
+        json!({
+            "runtimeId": identity.runtime_id, "runtimeName": identity.name,
+            "componentName": &*registry.definition(component).name,
+            "eventType": event_type, "data": data,
+        }),
+    )
+    .await;
+}
+
+/// A command or query from a dashboard or another system.
+async fn on_command(
+    handle: &RuntimeHandle,
+    bus: &dyn Bus,
+    identity: &Identity,
+    published: Published,
+) {
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&published.body) else {
+        tracing::warn!(channel = %published.channel, "Unreadable command ignored.");
+        return;
+    };
+    match published.channel.as_str() {
+        channels::DISCOVER => announce(handle, bus, identity).await,
+        channels::QUERY_INSTANCES => {
+            announce(handle, bus, identity).await;
+            answer_query(handle, bus, identity).await;
+        }
+        channels::TRIGGER_EVENT => trigger_event(handle, bus, identity, &body).await,
+        channels::CREATE_INSTANCE => create_instance(handle, bus, identity, &body).await,
+        _ => {}
+    }
+}
+
+async fn answer_query(handle: &RuntimeHandle, bus: &dyn Bus, identity: &Identity) {
+    for definition in handle.registry().components() {
+        let filter = InstanceFilter {
+            component: Some(definition.name.to_string()),
+            limit: MAX_QUERY_INSTANCES,
+            ..InstanceFilter::default()
+        };
+        let instances: Vec<Value> =
+            handle.instances(filter).await.iter().map(instance_json).collect();
+        publish(
+            bus,
+            channels::QUERY_RESPONSE,
+            json!({
+                "type": "instances", "runtimeId": identity.runtime_id, "runtimeName": identity.name,
+                "componentName": &*definition.name, "instances": instances,
+            }),
+        )
+        .await;
+    }
+}
+
+fn instance_json(view: &InstanceView) -> Value {
+    json!({
+        "id": view.id, "instanceId": view.id, "machineName": &*view.machine_name,
+        "currentState": &*view.current_state, "status": view.status, "context": &*view.context,
+        "pendingTimeouts": view.pending_timers.iter().map(|timer| json!({
+            "event": &*timer.event, "deadline": timer.deadline,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Replies on `COMMAND_RESPONSE` when the command carried a `requestId`.
+async fn reply(bus: &dyn Bus, identity: &Identity, body: &Map<String, Value>, outcome: Value) {
+    let Some(request_id) = body.get("requestId").cloned() else { return };
+    publish(
+        bus,
+        channels::COMMAND_RESPONSE,
+        json!({
+            "requestId": request_id, "runtimeId": identity.runtime_id, "runtimeName": identity.name,
+            "outcome": outcome,
+        }),
+    )
+    .await;
+}
+
+/// `{componentName?, instanceId, event: {type, payload?}}`: acted on by the runtime holding
+/// the instance; the others stay silent.
+async fn trigger_event(
+    handle: &RuntimeHandle,
+    bus: &dyn Bus,
+    identity: &Identity,
+    body: &Map<String, Value>,
+) {
+    if let Some(component) = body.get("componentName").and_then(Value::as_str)
+        && handle.registry().index_of(component).is_none()
+    {
+        return;
+    }
+    let Some(instance) = body
+        .get("instanceId")
+        .and_then(Value::as_str)
+        .and_then(|text| text.parse::<uuid::Uuid>().ok())
+        .map(InstanceId)
+    else {
+        return;
+    };
+    let event = body.get("event");
+    let Some(event_type) = event.and_then(|event| event.get("type")).and_then(Value::as_str) else {
+        return;
+    };
+    let payload: Context = match event.and_then(|event| event.get("payload")) {
+        Some(Value::Object(payload)) => payload.clone(),
+        _ => Context::new(),
+    };
+    if handle.instance(instance).await.is_none() {
+        return;
+    }
+    let outcome = match handle.send(SendRequest::new(instance, event_type, payload)).await {
+        Ok(SendOutcome::Transitioned { new_state, .. }) => {
+            json!({"status": "transitioned", "instanceId": instance, "newState": &*new_state})
+        }
+        Ok(SendOutcome::Ignored { reason, .. }) => {
+            json!({"status": "ignored", "instanceId": instance, "reason": reason})
+        }
+        Err(error) => {
+            json!({"status": "failed", "instanceId": instance, "error": error.to_string()})
+        }
+    };
+    reply(bus, identity, body, outcome).await;
+}
+
+/// `{componentName, machineName?, context?}`: acted on by the runtime hosting the component
+/// (the entry machine when no machine is named).
+async fn create_instance(
+    handle: &RuntimeHandle,
+    bus: &dyn Bus,
+    identity: &Identity,
+    body: &Map<String, Value>,
+) {
+    let Some(component) = body.get("componentName").and_then(Value::as_str) else { return };
+    let Some(index) = handle.registry().index_of(component) else { return };
+    let definition = handle.registry().definition(index);
+    let machine = match body.get("machineName").and_then(Value::as_str) {
+        Some(machine) => machine.to_owned(),
+        None => match definition.entry_machine {
+            Some(entry) => definition.machine(entry).name.to_string(),
+            None => {
+                let outcome =
+                    json!({"status": "failed", "error": "no machineName and no entryMachine"});
+                reply(bus, identity, body, outcome).await;
+                return;
+            }
+        },
+    };
+    let context = match body.get("context") {
+        Some(Value::Object(context)) => context.clone(),
+        _ => Context::new(),
+    };
+    let request = CreateRequest {
+        component: component.to_owned(),
+        machine,
+        context,
+        ..CreateRequest::default()
+    };
+    let outcome = match handle.create(request).await {
+        Ok(id) => json!({"status": "created", "instanceId": id}),
+        Err(error) => json!({"status": "failed", "error": error.to_string()}),
+    };
+    reply(bus, identity, body, outcome).await;
+}
