@@ -1,6 +1,6 @@
 //! `xcomponent-ai serve` as a user runs it: the printed URL, the default SQLite store in
 //! `--data-dir`, SIGTERM (graceful: exit 0, everything stored), a restart that finds the same
-//! instances in the same states, `--token`, and the clear error for a broker not built yet.
+//! instances in the same states, `--token`, and the clear error for an unknown broker.
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -83,6 +83,8 @@ fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, u
         .envs(env.iter().copied())
         .env_remove("DATABASE_URL")
         .env_remove("BROKER_URL")
+        .env_remove("XCOMPONENT_BROKER_URL")
+        .env_remove("REDIS_URL")
         .env_remove("XCOMPONENT_API_TOKEN")
         .env_remove("PORT")
         .current_dir(dir)
@@ -229,7 +231,7 @@ fn create_demo_instance_refuses_other_values_and_says_what_to_write() {
 }
 
 #[test]
-fn other_brokers_are_refused_clearly() {
+fn an_unknown_broker_is_refused_clearly_without_its_password() {
     let dir = Dir::new();
     let output = Command::new(BIN)
         .args([
@@ -238,12 +240,14 @@ fn other_brokers_are_refused_clearly() {
             "--port",
             "0",
             "--broker",
-            "amqp://guest:guest@localhost:5672",
+            "mqtt://user:hunter2@localhost:1883",
         ])
         .current_dir(&dir.0)
         .output()
         .expect("serve runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("broker amqp:// is not built yet"), "{stderr}");
+    assert!(stderr.contains("unsupported broker URL"), "{stderr}");
+    assert!(stderr.contains("user:***@localhost"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
 }

@@ -1,11 +1,13 @@
 //! One module per subcommand; `run` dispatches. Data goes to stdout, diagnostics to stderr.
 
 mod bench;
+mod broker;
 mod explain;
 mod graph;
 mod init;
 mod load;
 mod run;
+mod runtime;
 mod schema;
 mod serve;
 mod simulate;
@@ -31,6 +33,9 @@ pub enum Command {
     /// Serve components over HTTP: REST API, WebSocket, OpenAPI, health, metrics and the dashboard.
     /// (Boxed: its many options would make every variant as large.)
     Serve(Box<serve::ServeArgs>),
+    /// Host components in a runtime joined to a message bus (no HTTP server): components in
+    /// other runtimes are reached over the bus, dashboards see it come and go.
+    Runtime(runtime::RuntimeArgs),
     /// Run components offline: create an instance, send scripted events, print the trace, exit.
     Run(run::RunArgs),
     /// Walk one instance through its machine without side effects and print the path.
@@ -50,6 +55,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Graph(args) => graph::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Serve(args) => serve::run(*args),
+        Command::Runtime(args) => runtime::run(args),
         Command::Run(args) => run::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Init(args) => init::run(args),

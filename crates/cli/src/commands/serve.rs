@@ -1,12 +1,15 @@
 //! `xcomponent-ai serve FILE...`: hosts the components in one runtime and serves the REST API,
 //! the WebSocket feed, OpenAPI (`/api-docs`), `/health`, `/metrics` and the dashboard on one
 //! port. By default the store is an embedded SQLite file in `--data-dir`, so a restart loses
-//! nothing; `--store`/`DATABASE_URL` picks another. The bus is in-memory (`--broker memory`).
+//! nothing; `--store`/`DATABASE_URL` picks another. With the default `--broker memory` every
+//! component runs in this process; with a broker URL the runtime joins the bus, and components
+//! hosted by other runtimes (`xcomponent-ai runtime`) are reached through it.
 //!
 //! SIGINT/SIGTERM: stop accepting connections, close WebSockets, let in-flight requests finish
 //! (at most `SHUTDOWN_GRACE`), wait for queued transitions to be stored, then stop the runtime.
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use super::broker;
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,7 @@ use xcomponent_core::definition::Definition;
 use xcomponent_core::diagnostic::{Diagnostic, Severity};
 use xcomponent_core::load::load_component_file;
 use xcomponent_core::validate::{ValidateOptions, validate};
-use xcomponent_runtime::{RuntimeBuilder, RuntimeOptions};
+use xcomponent_runtime::{BusConfig, RuntimeBuilder, RuntimeOptions};
 use xcomponent_server::{AppState, ConnectionLimits, Cors, Metrics, ServerConfig, TimedStore};
 use xcomponent_store::{Durability, StoreOptions};
 
@@ -85,9 +88,11 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "each-commit")]
     pub durability: DurabilityArg,
 
-    /// Message bus: only `memory` (one process) is built so far.
-    #[arg(long, short = 'b', env = "BROKER_URL", default_value = "memory", value_name = "URL")]
-    pub broker: String,
+    /// Message bus: memory (one process; the default), redis://, amqp://,
+    /// kafka://h1:9092,h2:9092, nats:// (default: BROKER_URL, XCOMPONENT_BROKER_URL or
+    /// REDIS_URL, else memory).
+    #[arg(long, short = 'b', value_name = "URL")]
+    pub broker: Option<String>,
 
     /// Require `Authorization: Bearer TOKEN` on every mutating route.
     #[arg(long, env = "XCOMPONENT_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
@@ -213,7 +218,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(format: LogFormat) {
+pub(super) fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -228,7 +233,7 @@ fn init_logging(format: LogFormat) {
 }
 
 /// Loads, validates and compiles every file; prints warnings; fails on any error.
-fn load(files: &[PathBuf]) -> Result<Vec<Definition>> {
+pub(super) fn load(files: &[PathBuf]) -> Result<Vec<Definition>> {
     let mut definitions: Vec<Definition> = Vec::new();
     let mut failed = false;
     for file in files {
@@ -270,25 +275,23 @@ fn load(files: &[PathBuf]) -> Result<Vec<Definition>> {
     Ok(definitions)
 }
 
-fn store_url(args: &ServeArgs) -> Result<String> {
-    if let Some(url) = args.store.as_deref().filter(|url| !url.is_empty()) {
+/// The store URL: `store` when given, else an SQLite file in `data_dir` (created).
+pub(super) fn store_url(store: Option<&str>, data_dir: &Path) -> Result<String> {
+    if let Some(url) = store.filter(|url| !url.is_empty()) {
         return Ok(url.to_owned());
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
-    let path: &Path = &args.data_dir.join("xcomponent.db");
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let path: &Path = &data_dir.join("xcomponent.db");
     Ok(format!("sqlite://{}", path.display()))
 }
 
-fn check_broker(url: &str) -> Result<()> {
-    match url {
-        "memory" | "in-memory" | "" => Ok(()),
-        other => {
-            let scheme = other.split_once(':').map_or(other, |(scheme, _)| scheme);
-            Err(anyhow!(
-                "broker {scheme}:// is not built yet: this version runs every component in one process with the in-memory bus (use --broker memory)"
-            ))
-        }
+/// The store durability a flag names.
+pub(super) fn durability(arg: DurabilityArg) -> Durability {
+    match arg {
+        DurabilityArg::EachCommit => Durability::EachCommit,
+        DurabilityArg::Relaxed => Durability::Relaxed,
+        DurabilityArg::None => Durability::None,
     }
 }
 
@@ -345,7 +348,7 @@ fn parse_open_files_limit(limits: &str) -> Option<usize> {
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
 /// future is first polled, so a signal sent right after the "serving" line is not missed.
-fn signal() -> impl std::future::Future<Output = ()> {
+pub(super) fn signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal as listen};
@@ -377,14 +380,11 @@ fn signal() -> impl std::future::Future<Output = ()> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    check_broker(&args.broker)?;
+    let broker_url = broker::broker_url(args.broker.as_deref()).unwrap_or_else(|| "memory".into());
+    let on_bus = !broker::is_memory(&broker_url)?;
     let definitions = load(&args.files)?;
-    let url = store_url(&args)?;
-    let durability = match args.durability {
-        DurabilityArg::EachCommit => Durability::EachCommit,
-        DurabilityArg::Relaxed => Durability::Relaxed,
-        DurabilityArg::None => Durability::None,
-    };
+    let url = store_url(args.store.as_deref(), &args.data_dir)?;
+    let durability = durability(args.durability);
     let metrics = Metrics::new();
     // Enough connections for every shard to commit at once, plus readers for the API.
     let shards = args.shards.unwrap_or_else(|| RuntimeOptions::default().shards).max(1);
@@ -414,6 +414,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let mut builder = RuntimeBuilder::new().store(store).options(options);
     let names: Vec<String> =
         definitions.iter().map(|definition| definition.name.to_string()).collect();
+    if on_bus {
+        let bus = broker::open(&broker_url).await?;
+        let name = args
+            .runtime_name
+            .clone()
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| format!("serve-{}", names.join("-")));
+        let mut config = BusConfig::new(name);
+        config.host = args.host.clone();
+        config.port = args.port;
+        builder = builder.bus(bus, config);
+    }
     for definition in definitions {
         builder = builder.component(definition);
     }
@@ -429,7 +441,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         token: args.token.filter(|token| !token.is_empty()),
         cors: cors(&args.cors),
         body_limit: args.body_limit,
-        broker: "memory".to_owned(),
+        broker: broker::redacted(&broker_url),
         host: args.host.clone(),
         port: local.port(),
         metrics,
@@ -455,6 +467,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
         let _ = writeln!(out, "  dashboard:  {base}/dashboard.html");
         let _ = writeln!(out, "  API docs:   {base}/api-docs");
         let _ = writeln!(out, "  store:      {}", redact(&url));
+        if on_bus {
+            let _ = writeln!(out, "  broker:     {}", broker::redacted(&broker_url));
+        }
         let _ = out.flush();
     }
     tracing::info!(address = %local, components = ?names, store = %redact(&url), "listening");
@@ -552,15 +567,5 @@ mod tests {
                       Max open files            1024                 524288               files     \n";
         assert_eq!(parse_open_files_limit(limits), Some(1024));
         assert_eq!(parse_open_files_limit("Max open files unlimited unlimited files"), None);
-    }
-
-    #[test]
-    fn only_the_memory_bus_is_built() {
-        assert!(check_broker("memory").is_ok());
-        let error = check_broker("redis://localhost:6379")
-            .err()
-            .map(|error| error.to_string())
-            .unwrap_or_default();
-        assert!(error.contains("redis:// is not built yet"), "{error}");
     }
 }

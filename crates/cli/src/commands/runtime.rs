@@ -1,0 +1,127 @@
+//! `xcomponent-ai runtime FILE... --broker URL`: hosts the components of FILE... in one runtime
+//! joined to a bus, without an HTTP server. Messages for components hosted by other runtimes
+//! travel on the bus (stored in the outbox first, acknowledged after they are applied); the
+//! runtime announces itself, heartbeats and publishes its events for dashboards, and runs the
+//! commands they send. SIGINT/SIGTERM: finish queued work, store it, say goodbye, stop.
+
+use super::broker;
+use super::serve::{DurabilityArg, LogFormat, durability, init_logging, load, signal, store_url};
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use xcomponent_runtime::{BusConfig, RuntimeBuilder, RuntimeOptions};
+use xcomponent_store::StoreOptions;
+
+/// Arguments of `runtime`.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// Component files (YAML) hosted by this runtime. When none is given, COMPONENT_FILE
+    /// (comma-separated) names them.
+    #[arg(required = true, value_name = "FILE", env = "COMPONENT_FILE", value_delimiter = ',')]
+    pub files: Vec<PathBuf>,
+
+    /// Message bus: redis://, amqp://, kafka://h1:9092,h2:9092, nats:// (default: BROKER_URL,
+    /// XCOMPONENT_BROKER_URL or REDIS_URL).
+    #[arg(long, short = 'b', value_name = "URL")]
+    pub broker: Option<String>,
+
+    /// Store URL: memory, sqlite://PATH, postgres://..., redis://... (default: SQLite in --data-dir).
+    #[arg(long, env = "DATABASE_URL", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Folder of the default SQLite store (created if missing).
+    #[arg(long, default_value = "./xcomponent-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// When a store commit counts as done.
+    #[arg(long, value_enum, default_value = "each-commit")]
+    pub durability: DurabilityArg,
+
+    /// Name of this runtime on the bus: its consumer name (keep it stable across restarts) and
+    /// what dashboards show (default: "runtime-" and the hosted component names).
+    #[arg(long, env = "RUNTIME_NAME", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// How often the runtime tells dashboards it is alive, in milliseconds.
+    #[arg(long, default_value_t = xcomponent_runtime::DEFAULT_HEARTBEAT_INTERVAL.as_millis() as u64, value_name = "MS")]
+    pub heartbeat_ms: u64,
+
+    /// Shards (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Runs `runtime` until SIGINT/SIGTERM.
+pub fn run(args: RuntimeArgs) -> Result<ExitCode> {
+    init_logging(args.log_format);
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the Tokio runtime")?;
+    tokio.block_on(host(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn host(args: RuntimeArgs) -> Result<()> {
+    let Some(broker_url) = broker::broker_url(args.broker.as_deref()) else {
+        bail!(
+            "runtime needs a broker: give --broker URL or set one of {}",
+            broker::BROKER_ENV.join(", ")
+        );
+    };
+    let definitions = load(&args.files)?;
+    let names: Vec<String> =
+        definitions.iter().map(|definition| definition.name.to_string()).collect();
+    let name = args
+        .name
+        .clone()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("runtime-{}", names.join("-")));
+    let bus = broker::open(&broker_url).await?;
+    let url = store_url(args.store.as_deref(), &args.data_dir)?;
+    let store = xcomponent_store::open(
+        &url,
+        &StoreOptions { durability: durability(args.durability), ..StoreOptions::default() },
+    )
+    .await
+    .with_context(|| format!("cannot open the store {}", broker::redacted(&url)))?;
+    let mut options = RuntimeOptions::default();
+    if let Some(shards) = args.shards {
+        options.shards = shards.max(1);
+    }
+    let mut config = BusConfig::new(name.clone());
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
+    let mut builder = RuntimeBuilder::new().store(store).options(options).bus(bus, config);
+    for definition in definitions {
+        builder = builder.component(definition);
+    }
+    let signalled = signal();
+    let runtime = builder.start().await.context("cannot start the runtime")?;
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(
+            out,
+            "xcomponent-ai runtime {name} hosting {} on {}",
+            names.join(", "),
+            broker::redacted(&broker_url)
+        );
+        let _ = writeln!(out, "  store:      {}", broker::redacted(&url));
+        let _ = out.flush();
+    }
+    tracing::info!(runtime = %name, components = ?names, "runtime started");
+    signalled.await;
+    tracing::info!("shutting down: finishing queued work");
+    if let Err(error) = runtime.handle().flush().await {
+        tracing::warn!(%error, "could not wait for queued transitions");
+    }
+    runtime.shutdown().await;
+    tracing::info!("stopped; every transition is stored");
+    Ok(())
+}
