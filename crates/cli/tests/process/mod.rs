@@ -45,6 +45,11 @@ pub fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Option
 pub struct Server(Child);
 
 impl Server {
+    /// Wraps a started child process.
+    pub fn from_child(child: Child) -> Server {
+        Server(child)
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         let _ = self.0.kill();
