@@ -46,3 +46,19 @@ async fn memory_bus_conforms() {
     let bus = open("memory", &conformance::options()).await.expect("open");
     conformance::run_all(&bus).await;
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bus_conforms() {
+    if let Some(url) = service_url("XC_TEST_REDIS_URL") {
+        run_against_server(&url).await;
+    }
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_bus_conforms() {
+    if let Some(url) = service_url("XC_TEST_NATS_URL") {
+        run_against_server(&url).await;
+    }
+}
