@@ -703,6 +703,67 @@ impl Acknowledge for RedisAck {
 mod tests {
     use super::*;
 
+    /// The test server, or `None` when `XC_TEST_REDIS_URL` is unset (the conformance suite
+    /// reports the skip loudly; this test just returns).
+    async fn server() -> Option<(Client, ConnectionManager)> {
+        let url = std::env::var("XC_TEST_REDIS_URL").ok().filter(|url| !url.is_empty())?;
+        let client = Client::open(url).expect("redis URL");
+        let manager = client.get_connection_manager().await.expect("connect");
+        Some((client, manager))
+    }
+
+    async fn run<T: FromRedisValue>(connection: &ConnectionManager, command: &mut Cmd) -> T {
+        query(connection, Duration::from_secs(5), "test", command).await.expect("command")
+    }
+
+    #[tokio::test]
+    async fn trimming_removes_only_what_every_group_acknowledged() {
+        let Some((_client, connection)) = server().await else { return };
+        let timeout = Duration::from_secs(5);
+        let stream = format!("xcomponent:redis-trim-test-{}", std::process::id());
+        let _: i64 = run(&connection, redis::cmd("DEL").arg(&stream)).await;
+        let mut ids = Vec::new();
+        for index in 0..3 {
+            let id: String = run(
+                &connection,
+                redis::cmd("XADD").arg(&stream).arg("*").arg("id").arg(index).arg("body").arg("{}"),
+            )
+            .await;
+            ids.push(id);
+        }
+        trim(&connection, timeout, &stream).await.expect("trim");
+        let length: usize = run(&connection, redis::cmd("XLEN").arg(&stream)).await;
+        assert_eq!(length, 3, "a stream nobody consumes yet keeps everything");
+
+        for group in ["fast", "slow"] {
+            create_group(&connection, timeout, &stream, group).await.expect("group");
+            let _: redis::Value = run(
+                &connection,
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(group)
+                    .arg("member")
+                    .arg("STREAMS")
+                    .arg(&stream)
+                    .arg(">"),
+            )
+            .await;
+        }
+        let _: i64 = run(&connection, redis::cmd("XACK").arg(&stream).arg("fast").arg(&ids)).await;
+        let _: i64 =
+            run(&connection, redis::cmd("XACK").arg(&stream).arg("slow").arg(&ids[0])).await;
+        trim(&connection, timeout, &stream).await.expect("trim");
+        let length: usize = run(&connection, redis::cmd("XLEN").arg(&stream)).await;
+        assert_eq!(length, 2, "only the entry both groups acknowledged is removed");
+
+        let _: i64 =
+            run(&connection, redis::cmd("XACK").arg(&stream).arg("slow").arg(&ids[1..])).await;
+        trim(&connection, timeout, &stream).await.expect("trim");
+        let length: usize = run(&connection, redis::cmd("XLEN").arg(&stream)).await;
+        assert_eq!(length, 0, "everything acknowledged by every group is removed");
+        let _: i64 = run(&connection, redis::cmd("DEL").arg(&stream)).await;
+    }
+
     #[test]
     fn entry_ids_parse_and_advance() {
         assert_eq!(parse_entry_id("1700000000000-3"), Some((1_700_000_000_000, 3)));
