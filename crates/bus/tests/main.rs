@@ -96,3 +96,21 @@ async fn nats_bus_conforms() {
         run_against_server(&url).await;
     }
 }
+
+/// NATS only: a queue's work-queue stream serves one consumer group; a second one is refused
+/// with a configuration error that says so.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_queue_refuses_a_second_consumer_group() {
+    let Some(url) = service_url("XC_TEST_NATS_URL") else { return };
+    let bus = open(&url, &conformance::options()).await.expect("open");
+    let queue = conformance::unique("xcomponent:nats-groups");
+    let _first = bus.consume(&queue, "runtimes", "runtime-1").await.expect("consume");
+    match bus.consume(&queue, "auditors", "auditor-1").await {
+        Err(xcomponent_bus::BusError::Config(text)) => {
+            assert!(text.contains("one group"), "{text}")
+        }
+        Err(other) => panic!("expected a configuration error, got {other}"),
+        Ok(_) => panic!("a second group on a work-queue stream was accepted"),
+    }
+}
