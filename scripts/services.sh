@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts the local servers the integration tests use, when they are not already running:
-# PostgreSQL (127.0.0.1:5432, database `test`) and Redis (127.0.0.1:6379).
+# PostgreSQL (127.0.0.1:5432, database `test`), Redis (127.0.0.1:6379) and NATS with JetStream
+# (127.0.0.1:4222).
 # Idempotent; exits non-zero if a server cannot be brought up.
 set -euo pipefail
 
@@ -19,6 +20,11 @@ wait_for() { # name, command...
 
 postgres_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
 redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
+# The server greets every connection with an INFO line; it must say JetStream is on.
+nats_up() {
+  timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222 && IFS= read -r line <&3 && echo "$line"' \
+    | grep -q '"jetstream":true'
+}
 
 if ! command -v pg_isready >/dev/null || ! command -v redis-cli >/dev/null; then
   echo "services: installing PostgreSQL and Redis from Debian packages"
@@ -42,3 +48,17 @@ if ! redis_up; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
 fi
 wait_for Redis redis_up
+
+if ! command -v nats-server >/dev/null && [ ! -x /usr/sbin/nats-server ]; then
+  echo "services: installing NATS from the Debian package"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
+fi
+
+if ! nats_up; then
+  echo "services: starting NATS with JetStream"
+  mkdir -p /var/lib/nats-server /var/log
+  nats=$(command -v nats-server || echo /usr/sbin/nats-server)
+  start-stop-daemon --start --oknodo --background --exec "$nats" -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+fi
+wait_for NATS nats_up

@@ -39,6 +39,7 @@ echo "test.sh: CI=$ci XC_REQUIRE_SERVICES=$XC_REQUIRE_SERVICES XC_REQUIRE_REFERE
 
 export XC_TEST_POSTGRES_URL="${XC_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export XC_TEST_REDIS_URL="${XC_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+export XC_TEST_NATS_URL="${XC_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 
 cargo test --workspace --all-features --locked
 # The examples are built and run (they assert their own outcome).

@@ -26,14 +26,27 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod channel_buffer;
 mod memory;
 pub mod naming;
+#[cfg(feature = "nats")]
+mod nats;
+#[cfg(feature = "redis")]
+mod redis;
 mod url;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use memory::MemoryBus;
+#[cfg(feature = "nats")]
+pub use nats::{NATS_DUPLICATE_WINDOW, NATS_PULL_EXPIRES, NATS_QUEUE_CAPACITY, NatsBus};
+#[cfg(feature = "redis")]
+pub use redis::{
+    REDIS_BLOCK_MAX, REDIS_CLAIM_INTERVAL_MAX, REDIS_HEALTH_CHECK_INTERVAL, REDIS_QUEUE_CAPACITY,
+    REDIS_TRIM_INTERVAL, RedisBus,
+};
 pub use url::{BrokerUrl, Scheme};
 pub use xcomponent_core::bus::{
     Acknowledge, Bus, BusError, BusResult, Delivery, Published, QueueConsumer, QueueMessage,
@@ -102,6 +115,12 @@ fn not_compiled(broker: &BrokerUrl, feature: &str) -> BusError {
     ))
 }
 
+#[cfg(feature = "redis")]
+async fn open_redis(broker: &BrokerUrl, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
+    Ok(Arc::new(RedisBus::open(broker, options).await?))
+}
+
+#[cfg(not(feature = "redis"))]
 async fn open_redis(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus>> {
     Err(not_compiled(broker, "redis"))
 }
@@ -114,6 +133,12 @@ async fn open_kafka(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus
     Err(not_compiled(broker, "kafka"))
 }
 
+#[cfg(feature = "nats")]
+async fn open_nats(broker: &BrokerUrl, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
+    Ok(Arc::new(NatsBus::open(broker, options).await?))
+}
+
+#[cfg(not(feature = "nats"))]
 async fn open_nats(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus>> {
     Err(not_compiled(broker, "nats"))
 }

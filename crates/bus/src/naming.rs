@@ -30,12 +30,28 @@ pub fn kafka_topic(name: &str) -> String {
         .collect()
 }
 
-/// The NATS subject of a channel: dotted, with characters NATS gives a meaning to replaced.
+/// The NATS subject of a channel: dotted, with characters NATS gives a meaning to replaced and
+/// empty tokens (which NATS refuses) filled with `_`.
 pub fn nats_channel_subject(name: &str) -> String {
-    dotted(name)
+    let subject: String = dotted(name)
         .chars()
         .map(|c| if c.is_whitespace() || c == '*' || c == '>' { '_' } else { c })
-        .collect()
+        .collect();
+    subject
+        .split('.')
+        .map(|token| if token.is_empty() { "_" } else { token })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The durable JetStream consumer of a consumer group: letters, digits, `_` and `-` kept, any
+/// other character (`.`, `*`, `>`, spaces are not allowed) replaced with `_`.
+pub fn nats_consumer(group: &str) -> String {
+    let name: String = group
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect();
+    if name.is_empty() { "_".to_owned() } else { name }
 }
 
 /// The JetStream stream and subject of a queue: `XC_<name>` on `xcomponent.queue.<rest>`.
@@ -64,6 +80,9 @@ mod tests {
         assert_eq!(kafka_topic("xcomponent:Payment"), "xcomponent.Payment");
         assert_eq!(kafka_topic("xcomponent:Pay ment"), "xcomponent.Pay_ment");
         assert_eq!(nats_channel_subject("fsm:events:state_change"), "fsm.events.state_change");
+        assert_eq!(nats_channel_subject("fsm::a b:"), "fsm._.a_b._");
+        assert_eq!(nats_consumer("runtimes"), "runtimes");
+        assert_eq!(nats_consumer("run.times *"), "run_times__");
         assert_eq!(
             nats_queue("xcomponent:Payment"),
             ("XC_xcomponent_Payment".to_owned(), "xcomponent.queue.Payment".to_owned())

@@ -46,3 +46,71 @@ async fn memory_bus_conforms() {
     let bus = open("memory", &conformance::options()).await.expect("open");
     conformance::run_all(&bus).await;
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_bus_conforms() {
+    if let Some(url) = service_url("XC_TEST_REDIS_URL") {
+        run_against_server(&url).await;
+    }
+}
+
+/// Redis only: a consumer that comes back under the same name gets its unacknowledged messages
+/// at once (from its own pending list), long before `redelivery_after`.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_consumer_restarted_under_its_name_gets_its_pending_messages_at_once() {
+    let Some(url) = service_url("XC_TEST_REDIS_URL") else { return };
+    let options = xcomponent_bus::BusOptions {
+        redelivery_after: std::time::Duration::from_secs(600),
+        ..conformance::options()
+    };
+    let bus = open(&url, &options).await.expect("open");
+    let queue = conformance::unique("xcomponent:redis-restart");
+    let message = xcomponent_bus::QueueMessage {
+        id: conformance::unique("message"),
+        key: "instance-1".into(),
+        body: b"{}".to_vec(),
+    };
+    bus.enqueue(&queue, &message).await.expect("enqueue");
+    {
+        let mut consumer = bus.consume(&queue, "runtimes", "runtime-1").await.expect("consume");
+        let delivery = conformance::next(&mut consumer, "before the restart").await;
+        assert!(!delivery.redelivered);
+        // The process dies without acknowledging.
+    }
+    let mut consumer = bus.consume(&queue, "runtimes", "runtime-1").await.expect("consume");
+    let delivery = tokio::time::timeout(std::time::Duration::from_secs(5), consumer.next())
+        .await
+        .expect("the pending message comes back at once")
+        .expect("delivery");
+    assert_eq!(delivery.message, message);
+    assert!(delivery.redelivered, "a message from the pending list is marked redelivered");
+    delivery.ack().await.expect("ack");
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_bus_conforms() {
+    if let Some(url) = service_url("XC_TEST_NATS_URL") {
+        run_against_server(&url).await;
+    }
+}
+
+/// NATS only: a queue's work-queue stream serves one consumer group; a second one is refused
+/// with a configuration error that says so.
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_queue_refuses_a_second_consumer_group() {
+    let Some(url) = service_url("XC_TEST_NATS_URL") else { return };
+    let bus = open(&url, &conformance::options()).await.expect("open");
+    let queue = conformance::unique("xcomponent:nats-groups");
+    let _first = bus.consume(&queue, "runtimes", "runtime-1").await.expect("consume");
+    match bus.consume(&queue, "auditors", "auditor-1").await {
+        Err(xcomponent_bus::BusError::Config(text)) => {
+            assert!(text.contains("one group"), "{text}")
+        }
+        Err(other) => panic!("expected a configuration error, got {other}"),
+        Ok(_) => panic!("a second group on a work-queue stream was accepted"),
+    }
+}

@@ -3,9 +3,11 @@
 //!
 //! A **queue** is read by one consumer group; within the group a message goes to one member, is
 //! delivered again until that member acknowledges it, and messages keep the order they were
-//! enqueued in for one consumer. The runtime acknowledges a delivery only after the commit that
-//! applied it (or dead-lettered it) is stored, so a process that dies before its ack gets the
-//! message again after restart, and the inbox drops what was applied already.
+//! enqueued in for one consumer (a message redelivered after its member died may come after
+//! messages enqueued later, as brokers that redeliver after a timeout hand out what is ready
+//! meanwhile). The runtime acknowledges a delivery only after the commit that applied it (or
+//! dead-lettered it) is stored, so a process that dies before its ack gets the message again
+//! after restart, and the inbox drops what was applied already.
 //!
 //! A **channel** is plain publish/subscribe: every subscriber connected at the time gets the
 //! message, at most once. Monitoring (announce, heartbeat, state changes) uses channels.

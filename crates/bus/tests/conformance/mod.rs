@@ -101,7 +101,10 @@ async fn delivery_while_waiting(bus: &Arc<dyn Bus>) {
 }
 
 /// A member that dies holding unacknowledged messages: another member of its group gets them,
-/// with their ids, marked redelivered, before what was enqueued later.
+/// with their ids, marked redelivered, in their original order among themselves, and gets what
+/// was enqueued later exactly once too. The later message may come first: brokers that hand a
+/// silent member's messages over after `redelivery_after` (Redis, NATS) deliver what is ready
+/// meanwhile; only the order of first deliveries is guaranteed.
 async fn unacked_messages_go_to_another_member(bus: &Arc<dyn Bus>) {
     let queue = unique("xcomponent:conformance-redelivery");
     let sent: Vec<QueueMessage> = (0..5).map(|index| message("instance-1", index)).collect();
@@ -136,13 +139,17 @@ async fn unacked_messages_go_to_another_member(bus: &Arc<dyn Bus>) {
         got.push(delivery.message.clone());
         delivery.ack().await.expect("ack");
     }
-    let ids: Vec<&str> = got.iter().map(|message| message.id.as_str()).collect();
-    let expected: Vec<&str> =
-        sent[2..].iter().chain([&later]).map(|message| message.id.as_str()).collect();
+    let redelivered: Vec<&str> = got
+        .iter()
+        .filter(|message| message.id != later.id)
+        .map(|message| message.id.as_str())
+        .collect();
+    let unacked: Vec<&str> = sent[2..].iter().map(|message| message.id.as_str()).collect();
     assert_eq!(
-        ids, expected,
-        "redelivery: the unacknowledged messages first, in order, then the new one"
+        redelivered, unacked,
+        "redelivery: the unacknowledged messages, each once, in their original order"
     );
+    assert!(got.contains(&later), "redelivery: the message enqueued later did not arrive");
 }
 
 /// An acknowledged message is never delivered again, even to a member that joins later.
