@@ -26,14 +26,22 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "kafka")]
+mod kafka;
 mod memory;
 pub mod naming;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 mod url;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "kafka")]
+pub use kafka::KafkaBus;
 pub use memory::MemoryBus;
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::RabbitBus;
 pub use url::{BrokerUrl, Scheme};
 pub use xcomponent_core::bus::{
     Acknowledge, Bus, BusError, BusResult, Delivery, Published, QueueConsumer, QueueMessage,
@@ -106,10 +114,22 @@ async fn open_redis(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus
     Err(not_compiled(broker, "redis"))
 }
 
+#[cfg(feature = "rabbitmq")]
+async fn open_rabbitmq(broker: &BrokerUrl, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
+    Ok(Arc::new(RabbitBus::connect(broker, options).await?))
+}
+
+#[cfg(not(feature = "rabbitmq"))]
 async fn open_rabbitmq(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus>> {
     Err(not_compiled(broker, "rabbitmq"))
 }
 
+#[cfg(feature = "kafka")]
+async fn open_kafka(broker: &BrokerUrl, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
+    Ok(Arc::new(KafkaBus::connect(broker, options).await?))
+}
+
+#[cfg(not(feature = "kafka"))]
 async fn open_kafka(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus>> {
     Err(not_compiled(broker, "kafka"))
 }

@@ -1,0 +1,73 @@
+//! A tansu broker (a Kafka-compatible server keeping everything in memory) run by a test on a
+//! port of its own, so the test can stop and restart it: Kafka clients reconnect to the address
+//! the broker advertises, which a cutting proxy in between cannot stand for.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The longest a test waits for tansu to listen after starting it.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running tansu process on a loopback port.
+pub struct Tansu {
+    binary: String,
+    address: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Tansu {
+    /// Starts `binary` on a free loopback port and waits until it listens.
+    pub fn start(binary: &str) -> Tansu {
+        let address = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port");
+        let mut tansu = Tansu { binary: binary.to_owned(), address, child: None };
+        tansu.spawn();
+        tansu
+    }
+
+    /// The bus URL of this broker.
+    pub fn url(&self) -> String {
+        format!("kafka://{}", self.address)
+    }
+
+    /// Stops the broker (everything it held is lost), waits `down`, and starts it again on the
+    /// same port.
+    pub async fn restart(&mut self, down: Duration) {
+        self.stop();
+        tokio::time::sleep(down).await;
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let listener = format!("tcp://{}", self.address);
+        let child = Command::new(&self.binary)
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start tansu ({}): {error}", self.binary));
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while TcpStream::connect_timeout(&self.address, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {} in time", self.address);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
