@@ -58,8 +58,9 @@ pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusOptions {
     /// How long an unacknowledged message stays with a consumer that went silent before another
-    /// member of the group gets it (Redis claim idle time, NATS `ack_wait`). RabbitMQ and Kafka
-    /// hand messages over as soon as the consumer's connection closes or it leaves the group.
+    /// member of the group gets it (Redis claim idle time, NATS `ack_wait`, Kafka group session
+    /// timeout, at least 6 s). RabbitMQ and Kafka hand messages over as soon as the consumer's
+    /// connection closes or it leaves the group.
     pub redelivery_after: Duration,
     /// Unacknowledged deliveries one consumer may hold (RabbitMQ prefetch, NATS
     /// `max_ack_pending`, Redis read count, Kafka uncommitted window).
