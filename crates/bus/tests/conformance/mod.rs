@@ -230,20 +230,7 @@ pub async fn reconnect_after_broker_restart(
     }
     // The subscription is back once a message published now reaches it (a few may be lost while
     // it resubscribes: channels are at most once).
-    let mut reached = false;
-    for attempt in 0..40 {
-        direct
-            .publish(&channel, format!("{{\"attempt\":{attempt}}}").as_bytes())
-            .await
-            .expect("publish");
-        if let Ok(Ok(_)) =
-            tokio::time::timeout(Duration::from_millis(500), subscription.next()).await
-        {
-            reached = true;
-            break;
-        }
-    }
-    assert!(reached, "restart: the subscription did not come back within 20 s");
+    subscription_comes_back(direct, &channel, &mut subscription).await;
     assert!(seen.contains(&during.id));
 }
 
@@ -288,6 +275,8 @@ async fn subscription_comes_back(
 /// The broker is stopped and started again on the same address, losing everything it held (a
 /// broker without persistence): a consumer and a subscriber opened before go on by themselves
 /// and get what is enqueued and published after it came back. `restart` stops and starts it.
+/// (Used by the backends whose clients bypass the cutting proxy: Kafka.)
+#[allow(dead_code)]
 pub async fn resume_after_broker_restart_losing_data<F, R>(bus: &Arc<dyn Bus>, restart: F)
 where
     F: FnOnce() -> R,
