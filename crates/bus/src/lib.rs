@@ -28,10 +28,14 @@
 
 #[cfg(any(feature = "redis", feature = "nats"))]
 mod channel_buffer;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod memory;
 pub mod naming;
 #[cfg(feature = "nats")]
 mod nats;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 #[cfg(feature = "redis")]
 mod redis;
 mod url;
@@ -39,9 +43,13 @@ mod url;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "kafka")]
+pub use kafka::KafkaBus;
 pub use memory::MemoryBus;
 #[cfg(feature = "nats")]
 pub use nats::{NATS_DUPLICATE_WINDOW, NATS_PULL_EXPIRES, NATS_QUEUE_CAPACITY, NatsBus};
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::RabbitBus;
 #[cfg(feature = "redis")]
 pub use redis::{
     REDIS_BLOCK_MAX, REDIS_CLAIM_INTERVAL_MAX, REDIS_HEALTH_CHECK_INTERVAL, REDIS_QUEUE_CAPACITY,
@@ -63,8 +71,9 @@ pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusOptions {
     /// How long an unacknowledged message stays with a consumer that went silent before another
-    /// member of the group gets it (Redis claim idle time, NATS `ack_wait`). RabbitMQ and Kafka
-    /// hand messages over as soon as the consumer's connection closes or it leaves the group.
+    /// member of the group gets it (Redis claim idle time, NATS `ack_wait`, Kafka group session
+    /// timeout, at least 6 s). RabbitMQ and Kafka hand messages over as soon as the consumer's
+    /// connection closes or it leaves the group.
     pub redelivery_after: Duration,
     /// Unacknowledged deliveries one consumer may hold (RabbitMQ prefetch, NATS
     /// `max_ack_pending`, Redis read count, Kafka uncommitted window).
@@ -107,6 +116,7 @@ pub async fn open(url: &str, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
 }
 
 /// Error for a backend whose cargo feature is off.
+#[cfg(not(all(feature = "redis", feature = "rabbitmq", feature = "kafka", feature = "nats")))]
 fn not_compiled(broker: &BrokerUrl, feature: &str) -> BusError {
     BusError::Config(format!(
         "broker URL {} needs the {feature} backend, which this build does not include \
@@ -125,10 +135,22 @@ async fn open_redis(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus
     Err(not_compiled(broker, "redis"))
 }
 
+#[cfg(feature = "rabbitmq")]
+async fn open_rabbitmq(broker: &BrokerUrl, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
+    Ok(Arc::new(RabbitBus::connect(broker, options).await?))
+}
+
+#[cfg(not(feature = "rabbitmq"))]
 async fn open_rabbitmq(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus>> {
     Err(not_compiled(broker, "rabbitmq"))
 }
 
+#[cfg(feature = "kafka")]
+async fn open_kafka(broker: &BrokerUrl, options: &BusOptions) -> BusResult<Arc<dyn Bus>> {
+    Ok(Arc::new(KafkaBus::connect(broker, options).await?))
+}
+
+#[cfg(not(feature = "kafka"))]
 async fn open_kafka(broker: &BrokerUrl, _: &BusOptions) -> BusResult<Arc<dyn Bus>> {
     Err(not_compiled(broker, "kafka"))
 }

@@ -4,6 +4,8 @@
 
 mod conformance;
 mod proxy;
+#[cfg(feature = "kafka")]
+mod tansu;
 
 use xcomponent_bus::{BrokerUrl, open};
 
@@ -113,4 +115,40 @@ async fn nats_queue_refuses_a_second_consumer_group() {
         Err(other) => panic!("expected a configuration error, got {other}"),
         Ok(_) => panic!("a second group on a work-queue stream was accepted"),
     }
+}
+
+#[cfg(feature = "rabbitmq")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_bus_conforms() {
+    let Some(url) = service_url("XC_TEST_AMQP_URL") else { return };
+    run_against_server(&url).await;
+}
+
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_bus_conforms() {
+    let Some(url) = service_url("XC_TEST_KAFKA_URL") else { return };
+    let bus = open(&url, &conformance::options()).await.expect("open");
+    conformance::run_all(&bus).await;
+}
+
+/// Kafka clients follow the address the broker advertises, so the cutting proxy works only when
+/// the broker advertises the proxy: this case runs its own tansu behind a proxy, cuts every
+/// connection for a while (the broker keeps its data, as a network loss or a restarting
+/// durable broker would), and checks that the consumer and the subscriber come back.
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_bus_comes_back_after_its_connections_are_cut() {
+    let Some(binary) = service_url("XC_TANSU_BIN") else { return };
+    let listen = tansu::Tansu::free_address();
+    let proxy = proxy::Proxy::start(&listen.to_string()).await;
+    let _tansu = tansu::Tansu::start_behind(&binary, listen, proxy.address);
+    let url = format!("kafka://{}", proxy.address);
+    let bus = open(&url, &conformance::options()).await.expect("open");
+    conformance::resume_after_broker_restart_losing_data(&bus, || async {
+        proxy.cut();
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        proxy.resume();
+    })
+    .await;
 }

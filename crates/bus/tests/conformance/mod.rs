@@ -3,10 +3,12 @@
 //! Queues: order per consumer, durability of what was enqueued before anyone consumed,
 //! redelivery of unacknowledged messages to another member of the group after a consumer died
 //! (same message id, marked redelivered), no redelivery of acknowledged ones, and recovery after
-//! the broker went away (a proxy cuts every connection). Channels: every subscriber gets what is
-//! published after it subscribed, and only on its channels.
+//! the broker went away (a proxy cuts every connection, or the broker itself is restarted and
+//! loses what it held). Channels: every subscriber gets what is published after it subscribed,
+//! and only on its channels.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use xcomponent_bus::{Bus, BusOptions, Delivery, QueueConsumer, QueueMessage, Subscription, open};
@@ -181,8 +183,13 @@ async fn channels_reach_every_subscriber_of_their_channel(bus: &Arc<dyn Bus>) {
     bus.publish(&channel, b"{\"n\":1}").await.expect("publish");
     bus.publish(&other, b"{\"n\":2}").await.expect("publish");
     assert_eq!(next_published(&mut first, "channel: first").await, b"{\"n\":1}");
-    assert_eq!(next_published(&mut second, "channel: second").await, b"{\"n\":1}");
-    assert_eq!(next_published(&mut second, "channel: second, other").await, b"{\"n\":2}");
+    // Order holds within one channel only (on Kafka, say, two channels are two topics).
+    let mut both = vec![
+        next_published(&mut second, "channel: second").await,
+        next_published(&mut second, "channel: second, other").await,
+    ];
+    both.sort();
+    assert_eq!(both, [b"{\"n\":1}".to_vec(), b"{\"n\":2}".to_vec()], "channel: second");
     assert_eq!(
         next_published(&mut elsewhere, "channel: elsewhere").await,
         b"{\"n\":2}",
@@ -230,19 +237,83 @@ pub async fn reconnect_after_broker_restart(
     }
     // The subscription is back once a message published now reaches it (a few may be lost while
     // it resubscribes: channels are at most once).
-    let mut reached = false;
-    for attempt in 0..40 {
-        direct
-            .publish(&channel, format!("{{\"attempt\":{attempt}}}").as_bytes())
-            .await
-            .expect("publish");
-        if let Ok(Ok(_)) =
-            tokio::time::timeout(Duration::from_millis(500), subscription.next()).await
-        {
-            reached = true;
-            break;
+    subscription_comes_back(direct, &channel, &mut subscription).await;
+    assert!(seen.contains(&during.id));
+}
+
+/// How many times the restart cases try an operation while the bus reconnects, one
+/// `RETRY_PAUSE` apart.
+const RESTART_ATTEMPTS: usize = 40;
+
+/// The pause between two tries of an operation while the bus reconnects.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Enqueues, retrying while the bus reconnects after a restart (an enqueue that failed may still
+/// have been stored: the message may then arrive twice, which queues allow).
+async fn enqueue_eventually(bus: &Arc<dyn Bus>, queue: &str, message: &QueueMessage) {
+    let mut last = None;
+    for _ in 0..RESTART_ATTEMPTS {
+        match bus.enqueue(queue, message).await {
+            Ok(()) => return,
+            Err(error) => last = Some(error),
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+    panic!("restart: enqueue still failing after the broker came back: {last:?}");
+}
+
+/// Publishes until `subscription` gets a message: it came back (messages published while it was
+/// away, or while it resubscribes, may be lost: channels are at most once).
+async fn subscription_comes_back(
+    publisher: &Arc<dyn Bus>,
+    channel: &str,
+    subscription: &mut Box<dyn Subscription>,
+) {
+    for attempt in 0..RESTART_ATTEMPTS {
+        // Publishing may fail while the bus reconnects; the next attempt tries again.
+        let _ = publisher.publish(channel, format!("{{\"attempt\":{attempt}}}").as_bytes()).await;
+        if let Ok(Ok(_)) = tokio::time::timeout(RETRY_PAUSE, subscription.next()).await {
+            return;
         }
     }
-    assert!(reached, "restart: the subscription did not come back within 20 s");
-    assert!(seen.contains(&during.id));
+    panic!("restart: the subscription did not come back after {RESTART_ATTEMPTS} publications");
+}
+
+/// The broker is stopped and started again on the same address, losing everything it held (a
+/// broker without persistence): a consumer and a subscriber opened before go on by themselves
+/// and get what is enqueued and published after it came back. `restart` stops and starts it.
+/// (Used by the backends whose clients bypass the cutting proxy: Kafka.)
+#[allow(dead_code)]
+pub async fn resume_after_broker_restart_losing_data<F, R>(bus: &Arc<dyn Bus>, restart: F)
+where
+    F: FnOnce() -> R,
+    R: Future<Output = ()>,
+{
+    let queue = unique("xcomponent:conformance-restart");
+    let channel = unique("fsm:conformance:restart");
+    let mut consumer = bus.consume(&queue, "runtimes", "member-1").await.expect("consume");
+    let mut subscription = bus.subscribe(&[channel.as_str()]).await.expect("subscribe");
+    let before = message("instance-1", 0);
+    bus.enqueue(&queue, &before).await.expect("enqueue");
+    let delivery = next(&mut consumer, "restart: before").await;
+    assert_eq!(delivery.message, before);
+    delivery.ack().await.expect("ack");
+    subscription_comes_back(bus, &channel, &mut subscription).await;
+
+    restart().await;
+
+    let after = message("instance-1", 1);
+    enqueue_eventually(bus, &queue, &after).await;
+    loop {
+        let delivery = next(&mut consumer, "restart: after").await;
+        let id = delivery.message.id.clone();
+        // An ack may fail while the consumer reconnects; the message then comes again.
+        let _ = delivery.ack().await;
+        if id == before.id {
+            continue; // Its ack may not have been stored before the restart.
+        }
+        assert_eq!(id, after.id, "restart: unexpected message");
+        break;
+    }
+    subscription_comes_back(bus, &channel, &mut subscription).await;
 }
