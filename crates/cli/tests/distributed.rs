@@ -67,6 +67,7 @@ fn payment_runtime(dir: &Path, broker: &str) -> Server {
     let child = Command::new(BIN)
         .args(["runtime", "payment.yaml", "--broker", broker, "--name", "payments"])
         .args(["--store", "sqlite://payments.db", "--heartbeat-ms", "1000"])
+        .args(["--redelivery-ms", "6000"])
         .env_remove("DATABASE_URL")
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -176,27 +177,51 @@ fn the_payment_runtime_killed_at_random_keeps_one_payment_per_order(broker: &str
     }
     let acknowledged = client.join().unwrap();
     assert_eq!(acknowledged.len(), ORDERS, "every SUBMIT was acknowledged by the order side");
-    // Let the restarted runtime drain its queue, then read its store.
+    // Ask the running payment runtime (over the bus, as a dashboard does) until every payment
+    // is there, then read its store for the exact count.
+    let component = format!("PaymentComponent{suffix}");
     let started = Instant::now();
-    loop {
-        std::thread::sleep(Duration::from_secs(1));
-        payments.kill();
-        let counts = payments_by_order(&dir.0, &suffix);
-        let duplicated: Vec<_> = counts.iter().filter(|(_, count)| **count > 1).collect();
-        assert!(
-            duplicated.is_empty(),
-            "seed {seed}: orders with more than one payment: {duplicated:?}"
-        );
-        let missing = acknowledged.iter().filter(|order| !counts.contains_key(*order)).count();
-        if missing == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < CROSSING,
-            "seed {seed}: {missing} acknowledged orders have no payment"
-        );
-        payments = payment_runtime(&dir.0, broker);
+    while live_count(broker, &component) < ORDERS {
+        assert!(started.elapsed() < CROSSING, "seed {seed}: the payments did not all arrive");
+        std::thread::sleep(Duration::from_millis(500));
     }
+    payments.kill();
+    let counts = payments_by_order(&dir.0, &suffix);
+    let duplicated: Vec<_> = counts.iter().filter(|(_, count)| **count > 1).collect();
+    assert!(
+        duplicated.is_empty(),
+        "seed {seed}: orders with more than one payment: {duplicated:?}"
+    );
+    let missing: Vec<_> =
+        acknowledged.iter().filter(|order| !counts.contains_key(*order)).collect();
+    assert!(missing.is_empty(), "seed {seed}: acknowledged orders without a payment: {missing:?}");
+    assert_eq!(counts.len(), ORDERS);
+}
+
+/// Live instances of `component`, as its runtime answers a query on the bus (0 when no answer
+/// comes within a few seconds).
+fn live_count(broker: &str, component: &str) -> usize {
+    use xcomponent_core::bus::channels;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let bus =
+            xcomponent_bus::open(broker, &xcomponent_bus::BusOptions::default()).await.unwrap();
+        let mut answers = bus.subscribe(&[channels::QUERY_RESPONSE]).await.unwrap();
+        bus.publish(channels::QUERY_INSTANCES, b"{\"type\":\"query_all_instances\"}")
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let Ok(Ok(answer)) = tokio::time::timeout_at(deadline, answers.next()).await else {
+                return 0;
+            };
+            let answer: serde_json::Value =
+                serde_json::from_slice(&answer.body).unwrap_or_default();
+            if answer["componentName"] == component {
+                return answer["instances"].as_array().map_or(0, Vec::len);
+            }
+        }
+    })
 }
 
 fn run_on(variable: &str) {

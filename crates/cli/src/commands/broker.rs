@@ -26,10 +26,15 @@ pub fn is_memory(url: &str) -> Result<bool> {
     Ok(BrokerUrl::parse(url)?.scheme == Scheme::Memory)
 }
 
-/// Opens the bus at `url` (checking that the broker answers).
-pub async fn open(url: &str) -> Result<Arc<dyn Bus>> {
+/// Opens the bus at `url` (checking that the broker answers). `redelivery_ms` overrides
+/// `BusOptions::redelivery_after` (how long a silent consumer keeps its messages).
+pub async fn open(url: &str, redelivery_ms: Option<u64>) -> Result<Arc<dyn Bus>> {
     let redacted = BrokerUrl::parse(url).map(|parsed| parsed.redacted())?;
-    xcomponent_bus::open(url, &BusOptions::default())
+    let mut options = BusOptions::default();
+    if let Some(ms) = redelivery_ms {
+        options.redelivery_after = std::time::Duration::from_millis(ms.max(1));
+    }
+    xcomponent_bus::open(url, &options)
         .await
         .with_context(|| format!("cannot reach the broker {redacted}"))
 }

@@ -44,6 +44,12 @@ pub struct RuntimeArgs {
     #[arg(long, env = "RUNTIME_NAME", value_name = "NAME")]
     pub name: Option<String>,
 
+    /// How long a runtime that went silent keeps the messages it took before the broker hands
+    /// them to another (Redis claim idle time, NATS ack wait, Kafka session timeout: 6,000 at
+    /// least), in milliseconds (default 30,000).
+    #[arg(long, env = "XCOMPONENT_REDELIVERY_MS", value_name = "MS")]
+    pub redelivery_ms: Option<u64>,
+
     /// How often the runtime tells dashboards it is alive, in milliseconds.
     #[arg(long, default_value_t = xcomponent_runtime::DEFAULT_HEARTBEAT_INTERVAL.as_millis() as u64, value_name = "MS")]
     pub heartbeat_ms: u64,
@@ -83,7 +89,7 @@ async fn host(args: RuntimeArgs) -> Result<()> {
         .clone()
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| format!("runtime-{}", names.join("-")));
-    let bus = broker::open(&broker_url).await?;
+    let bus = broker::open(&broker_url, args.redelivery_ms).await?;
     let url = store_url(args.store.as_deref(), &args.data_dir)?;
     let store = xcomponent_store::open(
         &url,

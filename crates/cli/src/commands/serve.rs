@@ -94,6 +94,12 @@ pub struct ServeArgs {
     #[arg(long, short = 'b', value_name = "URL")]
     pub broker: Option<String>,
 
+    /// How long a runtime that went silent keeps the messages it took before the broker hands
+    /// them to another (Redis claim idle time, NATS ack wait, Kafka session timeout: 6,000 at
+    /// least), in milliseconds (default 30,000).
+    #[arg(long, env = "XCOMPONENT_REDELIVERY_MS", value_name = "MS")]
+    pub redelivery_ms: Option<u64>,
+
     /// Require `Authorization: Bearer TOKEN` on every mutating route.
     #[arg(long, env = "XCOMPONENT_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
@@ -415,7 +421,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let names: Vec<String> =
         definitions.iter().map(|definition| definition.name.to_string()).collect();
     if on_bus {
-        let bus = broker::open(&broker_url).await?;
+        let bus = broker::open(&broker_url, args.redelivery_ms).await?;
         let name = args
             .runtime_name
             .clone()
