@@ -39,6 +39,15 @@ pub enum RuntimeError {
     /// The store refused or failed; the transition was not applied and the instance is unchanged.
     #[error("storage failed, nothing was changed: {0}")]
     Storage(#[source] xcomponent_core::store::Error),
+    /// The request was handed to the runtime that owns its target (in another process) but its
+    /// outcome did not come back in time: it may still be applied (HTTP 202).
+    #[error("accepted by the bus as message {message_id}; the outcome is not known yet")]
+    Accepted {
+        /// The message that carries the request.
+        message_id: xcomponent_core::message::MessageId,
+        /// For a creation: the id the new instance gets.
+        instance_id: Option<InstanceId>,
+    },
     /// The runtime is shutting down or has stopped.
     #[error("the runtime is shutting down")]
     ShuttingDown,

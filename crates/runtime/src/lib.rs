@@ -61,6 +61,7 @@
 //! # Ok(()) }
 //! ```
 
+mod api;
 mod commit_health;
 mod content;
 mod delivery;
@@ -81,6 +82,7 @@ mod size;
 mod stream;
 mod views;
 
+pub use api::{RuntimeApi, RuntimePeer};
 pub use commit_health::StoreHealth;
 pub use delivery::{INBOX_PURGE_INTERVAL, MessageCounts};
 pub use error::RuntimeError;
