@@ -95,8 +95,9 @@ pub use options::{
 };
 pub use registry::{ComponentIdx, Registry};
 pub use remote::{
-    BusConfig, DEFAULT_HEARTBEAT_INTERVAL, MAX_QUERY_INSTANCES, RELAY_QUEUE_CAPACITY,
-    RELAY_SWEEP_INTERVAL, RELAY_SWEEP_MIN_AGE,
+    BusConfig, ClusterOptions, ClusterView, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_REPLY_TIMEOUT,
+    DEFAULT_RUNTIME_TIMEOUT, MAX_QUERY_INSTANCES, RELAY_QUEUE_CAPACITY, RELAY_SWEEP_INTERVAL,
+    RELAY_SWEEP_MIN_AGE,
 };
 pub use stream::{EventBatch, RuntimeEvent, STREAM_CAPACITY};
 pub use views::{

@@ -20,7 +20,7 @@ use xcomponent_core::message::{Envelope, MessageBody};
 pub(crate) type Routed = Vec<(usize, ShardMsg)>;
 
 /// The trace a placed message carries.
-fn trace_of(envelope: &Envelope) -> Trace {
+pub(crate) fn trace_of(envelope: &Envelope) -> Trace {
     Trace {
         causation: envelope.causation_id,
         correlation: envelope.correlation_id,

@@ -1,12 +1,12 @@
 //! The public views the runtime answers with: outcomes of sends, live instances with names
 //! resolved, their timers and available transitions, shard counters.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use xcomponent_core::instance::{Context, EventId, InstanceId, Millis, ParentRef, Status};
 
 /// What happened to an event sent to one instance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "outcome")]
 pub enum SendOutcome {
     /// The instance took a transition.

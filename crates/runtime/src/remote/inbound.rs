@@ -2,16 +2,20 @@
 //! stored message and acknowledged once the commit that applied it (or dead-lettered it) is
 //! stored (`Shared::settle_deliveries`).
 
+use super::monitor;
+use super::reply::CommandOutcome;
 use super::wire;
-use crate::placement::{Routed, place};
-use crate::protocol::Origin;
+use crate::error::RuntimeError;
+use crate::placement::{Routed, place, trace_of};
+use crate::protocol::{CreateMsg, Origin, SendMsg, ShardMsg};
 use crate::shared::Shared;
 use rustc_hash::FxHashSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use xcomponent_core::bus::{Delivery, QueueConsumer, RUNTIME_GROUP, component_queue};
-use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope};
+use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageBody};
 use xcomponent_core::store::CommitBatch;
 
 /// The first pause after a consumer failed (doubled up to `CONSUMER_BACKOFF_MAX`).
@@ -101,12 +105,12 @@ async fn wait(shutdown: &mut tokio::sync::watch::Receiver<bool>, pause: Duration
 /// Places one delivery on the shards, its acknowledgement held until the message is stored as
 /// done. An error means the store could not be read or written: the delivery is dropped
 /// unacknowledged, so the broker delivers it again.
-async fn handle(shared: &Shared, delivery: Delivery) -> Result<(), String> {
+async fn handle(shared: &Arc<Shared>, delivery: Delivery) -> Result<(), String> {
     let (Some(remote), Some(store)) = (shared.remote.as_ref(), shared.store.as_ref()) else {
         return Err("no bus or store".into());
     };
-    let envelope = match wire::decode(&delivery.message.body) {
-        Ok(envelope) => envelope,
+    let (envelope, reply_to) = match wire::decode(&delivery.message.body) {
+        Ok(received) => (received.envelope, received.reply_to),
         Err(reason) => {
             // Not ours to store (no envelope to keep): reported, counted and taken off the queue.
             tracing::error!(message = %delivery.message.id, %reason, "Unreadable message on the bus dropped.");
@@ -137,6 +141,11 @@ async fn handle(shared: &Shared, delivery: Delivery) -> Result<(), String> {
     };
     let envelope = Arc::new(envelope);
     let origin = Origin { envelope: envelope.clone(), applied, pending_shards: None, attempts: 0 };
+    if let Some(reply_to) = reply_to
+        && answer_command(shared, &envelope, origin.clone(), reply_to)
+    {
+        return Ok(());
+    }
     let mut routed: Routed = Vec::new();
     if let Err(reason) = place(shared, &envelope, Some(origin), &mut routed) {
         tracing::warn!(message = %id, %reason, "Message from the bus cannot be delivered here.");
@@ -160,4 +169,103 @@ async fn handle(shared: &Shared, delivery: Delivery) -> Result<(), String> {
         shared.send_internal(shard, message);
     }
     Ok(())
+}
+
+/// A creation or a send whose sender waits for the outcome (a dashboard's command): placed on
+/// its shard with a reply, answered on `reply_to` once the outcome is stored. A command that is
+/// ignored or refused is answered and acknowledged, not dead-lettered (its sender hears why); one
+/// that failed for an infrastructure reason is answered as failed and acknowledged too (it was
+/// not applied, and its sender was told). Returns false for other messages (placed as usual).
+fn answer_command(
+    shared: &Arc<Shared>,
+    envelope: &Arc<Envelope>,
+    origin: Origin,
+    reply_to: String,
+) -> bool {
+    let Some(remote) = shared.remote.as_ref() else { return false };
+    let trace = trace_of(envelope);
+    let id = envelope.id;
+    let bus = remote.bus.clone();
+    let runtime_id = remote.runtime_id.clone();
+    let answer = move |outcome: CommandOutcome| {
+        let bus = bus.clone();
+        let runtime_id = runtime_id.clone();
+        let reply_to = reply_to.clone();
+        async move {
+            let fields =
+                serde_json::json!({"requestId": id, "runtimeId": runtime_id, "outcome": outcome});
+            monitor::publish(bus.as_ref(), &reply_to, fields).await;
+        }
+    };
+    match &envelope.body {
+        MessageBody::Create { machine, instance_id, context, parent } => {
+            let resolved = shared.registry.resolve(&envelope.component, machine);
+            let (component, machine) = match resolved {
+                Ok(resolved) => resolved,
+                Err(error) => {
+                    remote.ack_now(id);
+                    tokio::spawn(answer(CommandOutcome::failed(&error, Some(*instance_id))));
+                    return true;
+                }
+            };
+            let (reply, outcome) = oneshot::channel();
+            let message = CreateMsg {
+                component,
+                machine,
+                id: *instance_id,
+                context: context.clone(),
+                parent: parent.clone(),
+                entry_point: false,
+                trace,
+                reply: Some(reply),
+                origin: Some(origin),
+            };
+            shared.send_internal(shared.shard_of(instance_id), ShardMsg::Create(message));
+            let instance = *instance_id;
+            let owner = shared.clone();
+            tokio::spawn(async move {
+                let outcome = match outcome.await {
+                    Ok(Ok(created)) => CommandOutcome::Created { instance_id: created },
+                    Ok(Err(error)) => {
+                        if let Some(remote) = &owner.remote {
+                            remote.ack_now(id);
+                        }
+                        CommandOutcome::failed(&error, Some(instance))
+                    }
+                    Err(_) => CommandOutcome::failed(&RuntimeError::ShuttingDown, Some(instance)),
+                };
+                answer(outcome).await;
+            });
+            true
+        }
+        MessageBody::Send { instance_id, event, payload } => {
+            let (reply, outcome) = oneshot::channel();
+            let message = SendMsg {
+                target: *instance_id,
+                event: event.as_str().into(),
+                payload: payload.clone(),
+                trace,
+                reply: Some(reply),
+                origin: Some(origin),
+            };
+            shared.send_internal(shared.shard_of(instance_id), ShardMsg::Send(message));
+            let instance = *instance_id;
+            let owner = shared.clone();
+            tokio::spawn(async move {
+                let outcome = match outcome.await {
+                    Ok(Ok(result)) => CommandOutcome::Sent { result },
+                    Ok(Err(error)) => {
+                        if let Some(remote) = &owner.remote {
+                            remote.ack_now(id);
+                        }
+                        CommandOutcome::failed(&error, Some(instance))
+                    }
+                    Err(_) => CommandOutcome::failed(&RuntimeError::ShuttingDown, Some(instance)),
+                };
+                answer(outcome).await;
+            });
+            true
+        }
+        MessageBody::Deliver { .. } | MessageBody::Broadcast { .. } => false,
+    }
 }

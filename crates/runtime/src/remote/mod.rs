@@ -12,9 +12,11 @@
 //! or dead-lettered it, is stored. A process that dies before that ack gets the message again,
 //! and the inbox drops it for every instance that applied it.
 
+mod cluster;
 mod inbound;
 mod monitor;
 mod relay;
+mod reply;
 pub(crate) mod wire;
 
 use crate::handle::RuntimeHandle;
@@ -27,6 +29,7 @@ use tokio::task::JoinHandle;
 use xcomponent_core::bus::{Acknowledge, Bus};
 use xcomponent_core::message::{Envelope, MessageId};
 
+pub use cluster::{ClusterOptions, ClusterView, DEFAULT_REPLY_TIMEOUT, DEFAULT_RUNTIME_TIMEOUT};
 pub(crate) use inbound::consume_hosted_components;
 pub use monitor::MAX_QUERY_INSTANCES;
 pub(crate) use relay::run_relay;
@@ -74,6 +77,8 @@ impl BusConfig {
 pub(crate) struct Remote {
     pub bus: Arc<dyn Bus>,
     pub config: BusConfig,
+    /// Drawn at start (the seeds' `runtimeId`).
+    pub runtime_id: String,
     /// To the relay.
     pub outgoing: mpsc::Sender<Arc<Envelope>>,
     /// Deliveries applied but not yet acknowledged, by message id (a message delivered twice
@@ -91,7 +96,9 @@ impl Remote {
     /// Creates the bus side and the receiving end of the relay queue.
     pub fn new(bus: Arc<dyn Bus>, config: BusConfig) -> (Remote, mpsc::Receiver<Arc<Envelope>>) {
         let (outgoing, incoming) = mpsc::channel(RELAY_QUEUE_CAPACITY);
-        (Remote { bus, config, outgoing, acks: Mutex::new(FxHashMap::default()) }, incoming)
+        let runtime_id = uuid::Uuid::now_v7().to_string();
+        let acks = Mutex::new(FxHashMap::default());
+        (Remote { bus, config, runtime_id, outgoing, acks }, incoming)
     }
 
     /// Hands a stored envelope for another process to the relay. When the relay queue is full
@@ -117,6 +124,22 @@ impl Remote {
         if let Ok(mut acks) = self.acks.lock() {
             acks.remove(&id);
         }
+    }
+
+    /// Acknowledges a message now (a command answered with a failure: it will not be applied
+    /// and must not come back).
+    pub fn ack_now(&self, id: MessageId) {
+        let acks = self.take(&[id]);
+        if acks.is_empty() {
+            return;
+        }
+        tokio::spawn(async move {
+            for acknowledge in acks {
+                if let Err(error) = acknowledge.ack().await {
+                    tracing::warn!(%error, "Bus acknowledgement failed; the command will come back and fail again.");
+                }
+            }
+        });
     }
 
     /// Takes the acknowledgements of messages that a successful commit marked done.
@@ -164,7 +187,7 @@ pub(crate) fn start(
     tasks.extend(consume_hosted_components(shared));
     if let Some(remote) = &shared.remote {
         let identity = monitor::Identity {
-            runtime_id: uuid::Uuid::now_v7().to_string(),
+            runtime_id: remote.runtime_id.clone(),
             name: remote.config.name.clone(),
             host: remote.config.host.clone(),
             port: remote.config.port,

@@ -58,7 +58,7 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-async fn publish(bus: &dyn Bus, channel: &str, fields: Value) {
+pub(super) async fn publish(bus: &dyn Bus, channel: &str, fields: Value) {
     if let Err(error) = bus.publish(channel, &message(object(fields))).await {
         tracing::debug!(channel, %error, "Monitoring message not published (at most once).");
     }

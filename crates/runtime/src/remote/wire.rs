@@ -10,6 +10,9 @@ struct Outgoing<'a> {
     #[serde(rename = "schemaVersion")]
     schema_version: u32,
     envelope: &'a Envelope,
+    /// A command whose sender waits for its outcome: the channel to answer on.
+    #[serde(rename = "replyTo", skip_serializing_if = "Option::is_none")]
+    reply_to: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -17,6 +20,14 @@ struct Incoming {
     #[serde(rename = "schemaVersion")]
     schema_version: u32,
     envelope: Envelope,
+    #[serde(rename = "replyTo", default)]
+    reply_to: Option<String>,
+}
+
+/// A message read from a queue: the envelope, and where to answer when its sender waits.
+pub(crate) struct Received {
+    pub envelope: Envelope,
+    pub reply_to: Option<String>,
 }
 
 /// The ordering key of an envelope: its target instance, or its component for a fan-out.
@@ -31,12 +42,21 @@ fn key_of(envelope: &Envelope) -> String {
 
 /// The queue message carrying `envelope`.
 pub(crate) fn encode(envelope: &Envelope) -> Result<QueueMessage, serde_json::Error> {
-    let body = serde_json::to_vec(&Outgoing { schema_version: ENVELOPE_SCHEMA_VERSION, envelope })?;
+    encode_command(envelope, None)
+}
+
+/// The queue message carrying `envelope`, answered on `reply_to` when given.
+pub(crate) fn encode_command(
+    envelope: &Envelope,
+    reply_to: Option<&str>,
+) -> Result<QueueMessage, serde_json::Error> {
+    let outgoing = Outgoing { schema_version: ENVELOPE_SCHEMA_VERSION, envelope, reply_to };
+    let body = serde_json::to_vec(&outgoing)?;
     Ok(QueueMessage { id: envelope.id.to_string(), key: key_of(envelope), body })
 }
 
 /// The envelope in a queue message, or why it cannot be read.
-pub(crate) fn decode(body: &[u8]) -> Result<Envelope, String> {
+pub(crate) fn decode(body: &[u8]) -> Result<Received, String> {
     let incoming: Incoming =
         serde_json::from_slice(body).map_err(|error| format!("not an envelope: {error}"))?;
     if incoming.schema_version != ENVELOPE_SCHEMA_VERSION {
@@ -45,5 +65,5 @@ pub(crate) fn decode(body: &[u8]) -> Result<Envelope, String> {
             incoming.schema_version
         ));
     }
-    Ok(incoming.envelope)
+    Ok(Received { envelope: incoming.envelope, reply_to: incoming.reply_to })
 }

@@ -74,6 +74,7 @@ impl ShardWork {
                         Err(RuntimeError::DuplicateInstance(_)) => {
                             self.receipt_duplicate(shared, origin, true)
                         }
+                        Err(_) if reply => self.receipt_answered(origin),
                         Err(error) => self.receipt_dead(
                             shared,
                             origin,
@@ -205,6 +206,8 @@ impl ShardWork {
                 Ok(Applied::Transitioned { .. }) => {
                     self.receipt_applied(shared, origin, send.target, true)
                 }
+                // A command whose sender waits hears the outcome instead.
+                _ if send.reply.is_some() => self.receipt_answered(origin),
                 Ok(Applied::Ignored { component, machine, state, ignored }) => {
                     let machine_def = shared.registry.definition(*component).machine(*machine);
                     let reason = ignored.describe(machine_def, *state, &send.event);

@@ -7,7 +7,7 @@
 pub(crate) mod apply;
 mod batch;
 mod isolate;
-mod query;
+pub(crate) mod query;
 mod receipt;
 mod record;
 pub(crate) mod state;

@@ -5,8 +5,8 @@ use super::state::Slot;
 use crate::protocol::QueryMsg;
 use crate::shared::Shared;
 use crate::views::{AvailableTransition, InstanceFilter, InstanceView, ShardStats, TimerView};
-use xcomponent_core::engine;
-use xcomponent_core::instance::Millis;
+use xcomponent_core::definition::Definition;
+use xcomponent_core::instance::{MachineIdx, Millis, StateIdx};
 
 impl ShardWork {
     pub(crate) fn answer(&mut self, shared: &Shared, query: QueryMsg, _now: Millis) {
@@ -89,20 +89,11 @@ pub(crate) fn view_of(shared: &Shared, slot: &Slot) -> InstanceView {
             }
         })
         .collect();
-    let available_transitions = engine::available_transitions(definition, instance)
-        .into_iter()
-        .map(|(_, transition)| AvailableTransition {
-            event: transition.event_name.clone(),
-            to: machine.state(transition.to).name.clone(),
-            kind: transition.kind,
-            guard: transition.guard.as_ref().map(|guard| guard.source().to_owned()),
-            target_machine: transition
-                .child_machine
-                .map(|child| definition.machine(child).name.to_string())
-                .or_else(|| transition.cross.as_ref().map(|cross| cross.machine.to_string())),
-            target_component: transition.cross.as_ref().map(|cross| cross.component.to_string()),
-        })
-        .collect();
+    let available_transitions = if instance.is_active() {
+        available_from(definition, instance.machine, instance.state)
+    } else {
+        Vec::new()
+    };
     InstanceView {
         id: instance.id,
         component_name: definition.name.clone(),
@@ -120,4 +111,29 @@ pub(crate) fn view_of(shared: &Shared, slot: &Slot) -> InstanceView {
         pending_timers,
         available_transitions,
     }
+}
+
+/// The transitions leaving `state` of `machine`, with names resolved.
+pub(crate) fn available_from(
+    definition: &Definition,
+    machine: MachineIdx,
+    state: StateIdx,
+) -> Vec<AvailableTransition> {
+    let machine_def = definition.machine(machine);
+    machine_def
+        .transitions
+        .iter()
+        .filter(|transition| transition.from == state)
+        .map(|transition| AvailableTransition {
+            event: transition.event_name.clone(),
+            to: machine_def.state(transition.to).name.clone(),
+            kind: transition.kind,
+            guard: transition.guard.as_ref().map(|guard| guard.source().to_owned()),
+            target_machine: transition
+                .child_machine
+                .map(|child| definition.machine(child).name.to_string())
+                .or_else(|| transition.cross.as_ref().map(|cross| cross.machine.to_string())),
+            target_component: transition.cross.as_ref().map(|cross| cross.component.to_string()),
+        })
+        .collect()
 }

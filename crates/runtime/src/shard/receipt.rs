@@ -39,6 +39,13 @@ impl ShardWork {
         }
     }
 
+    /// `origin`, a command whose sender waits for the outcome, was answered without being
+    /// applied (ignored, or refused): removed from the outbox, not dead-lettered (its sender was
+    /// told why).
+    pub(crate) fn receipt_answered(&mut self, origin: &Origin) {
+        self.batch.commit.delivered.push(origin.id());
+    }
+
     /// `origin` cannot be applied (`kind` says why): put in the dead-letter list and removed
     /// from the outbox, never retried on its own.
     pub(crate) fn receipt_dead(

@@ -456,3 +456,91 @@ async fn a_runtime_announces_itself_publishes_its_events_and_takes_commands() {
     let gone = next_on(&mut watch, channels::SHUTDOWN).await;
     assert_eq!(gone["runtimeId"], announce["runtimeId"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_view_sees_every_runtime_and_routes_commands_to_the_owner() {
+    use xcomponent_runtime::{
+        ClusterOptions, ClusterView, CreateRequest, RuntimeApi, RuntimeError, SendOutcome,
+        SendRequest,
+    };
+    let bus = memory_bus();
+    let shop_store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let shop = start_hosting(SHOP, shop_store.clone(), bus.clone(), "shop-1").await;
+    let billing =
+        start_hosting(BILLING, Arc::new(MemoryStore::new()), bus.clone(), "billing-1").await;
+    let options =
+        ClusterOptions { reply_timeout: Duration::from_millis(500), ..ClusterOptions::default() };
+    let view =
+        ClusterView::connect(bus.clone(), None, Arc::new(xcomponent_core::SystemClock), options)
+            .await
+            .unwrap();
+    eventually("both runtimes and components are known", async || {
+        view.peers().len() == 2 && view.registry().components().len() == 2
+    })
+    .await;
+    let names: Vec<String> = view.peers().iter().map(|peer| peer.name.clone()).collect();
+    assert_eq!(names, ["billing-1", "shop-1"]);
+    let mut events = view.subscribe();
+
+    // A creation routed to the Shop runtime; the owner's answer comes back.
+    let request = CreateRequest {
+        component: "Shop".into(),
+        machine: "Order".into(),
+        context: ctx(json!({"orderRef": "V1"})),
+        ..CreateRequest::default()
+    };
+    let order = view.create(request).await.unwrap();
+    assert!(shop.handle().instance(order).await.is_some(), "created in the Shop runtime");
+    eventually("the view lists the new order", async || view.instance(order).await.is_some()).await;
+
+    // An event: the owner's outcome, the view's state and its event stream follow.
+    let outcome =
+        view.send(SendRequest::new(order, "SUBMIT", ctx(json!({"amount": 3})))).await.unwrap();
+    let SendOutcome::Transitioned { new_state, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(&*new_state, "AwaitingPayment");
+    eventually("the view follows the state", async || {
+        view.instance(order).await.is_some_and(|seen| &*seen.current_state == "AwaitingPayment")
+    })
+    .await;
+    let batch = tokio::time::timeout(CROSSING, events.recv()).await.unwrap().unwrap();
+    assert!(
+        batch
+            .iter()
+            .any(|event| event.kind() == "instance_created" || event.kind() == "state_change")
+    );
+
+    // An event the order does not take: answered as ignored, not dead-lettered.
+    let outcome = view.send(SendRequest::new(order, "PAY", Default::default())).await.unwrap();
+    assert!(matches!(outcome, SendOutcome::Ignored { .. }), "{outcome:?}");
+    assert!(shop_store.dead_letters(None, 10).await.unwrap().is_empty());
+    // Refusals from the owner keep their meaning.
+    let unknown = CreateRequest {
+        component: "Shop".into(),
+        machine: "Nope".into(),
+        ..CreateRequest::default()
+    };
+    assert!(matches!(view.create(unknown).await, Err(RuntimeError::UnknownMachine { .. })));
+
+    // Its owner gone, a creation is accepted (stored on the queue) and applied when it is back.
+    billing.shutdown().await;
+    eventually("the stopped runtime leaves the list", async || view.peers().len() == 1).await;
+    let request = CreateRequest {
+        component: "Billing".into(),
+        machine: "Invoice".into(),
+        context: ctx(json!({"ref": "V1"})),
+        ..CreateRequest::default()
+    };
+    let Err(RuntimeError::Accepted { instance_id: Some(invoice), .. }) = view.create(request).await
+    else {
+        panic!("a creation without an owner answering is accepted");
+    };
+    let billing =
+        start_hosting(BILLING, Arc::new(MemoryStore::new()), bus.clone(), "billing-1").await;
+    eventually("the accepted creation is applied by the restarted owner", async || {
+        billing.handle().instance(invoice).await.is_some()
+    })
+    .await;
+    view.stop();
+    shop.shutdown().await;
+    billing.shutdown().await;
+}

@@ -1,0 +1,754 @@
+//! The distributed dashboard's view of every runtime on a bus (`ClusterView`): the components
+//! they announce, their live instances (from query answers and the events they publish), the
+//! runtimes themselves (gone after a missed-heartbeat timeout), and commands routed to the
+//! runtime that hosts their target.
+//!
+//! Commands (create, send) travel as envelopes on the target component's queue, like any
+//! cross-component message, so they are never lost: the owner applies them once, and answers on
+//! `fsm:responses:command`. The caller gets the owner's outcome, or `RuntimeError::Accepted` with
+//! the message id when no answer comes within `ClusterOptions::reply_timeout`.
+//!
+//! The view is built from at-most-once channels: an event it misses is corrected by the next
+//! query answer (it asks every `ClusterOptions::refresh_interval`). With a shared store, history
+//! and dead letters are read from it.
+
+use super::monitor::publish;
+use super::reply::CommandOutcome;
+use super::wire;
+use crate::api::{RuntimeApi, RuntimePeer};
+use crate::commit_health::StoreHealth;
+use crate::delivery::MessageCounts;
+use crate::error::RuntimeError;
+use crate::handle::{CreateRequest, SendRequest};
+use crate::ids::DrawId;
+use crate::registry::Registry;
+use crate::shard::query::available_from;
+use crate::stream::{EventBatch, RuntimeEvent, STREAM_CAPACITY};
+use crate::views::{InstanceFilter, InstanceView, SendOutcome, TimerView};
+use async_trait::async_trait;
+use rustc_hash::FxHashMap;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot, watch};
+use xcomponent_core::bus::{Bus, Published, channels, component_queue};
+use xcomponent_core::clock::Clock;
+use xcomponent_core::definition::Definition;
+use xcomponent_core::instance::{
+    Context, EventId, InstanceId, MachineIdx, Millis, StateIdx, Status,
+};
+use xcomponent_core::message::{DeadLetter, Envelope, MessageBody, MessageId};
+use xcomponent_core::model::{Component, StateType};
+use xcomponent_core::store::EventStore;
+
+/// Default for `ClusterOptions::reply_timeout`.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default for `ClusterOptions::runtime_timeout` (three of the seeds' 30 s heartbeats).
+pub const DEFAULT_RUNTIME_TIMEOUT: Duration = Duration::from_secs(90);
+/// Live instances the view keeps (past it, the oldest updates are dropped from the cache).
+pub const MAX_CACHED_INSTANCES: usize = 1_000_000;
+/// Commands waiting for their answer at once; past it a command is answered `Accepted` at once.
+pub const MAX_PENDING_COMMANDS: usize = 10_000;
+
+/// Settings of a cluster view.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// How long a command waits for its owner's answer before `Accepted`.
+    pub reply_timeout: Duration,
+    /// A runtime silent for this long is dropped from the runtimes list.
+    pub runtime_timeout: Duration,
+    /// How often every runtime is asked for its live instances (and to announce itself).
+    pub refresh_interval: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+            runtime_timeout: DEFAULT_RUNTIME_TIMEOUT,
+            refresh_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A view over every runtime on a bus (cheap to clone).
+#[derive(Clone)]
+pub struct ClusterView {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ClusterView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterView").field("bus", &self.inner.bus.backend()).finish()
+    }
+}
+
+struct Inner {
+    bus: Arc<dyn Bus>,
+    store: Option<Arc<dyn EventStore>>,
+    clock: Arc<dyn Clock>,
+    options: ClusterOptions,
+    registry: RwLock<Arc<Registry>>,
+    peers: Mutex<HashMap<String, RuntimePeer>>,
+    instances: Mutex<FxHashMap<InstanceId, Cached>>,
+    pending: Mutex<HashMap<MessageId, oneshot::Sender<CommandOutcome>>>,
+    stream: broadcast::Sender<EventBatch>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// A live instance as last reported, and by which runtime.
+#[derive(Clone)]
+struct Cached {
+    view: InstanceView,
+    runtime_id: String,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl ClusterView {
+    /// Joins the bus as a viewer: subscribes to the monitoring channels, asks every runtime to
+    /// announce itself and list its instances, and keeps the view current until `stop`.
+    pub async fn connect(
+        bus: Arc<dyn Bus>,
+        store: Option<Arc<dyn EventStore>>,
+        clock: Arc<dyn Clock>,
+        options: ClusterOptions,
+    ) -> Result<ClusterView, RuntimeError> {
+        let subscription = bus
+            .subscribe(&[
+                channels::ANNOUNCE,
+                channels::HEARTBEAT,
+                channels::SHUTDOWN,
+                channels::STATE_CHANGE,
+                channels::INSTANCE_CREATED,
+                channels::INSTANCE_COMPLETED,
+                channels::QUERY_RESPONSE,
+                channels::COMMAND_RESPONSE,
+            ])
+            .await
+            .map_err(|error| {
+                RuntimeError::Invalid(format!("cannot subscribe to the bus: {error}"))
+            })?;
+        let registry = Registry::new(Vec::new())?;
+        let (stream, _) = broadcast::channel(STREAM_CAPACITY);
+        let (shutdown, _) = watch::channel(false);
+        let view = ClusterView {
+            inner: Arc::new(Inner {
+                bus,
+                store,
+                clock,
+                options,
+                registry: RwLock::new(Arc::new(registry)),
+                peers: Mutex::new(HashMap::new()),
+                instances: Mutex::new(FxHashMap::default()),
+                pending: Mutex::new(HashMap::new()),
+                stream,
+                shutdown,
+            }),
+        };
+        tokio::spawn(view.clone().listen(subscription));
+        view.ask_everyone().await;
+        Ok(view)
+    }
+
+    /// Stops following the bus.
+    pub fn stop(&self) {
+        let _ = self.inner.shutdown.send(true);
+    }
+
+    async fn ask_everyone(&self) {
+        let bus = self.inner.bus.as_ref();
+        publish(bus, channels::DISCOVER, json!({"type": "discover"})).await;
+        publish(bus, channels::QUERY_INSTANCES, json!({"type": "query_all_instances"})).await;
+    }
+
+    async fn listen(self, mut subscription: Box<dyn xcomponent_core::bus::Subscription>) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut refresh = tokio::time::interval(self.inner.options.refresh_interval);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = refresh.tick() => {
+                    self.forget_silent_runtimes();
+                    self.ask_everyone().await;
+                }
+                next = subscription.next() => match next {
+                    Ok(published) => self.on_message(published),
+                    Err(error) => {
+                        tracing::warn!(%error, "Cluster view lost its subscription; subscribing again.");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        match self.resubscribe().await {
+                            Some(again) => {
+                                subscription = again;
+                                self.ask_everyone().await;
+                            }
+                            None => continue,
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    async fn resubscribe(&self) -> Option<Box<dyn xcomponent_core::bus::Subscription>> {
+        self.inner
+            .bus
+            .subscribe(&[
+                channels::ANNOUNCE,
+                channels::HEARTBEAT,
+                channels::SHUTDOWN,
+                channels::STATE_CHANGE,
+                channels::INSTANCE_CREATED,
+                channels::INSTANCE_COMPLETED,
+                channels::QUERY_RESPONSE,
+                channels::COMMAND_RESPONSE,
+            ])
+            .await
+            .ok()
+    }
+
+    fn now(&self) -> Millis {
+        self.inner.clock.now()
+    }
+
+    fn on_message(&self, published: Published) {
+        let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&published.body) else {
+            return;
+        };
+        let body = Value::Object(body);
+        let runtime_id = body["runtimeId"].as_str().unwrap_or_default().to_owned();
+        match published.channel.as_str() {
+            channels::ANNOUNCE => self.on_announce(&runtime_id, &body),
+            channels::HEARTBEAT => self.touch(&runtime_id, &body),
+            channels::SHUTDOWN => {
+                lock(&self.inner.peers).remove(&runtime_id);
+            }
+            channels::STATE_CHANGE | channels::INSTANCE_CREATED | channels::INSTANCE_COMPLETED => {
+                self.touch(&runtime_id, &body);
+                self.on_event(&published.channel, &runtime_id, &body);
+            }
+            channels::QUERY_RESPONSE => self.on_query_answer(&runtime_id, &body),
+            channels::COMMAND_RESPONSE => self.on_command_answer(&body),
+            _ => {}
+        }
+    }
+
+    /// A runtime is alive: refresh its last-seen time, adding it if unknown.
+    fn touch(&self, runtime_id: &str, body: &Value) {
+        if runtime_id.is_empty() {
+            return;
+        }
+        let now = self.now();
+        let mut peers = lock(&self.inner.peers);
+        let peer = peers.entry(runtime_id.to_owned()).or_insert_with(|| RuntimePeer {
+            runtime_id: runtime_id.to_owned(),
+            name: body["runtimeName"].as_str().unwrap_or(runtime_id).to_owned(),
+            components: Vec::new(),
+            host: String::new(),
+            port: 0,
+            last_seen: now,
+            first_seen: now,
+        });
+        peer.last_seen = now;
+        if let Some(component) = body["componentName"].as_str()
+            && !peer.components.iter().any(|known| known == component)
+        {
+            peer.components.push(component.to_owned());
+        }
+    }
+
+    fn on_announce(&self, runtime_id: &str, body: &Value) {
+        self.touch(runtime_id, body);
+        if let Some(peer) = lock(&self.inner.peers).get_mut(runtime_id) {
+            peer.host = body["host"].as_str().unwrap_or_default().to_owned();
+            peer.port =
+                body["port"].as_u64().and_then(|port| u16::try_from(port).ok()).unwrap_or(0);
+        }
+        let Ok(component) = serde_json::from_value::<Component>(body["component"].clone()) else {
+            return;
+        };
+        let name = component.name.clone();
+        let registry = self.registry();
+        if let Some(index) = registry.index_of(&name)
+            && serde_json::to_value(&*registry.definition(index).model).ok()
+                == serde_json::to_value(&component).ok()
+        {
+            return;
+        }
+        let definition = match Definition::compile(component) {
+            Ok(definition) => Arc::new(definition),
+            Err(errors) => {
+                tracing::warn!(component = %name, ?errors, "Announced component does not compile; ignored.");
+                return;
+            }
+        };
+        // Components keep their index: a new one is appended, a changed one replaced in place.
+        let mut definitions: Vec<Arc<Definition>> = registry.components().to_vec();
+        match registry.index_of(&name) {
+            Some(index) => definitions[usize::from(index)] = definition,
+            None => definitions.push(definition),
+        }
+        match Registry::new(definitions) {
+            Ok(grown) => {
+                *self.inner.registry.write().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                    Arc::new(grown);
+            }
+            Err(error) => tracing::warn!(%error, "Announced component not added."),
+        }
+    }
+
+    /// Resolves a published instance event against the registry.
+    fn on_event(&self, channel: &str, runtime_id: &str, body: &Value) {
+        let data = &body["data"];
+        let registry = self.registry();
+        let Some(component) =
+            body["componentName"].as_str().and_then(|name| registry.index_of(name))
+        else {
+            return;
+        };
+        let definition = registry.definition(component);
+        let Some(id) = parse_id(&data["instanceId"]) else { return };
+        let Some(machine) =
+            data["machineName"].as_str().and_then(|name| definition.machine_index(name))
+        else {
+            return;
+        };
+        let machine_def = definition.machine(machine);
+        let at = data["timestamp"].as_i64().or_else(|| body["timestamp"].as_i64()).unwrap_or(0);
+        let event_id = data["eventId"]
+            .as_str()
+            .and_then(|text| text.parse::<uuid::Uuid>().ok())
+            .map_or_else(|| EventId(uuid::Uuid::nil()), EventId);
+        let context = Arc::new(match &data["context"] {
+            Value::Object(map) => map.clone(),
+            _ => Context::new(),
+        });
+        let event = match channel {
+            channels::INSTANCE_CREATED => {
+                let Some(state) = state_of(&data["currentState"], machine_def) else { return };
+                let parent = parse_id(&data["parentInstanceId"]);
+                self.cache(
+                    runtime_id,
+                    view(definition, machine, state, id, context.clone(), at, at),
+                );
+                RuntimeEvent::InstanceCreated {
+                    component,
+                    instance: id,
+                    machine,
+                    state,
+                    context,
+                    parent,
+                    event_id,
+                    at,
+                }
+            }
+            channels::STATE_CHANGE => {
+                let (Some(from), Some(to)) = (
+                    state_of(&data["previousState"], machine_def),
+                    state_of(&data["newState"], machine_def),
+                ) else {
+                    return;
+                };
+                let event_name = data["event"].as_str().unwrap_or_default();
+                let Some(transition) = machine_def
+                    .transitions
+                    .iter()
+                    .position(|t| t.from == from && t.to == to && &*t.event_name == event_name)
+                    .or_else(|| {
+                        machine_def.transitions.iter().position(|t| t.from == from && t.to == to)
+                    })
+                else {
+                    return;
+                };
+                let status = serde_json::from_value::<Status>(data["status"].clone())
+                    .unwrap_or(Status::Active);
+                let created = lock(&self.inner.instances)
+                    .get(&id)
+                    .map_or(at, |cached| cached.view.created_at);
+                if status == Status::Active {
+                    self.cache(
+                        runtime_id,
+                        view(definition, machine, to, id, context.clone(), created, at),
+                    );
+                }
+                RuntimeEvent::StateChanged {
+                    component,
+                    instance: id,
+                    machine,
+                    from,
+                    to,
+                    transition: u16::try_from(transition).unwrap_or(0),
+                    context,
+                    status,
+                    event_id,
+                    at,
+                }
+            }
+            _ => {
+                let Some(state) = state_of(&data["finalState"], machine_def) else { return };
+                let status = serde_json::from_value::<Status>(data["status"].clone())
+                    .unwrap_or(Status::Completed);
+                lock(&self.inner.instances).remove(&id);
+                RuntimeEvent::InstanceDisposed { component, instance: id, machine, state, status }
+            }
+        };
+        let _ = self.inner.stream.send(Arc::new(vec![event]));
+    }
+
+    fn cache(&self, runtime_id: &str, view: InstanceView) {
+        let mut instances = lock(&self.inner.instances);
+        if instances.len() >= MAX_CACHED_INSTANCES && !instances.contains_key(&view.id) {
+            return;
+        }
+        instances.insert(view.id, Cached { view, runtime_id: runtime_id.to_owned() });
+    }
+
+    /// A runtime's live instances of one component: they replace what that runtime reported
+    /// before for it (not what other runtimes report).
+    fn on_query_answer(&self, runtime_id: &str, body: &Value) {
+        self.touch(runtime_id, body);
+        let registry = self.registry();
+        let Some(component) =
+            body["componentName"].as_str().and_then(|name| registry.index_of(name))
+        else {
+            return;
+        };
+        let definition = registry.definition(component);
+        let now = self.now();
+        let mut fresh = Vec::new();
+        for item in body["instances"].as_array().into_iter().flatten() {
+            let (Some(id), Some(machine)) = (
+                parse_id(&item["id"]).or_else(|| parse_id(&item["instanceId"])),
+                item["machineName"].as_str().and_then(|name| definition.machine_index(name)),
+            ) else {
+                continue;
+            };
+            let Some(state) = state_of(&item["currentState"], definition.machine(machine)) else {
+                continue;
+            };
+            let context = Arc::new(match &item["context"] {
+                Value::Object(map) => map.clone(),
+                _ => Context::new(),
+            });
+            let mut instance = view(definition, machine, state, id, context, now, now);
+            instance.pending_timers = timers(definition, machine, state, &item["pendingTimeouts"]);
+            fresh.push(instance);
+        }
+        let mut instances = lock(&self.inner.instances);
+        instances.retain(|_, cached| {
+            !(cached.runtime_id == runtime_id && *cached.view.component_name == *definition.name)
+        });
+        for instance in fresh {
+            if instances.len() < MAX_CACHED_INSTANCES {
+                instances.insert(
+                    instance.id,
+                    Cached { view: instance, runtime_id: runtime_id.to_owned() },
+                );
+            }
+        }
+    }
+
+    fn on_command_answer(&self, body: &Value) {
+        let Some(id) = body["requestId"].as_str().and_then(|text| text.parse::<uuid::Uuid>().ok())
+        else {
+            return;
+        };
+        let Ok(outcome) = serde_json::from_value::<CommandOutcome>(body["outcome"].clone()) else {
+            return;
+        };
+        if let Some(waiter) = lock(&self.inner.pending).remove(&MessageId(id)) {
+            let _ = waiter.send(outcome);
+        }
+    }
+
+    fn forget_silent_runtimes(&self) {
+        let limit =
+            i64::try_from(self.inner.options.runtime_timeout.as_millis()).unwrap_or(i64::MAX);
+        let now = self.now();
+        lock(&self.inner.peers).retain(|_, peer| now.saturating_sub(peer.last_seen) <= limit);
+    }
+
+    /// Sends a command on the component's queue and waits for its owner's answer.
+    async fn command(&self, envelope: Envelope) -> Result<Option<CommandOutcome>, RuntimeError> {
+        let message = wire::encode_command(&envelope, Some(channels::COMMAND_RESPONSE))
+            .map_err(|error| RuntimeError::Invalid(error.to_string()))?;
+        let (waiter, answer) = oneshot::channel();
+        let waiting = {
+            let mut pending = lock(&self.inner.pending);
+            (pending.len() < MAX_PENDING_COMMANDS)
+                .then(|| pending.insert(envelope.id, waiter))
+                .is_some()
+        };
+        let sent = self.inner.bus.enqueue(&component_queue(&envelope.component), &message).await;
+        if let Err(error) = sent {
+            lock(&self.inner.pending).remove(&envelope.id);
+            return Err(RuntimeError::Storage(xcomponent_core::store::Error::Unavailable(
+                format!("the bus refused the command: {error}"),
+            )));
+        }
+        if !waiting {
+            return Ok(None);
+        }
+        let outcome = tokio::time::timeout(self.inner.options.reply_timeout, answer).await;
+        lock(&self.inner.pending).remove(&envelope.id);
+        Ok(outcome.ok().and_then(Result::ok))
+    }
+
+    fn envelope(
+        &self,
+        component: String,
+        body: MessageBody,
+        correlation: Option<EventId>,
+        causation: Option<EventId>,
+    ) -> Envelope {
+        Envelope {
+            id: MessageId::draw(),
+            component,
+            body,
+            causation_id: causation,
+            correlation_id: correlation,
+            depth: 0,
+            source_component: None,
+            source_instance: None,
+            created_at: self.now(),
+        }
+    }
+
+    /// The component of an instance: from the view, else from the shared store.
+    async fn component_of(&self, id: InstanceId) -> Option<String> {
+        if let Some(cached) = lock(&self.inner.instances).get(&id) {
+            return Some(cached.view.component_name.to_string());
+        }
+        let store = self.inner.store.as_ref()?;
+        let record = store.instance(id).await.ok()??;
+        Some(record.component)
+    }
+
+    fn the_registry(&self) -> Arc<Registry> {
+        self.inner.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+fn parse_id(value: &Value) -> Option<InstanceId> {
+    value.as_str().and_then(|text| text.parse::<uuid::Uuid>().ok()).map(InstanceId)
+}
+
+fn state_of(value: &Value, machine: &xcomponent_core::definition::MachineDef) -> Option<StateIdx> {
+    value.as_str().and_then(|name| machine.state_index(name))
+}
+
+/// An instance view built from what a runtime published.
+fn view(
+    definition: &Definition,
+    machine: MachineIdx,
+    state: StateIdx,
+    id: InstanceId,
+    context: Arc<Context>,
+    created_at: Millis,
+    updated_at: Millis,
+) -> InstanceView {
+    let machine_def = definition.machine(machine);
+    let state_def = machine_def.state(state);
+    let status = match state_def.kind {
+        StateType::Final => Status::Completed,
+        StateType::Error => Status::Error,
+        _ => Status::Active,
+    };
+    InstanceView {
+        id,
+        component_name: definition.name.clone(),
+        machine_name: machine_def.name.clone(),
+        current_state: state_def.name.clone(),
+        state_type: state_def.kind,
+        status,
+        context,
+        public_member: machine_def.public_member,
+        is_entry_point: false,
+        parent: None,
+        seq: 0,
+        created_at,
+        updated_at,
+        pending_timers: Vec::new(),
+        available_transitions: available_from(definition, machine, state),
+    }
+}
+
+/// Timers a query answer lists (`[{event, deadline}]`), resolved against the state's timed
+/// transitions.
+fn timers(
+    definition: &Definition,
+    machine: MachineIdx,
+    state: StateIdx,
+    listed: &Value,
+) -> Vec<TimerView> {
+    let machine_def = definition.machine(machine);
+    listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|timer| {
+            let event = timer["event"].as_str()?;
+            let deadline = timer["deadline"].as_i64()?;
+            let transition = machine_def
+                .transitions
+                .iter()
+                .find(|transition| transition.from == state && &*transition.event_name == event)?;
+            Some(TimerView {
+                event: transition.event_name.clone(),
+                target_state: machine_def.state(transition.to).name.clone(),
+                kind: transition.kind,
+                deadline,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl RuntimeApi for ClusterView {
+    fn registry(&self) -> Arc<Registry> {
+        self.the_registry()
+    }
+
+    fn store(&self) -> Option<Arc<dyn EventStore>> {
+        self.inner.store.clone()
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
+    async fn instance(&self, id: InstanceId) -> Option<InstanceView> {
+        lock(&self.inner.instances).get(&id).map(|cached| cached.view.clone())
+    }
+
+    async fn instances(&self, filter: InstanceFilter) -> Vec<InstanceView> {
+        let text = filter.text.as_deref().map(str::to_lowercase);
+        let mut found: Vec<InstanceView> = lock(&self.inner.instances)
+            .values()
+            .map(|cached| &cached.view)
+            .filter(|view| {
+                filter.component.as_deref().is_none_or(|name| *view.component_name == *name)
+            })
+            .filter(|view| filter.machine.as_deref().is_none_or(|name| *view.machine_name == *name))
+            .filter(|view| filter.state.as_deref().is_none_or(|name| *view.current_state == *name))
+            .filter(|view| filter.after.is_none_or(|after| view.id > after))
+            .filter(|view| {
+                text.as_deref().is_none_or(|text| {
+                    view.id.to_string().contains(text)
+                        || Value::Object((*view.context).clone())
+                            .to_string()
+                            .to_lowercase()
+                            .contains(text)
+                })
+            })
+            .cloned()
+            .collect();
+        found.sort_unstable_by_key(|view| view.id);
+        found.truncate(filter.limit.max(1));
+        found
+    }
+
+    async fn create(&self, request: CreateRequest) -> Result<InstanceId, RuntimeError> {
+        self.the_registry().resolve(&request.component, &request.machine)?;
+        let id = request.id.unwrap_or_else(InstanceId::draw);
+        let body = MessageBody::Create {
+            machine: request.machine.clone(),
+            instance_id: id,
+            context: request.context,
+            parent: None,
+        };
+        let envelope = self.envelope(request.component, body, request.correlation_id, None);
+        let message_id = envelope.id;
+        match self.command(envelope).await? {
+            Some(CommandOutcome::Created { instance_id }) => Ok(instance_id),
+            Some(CommandOutcome::Failed { kind, error, instance_id }) => {
+                Err(CommandOutcome::into_error(&kind, error, instance_id))
+            }
+            Some(CommandOutcome::Sent { .. }) | None => {
+                Err(RuntimeError::Accepted { message_id, instance_id: Some(id) })
+            }
+        }
+    }
+
+    async fn send(&self, request: SendRequest) -> Result<SendOutcome, RuntimeError> {
+        let component = self
+            .component_of(request.instance)
+            .await
+            .ok_or(RuntimeError::UnknownInstance(request.instance))?;
+        let body = MessageBody::Send {
+            instance_id: request.instance,
+            event: request.event,
+            payload: request.payload,
+        };
+        let envelope = self.envelope(component, body, request.correlation_id, request.causation_id);
+        let message_id = envelope.id;
+        match self.command(envelope).await? {
+            Some(CommandOutcome::Sent { result }) => Ok(result),
+            Some(CommandOutcome::Failed { kind, error, instance_id }) => {
+                Err(CommandOutcome::into_error(&kind, error, instance_id))
+            }
+            Some(CommandOutcome::Created { .. }) | None => {
+                Err(RuntimeError::Accepted { message_id, instance_id: None })
+            }
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<EventBatch> {
+        self.inner.stream.subscribe()
+    }
+
+    fn store_health(&self) -> StoreHealth {
+        StoreHealth::default()
+    }
+
+    fn message_counts(&self) -> MessageCounts {
+        MessageCounts::default()
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<MessageId>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, RuntimeError> {
+        match &self.inner.store {
+            Some(store) => store.dead_letters(after, limit).await.map_err(RuntimeError::Storage),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn dead_letter(&self, id: MessageId) -> Result<Option<DeadLetter>, RuntimeError> {
+        match &self.inner.store {
+            Some(store) => store.dead_letter(id).await.map_err(RuntimeError::Storage),
+            None => Ok(None),
+        }
+    }
+
+    async fn replay_dead_letter(&self, _id: MessageId) -> Result<bool, RuntimeError> {
+        Err(RuntimeError::Invalid(
+            "replay a dead letter from the runtime that stored it (its own API)".into(),
+        ))
+    }
+
+    async fn discard_dead_letter(&self, _id: MessageId) -> Result<bool, RuntimeError> {
+        Err(RuntimeError::Invalid(
+            "discard a dead letter from the runtime that stored it (its own API)".into(),
+        ))
+    }
+
+    fn peers(&self) -> Vec<RuntimePeer> {
+        let mut peers: Vec<RuntimePeer> = lock(&self.inner.peers).values().cloned().collect();
+        peers.sort_by(|left, right| {
+            left.name.cmp(&right.name).then(left.runtime_id.cmp(&right.runtime_id))
+        });
+        peers
+    }
+
+    fn is_cluster_view(&self) -> bool {
+        true
+    }
+}
