@@ -55,6 +55,11 @@ export XC_TANSU_BIN="${XC_TANSU_BIN:-}"
 cargo test --workspace --all-features --locked
 # The examples are built and run (they assert their own outcome).
 cargo run --locked -q -p order-payment-example
+# The same flow between two services joined by a bus: in one process, then over each broker.
+cargo run --locked -q -p bus-embedded-example
+for broker in "$XC_TEST_REDIS_URL" "$XC_TEST_AMQP_URL" "$XC_TEST_KAFKA_URL" "$XC_TEST_NATS_URL"; do
+  BROKER_URL="$broker" cargo run --locked -q -p bus-embedded-example
+done
 
 if [ "$skip_browser" != true ]; then
   bash crates/server/dashboard-tests/run.sh

@@ -87,6 +87,7 @@ fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, u
         .env_remove("REDIS_URL")
         .env_remove("XCOMPONENT_API_TOKEN")
         .env_remove("PORT")
+        .env_remove("HOST")
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

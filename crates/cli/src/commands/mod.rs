@@ -2,6 +2,7 @@
 
 mod bench;
 mod broker;
+mod dashboard;
 mod explain;
 mod graph;
 mod init;
@@ -36,6 +37,8 @@ pub enum Command {
     /// Host components in a runtime joined to a message bus (no HTTP server): components in
     /// other runtimes are reached over the bus, dashboards see it come and go.
     Runtime(runtime::RuntimeArgs),
+    /// The dashboard, REST API and WebSocket over every runtime on a message bus.
+    Dashboard(dashboard::DashboardArgs),
     /// Run components offline: create an instance, send scripted events, print the trace, exit.
     Run(run::RunArgs),
     /// Walk one instance through its machine without side effects and print the path.
@@ -56,6 +59,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => explain::run(args),
         Command::Serve(args) => serve::run(*args),
         Command::Runtime(args) => runtime::run(args),
+        Command::Dashboard(args) => dashboard::run(args),
         Command::Run(args) => run::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Init(args) => init::run(args),

@@ -73,7 +73,7 @@ pub struct ServeArgs {
     pub port: u16,
 
     /// Address to listen on (0.0.0.0 for every interface).
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: String,
 
     /// Store URL: memory, sqlite://PATH, postgres://..., redis://... (default: SQLite in --data-dir).
