@@ -322,6 +322,15 @@ where
             ));
         }
         let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        if let Some((field, literal)) = crate::integers::out_of_range(&bytes) {
+            return Err(ApiError::bad_field(
+                &field,
+                format!(
+                    "{field}: the integer {literal} does not fit in 64 bits (-2^63 to 2^64-1) and \
+                     would lose digits; send it as a string"
+                ),
+            ));
+        }
         Ok(ApiJson(value))
     }
 }

@@ -25,6 +25,7 @@ mod dto;
 mod error;
 mod guard;
 mod health;
+mod integers;
 mod listen;
 mod live;
 mod metrics;
