@@ -45,6 +45,7 @@
 //! ```
 
 pub mod clock;
+pub mod context_schema;
 pub mod definition;
 pub mod diagnostic;
 pub mod effect;

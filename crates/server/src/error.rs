@@ -155,6 +155,10 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::PayloadTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
             }
+            RuntimeError::ContextSchema { violation, .. } => ApiError {
+                field: Some(format!("context.{}", violation.field)),
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "context_schema", message)
+            },
             RuntimeError::DataTooLarge { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "data_too_large", message)
             }

@@ -18,7 +18,7 @@ use xcomponent_core::definition::Definition;
 use xcomponent_core::diagnostic::{Diagnostic, Severity};
 use xcomponent_core::load::load_component_file;
 use xcomponent_core::validate::{ValidateOptions, validate};
-use xcomponent_runtime::{RuntimeBuilder, RuntimeOptions};
+use xcomponent_runtime::{ContextSchemaMode, RuntimeBuilder, RuntimeOptions};
 use xcomponent_server::{AppState, ConnectionLimits, Cors, Metrics, ServerConfig, TimedStore};
 use xcomponent_store::{Durability, StoreOptions};
 
@@ -43,6 +43,15 @@ pub enum DurabilityArg {
     Relaxed,
     /// No flush (tests and benchmarks).
     None,
+}
+
+/// Whether creations are held to their machine's `contextSchema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ContextSchemaArg {
+    /// Required fields present, declared types respected.
+    Enforced,
+    /// Only a description for forms.
+    Lenient,
 }
 
 /// Arguments of `serve`.
@@ -163,6 +172,19 @@ pub struct ServeArgs {
     /// one is refused (HTTP 413).
     #[arg(long, env = "XCOMPONENT_MAX_PAYLOAD_BYTES", default_value_t = xcomponent_runtime::DEFAULT_MAX_PAYLOAD_BYTES, value_name = "BYTES")]
     pub max_payload_bytes: usize,
+
+    /// Whether creations must satisfy their machine's contextSchema: `enforced` refuses one
+    /// that lacks a required field or gives a field another type (HTTP 422; a child or
+    /// cross-component creation becomes a dead letter); `lenient` accepts any data, as the
+    /// original did.
+    #[arg(
+        long,
+        env = "XCOMPONENT_CONTEXT_SCHEMA",
+        value_enum,
+        default_value = "enforced",
+        value_name = "MODE"
+    )]
+    pub context_schema: ContextSchemaArg,
 
     /// Delete the events of instances that finished more than DAYS days ago (checked hourly;
     /// unset: keep everything).
@@ -403,6 +425,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_batch: args.max_batch.max(1),
         max_data_bytes: args.max_data_bytes,
         max_payload_bytes: args.max_payload_bytes,
+        context_schema: match args.context_schema {
+            ContextSchemaArg::Enforced => ContextSchemaMode::Enforced,
+            ContextSchemaArg::Lenient => ContextSchemaMode::Lenient,
+        },
         ..RuntimeOptions::default()
     };
     if let Some(shards) = args.shards {

@@ -137,7 +137,8 @@ pub struct MachineInstanceBody {
     responses((status = 201, description = "Created", body = Created),
         (status = 400, description = "Bad body", body = ErrorBody),
         (status = 404, description = "Unknown component or machine", body = ErrorBody),
-        (status = 409, description = "Singleton entry machine already has a live instance", body = ErrorBody)))]
+        (status = 409, description = "Singleton entry machine already has a live instance", body = ErrorBody),
+        (status = 422, description = "The context breaks the machine's contextSchema (`context_schema`, the field is named) or is larger than the data limit", body = ErrorBody)))]
 pub(crate) async fn create_instance(
     state: State<AppState>,
     ApiPath((component, machine)): ApiPath<(String, String)>,
