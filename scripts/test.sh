@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README): every crate with every backend against the real local
-# servers, then the dashboard in headless Chromium. Needs nothing in the environment: cargo builds
+# servers, the API fuzzed from its OpenAPI document, then the dashboard in headless Chromium. Needs nothing in the environment: cargo builds
 # into the target directory it reports (./target on a fresh clone) and the dashboard tests find
 # the binary there.
 #
@@ -43,6 +43,10 @@ export XC_TEST_REDIS_URL="${XC_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 cargo test --workspace --all-features --locked
 # The examples are built and run (they assert their own outcome).
 cargo run --locked -q -p order-payment-example
+# The API fuzzed from its OpenAPI document against the real `serve` (schemathesis from PyPI in a
+# virtual environment, fixed seed, bounded examples): no 5xx, every response as documented.
+cargo build --locked -q -p xcomponent-cli
+bash crates/server/tests/fuzz/run.sh
 
 if [ "$skip_browser" != true ]; then
   bash crates/server/dashboard-tests/run.sh
