@@ -125,6 +125,12 @@ pub struct ServeArgs {
     #[arg(long, env = "XCOMPONENT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = xcomponent_server::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, value_name = "N")]
     pub max_connections_per_address: usize,
 
+    /// New connections one IP address may open per second (past it: 429, closed at once); 0
+    /// for no limit (behind a reverse proxy that opens a connection per request, raise it or
+    /// use 0).
+    #[arg(long, env = "XCOMPONENT_MAX_NEW_CONNECTIONS_PER_ADDRESS", default_value_t = xcomponent_server::DEFAULT_MAX_NEW_CONNECTIONS_PER_ADDRESS, value_name = "N")]
+    pub max_new_connections_per_address: usize,
+
     /// Longest wait for a complete request head, and idle time after which a keep-alive
     /// connection is closed.
     #[arg(long, default_value_t = xcomponent_server::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64, value_name = "MS")]
@@ -351,6 +357,8 @@ fn connection_limits(args: &ServeArgs) -> ConnectionLimits {
         reserve_connections: reserve,
         max_per_address: args.max_connections_per_address.max(1),
         header_read_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+        max_new_per_address: args.max_new_connections_per_address,
+        new_connection_window: xcomponent_server::NEW_CONNECTION_WINDOW,
     }
 }
 
