@@ -422,9 +422,10 @@ async fn a_good_client_is_served_beside_a_thousand_bad_connections() {
     assert!(pong, "the good client's live feed works during the attack");
     assert_eq!(baseline_errors, 0);
     assert_eq!(attacked_errors, 0, "no request of the good client fails");
-    // Throughput is printed, not bounded: beside 256 admitted bad connections (128 of them
-    // unfiltered WebSockets every event is sent to) it drops about tenfold on this machine,
-    // which is open work (see ARCHITECTURE.md, bounds).
+    // Throughput is printed, not bounded (the machine is shared): beside 256 admitted bad
+    // connections, 128 of them unfiltered WebSockets every event is sent to, it kept 7% of its
+    // throughput when each event cost a write per client, 20-90% since writes to a client are
+    // batched (`WS_WRITE_INTERVAL`).
     assert!(attacked > 0.0);
     server.stop().await;
 }

@@ -6,24 +6,29 @@
 # client (127.0.0.2, one connection per request, as a simple HTTP client does) alternates
 # `GET /api/components` and an Order creation, alone, then beside the flood. The flood (127.0.0.1,
 # its own process) cycles connections as fast as it can: connect, send the start of a request
-# head, reset. Prints both figures and what the flood achieved.
+# head, reset. With IDLE_WS, that many WebSocket clients (127.0.0.3) are also held open beside
+# the good client, never reading (every event is written to each of them until its socket
+# buffers fill). Prints both figures and what the flood achieved.
 #
 # Usage: flood.sh [extra serve options]   e.g. flood.sh --max-new-connections-per-address=0
 # Env: BIN (default: the debug binary in $CARGO_TARGET_DIR or ./target), SECONDS_PER_PHASE (5),
-#      GOOD_THREADS (2), FLOOD_THREADS (1).
+#      GOOD_THREADS (1: one client stays below the default 1,000 new connections/s of an
+#      address), FLOOD_THREADS (1; 0: no flood), IDLE_WS (0).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../../.." && pwd)"
 BIN="${BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/xcomponent-ai}"
 PHASE="${SECONDS_PER_PHASE:-5}"
-GOOD_THREADS="${GOOD_THREADS:-2}"
+GOOD_THREADS="${GOOD_THREADS:-1}"
+IDLE_WS="${IDLE_WS:-0}"
 FLOOD_THREADS="${FLOOD_THREADS:-1}"
 [ -x "$BIN" ] || { echo "flood: no binary at $BIN (cargo build -p xcomponent-cli)" >&2; exit 1; }
 work="$(mktemp -d)"
 server=""
 flood=""
+idle=""
 cleanup() {
-  for pid in $flood $server; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  for pid in $flood $idle $server; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -147,16 +152,38 @@ int main(int argc, char **argv) {
 C
 cc -O2 -pthread -o "$work/flood" "$work/flood.c"
 
+# Idle WebSocket clients: handshakes that never read.
+cat >"$work/idle.py" <<'PY'
+import socket, sys, time
+port, count = int(sys.argv[1]), int(sys.argv[2])
+held = []
+for _ in range(count):
+    s = socket.socket()
+    s.bind(("127.0.0.3", 0))
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode())
+    held.append(s)
+time.sleep(3600)
+PY
+
 read -r alone alone_errors < <(python3 "$work/good.py" "$port" "$PHASE" "$GOOD_THREADS")
-"$work/flood" "$port" "$FLOOD_THREADS" >"$work/flood.out" 2>&1 &
-flood=$!
+if [ "$FLOOD_THREADS" -gt 0 ]; then
+  "$work/flood" "$port" "$FLOOD_THREADS" >"$work/flood.out" 2>&1 &
+  flood=$!
+fi
+if [ "$IDLE_WS" -gt 0 ]; then
+  python3 "$work/idle.py" "$port" "$IDLE_WS" &
+  idle=$!
+fi
 sleep 1
 read -r beside beside_errors < <(python3 "$work/good.py" "$port" "$PHASE" "$GOOD_THREADS")
-kill -TERM "$flood"
-wait "$flood" 2>/dev/null || true
-flood=""
-read -r flood_rate flood_refused <"$work/flood.out" || true
+if [ -n "$flood" ]; then
+  kill -TERM "$flood"
+  wait "$flood" 2>/dev/null || true
+  flood=""
+  read -r flood_rate flood_refused <"$work/flood.out" || true
+fi
 echo "serve options: ${*:-(defaults)}"
 echo "good client alone:        $alone req/s ($alone_errors errors)"
-echo "good client beside flood: $beside req/s ($beside_errors errors)"
-echo "flood: ${flood_rate:-?} connections/s from 127.0.0.1, ${flood_refused:-?}/s refused"
+echo "good client beside flood: $beside req/s ($beside_errors errors), flood threads $FLOOD_THREADS, idle WebSockets $IDLE_WS"
+echo "flood: ${flood_rate:-0} connections/s from 127.0.0.1, ${flood_refused:-0}/s refused"
