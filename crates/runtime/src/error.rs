@@ -73,7 +73,7 @@ pub enum RuntimeError {
         /// Machine.
         machine: String,
         /// The field and the rule it breaks.
-        violation: xcomponent_core::context_schema::Violation,
+        violation: Box<xcomponent_core::context_schema::Violation>,
     },
     /// The request is malformed.
     #[error("{0}")]

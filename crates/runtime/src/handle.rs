@@ -365,7 +365,7 @@ impl RuntimeHandle {
                     RuntimeError::ContextSchema {
                         component: definition.name.to_string(),
                         machine: definition.machine(machine_index).name.to_string(),
-                        violation,
+                        violation: Box::new(violation),
                     }
                 })?;
             }

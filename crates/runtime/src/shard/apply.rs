@@ -319,7 +319,7 @@ impl ShardWork {
                 let error = RuntimeError::ContextSchema {
                     component: definition.name.to_string(),
                     machine: definition.machine(machine).name.to_string(),
-                    violation,
+                    violation: Box::new(violation),
                 };
                 return (reply, Err(error));
             }
