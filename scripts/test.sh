@@ -45,7 +45,8 @@ cargo test --workspace --all-features --locked
 cargo run --locked -q -p order-payment-example
 # The API fuzzed from its OpenAPI document against the real `serve` (schemathesis from PyPI in a
 # virtual environment, fixed seed, bounded examples): no 5xx, every response as documented.
-cargo build --locked -q -p xcomponent-cli
+# (The binary is the one `cargo test` built; same features, so this build does nothing more.)
+cargo build --workspace --all-features --locked -q
 bash crates/server/tests/fuzz/run.sh
 
 if [ "$skip_browser" != true ]; then
