@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README): every crate with every backend against the real local
-# servers, then the dashboard in headless Chromium. Needs nothing in the environment: cargo builds
+# servers, the API fuzzed from its OpenAPI document, then the dashboard in headless Chromium. Needs nothing in the environment: cargo builds
 # into the target directory it reports (./target on a fresh clone) and the dashboard tests find
 # the binary there.
 #
@@ -60,6 +60,11 @@ cargo run --locked -q -p bus-embedded-example
 for broker in "$XC_TEST_REDIS_URL" "$XC_TEST_AMQP_URL" "$XC_TEST_KAFKA_URL" "$XC_TEST_NATS_URL"; do
   BROKER_URL="$broker" cargo run --locked -q -p bus-embedded-example
 done
+# The API fuzzed from its OpenAPI document against the real `serve` (schemathesis from PyPI in a
+# virtual environment, fixed seed, bounded examples): no 5xx, every response as documented.
+# (The binary is the one `cargo test` built; same features, so this build does nothing more.)
+cargo build --workspace --all-features --locked -q
+bash crates/server/tests/fuzz/run.sh
 
 if [ "$skip_browser" != true ]; then
   bash crates/server/dashboard-tests/run.sh

@@ -250,6 +250,8 @@ fn run_fails_on_runtime_errors_after_printing_the_trace() {
             "components/shop.yaml",
             "-m",
             "Order",
+            "-c",
+            SMALL_ORDER,
             "-e",
             r#"[{"machine": "Shipment", "type": "DISPATCH"}]"#,
         ],

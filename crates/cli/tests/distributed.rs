@@ -224,8 +224,159 @@ fn live_count(broker: &str, component: &str) -> usize {
     })
 }
 
+/// Starts `xcomponent-ai runtime FILE` on the broker with its own SQLite store.
+fn runtime_process(dir: &Path, broker: &str, file: &str, name: &str) -> Server {
+    let store = format!("sqlite://{name}.db");
+    let child = Command::new(BIN)
+        .args(["runtime", file, "--broker", broker, "--name", name, "--store", &store])
+        .args(["--heartbeat-ms", "500", "--redelivery-ms", "6000"])
+        .env_remove("DATABASE_URL")
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runtime starts");
+    Server::from_child(child)
+}
+
+/// Starts `xcomponent-ai dashboard` on the broker and waits until it sees `runtimes` runtimes.
+fn dashboard_process(dir: &Path, broker: &str, port: u16, runtimes: usize) -> Server {
+    let child = Command::new(BIN)
+        .args(["dashboard", "--broker", broker, "--port", &port.to_string()])
+        .args([
+            "--reply-timeout-ms",
+            "10000",
+            "--runtime-timeout-ms",
+            "3000",
+            "--refresh-ms",
+            "1000",
+        ])
+        .env_remove("DATABASE_URL")
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dashboard starts");
+    let server = Server::from_child(child);
+    let started = Instant::now();
+    loop {
+        if let Some((200, body)) = http(port, "GET", "/api/runtimes", None)
+            && body["runtimes"].as_array().map_or(0, Vec::len) >= runtimes
+        {
+            return server;
+        }
+        assert!(started.elapsed() < CROSSING, "the dashboard did not see {runtimes} runtimes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The state of an instance as the dashboard sees it (live view), polled until `wanted`.
+fn wait_state(port: u16, id: &str, wanted: &str) {
+    let started = Instant::now();
+    loop {
+        let seen = state(port, id);
+        if seen.as_deref() == Some(wanted) {
+            return;
+        }
+        assert!(started.elapsed() < CROSSING, "{id} never reached {wanted} (last seen {seen:?})");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The payment of an order, as the dashboard lists it.
+fn payment_for(port: u16, component: &str, order_id: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let path = format!("/api/instances?component={component}&q={order_id}&limit=10");
+        if let Some((200, body)) = http(port, "GET", &path, None) {
+            let items = body.get("items").or_else(|| body.get("instances")).cloned();
+            let found = items.and_then(|items| {
+                items
+                    .as_array()?
+                    .iter()
+                    .find(|item| item["context"]["orderId"] == order_id)
+                    .cloned()
+            });
+            if let Some(found) = found {
+                let id = found["instanceId"].as_str().or(found["id"].as_str()).unwrap_or_default();
+                return id.to_owned();
+            }
+        }
+        assert!(started.elapsed() < CROSSING, "no payment for {order_id} seen by the dashboard");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Order runtime, payment runtime and dashboard, three processes: flows driven through the
+/// dashboard's REST API, which routes every command to the runtime that owns its target.
+fn three_processes_through_the_dashboard(broker: &str) {
+    const FLOWS: usize = 100;
+    let (dir, suffix) = Dir::new();
+    let order_component = format!("OrderComponent{suffix}");
+    let payment_component = format!("PaymentComponent{suffix}");
+    let mut orders = runtime_process(&dir.0, broker, "order.yaml", "orders");
+    let _payments = runtime_process(&dir.0, broker, "payment.yaml", "payments");
+    let port = free_port();
+    let _dashboard = dashboard_process(&dir.0, broker, port, 2);
+    let (status, body) = http(port, "GET", "/api/components", None).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["components"].as_array().map(Vec::len), Some(2), "{body}");
+
+    let flow = |index: usize| {
+        let order_id = format!("F-{index}");
+        // Every fifth flow is refused by the payment, the others are paid.
+        let refused = index % 5 == 0;
+        let method = if refused { "cash" } else { "visa" };
+        let context = json!({"orderId": order_id, "amount": 10 + index, "paymentMethod": method});
+        let order = create(port, &order_component, "Order", context);
+        assert_eq!(send(port, &order_component, &order, "SUBMIT"), 200, "{order_id}");
+        let payment = payment_for(port, &payment_component, &order_id);
+        // PROCESS names a hook these runtimes have no code for: reported, the transition goes on.
+        let events: &[&str] =
+            if refused { &["PROCESS", "REJECT"] } else { &["PROCESS", "VALIDATE", "COMPLETE"] };
+        for event in events {
+            assert_eq!(send(port, &payment_component, &payment, event), 200, "{order_id} {event}");
+        }
+        (order, refused)
+    };
+    let flows: Vec<(String, bool)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..10)
+            .map(|worker| {
+                scope.spawn(move || {
+                    (0..FLOWS / 10).map(|step| flow(worker * 10 + step)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().unwrap()).collect()
+    });
+    for (order, refused) in &flows {
+        if *refused {
+            // A cancelled order is final: it leaves the live view (checked in its store below).
+            let started = Instant::now();
+            while state(port, order).is_some() {
+                assert!(started.elapsed() < CROSSING, "{order} is still live");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        } else {
+            wait_state(port, order, "Paid");
+        }
+    }
+    // Each order's stored state, read by a `serve` without a broker on the order runtime's store.
+    orders.kill();
+    let reader_port = free_port();
+    let _reader = serve(&dir.0, reader_port, &["order.yaml", "--store", "sqlite://orders.db"]);
+    for (order, refused) in &flows {
+        let (status, body) =
+            http(reader_port, "GET", &format!("/api/instances/{order}"), None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let expected = if *refused { "Cancelled" } else { "Paid" };
+        assert_eq!(body["instance"]["currentState"], expected, "{order}: {body}");
+    }
+}
+
 fn run_on(variable: &str) {
     let Some(url) = broker(variable) else { return };
+    three_processes_through_the_dashboard(&url);
     an_order_and_its_payment_cross_processes(&url);
     the_payment_runtime_killed_at_random_keeps_one_payment_per_order(&url, 0x5eed_0001);
 }

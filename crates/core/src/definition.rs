@@ -5,6 +5,7 @@
 //! engine never meets a dangling name. (`validate` reports the same problems earlier, with
 //! positions and hints.)
 
+use crate::context_schema::ContextSchema;
 use crate::guard::{CompiledGuard, GuardError};
 use crate::instance::{MachineIdx, StateIdx, TransitionIdx};
 use crate::model::{self, EntryMachineMode, MatchingRule, StateType, TransitionType};
@@ -106,6 +107,8 @@ pub struct MachineDef {
     pub public_member: bool,
     /// `parentLink.onStateChange`, when enabled.
     pub parent_link_event: Option<Arc<str>>,
+    /// What `contextSchema` asks of the initial data; `None` when it checks nothing.
+    pub context_schema: Option<ContextSchema>,
 }
 
 /// A compiled state.
@@ -512,6 +515,7 @@ fn compile_machine(
         event_index,
         public_member: machine.public_member_type.is_some(),
         parent_link_event,
+        context_schema: machine.context_schema.as_ref().and_then(ContextSchema::compile),
     })
 }
 

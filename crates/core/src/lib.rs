@@ -46,6 +46,7 @@
 
 pub mod bus;
 pub mod clock;
+pub mod context_schema;
 pub mod definition;
 pub mod diagnostic;
 pub mod effect;

@@ -80,7 +80,8 @@ pub struct StateMachine {
     /// Notify the parent instance on every state change of a child.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_link: Option<ParentLink>,
-    /// Form description of the instance data, used by the dashboard (field name → field).
+    /// Declaration of the instance data (field name → field): drawn as forms by the dashboard,
+    /// checked on creation (`context_schema::ContextSchema`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_schema: Option<IndexMap<String, ContextField>>,
     /// Free-form, informational.
@@ -108,17 +109,18 @@ pub struct ParentLink {
     pub extra: ExtraKeys,
 }
 
-/// One field of a `contextSchema` (used by the dashboard's forms; the runtime does not enforce it).
+/// One field of a `contextSchema`: its form input, and whether creations must give it
+/// (`required`) with its type (`type`), as `context_schema` reads them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ContextField {
-    /// `text`/`string`, `number`, `select`, `boolean`, `array`, ...
+    /// `text`/`string`, `number`, `integer`, `select`, `boolean`, `array`, `object`, ...
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub field_type: Option<String>,
     /// Label shown in forms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    /// Whether forms require the field.
+    /// Whether a creation must give the field (and forms require it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required: Option<bool>,
     /// Placeholder text.

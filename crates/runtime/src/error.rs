@@ -73,6 +73,17 @@ pub enum RuntimeError {
         /// `RuntimeOptions::max_data_bytes`.
         limit: usize,
     },
+    /// The initial data of a creation breaks the machine's `contextSchema` (a `required` field
+    /// is missing, or a field has another type than the declared one); nothing was created.
+    #[error("{component}.{machine}: {violation}; nothing was created")]
+    ContextSchema {
+        /// Component.
+        component: String,
+        /// Machine.
+        machine: String,
+        /// The field and the rule it breaks.
+        violation: Box<xcomponent_core::context_schema::Violation>,
+    },
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),

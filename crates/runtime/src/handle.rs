@@ -9,7 +9,7 @@ use crate::delivery::{INBOX_PURGE_INTERVAL, MessageCounters};
 use crate::error::RuntimeError;
 use crate::handlers::Handlers;
 use crate::ids::DrawId;
-use crate::options::RuntimeOptions;
+use crate::options::{ContextSchemaMode, RuntimeOptions};
 use crate::protocol::{CreateMsg, DeliverMsg, FanIn, QueryMsg, SendMsg, ShardMsg, Trace};
 use crate::registry::{ComponentIdx, Registry};
 use crate::remote::{self, BusConfig, Remote};
@@ -24,6 +24,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use xcomponent_core::bus::Bus;
 use xcomponent_core::clock::{Clock, SystemClock};
+use xcomponent_core::context_schema::Presence;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::instance::{Context, EventId, InstanceId};
 use xcomponent_core::matching::PropertyFilter;
@@ -380,6 +381,22 @@ impl RuntimeHandle {
             content::check_data(&format!("contexts.{index}"), context)?;
         }
         contexts.iter().try_for_each(|context| self.check_payload(context))?;
+        // Checked here too (the shards count what they created, without the reasons), so that
+        // the caller learns which rule the data breaks.
+        let definition = self.shared.registry.definition(component_index);
+        if let (ContextSchemaMode::Enforced, Some(schema)) =
+            (self.shared.options.context_schema, &definition.machine(machine_index).context_schema)
+        {
+            for context in &contexts {
+                schema.check(context, Presence::Checked).map_err(|violation| {
+                    RuntimeError::ContextSchema {
+                        component: definition.name.to_string(),
+                        machine: definition.machine(machine_index).name.to_string(),
+                        violation: Box::new(violation),
+                    }
+                })?;
+            }
+        }
         let shard_count = self.shared.shard_count();
         let mut per_shard: Vec<Vec<CreateMsg>> = (0..shard_count).map(|_| Vec::new()).collect();
         let mut ids = Vec::with_capacity(contexts.len());

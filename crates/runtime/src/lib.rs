@@ -90,8 +90,8 @@ pub use handle::{CreateRequest, Runtime, RuntimeBuilder, RuntimeHandle, SendRequ
 pub use handlers::{Handler, HandlerError, Handlers};
 pub use ids::DrawId;
 pub use options::{
-    DEFAULT_INBOX_RETENTION, DEFAULT_MAX_BATCH, DEFAULT_MAX_DATA_BYTES, DEFAULT_MAX_PAYLOAD_BYTES,
-    DEFAULT_SNAPSHOT_INTERVAL, RuntimeOptions, TimerMode,
+    ContextSchemaMode, DEFAULT_INBOX_RETENTION, DEFAULT_MAX_BATCH, DEFAULT_MAX_DATA_BYTES,
+    DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_SNAPSHOT_INTERVAL, RuntimeOptions, TimerMode,
 };
 pub use registry::{ComponentIdx, Registry};
 pub use remote::{

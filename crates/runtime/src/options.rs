@@ -21,6 +21,19 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Default for `RuntimeOptions::inbox_retention`: one day.
 pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// Whether creations are held to their machine's `contextSchema`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ContextSchemaMode {
+    /// A creation whose initial data lacks a `required` field or gives a field another type than
+    /// the declared one is refused (`RuntimeError::ContextSchema`; a routed creation becomes a
+    /// dead letter). Entry points the runtime creates at start have no data to give: only the
+    /// types of what they hold are checked.
+    #[default]
+    Enforced,
+    /// `contextSchema` only describes forms, as in the original: any initial data is accepted.
+    Lenient,
+}
+
 /// How timers are driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimerMode {
@@ -64,6 +77,8 @@ pub struct RuntimeOptions {
     /// creation), in bytes of its JSON: larger ones are refused with
     /// `RuntimeError::PayloadTooLarge` before they reach a shard.
     pub max_payload_bytes: usize,
+    /// Whether creations must satisfy their machine's `contextSchema` (default: enforced).
+    pub context_schema: ContextSchemaMode,
 }
 
 impl Default for RuntimeOptions {
@@ -80,6 +95,7 @@ impl Default for RuntimeOptions {
             inbox_retention: DEFAULT_INBOX_RETENTION,
             max_data_bytes: DEFAULT_MAX_DATA_BYTES,
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            context_schema: ContextSchemaMode::Enforced,
         }
     }
 }

@@ -155,6 +155,10 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::PayloadTooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
             }
+            RuntimeError::ContextSchema { violation, .. } => ApiError {
+                field: Some(format!("context.{}", violation.field)),
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "context_schema", message)
+            },
             RuntimeError::DataTooLarge { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "data_too_large", message)
             }
@@ -322,6 +326,15 @@ where
             ));
         }
         let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
+        if let Some((field, literal)) = crate::integers::out_of_range(&bytes) {
+            return Err(ApiError::bad_field(
+                &field,
+                format!(
+                    "{field}: the integer {literal} does not fit in 64 bits (-2^63 to 2^64-1) and \
+                     would lose digits; send it as a string"
+                ),
+            ));
+        }
         Ok(ApiJson(value))
     }
 }

@@ -25,6 +25,7 @@ mod dto;
 mod error;
 mod guard;
 mod health;
+mod integers;
 mod listen;
 mod live;
 mod metrics;
@@ -43,7 +44,8 @@ pub use error::{ApiError, ErrorBody};
 pub use guard::TOKEN_QUERY_PARAMETER;
 pub use listen::{
     ACCEPT_ERROR_BACKOFF, ConnectionLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_RESERVE_CONNECTIONS, serve,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_NEW_CONNECTIONS_PER_ADDRESS,
+    DEFAULT_RESERVE_CONNECTIONS, MAX_RATE_TRACKED_ADDRESSES, NEW_CONNECTION_WINDOW, serve,
 };
 pub use metrics::Metrics;
 pub use socketio::{SOCKETIO_CLIENT_BUFFER, SOCKETIO_MAX_CLIENTS};

@@ -8,6 +8,10 @@
 //!   reachable when the general pool is exhausted. Past the reserve, a connection gets a canned
 //!   503 and is closed at once.
 //! - `max_per_address` connections per client IP address; more get the canned 503.
+//! - `max_new_per_address` new connections per client IP address per `new_connection_window`
+//!   (a token bucket: that many at once, refilled evenly over the window); more get a canned 429
+//!   from the accept loop itself, which costs a write and a close instead of a connection task,
+//!   so a flood of reconnections from one address cannot crowd out the others.
 //! - `header_read_timeout`: a connection must send a complete request head within this time of
 //!   starting to wait for it; this also closes idle keep-alive connections.
 //!
@@ -31,7 +35,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -45,6 +49,20 @@ pub const DEFAULT_RESERVE_CONNECTIONS: usize = 64;
 
 /// Default connections from one IP address at once.
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 256;
+
+/// Default new connections one IP address may open per [`NEW_CONNECTION_WINDOW`]. Generous
+/// for browsers and API clients (which keep connections alive) and for a reverse proxy that
+/// does not; a client reconnecting in a loop is held to it.
+pub const DEFAULT_MAX_NEW_CONNECTIONS_PER_ADDRESS: usize = 1000;
+
+/// The window of the default connection rate limit.
+pub const NEW_CONNECTION_WINDOW: Duration = Duration::from_secs(1);
+
+/// Most addresses whose connection rate is tracked at once. An address is forgotten once its
+/// allowance is full again; when the table is full of addresses still spending theirs (many
+/// addresses at once), it is pruned at most once per window and new addresses go untracked,
+/// still held to `max_per_address`.
+pub const MAX_RATE_TRACKED_ADDRESSES: usize = 65_536;
 
 /// Default longest wait for a complete request head (also the keep-alive idle timeout).
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +81,10 @@ pub struct ConnectionLimits {
     pub max_per_address: usize,
     /// Longest wait for a complete request head; also closes idle keep-alive connections.
     pub header_read_timeout: Duration,
+    /// New connections one IP address may open per `new_connection_window` (0: no rate limit).
+    pub max_new_per_address: usize,
+    /// The window of `max_new_per_address`.
+    pub new_connection_window: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -72,6 +94,8 @@ impl Default for ConnectionLimits {
             reserve_connections: DEFAULT_RESERVE_CONNECTIONS,
             max_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_new_per_address: DEFAULT_MAX_NEW_CONNECTIONS_PER_ADDRESS,
+            new_connection_window: NEW_CONNECTION_WINDOW,
         }
     }
 }
@@ -87,15 +111,26 @@ enum Pool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refusal {
     PerAddress,
+    Rate,
     Full,
 }
 
-/// Open connections, per pool and per address.
+/// What is left of an address's allowance of new connections, as of `at`.
+#[derive(Debug, Clone, Copy)]
+struct Allowance {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Open connections, per pool and per address, and the addresses' connection allowances.
 #[derive(Debug, Default)]
 struct Counts {
     normal: usize,
     reserve: usize,
     by_address: HashMap<IpAddr, usize>,
+    allowances: HashMap<IpAddr, Allowance>,
+    /// When `allowances` was last pruned because it was full.
+    pruned_at: Option<Instant>,
 }
 
 /// The admission bookkeeping shared by the accept loop and every connection's slot.
@@ -107,10 +142,21 @@ struct Admission {
 
 impl Admission {
     fn admit(self: &Arc<Self>, address: IpAddr) -> Result<(Slot, Pool), Refusal> {
+        self.admit_at(address, Instant::now())
+    }
+
+    fn admit_at(self: &Arc<Self>, address: IpAddr, now: Instant) -> Result<(Slot, Pool), Refusal> {
         let mut counts = self.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let from_address = counts.by_address.get(&address).copied().unwrap_or(0);
         if from_address >= self.limits.max_per_address {
             return Err(Refusal::PerAddress);
+        }
+        let allowance = self.allowance(&counts, address, now);
+        if let Some(allowance) = allowance
+            && allowance.tokens < 1.0
+        {
+            counts.allowances.insert(address, allowance);
+            return Err(Refusal::Rate);
         }
         let pool = if counts.normal < self.limits.max_connections {
             counts.normal += 1;
@@ -122,7 +168,59 @@ impl Admission {
             return Err(Refusal::Full);
         };
         *counts.by_address.entry(address).or_insert(0) += 1;
+        if let Some(allowance) = allowance {
+            self.spend(
+                &mut counts,
+                address,
+                Allowance { tokens: allowance.tokens - 1.0, ..allowance },
+            );
+        }
         Ok((Slot { admission: self.clone(), address, pool }, pool))
+    }
+
+    /// New connections per second the rate limit allows one address; `None` without a limit.
+    fn rate(&self) -> Option<f64> {
+        let window = self.limits.new_connection_window.as_secs_f64();
+        (self.limits.max_new_per_address > 0 && window > 0.0)
+            .then(|| self.limits.max_new_per_address as f64 / window)
+    }
+
+    /// `address`'s allowance at `now`, refilled since it was last spent; `None` without a limit.
+    fn allowance(&self, counts: &Counts, address: IpAddr, now: Instant) -> Option<Allowance> {
+        let rate = self.rate()?;
+        let full = self.limits.max_new_per_address as f64;
+        let tokens = counts.allowances.get(&address).map_or(full, |spent| {
+            let refill = now.saturating_duration_since(spent.at).as_secs_f64() * rate;
+            (spent.tokens + refill).min(full)
+        });
+        Some(Allowance { tokens, at: now })
+    }
+
+    /// Records what is left of `address`'s allowance, within `MAX_RATE_TRACKED_ADDRESSES`.
+    fn spend(&self, counts: &mut Counts, address: IpAddr, allowance: Allowance) {
+        if counts.allowances.len() >= MAX_RATE_TRACKED_ADDRESSES
+            && !counts.allowances.contains_key(&address)
+        {
+            let window = self.limits.new_connection_window;
+            let due = counts
+                .pruned_at
+                .is_none_or(|at| allowance.at.saturating_duration_since(at) >= window);
+            if due {
+                // Forget the addresses whose allowance is full again.
+                let (rate, full) =
+                    (self.rate().unwrap_or(0.0), self.limits.max_new_per_address as f64);
+                counts.allowances.retain(|_, spent| {
+                    let refill =
+                        allowance.at.saturating_duration_since(spent.at).as_secs_f64() * rate;
+                    spent.tokens + refill < full
+                });
+                counts.pruned_at = Some(allowance.at);
+            }
+            if counts.allowances.len() >= MAX_RATE_TRACKED_ADDRESSES {
+                return;
+            }
+        }
+        counts.allowances.insert(address, allowance);
     }
 }
 
@@ -198,12 +296,18 @@ impl AsyncWrite for Counted {
     }
 }
 
-/// The answer written to a refused connection before it is closed (no request is read).
+/// The answer written to a refused connection before it is closed (no request is read): 429
+/// past the connection rate, 503 past a bound on open connections.
 fn refusal_bytes(refusal: Refusal, limits: &ConnectionLimits) -> Vec<u8> {
     let message = match refusal {
         Refusal::PerAddress => format!(
             "too many connections from your address (at most {} at once)",
             limits.max_per_address
+        ),
+        Refusal::Rate => format!(
+            "too many new connections from your address (at most {} per {} ms); keep connections alive or slow down",
+            limits.max_new_per_address,
+            limits.new_connection_window.as_millis()
         ),
         Refusal::Full => format!(
             "the server has no free connection (at most {} plus {} reserved for /health and the dashboard)",
@@ -211,8 +315,12 @@ fn refusal_bytes(refusal: Refusal, limits: &ConnectionLimits) -> Vec<u8> {
         ),
     };
     let body = serde_json::json!({ "error": message, "code": "too_many_connections" }).to_string();
+    let status = match refusal {
+        Refusal::Rate => "429 Too Many Requests",
+        Refusal::PerAddress | Refusal::Full => "503 Service Unavailable",
+    };
     format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -343,6 +451,19 @@ mod tests {
                 reserve_connections: reserve,
                 max_per_address: per_address,
                 header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+                max_new_per_address: 0,
+                new_connection_window: NEW_CONNECTION_WINDOW,
+            },
+            counts: Mutex::default(),
+        })
+    }
+
+    fn rate_limited(per_second: usize) -> Arc<Admission> {
+        Arc::new(Admission {
+            limits: ConnectionLimits {
+                max_new_per_address: per_second,
+                new_connection_window: Duration::from_secs(1),
+                ..ConnectionLimits::default()
             },
             counts: Mutex::default(),
         })
@@ -376,5 +497,53 @@ mod tests {
         let counts = admission.counts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         assert_eq!((counts.normal, counts.reserve), (0, 0));
         assert!(counts.by_address.is_empty(), "no entry left for closed addresses");
+    }
+
+    #[test]
+    fn one_address_opens_at_most_its_rate_and_the_allowance_refills() {
+        let admission = rate_limited(3);
+        let (a, b) =
+            (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
+        let t0 = Instant::now();
+        // Closed at once (their slots dropped): the rate counts openings, not open connections.
+        for _ in 0..3 {
+            assert!(admission.admit_at(a, t0).is_ok());
+        }
+        assert_eq!(admission.admit_at(a, t0).err(), Some(Refusal::Rate));
+        assert!(admission.admit_at(b, t0).is_ok(), "another address has its own allowance");
+        // A third of the window gives one connection back, and refusals spend nothing.
+        let later = t0 + Duration::from_millis(340);
+        assert!(admission.admit_at(a, later).is_ok());
+        assert_eq!(admission.admit_at(a, later).err(), Some(Refusal::Rate));
+        // A full window later the whole allowance is back, never more.
+        let much_later = later + Duration::from_secs(10);
+        for _ in 0..3 {
+            assert!(admission.admit_at(a, much_later).is_ok());
+        }
+        assert_eq!(admission.admit_at(a, much_later).err(), Some(Refusal::Rate));
+    }
+
+    #[test]
+    fn the_rate_table_forgets_addresses_whose_allowance_is_full_again() {
+        let admission = rate_limited(1);
+        let t0 = Instant::now();
+        let address = |n: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n));
+        for n in 0..MAX_RATE_TRACKED_ADDRESSES as u32 {
+            assert!(admission.admit_at(address(n), t0).is_ok());
+        }
+        // Full of spent allowances: a new address is admitted untracked.
+        assert!(admission.admit_at(address(u32::MAX >> 8), t0).is_ok());
+        let tracked = |admission: &Arc<Admission>| {
+            admission
+                .counts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .allowances
+                .len()
+        };
+        assert_eq!(tracked(&admission), MAX_RATE_TRACKED_ADDRESSES);
+        // Once their allowances refilled, the next new address prunes them.
+        assert!(admission.admit_at(address(u32::MAX >> 7), t0 + Duration::from_secs(2)).is_ok());
+        assert_eq!(tracked(&admission), 1);
     }
 }

@@ -64,13 +64,25 @@ async fn components_and_machines() {
 async fn create_instance_and_its_errors() {
     let server = TestServer::standard().await;
     create_order(&server, "O1").await;
-    // machineName defaults to the entry machine; context may be absent.
-    let (status, body) =
-        server.call("POST", "/api/components/OrderComponent/instances", Some(json!({}))).await;
+    let path = "/api/components/OrderComponent/instances";
+    // machineName defaults to the entry machine.
+    let context = json!({"orderId": "O2", "amount": 1});
+    let (status, body) = server.call("POST", path, Some(json!({"context": context}))).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["machineName"], "Order");
+    // The machine's contextSchema holds: a missing required field or another type is a 422
+    // naming the field and the rule.
+    let (status, body) = server.call("POST", path, Some(json!({}))).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "context_schema");
+    assert_eq!(body["field"], "context.orderId", "{body}");
+    assert!(body["error"].as_str().is_some_and(|text| text.contains("is required")), "{body}");
+    let context = json!({"orderId": "O3", "amount": "12"});
+    let (status, body) = server.call("POST", path, Some(json!({"context": context}))).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "context_schema");
+    assert_eq!(body["field"], "context.amount", "{body}");
+    let message = body["error"].as_str().unwrap_or_default();
+    assert!(message.contains("must be a number (contextSchema type number)"), "{body}");
 
-    let path = "/api/components/OrderComponent/instances";
     let (status, body) =
         server.call("POST", path, Some(json!({"machineName": "Order", "context": [1, 2]}))).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "bad_request");

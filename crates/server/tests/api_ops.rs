@@ -231,9 +231,9 @@ async fn bearer_token_guards_mutations_only() {
     let (status, body) =
         server.call_with("POST", path, Some(json!({})), &[("authorization", "Bearer wrong")]).await;
     assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
-    let (status, body) = server
-        .call_with("POST", path, Some(json!({})), &[("authorization", "Bearer s3cret")])
-        .await;
+    let order = json!({"context": {"orderId": "T-1", "amount": 1}});
+    let (status, body) =
+        server.call_with("POST", path, Some(order), &[("authorization", "Bearer s3cret")]).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, _) = server.call("GET", "/api/instances", None).await;
     assert_eq!(status, StatusCode::OK, "reads stay open");

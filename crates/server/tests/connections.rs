@@ -1,5 +1,6 @@
 //! Connection bounds over real sockets: an unanswered ping closes a WebSocket, a slow request
-//! head and an idle keep-alive connection are closed, one address gets at most its share, the
+//! head and an idle keep-alive connection are closed, one address gets at most its share (of
+//! open connections, and of new connections per window), the
 //! reserve keeps `/health` and the dashboard reachable when the pool is full, an oversized
 //! WebSocket message gets close 1009; and a well-behaved client is still served, without
 //! errors, beside 1,000 misbehaving connections (fault injection; it prints its throughput).
@@ -36,6 +37,7 @@ fn limits(max: usize, reserve: usize, per_address: usize, header: Duration) -> C
         reserve_connections: reserve,
         max_per_address: per_address,
         header_read_timeout: header,
+        ..ConnectionLimits::default()
     }
 }
 
@@ -172,6 +174,36 @@ async fn one_address_gets_at_most_its_share() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status, 200, "the slot came back");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_opens_at_most_its_rate_of_new_connections() {
+    // Three per hour: the allowance cannot refill during the test, whatever the machine's pace.
+    let server = server(ServerConfig {
+        connections: ConnectionLimits {
+            max_new_per_address: 3,
+            new_connection_window: Duration::from_secs(3600),
+            ..ConnectionLimits::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    // Each request closes its connection: what is limited is opening them, not holding them.
+    for _ in 0..3 {
+        assert_eq!(get(&server, BAD, "/health").await.status, 200);
+    }
+    for _ in 0..5 {
+        let refused = get(&server, BAD, "/health").await;
+        assert_eq!(refused.status, 429, "{refused:?}");
+        assert_eq!(refused.json()["code"], "too_many_connections");
+        assert!(refused.body.contains("new connections from your address"), "{refused:?}");
+        assert_eq!(refused.header("retry-after"), Some("1"), "{refused:?}");
+    }
+    for _ in 0..3 {
+        assert_eq!(get(&server, GOOD, "/health").await.status, 200, "another address is served");
+    }
+    assert_eq!(get(&server, GOOD, "/health").await.status, 429, "with its own allowance");
     server.stop().await;
 }
 
@@ -390,9 +422,10 @@ async fn a_good_client_is_served_beside_a_thousand_bad_connections() {
     assert!(pong, "the good client's live feed works during the attack");
     assert_eq!(baseline_errors, 0);
     assert_eq!(attacked_errors, 0, "no request of the good client fails");
-    // Throughput is printed, not bounded: beside 256 admitted bad connections (128 of them
-    // unfiltered WebSockets every event is sent to) it drops about tenfold on this machine,
-    // which is open work (see ARCHITECTURE.md, bounds).
+    // Throughput is printed, not bounded (the machine is shared): beside 256 admitted bad
+    // connections, 128 of them unfiltered WebSockets every event is sent to, it kept 7% of its
+    // throughput when each event cost a write per client, 20-90% since writes to a client are
+    // batched (`WS_WRITE_INTERVAL`).
     assert!(attacked > 0.0);
     server.stop().await;
 }

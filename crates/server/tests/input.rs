@@ -1,6 +1,7 @@
 //! What a client may put in a request, through the real server on a real socket: event names
 //! (no control character, not blank; the OpenAPI schema says the same), integers above 2^53
-//! (kept exact through the body, the SQLite store and matching).
+//! (kept exact through the body, the SQLite store and matching), integers beyond 64 bits
+//! (refused with their field, never rounded).
 
 mod common;
 
@@ -116,5 +117,64 @@ async fn integers_above_2_pow_53_stay_exact_and_never_match_their_neighbour() {
         assert_eq!(reply["instance"]["live"], live, "{reply}");
         assert_eq!(reply["instance"]["context"]["ref"].as_u64(), Some(reference), "{reply}");
     }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn integers_beyond_64_bits_are_refused_with_their_field_never_rounded() {
+    let server = TestServer::standard().await;
+    let order = create_order(&server, "WIDE-1").await;
+    let create = "/api/components/OrderComponent/instances";
+    let event = format!("/api/instances/{order}/events");
+    let cases = [
+        (
+            create,
+            r#"{"context": {"orderId": "W", "amount": 18446744073709551616}}"#,
+            "context.amount",
+        ),
+        (
+            create,
+            r#"{"context": {"orderId": "W", "amount": 1, "n": -9223372036854775809}}"#,
+            "context.n",
+        ),
+        (
+            &event,
+            r#"{"type": "PAY", "payload": {"lines": [{"q": 1}, {"q": 123456789012345678901234567890}]}}"#,
+            "payload.lines.1.q",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .expect("request");
+        let (status, bytes) = server.raw(request).await;
+        let reply: Value = serde_json::from_slice(&bytes).expect("a JSON error");
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert_eq!(
+            (reply["code"].as_str(), reply["field"].as_str()),
+            (Some("bad_request"), Some(field)),
+            "{reply}"
+        );
+        assert!(
+            reply["error"].as_str().is_some_and(|text| text.contains("does not fit in 64 bits")),
+            "{reply}"
+        );
+    }
+    // The bounds themselves, and doubles of any size, pass.
+    let body = r#"{"type": "SUBMIT", "payload": {"max": 18446744073709551615, "min": -9223372036854775808, "d": 1e300}}"#;
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri(&event)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    let (status, bytes) = server.raw(request).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let (_, reply) = server.call("GET", &format!("/api/instances/{order}"), None).await;
+    assert_eq!(reply["instance"]["context"]["max"].as_u64(), Some(u64::MAX), "{reply}");
+    assert_eq!(reply["instance"]["context"]["min"].as_i64(), Some(i64::MIN), "{reply}");
     server.stop().await;
 }

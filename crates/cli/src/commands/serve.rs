@@ -21,7 +21,7 @@ use xcomponent_core::definition::Definition;
 use xcomponent_core::diagnostic::{Diagnostic, Severity};
 use xcomponent_core::load::load_component_file;
 use xcomponent_core::validate::{ValidateOptions, validate};
-use xcomponent_runtime::{BusConfig, RuntimeBuilder, RuntimeOptions};
+use xcomponent_runtime::{BusConfig, ContextSchemaMode, RuntimeBuilder, RuntimeOptions};
 use xcomponent_server::{AppState, ConnectionLimits, Cors, Metrics, ServerConfig, TimedStore};
 use xcomponent_store::{Durability, StoreOptions};
 
@@ -46,6 +46,15 @@ pub enum DurabilityArg {
     Relaxed,
     /// No flush (tests and benchmarks).
     None,
+}
+
+/// Whether creations are held to their machine's `contextSchema`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ContextSchemaArg {
+    /// Required fields present, declared types respected.
+    Enforced,
+    /// Only a description for forms.
+    Lenient,
 }
 
 /// Arguments of `serve`.
@@ -127,6 +136,12 @@ pub struct ServeArgs {
     #[arg(long, env = "XCOMPONENT_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = xcomponent_server::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, value_name = "N")]
     pub max_connections_per_address: usize,
 
+    /// New connections one IP address may open per second (past it: 429, closed at once); 0
+    /// for no limit (behind a reverse proxy that opens a connection per request, raise it or
+    /// use 0).
+    #[arg(long, env = "XCOMPONENT_MAX_NEW_CONNECTIONS_PER_ADDRESS", default_value_t = xcomponent_server::DEFAULT_MAX_NEW_CONNECTIONS_PER_ADDRESS, value_name = "N")]
+    pub max_new_connections_per_address: usize,
+
     /// Longest wait for a complete request head, and idle time after which a keep-alive
     /// connection is closed.
     #[arg(long, default_value_t = xcomponent_server::DEFAULT_HEADER_READ_TIMEOUT.as_millis() as u64, value_name = "MS")]
@@ -174,6 +189,19 @@ pub struct ServeArgs {
     /// one is refused (HTTP 413).
     #[arg(long, env = "XCOMPONENT_MAX_PAYLOAD_BYTES", default_value_t = xcomponent_runtime::DEFAULT_MAX_PAYLOAD_BYTES, value_name = "BYTES")]
     pub max_payload_bytes: usize,
+
+    /// Whether creations must satisfy their machine's contextSchema: `enforced` refuses one
+    /// that lacks a required field or gives a field another type (HTTP 422; a child or
+    /// cross-component creation becomes a dead letter); `lenient` accepts any data, as the
+    /// original did.
+    #[arg(
+        long,
+        env = "XCOMPONENT_CONTEXT_SCHEMA",
+        value_enum,
+        default_value = "enforced",
+        value_name = "MODE"
+    )]
+    pub context_schema: ContextSchemaArg,
 
     /// Delete the events of instances that finished more than DAYS days ago (checked hourly;
     /// unset: keep everything).
@@ -338,6 +366,8 @@ fn connection_limits(args: &ServeArgs) -> ConnectionLimits {
         reserve_connections: reserve,
         max_per_address: args.max_connections_per_address.max(1),
         header_read_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+        max_new_per_address: args.max_new_connections_per_address,
+        new_connection_window: xcomponent_server::NEW_CONNECTION_WINDOW,
     }
 }
 
@@ -409,6 +439,10 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_batch: args.max_batch.max(1),
         max_data_bytes: args.max_data_bytes,
         max_payload_bytes: args.max_payload_bytes,
+        context_schema: match args.context_schema {
+            ContextSchemaArg::Enforced => ContextSchemaMode::Enforced,
+            ContextSchemaArg::Lenient => ContextSchemaMode::Lenient,
+        },
         ..RuntimeOptions::default()
     };
     if let Some(shards) = args.shards {

@@ -64,11 +64,14 @@ impl Drop for Server {
 }
 
 /// Starts `xcomponent-ai serve ARGS --port PORT` in `dir` and waits until `/health` answers.
+/// Without a connection rate limit: these tests' clients all come from 127.0.0.1 and open one
+/// connection per request, thousands per second (the limit is tested in
+/// crates/server/tests/connections.rs).
 pub fn serve(dir: &Path, port: u16, args: &[&str]) -> Server {
     let child = Command::new(BIN)
         .arg("serve")
         .args(args)
-        .args(["--port", &port.to_string()])
+        .args(["--port", &port.to_string(), "--max-new-connections-per-address", "0"])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

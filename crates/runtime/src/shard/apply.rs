@@ -7,6 +7,7 @@ use super::record::{record_transition, timer_records};
 use super::state::{Instances, Slot, indexed_values};
 use crate::error::RuntimeError;
 use crate::ids::DrawId;
+use crate::options::ContextSchemaMode;
 use crate::protocol::{CreateMsg, DeliverMsg, SendMsg, ShardMsg, Trace};
 use crate::registry::ComponentIdx;
 use crate::router::{Source, route_effect};
@@ -16,6 +17,7 @@ use crate::views::{BatchOutcome, SendOutcome};
 use smallvec::SmallVec;
 use std::sync::Arc;
 use uuid::Uuid;
+use xcomponent_core::context_schema::Presence;
 use xcomponent_core::definition::{Definition, EntryMode};
 use xcomponent_core::effect::Effect;
 use xcomponent_core::engine::{self, EventRef, Hooks, Ignored, NoHooks, StepResult};
@@ -67,7 +69,22 @@ impl ShardWork {
                     self.receipt_duplicate(shared, origin, true);
                     return;
                 }
+                // The instance that asked for it (a child's parent), else the one refused.
+                let (component, asked_by) = (
+                    create.component,
+                    create.parent.as_ref().map_or(create.id, |parent| parent.instance_id),
+                );
                 let (sender, result) = self.apply_create(shared, create, now);
+                if let (false, true, Err(error)) = (reply, self.streaming, &result)
+                    && !matches!(error, RuntimeError::DuplicateInstance(_))
+                {
+                    // A routed creation that is refused is visible, not only a dead letter.
+                    self.batch.events.push(RuntimeEvent::EffectFailed {
+                        component,
+                        instance: asked_by,
+                        error: error.to_string(),
+                    });
+                }
                 if let Some(origin) = &origin {
                     match &result {
                         Ok(id) => self.receipt_applied(shared, origin, *id, true),
@@ -294,6 +311,22 @@ impl ShardWork {
             return (reply, Err(RuntimeError::DataTooLarge { instance: id, bytes, limit }));
         }
         let definition = shared.registry.definition(component);
+        // Every creation passes here (API, entry point, child, cross-component, hook), so the
+        // schema holds for all of them; a routed one that breaks it becomes a dead letter.
+        if let (ContextSchemaMode::Enforced, Some(schema)) =
+            (shared.options.context_schema, &definition.machine(machine).context_schema)
+        {
+            // An entry point created at start has no data to give: only types are checked.
+            let presence = if entry_point { Presence::Skipped } else { Presence::Checked };
+            if let Err(violation) = schema.check(&context, presence) {
+                let error = RuntimeError::ContextSchema {
+                    component: definition.name.to_string(),
+                    machine: definition.machine(machine).name.to_string(),
+                    violation: Box::new(violation),
+                };
+                return (reply, Err(error));
+            }
+        }
         if definition.entry_mode == EntryMode::Singleton
             && definition.entry_machine == Some(machine)
         {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bus;
+mod context_schema;
 mod cross_component;
 mod delivery;
 mod hooks;
@@ -62,6 +63,17 @@ pub async fn start_at(
 ) -> TestRuntime {
     let options =
         RuntimeOptions { shards: 2, timer_mode: TimerMode::Manual, ..RuntimeOptions::default() };
+    start_with(yamls, handlers, store, clock, options).await
+}
+
+/// Starts a runtime with the given options, reading the given clock.
+pub async fn start_with(
+    yamls: &[&str],
+    handlers: Handlers,
+    store: Option<Arc<dyn EventStore>>,
+    clock: Arc<ManualClock>,
+    options: RuntimeOptions,
+) -> TestRuntime {
     let mut builder =
         RuntimeBuilder::new().handlers(handlers).clock(clock.clone()).options(options);
     for yaml in yamls {

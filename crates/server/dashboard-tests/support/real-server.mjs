@@ -43,7 +43,7 @@ export function requireBinary() {
 }
 
 /** Variables `serve` reads as defaults for its flags: none may leak in from the caller's shell. */
-const SERVE_ENV = ['COMPONENT_FILE', 'RUNTIME_NAME', 'CREATE_DEMO_INSTANCE', 'PORT', 'DATABASE_URL', 'BROKER_URL', 'XCOMPONENT_API_TOKEN', 'SNAPSHOT_INTERVAL', 'XCOMPONENT_RETENTION_DAYS'];
+const SERVE_ENV = ['COMPONENT_FILE', 'RUNTIME_NAME', 'CREATE_DEMO_INSTANCE', 'PORT', 'DATABASE_URL', 'BROKER_URL', 'XCOMPONENT_API_TOKEN', 'SNAPSHOT_INTERVAL', 'XCOMPONENT_RETENTION_DAYS', 'XCOMPONENT_CONTEXT_SCHEMA'];
 
 function serverEnv() {
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' };

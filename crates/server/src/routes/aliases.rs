@@ -56,8 +56,13 @@ pub(crate) async fn instance(
     request_body = EventBody,
     responses((status = 200, description = "What happened", body = crate::dto::EventReply),
         (status = 400, description = "Bad body or id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "Unknown component or instance", body = ErrorBody),
-        (status = 409, description = "The instance has finished", body = ErrorBody)))]
+        (status = 409, description = "The instance has finished", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "The transition would make the data larger than the limit (`data_too_large`)", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody)))]
 pub(crate) async fn send_event(
     state: State<AppState>,
     ApiPath((component, id)): ApiPath<(String, String)>,
@@ -136,8 +141,13 @@ pub struct MachineInstanceBody {
     request_body = MachineInstanceBody,
     responses((status = 201, description = "Created", body = Created),
         (status = 400, description = "Bad body", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "Unknown component or machine", body = ErrorBody),
-        (status = 409, description = "Singleton entry machine already has a live instance", body = ErrorBody)))]
+        (status = 409, description = "Singleton entry machine already has a live instance", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
+        (status = 422, description = "The context breaks the machine's contextSchema (`context_schema`, the field is named) or is larger than the data limit", body = ErrorBody),
+        (status = 503, description = "Store unavailable", body = ErrorBody)))]
 pub(crate) async fn create_instance(
     state: State<AppState>,
     ApiPath((component, machine)): ApiPath<(String, String)>,

@@ -218,6 +218,7 @@ pub(crate) async fn list_machines(
         (status = 404, description = "Unknown component or machine", body = ErrorBody),
         (status = 409, description = "Singleton entry machine already has a live instance", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "The context breaks the machine's contextSchema (`context_schema`, the field is named) or is larger than the data limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]

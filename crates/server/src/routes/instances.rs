@@ -247,6 +247,7 @@ async fn finished_or_unknown(
         (status = 404, description = "Unknown instance", body = ErrorBody),
         (status = 409, description = "The instance has finished", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "The transition would make the data larger than the limit (`data_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]
@@ -270,6 +271,7 @@ pub(crate) async fn send_event(
         (status = 404, description = "Unknown instance", body = ErrorBody),
         (status = 409, description = "The instance has finished", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "The transition would make the data larger than the limit (`data_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]
@@ -293,6 +295,7 @@ pub(crate) async fn trigger(
         (status = 404, description = "Unknown component or instance", body = ErrorBody),
         (status = 409, description = "The instance has finished", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "The transition would make the data larger than the limit (`data_too_large`)", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     ))]

@@ -157,13 +157,11 @@ impl ClientQueue {
     }
 
     /// Messages waiting.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.with(|inner| inner.items.len())
     }
 
     /// Whether nothing is waiting.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -117,6 +117,23 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Bytes of the database's pages in use (page count less free pages, times the page size),
+    /// as a reader sees them: committed pages still in the WAL count, free pages do not. What the
+    /// stored data costs on disk, whether or not it has been checkpointed into the file yet.
+    pub async fn bytes_in_use(&self) -> Result<u64> {
+        self.readers
+            .run("bytes_in_use", |conn| {
+                let pragma = |name: &str| -> Result<u64> {
+                    conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+                        .map(|value| u64::try_from(value).unwrap_or(0))
+                        .map_err(err("bytes_in_use"))
+                };
+                let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+                Ok(pages * pragma("page_size")?)
+            })
+            .await
+    }
+
     async fn send(&self, job: Job) -> Result<()> {
         let jobs = self.jobs.as_ref().ok_or_else(writer::stopped)?;
         jobs.send(job).await.map_err(|_| writer::stopped())

@@ -1,6 +1,11 @@
 //! `bench store`: durable transitions per second through the runtime on a real store (1,000
 //! active instances by default; group commit per shard batch), then the time a fresh runtime
 //! takes to restore a large population (snapshot + replay, indexes and timers rebuilt).
+//!
+//! On SQLite it also measures what a stored event costs on disk: the growth of the database's
+//! pages in use per stored event (`SqliteStore::bytes_in_use`, WAL pages included), for
+//! transitions that change nothing and for instances whose data grows by a note per event,
+//! beside an estimate of what storing the whole data in every event (record layout 1) took.
 
 use super::StoreArgs;
 use super::memory::{Row, definition, print_rows, tokio_runtime};
@@ -14,7 +19,7 @@ use xcomponent_core::instance::Context;
 use xcomponent_core::model::Component;
 use xcomponent_core::store::EventStore;
 use xcomponent_runtime::{RuntimeBuilder, RuntimeOptions};
-use xcomponent_store::{Durability, StoreOptions};
+use xcomponent_store::{Durability, SqliteStore, StoreOptions};
 
 /// Events per `send_many` call (several per instance, kept in order).
 const SEND_CHUNK: usize = 20_000;
@@ -63,6 +68,9 @@ pub fn run(args: &StoreArgs) -> anyhow::Result<ExitCode> {
         let store = open(args).await?;
         let mut rows = vec![transitions(args, store.clone(), cores).await?];
         rows.push(cross_component(args, store.clone(), cores).await?);
+        if let Some(path) = args.store.strip_prefix("sqlite://") {
+            rows.extend(stored_bytes(args, path, cores).await?);
+        }
         if args.restore > 0 {
             rows.push(restore(args, store, cores).await?);
         }
@@ -257,4 +265,141 @@ async fn restore(
             args.store
         ),
     })
+}
+
+/// Events of the bytes-per-transition measurement (at most `--events`).
+const COST_EVENTS: usize = 100_000;
+/// Instances of the growing workload.
+const GROWING_INSTANCES: usize = 100;
+/// Events each growing instance takes (its data then holds this many notes).
+const GROWING_EVENTS: usize = 40;
+/// Bytes of each note.
+const GROWING_NOTE_BYTES: usize = 1024;
+
+/// An instance whose every NOTE event adds a key to its data (the payload merge).
+const GROWING_COMPONENT: &str = r#"
+name: Journal
+stateMachines:
+  - name: Page
+    initialState: Open
+    states: [{name: Open}]
+    transitions:
+      - {from: Open, to: Open, event: NOTE}
+"#;
+
+/// A runtime hosting `definition` on `store`.
+async fn runtime_on(
+    store: Arc<SqliteStore>,
+    definition: Definition,
+    cores: usize,
+) -> anyhow::Result<xcomponent_runtime::Runtime> {
+    let options = RuntimeOptions { shards: cores, ..RuntimeOptions::default() };
+    Ok(RuntimeBuilder::new().component(definition).store(store).options(options).start().await?)
+}
+
+/// A fresh SQLite store at `path`.
+async fn fresh_sqlite(args: &StoreArgs, path: &str) -> anyhow::Result<Arc<SqliteStore>> {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+    let options =
+        StoreOptions { durability: durability(&args.durability)?, ..StoreOptions::default() };
+    let store = SqliteStore::open(&format!("sqlite://{path}"), &options)
+        .await
+        .with_context(|| format!("opening sqlite://{path}"))?;
+    Ok(Arc::new(store))
+}
+
+/// What a stored event costs on SQLite, in a file of its own next to `path`: the pages in use
+/// once the instances are created (B0) and once the events are stored (B1) give
+/// (B1 - B0) / events. Once for transitions that change nothing, once for instances growing by
+/// a note per event, with an estimate of the same events stored with the whole data (layout 1):
+/// the measured cost, less the `changes` each event stored, plus the whole data after it.
+async fn stored_bytes(args: &StoreArgs, path: &str, cores: usize) -> anyhow::Result<Vec<Row>> {
+    let cost_path = format!("{path}.cost");
+    // Transitions that change nothing (empty payloads).
+    let store = fresh_sqlite(args, &cost_path).await?;
+    let rt = runtime_on(store.clone(), definition()?, cores).await?;
+    let handle = rt.handle();
+    let ids = handle.create_many("Bench", "Counter", vec![Context::new(); args.instances]).await?;
+    let before = store.bytes_in_use().await?;
+    let stored = tick(&handle, &ids, COST_EVENTS.min(args.events)).await?;
+    rt.shutdown().await;
+    let empty = store.bytes_in_use().await?.saturating_sub(before) as f64 / stored.max(1) as f64;
+    drop(store);
+
+    // Instances whose data grows.
+    let journal = || -> anyhow::Result<Definition> {
+        let component: Component =
+            serde_saphyr::from_str(GROWING_COMPONENT).context("bench component")?;
+        Definition::compile(component)
+            .map_err(|errors| anyhow!("bench component does not compile: {errors:?}"))
+    };
+    let store = fresh_sqlite(args, &cost_path).await?;
+    let rt = runtime_on(store.clone(), journal()?, cores).await?;
+    let handle = rt.handle();
+    let pages =
+        handle.create_many("Journal", "Page", vec![Context::new(); GROWING_INSTANCES]).await?;
+    let before = store.bytes_in_use().await?;
+    // Layout 1 stored the whole data after each event where layout 2 stores its changes.
+    let mut whole_data_bytes = 0usize;
+    let mut changes_bytes = 0usize;
+    let mut data = Context::new();
+    for index in 0..GROWING_EVENTS {
+        let note: String = (0..GROWING_NOTE_BYTES)
+            .map(|at| char::from(b'a' + ((at * 7 + index) % 26) as u8))
+            .collect();
+        let mut payload = Context::new();
+        payload.insert(format!("note{index}"), note.into());
+        data.extend(payload.clone());
+        whole_data_bytes += serde_json::to_string(&data)?.len() * GROWING_INSTANCES;
+        changes_bytes +=
+            serde_json::to_string(&serde_json::json!({"set": &payload}))?.len() * GROWING_INSTANCES;
+        let chunk: Vec<_> = pages.iter().map(|page| (*page, payload.clone())).collect();
+        let outcome = handle.send_many("NOTE", chunk).await?;
+        if outcome.failed > 0 {
+            return Err(anyhow!("{} notes failed to store", outcome.failed));
+        }
+    }
+    rt.shutdown().await;
+    let growing_events = GROWING_INSTANCES * GROWING_EVENTS;
+    let growing = store.bytes_in_use().await?.saturating_sub(before) as f64 / growing_events as f64;
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{cost_path}{suffix}"));
+    }
+    let setup = format!(
+        "{GROWING_INSTANCES} instances x {GROWING_EVENTS} events, each adding a \
+         {GROWING_NOTE_BYTES}-byte note to the data (at the end {} bytes of JSON)",
+        serde_json::to_string(&data)?.len()
+    );
+    let snapshots = xcomponent_runtime::DEFAULT_SNAPSHOT_INTERVAL;
+    Ok(vec![
+        Row {
+            name: "SQLite bytes per transition, no data change",
+            value: empty,
+            unit: "bytes/event",
+            note: format!(
+                "pages in use, over {stored} transitions with empty payloads on {} instances \
+                 (a snapshot every {snapshots} events, indexes included)",
+                args.instances
+            ),
+        },
+        Row {
+            name: "SQLite bytes per transition, growing data",
+            value: growing,
+            unit: "bytes/event",
+            note: format!("pages in use; {setup} (a snapshot every {snapshots} events)"),
+        },
+        Row {
+            name: "  same events, whole data in each (estimate)",
+            value: growing
+                + (whole_data_bytes as f64 - changes_bytes as f64) / growing_events as f64,
+            unit: "bytes/event",
+            note: format!(
+                "record layout 1: the row above, less the changes stored, plus the data's JSON \
+                 after each event; {setup}"
+            ),
+        },
+    ])
 }
