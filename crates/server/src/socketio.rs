@@ -48,7 +48,7 @@ async fn connect(state: AppState, socket: SocketRef) {
         let _ = socket.disconnect();
         return;
     }
-    let components = components_message(state.runtime().registry());
+    let components = components_message(&state.runtime().registry());
     let _ = socket.emit(components.kind, &*components.data);
     socket.on("subscribe_component", async |socket: SocketRef, Data(name): Data<String>| {
         let _ = socket.emit("subscribed", &json!({ "componentName": name }));
@@ -87,7 +87,7 @@ async fn feed(state: AppState, io: SocketIo) {
             continue;
         }
         let registry = state.runtime().registry();
-        for message in batch.iter().flat_map(|event| messages_for(registry, event)) {
+        for message in batch.iter().flat_map(|event| messages_for(&registry, event)) {
             let data = with_instance(message.kind, &message.data);
             if io.emit(message.kind, &data).await.is_err() {
                 dropped.increment(1);
