@@ -9,12 +9,13 @@ use crate::error::RuntimeError;
 use crate::handle::{CreateRequest, RuntimeHandle, SendRequest};
 use crate::registry::Registry;
 use crate::stream::EventBatch;
-use crate::views::{InstanceFilter, InstanceView, SendOutcome};
+use crate::views::{InstanceFilter, InstanceView, SendOutcome, ShardStats};
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use xcomponent_core::clock::Clock;
-use xcomponent_core::instance::{InstanceId, Millis};
+use xcomponent_core::instance::{Context, InstanceId, Millis};
+use xcomponent_core::matching::PropertyFilter;
 use xcomponent_core::message::{DeadLetter, MessageId};
 use xcomponent_core::store::EventStore;
 
@@ -74,6 +75,29 @@ pub trait RuntimeApi: Send + Sync + std::fmt::Debug {
     async fn replay_dead_letter(&self, id: MessageId) -> Result<bool, RuntimeError>;
     /// Removes a dead letter.
     async fn discard_dead_letter(&self, id: MessageId) -> Result<bool, RuntimeError>;
+    /// Sends `event` to the instances of `machine` (in `state`, if given) passing `filters`;
+    /// how many took a transition. `RuntimeError::Unsupported` where it cannot be done.
+    async fn broadcast(
+        &self,
+        component: &str,
+        machine: &str,
+        state: Option<&str>,
+        event: &str,
+        payload: Context,
+        filters: Vec<PropertyFilter>,
+    ) -> Result<usize, RuntimeError> {
+        let _ = (component, machine, state, event, payload, filters);
+        Err(RuntimeError::Unsupported("broadcast"))
+    }
+    /// Waits until everything sent before, and everything it caused, is processed and stored.
+    /// `RuntimeError::Unsupported` where that cannot be known (a view over other processes).
+    async fn flush(&self) -> Result<(), RuntimeError> {
+        Err(RuntimeError::Unsupported("flush"))
+    }
+    /// The counters of this process's shards (`/health`); none for a view over other processes.
+    async fn stats(&self) -> Vec<ShardStats> {
+        Vec::new()
+    }
     /// Other runtime processes this one knows of (none for a runtime alone; every runtime on the
     /// bus for a cluster view).
     fn peers(&self) -> Vec<RuntimePeer> {
@@ -133,5 +157,22 @@ impl RuntimeApi for RuntimeHandle {
     }
     async fn discard_dead_letter(&self, id: MessageId) -> Result<bool, RuntimeError> {
         RuntimeHandle::discard_dead_letter(self, id).await
+    }
+    async fn broadcast(
+        &self,
+        component: &str,
+        machine: &str,
+        state: Option<&str>,
+        event: &str,
+        payload: Context,
+        filters: Vec<PropertyFilter>,
+    ) -> Result<usize, RuntimeError> {
+        RuntimeHandle::broadcast(self, component, machine, state, event, payload, filters).await
+    }
+    async fn flush(&self) -> Result<(), RuntimeError> {
+        RuntimeHandle::flush(self).await
+    }
+    async fn stats(&self) -> Vec<ShardStats> {
+        RuntimeHandle::stats(self).await
     }
 }

@@ -48,6 +48,9 @@ pub enum RuntimeError {
         /// For a creation: the id the new instance gets.
         instance_id: Option<InstanceId>,
     },
+    /// This runtime (a view over other processes) cannot do this operation (named).
+    #[error("{0} is not supported here")]
+    Unsupported(&'static str),
     /// The runtime is shutting down or has stopped.
     #[error("the runtime is shutting down")]
     ShuttingDown,

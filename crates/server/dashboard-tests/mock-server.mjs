@@ -434,6 +434,11 @@ export async function startMockServer({ port = 0, seed = true } = {}) {
     for (const ws of clients) if (ws.readyState === 1) ws.send(text);
   };
   const runtime = new MockRuntime(loadComponents(), push);
+  const startedAt = Date.now();
+  /** The runtimes `/api/runtimes` lists (null: this process alone, as a server hosting its components). */
+  let peers = null;
+  const runtimeList = () =>
+    peers ?? [{ runtimeId: 'mock-1', name: 'mock', componentName: [...runtime.components.keys()][0], components: [...runtime.components.keys()], host: '127.0.0.1', port: 0, lastSeen: Date.now(), startedAt, local: true }];
   const seedEntryPoints = () => {
     for (const c of runtime.components.values()) if (c.entryMachineMode === 'singleton') runtime.create(c.name, c.entryMachine, {});
   };
@@ -441,6 +446,7 @@ export async function startMockServer({ port = 0, seed = true } = {}) {
 
   const routes = [
     ['GET', /^\/health$/, () => ({ status: 'ok', mode: 'mock', database: true, connectedRuntimes: 1, components: [...runtime.components.keys()] })],
+    ['GET', /^\/api\/runtimes$/, () => ({ runtimes: runtimeList() })],
     ['GET', /^\/api\/components$/, () => [...runtime.components.values()]],
     ['GET', /^\/api\/components\/([^/]+)$/, (m) => {
       const c = runtime.components.get(m[1]);
@@ -471,6 +477,11 @@ export async function startMockServer({ port = 0, seed = true } = {}) {
     ['POST', /^\/__mock\/no-store$/, (_m, body) => {
       runtime.noStore = Boolean(body.on);
       return { ok: true, noStore: runtime.noStore };
+    }],
+    ['POST', /^\/__mock\/runtimes$/, (_m, body) => {
+      peers = Array.isArray(body.runtimes) ? body.runtimes : null;
+      if (body.announce) push('runtimes_update', { runtimes: runtimeList() });
+      return { ok: true };
     }],
     ['POST', /^\/__mock\/push$/, (_m, body) => {
       push(body.type, body.data);
@@ -521,7 +532,7 @@ export async function startMockServer({ port = 0, seed = true } = {}) {
         /* subscribe messages are accepted and ignored: everything is sent to everyone */
       });
       ws.send(JSON.stringify({ type: 'components_list', data: { components: [...runtime.components.values()] } }));
-      ws.send(JSON.stringify({ type: 'runtimes_update', data: { runtimes: [{ runtimeId: 'mock-1', components: [...runtime.components.keys()] }] } }));
+      ws.send(JSON.stringify({ type: 'runtimes_update', data: { runtimes: runtimeList() } }));
     });
   });
 

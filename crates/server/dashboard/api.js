@@ -109,6 +109,8 @@ const events = (data) => listOf(data, 'events', 'history', 'items').map(normaliz
 
 export const api = {
   health: () => request('GET', '/health'),
+  /** The runtimes this server knows (`{runtimes}` or a bare list). */
+  runtimes: async () => listOf(await request('GET', '/api/runtimes'), 'runtimes', 'items'),
   components: async () => listOf(await request('GET', '/api/components'), 'components', 'items'),
   component: (name) => request('GET', `/api/components/${enc(name)}`),
   createInstance: (component, machineName, context) =>

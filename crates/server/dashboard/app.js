@@ -1,7 +1,7 @@
 /**
  * Dashboard entry point: the user actions (select, filter, send an event,
- * create), loading from the REST API, the live WebSocket feed, the three views
- * (live, audit trail, dead letters) and the wiring of the page's static controls.
+ * create), loading from the REST API, the live WebSocket feed, the four views
+ * (live, audit trail, dead letters, runtimes) and the wiring of the page's static controls.
  */
 
 import { LiveFeed, api } from './api.js';
@@ -10,6 +10,7 @@ import { initCreateDialog, openCreateDialog } from './create.js';
 import { initDeadLetters, loadDeadLetters, refreshDeadCount } from './deadletters.js';
 import { byId, dismissToast, shortId, toast } from './dom.js';
 import { renderDetailPanel, renderDiagramCard, renderFilters, renderList } from './panels.js';
+import { followRuntimes, initRuntimes, loadRuntimes, showRuntimes } from './runtimes.js';
 import { describe, renderFeed, renderStats, renderTree, runtimeCount } from './sidebar.js';
 import {
   FEED_MAX,
@@ -184,7 +185,7 @@ async function sendAction(event, payload) {
 async function createInstance(machineName, context) {
   const res = await api.createInstance(state.component, machineName, context);
   const id = res.instanceId || res.id;
-  toast(`Created ${machineName} ${shortId(id)}`, 'success');
+  toast(`${res.status === 'accepted' ? 'Sent the creation of' : 'Created'} ${machineName} ${shortId(id)}`, 'success');
   if (!state.instances.has(id)) {
     const initial = machinesOf().get(machineName)?.initialState || '';
     upsertInstance({ id, componentName: state.component, machineName, currentState: initial, context, status: 'active', createdAt: Date.now(), updatedAt: Date.now() });
@@ -307,8 +308,13 @@ function onMessage(msg) {
     case 'runtimes_update': {
       const n = runtimeCount(d);
       if (n !== null) state.runtimes = n;
+      if (Array.isArray(d.runtimes)) showRuntimes(d.runtimes);
       break;
     }
+    case 'runtime_connected':
+    case 'runtime_disconnected':
+      loadRuntimes();
+      break;
     case 'slow_consumer':
       toast('The live feed fell behind; reloading the current state.', 'info');
       resync();
@@ -344,12 +350,13 @@ function onOpen() {
 
 function switchView(view) {
   state.view = view;
-  if (view !== 'dead' && location.hash === '#dead-letters') history.replaceState(null, '', location.pathname + location.search);
+  if ((view !== 'dead' && location.hash === '#dead-letters') || (view !== 'runtimes' && location.hash === '#runtimes')) history.replaceState(null, '', location.pathname + location.search);
   if (view === 'live') history.replaceState(null, '', state.selectedId ? `#instance=${encodeURIComponent(state.selectedId)}` : location.pathname + location.search);
   for (const [name, tab, panel] of [
     ['live', 'tab-live', 'view-live'],
     ['audit', 'tab-audit', 'view-audit'],
     ['dead', 'tab-dead', 'view-dead'],
+    ['runtimes', 'tab-runtimes', 'view-runtimes'],
   ]) {
     byId(tab).setAttribute('aria-selected', String(view === name));
     byId(panel).hidden = view !== name;
@@ -362,12 +369,15 @@ function switchView(view) {
     history.replaceState(null, '', '#dead-letters');
     loadDeadLetters();
   }
+  if (view === 'runtimes') history.replaceState(null, '', '#runtimes');
+  followRuntimes(view === 'runtimes');
 }
 
 function wire(feed) {
   byId('tab-live').addEventListener('click', () => switchView('live'));
   byId('tab-audit').addEventListener('click', () => switchView('audit'));
   byId('tab-dead').addEventListener('click', () => switchView('dead'));
+  byId('tab-runtimes').addEventListener('click', () => switchView('runtimes'));
   byId('conn').addEventListener('click', () => feed.reconnectNow());
   byId('filter-machine').addEventListener('change', (e) => setFilter({ machine: e.target.value, state: '' }));
   byId('filter-state').addEventListener('change', (e) => setFilter({ state: e.target.value }));
@@ -401,6 +411,8 @@ function routeFromHash() {
   const params = new URLSearchParams(location.hash.slice(1));
   if (params.has('dead-letters')) {
     switchView('dead');
+  } else if (params.has('runtimes')) {
+    switchView('runtimes');
   } else if (params.get('audit')) {
     switchView('audit');
     openTrail(params.get('audit'));
@@ -446,6 +458,12 @@ async function boot() {
       if (component && componentDef(component)) selectComponent(component);
       switchView('live');
       selectInstance(id);
+    },
+  });
+  initRuntimes({
+    onCount: (n) => {
+      state.runtimes = n;
+      invalidate('stats');
     },
   });
   const feed = new LiveFeed({ onMessage, onStatus, onOpen });

@@ -97,6 +97,10 @@ function actionButtons(detail, onAction, readPayload, busy) {
 function replyLine(reply) {
   if (!reply) return null;
   if (reply.error) return h('div', { class: 'reply reply-error', role: 'status' }, h('strong', null, 'Error: '), reply.error);
+  if (reply.status === 'accepted') {
+    // 202: handed to the runtime hosting the instance; the live feed shows what it does.
+    return h('div', { class: 'reply reply-ok', role: 'status' }, h('strong', null, `${reply.event}: `), `sent (message ${shortId(reply.messageId)}); the outcome will show in the live feed`);
+  }
   if (reply.outcome === 'transitioned') {
     return h('div', { class: 'reply reply-ok', role: 'status' }, h('strong', null, `${reply.event}: `), `${reply.previousState} → ${reply.newState}`);
   }

@@ -1,13 +1,18 @@
 //! Response bodies shared by several routes, in the original's camelCase shapes, with their
-//! OpenAPI schemas: instances (live or finished), event replies, paging.
+//! OpenAPI schemas: instances (live or finished), event replies, paging, and the 202 of a request
+//! handed to a runtime in another process (`Handed`).
 
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use utoipa::ToSchema;
 use xcomponent_core::instance::{Context, EventId, InstanceId, Millis, Status};
+use xcomponent_core::message::MessageId;
 use xcomponent_core::store::{InstanceRecord, StoredEvent};
-use xcomponent_runtime::{AvailableTransition, InstanceView, Registry, SendOutcome};
+use xcomponent_runtime::{AvailableTransition, InstanceView, Registry, RuntimeError, SendOutcome};
 
 /// Default page size of instance lists.
 pub const DEFAULT_PAGE: usize = 100;
@@ -199,6 +204,58 @@ pub struct InstancePage {
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+/// `{status: "accepted", messageId, instanceId?}`: the request went over the bus to the runtime
+/// that owns its target, whose answer did not come back in time; it may still be applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedReply {
+    /// Always `accepted`.
+    #[schema(example = "accepted")]
+    pub status: String,
+    /// The message that carries the request.
+    #[schema(value_type = String, format = Uuid)]
+    pub message_id: MessageId,
+    /// For a creation: the id the new instance gets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub instance_id: Option<InstanceId>,
+}
+
+/// A route's answer when its request may be handed to another process: done (`T`), or accepted
+/// without an outcome yet (202 with an [`AcceptedReply`]).
+#[derive(Debug)]
+pub enum Handed<T> {
+    /// The outcome is known.
+    Done(T),
+    /// Handed over; the outcome is not known yet.
+    Accepted(AcceptedReply),
+}
+
+impl<T> Handed<T> {
+    /// `Accepted` for `RuntimeError::Accepted`; any other error is given back.
+    pub fn accepted(error: RuntimeError) -> Result<Handed<T>, RuntimeError> {
+        match error {
+            RuntimeError::Accepted { message_id, instance_id } => {
+                Ok(Handed::Accepted(AcceptedReply {
+                    status: "accepted".to_owned(),
+                    message_id,
+                    instance_id,
+                }))
+            }
+            other => Err(other),
+        }
+    }
+}
+
+impl<T: IntoResponse> IntoResponse for Handed<T> {
+    fn into_response(self) -> Response {
+        match self {
+            Handed::Done(answer) => answer.into_response(),
+            Handed::Accepted(reply) => (StatusCode::ACCEPTED, Json(reply)).into_response(),
+        }
+    }
 }
 
 /// What happened to a sent event.

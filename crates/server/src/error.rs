@@ -148,6 +148,13 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
+            // Routes that can be answered over a bus reply 202 themselves (`AcceptedReply`).
+            RuntimeError::Accepted { .. } => {
+                ApiError::new(StatusCode::ACCEPTED, "accepted", message)
+            }
+            RuntimeError::Unsupported(_) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "not_supported", message)
+            }
             RuntimeError::Invalid(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
             }

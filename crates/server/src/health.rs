@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
 use xcomponent_core::instance::Millis;
-use xcomponent_runtime::StoreHealth;
+use xcomponent_runtime::{RuntimePeer, StoreHealth};
 
 /// Longest the health check waits for the store.
 pub const STORE_PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,7 +29,8 @@ pub struct Health {
     /// `ok`, `degraded` (store stalled, failing or unreachable; shards not answering) or
     /// `shutting_down`.
     pub status: String,
-    /// `monolith` (one process hosts every component).
+    /// `monolith` (one process hosts every component) or `distributed` (a dashboard over the
+    /// runtimes on a bus).
     pub mode: String,
     /// The store answers (history and audit trail available).
     pub database: bool,
@@ -42,11 +43,11 @@ pub struct Health {
     pub broker: String,
     /// The bus is connected.
     pub broker_connected: bool,
-    /// Runtimes connected to this server.
+    /// Runtimes connected to this server (for a cluster view: the runtimes heard on the bus).
     pub connected_runtimes: usize,
     /// Hosted components.
     pub components: Vec<String>,
-    /// Live instances.
+    /// Live instances (for a cluster view: as counted from the runtimes' events).
     pub instances: usize,
     /// Seconds since start.
     pub uptime_seconds: i64,
@@ -88,10 +89,15 @@ pub struct RuntimeList {
     pub runtimes: Vec<RuntimeInfo>,
 }
 
-/// The runtimes this server knows: just this process with the in-memory bus (one entry hosting
-/// every component; `componentName` is the first, for the original's clients).
+/// The runtimes this server knows: just this process for a runtime hosting its components here
+/// (one entry hosting every component; `componentName` is the first, for the original's
+/// clients), or every runtime on the bus for a cluster view.
 pub fn runtimes(state: &AppState) -> Vec<RuntimeInfo> {
-    let registry = state.runtime().registry();
+    let runtime = state.runtime();
+    if runtime.is_cluster_view() {
+        return runtime.peers().into_iter().map(peer_info).collect();
+    }
+    let registry = runtime.registry();
     let names: Vec<String> =
         registry.components().iter().map(|definition| definition.name.to_string()).collect();
     vec![RuntimeInfo {
@@ -105,10 +111,36 @@ pub fn runtimes(state: &AppState) -> Vec<RuntimeInfo> {
         components: names,
         host: state.config().host.clone(),
         port: state.config().port,
-        last_seen: state.runtime().clock().now(),
+        last_seen: runtime.clock().now(),
         started_at: state.started_at(),
         local: true,
     }]
+}
+
+/// A runtime seen over the bus.
+fn peer_info(peer: RuntimePeer) -> RuntimeInfo {
+    RuntimeInfo {
+        runtime_id: peer.runtime_id,
+        name: peer.name,
+        component_name: peer.components.first().cloned().unwrap_or_default(),
+        components: peer.components,
+        host: peer.host,
+        port: peer.port,
+        last_seen: peer.last_seen,
+        started_at: peer.first_seen,
+        local: false,
+    }
+}
+
+/// The mode `/health` reports: the configured one, except that a cluster view left at the
+/// default `monolith` is `distributed`.
+fn mode(state: &AppState) -> String {
+    let configured = &state.config().mode;
+    if state.runtime().is_cluster_view() && configured == "monolith" {
+        "distributed".to_owned()
+    } else {
+        configured.clone()
+    }
 }
 
 /// Liveness and configuration. Never waits on the commit path: the store's commits are read from
@@ -185,22 +217,33 @@ async fn assess(state: &AppState) -> Health {
         }
         None => (false, None, false, None),
     };
-    let stats = match tokio::time::timeout(SHARD_ANSWER_TIMEOUT, runtime.stats()).await {
-        Ok(stats) => Some(stats),
-        Err(_) => {
-            error.get_or_insert_with(|| {
-                format!(
-                    "runtime: the shards did not answer within {} ms (busy in a commit)",
-                    SHARD_ANSWER_TIMEOUT.as_millis()
-                )
-            });
-            None
+    // (bus connected, connected runtimes, live instances)
+    let (connected, connected_runtimes, instances) = if runtime.is_cluster_view() {
+        // No shards here: the runtimes are the ones heard on the bus, the instances those
+        // counted from their events.
+        let peers = runtime.peers().len();
+        let live = state.live().snapshot().iter().map(|(_, count)| (*count).max(0) as usize).sum();
+        (peers > 0, peers, live)
+    } else {
+        let stats = match tokio::time::timeout(SHARD_ANSWER_TIMEOUT, runtime.stats()).await {
+            Ok(stats) => Some(stats),
+            Err(_) => {
+                error.get_or_insert_with(|| {
+                    format!(
+                        "runtime: the shards did not answer within {} ms (busy in a commit)",
+                        SHARD_ANSWER_TIMEOUT.as_millis()
+                    )
+                });
+                None
+            }
+        };
+        let answering = stats.as_ref().is_some_and(|stats| !stats.is_empty());
+        if stats.as_ref().is_some_and(Vec::is_empty) && error.is_none() {
+            error = Some("runtime: no shard answers".to_owned());
         }
+        let instances = stats.iter().flatten().map(|shard| shard.instances).sum();
+        (answering, usize::from(answering), instances)
     };
-    let answering = stats.as_ref().is_some_and(|stats| !stats.is_empty());
-    if stats.as_ref().is_some_and(Vec::is_empty) && error.is_none() {
-        error = Some("runtime: no shard answers".to_owned());
-    }
     let shutting_down = state.is_shutting_down();
     let status = if shutting_down {
         "shutting_down"
@@ -211,20 +254,20 @@ async fn assess(state: &AppState) -> Health {
     };
     Health {
         status: status.to_owned(),
-        mode: state.config().mode.clone(),
+        mode: mode(state),
         database,
         database_type,
         persistent,
         broker: state.config().broker.clone(),
-        broker_connected: answering,
-        connected_runtimes: usize::from(answering),
+        broker_connected: connected,
+        connected_runtimes,
         components: runtime
             .registry()
             .components()
             .iter()
             .map(|definition| definition.name.to_string())
             .collect(),
-        instances: stats.iter().flatten().map(|shard| shard.instances).sum(),
+        instances,
         uptime_seconds: (runtime.clock().now() - state.started_at()).max(0) / 1000,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         error,

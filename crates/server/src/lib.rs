@@ -3,14 +3,15 @@
 //! original's clients, OpenAPI document and Swagger UI, health, Prometheus metrics
 //! and the embedded dashboard, all on one port.
 //!
-//! The server is an axum [`Router`] over a running runtime's handle; [`serve`] runs it on a
+//! The server is an axum [`Router`] over a runtime behind `RuntimeApi` (a running runtime's
+//! handle, or a cluster view over runtimes in other processes); [`serve`] runs it on a
 //! listener within the connection bounds of [`ConnectionLimits`] (not run as a doc test: it
 //! binds a port and serves until stopped).
 //!
 //! ```no_run
 //! # async fn demo(runtime: xcomponent_runtime::RuntimeHandle) -> std::io::Result<()> {
 //! use xcomponent_server::{serve, AppState, ServerConfig};
-//! let state = AppState::new(runtime, ServerConfig::default()).await;
+//! let state = AppState::new(std::sync::Arc::new(runtime), ServerConfig::default()).await;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! serve(listener, state, std::future::pending()).await
 //! # }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use xcomponent_runtime::{InstanceFilter, RuntimeEvent, RuntimeHandle};
+use xcomponent_runtime::{InstanceFilter, RuntimeApi, RuntimeEvent};
 
 /// Instances fetched per page when rescanning.
 pub const SCAN_PAGE: usize = 10_000;
@@ -101,8 +101,7 @@ impl LiveCounts {
 }
 
 /// Counts the runtime's live instances, page by page.
-pub async fn scan(runtime: &RuntimeHandle) -> HashMap<StateKey, i64> {
-    let registry = runtime.registry();
+pub async fn scan(runtime: &dyn RuntimeApi) -> HashMap<StateKey, i64> {
     let mut counts = HashMap::new();
     let mut after = None;
     loop {
@@ -111,6 +110,8 @@ pub async fn scan(runtime: &RuntimeHandle) -> HashMap<StateKey, i64> {
             .await;
         let Some(last) = page.last() else { break };
         after = Some(last.id);
+        // Read per page: a cluster view's registry grows as runtimes announce components.
+        let registry = runtime.registry();
         let full = page.len() == SCAN_PAGE;
         for view in &page {
             let Ok((component, machine)) =

@@ -2,7 +2,8 @@
 //! dashboard, `socket.io-client` apps). On connect a client gets `components_list
 //! {components}`; then every runtime event under the same names and with the same data as on
 //! `/ws` (`state_change`, `instance_created`, `instance_completed`, `instance_disposed`,
-//! `event_ignored`, ...), each carrying `componentName`. `state_change` also carries the
+//! `event_ignored`, ...), each carrying `componentName`, and a new `components_list` when the
+//! registry grew (a cluster view hearing of a new runtime). `state_change` also carries the
 //! original's `instance {id, machineName, currentState, context, status}`.
 //!
 //! Events go to every client, as the original `serve` did. The original APIServer's room
@@ -48,7 +49,7 @@ async fn connect(state: AppState, socket: SocketRef) {
         let _ = socket.disconnect();
         return;
     }
-    let components = components_message(state.runtime().registry());
+    let components = components_message(&state.runtime().registry());
     let _ = socket.emit(components.kind, &*components.data);
     socket.on("subscribe_component", async |socket: SocketRef, Data(name): Data<String>| {
         let _ = socket.emit("subscribed", &json!({ "componentName": name }));
@@ -65,6 +66,7 @@ async fn feed(state: AppState, io: SocketIo) {
     let mut events = state.runtime().subscribe();
     let mut shutdown = state.shutdown_signal();
     let dropped = state.metrics().counter("xcomponent_socketio_dropped_total", &[]);
+    let mut announced = state.runtime().registry().components().len();
     loop {
         let batch = tokio::select! {
             received = events.recv() => match received {
@@ -87,7 +89,15 @@ async fn feed(state: AppState, io: SocketIo) {
             continue;
         }
         let registry = state.runtime().registry();
-        for message in batch.iter().flat_map(|event| messages_for(registry, event)) {
+        if registry.components().len() > announced {
+            // A cluster view appended components: clients get the new list before their events.
+            announced = registry.components().len();
+            let components = components_message(&registry);
+            if io.emit(components.kind, &*components.data).await.is_err() {
+                dropped.increment(1);
+            }
+        }
+        for message in batch.iter().flat_map(|event| messages_for(&registry, event)) {
             let data = with_instance(message.kind, &message.data);
             if io.emit(message.kind, &data).await.is_err() {
                 dropped.increment(1);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
 use xcomponent_core::instance::Millis;
-use xcomponent_runtime::RuntimeHandle;
+use xcomponent_runtime::RuntimeApi;
 
 /// Default largest accepted request body (bytes).
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -40,7 +40,8 @@ pub struct ServerConfig {
     pub cors: Cors,
     /// Largest request body accepted (bytes); larger ones get 413.
     pub body_limit: usize,
-    /// Deployment mode reported by `/health` (`monolith`).
+    /// Deployment mode reported by `/health` (`monolith`; for a cluster view the default is
+    /// reported as `distributed`).
     pub mode: String,
     /// Bus URL reported by `/health` and `/api/runtimes` (`memory`).
     pub broker: String,
@@ -90,7 +91,7 @@ pub struct AppState {
 }
 
 pub(crate) struct Inner {
-    pub runtime: RuntimeHandle,
+    pub runtime: Arc<dyn RuntimeApi>,
     pub config: ServerConfig,
     pub live: Arc<LiveCounts>,
     pub hub: Arc<Hub>,
@@ -108,12 +109,13 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// Builds the state and starts the stream task. Must be called inside a Tokio runtime.
-    pub async fn new(runtime: RuntimeHandle, config: ServerConfig) -> AppState {
+    /// Builds the state over a runtime (`Arc::new(handle)` for a runtime in this process, or a
+    /// cluster view) and starts the stream task. Must be called inside a Tokio runtime.
+    pub async fn new(runtime: Arc<dyn RuntimeApi>, config: ServerConfig) -> AppState {
         let (shutdown, _) = watch::channel(false);
         let receiver = runtime.subscribe();
         let live = Arc::new(LiveCounts::default());
-        live.replace(crate::live::scan(&runtime).await);
+        live.replace(crate::live::scan(runtime.as_ref()).await);
         let hub = Arc::new(Hub::new(config.metrics.clone()));
         let started_at = runtime.clock().now();
         let state = AppState {
@@ -131,8 +133,8 @@ impl AppState {
         state
     }
 
-    /// The runtime.
-    pub fn runtime(&self) -> &RuntimeHandle {
+    /// The runtime (in this process, or a view over runtimes in other processes).
+    pub fn runtime(&self) -> &Arc<dyn RuntimeApi> {
         &self.inner.runtime
     }
 
@@ -184,7 +186,10 @@ impl AppState {
         let registry = self.runtime().registry();
         let metrics = self.metrics();
         for ((component, machine, state), count) in self.live().snapshot() {
-            let definition = registry.definition(component);
+            // A component announced after this registry was read waits for the next refresh.
+            let Some(definition) = registry.components().get(usize::from(component)) else {
+                continue;
+            };
             let machine_def = definition.machine(machine);
             let labels = [
                 ("component", definition.name.to_string()),

@@ -21,7 +21,7 @@ async fn note(server: &TestServer, desk: &str, payload: Value) -> (u16, Value) {
 #[tokio::test]
 async fn oversized_payload_is_413_and_data_over_the_cap_is_422() {
     let server = TestServer::standard().await;
-    let desk = server.state.runtime().singleton_instance("HelpDesk").expect("desk").to_string();
+    let desk = server.handle().singleton_instance("HelpDesk").expect("desk").to_string();
     let ticket = json!({"type": "TICKET"});
     let (status, reply) =
         server.http("POST", &format!("/api/instances/{desk}/events"), Some(&ticket)).await;

@@ -496,7 +496,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if args.create_demo_instance {
         create_demo_instances(&runtime.handle()).await;
     }
-    let state = AppState::new(runtime.handle(), config).await;
+    let state = AppState::new(Arc::new(runtime.handle()), config).await;
     let signalled = signal();
     let base = format!("http://{}:{}", display_host(&args.host), local.port());
     {

@@ -8,6 +8,7 @@
 //! `GET /api/cross-component/events` (every event of every component, unbounded) is not
 //! provided: it answers 501 naming the routes to use instead.
 
+use crate::dto::{AcceptedReply, Handed};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody, parse_instance_id};
 use crate::routes::components::{self, CreateInstanceBody, Created, find_component};
 use crate::routes::history::{self, CausalityBody, CausalityQuery, HistoryBody};
@@ -55,6 +56,7 @@ pub(crate) async fn instance(
     params(("component" = String, Path, description = "Component name"), ("id" = uuid::Uuid, Path, description = "Instance id (UUID)")),
     request_body = EventBody,
     responses((status = 200, description = "What happened", body = crate::dto::EventReply),
+        (status = 202, description = "Handed to the runtime hosting the instance (in another process); the outcome is not known yet", body = AcceptedReply),
         (status = 400, description = "Bad body or id", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "Unknown component or instance", body = ErrorBody),
@@ -67,7 +69,7 @@ pub(crate) async fn send_event(
     state: State<AppState>,
     ApiPath((component, id)): ApiPath<(String, String)>,
     body: ApiJson<EventBody>,
-) -> ApiResult<Json<crate::dto::EventReply>> {
+) -> ApiResult<Handed<Json<crate::dto::EventReply>>> {
     instances::send_component_event(state, ApiPath((component, id)), body).await
 }
 
@@ -140,6 +142,7 @@ pub struct MachineInstanceBody {
     params(("component" = String, Path, description = "Component name"), ("machine" = String, Path, description = "Machine name")),
     request_body = MachineInstanceBody,
     responses((status = 201, description = "Created", body = Created),
+        (status = 202, description = "Handed to the runtime hosting the component (in another process); not known to be created yet", body = AcceptedReply),
         (status = 400, description = "Bad body", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "Unknown component or machine", body = ErrorBody),
@@ -152,7 +155,7 @@ pub(crate) async fn create_instance(
     state: State<AppState>,
     ApiPath((component, machine)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<MachineInstanceBody>,
-) -> ApiResult<(StatusCode, Json<Created>)> {
+) -> ApiResult<Handed<(StatusCode, Json<Created>)>> {
     let body = CreateInstanceBody { machine_name: Some(machine), context: body.context };
     components::create_instance(state, ApiPath(component), ApiJson(body)).await
 }

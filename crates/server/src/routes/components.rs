@@ -1,7 +1,7 @@
 //! Component routes: list and describe the hosted components and their machines, create
 //! instances, broadcast an event to a machine's instances.
 
-use crate::dto::object_field;
+use crate::dto::{AcceptedReply, Handed, object_field};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult, ErrorBody};
 use crate::schemas::{EventSpec, MAX_EVENT_NAME, OperatorBody};
 use crate::state::AppState;
@@ -213,6 +213,7 @@ pub(crate) async fn list_machines(
     request_body = CreateInstanceBody,
     responses(
         (status = 201, description = "Created", body = Created),
+        (status = 202, description = "Handed to the runtime hosting the component (in another process); not known to be created yet", body = AcceptedReply),
         (status = 400, description = "Bad body (the field is named)", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "Unknown component or machine", body = ErrorBody),
@@ -226,7 +227,7 @@ pub(crate) async fn create_instance(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<CreateInstanceBody>,
-) -> ApiResult<(StatusCode, Json<Created>)> {
+) -> ApiResult<Handed<(StatusCode, Json<Created>)>> {
     let (_, definition) = find_component(&state, &name)?;
     let machine = match body
         .machine_name
@@ -251,11 +252,14 @@ pub(crate) async fn create_instance(
         context,
         ..CreateRequest::default()
     };
-    let id = state.runtime().create(request).await?;
-    Ok((
+    let id = match state.runtime().create(request).await {
+        Ok(id) => id,
+        Err(error) => return Ok(Handed::accepted(error)?),
+    };
+    Ok(Handed::Done((
         StatusCode::CREATED,
         Json(Created { instance_id: id, component_name: name, machine_name: machine }),
-    ))
+    )))
 }
 
 /// Validates an event type: not blank, no control character, at most `MAX_EVENT_NAME` bytes

@@ -116,7 +116,7 @@ pub struct SearchQuery {
 }
 
 fn store(state: &AppState) -> Option<Arc<dyn EventStore>> {
-    state.runtime().store().cloned()
+    state.runtime().store()
 }
 
 /// An instance's events; 404 when neither the store nor the runtime knows it.

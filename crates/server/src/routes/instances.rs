@@ -1,7 +1,10 @@
 //! Instance routes: list live instances (filtered, paged), show one (live, or finished from the
 //! store), and send events to one (`/events`, the component-scoped `/events`, `/trigger`).
 
-use crate::dto::{DEFAULT_PAGE, EventReply, InstanceDto, InstancePage, MAX_PAGE, object_field};
+use crate::dto::{
+    AcceptedReply, DEFAULT_PAGE, EventReply, Handed, InstanceDto, InstancePage, MAX_PAGE,
+    object_field,
+};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody, parse_instance_id};
 use crate::routes::components::{check_event_name, find_component};
 use crate::schemas::{EventBody, EventSpec};
@@ -109,7 +112,7 @@ pub(crate) async fn find_instance(state: &AppState, id: InstanceId) -> ApiResult
     if let Some(store) = state.runtime().store()
         && let Some(record) = store.instance(id).await?
     {
-        return Ok(InstanceDto::stored(&record, state.runtime().registry()));
+        return Ok(InstanceDto::stored(&record, &state.runtime().registry()));
     }
     Err(ApiError::unknown_instance(id))
 }
@@ -172,7 +175,7 @@ async fn send(
     id: InstanceId,
     body: EventBody,
     component: Option<&str>,
-) -> ApiResult<Json<EventReply>> {
+) -> ApiResult<Handed<Json<EventReply>>> {
     let (event, payload) = event_of(body)?;
     let payload = object_field("payload", Some(payload))?;
     if let Some(component) = component {
@@ -194,14 +197,14 @@ async fn send(
         Err(RuntimeError::UnknownInstance(_)) => {
             return Err(finished_or_unknown(state, id, component).await);
         }
-        Err(error) => return Err(error.into()),
+        Err(error) => return Ok(Handed::accepted(error)?),
     };
     let reply = EventReply::new(id, &event, outcome);
     state
         .metrics()
         .histogram("xcomponent_event_duration_seconds", &[("outcome", reply.outcome.clone())])
         .record(started.elapsed().as_secs_f64());
-    Ok(Json(reply))
+    Ok(Handed::Done(Json(reply)))
 }
 
 /// 409 for an instance that has finished, 404 for one that never existed.
@@ -242,6 +245,7 @@ async fn finished_or_unknown(
     request_body = EventBody,
     responses(
         (status = 200, description = "What happened: the new state, or why it was ignored and what is allowed now", body = EventReply),
+        (status = 202, description = "Handed to the runtime hosting the instance (in another process); the outcome is not known yet", body = AcceptedReply),
         (status = 400, description = "Bad body or id", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "Unknown instance", body = ErrorBody),
@@ -255,7 +259,7 @@ pub(crate) async fn send_event(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<EventBody>,
-) -> ApiResult<Json<EventReply>> {
+) -> ApiResult<Handed<Json<EventReply>>> {
     let id = parse_instance_id(&id)?;
     send(&state, id, body, None).await
 }
@@ -266,6 +270,7 @@ pub(crate) async fn send_event(
     request_body = EventBody,
     responses(
         (status = 200, description = "What happened", body = EventReply),
+        (status = 202, description = "Handed to the runtime hosting the instance (in another process); the outcome is not known yet", body = AcceptedReply),
         (status = 400, description = "Bad body or id", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "Unknown instance", body = ErrorBody),
@@ -279,7 +284,7 @@ pub(crate) async fn trigger(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<EventBody>,
-) -> ApiResult<Json<EventReply>> {
+) -> ApiResult<Handed<Json<EventReply>>> {
     let id = parse_instance_id(&id)?;
     send(&state, id, body, None).await
 }
@@ -290,6 +295,7 @@ pub(crate) async fn trigger(
     request_body = EventBody,
     responses(
         (status = 200, description = "What happened", body = EventReply),
+        (status = 202, description = "Handed to the runtime hosting the instance (in another process); the outcome is not known yet", body = AcceptedReply),
         (status = 400, description = "Bad body or id", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 404, description = "Unknown component or instance", body = ErrorBody),
@@ -303,7 +309,7 @@ pub(crate) async fn send_component_event(
     State(state): State<AppState>,
     ApiPath((name, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<EventBody>,
-) -> ApiResult<Json<EventReply>> {
+) -> ApiResult<Handed<Json<EventReply>>> {
     let id = parse_instance_id(&id)?;
     send(&state, id, body, Some(&name)).await
 }

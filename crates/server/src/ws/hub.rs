@@ -170,8 +170,12 @@ impl Hub {
 }
 
 /// The WebSocket messages for one runtime event (`kind()` names them; reaching a final or error
-/// state also gives `instance_completed`, as in the original's distributed dashboard).
+/// state also gives `instance_completed`, as in the original's distributed dashboard). None for
+/// an event about a component the registry does not have (yet).
 pub fn messages_for(registry: &Registry, event: &RuntimeEvent) -> Vec<Outgoing> {
+    if !crate::stream::knows(registry, event) {
+        return Vec::new();
+    }
     let component = event.component().map(|index| registry.definition(index).name.clone());
     let instance = event.instance();
     let data = event.describe(registry);

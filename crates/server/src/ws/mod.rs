@@ -185,9 +185,8 @@ async fn serve_client(state: AppState, mut socket: WebSocket, filter: Filter) {
     let mut shutdown = state.shutdown_signal();
     let ping_interval = state.config().ws_ping_interval;
     let pong_timeout = state.config().ws_pong_timeout;
-    let registry = state.runtime().registry();
     let greeting = [
-        components_message(registry).text,
+        components_message(&state.runtime().registry()).text,
         text("runtimes_update", json!({ "runtimes": crate::health::runtimes(&state) })),
     ];
     for message in greeting {

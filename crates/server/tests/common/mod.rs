@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tower::ServiceExt;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::store::EventStore;
-use xcomponent_runtime::{Handlers, Runtime, RuntimeBuilder, RuntimeOptions};
+use xcomponent_runtime::{Handlers, Runtime, RuntimeBuilder, RuntimeHandle, RuntimeOptions};
 use xcomponent_server::{AppState, ServerConfig, router};
 
 pub const ORDER: &str = include_str!("../fixtures/order.yaml");
@@ -75,7 +75,8 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let state =
-            AppState::new(runtime.handle(), ServerConfig { port: addr.port(), ..config }).await;
+            AppState::new(Arc::new(runtime.handle()), ServerConfig { port: addr.port(), ..config })
+                .await;
         let app = router(state.clone());
         let mut shutdown = state.shutdown_signal();
         let server = tokio::spawn(xcomponent_server::serve(listener, state.clone(), async move {
@@ -88,6 +89,14 @@ impl TestServer {
     pub async fn standard() -> TestServer {
         let store: Arc<dyn EventStore> = Arc::new(xcomponent_store::MemoryStore::new());
         TestServer::start(&[ORDER, PAYMENT, DESK], Some(store), ServerConfig::default()).await
+    }
+
+    /// The runtime's handle.
+    pub fn handle(&self) -> RuntimeHandle {
+        match &self.runtime {
+            Some(runtime) => runtime.handle(),
+            None => panic!("the runtime was stopped"),
+        }
     }
 
     pub fn base(&self) -> String {
