@@ -79,7 +79,13 @@ fn payment_runtime(dir: &Path, broker: &str) -> Server {
 
 fn send(port: u16, component: &str, id: &str, event: &str) -> u16 {
     let path = format!("/api/components/{component}/instances/{id}/events");
-    http(port, "POST", &path, Some(&json!({"type": event}))).map_or(0, |(status, _)| status)
+    let answer = http(port, "POST", &path, Some(&json!({"type": event})));
+    if let Some((status, body)) = &answer
+        && *status != 200
+    {
+        eprintln!("{event} to {id}: {status} {body}");
+    }
+    answer.map_or(0, |(status, _)| status)
 }
 
 fn state(port: u16, id: &str) -> Option<String> {
@@ -320,22 +326,35 @@ fn three_processes_through_the_dashboard(broker: &str) {
     let _dashboard = dashboard_process(&dir.0, broker, port, 2);
     let (status, body) = http(port, "GET", "/api/components", None).unwrap();
     assert_eq!(status, 200);
-    assert_eq!(body["components"].as_array().map(Vec::len), Some(2), "{body}");
+    // Other runtimes may share the broker: ours are among what the dashboard lists.
+    let listed: Vec<&str> = body["components"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|component| component["name"].as_str())
+        .collect();
+    for ours in [&order_component, &payment_component] {
+        assert!(listed.contains(&ours.as_str()), "{ours} not listed: {listed:?}");
+    }
 
     let flow = |index: usize| {
         let order_id = format!("F-{index}");
         // Every fifth flow is refused by the payment, the others are paid.
-        let refused = index % 5 == 0;
+        let refused = index.is_multiple_of(5);
         let method = if refused { "cash" } else { "visa" };
         let context = json!({"orderId": order_id, "amount": 10 + index, "paymentMethod": method});
+        // The dashboard answers with the owner's outcome (200/201), or 202 when the owner did not
+        // answer in time (the command is on the owner's queue and will be applied): both go on.
         let order = create(port, &order_component, "Order", context);
-        assert_eq!(send(port, &order_component, &order, "SUBMIT"), 200, "{order_id}");
+        let status = send(port, &order_component, &order, "SUBMIT");
+        assert!(matches!(status, 200 | 202), "{order_id}: {status}");
         let payment = payment_for(port, &payment_component, &order_id);
         // PROCESS names a hook these runtimes have no code for: reported, the transition goes on.
         let events: &[&str] =
             if refused { &["PROCESS", "REJECT"] } else { &["PROCESS", "VALIDATE", "COMPLETE"] };
         for event in events {
-            assert_eq!(send(port, &payment_component, &payment, event), 200, "{order_id} {event}");
+            let status = send(port, &payment_component, &payment, event);
+            assert!(matches!(status, 200 | 202), "{order_id} {event}: {status}");
         }
         (order, refused)
     };

@@ -92,6 +92,9 @@ struct Inner {
     registry: RwLock<Arc<Registry>>,
     peers: Mutex<HashMap<String, RuntimePeer>>,
     instances: Mutex<FxHashMap<InstanceId, Cached>>,
+    /// Components of instances created through this view and not yet seen in an event (their
+    /// creation event may still be on its way), so an event sent right away finds its owner.
+    created: Mutex<FxHashMap<InstanceId, String>>,
     pending: Mutex<HashMap<MessageId, oneshot::Sender<CommandOutcome>>>,
     stream: broadcast::Sender<EventBatch>,
     shutdown: watch::Sender<bool>,
@@ -144,6 +147,7 @@ impl ClusterView {
                 registry: RwLock::new(Arc::new(registry)),
                 peers: Mutex::new(HashMap::new()),
                 instances: Mutex::new(FxHashMap::default()),
+                created: Mutex::new(FxHashMap::default()),
                 pending: Mutex::new(HashMap::new()),
                 stream,
                 shutdown,
@@ -394,6 +398,7 @@ impl ClusterView {
                 let status = serde_json::from_value::<Status>(data["status"].clone())
                     .unwrap_or(Status::Completed);
                 lock(&self.inner.instances).remove(&id);
+                lock(&self.inner.created).remove(&id);
                 RuntimeEvent::InstanceDisposed { component, instance: id, machine, state, status }
             }
         };
@@ -401,6 +406,7 @@ impl ClusterView {
     }
 
     fn cache(&self, runtime_id: &str, view: InstanceView) {
+        lock(&self.inner.created).remove(&view.id);
         let mut instances = lock(&self.inner.instances);
         if instances.len() >= MAX_CACHED_INSTANCES && !instances.contains_key(&view.id) {
             return;
@@ -523,6 +529,9 @@ impl ClusterView {
     async fn component_of(&self, id: InstanceId) -> Option<String> {
         if let Some(cached) = lock(&self.inner.instances).get(&id) {
             return Some(cached.view.component_name.to_string());
+        }
+        if let Some(component) = lock(&self.inner.created).get(&id) {
+            return Some(component.clone());
         }
         let store = self.inner.store.as_ref()?;
         let record = store.instance(id).await.ok()??;
@@ -662,9 +671,17 @@ impl RuntimeApi for ClusterView {
             context: request.context,
             parent: None,
         };
+        let component = request.component.clone();
         let envelope = self.envelope(request.component, body, request.correlation_id, None);
         let message_id = envelope.id;
-        match self.command(envelope).await? {
+        let outcome = self.command(envelope).await?;
+        if matches!(outcome, Some(CommandOutcome::Created { .. }) | None) {
+            let mut created = lock(&self.inner.created);
+            if created.len() < MAX_PENDING_COMMANDS {
+                created.insert(id, component);
+            }
+        }
+        match outcome {
             Some(CommandOutcome::Created { instance_id }) => Ok(instance_id),
             Some(CommandOutcome::Failed { kind, error, instance_id }) => {
                 Err(CommandOutcome::into_error(&kind, error, instance_id))
