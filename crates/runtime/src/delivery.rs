@@ -98,6 +98,13 @@ impl RuntimeHandle {
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             let full = page.len() == REDELIVERY_PAGE;
+            // A store shared with runtimes on the bus holds their outboxes too: only what this
+            // runtime produced is its to deliver.
+            let page: Vec<Envelope> = if self.shared.remote.is_some() {
+                page.into_iter().filter(|envelope| self.shared.produced_here(envelope)).collect()
+            } else {
+                page
+            };
             total += page.len();
             self.deliver_stored(store.as_ref(), page).await?;
             if !full {

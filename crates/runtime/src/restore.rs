@@ -36,6 +36,11 @@ impl RuntimeHandle {
             let mut per_shard: Vec<Vec<(ComponentIdx, EventId, Instance)>> =
                 (0..self.shared.shard_count()).map(|_| Vec::new()).collect();
             for record in page {
+                // On a bus, a store may be shared with runtimes hosting other components: their
+                // instances are theirs to restore.
+                if self.shared.is_remote(&record.component) {
+                    continue;
+                }
                 match self.instance_from_record(&record) {
                     Ok((component, instance)) => per_shard[self.shared.shard_of(&instance.id)]
                         .push((component, record.correlation_id, instance)),

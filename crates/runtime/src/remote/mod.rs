@@ -175,6 +175,13 @@ impl Shared {
     pub fn is_remote(&self, component: &str) -> bool {
         self.remote.is_some() && self.registry.index_of(component).is_none()
     }
+
+    /// Whether a stored message was produced by a component hosted here. A store shared by
+    /// several runtimes holds every runtime's outbox; each re-sends only its own messages.
+    pub fn produced_here(&self, envelope: &Envelope) -> bool {
+        let source = envelope.source_component.as_deref().unwrap_or(&envelope.component);
+        self.registry.index_of(source).is_some()
+    }
 }
 
 /// Starts the relay, the consumers of the hosted components' queues and the monitor.

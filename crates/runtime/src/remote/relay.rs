@@ -106,7 +106,9 @@ async fn sweep_outbox(shared: &Shared, remote: &Remote, store: &dyn EventStore) 
         let mut batch: Vec<Arc<Envelope>> = page
             .into_iter()
             .filter(|envelope| {
-                envelope.created_at <= cutoff && shared.is_remote(&envelope.component)
+                envelope.created_at <= cutoff
+                    && shared.is_remote(&envelope.component)
+                    && shared.produced_here(envelope)
             })
             .map(Arc::new)
             .collect();
