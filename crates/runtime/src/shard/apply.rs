@@ -22,7 +22,7 @@ use xcomponent_core::engine::{self, EventRef, Hooks, Ignored, NoHooks, StepResul
 use xcomponent_core::instance::{
     Context, EventId, InstanceId, Millis, PendingTimer, StateIdx, Status, TransitionIdx,
 };
-use xcomponent_core::matching::{IndexKey, filters_hold};
+use xcomponent_core::matching::IndexKey;
 use xcomponent_core::message::DeadLetterKind;
 use xcomponent_core::model::Operator;
 use xcomponent_core::store::{CREATED_EVENT_TYPE, StoredEvent};
@@ -132,7 +132,7 @@ impl ShardWork {
                         let _ = shared.claim_singleton(component, instance.id);
                     }
                     if self.instances.slot_of(&instance.id).is_none() {
-                        self.instances.insert(Slot { component, correlation, instance }, paths);
+                        self.instances.insert(Slot::new(component, correlation, instance), paths);
                     }
                 }
                 let _ = reply.send(count);
@@ -354,7 +354,7 @@ impl ShardWork {
         }
         let finished = !instance.is_active();
         let paths = shared.registry.indexed_paths(component, machine);
-        self.instances.insert(Slot { component, correlation, instance }, paths);
+        self.instances.insert(Slot::new(component, correlation, instance), paths);
         if finished {
             self.dispose(shared, id);
         }
@@ -638,7 +638,7 @@ impl ShardWork {
                     && instance.machine == selector.machine
                     && instance.is_active()
                     && in_state
-                    && filters_hold(&selector.filters, &instance.context)
+                    && self.instances.filters_hold(slot, &selector.filters)
                 {
                     targets.push(instance.id);
                 }

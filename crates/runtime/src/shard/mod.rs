@@ -7,6 +7,7 @@
 pub(crate) mod apply;
 mod batch;
 mod isolate;
+mod packed;
 mod query;
 mod receipt;
 mod record;

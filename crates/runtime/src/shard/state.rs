@@ -1,17 +1,28 @@
 //! The data a shard owns: live instances in a slab, the id → slot map, the property index and
 //! the timer queue. Every structure here is updated together by `Instances`, so the index and
 //! the timers always describe the instances as they are.
+//!
+//! The data of an idle instance is kept packed (`packed`): `pack_idle`, run once a batch is
+//! settled, packs every instance the batch touched, and `get_mut` unpacks an instance before it
+//! is changed. Readers that only look go through `data`, `lookup_data` and `filters_hold`, which
+//! read either form.
 
+use super::packed::{Keys, Packed};
 use crate::registry::ComponentIdx;
 use rustc_hash::FxHashMap;
+use serde_json::Value;
 use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use xcomponent_core::instance::{
-    EventId, Instance, InstanceId, MachineIdx, Millis, PendingTimer, TransitionIdx,
+    Context, EventId, Instance, InstanceId, MachineIdx, Millis, PendingTimer, TransitionIdx,
 };
-use xcomponent_core::matching::IndexKey;
+use xcomponent_core::matching::{IndexKey, PropertyFilter, compare};
 use xcomponent_core::path::lookup_in_map;
+
+/// Capacity kept by the list of open slots between batches (a restore may fill it with millions).
+const OPEN_CAPACITY_KEPT: usize = 4_096;
 
 /// A live instance and what the shard keeps beside it.
 #[derive(Debug, Clone)]
@@ -19,7 +30,19 @@ pub(crate) struct Slot {
     pub component: ComponentIdx,
     /// Correlation id of the instance's creation (carried by its timer events).
     pub correlation: EventId,
+    /// The instance. While `packed` holds its data, `instance.context` is empty: the data is
+    /// read through `Instances::data` or `Instances::lookup_data`, and `Instances::get_mut`
+    /// unpacks it before anything changes it.
     pub instance: Instance,
+    /// The data of an idle instance, packed (`None`: the data is `instance.context`).
+    pub packed: Option<Packed>,
+}
+
+impl Slot {
+    /// A slot whose data is not packed yet.
+    pub fn new(component: ComponentIdx, correlation: EventId, instance: Instance) -> Slot {
+        Slot { component, correlation, instance, packed: None }
+    }
 }
 
 /// Key of the property index: (component, machine, path number, hash of the value's
@@ -36,6 +59,13 @@ pub(crate) struct Instances {
     index: FxHashMap<IndexEntryKey, SmallVec<[u32; 2]>>,
     timers: BTreeSet<(Millis, InstanceId, TransitionIdx)>,
     warm: u32,
+    /// The keys of the packed data.
+    keys: Keys,
+    /// What `instance.context` holds while the data is packed.
+    empty: Arc<Context>,
+    /// Slots unpacked, inserted or handed out for change since the last `pack_idle` (a slot may
+    /// be listed twice, or be gone).
+    open: Vec<u32>,
 }
 
 /// The hashed indexed values of one instance, one per indexed path (`None`: not indexable).
@@ -54,8 +84,69 @@ impl Instances {
         self.slots.get(slot as usize).and_then(Option::as_ref)
     }
 
+    /// The slot, its data unpacked (it is packed again by the next `pack_idle`).
     pub fn get_mut(&mut self, slot: u32) -> Option<&mut Slot> {
-        self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+        let entry = self.slots.get_mut(slot as usize)?.as_mut()?;
+        if let Some(packed) = entry.packed.take() {
+            entry.instance.context = Arc::new(packed.unpack(&self.keys));
+        }
+        self.open.push(slot);
+        Some(entry)
+    }
+
+    /// Packs the data of every slot opened since the last call (empty data stays unpacked: it
+    /// is one shared allocation). Called once a batch is settled, when nothing else holds the
+    /// batch's copies of the data any more.
+    pub fn pack_idle(&mut self) {
+        for position in self.open.drain(..) {
+            let Some(Some(slot)) = self.slots.get_mut(position as usize) else { continue };
+            if slot.packed.is_some() || slot.instance.context.is_empty() {
+                continue;
+            }
+            if let Some(packed) = Packed::pack(&slot.instance.context, &mut self.keys) {
+                slot.packed = Some(packed);
+                slot.instance.context = self.empty.clone();
+            }
+        }
+        self.open.shrink_to(OPEN_CAPACITY_KEPT);
+    }
+
+    /// The data of an instance, whichever form it is kept in.
+    pub fn data(&self, slot: &Slot) -> Arc<Context> {
+        match &slot.packed {
+            Some(packed) => Arc::new(packed.unpack(&self.keys)),
+            None => slot.instance.context.clone(),
+        }
+    }
+
+    /// The value at the dot path `path` of an instance's data.
+    pub fn lookup_data<'a>(&self, slot: &'a Slot, path: &str) -> Option<Cow<'a, Value>> {
+        match &slot.packed {
+            Some(packed) => packed.lookup(path, &self.keys).map(Cow::Owned),
+            None => lookup_in_map(&slot.instance.context, path).map(Cow::Borrowed),
+        }
+    }
+
+    /// Whether an instance's data passes every filter (`matching::filters_hold` on either form).
+    pub fn filters_hold(&self, slot: &Slot, filters: &[PropertyFilter]) -> bool {
+        filters.iter().all(|filter| {
+            let value = self.lookup_data(slot, &filter.property);
+            compare(value.as_deref(), filter.operator, Some(&filter.value))
+        })
+    }
+
+    /// The hashed index keys of a slot for `paths`, whichever form its data is kept in.
+    fn values_of(&self, slot: &Slot, paths: &[Arc<str>]) -> IndexedValues {
+        if slot.packed.is_none() {
+            return indexed_values(&slot.instance, paths);
+        }
+        paths
+            .iter()
+            .map(|path| {
+                let value = self.lookup_data(slot, path)?;
+                IndexKey::of(&value).map(|key| hash_key(&key))
+            })
+            .collect()
     }
 
     pub fn by_id(&self, id: &InstanceId) -> Option<&Slot> {
@@ -77,7 +168,7 @@ impl Instances {
         for timer in &slot.instance.timers {
             self.timers.insert((timer.deadline, id, timer.transition));
         }
-        let values = indexed_values(&slot.instance, paths);
+        let values = self.values_of(&slot, paths);
         let position = match self.free.pop() {
             Some(position) => {
                 self.slots[position as usize] = Some(slot);
@@ -89,6 +180,7 @@ impl Instances {
             }
         };
         self.ids.insert(id, position);
+        self.open.push(position);
         for (path, key) in values.into_iter().enumerate() {
             if let Some(key) = key {
                 self.index
@@ -107,7 +199,7 @@ impl Instances {
         for timer in &slot.instance.timers {
             self.timers.remove(&(timer.deadline, *id, timer.transition));
         }
-        let values = indexed_values(&slot.instance, paths);
+        let values = self.values_of(&slot, paths);
         for (path, key) in values.into_iter().enumerate() {
             if let Some(key) = key {
                 self.unindex((slot.component, slot.instance.machine, path as u16, key), position);
@@ -150,7 +242,7 @@ impl Instances {
         if paths.is_empty() {
             return;
         }
-        let after = indexed_values(&slot.instance, paths);
+        let after = self.values_of(slot, paths);
         for (path, (old, new)) in before.into_iter().zip(after).enumerate() {
             if old == new {
                 continue;
