@@ -2,13 +2,14 @@
 # Memory per live instance of `xcomponent-ai serve`: creates instances over HTTP (wrk), each with a
 # 5-field business context, then divides the growth of the server's anonymous memory (RssAnon) by
 # the live instances it reports.
-# Usage: memory.sh [STORE_URL]   (default: the embedded SQLite store)
+# Usage: memory.sh [STORE_URL] [DURABILITY]   (default: the embedded SQLite store, each-commit)
 # Env: BIN (default: release binary in $CARGO_TARGET_DIR), CONNECTIONS (16), THREADS (2),
 #      DURATION (30s), PORT (3991).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/xcomponent-ai}"
 STORE="${1:-}"
+DURABILITY="${2:-each-commit}"
 CONNECTIONS="${CONNECTIONS:-16}"
 THREADS="${THREADS:-2}"
 DURATION="${DURATION:-30s}"
@@ -18,7 +19,7 @@ work="$(mktemp -d)"
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-args=(serve "$here/counter.yaml" --port "$PORT" --data-dir "$work/data")
+args=(serve "$here/counter.yaml" --port "$PORT" --data-dir "$work/data" --durability "$DURABILITY")
 [ -n "$STORE" ] && args+=(--store "$STORE")
 RUST_LOG=warn "$BIN" "${args[@]}" >"$work/server.log" 2>&1 &
 server=$!
@@ -36,6 +37,6 @@ sleep 1
 after_kb=$(anon_kb)
 after_live=$(live)
 count=$((after_live - before_live))
-echo "store=${STORE:-sqlite (default)} live instances +$count  RssAnon ${before_kb} kB -> ${after_kb} kB"
+echo "store=${STORE:-sqlite (default)} durability=$DURABILITY live instances +$count  RssAnon ${before_kb} kB -> ${after_kb} kB"
 awk -v grown="$((after_kb - before_kb))" -v count="$count" \
   'BEGIN { if (count > 0) printf "bytes per live instance %.0f\n", grown * 1024 / count }'

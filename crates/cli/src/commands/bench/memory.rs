@@ -71,7 +71,88 @@ pub(super) struct Row {
     pub note: String,
 }
 
+/// Rows measured in a process of their own: resident growth is only meaningful in a process
+/// whose allocator holds no memory freed by earlier rows (it would be reused, and hide growth).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Only {
+    /// Bytes per idle instance with empty data.
+    Idle,
+    /// Bytes per instance with the 5-field business data.
+    Business,
+    /// Creation rate, bytes per instance with indexed data, matched broadcast.
+    Population,
+}
+
+impl Only {
+    fn name(self) -> &'static str {
+        match self {
+            Only::Idle => "idle",
+            Only::Business => "business",
+            Only::Population => "population",
+        }
+    }
+}
+
+/// Names of the rows a child process may report (rows carry static names).
+const CHILD_ROWS: [&str; 5] = [
+    IDLE_ROW,
+    BUSINESS_ROW,
+    "instance creation (one core)",
+    "memory per instance (data {key: n}, indexed)",
+    "matched broadcast, 1 of population",
+];
+const IDLE_ROW: &str = "memory per idle instance (empty data)";
+const BUSINESS_ROW: &str = "memory per instance (5-field business data)";
+
+/// Runs `bench memory --only ONLY` in a fresh process and reads its rows.
+fn in_child(args: &MemoryArgs, only: Only) -> anyhow::Result<Vec<Row>> {
+    let exe = std::env::current_exe().context("path of this program")?;
+    let output = std::process::Command::new(exe)
+        .args(["bench", "memory", "--json", "--only", only.name()])
+        .args(["--population", &args.population.to_string()])
+        .args(["--instances", &args.instances.to_string()])
+        .args(["--events", &args.events.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("bench child process")?;
+    if !output.status.success() {
+        return Err(anyhow!("bench child process ({}) failed: {}", only.name(), output.status));
+    }
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&output.stdout).context("rows of the bench child process")?;
+    rows.iter()
+        .map(|row| {
+            let measure = row["measure"].as_str().unwrap_or_default();
+            let name = CHILD_ROWS
+                .iter()
+                .find(|name| **name == measure)
+                .ok_or_else(|| anyhow!("unknown row from the bench child process: {measure}"))?;
+            Ok(Row {
+                name,
+                value: row["value"].as_f64().unwrap_or(f64::NAN),
+                unit: if row["unit"] == "bytes" {
+                    "bytes"
+                } else if row["unit"] == "instances/s" {
+                    "instances/s"
+                } else {
+                    "µs/broadcast"
+                },
+                note: row["note"].as_str().unwrap_or_default().to_owned(),
+            })
+        })
+        .collect()
+}
+
 pub fn run(args: &MemoryArgs) -> anyhow::Result<ExitCode> {
+    if let Some(only) = args.only {
+        let rows = match only {
+            Only::Idle => vec![idle_population(args)?],
+            Only::Business => vec![business_population(args)?],
+            Only::Population => population(args)?,
+        };
+        print_rows(&rows, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut rows = Vec::new();
     rows.push(engine_step(args)?);
@@ -83,10 +164,10 @@ pub fn run(args: &MemoryArgs) -> anyhow::Result<ExitCode> {
     if cores > 1 {
         rows.push(per_event(args, cores)?);
     }
-    rows.push(idle_population(args)?);
-    rows.push(business_population(args)?);
+    rows.extend(in_child(args, Only::Idle)?);
+    rows.extend(in_child(args, Only::Business)?);
     rows.extend(timers(args)?);
-    rows.extend(population(args)?);
+    rows.extend(in_child(args, Only::Population)?);
     print_rows(&rows, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -338,7 +419,7 @@ fn idle_population(args: &MemoryArgs) -> anyhow::Result<Row> {
         let before = resident_bytes();
         let mut created = 0usize;
         while created < args.population {
-            let count = 100_000.min(args.population - created);
+            let count = FOOTPRINT_CHUNK.min(args.population - created);
             handle.create_many("Bench", "Counter", vec![Context::new(); count]).await?;
             created += count;
         }
@@ -349,7 +430,7 @@ fn idle_population(args: &MemoryArgs) -> anyhow::Result<Row> {
             _ => f64::NAN,
         };
         Ok(Row {
-            name: "memory per idle instance (empty data)",
+            name: IDLE_ROW,
             value: per_instance,
             unit: "bytes",
             note: format!("resident growth / {created} instances"),
@@ -369,6 +450,10 @@ pub(super) fn business_context(n: usize) -> Context {
     context
 }
 
+/// Creations per call in the footprint rows: small, as requests arrive, so that the messages
+/// and data waiting to be created are not counted as growth.
+const FOOTPRINT_CHUNK: usize = 1_000;
+
 /// Bytes per live instance holding the 5-field business context (not indexed).
 fn business_population(args: &MemoryArgs) -> anyhow::Result<Row> {
     let runtime = tokio_runtime(1)?;
@@ -377,7 +462,7 @@ fn business_population(args: &MemoryArgs) -> anyhow::Result<Row> {
         let before = resident_bytes();
         let mut created = 0usize;
         while created < args.population {
-            let count = 100_000.min(args.population - created);
+            let count = FOOTPRINT_CHUNK.min(args.population - created);
             let contexts: Vec<Context> = (created..created + count).map(business_context).collect();
             handle.create_many("Bench", "Order", contexts).await?;
             created += count;
@@ -389,7 +474,7 @@ fn business_population(args: &MemoryArgs) -> anyhow::Result<Row> {
             _ => f64::NAN,
         };
         Ok(Row {
-            name: "memory per instance (5-field business data)",
+            name: BUSINESS_ROW,
             value: per_instance,
             unit: "bytes",
             note: format!(

@@ -56,6 +56,9 @@ pub struct MemoryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Only these rows (used by the footprint rows, each measured in a fresh process).
+    #[arg(long, value_enum, hide = true)]
+    pub only: Option<memory::Only>,
 }
 
 /// Runs a bench subcommand.
