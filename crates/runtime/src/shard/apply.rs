@@ -410,9 +410,10 @@ impl ShardWork {
             slot.instance.timers.iter().copied().collect();
         let state_before = slot.instance.state;
         let context_before = Arc::clone(&slot.instance.context);
-        // What a transition refused for the size of its data puts back (cheap: the data is an
-        // Arc, shared until the step changes it).
-        let instance_before = slot.instance.clone();
+        // What a transition refused for the size of its data puts back: the fields a step
+        // changes (the data is an Arc, shared until the step changes it; the timers are above).
+        let (status_before, seq_before, updated_before) =
+            (slot.instance.status, slot.instance.seq, slot.instance.updated_at);
         let mut no_hooks = NoHooks;
         let mut component_hooks = shared.handlers.for_component(&definition.name);
         let hooks: &mut dyn Hooks =
@@ -441,7 +442,12 @@ impl ShardWork {
         };
         if too_large.is_some() {
             // Refused whole: state, data, timers and effects of the step are dropped.
-            slot.instance = instance_before;
+            slot.instance.state = state_before;
+            slot.instance.status = status_before;
+            slot.instance.seq = seq_before;
+            slot.instance.updated_at = updated_before;
+            slot.instance.context = context_before.clone();
+            slot.instance.timers = timers_before.to_vec();
         }
         self.instances.reconcile(position, values_before, &timers_before, paths);
         if let Some(bytes) = too_large {

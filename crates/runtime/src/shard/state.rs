@@ -2,10 +2,11 @@
 //! the timer queue. Every structure here is updated together by `Instances`, so the index and
 //! the timers always describe the instances as they are.
 //!
-//! The data of an idle instance is kept packed (`packed`): `pack_idle`, run once a batch is
-//! settled, packs every instance the batch touched, and `get_mut` unpacks an instance before it
-//! is changed. Readers that only look go through `data`, `lookup_data` and `filters_hold`, which
-//! read either form.
+//! The data of an idle instance is kept packed, beside the slots (`Instances::packed`, so that
+//! instances without data pay nothing for it): `pack_idle`, run once a batch is settled, packs
+//! every instance the batch touched, and `get_mut` unpacks an instance before it is changed.
+//! Readers that only look go through `data`, `lookup_data` and `filters_hold`, which read either
+//! form. A slot outside `Instances` (inserted, removed, kept for undo) is never packed.
 
 use super::packed::{Keys, Packed};
 use crate::registry::ComponentIdx;
@@ -30,18 +31,18 @@ pub(crate) struct Slot {
     pub component: ComponentIdx,
     /// Correlation id of the instance's creation (carried by its timer events).
     pub correlation: EventId,
-    /// The instance. While `packed` holds its data, `instance.context` is empty: the data is
-    /// read through `Instances::data` or `Instances::lookup_data`, and `Instances::get_mut`
-    /// unpacks it before anything changes it.
+    /// The instance. While its data is packed, `instance.context` is empty: the data is read
+    /// through `Instances::data` or `Instances::lookup_data`, and `Instances::get_mut` unpacks it
+    /// before anything changes it.
     pub instance: Instance,
-    /// The data of an idle instance, packed (`None`: the data is `instance.context`).
-    pub packed: Option<Packed>,
+    /// Whether the data is in `Instances::packed` (private: only `Instances` packs and unpacks).
+    packed: bool,
 }
 
 impl Slot {
-    /// A slot whose data is not packed yet.
+    /// A slot whose data is not packed.
     pub fn new(component: ComponentIdx, correlation: EventId, instance: Instance) -> Slot {
-        Slot { component, correlation, instance, packed: None }
+        Slot { component, correlation, instance, packed: false }
     }
 }
 
@@ -59,6 +60,8 @@ pub(crate) struct Instances {
     index: FxHashMap<IndexEntryKey, SmallVec<[u32; 2]>>,
     timers: BTreeSet<(Millis, InstanceId, TransitionIdx)>,
     warm: u32,
+    /// The packed data of idle instances.
+    packed: FxHashMap<InstanceId, Packed>,
     /// The keys of the packed data.
     keys: Keys,
     /// What `instance.context` holds while the data is packed.
@@ -87,9 +90,7 @@ impl Instances {
     /// The slot, its data unpacked (it is packed again by the next `pack_idle`).
     pub fn get_mut(&mut self, slot: u32) -> Option<&mut Slot> {
         let entry = self.slots.get_mut(slot as usize)?.as_mut()?;
-        if let Some(packed) = entry.packed.take() {
-            entry.instance.context = Arc::new(packed.unpack(&self.keys));
-        }
+        unpack(entry, &mut self.packed, &self.keys);
         self.open.push(slot);
         Some(entry)
     }
@@ -100,11 +101,12 @@ impl Instances {
     pub fn pack_idle(&mut self) {
         for position in self.open.drain(..) {
             let Some(Some(slot)) = self.slots.get_mut(position as usize) else { continue };
-            if slot.packed.is_some() || slot.instance.context.is_empty() {
+            if slot.packed || slot.instance.context.is_empty() {
                 continue;
             }
             if let Some(packed) = Packed::pack(&slot.instance.context, &mut self.keys) {
-                slot.packed = Some(packed);
+                self.packed.insert(slot.instance.id, packed);
+                slot.packed = true;
                 slot.instance.context = self.empty.clone();
             }
         }
@@ -113,15 +115,24 @@ impl Instances {
 
     /// The data of an instance, whichever form it is kept in.
     pub fn data(&self, slot: &Slot) -> Arc<Context> {
-        match &slot.packed {
+        match self.packed_data(slot) {
             Some(packed) => Arc::new(packed.unpack(&self.keys)),
             None => slot.instance.context.clone(),
         }
     }
 
+    fn packed_data(&self, slot: &Slot) -> Option<&Packed> {
+        if !slot.packed {
+            return None;
+        }
+        let packed = self.packed.get(&slot.instance.id);
+        debug_assert!(packed.is_some(), "a packed slot has its data");
+        packed
+    }
+
     /// The value at the dot path `path` of an instance's data.
     pub fn lookup_data<'a>(&self, slot: &'a Slot, path: &str) -> Option<Cow<'a, Value>> {
-        match &slot.packed {
+        match self.packed_data(slot) {
             Some(packed) => packed.lookup(path, &self.keys).map(Cow::Owned),
             None => lookup_in_map(&slot.instance.context, path).map(Cow::Borrowed),
         }
@@ -137,7 +148,7 @@ impl Instances {
 
     /// The hashed index keys of a slot for `paths`, whichever form its data is kept in.
     fn values_of(&self, slot: &Slot, paths: &[Arc<str>]) -> IndexedValues {
-        if slot.packed.is_none() {
+        if !slot.packed {
             return indexed_values(&slot.instance, paths);
         }
         paths
@@ -162,6 +173,7 @@ impl Instances {
 
     /// Adds an instance, indexing `paths` and arming its timers.
     pub fn insert(&mut self, slot: Slot, paths: &[Arc<str>]) -> u32 {
+        debug_assert!(!slot.packed, "a slot is inserted with its data");
         let id = slot.instance.id;
         let component = slot.component;
         let machine = slot.instance.machine;
@@ -195,7 +207,8 @@ impl Instances {
     /// Removes an instance with its index entries and timers.
     pub fn remove(&mut self, id: &InstanceId, paths: &[Arc<str>]) -> Option<Slot> {
         let position = self.ids.remove(id)?;
-        let slot = self.slots.get_mut(position as usize)?.take()?;
+        let mut slot = self.slots.get_mut(position as usize)?.take()?;
+        unpack(&mut slot, &mut self.packed, &self.keys);
         for timer in &slot.instance.timers {
             self.timers.remove(&(timer.deadline, *id, timer.transition));
         }
@@ -298,6 +311,19 @@ impl Instances {
     /// Number of armed timers.
     pub fn timer_count(&self) -> usize {
         self.timers.len()
+    }
+}
+
+/// Puts a slot's packed data back in its instance.
+fn unpack(slot: &mut Slot, packed: &mut FxHashMap<InstanceId, Packed>, keys: &Keys) {
+    if !slot.packed {
+        return;
+    }
+    slot.packed = false;
+    let data = packed.remove(&slot.instance.id);
+    debug_assert!(data.is_some(), "a packed slot has its data");
+    if let Some(data) = data {
+        slot.instance.context = Arc::new(data.unpack(keys));
     }
 }
 
