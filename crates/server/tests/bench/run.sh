@@ -31,6 +31,13 @@ cleanup() {
 }
 trap cleanup EXIT
 rate() { awk '/^requests\/s/ {print $2}' "$1"; }
+# CPU time of a process so far, in clock ticks (user + system), and per request over a run: a
+# measure the other loads of a shared machine disturb much less than requests/s.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+per_request() {
+  awk -v ticks="$1" -v hz="$(getconf CLK_TCK)" '/^requests\/s/ { for (i = 1; i < NF; i++) if ($i == "requests") n = $(i + 1) }
+    END { if (n > 0) printf "CPU per request %.1f µs\n", ticks / hz * 1e6 / n }' "$2"
+}
 floor_rate=""
 if [ "$FLOOR" != skip ]; then
   [ -x "$FLOOR" ] || { echo "bench: no floor binary at $FLOOR (build the floor example, or FLOOR=skip)" >&2; exit 1; }
@@ -40,7 +47,10 @@ if [ "$FLOOR" != skip ]; then
   # Any ids do: the floor only echoes them.
   seq -f "00000000-0000-7000-8000-%012g" "$INSTANCES" >"$work/floor-ids"
   echo "floor (bare axum, same body) connections=$CONNECTIONS threads=$THREADS duration=$DURATION"
+  start_ticks=$(ticks "$floor")
   IDS_FILE="$work/floor-ids" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/events.lua" "http://127.0.0.1:$FLOOR_PORT" | tail -n 1 | tee "$work/floor.out"
+  floor_ticks=$(( $(ticks "$floor") - start_ticks ))
+  per_request "$floor_ticks" "$work/floor.out"
   floor_rate="$(rate "$work/floor.out")"
   kill "$floor" 2>/dev/null; wait "$floor" 2>/dev/null || true
   floor=""
@@ -60,7 +70,9 @@ for _ in range(count):
     print(json.loads(reply.read())["instanceId"])
 PY
 echo "store=${STORE:-sqlite (default)} durability=$DURABILITY instances=$INSTANCES connections=$CONNECTIONS threads=$THREADS duration=$DURATION"
+start_ticks=$(ticks "$server")
 IDS_FILE="$work/ids" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/events.lua" "http://127.0.0.1:$PORT" | tail -n 1 | tee "$work/serve.out"
+per_request "$(( $(ticks "$server") - start_ticks ))" "$work/serve.out"
 curl -fs "http://127.0.0.1:$PORT/metrics" | grep -E '^xcomponent_(transitions_total|store_commit_duration_seconds_(sum|count)|store_committed_events_total)' || true
 if [ -n "$floor_rate" ]; then
   awk -v serve="$(rate "$work/serve.out")" -v floor="$floor_rate" \
