@@ -404,8 +404,6 @@ impl ShardWork {
             self.batch.undo.entry(id).or_insert_with(|| Some(slot.clone()));
             self.batch.touched.push(id);
         }
-        let values_before =
-            if paths.is_empty() { SmallVec::new() } else { indexed_values(&slot.instance, paths) };
         let timers_before: SmallVec<[PendingTimer; 2]> =
             slot.instance.timers.iter().copied().collect();
         let state_before = slot.instance.state;
@@ -449,6 +447,10 @@ impl ShardWork {
             slot.instance.context = context_before.clone();
             slot.instance.timers = timers_before.to_vec();
         }
+        // Index entries move only when the data changed (a step that keeps it shares the Arc).
+        let values_before = (!paths.is_empty()
+            && !Arc::ptr_eq(&context_before, &slot.instance.context))
+        .then(|| indexed_values(&context_before, paths));
         self.instances.reconcile(position, values_before, &timers_before, paths);
         if let Some(bytes) = too_large {
             return Err(RuntimeError::DataTooLarge { instance: id, bytes, limit });

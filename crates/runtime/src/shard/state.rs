@@ -149,7 +149,7 @@ impl Instances {
     /// The hashed index keys of a slot for `paths`, whichever form its data is kept in.
     fn values_of(&self, slot: &Slot, paths: &[Arc<str>]) -> IndexedValues {
         if !slot.packed {
-            return indexed_values(&slot.instance, paths);
+            return indexed_values(&slot.instance.context, paths);
         }
         paths
             .iter()
@@ -231,12 +231,12 @@ impl Instances {
         }
     }
 
-    /// After an instance changed: moves its index entries from `before` and its timers from
-    /// `timers_before` to what it holds now.
+    /// After an instance changed: moves its index entries from `before` (`None`: its data did
+    /// not change) and its timers from `timers_before` to what it holds now.
     pub fn reconcile(
         &mut self,
         position: u32,
-        before: IndexedValues,
+        before: Option<IndexedValues>,
         timers_before: &[PendingTimer],
         paths: &[Arc<str>],
     ) {
@@ -252,6 +252,7 @@ impl Instances {
                 self.timers.insert((timer.deadline, id, timer.transition));
             }
         }
+        let Some(before) = before else { return };
         if paths.is_empty() {
             return;
         }
@@ -327,13 +328,11 @@ fn unpack(slot: &mut Slot, packed: &mut FxHashMap<InstanceId, Packed>, keys: &Ke
     }
 }
 
-/// The hashed index keys of an instance for `paths` (empty when the machine has none).
-pub(crate) fn indexed_values(instance: &Instance, paths: &[Arc<str>]) -> IndexedValues {
+/// The hashed index keys of instance data for `paths` (empty when the machine has none).
+pub(crate) fn indexed_values(data: &Context, paths: &[Arc<str>]) -> IndexedValues {
     paths
         .iter()
-        .map(|path| {
-            lookup_in_map(&instance.context, path).and_then(IndexKey::of).map(|key| hash_key(&key))
-        })
+        .map(|path| lookup_in_map(data, path).and_then(IndexKey::of).map(|key| hash_key(&key)))
         .collect()
 }
 
