@@ -40,3 +40,9 @@ count=$((after_live - before_live))
 echo "store=${STORE:-sqlite (default)} durability=$DURABILITY live instances +$count  RssAnon ${before_kb} kB -> ${after_kb} kB"
 awk -v grown="$((after_kb - before_kb))" -v count="$count" \
   'BEGIN { if (count > 0) printf "bytes per live instance %.0f\n", grown * 1024 / count }'
+# What the store keeps on disk, for comparison with its page cache (SQLite keeps up to
+# WRITER_CACHE_KIB of it in memory).
+if [ -d "$work/data" ] && [ "$count" -gt 0 ]; then
+  awk -v bytes="$(du -sb "$work/data" | cut -f1)" -v count="$count" \
+    'BEGIN { printf "store files %.0f bytes per live instance\n", bytes / count }'
+fi
