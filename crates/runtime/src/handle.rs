@@ -477,7 +477,10 @@ impl RuntimeHandle {
     ) -> Result<BatchOutcome, RuntimeError> {
         content::check_text("event", event)?;
         for (index, (_, payload)) in targets.iter().enumerate() {
-            content::check_data(&format!("targets.{index}.payload"), payload)?;
+            // The field is named (formatted) only for the payload that fails.
+            if content::check_data("payload", payload).is_err() {
+                content::check_data(&format!("targets.{index}.payload"), payload)?;
+            }
         }
         targets.iter().try_for_each(|(_, payload)| self.check_payload(payload))?;
         let shard_count = self.shared.shard_count();

@@ -83,6 +83,13 @@ impl EventStore for MemoryStore {
             return Ok(());
         }
         check_batch(batch)?;
+        // Everything is copied and summarized before the lock is taken: the shards commit
+        // concurrently, and the lock is held only to check and insert.
+        let summaries = summaries(batch);
+        let events = batch.events.clone();
+        let snapshots: Vec<InstanceRecord> = latest_snapshots(batch).into_iter().cloned().collect();
+        let outbox = batch.outbox.clone();
+        let dead_letters = batch.dead_letters.clone();
         let mut inner = self.write("commit")?;
         for event in &batch.events {
             let exists = inner
@@ -93,7 +100,7 @@ impl EventStore for MemoryStore {
                 return Err(Error::Conflict { instance_id: event.instance_id, seq: event.seq });
             }
         }
-        for summary in summaries(batch) {
+        for summary in summaries {
             match inner.instances.get_mut(&summary.id) {
                 Some(entry) if summary.seq > entry.summary.seq => {
                     let origin = (
@@ -115,7 +122,7 @@ impl EventStore for MemoryStore {
                 }
             }
         }
-        for event in &batch.events {
+        for event in events {
             inner.correlations.entry(event.correlation_id).or_default().push((
                 event.timestamp,
                 event.id,
@@ -123,20 +130,20 @@ impl EventStore for MemoryStore {
                 event.seq,
             ));
             if let Some(entry) = inner.instances.get_mut(&event.instance_id) {
-                entry.events.insert(event.seq, event.clone());
+                entry.events.insert(event.seq, event);
             }
         }
-        for snapshot in latest_snapshots(batch) {
+        for snapshot in snapshots {
             if let Some(entry) = inner.instances.get_mut(&snapshot.id)
                 && entry.snapshot.as_ref().is_none_or(|old| old.seq <= snapshot.seq)
             {
-                entry.snapshot = Some(snapshot.clone());
+                entry.snapshot = Some(snapshot);
             }
         }
         // Messages: what this batch produced, applied, finished and dead-lettered, in that
         // order (a message produced and finished in one batch leaves nothing pending).
-        for message in &batch.outbox {
-            inner.outbox.insert(message.id, message.clone());
+        for message in outbox {
+            inner.outbox.insert(message.id, message);
         }
         for entry in &batch.inbox {
             inner.inbox.entry((entry.message_id, entry.instance_id)).or_insert(entry.applied_at);
@@ -144,8 +151,8 @@ impl EventStore for MemoryStore {
         for id in &batch.delivered {
             inner.outbox.remove(id);
         }
-        for letter in &batch.dead_letters {
-            inner.dead_letters.insert(letter.message.id, letter.clone());
+        for letter in dead_letters {
+            inner.dead_letters.insert(letter.message.id, letter);
         }
         for id in &batch.dead_letters_removed {
             inner.dead_letters.remove(id);

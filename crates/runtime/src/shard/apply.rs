@@ -24,7 +24,7 @@ use xcomponent_core::engine::{self, EventRef, Hooks, Ignored, NoHooks, StepResul
 use xcomponent_core::instance::{
     Context, EventId, InstanceId, Millis, PendingTimer, StateIdx, Status, TransitionIdx,
 };
-use xcomponent_core::matching::{IndexKey, filters_hold};
+use xcomponent_core::matching::IndexKey;
 use xcomponent_core::message::DeadLetterKind;
 use xcomponent_core::model::Operator;
 use xcomponent_core::store::{CREATED_EVENT_TYPE, StoredEvent};
@@ -150,7 +150,7 @@ impl ShardWork {
                         let _ = shared.claim_singleton(component, instance.id);
                     }
                     if self.instances.slot_of(&instance.id).is_none() {
-                        self.instances.insert(Slot { component, correlation, instance }, paths);
+                        self.instances.insert(Slot::new(component, correlation, instance), paths);
                     }
                 }
                 let _ = reply.send(count);
@@ -390,7 +390,7 @@ impl ShardWork {
         }
         let finished = !instance.is_active();
         let paths = shared.registry.indexed_paths(component, machine);
-        self.instances.insert(Slot { component, correlation, instance }, paths);
+        self.instances.insert(Slot::new(component, correlation, instance), paths);
         if finished {
             self.dispose(shared, id);
         }
@@ -440,15 +440,14 @@ impl ShardWork {
             self.batch.undo.entry(id).or_insert_with(|| Some(slot.clone()));
             self.batch.touched.push(id);
         }
-        let values_before =
-            if paths.is_empty() { SmallVec::new() } else { indexed_values(&slot.instance, paths) };
         let timers_before: SmallVec<[PendingTimer; 2]> =
             slot.instance.timers.iter().copied().collect();
         let state_before = slot.instance.state;
         let context_before = Arc::clone(&slot.instance.context);
-        // What a transition refused for the size of its data puts back (cheap: the data is an
-        // Arc, shared until the step changes it).
-        let instance_before = slot.instance.clone();
+        // What a transition refused for the size of its data puts back: the fields a step
+        // changes (the data is an Arc, shared until the step changes it; the timers are above).
+        let (status_before, seq_before, updated_before) =
+            (slot.instance.status, slot.instance.seq, slot.instance.updated_at);
         let mut no_hooks = NoHooks;
         let mut component_hooks = shared.handlers.for_component(&definition.name);
         let hooks: &mut dyn Hooks =
@@ -477,8 +476,17 @@ impl ShardWork {
         };
         if too_large.is_some() {
             // Refused whole: state, data, timers and effects of the step are dropped.
-            slot.instance = instance_before;
+            slot.instance.state = state_before;
+            slot.instance.status = status_before;
+            slot.instance.seq = seq_before;
+            slot.instance.updated_at = updated_before;
+            slot.instance.context = context_before.clone();
+            slot.instance.timers = timers_before.to_vec();
         }
+        // Index entries move only when the data changed (a step that keeps it shares the Arc).
+        let values_before = (!paths.is_empty()
+            && !Arc::ptr_eq(&context_before, &slot.instance.context))
+        .then(|| indexed_values(&context_before, paths));
         self.instances.reconcile(position, values_before, &timers_before, paths);
         if let Some(bytes) = too_large {
             return Err(RuntimeError::DataTooLarge { instance: id, bytes, limit });
@@ -674,7 +682,7 @@ impl ShardWork {
                     && instance.machine == selector.machine
                     && instance.is_active()
                     && in_state
-                    && filters_hold(&selector.filters, &instance.context)
+                    && self.instances.filters_hold(slot, &selector.filters)
                 {
                     targets.push(instance.id);
                 }

@@ -94,6 +94,9 @@ impl ShardWork {
         for query in queries {
             self.answer(shared, query, now);
         }
+        // The batch's copies of the data (stored records, runtime events) are gone: what it
+        // touched is idle again.
+        self.instances.pack_idle();
         // Queries of this batch are answered before the pause, not after it.
         if store_failed {
             tokio::time::sleep(commit_backoff(self.commit_failures)).await;

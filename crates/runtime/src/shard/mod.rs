@@ -7,6 +7,7 @@
 pub(crate) mod apply;
 mod batch;
 mod isolate;
+mod packed;
 pub(crate) mod query;
 mod receipt;
 mod record;

@@ -1,7 +1,7 @@
 //! Read-only questions about a shard's live instances, answered with names resolved.
 
 use super::ShardWork;
-use super::state::Slot;
+use super::state::{Instances, Slot};
 use crate::protocol::QueryMsg;
 use crate::shared::Shared;
 use crate::views::{AvailableTransition, InstanceFilter, InstanceView, ShardStats, TimerView};
@@ -12,7 +12,8 @@ impl ShardWork {
     pub(crate) fn answer(&mut self, shared: &Shared, query: QueryMsg, _now: Millis) {
         match query {
             QueryMsg::One(id, reply) => {
-                let view = self.instances.by_id(&id).map(|slot| view_of(shared, slot));
+                let view =
+                    self.instances.by_id(&id).map(|slot| view_of(shared, &self.instances, slot));
                 let _ = reply.send(view);
             }
             QueryMsg::Many(filter, reply) => {
@@ -54,7 +55,7 @@ impl ShardWork {
             .filter(|slot| {
                 text.as_deref().is_none_or(|text| {
                     slot.instance.id.to_string().contains(text)
-                        || serde_json::to_string(&*slot.instance.context)
+                        || serde_json::to_string(&*self.instances.data(slot))
                             .map(|json| json.to_lowercase().contains(text))
                             .unwrap_or(false)
                 })
@@ -66,12 +67,12 @@ impl ShardWork {
             matching.truncate(limit);
         }
         matching.sort_unstable_by_key(|slot| slot.instance.id);
-        matching.into_iter().map(|slot| view_of(shared, slot)).collect()
+        matching.into_iter().map(|slot| view_of(shared, &self.instances, slot)).collect()
     }
 }
 
 /// A live instance with names resolved, its timers and what it accepts now.
-pub(crate) fn view_of(shared: &Shared, slot: &Slot) -> InstanceView {
+pub(crate) fn view_of(shared: &Shared, instances: &Instances, slot: &Slot) -> InstanceView {
     let definition = shared.registry.definition(slot.component);
     let instance = &slot.instance;
     let machine = definition.machine(instance.machine);
@@ -101,7 +102,7 @@ pub(crate) fn view_of(shared: &Shared, slot: &Slot) -> InstanceView {
         current_state: state.name.clone(),
         state_type: state.kind,
         status: instance.status,
-        context: instance.context.clone(),
+        context: instances.data(slot),
         public_member: machine.public_member,
         is_entry_point: instance.entry_point,
         parent: instance.parent.as_deref().cloned(),

@@ -1,17 +1,29 @@
 //! The data a shard owns: live instances in a slab, the id → slot map, the property index and
 //! the timer queue. Every structure here is updated together by `Instances`, so the index and
 //! the timers always describe the instances as they are.
+//!
+//! The data of an idle instance is kept packed, beside the slots (`Instances::packed`, so that
+//! instances without data pay nothing for it): `pack_idle`, run once a batch is settled, packs
+//! every instance the batch touched, and `get_mut` unpacks an instance before it is changed.
+//! Readers that only look go through `data`, `lookup_data` and `filters_hold`, which read either
+//! form. A slot outside `Instances` (inserted, removed, kept for undo) is never packed.
 
+use super::packed::{Keys, Packed};
 use crate::registry::ComponentIdx;
 use rustc_hash::FxHashMap;
+use serde_json::Value;
 use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use xcomponent_core::instance::{
-    EventId, Instance, InstanceId, MachineIdx, Millis, PendingTimer, TransitionIdx,
+    Context, EventId, Instance, InstanceId, MachineIdx, Millis, PendingTimer, TransitionIdx,
 };
-use xcomponent_core::matching::IndexKey;
+use xcomponent_core::matching::{IndexKey, PropertyFilter, compare};
 use xcomponent_core::path::lookup_in_map;
+
+/// Capacity kept by the list of open slots between batches (a restore may fill it with millions).
+const OPEN_CAPACITY_KEPT: usize = 4_096;
 
 /// A live instance and what the shard keeps beside it.
 #[derive(Debug, Clone)]
@@ -19,7 +31,19 @@ pub(crate) struct Slot {
     pub component: ComponentIdx,
     /// Correlation id of the instance's creation (carried by its timer events).
     pub correlation: EventId,
+    /// The instance. While its data is packed, `instance.context` is empty: the data is read
+    /// through `Instances::data` or `Instances::lookup_data`, and `Instances::get_mut` unpacks it
+    /// before anything changes it.
     pub instance: Instance,
+    /// Whether the data is in `Instances::packed` (private: only `Instances` packs and unpacks).
+    packed: bool,
+}
+
+impl Slot {
+    /// A slot whose data is not packed.
+    pub fn new(component: ComponentIdx, correlation: EventId, instance: Instance) -> Slot {
+        Slot { component, correlation, instance, packed: false }
+    }
 }
 
 /// Key of the property index: (component, machine, path number, hash of the value's
@@ -36,6 +60,15 @@ pub(crate) struct Instances {
     index: FxHashMap<IndexEntryKey, SmallVec<[u32; 2]>>,
     timers: BTreeSet<(Millis, InstanceId, TransitionIdx)>,
     warm: u32,
+    /// The packed data of idle instances.
+    packed: FxHashMap<InstanceId, Packed>,
+    /// The keys of the packed data.
+    keys: Keys,
+    /// What `instance.context` holds while the data is packed.
+    empty: Arc<Context>,
+    /// Slots unpacked, inserted or handed out for change since the last `pack_idle` (a slot may
+    /// be listed twice, or be gone).
+    open: Vec<u32>,
 }
 
 /// The hashed indexed values of one instance, one per indexed path (`None`: not indexable).
@@ -54,8 +87,77 @@ impl Instances {
         self.slots.get(slot as usize).and_then(Option::as_ref)
     }
 
+    /// The slot, its data unpacked (it is packed again by the next `pack_idle`).
     pub fn get_mut(&mut self, slot: u32) -> Option<&mut Slot> {
-        self.slots.get_mut(slot as usize).and_then(Option::as_mut)
+        let entry = self.slots.get_mut(slot as usize)?.as_mut()?;
+        unpack(entry, &mut self.packed, &self.keys);
+        self.open.push(slot);
+        Some(entry)
+    }
+
+    /// Packs the data of every slot opened since the last call (empty data stays unpacked: it
+    /// is one shared allocation). Called once a batch is settled, when nothing else holds the
+    /// batch's copies of the data any more.
+    pub fn pack_idle(&mut self) {
+        for position in self.open.drain(..) {
+            let Some(Some(slot)) = self.slots.get_mut(position as usize) else { continue };
+            if slot.packed || slot.instance.context.is_empty() {
+                continue;
+            }
+            if let Some(packed) = Packed::pack(&slot.instance.context, &mut self.keys) {
+                self.packed.insert(slot.instance.id, packed);
+                slot.packed = true;
+                slot.instance.context = self.empty.clone();
+            }
+        }
+        self.open.shrink_to(OPEN_CAPACITY_KEPT);
+    }
+
+    /// The data of an instance, whichever form it is kept in.
+    pub fn data(&self, slot: &Slot) -> Arc<Context> {
+        match self.packed_data(slot) {
+            Some(packed) => Arc::new(packed.unpack(&self.keys)),
+            None => slot.instance.context.clone(),
+        }
+    }
+
+    fn packed_data(&self, slot: &Slot) -> Option<&Packed> {
+        if !slot.packed {
+            return None;
+        }
+        let packed = self.packed.get(&slot.instance.id);
+        debug_assert!(packed.is_some(), "a packed slot has its data");
+        packed
+    }
+
+    /// The value at the dot path `path` of an instance's data.
+    pub fn lookup_data<'a>(&self, slot: &'a Slot, path: &str) -> Option<Cow<'a, Value>> {
+        match self.packed_data(slot) {
+            Some(packed) => packed.lookup(path, &self.keys).map(Cow::Owned),
+            None => lookup_in_map(&slot.instance.context, path).map(Cow::Borrowed),
+        }
+    }
+
+    /// Whether an instance's data passes every filter (`matching::filters_hold` on either form).
+    pub fn filters_hold(&self, slot: &Slot, filters: &[PropertyFilter]) -> bool {
+        filters.iter().all(|filter| {
+            let value = self.lookup_data(slot, &filter.property);
+            compare(value.as_deref(), filter.operator, Some(&filter.value))
+        })
+    }
+
+    /// The hashed index keys of a slot for `paths`, whichever form its data is kept in.
+    fn values_of(&self, slot: &Slot, paths: &[Arc<str>]) -> IndexedValues {
+        if !slot.packed {
+            return indexed_values(&slot.instance.context, paths);
+        }
+        paths
+            .iter()
+            .map(|path| {
+                let value = self.lookup_data(slot, path)?;
+                IndexKey::of(&value).map(|key| hash_key(&key))
+            })
+            .collect()
     }
 
     pub fn by_id(&self, id: &InstanceId) -> Option<&Slot> {
@@ -71,13 +173,14 @@ impl Instances {
 
     /// Adds an instance, indexing `paths` and arming its timers.
     pub fn insert(&mut self, slot: Slot, paths: &[Arc<str>]) -> u32 {
+        debug_assert!(!slot.packed, "a slot is inserted with its data");
         let id = slot.instance.id;
         let component = slot.component;
         let machine = slot.instance.machine;
         for timer in &slot.instance.timers {
             self.timers.insert((timer.deadline, id, timer.transition));
         }
-        let values = indexed_values(&slot.instance, paths);
+        let values = self.values_of(&slot, paths);
         let position = match self.free.pop() {
             Some(position) => {
                 self.slots[position as usize] = Some(slot);
@@ -89,6 +192,7 @@ impl Instances {
             }
         };
         self.ids.insert(id, position);
+        self.open.push(position);
         for (path, key) in values.into_iter().enumerate() {
             if let Some(key) = key {
                 self.index
@@ -103,11 +207,12 @@ impl Instances {
     /// Removes an instance with its index entries and timers.
     pub fn remove(&mut self, id: &InstanceId, paths: &[Arc<str>]) -> Option<Slot> {
         let position = self.ids.remove(id)?;
-        let slot = self.slots.get_mut(position as usize)?.take()?;
+        let mut slot = self.slots.get_mut(position as usize)?.take()?;
+        unpack(&mut slot, &mut self.packed, &self.keys);
         for timer in &slot.instance.timers {
             self.timers.remove(&(timer.deadline, *id, timer.transition));
         }
-        let values = indexed_values(&slot.instance, paths);
+        let values = self.values_of(&slot, paths);
         for (path, key) in values.into_iter().enumerate() {
             if let Some(key) = key {
                 self.unindex((slot.component, slot.instance.machine, path as u16, key), position);
@@ -126,12 +231,12 @@ impl Instances {
         }
     }
 
-    /// After an instance changed: moves its index entries from `before` and its timers from
-    /// `timers_before` to what it holds now.
+    /// After an instance changed: moves its index entries from `before` (`None`: its data did
+    /// not change) and its timers from `timers_before` to what it holds now.
     pub fn reconcile(
         &mut self,
         position: u32,
-        before: IndexedValues,
+        before: Option<IndexedValues>,
         timers_before: &[PendingTimer],
         paths: &[Arc<str>],
     ) {
@@ -147,10 +252,11 @@ impl Instances {
                 self.timers.insert((timer.deadline, id, timer.transition));
             }
         }
+        let Some(before) = before else { return };
         if paths.is_empty() {
             return;
         }
-        let after = indexed_values(&slot.instance, paths);
+        let after = self.values_of(slot, paths);
         for (path, (old, new)) in before.into_iter().zip(after).enumerate() {
             if old == new {
                 continue;
@@ -209,13 +315,24 @@ impl Instances {
     }
 }
 
-/// The hashed index keys of an instance for `paths` (empty when the machine has none).
-pub(crate) fn indexed_values(instance: &Instance, paths: &[Arc<str>]) -> IndexedValues {
+/// Puts a slot's packed data back in its instance.
+fn unpack(slot: &mut Slot, packed: &mut FxHashMap<InstanceId, Packed>, keys: &Keys) {
+    if !slot.packed {
+        return;
+    }
+    slot.packed = false;
+    let data = packed.remove(&slot.instance.id);
+    debug_assert!(data.is_some(), "a packed slot has its data");
+    if let Some(data) = data {
+        slot.instance.context = Arc::new(data.unpack(keys));
+    }
+}
+
+/// The hashed index keys of instance data for `paths` (empty when the machine has none).
+pub(crate) fn indexed_values(data: &Context, paths: &[Arc<str>]) -> IndexedValues {
     paths
         .iter()
-        .map(|path| {
-            lookup_in_map(&instance.context, path).and_then(IndexKey::of).map(|key| hash_key(&key))
-        })
+        .map(|path| lookup_in_map(data, path).and_then(IndexKey::of).map(|key| hash_key(&key)))
         .collect()
 }
 

@@ -82,6 +82,61 @@ async fn restart_restores_live_instances_and_timers_but_not_finished_ones() {
     assert_eq!(rt.state(processing).await, None, "the timeout fired at its original deadline");
 }
 
+/// Idle instances keep their data packed between batches: what a caller reads back (view,
+/// search, restart) is exactly what the store folds from the events, for every kind of value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_data_reads_back_exactly_as_stored() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::new(T0));
+    let data = [
+        json!({"orderId": "ORD-00000001", "customerId": "C-000001", "amount": 1234.5, "currency": "EUR", "status": "new"}),
+        json!({"int": 1, "float": 1.0, "neg": -7, "big": u64::MAX, "none": null, "yes": true,
+               "list": [1, "two", {"three": [3.0]}], "nested": {"a": {"b": "ü✓"}}, "": "empty key"}),
+        json!({}),
+    ];
+    let mut ids = Vec::new();
+    {
+        let rt =
+            start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
+        for value in &data {
+            ids.push(
+                rt.handle.create_instance("SimpleFlow", "Flow", ctx(value.clone())).await.unwrap(),
+            );
+        }
+        // A merge into packed data, and one into empty data.
+        rt.handle
+            .send_event(ids[0], "BEGIN", ctx(json!({"status": "paid", "paidAt": 17})))
+            .await
+            .unwrap();
+        rt.handle.send_event(ids[2], "BEGIN", ctx(json!({"late": [true]}))).await.unwrap();
+        for id in &ids {
+            let view = rt.handle.instance(*id).await.unwrap();
+            let record = store.instance(*id).await.unwrap().unwrap();
+            assert_eq!(*view.context, record.context, "live data of {id}");
+        }
+        let found = rt
+            .handle
+            .instances(xcomponent_runtime::InstanceFilter {
+                text: Some("ord-00000001".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(found.iter().map(|view| view.id).collect::<Vec<_>>(), vec![ids[0]]);
+        rt.runtime.shutdown().await;
+    }
+    let rt = start_at(&[SIMPLE_FLOW], Handlers::new(), Some(store.clone()), clock.clone()).await;
+    for id in &ids {
+        let view = rt.handle.instance(*id).await.unwrap();
+        let record = store.instance(*id).await.unwrap().unwrap();
+        assert_eq!(*view.context, record.context, "restored data of {id}");
+    }
+    assert_eq!(
+        rt.handle.instance(ids[0]).await.unwrap().context.get("status"),
+        Some(&json!("paid"))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overdue_timers_fire_exactly_once_after_restart() {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());

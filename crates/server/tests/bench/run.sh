@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# HTTP event throughput of `xcomponent-ai serve` on loopback, measured with wrk (Debian package).
+# HTTP event throughput of `xcomponent-ai serve` on loopback, measured with wrk (Debian package),
+# beside the floor: a bare axum server parsing the same body (crates/server/examples/floor.rs),
+# measured first in the same run; the ratio of the two is printed last.
+# Build both first: cargo build --release -p xcomponent-cli -p xcomponent-server --example floor
 # Usage: run.sh [STORE_URL] [DURABILITY]   e.g. run.sh memory | run.sh "" each-commit | run.sh "" relaxed
-# Env: BIN (default: release binary in $CARGO_TARGET_DIR), INSTANCES (1000), CONNECTIONS (64),
-#      THREADS (2), DURATION (15s), PORT (3990).
+# Env: BIN (default: release binary in $CARGO_TARGET_DIR), FLOOR (default: the floor example there,
+#      FLOOR=skip to leave it out), INSTANCES (1000), CONNECTIONS (64), THREADS (2), DURATION (15s),
+#      PORT (3990), FLOOR_PORT (3989).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/xcomponent-ai}"
+FLOOR="${FLOOR:-${CARGO_TARGET_DIR:-target}/release/examples/floor}"
+FLOOR_PORT="${FLOOR_PORT:-3989}"
 STORE="${1:-}"
 DURABILITY="${2:-each-commit}"
 INSTANCES="${INSTANCES:-1000}"
@@ -16,8 +22,39 @@ PORT="${PORT:-3990}"
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 work="$(mktemp -d)"
 server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+floor=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null
+  [ -n "$floor" ] && kill "$floor" 2>/dev/null
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
+rate() { awk '/^requests\/s/ {print $2}' "$1"; }
+# CPU time of a process so far, in clock ticks (user + system), and per request over a run: a
+# measure the other loads of a shared machine disturb much less than requests/s.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+per_request() {
+  awk -v ticks="$1" -v hz="$(getconf CLK_TCK)" '/^requests\/s/ { for (i = 1; i < NF; i++) if ($i == "requests") n = $(i + 1) }
+    END { if (n > 0) printf "CPU per request %.1f µs\n", ticks / hz * 1e6 / n }' "$2"
+}
+floor_rate=""
+if [ "$FLOOR" != skip ]; then
+  [ -x "$FLOOR" ] || { echo "bench: no floor binary at $FLOOR (build the floor example, or FLOOR=skip)" >&2; exit 1; }
+  "$FLOOR" "$FLOOR_PORT" >"$work/floor.log" 2>&1 &
+  floor=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$FLOOR_PORT/health" >/dev/null && break; sleep 0.1; done
+  # Any ids do: the floor only echoes them.
+  seq -f "00000000-0000-7000-8000-%012g" "$INSTANCES" >"$work/floor-ids"
+  echo "floor (bare axum, same body) connections=$CONNECTIONS threads=$THREADS duration=$DURATION"
+  start_ticks=$(ticks "$floor")
+  IDS_FILE="$work/floor-ids" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/events.lua" "http://127.0.0.1:$FLOOR_PORT" | tail -n 1 | tee "$work/floor.out"
+  floor_ticks=$(( $(ticks "$floor") - start_ticks ))
+  per_request "$floor_ticks" "$work/floor.out"
+  floor_rate="$(rate "$work/floor.out")"
+  kill "$floor" 2>/dev/null; wait "$floor" 2>/dev/null || true
+  floor=""
+fi
 args=(serve "$here/counter.yaml" --port "$PORT" --data-dir "$work/data" --durability "$DURABILITY")
 [ -n "$STORE" ] && args+=(--store "$STORE")
 RUST_LOG=warn "$BIN" "${args[@]}" >"$work/server.log" 2>&1 &
@@ -33,5 +70,11 @@ for _ in range(count):
     print(json.loads(reply.read())["instanceId"])
 PY
 echo "store=${STORE:-sqlite (default)} durability=$DURABILITY instances=$INSTANCES connections=$CONNECTIONS threads=$THREADS duration=$DURATION"
-IDS_FILE="$work/ids" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/events.lua" "http://127.0.0.1:$PORT" | tail -n 1
+start_ticks=$(ticks "$server")
+IDS_FILE="$work/ids" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/events.lua" "http://127.0.0.1:$PORT" | tail -n 1 | tee "$work/serve.out"
+per_request "$(( $(ticks "$server") - start_ticks ))" "$work/serve.out"
 curl -fs "http://127.0.0.1:$PORT/metrics" | grep -E '^xcomponent_(transitions_total|store_commit_duration_seconds_(sum|count)|store_committed_events_total)' || true
+if [ -n "$floor_rate" ]; then
+  awk -v serve="$(rate "$work/serve.out")" -v floor="$floor_rate" \
+    'BEGIN { if (floor > 0) printf "serve / floor: %.0f / %.0f requests/s = %.0f%%\n", serve, floor, 100 * serve / floor }'
+fi

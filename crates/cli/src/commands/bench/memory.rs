@@ -5,7 +5,9 @@
 //!   all cores (one shard per core);
 //! - the bare engine step (no runtime) on one core;
 //! - instance creation rate (`create_many`);
-//! - bytes per idle instance (resident memory growth over a large population, divided);
+//! - per-event `send` (what the HTTP and bus paths use) from many concurrent senders;
+//! - bytes per idle instance (resident memory growth over a large population, divided), and per
+//!   instance holding a typical 5-field business context;
 //! - a broadcast whose matching rule selects 1 instance out of a large population.
 
 use super::MemoryArgs;
@@ -20,7 +22,7 @@ use xcomponent_core::engine::{self, EventRef, NoHooks};
 use xcomponent_core::instance::{Context, InstanceId};
 use xcomponent_core::model::Component;
 use xcomponent_runtime::DrawId;
-use xcomponent_runtime::{RuntimeBuilder, RuntimeHandle, RuntimeOptions};
+use xcomponent_runtime::{RuntimeBuilder, RuntimeHandle, RuntimeOptions, SendOutcome, SendRequest};
 
 const BENCH_COMPONENT: &str = r#"
 name: Bench
@@ -35,6 +37,11 @@ stateMachines:
         to: Busy
         event: ROUTED
         matchingRules: [{eventProperty: key, instanceProperty: key}]
+  - name: Order
+    initialState: New
+    states: [{name: New}, {name: Paid}]
+    transitions:
+      - {from: New, to: Paid, event: PAY}
   - name: Waiter
     initialState: Waiting
     states: [{name: Waiting}, {name: Done}, {name: Late}]
@@ -47,6 +54,8 @@ stateMachines:
 const SEND_CHUNK: usize = 100_000;
 /// Broadcasts averaged for the matched-broadcast latency.
 const BROADCASTS: usize = 200;
+/// Concurrent tasks calling `send` in the per-event rows (as many HTTP connections would).
+const SENDERS: usize = 256;
 
 pub(super) fn definition() -> anyhow::Result<Definition> {
     let component: Component =
@@ -62,7 +71,88 @@ pub(super) struct Row {
     pub note: String,
 }
 
+/// Rows measured in a process of their own: resident growth is only meaningful in a process
+/// whose allocator holds no memory freed by earlier rows (it would be reused, and hide growth).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Only {
+    /// Bytes per idle instance with empty data.
+    Idle,
+    /// Bytes per instance with the 5-field business data.
+    Business,
+    /// Creation rate, bytes per instance with indexed data, matched broadcast.
+    Population,
+}
+
+impl Only {
+    fn name(self) -> &'static str {
+        match self {
+            Only::Idle => "idle",
+            Only::Business => "business",
+            Only::Population => "population",
+        }
+    }
+}
+
+/// Names of the rows a child process may report (rows carry static names).
+const CHILD_ROWS: [&str; 5] = [
+    IDLE_ROW,
+    BUSINESS_ROW,
+    "instance creation (one core)",
+    "memory per instance (data {key: n}, indexed)",
+    "matched broadcast, 1 of population",
+];
+const IDLE_ROW: &str = "memory per idle instance (empty data)";
+const BUSINESS_ROW: &str = "memory per instance (5-field business data)";
+
+/// Runs `bench memory --only ONLY` in a fresh process and reads its rows.
+fn in_child(args: &MemoryArgs, only: Only) -> anyhow::Result<Vec<Row>> {
+    let exe = std::env::current_exe().context("path of this program")?;
+    let output = std::process::Command::new(exe)
+        .args(["bench", "memory", "--json", "--only", only.name()])
+        .args(["--population", &args.population.to_string()])
+        .args(["--instances", &args.instances.to_string()])
+        .args(["--events", &args.events.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("bench child process")?;
+    if !output.status.success() {
+        return Err(anyhow!("bench child process ({}) failed: {}", only.name(), output.status));
+    }
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&output.stdout).context("rows of the bench child process")?;
+    rows.iter()
+        .map(|row| {
+            let measure = row["measure"].as_str().unwrap_or_default();
+            let name = CHILD_ROWS
+                .iter()
+                .find(|name| **name == measure)
+                .ok_or_else(|| anyhow!("unknown row from the bench child process: {measure}"))?;
+            Ok(Row {
+                name,
+                value: row["value"].as_f64().unwrap_or(f64::NAN),
+                unit: if row["unit"] == "bytes" {
+                    "bytes"
+                } else if row["unit"] == "instances/s" {
+                    "instances/s"
+                } else {
+                    "µs/broadcast"
+                },
+                note: row["note"].as_str().unwrap_or_default().to_owned(),
+            })
+        })
+        .collect()
+}
+
 pub fn run(args: &MemoryArgs) -> anyhow::Result<ExitCode> {
+    if let Some(only) = args.only {
+        let rows = match only {
+            Only::Idle => vec![idle_population(args)?],
+            Only::Business => vec![business_population(args)?],
+            Only::Population => population(args)?,
+        };
+        print_rows(&rows, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut rows = Vec::new();
     rows.push(engine_step(args)?);
@@ -70,9 +160,14 @@ pub fn run(args: &MemoryArgs) -> anyhow::Result<ExitCode> {
     if cores > 1 {
         rows.push(throughput(args, cores)?);
     }
-    rows.push(idle_population(args)?);
+    rows.push(per_event(args, 1)?);
+    if cores > 1 {
+        rows.push(per_event(args, cores)?);
+    }
+    rows.extend(in_child(args, Only::Idle)?);
+    rows.extend(in_child(args, Only::Business)?);
     rows.extend(timers(args)?);
-    rows.extend(population(args)?);
+    rows.extend(in_child(args, Only::Population)?);
     print_rows(&rows, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -210,6 +305,60 @@ fn throughput(args: &MemoryArgs, cores: usize) -> anyhow::Result<Row> {
     })
 }
 
+/// Per-event `send` (one message and one reply per event) from `SENDERS` concurrent tasks, each
+/// looping over its own share of the instances.
+fn per_event(args: &MemoryArgs, cores: usize) -> anyhow::Result<Row> {
+    let runtime = tokio_runtime(cores)?;
+    runtime.block_on(async {
+        let (rt, handle) = start(cores).await?;
+        let ids =
+            handle.create_many("Bench", "Counter", vec![Context::new(); args.instances]).await?;
+        let ids = Arc::new(ids);
+        let seen = drain_stream(&handle);
+        // A tenth of the batched run: one round trip per event costs more.
+        let per_sender = (args.events / 10 / SENDERS).max(1);
+        let started = Instant::now();
+        let mut tasks = Vec::with_capacity(SENDERS);
+        for sender in 0..SENDERS {
+            let handle = handle.clone();
+            let ids = ids.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut transitioned = 0usize;
+                for round in 0..per_sender {
+                    let id = ids[(sender + round * SENDERS) % ids.len()];
+                    let request = SendRequest::new(id, "TICK", Context::new());
+                    if let Ok(SendOutcome::Transitioned { .. }) = handle.send(request).await {
+                        transitioned += 1;
+                    }
+                }
+                transitioned
+            }));
+        }
+        let mut transitioned = 0usize;
+        for task in tasks {
+            transitioned += task.await?;
+        }
+        let elapsed = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let streamed = seen.load(Ordering::Relaxed);
+        rt.shutdown().await;
+        let name = if cores == 1 {
+            "per-event send, concurrent (one core)"
+        } else {
+            "per-event send, concurrent (all cores)"
+        };
+        Ok(Row {
+            name,
+            value: transitioned as f64 / elapsed.as_secs_f64(),
+            unit: "transitions/s",
+            note: format!(
+                "{SENDERS} tasks calling `send`, {} instances, {cores} shard(s), {transitioned} transitions, {streamed} streamed events",
+                args.instances
+            ),
+        })
+    })
+}
+
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
@@ -270,7 +419,7 @@ fn idle_population(args: &MemoryArgs) -> anyhow::Result<Row> {
         let before = resident_bytes();
         let mut created = 0usize;
         while created < args.population {
-            let count = 100_000.min(args.population - created);
+            let count = FOOTPRINT_CHUNK.min(args.population - created);
             handle.create_many("Bench", "Counter", vec![Context::new(); count]).await?;
             created += count;
         }
@@ -281,10 +430,56 @@ fn idle_population(args: &MemoryArgs) -> anyhow::Result<Row> {
             _ => f64::NAN,
         };
         Ok(Row {
-            name: "memory per idle instance (empty data)",
+            name: IDLE_ROW,
             value: per_instance,
             unit: "bytes",
             note: format!("resident growth / {created} instances"),
+        })
+    })
+}
+
+/// The 5-field business context of the footprint row (`orderId`, `customerId`, `amount`,
+/// `currency`, `status`), as an order service would keep it.
+pub(super) fn business_context(n: usize) -> Context {
+    let mut context = Context::new();
+    context.insert("orderId".into(), json!(format!("ORD-{n:08}")));
+    context.insert("customerId".into(), json!(format!("C-{:06}", n % 1_000_000)));
+    context.insert("amount".into(), json!(1234.5));
+    context.insert("currency".into(), json!("EUR"));
+    context.insert("status".into(), json!("new"));
+    context
+}
+
+/// Creations per call in the footprint rows: small, as requests arrive, so that the messages
+/// and data waiting to be created are not counted as growth.
+const FOOTPRINT_CHUNK: usize = 1_000;
+
+/// Bytes per live instance holding the 5-field business context (not indexed).
+fn business_population(args: &MemoryArgs) -> anyhow::Result<Row> {
+    let runtime = tokio_runtime(1)?;
+    runtime.block_on(async {
+        let (rt, handle) = start(1).await?;
+        let before = resident_bytes();
+        let mut created = 0usize;
+        while created < args.population {
+            let count = FOOTPRINT_CHUNK.min(args.population - created);
+            let contexts: Vec<Context> = (created..created + count).map(business_context).collect();
+            handle.create_many("Bench", "Order", contexts).await?;
+            created += count;
+        }
+        let after = resident_bytes();
+        rt.shutdown().await;
+        let per_instance = match (before, after) {
+            (Some(before), Some(after)) => after.saturating_sub(before) as f64 / created as f64,
+            _ => f64::NAN,
+        };
+        Ok(Row {
+            name: BUSINESS_ROW,
+            value: per_instance,
+            unit: "bytes",
+            note: format!(
+                "resident growth / {created} instances with {{orderId, customerId, amount, currency, status}}"
+            ),
         })
     })
 }

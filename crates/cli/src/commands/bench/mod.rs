@@ -9,8 +9,9 @@ use std::process::ExitCode;
 /// What to measure.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// The in-memory runtime: transitions/s (one core, all cores), bare engine steps/s,
-    /// instance creation rate, bytes per idle instance, and a matched broadcast among 1M instances.
+    /// The in-memory runtime: transitions/s (batched and per-event, one core and all cores),
+    /// bare engine steps/s, instance creation rate, bytes per idle instance and per instance with
+    /// a 5-field business context, and a matched broadcast among 1M instances.
     Memory(MemoryArgs),
     /// Durable transitions/s through the runtime on a store, and the time to restore a large
     /// population from it.
@@ -55,6 +56,9 @@ pub struct MemoryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Only these rows (used by the footprint rows, each measured in a fresh process).
+    #[arg(long, value_enum, hide = true)]
+    pub only: Option<memory::Only>,
 }
 
 /// Runs a bench subcommand.
