@@ -60,6 +60,12 @@ cargo run --locked -q -p bus-embedded-example
 for broker in "$XC_TEST_REDIS_URL" "$XC_TEST_AMQP_URL" "$XC_TEST_KAFKA_URL" "$XC_TEST_NATS_URL"; do
   BROKER_URL="$broker" cargo run --locked -q -p bus-embedded-example
 done
+# Every deployment mode as local processes (examples/deployments).
+for mode in monolith monolith-postgres redis redis-only rabbitmq kafka nats; do
+  REDIS_URL="$XC_TEST_REDIS_URL" AMQP_URL="$XC_TEST_AMQP_URL" KAFKA_URL="$XC_TEST_KAFKA_URL" \
+    NATS_URL="$XC_TEST_NATS_URL" POSTGRES_URL="$XC_TEST_POSTGRES_URL" \
+    bash examples/deployments/run-local.sh "$mode"
+done
 # The API fuzzed from its OpenAPI document against the real `serve` (schemathesis from PyPI in a
 # virtual environment, fixed seed, bounded examples): no 5xx, every response as documented.
 # (The binary is the one `cargo test` built; same features, so this build does nothing more.)
