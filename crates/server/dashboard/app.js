@@ -7,7 +7,7 @@
 import { LiveFeed, api } from './api.js';
 import { applyHealth, initAudit, openTrail, searchNow } from './audit.js';
 import { initCreateDialog, openCreateDialog } from './create.js';
-import { initDeadLetters, loadDeadLetters, refreshDeadCount } from './deadletters.js';
+import { applyDeadLettersHealth, initDeadLetters, loadDeadLetters, refreshDeadCount } from './deadletters.js';
 import { byId, dismissToast, shortId, toast } from './dom.js';
 import { renderDetailPanel, renderDiagramCard, renderFilters, renderList } from './panels.js';
 import { followRuntimes, initRuntimes, loadRuntimes, showRuntimes } from './runtimes.js';
@@ -228,14 +228,21 @@ async function loadHealth() {
     const health = await api.health();
     if (typeof health.connectedRuntimes === 'number') state.runtimes = health.connectedRuntimes;
     applyHealth(health);
+    applyDeadLettersHealth(health);
     invalidate('stats');
   } catch {
     /* the health endpoint is informative only */
   }
 }
 
+/** Reads the health, then the dead-letter count (not asked for when the health says there is no store). */
+async function loadHealthAndDeadCount() {
+  await loadHealth();
+  await refreshDeadCount();
+}
+
 async function resync() {
-  await Promise.all([loadComponents().catch(() => {}), loadInstances(), loadHealth(), refreshDeadCount()]);
+  await Promise.all([loadComponents().catch(() => {}), loadInstances(), loadHealthAndDeadCount()]);
   if (state.selectedId) await refreshDetail();
 }
 
@@ -474,7 +481,7 @@ async function boot() {
   } catch (err) {
     toast(`Could not load components: ${err.message}`, 'error');
   }
-  await Promise.all([loadInstances(), loadHealth(), refreshDeadCount()]);
+  await Promise.all([loadInstances(), loadHealthAndDeadCount()]);
   feed.start();
   routeFromHash();
   window.addEventListener('hashchange', routeFromHash);

@@ -21,6 +21,11 @@ let nextCursor = null;
 let loadSeq = 0;
 /** Ids with a replay or discard under way (their buttons are disabled). */
 const busy = new Set();
+/**
+ * False once `/health` said the server has no store (a distributed dashboard
+ * started without `--store`): dead letters are then not kept and not asked for.
+ */
+let kept = true;
 
 /** Where the message was going: one instance, or a machine (with the selection it used). */
 function target(letter) {
@@ -85,9 +90,31 @@ function setBadge(count, more) {
   badge.setAttribute('aria-label', count ? `${count}${more ? ' or more' : ''} dead letters` : 'no dead letter');
 }
 
+/** Says in the view that dead letters need a store, with an empty list and badge. */
+function showNoStore() {
+  rows = [];
+  nextCursor = null;
+  byId('dead-more').hidden = true;
+  const banner = byId('dead-banner');
+  banner.hidden = false;
+  banner.textContent = 'No database configured: dead letters are only kept when the server runs with a store.';
+  mount(byId('dead-letters').querySelector('tbody'), message('Dead letters need a store.'));
+  setBadge(0, false);
+}
+
+/**
+ * Takes the `/health` answer: a server with no store (`database` false and no
+ * `databaseType`) keeps no dead letter, so the list is no longer asked for.
+ */
+export function applyDeadLettersHealth(health) {
+  if (!health || typeof health !== 'object') return;
+  kept = !(health.database === false && !health.databaseType);
+}
+
 /** Reads the first page again (or the next one with `append`) and redraws the table and badge. */
 export async function loadDeadLetters({ append = false } = {}) {
   const seq = ++loadSeq;
+  if (!kept) return showNoStore();
   const tbody = byId('dead-letters').querySelector('tbody');
   if (!append && !rows.length) mount(tbody, message('Loading…'));
   try {
@@ -100,28 +127,28 @@ export async function loadDeadLetters({ append = false } = {}) {
     if (!append) setBadge(rows.length, Boolean(nextCursor));
   } catch (err) {
     if (seq !== loadSeq) return;
+    if (err.code === 'store_required') {
+      kept = false;
+      showNoStore();
+      return;
+    }
     rows = [];
     nextCursor = null;
     byId('dead-more').hidden = true;
-    if (err.code === 'store_required') {
-      const banner = byId('dead-banner');
-      banner.hidden = false;
-      banner.textContent = 'No database configured: dead letters are only kept when the server runs with a store.';
-      mount(tbody, message('Dead letters need a store.'));
-    } else {
-      mount(tbody, message(`Could not load the dead letters: ${err.message}`, 'error'));
-    }
+    mount(tbody, message(`Could not load the dead letters: ${err.message}`, 'error'));
     setBadge(0, false);
   }
 }
 
 /** Refreshes only the tab badge (one small read; errors leave it as it was). */
 export async function refreshDeadCount() {
+  if (!kept) return;
   try {
     const page = await api.deadLetters({ limit: PAGE });
     setBadge(page.items.length, Boolean(page.nextCursor));
-  } catch {
-    /* no store, or the server is away: the badge stays as it was */
+  } catch (err) {
+    /* the server is away: the badge stays as it was; with no store, stop asking */
+    if (err.code === 'store_required') kept = false;
   }
 }
 

@@ -55,6 +55,7 @@ export function renderTree() {
                   type: 'button',
                   class: `tree-machine${active ? ' is-active' : ''}`,
                   'aria-current': active ? 'true' : null,
+                  'data-component': c.name,
                   'data-machine': m.name,
                   'aria-label': `Machine ${m.name} of ${c.name}${m.name === c.entryMachine ? ', entry machine' : ''}, ${count} active`,
                   onClick: () => actions.selectMachine(c.name, m.name),
