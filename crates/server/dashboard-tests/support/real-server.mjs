@@ -1,6 +1,7 @@
 /**
- * Starts and stops the real `xcomponent-ai serve` binary for the end-to-end
- * browser tests. The binary is `$XC_BIN`, else debug/xcomponent-ai in the
+ * Starts and stops the real `xcomponent-ai` binary (`serve`, or the
+ * `runtime` and `dashboard` processes of a distributed topology) for the
+ * end-to-end browser tests. The binary is `$XC_BIN`, else debug/xcomponent-ai in the
  * target directory `cargo metadata` reports (where `cargo test` put it); a
  * missing binary is an error, never a skip.
  *
@@ -42,8 +43,23 @@ export function requireBinary() {
   return bin;
 }
 
-/** Variables `serve` reads as defaults for its flags: none may leak in from the caller's shell. */
-const SERVE_ENV = ['COMPONENT_FILE', 'RUNTIME_NAME', 'CREATE_DEMO_INSTANCE', 'PORT', 'DATABASE_URL', 'BROKER_URL', 'XCOMPONENT_API_TOKEN', 'SNAPSHOT_INTERVAL', 'XCOMPONENT_RETENTION_DAYS', 'XCOMPONENT_CONTEXT_SCHEMA'];
+/** Variables `serve`, `runtime` and `dashboard` read as defaults for their flags: none may leak in from the caller's shell. */
+const SERVE_ENV = [
+  'COMPONENT_FILE',
+  'RUNTIME_NAME',
+  'CREATE_DEMO_INSTANCE',
+  'HOST',
+  'PORT',
+  'DATABASE_URL',
+  'BROKER_URL',
+  'XCOMPONENT_BROKER_URL',
+  'REDIS_URL',
+  'XCOMPONENT_REDELIVERY_MS',
+  'XCOMPONENT_API_TOKEN',
+  'SNAPSHOT_INTERVAL',
+  'XCOMPONENT_RETENTION_DAYS',
+  'XCOMPONENT_CONTEXT_SCHEMA',
+];
 
 function serverEnv() {
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' };
@@ -91,16 +107,18 @@ async function waitHealthy(url, ms) {
 }
 
 /**
- * Starts `xcomponent-ai serve FILES --data-dir DIR --port PORT [--token T]`.
- * `port` 0 lets the server pick one; the URL is read from the line it prints.
- * Resolves to `{url, port, dashboardUrl, health, output(), stop()}`.
+ * Starts the binary with `args` (in `cwd`, the repository root by default) in
+ * its own process group and waits for a line of its stdout matching
+ * `readyPattern` (its first group, when it has one, is `ready`), then for
+ * `${ready}${healthPath}` to answer 200 when `healthPath` is given. A process
+ * that exits first or stays silent fails with its output.
+ * Resolves to `{ready, pid, health, output(), exited, kill(signal), stop(graceMs)}`.
  */
-export async function startServer({ files, dataDir, port = 0, token, startTimeoutMs = 10000 }) {
+export async function startProcess({ args, cwd = REPO_ROOT, readyPattern, healthPath, startTimeoutMs = 10000 }) {
   const bin = requireBinary();
-  const args = ['serve', ...files, '--data-dir', dataDir, '--port', String(port)];
-  if (token) args.push('--token', token);
+  const what = `xcomponent-ai ${args[0]}`;
   const child = spawn(bin, args, {
-    cwd: REPO_ROOT,
+    cwd,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: serverEnv(),
@@ -116,32 +134,42 @@ export async function startServer({ files, dataDir, port = 0, token, startTimeou
   });
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   exited.then(() => running.delete(child));
-  const output = () => `--- stdout\n${out}--- stderr\n${err}`;
+  const output = () => `--- ${what} stdout\n${out}--- ${what} stderr\n${err}`;
+  const killGroup = (signal) => {
+    try {
+      process.kill(-child.pid, signal);
+    } catch {
+      /* already gone */
+    }
+  };
 
-  let url;
   try {
-    url = await within(
+    const ready = await within(
       new Promise((resolve, reject) => {
         const look = () => {
-          const m = out.match(/xcomponent-ai serving .* on (http:\/\/[^\s]+)/);
-          if (m) resolve(m[1]);
+          const m = out.match(readyPattern);
+          if (m) resolve(m[1] ?? m[0]);
         };
         child.stdout.on('data', look);
-        exited.then(({ code, signal }) => reject(new Error(`xcomponent-ai serve exited early (code ${code}, signal ${signal})\n${output()}`)));
+        exited.then(({ code, signal }) => reject(new Error(`${what} exited early (code ${code}, signal ${signal})`)));
         look();
       }),
       startTimeoutMs,
-      `xcomponent-ai serve printed no URL within ${startTimeoutMs} ms`,
+      `${what} printed nothing matching ${readyPattern} within ${startTimeoutMs} ms`,
     );
-    const health = await waitHealthy(`${url}/health`, startTimeoutMs);
-    const actualPort = Number(new URL(url).port);
+    const health = healthPath ? await waitHealthy(`${ready}${healthPath}`, startTimeoutMs) : null;
     let stopped = null;
     return {
-      url,
-      port: actualPort,
-      dashboardUrl: `${url}/dashboard.html`,
+      ready,
+      pid: child.pid,
       health,
       output,
+      exited,
+      /** Sends `signal` to the process group at once (no grace); resolves to `{code, signal}` of the exit. */
+      kill(signal = 'SIGKILL') {
+        if (child.exitCode === null && child.signalCode === null) killGroup(signal);
+        return exited;
+      },
       /** SIGTERM, then SIGKILL after `graceMs`; resolves to `{code, signal}` of the exit. */
       stop(graceMs = 8000) {
         stopped ||= (async () => {
@@ -150,11 +178,7 @@ export async function startServer({ files, dataDir, port = 0, token, startTimeou
           try {
             return await within(exited, graceMs, 'no exit after SIGTERM');
           } catch {
-            try {
-              process.kill(-child.pid, 'SIGKILL');
-            } catch {
-              /* already gone */
-            }
+            killGroup('SIGKILL');
             return exited;
           }
         })();
@@ -162,12 +186,28 @@ export async function startServer({ files, dataDir, port = 0, token, startTimeou
       },
     };
   } catch (e) {
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
+    killGroup('SIGKILL');
     await within(exited, 3000, 'no exit after SIGKILL').catch(() => {});
     throw new Error(`${e.message}\n${output()}`);
   }
+}
+
+/**
+ * Starts `xcomponent-ai serve FILES --data-dir DIR --port PORT [--token T]`.
+ * `port` 0 lets the server pick one; the URL is read from the line it prints.
+ * Resolves to `{url, port, dashboardUrl, health, output(), stop()}`.
+ */
+export async function startServer({ files, dataDir, port = 0, token, startTimeoutMs = 10000 }) {
+  const args = ['serve', ...files, '--data-dir', dataDir, '--port', String(port)];
+  if (token) args.push('--token', token);
+  const server = await startProcess({ args, readyPattern: /xcomponent-ai serving .* on (http:\/\/[^\s]+)/, healthPath: '/health', startTimeoutMs });
+  const url = server.ready;
+  return {
+    url,
+    port: Number(new URL(url).port),
+    dashboardUrl: `${url}/dashboard.html`,
+    health: server.health,
+    output: server.output,
+    stop: server.stop,
+  };
 }
