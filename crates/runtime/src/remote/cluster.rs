@@ -425,7 +425,8 @@ impl ClusterView {
             return;
         };
         let definition = registry.definition(component);
-        let now = self.now();
+        // Views from an answer are as of the answer (the runtime's clock, like its events').
+        let now = body["timestamp"].as_i64().unwrap_or_else(|| self.now());
         let mut fresh = Vec::new();
         for item in body["instances"].as_array().into_iter().flatten() {
             let (Some(id), Some(machine)) = (
@@ -445,9 +446,14 @@ impl ClusterView {
             instance.pending_timers = timers(definition, machine, state, &item["pendingTimeouts"]);
             fresh.push(instance);
         }
+        // What the runtime reported before is replaced, except what changed after it answered
+        // (events published after the answer may have arrived first).
+        let answered_at = body["timestamp"].as_i64().unwrap_or(i64::MAX);
         let mut instances = lock(&self.inner.instances);
         instances.retain(|_, cached| {
-            !(cached.runtime_id == runtime_id && *cached.view.component_name == *definition.name)
+            cached.runtime_id != runtime_id
+                || *cached.view.component_name != *definition.name
+                || cached.view.updated_at > answered_at
         });
         for instance in fresh {
             if instances.len() < MAX_CACHED_INSTANCES {
@@ -490,17 +496,26 @@ impl ClusterView {
                 .then(|| pending.insert(envelope.id, waiter))
                 .is_some()
         };
-        let sent = self.inner.bus.enqueue(&component_queue(&envelope.component), &message).await;
-        if let Err(error) = sent {
+        // The whole command, the broker's confirm included, waits at most `reply_timeout`.
+        let deadline = tokio::time::Instant::now() + self.inner.options.reply_timeout;
+        let queue = component_queue(&envelope.component);
+        let sent =
+            tokio::time::timeout_at(deadline, self.inner.bus.enqueue(&queue, &message)).await;
+        let refused = match sent {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(format!("the bus refused the command: {error}")),
+            Err(_) => {
+                Some("the bus did not confirm the command in time; it may still arrive".into())
+            }
+        };
+        if let Some(reason) = refused {
             lock(&self.inner.pending).remove(&envelope.id);
-            return Err(RuntimeError::Storage(xcomponent_core::store::Error::Unavailable(
-                format!("the bus refused the command: {error}"),
-            )));
+            return Err(RuntimeError::Storage(xcomponent_core::store::Error::Unavailable(reason)));
         }
         if !waiting {
             return Ok(None);
         }
-        let outcome = tokio::time::timeout(self.inner.options.reply_timeout, answer).await;
+        let outcome = tokio::time::timeout_at(deadline, answer).await;
         lock(&self.inner.pending).remove(&envelope.id);
         Ok(outcome.ok().and_then(Result::ok))
     }
