@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, oneshot};
+use xcomponent_bus::BusOptions;
 use xcomponent_core::bus::Bus;
 use xcomponent_core::definition::Definition;
 use xcomponent_core::instance::{Context, InstanceId, Status};
@@ -262,12 +263,18 @@ pub fn run(args: &BusArgs) -> anyhow::Result<ExitCode> {
 async fn bench(args: &BusArgs, cores: usize) -> anyhow::Result<Vec<Row>> {
     let broker_name = broker::redacted(&args.broker);
     // One in-process bus must be shared to join the runtimes; a broker gets two connections.
-    let orders_bus = broker::open(&args.broker, None).await?;
-    let payments_bus = if broker::is_memory(&args.broker)? {
-        orders_bus.clone()
-    } else {
-        broker::open(&args.broker, None).await?
+    let mut options = BusOptions::default();
+    if let Some(wait) = args.kafka_fetch_wait_ms {
+        options.kafka_fetch_wait = Duration::from_millis(wait);
+    }
+    let open = async || {
+        xcomponent_bus::open(&args.broker, &options)
+            .await
+            .with_context(|| format!("cannot reach the broker {broker_name}"))
     };
+    let orders_bus = open().await?;
+    let payments_bus =
+        if broker::is_memory(&args.broker)? { orders_bus.clone() } else { open().await? };
     let orders_store = open_store(&args.store, "orders").await?;
     let payments_store = open_store(&args.store, "payments").await?;
     let payments = start(PAYMENTS, payments_store, payments_bus, "bench-payments").await?;
@@ -292,8 +299,12 @@ async fn bench(args: &BusArgs, cores: usize) -> anyhow::Result<Vec<Row>> {
         let prepared = Arc::new(create_orders(&handle, &run, &label, args.flows).await?);
         let mut level = measure(&handle, &watch, prepared, concurrency).await?;
         level.latencies.sort_unstable();
+        let fetch_wait = match args.kafka_fetch_wait_ms {
+            Some(wait) => format!(", kafka fetch wait {wait} ms"),
+            None => String::new(),
+        };
         let setup = format!(
-            "C={concurrency}, {} flows, broker {broker_name}, store {}, {cores} cores",
+            "C={concurrency}, {} flows, broker {broker_name}{fetch_wait}, store {}, {cores} cores",
             level.latencies.len(),
             args.store
         );

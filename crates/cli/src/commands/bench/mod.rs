@@ -34,6 +34,11 @@ pub struct BusArgs {
     /// `xcbench-orders` / `xcbench-payments` (Redis), file `PATH.orders` / `PATH.payments`.
     #[arg(long, default_value = "memory")]
     pub store: String,
+    /// Kafka: `BusOptions::kafka_fetch_wait` in milliseconds (default 10), the longest a fetch
+    /// waits for records; some Kafka-compatible brokers (tansu) hold a fetch that long even when
+    /// a record arrives, which adds up to it to every hop.
+    #[arg(long)]
+    pub kafka_fetch_wait_ms: Option<u64>,
     /// Flows measured at each concurrency level.
     #[arg(long, default_value_t = 2_000)]
     pub flows: usize,
