@@ -9,7 +9,9 @@
 //! topic is used as it is.
 //!
 //! `enqueue` produces with `acks=all` and waits for the delivery report; the record key is the
-//! message key and the `id` header carries the message id. A consumer group `G` on a queue is the
+//! message key and the `id` header carries the message id. `enqueue_many` hands up to
+//! `KAFKA_PRODUCE_PIPELINE` records to the producer before awaiting their reports; the producer
+//! keeps one request in flight per broker connection, so a retry cannot reorder them. A consumer group `G` on a queue is the
 //! Kafka group `<prefix>.G.<topic>`, where the prefix is the URL's `groupId` parameter
 //! (`xcomponent` by default): scoped by topic, so a member joining one queue does not pause the
 //! others of the same group name while Kafka rebalances. Offsets are committed by this crate, never automatically: acknowledgements may come
@@ -52,8 +54,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 use xcomponent_core::bus::{
-    Acknowledge, Bus, BusError, BusResult, Delivery, Published, QueueConsumer, QueueMessage,
-    Subscription,
+    Acknowledge, Bus, BusError, BusResult, Delivery, EnqueueFailure, Published, QueueConsumer,
+    QueueMessage, Subscription,
 };
 
 /// Consumer group prefix when the URL has no `groupId` parameter.
@@ -71,6 +73,9 @@ pub const MIN_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// URL query parameters this backend reads; any other is refused (a typo would be ignored).
+/// Records `enqueue_many` hands to the producer before awaiting their delivery reports.
+pub const KAFKA_PRODUCE_PIPELINE: usize = 256;
+
 const URL_PARAMETERS: [&str; 2] = ["clientId", "groupId"];
 
 /// A Kafka bus.
@@ -183,6 +188,9 @@ impl KafkaBus {
             .set("acks", "all")
             .set("message.timeout.ms", millis(options.operation_timeout))
             .set("linger.ms", "1")
+            // One request at a time per broker: a retried request is never overtaken, so records
+            // produced together (`enqueue_many`) are stored in their order.
+            .set("max.in.flight.requests.per.connection", "1")
             .create()
             .map_err(|error| kafka_error(&redacted, "creating the producer", &error))?;
         let admin: AdminClient<DefaultClientContext> = base
@@ -341,6 +349,55 @@ impl Bus for KafkaBus {
             &message.body,
         )
         .await
+    }
+
+    /// Hands up to `KAFKA_PRODUCE_PIPELINE` records to the producer before awaiting their
+    /// delivery reports, in order. The producer keeps one request in flight per broker
+    /// connection, so a retried request cannot be overtaken. A record that failed is produced
+    /// alone once more (which re-creates a lost topic), then the pipeline goes on after it.
+    async fn enqueue_many(
+        &self,
+        queue: &str,
+        messages: &[QueueMessage],
+    ) -> Result<(), EnqueueFailure> {
+        let topic = naming::kafka_topic(queue);
+        let timeout = self.inner.options.operation_timeout;
+        let mut confirmed = 0;
+        while confirmed < messages.len() {
+            self.ensure_topic(&topic).await.map_err(|error| EnqueueFailure { confirmed, error })?;
+            let end = (confirmed + KAFKA_PRODUCE_PIPELINE).min(messages.len());
+            let mut reports = Vec::with_capacity(end - confirmed);
+            for message in &messages[confirmed..end] {
+                let record =
+                    FutureRecord::to(&topic).payload(&message.body).key(&message.key).headers(
+                        OwnedHeaders::new()
+                            .insert(Header { key: "id", value: Some(message.id.as_str()) }),
+                    );
+                match self.inner.producer.send_result(record) {
+                    Ok(report) => reports.push(report),
+                    Err(_) => break,
+                }
+            }
+            let mut delivered = 0;
+            let _ = tokio::time::timeout(timeout, async {
+                for report in reports {
+                    if !matches!(report.await, Ok(Ok(_))) {
+                        break;
+                    }
+                    delivered += 1;
+                }
+            })
+            .await;
+            confirmed += delivered;
+            if confirmed == end {
+                continue;
+            }
+            self.enqueue(queue, &messages[confirmed])
+                .await
+                .map_err(|error| EnqueueFailure { confirmed, error })?;
+            confirmed += 1;
+        }
+        Ok(())
     }
 
     async fn consume(

@@ -44,21 +44,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "kafka")]
-pub use kafka::KafkaBus;
+pub use kafka::{KAFKA_PRODUCE_PIPELINE, KafkaBus};
 pub use memory::MemoryBus;
 #[cfg(feature = "nats")]
-pub use nats::{NATS_DUPLICATE_WINDOW, NATS_PULL_EXPIRES, NATS_QUEUE_CAPACITY, NatsBus};
+pub use nats::{
+    NATS_DUPLICATE_WINDOW, NATS_PUBLISH_PIPELINE, NATS_PULL_EXPIRES, NATS_QUEUE_CAPACITY, NatsBus,
+};
 #[cfg(feature = "rabbitmq")]
-pub use rabbitmq::RabbitBus;
+pub use rabbitmq::{RABBITMQ_PUBLISH_PIPELINE, RabbitBus};
 #[cfg(feature = "redis")]
 pub use redis::{
-    REDIS_BLOCK_MAX, REDIS_CLAIM_INTERVAL_MAX, REDIS_HEALTH_CHECK_INTERVAL, REDIS_QUEUE_CAPACITY,
-    REDIS_TRIM_INTERVAL, RedisBus,
+    REDIS_BLOCK_MAX, REDIS_CLAIM_INTERVAL_MAX, REDIS_ENQUEUE_BATCH, REDIS_HEALTH_CHECK_INTERVAL,
+    REDIS_QUEUE_CAPACITY, REDIS_TRIM_INTERVAL, RedisBus,
 };
 pub use url::{BrokerUrl, Scheme};
 pub use xcomponent_core::bus::{
-    Acknowledge, Bus, BusError, BusResult, Delivery, Published, QueueConsumer, QueueMessage,
-    Subscription,
+    Acknowledge, Bus, BusError, BusResult, Delivery, EnqueueFailure, Published, QueueConsumer,
+    QueueMessage, Subscription,
 };
 
 /// The longest pause between two reconnection attempts of a consumer or subscription.

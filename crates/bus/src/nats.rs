@@ -6,7 +6,8 @@
 //! acknowledged), at most `NATS_QUEUE_CAPACITY` entries with the discard-new policy (a full queue
 //! refuses `enqueue` rather than losing entries), and the message id as `Nats-Msg-Id`, so a
 //! publish retried within `NATS_DUPLICATE_WINDOW` is stored once. `enqueue` waits for the
-//! JetStream publish ack.
+//! JetStream publish ack; `enqueue_many` publishes up to `NATS_PUBLISH_PIPELINE` messages before
+//! awaiting their acks in order.
 //!
 //! A consumer group is a durable pull consumer named after the group (`naming::nats_consumer`):
 //! explicit acks, deliver-all (entries stored before the group existed are kept for it),
@@ -38,8 +39,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 use xcomponent_core::bus::{
-    Acknowledge, Bus, BusError, BusResult, Delivery, Published, QueueConsumer, QueueMessage,
-    Subscription,
+    Acknowledge, Bus, BusError, BusResult, Delivery, EnqueueFailure, Published, QueueConsumer,
+    QueueMessage, Subscription,
 };
 
 /// The longest one pull request waits on the server for entries before it is renewed.
@@ -50,6 +51,9 @@ pub const NATS_QUEUE_CAPACITY: i64 = 1_000_000;
 
 /// How long the server remembers message ids to drop a retried publish.
 pub const NATS_DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Messages `enqueue_many` publishes before awaiting their JetStream acks.
+pub const NATS_PUBLISH_PIPELINE: usize = 256;
 
 /// The JetStream API request answered with the account information.
 const ACCOUNT_INFO_SUBJECT: &str = "$JS.API.INFO";
@@ -89,6 +93,14 @@ fn reconnect_delay(attempts: usize) -> Duration {
 
 fn unavailable(what: &str, error: impl fmt::Display) -> BusError {
     BusError::Unavailable(format!("nats {what}: {error}"))
+}
+
+/// The headers (`Nats-Msg-Id`, the key) and body of a queue message.
+fn queue_message(message: &QueueMessage) -> (HeaderMap, bytes::Bytes) {
+    let mut headers = HeaderMap::new();
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, message.id.as_str());
+    headers.insert(KEY_HEADER, message.key.as_str());
+    (headers, bytes::Bytes::copy_from_slice(&message.body))
 }
 
 /// Runs `work` within `timeout`, mapping its error to `BusError::Unavailable`.
@@ -222,10 +234,7 @@ impl Bus for NatsBus {
 
     async fn enqueue(&self, queue: &str, message: &QueueMessage) -> BusResult<()> {
         let (_, subject) = naming::nats_queue(queue);
-        let mut headers = HeaderMap::new();
-        headers.insert(async_nats::header::NATS_MESSAGE_ID, message.id.as_str());
-        headers.insert(KEY_HEADER, message.key.as_str());
-        let body = bytes::Bytes::copy_from_slice(&message.body);
+        let (headers, body) = queue_message(message);
         let timeout = self.options.operation_timeout;
         let publish = || async {
             let ack = self
@@ -244,6 +253,49 @@ impl Bus for NatsBus {
             Ok(Err(error)) => Err(unavailable("publish", error)),
             Err(_) => Err(BusError::Timeout(timeout)),
         }
+    }
+
+    /// Publishes up to `NATS_PUBLISH_PIPELINE` messages before awaiting their JetStream acks, in
+    /// order (one connection keeps the publishing order). A message whose publish failed is
+    /// enqueued alone once more (which re-creates a lost stream), then the pipeline goes on
+    /// after it; copies of the ones published behind it are dropped by `Nats-Msg-Id`.
+    async fn enqueue_many(
+        &self,
+        queue: &str,
+        messages: &[QueueMessage],
+    ) -> Result<(), EnqueueFailure> {
+        let (_, subject) = naming::nats_queue(queue);
+        let timeout = self.options.operation_timeout;
+        let mut confirmed = 0;
+        while confirmed < messages.len() {
+            let end = (confirmed + NATS_PUBLISH_PIPELINE).min(messages.len());
+            let mut acked = 0;
+            let pipeline = async {
+                // Awaiting a publish hands it to the connection, so they go out in order.
+                let mut pending = Vec::with_capacity(end - confirmed);
+                for message in &messages[confirmed..end] {
+                    let (headers, body) = queue_message(message);
+                    let subject = subject.clone();
+                    pending
+                        .push(self.jetstream.publish_with_headers(subject, headers, body).await?);
+                }
+                for ack in pending {
+                    ack.await?;
+                    acked += 1;
+                }
+                Ok::<_, async_nats::jetstream::context::PublishError>(())
+            };
+            let outcome = tokio::time::timeout(timeout, pipeline).await;
+            confirmed += acked;
+            if matches!(outcome, Ok(Ok(()))) {
+                continue;
+            }
+            self.enqueue(queue, &messages[confirmed])
+                .await
+                .map_err(|error| EnqueueFailure { confirmed, error })?;
+            confirmed += 1;
+        }
+        Ok(())
     }
 
     async fn consume(

@@ -12,7 +12,9 @@
 //! `enqueue` publishes persistent messages (delivery mode 2) on a publisher-confirm channel with
 //! `mandatory` set and returns once the broker acknowledged them; a nack, a returned message or no
 //! confirm within `BusOptions::operation_timeout` is an error. The message id travels as the
-//! `message_id` property and the `id` header, the key as the `key` header. Consumers use manual
+//! `message_id` property and the `id` header, the key as the `key` header. `enqueue_many`
+//! publishes up to `RABBITMQ_PUBLISH_PIPELINE` messages before awaiting their confirms in order
+//! (one channel keeps the publishing order). Consumers use manual
 //! acknowledgements with a prefetch (`basic.qos`) of `BusOptions::max_in_flight`; `redelivered` is
 //! the delivery's redelivered flag, or a non-zero `x-delivery-count`.
 //!
@@ -49,13 +51,16 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use xcomponent_core::bus::{
-    Acknowledge, Bus, BusError, BusResult, Delivery, Published, QueueConsumer, QueueMessage,
-    Subscription,
+    Acknowledge, Bus, BusError, BusResult, Delivery, EnqueueFailure, Published, QueueConsumer,
+    QueueMessage, Subscription,
 };
 
 /// Messages a subscription's connection holds before acknowledging them to the broker (its
 /// prefetch); the rest wait in its queue, itself capped by `BusOptions::channel_buffer`.
 pub const SUBSCRIPTION_PREFETCH: u16 = 64;
+
+/// Messages `enqueue_many` publishes on the confirm channel before awaiting their confirms.
+pub const RABBITMQ_PUBLISH_PIPELINE: usize = 256;
 
 /// AMQP reply code of a normal close.
 const REPLY_SUCCESS: u16 = 200;
@@ -179,6 +184,26 @@ impl RabbitBus {
     }
 
     /// Publishes and waits for the broker's confirm.
+    /// What a queue message's confirmation means: stored, or why not.
+    async fn settle(&self, queue: &str, name: &str, confirmation: Confirmation) -> BusResult<()> {
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) => {
+                // Unroutable: the queue vanished since it was declared; declare it next time.
+                self.forget_declared(queue).await;
+                Err(BusError::Unavailable(format!(
+                    "RabbitMQ returned the message: queue {name} does not exist"
+                )))
+            }
+            Confirmation::Nack(_) => Err(BusError::Unavailable(format!(
+                "RabbitMQ refused to store the message on queue {name} (nack)"
+            ))),
+            Confirmation::NotRequested => {
+                Err(BusError::Unavailable("RabbitMQ channel is not in confirm mode".to_owned()))
+            }
+        }
+    }
+
     async fn publish_confirmed(
         &self,
         channel: &Channel,
@@ -205,6 +230,19 @@ impl RabbitBus {
                 .map_err(|error| classify(&self.inner.redacted, "awaiting the confirm", error))
         };
         tokio::time::timeout(timeout, publish).await.map_err(|_| BusError::Timeout(timeout))?
+    }
+}
+
+/// The properties of a queue message: persistent, its id as `message_id` and `id` header, its
+/// key as `key` header.
+fn queue_properties(message: &QueueMessage) -> BasicProperties {
+    let mut headers = FieldTable::default();
+    headers.insert("id".into(), AMQPValue::LongString(message.id.as_str().into()));
+    headers.insert("key".into(), AMQPValue::LongString(message.key.as_str().into()));
+    let properties = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
+    match ShortString::try_new(message.id.as_str()) {
+        Ok(id) => properties.with_message_id(id),
+        Err(_) => properties,
     }
 }
 
@@ -316,31 +354,72 @@ impl Bus for RabbitBus {
     async fn enqueue(&self, queue: &str, message: &QueueMessage) -> BusResult<()> {
         let name = naming::dotted(queue);
         let channel = self.publishing_channel(Some(queue)).await?;
-        let mut headers = FieldTable::default();
-        headers.insert("id".into(), AMQPValue::LongString(message.id.as_str().into()));
-        headers.insert("key".into(), AMQPValue::LongString(message.key.as_str().into()));
-        let mut properties = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
-        if let Ok(id) = ShortString::try_new(message.id.as_str()) {
-            properties = properties.with_message_id(id);
-        }
-        let confirmation =
-            self.publish_confirmed(&channel, "", &name, &message.body, properties, true).await?;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(_)) => {
-                // Unroutable: the queue vanished since it was declared; declare it next time.
-                self.forget_declared(queue).await;
-                Err(BusError::Unavailable(format!(
-                    "RabbitMQ returned the message: queue {name} does not exist"
-                )))
+        let confirmation = self
+            .publish_confirmed(&channel, "", &name, &message.body, queue_properties(message), true)
+            .await?;
+        self.settle(queue, &name, confirmation).await
+    }
+
+    /// Publishes up to `RABBITMQ_PUBLISH_PIPELINE` messages on the confirm channel before
+    /// awaiting their confirms, in order: one channel keeps the publishing order, so the broker
+    /// stores them in it.
+    async fn enqueue_many(
+        &self,
+        queue: &str,
+        messages: &[QueueMessage],
+    ) -> Result<(), EnqueueFailure> {
+        let name = naming::dotted(queue);
+        let timeout = self.inner.options.operation_timeout;
+        let failed = |confirmed: usize| move |error| EnqueueFailure { confirmed, error };
+        let exchange = short("").map_err(failed(0))?;
+        let routing_key = short(&name).map_err(failed(0))?;
+        let mut confirmed = 0;
+        for chunk in messages.chunks(RABBITMQ_PUBLISH_PIPELINE) {
+            let channel = self.publishing_channel(Some(queue)).await.map_err(failed(confirmed))?;
+            let deadline = Instant::now() + timeout;
+            let mut pending = Vec::with_capacity(chunk.len());
+            let mut refused = None;
+            for message in chunk {
+                let published = tokio::time::timeout_at(
+                    deadline,
+                    channel.basic_publish(
+                        exchange.clone(),
+                        routing_key.clone(),
+                        BasicPublishOptions { mandatory: true, immediate: false },
+                        &message.body,
+                        queue_properties(message),
+                    ),
+                )
+                .await;
+                match published {
+                    Ok(Ok(confirm)) => pending.push(confirm),
+                    Ok(Err(error)) => {
+                        refused = Some(classify(&self.inner.redacted, "publishing", error));
+                        break;
+                    }
+                    Err(_) => {
+                        refused = Some(BusError::Timeout(timeout));
+                        break;
+                    }
+                }
             }
-            Confirmation::Nack(_) => Err(BusError::Unavailable(format!(
-                "RabbitMQ refused to store the message on queue {name} (nack)"
-            ))),
-            Confirmation::NotRequested => {
-                Err(BusError::Unavailable("RabbitMQ channel is not in confirm mode".to_owned()))
+            for confirm in pending {
+                let confirmation = match tokio::time::timeout_at(deadline, confirm).await {
+                    Ok(Ok(confirmation)) => confirmation,
+                    Ok(Err(error)) => {
+                        let error = classify(&self.inner.redacted, "awaiting the confirm", error);
+                        return Err(failed(confirmed)(error));
+                    }
+                    Err(_) => return Err(failed(confirmed)(BusError::Timeout(timeout))),
+                };
+                self.settle(queue, &name, confirmation).await.map_err(failed(confirmed))?;
+                confirmed += 1;
+            }
+            if let Some(error) = refused {
+                return Err(failed(confirmed)(error));
             }
         }
+        Ok(())
     }
 
     async fn consume(

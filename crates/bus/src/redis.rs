@@ -2,7 +2,8 @@
 //!
 //! **Queues.** `enqueue` appends an entry with the fields `id`, `key` and `body` to the stream
 //! named after the queue (a small script refuses it past `REDIS_QUEUE_CAPACITY` entries instead of
-//! trimming, since a trimmed entry nobody acknowledged would be lost). A consumer group is created
+//! trimming, since a trimmed entry nobody acknowledged would be lost); `enqueue_many` appends up to
+//! `REDIS_ENQUEUE_BATCH` entries per script call, all or none, in one round trip. A consumer group is created
 //! at id `0` with `MKSTREAM`, so entries appended before anyone consumed are kept for it. A
 //! consumer:
 //! - first reads its own pending list (`XREADGROUP … 0`): a restarted process that keeps its
@@ -42,8 +43,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use xcomponent_core::bus::{
-    Acknowledge, Bus, BusError, BusResult, Delivery, Published, QueueConsumer, QueueMessage,
-    Subscription,
+    Acknowledge, Bus, BusError, BusResult, Delivery, EnqueueFailure, Published, QueueConsumer,
+    QueueMessage, Subscription,
 };
 
 /// The longest one `XREADGROUP … BLOCK` waits, so a consumer regularly gets to claim and trim.
@@ -77,6 +78,22 @@ end
 return redis.call('XADD', KEYS[1], '*', 'id', ARGV[2], 'key', ARGV[3], 'body', ARGV[4])
 ";
 
+/// Appends several entries at once, all or none, unless the stream would then hold more than
+/// the capacity: KEYS[1] stream; ARGV capacity, then id, key, body of each entry in order.
+const ENQUEUE_MANY_SCRIPT: &str = r"
+local count = (#ARGV - 1) / 3
+if redis.call('XLEN', KEYS[1]) + count > tonumber(ARGV[1]) then
+  return redis.error_reply('XCFULL stream holds ' .. ARGV[1] .. ' entries')
+end
+for i = 0, count - 1 do
+  redis.call('XADD', KEYS[1], '*', 'id', ARGV[2 + 3 * i], 'key', ARGV[3 + 3 * i], 'body', ARGV[4 + 3 * i])
+end
+return count
+";
+
+/// Entries appended by one script call of `enqueue_many` (a larger batch takes several calls).
+pub const REDIS_ENQUEUE_BATCH: usize = 256;
+
 /// A bus on a Redis server.
 #[derive(Clone)]
 pub struct RedisBus {
@@ -84,6 +101,7 @@ pub struct RedisBus {
     /// Shared connection for every non-blocking command (enqueue, ack, publish, ping).
     commands: ConnectionManager,
     enqueue_script: redis::Script,
+    enqueue_many_script: redis::Script,
     options: BusOptions,
     url: String,
 }
@@ -106,6 +124,7 @@ impl RedisBus {
             client,
             commands,
             enqueue_script: redis::Script::new(ENQUEUE_SCRIPT),
+            enqueue_many_script: redis::Script::new(ENQUEUE_MANY_SCRIPT),
             options: options.clone(),
             url: broker.redacted(),
         };
@@ -152,6 +171,16 @@ fn connection_failed(error: &RedisError) -> bool {
 
 /// Runs `attempt` until it succeeds, retrying connection failures up to `REDIS_COMMAND_ATTEMPTS`
 /// times with backoff, all within `timeout`.
+/// Names the capacity when the script refused an entry because the stream is full.
+fn full_queue(queue: &str, error: BusError) -> BusError {
+    match error {
+        BusError::Unavailable(text) if text.contains("XCFULL") => BusError::Unavailable(format!(
+            "redis stream {queue} holds {REDIS_QUEUE_CAPACITY} entries (REDIS_QUEUE_CAPACITY)"
+        )),
+        other => other,
+    }
+}
+
 async fn with_retries<T, F, Fut>(timeout: Duration, what: &str, mut attempt: F) -> BusResult<T>
 where
     F: FnMut() -> Fut,
@@ -231,12 +260,34 @@ impl Bus for RedisBus {
             async move { invocation.invoke_async::<String>(&mut connection).await }
         })
         .await
-        .map_err(|error| match error {
-            BusError::Unavailable(text) if text.contains("XCFULL") => BusError::Unavailable(
-                format!("redis stream {queue} holds {REDIS_QUEUE_CAPACITY} entries (REDIS_QUEUE_CAPACITY)"),
-            ),
-            other => other,
-        })?;
+        .map_err(|error| full_queue(queue, error))?;
+        Ok(())
+    }
+
+    /// One script call per `REDIS_ENQUEUE_BATCH` messages, each appending its messages in order,
+    /// all or none: one round trip instead of one per message.
+    async fn enqueue_many(
+        &self,
+        queue: &str,
+        messages: &[QueueMessage],
+    ) -> Result<(), EnqueueFailure> {
+        for (index, chunk) in messages.chunks(REDIS_ENQUEUE_BATCH).enumerate() {
+            let mut invocation = self.enqueue_many_script.prepare_invoke();
+            invocation.key(queue).arg(REDIS_QUEUE_CAPACITY);
+            for message in chunk {
+                invocation.arg(&message.id).arg(&message.key).arg(&message.body);
+            }
+            let invocation = &invocation;
+            with_retries(self.options.operation_timeout, "enqueue", || {
+                let mut connection = self.commands.clone();
+                async move { invocation.invoke_async::<usize>(&mut connection).await }
+            })
+            .await
+            .map_err(|error| EnqueueFailure {
+                confirmed: index * REDIS_ENQUEUE_BATCH,
+                error: full_queue(queue, error),
+            })?;
+        }
         Ok(())
     }
 

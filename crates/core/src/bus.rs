@@ -93,6 +93,16 @@ pub struct QueueMessage {
     pub body: Vec<u8>,
 }
 
+/// How far `Bus::enqueue_many` got before it failed.
+#[derive(Debug)]
+pub struct EnqueueFailure {
+    /// The messages before this index are stored; the one at it was not confirmed, and those
+    /// after it may or may not be stored.
+    pub confirmed: usize,
+    /// Why the message at `confirmed` was not confirmed.
+    pub error: BusError,
+}
+
 /// Settles one delivery. Dropping it without `ack` leaves the message unacknowledged: the
 /// broker delivers it again (to this group) after the consumer is gone or after
 /// `BusOptions::redelivery_after`.
@@ -164,6 +174,29 @@ pub trait Bus: Send + Sync + fmt::Debug {
     /// Stores `message` on `queue` and returns once the broker confirmed it (publisher
     /// confirm, stream append, produce ack). Creates the queue when needed.
     async fn enqueue(&self, queue: &str, message: &QueueMessage) -> BusResult<()>;
+
+    /// Stores `messages` on `queue` in this order and returns once the broker confirmed them
+    /// all. The default enqueues them one after the other, stopping at the first failure.
+    /// Backends that can have several messages in flight on one connection without the broker
+    /// reordering them (a confirm channel, a pipeline, a stream of acknowledged publishes)
+    /// override it to wait for one round trip instead of one per message.
+    ///
+    /// On failure, the messages before `EnqueueFailure::confirmed` are stored. The later ones
+    /// may be stored too (they were in flight): whoever sends them again may so make a copy,
+    /// which receivers drop by id, and such a later message may then be delivered before the
+    /// unconfirmed one it followed.
+    async fn enqueue_many(
+        &self,
+        queue: &str,
+        messages: &[QueueMessage],
+    ) -> Result<(), EnqueueFailure> {
+        for (index, message) in messages.iter().enumerate() {
+            self.enqueue(queue, message)
+                .await
+                .map_err(|error| EnqueueFailure { confirmed: index, error })?;
+        }
+        Ok(())
+    }
 
     /// Joins `group` on `queue` as `consumer` (a name stable across restarts of one process
     /// lets a backend hand it back its own pending messages at once).

@@ -1,9 +1,9 @@
 //! The bus conformance suite: what every backend must do, run against its real server.
 //!
-//! Queues: order per consumer, durability of what was enqueued before anyone consumed,
-//! redelivery of unacknowledged messages to another member of the group after a consumer died
-//! (same message id, marked redelivered), no redelivery of acknowledged ones, and recovery after
-//! the broker went away (a proxy cuts every connection, or the broker itself is restarted and
+//! Queues: order per consumer (messages enqueued one by one or together), durability of what was
+//! enqueued before anyone consumed, redelivery of unacknowledged messages to another member of
+//! the group after a consumer died (same message id, marked redelivered), no redelivery of
+//! acknowledged ones, and recovery after the broker went away (a proxy cuts every connection, or the broker itself is restarted and
 //! loses what it held). Channels: every subscriber gets what is published after it subscribed,
 //! and only on its channels.
 
@@ -58,6 +58,7 @@ async fn next_published(subscription: &mut Box<dyn Subscription>, what: &str) ->
 pub async fn run_all(bus: &Arc<dyn Bus>) {
     bus.ping().await.expect("ping");
     order_per_consumer_and_durability(bus).await;
+    enqueue_many_keeps_the_order(bus).await;
     delivery_while_waiting(bus).await;
     unacked_messages_go_to_another_member(bus).await;
     acked_messages_are_not_delivered_again(bus).await;
@@ -81,6 +82,24 @@ async fn order_per_consumer_and_durability(bus: &Arc<dyn Bus>) {
             !delivery.redelivered || bus.backend() == "kafka",
             "first delivery marked redelivered"
         );
+        delivery.ack().await.expect("ack");
+    }
+}
+
+/// Messages enqueued together (more than one pipeline's worth) come out in their order, between
+/// the ones enqueued alone before and after them.
+async fn enqueue_many_keeps_the_order(bus: &Arc<dyn Bus>) {
+    const TOGETHER: usize = 600;
+    let queue = unique("xcomponent:conformance-many");
+    let sent: Vec<QueueMessage> =
+        (0..TOGETHER + 2).map(|index| message(&format!("instance-{}", index % 3), index)).collect();
+    bus.enqueue(&queue, &sent[0]).await.expect("enqueue before");
+    bus.enqueue_many(&queue, &sent[1..=TOGETHER]).await.expect("enqueue_many");
+    bus.enqueue(&queue, &sent[TOGETHER + 1]).await.expect("enqueue after");
+    let mut consumer = bus.consume(&queue, "runtimes", "member-1").await.expect("consume");
+    for (index, expected) in sent.iter().enumerate() {
+        let delivery = next(&mut consumer, &format!("enqueue_many: message {index}")).await;
+        assert_eq!(delivery.message, *expected, "enqueue_many: message {index} out of order");
         delivery.ack().await.expect("ack");
     }
 }

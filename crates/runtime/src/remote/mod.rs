@@ -21,6 +21,7 @@ pub(crate) mod wire;
 
 use crate::handle::RuntimeHandle;
 use crate::shared::Shared;
+use futures_util::future::join_all;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -161,12 +162,13 @@ impl Shared {
         if acks.is_empty() {
             return;
         }
+        // All at once: a backend with a round trip per ack (NATS AckAck, Redis XACK) overlaps
+        // them on its connection instead of queueing them one behind the other.
         tokio::spawn(async move {
-            for acknowledge in acks {
-                if let Err(error) = acknowledge.ack().await {
-                    // Not lost: the broker delivers it again and the inbox drops it.
-                    tracing::warn!(%error, "Bus acknowledgement failed; the message will come back as a duplicate.");
-                }
+            let outcomes = join_all(acks.into_iter().map(|acknowledge| acknowledge.ack())).await;
+            for error in outcomes.into_iter().filter_map(Result::err) {
+                // Not lost: the broker delivers it again and the inbox drops it.
+                tracing::warn!(%error, "Bus acknowledgement failed; the message will come back as a duplicate.");
             }
         });
     }

@@ -2,12 +2,19 @@
 //! them from the outbox. What it cannot send now stays in the outbox; a sweep every
 //! `RELAY_SWEEP_INTERVAL` sends it again. A message may so reach the broker twice (sent, then
 //! the process died before its outbox removal was stored): the receiver's inbox drops the copy.
+//!
+//! The messages of one relay batch for one queue are handed to the bus together
+//! (`Bus::enqueue_many`): a backend that pipelines waits for one confirm round trip per batch
+//! rather than one per message. Batches follow each other, so a queue's messages leave in the
+//! order they were stored. A batch's outbox removal is committed while the next batch is sent
+//! (`Removal`: one in flight at a time), never before the broker confirmed its messages.
 
 use super::{RELAY_SWEEP_INTERVAL, RELAY_SWEEP_MIN_AGE, Remote, wire};
 use crate::shared::Shared;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use xcomponent_core::bus::component_queue;
+use tokio::task::JoinHandle;
+use xcomponent_core::bus::{QueueMessage, component_queue};
 use xcomponent_core::message::{Envelope, MessageId};
 use xcomponent_core::store::{CommitBatch, EventStore};
 
@@ -26,6 +33,7 @@ pub(crate) async fn run_relay(shared: Arc<Shared>, mut queue: mpsc::Receiver<Arc
     let mut sweep = tokio::time::interval(RELAY_SWEEP_INTERVAL);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(RELAY_BATCH);
+    let mut removal = Removal { store, running: None };
     loop {
         tokio::select! {
             changed = shutdown.changed() => {
@@ -33,7 +41,8 @@ pub(crate) async fn run_relay(shared: Arc<Shared>, mut queue: mpsc::Receiver<Arc
                     while let Ok(envelope) = queue.try_recv() {
                         batch.push(envelope);
                     }
-                    send_batch(remote, store.as_ref(), &mut batch).await;
+                    send_batch(remote, &mut removal, &mut batch).await;
+                    removal.finish().await;
                     return;
                 }
             }
@@ -41,22 +50,56 @@ pub(crate) async fn run_relay(shared: Arc<Shared>, mut queue: mpsc::Receiver<Arc
                 if received == 0 {
                     return;
                 }
-                send_batch(remote, store.as_ref(), &mut batch).await;
+                send_batch(remote, &mut removal, &mut batch).await;
             }
-            _ = sweep.tick() => sweep_outbox(&shared, remote, store.as_ref()).await,
+            _ = sweep.tick() => sweep_outbox(&shared, remote, &mut removal).await,
         }
     }
 }
 
-/// Sends `batch` in order and removes what the broker confirmed from the outbox. Stops at the
-/// first failure: the rest stays in the outbox for the sweep. Returns whether all were sent.
+/// The outbox removal of the messages last confirmed, committed while the next batch is sent;
+/// at most one is in flight (the next one waits for it).
+struct Removal {
+    store: Arc<dyn EventStore>,
+    running: Option<JoinHandle<()>>,
+}
+
+impl Removal {
+    /// Commits the removal of `sent` (confirmed by the broker) once the previous one is done.
+    async fn start(&mut self, sent: Vec<MessageId>) {
+        self.finish().await;
+        let store = self.store.clone();
+        self.running = Some(tokio::spawn(async move {
+            let removal = CommitBatch { delivered: sent, ..CommitBatch::default() };
+            if let Err(error) = store.commit(&removal).await {
+                // The messages are on the bus; the sweep sends them again and the receiver's
+                // inbox drops the copies.
+                tracing::warn!(%error, "Outbox removal of sent messages not stored.");
+            }
+        }));
+    }
+
+    /// Waits for the removal in flight, if any.
+    async fn finish(&mut self) {
+        if let Some(running) = self.running.take()
+            && let Err(error) = running.await
+        {
+            tracing::warn!(%error, "Outbox removal task failed.");
+        }
+    }
+}
+
+/// Sends `batch` and removes what the broker confirmed from the outbox. The messages for one
+/// queue go in one `Bus::enqueue_many`, in their order (there is no order between queues).
+/// Stops at the first failure: the rest stays in the outbox for the sweep. Returns whether all
+/// were sent.
 async fn send_batch(
     remote: &Remote,
-    store: &dyn EventStore,
+    removal: &mut Removal,
     batch: &mut Vec<Arc<Envelope>>,
 ) -> bool {
-    let mut done: Vec<MessageId> = Vec::with_capacity(batch.len());
-    let mut all_sent = true;
+    // Per target queue, in order of first appearance: the ids and encoded messages.
+    let mut queues: Vec<(String, Vec<MessageId>, Vec<QueueMessage>)> = Vec::new();
     for envelope in batch.drain(..) {
         let message = match wire::encode(&envelope) {
             Ok(message) => message,
@@ -65,30 +108,41 @@ async fn send_batch(
                 continue;
             }
         };
-        match remote.bus.enqueue(&component_queue(&envelope.component), &message).await {
-            Ok(()) => done.push(envelope.id),
-            Err(error) => {
-                tracing::warn!(message = %envelope.id, component = %envelope.component, %error, "Bus refused a message; it stays in the outbox and is sent again by the sweep.");
+        let queue = component_queue(&envelope.component);
+        match queues.iter_mut().find(|(name, ..)| *name == queue) {
+            Some((_, ids, messages)) => {
+                ids.push(envelope.id);
+                messages.push(message);
+            }
+            None => queues.push((queue, vec![envelope.id], vec![message])),
+        }
+    }
+    let mut done: Vec<MessageId> = Vec::new();
+    let mut all_sent = true;
+    for (queue, ids, messages) in &queues {
+        match remote.bus.enqueue_many(queue, messages).await {
+            Ok(()) => done.extend_from_slice(ids),
+            Err(failure) => {
+                let confirmed = failure.confirmed.min(ids.len());
+                done.extend_from_slice(&ids[..confirmed]);
+                let error = failure.error;
+                let refused = ids.get(confirmed).map(ToString::to_string).unwrap_or_default();
+                tracing::warn!(message = %refused, %queue, %error, "Bus refused a message; it and the ones after it stay in the outbox and are sent again by the sweep.");
                 all_sent = false;
                 break;
             }
         }
     }
-    batch.clear();
     if !done.is_empty() {
-        let removal = CommitBatch { delivered: done, ..CommitBatch::default() };
-        if let Err(error) = store.commit(&removal).await {
-            // The messages are on the bus; the sweep sends them again and the receiver's inbox
-            // drops the copies.
-            tracing::warn!(%error, "Outbox removal of sent messages not stored.");
-        }
+        removal.start(done).await;
     }
     all_sent
 }
 
 /// Sends every outbox message for a component hosted elsewhere that is older than
 /// `RELAY_SWEEP_MIN_AGE`, page by page, until a send fails.
-async fn sweep_outbox(shared: &Shared, remote: &Remote, store: &dyn EventStore) {
+async fn sweep_outbox(shared: &Shared, remote: &Remote, removal: &mut Removal) {
+    let store = removal.store.clone();
     let min_age = i64::try_from(RELAY_SWEEP_MIN_AGE.as_millis()).unwrap_or(i64::MAX);
     let cutoff = shared.clock.now().saturating_sub(min_age);
     let mut after = None;
@@ -115,7 +169,7 @@ async fn sweep_outbox(shared: &Shared, remote: &Remote, store: &dyn EventStore) 
         if !batch.is_empty() {
             tracing::info!(messages = batch.len(), "Outbox sweep sends messages not sent yet.");
         }
-        if !send_batch(remote, store, &mut batch).await || !full {
+        if !send_batch(remote, removal, &mut batch).await || !full {
             return;
         }
     }

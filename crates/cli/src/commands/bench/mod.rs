@@ -1,5 +1,6 @@
 //! `xcomponent-ai bench`: measurements of this build on this machine, printed as a table.
 
+mod bus;
 mod memory;
 mod store;
 
@@ -16,6 +17,38 @@ pub enum BenchCommand {
     /// Durable transitions/s through the runtime on a store, and the time to restore a large
     /// population from it.
     Store(StoreArgs),
+    /// The cross-component round trip between two runtimes joined by a broker: latency
+    /// p50/p99 and flows/s of an order that creates a payment in the other runtime and gets its
+    /// reply back, with C flows in flight.
+    Bus(BusArgs),
+}
+
+/// Options of `bench bus`.
+#[derive(Debug, Args)]
+pub struct BusArgs {
+    /// Broker URL: redis://..., amqp://..., nats://..., kafka://..., or memory (one in-process
+    /// bus shared by both runtimes).
+    #[arg(long, env = "BROKER_URL")]
+    pub broker: String,
+    /// Store URL of each runtime: memory, postgres://..., redis://..., sqlite://PATH. Each
+    /// runtime has its own: schema `xcbench_orders` / `xcbench_payments` (PostgreSQL), key prefix
+    /// `xcbench-orders` / `xcbench-payments` (Redis), file `PATH.orders` / `PATH.payments`.
+    #[arg(long, default_value = "memory")]
+    pub store: String,
+    /// Kafka: `BusOptions::kafka_fetch_wait` in milliseconds (default 10), the longest a fetch
+    /// waits for records; some Kafka-compatible brokers (tansu) hold a fetch that long even when
+    /// a record arrives, which adds up to it to every hop.
+    #[arg(long)]
+    pub kafka_fetch_wait_ms: Option<u64>,
+    /// Flows measured at each concurrency level.
+    #[arg(long, default_value_t = 2_000)]
+    pub flows: usize,
+    /// Flows in flight; a comma-separated list measures each level in turn.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 32])]
+    pub concurrency: Vec<usize>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `bench store`.
@@ -66,5 +99,6 @@ pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Memory(args) => memory::run(&args),
         BenchCommand::Store(args) => store::run(&args),
+        BenchCommand::Bus(args) => bus::run(&args),
     }
 }
