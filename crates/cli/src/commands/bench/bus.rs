@@ -104,9 +104,19 @@ async fn open_store(url: &str, role: &str) -> anyhow::Result<Arc<dyn EventStore>
     };
     let url = match url.strip_prefix("sqlite://") {
         Some(path) => format!("sqlite://{path}.{role}"),
-        None => url.to_owned(),
+        None => own_schema(url, role),
     };
     xcomponent_store::open(&url, &options).await.with_context(|| format!("opening store {url}"))
+}
+
+/// A `schema=NAME` parameter in a PostgreSQL URL wins over `StoreOptions::schema`: it becomes
+/// `NAME_<role>`, so the runtimes still get one schema each.
+fn own_schema(url: &str, role: &str) -> String {
+    let found =
+        ["?schema=", "&schema="].iter().find_map(|key| url.find(key).map(|at| at + key.len()));
+    let Some(start) = found else { return url.to_owned() };
+    let end = url[start..].find('&').map_or(url.len(), |offset| start + offset);
+    format!("{}{}_{role}{}", &url[..start], &url[start..end], &url[end..])
 }
 
 async fn start(
@@ -250,7 +260,7 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 }
 
 pub fn run(args: &BusArgs) -> anyhow::Result<ExitCode> {
-    if args.flows == 0 || args.concurrency.iter().any(|&level| level == 0) {
+    if args.flows == 0 || args.concurrency.contains(&0) {
         return Err(anyhow!("--flows and every --concurrency level must be at least 1"));
     }
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);

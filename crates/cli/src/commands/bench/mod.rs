@@ -32,7 +32,8 @@ pub struct BusArgs {
     pub broker: String,
     /// Store URL of each runtime: memory, postgres://..., redis://..., sqlite://PATH. Each
     /// runtime has its own: schema `xcbench_orders` / `xcbench_payments` (PostgreSQL), key prefix
-    /// `xcbench-orders` / `xcbench-payments` (Redis), file `PATH.orders` / `PATH.payments`.
+    /// `xcbench-orders` / `xcbench-payments` (Redis), file `PATH.orders` / `PATH.payments`. A
+    /// `schema=NAME` in a PostgreSQL URL becomes `NAME_orders` / `NAME_payments`.
     #[arg(long, default_value = "memory")]
     pub store: String,
     /// Kafka: `BusOptions::kafka_fetch_wait` in milliseconds (default 10), the longest a fetch
