@@ -51,6 +51,18 @@ pub const MAX_CACHED_INSTANCES: usize = 1_000_000;
 /// Commands waiting for their answer at once; past it a command is answered `Accepted` at once.
 pub const MAX_PENDING_COMMANDS: usize = 10_000;
 
+/// The channels a cluster view follows.
+const VIEW_CHANNELS: [&str; 8] = [
+    channels::ANNOUNCE,
+    channels::HEARTBEAT,
+    channels::SHUTDOWN,
+    channels::STATE_CHANGE,
+    channels::INSTANCE_CREATED,
+    channels::INSTANCE_COMPLETED,
+    channels::QUERY_RESPONSE,
+    channels::COMMAND_RESPONSE,
+];
+
 /// Settings of a cluster view.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -120,21 +132,9 @@ impl ClusterView {
         clock: Arc<dyn Clock>,
         options: ClusterOptions,
     ) -> Result<ClusterView, RuntimeError> {
-        let subscription = bus
-            .subscribe(&[
-                channels::ANNOUNCE,
-                channels::HEARTBEAT,
-                channels::SHUTDOWN,
-                channels::STATE_CHANGE,
-                channels::INSTANCE_CREATED,
-                channels::INSTANCE_COMPLETED,
-                channels::QUERY_RESPONSE,
-                channels::COMMAND_RESPONSE,
-            ])
-            .await
-            .map_err(|error| {
-                RuntimeError::Invalid(format!("cannot subscribe to the bus: {error}"))
-            })?;
+        let subscription = bus.subscribe(&VIEW_CHANNELS).await.map_err(|error| {
+            RuntimeError::Invalid(format!("cannot subscribe to the bus: {error}"))
+        })?;
         let registry = Registry::new(Vec::new())?;
         let (stream, _) = broadcast::channel(STREAM_CAPACITY);
         let (shutdown, _) = watch::channel(false);
@@ -200,20 +200,7 @@ impl ClusterView {
     }
 
     async fn resubscribe(&self) -> Option<Box<dyn xcomponent_core::bus::Subscription>> {
-        self.inner
-            .bus
-            .subscribe(&[
-                channels::ANNOUNCE,
-                channels::HEARTBEAT,
-                channels::SHUTDOWN,
-                channels::STATE_CHANGE,
-                channels::INSTANCE_CREATED,
-                channels::INSTANCE_COMPLETED,
-                channels::QUERY_RESPONSE,
-                channels::COMMAND_RESPONSE,
-            ])
-            .await
-            .ok()
+        self.inner.bus.subscribe(&VIEW_CHANNELS).await.ok()
     }
 
     fn now(&self) -> Millis {

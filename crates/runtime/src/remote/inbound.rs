@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use xcomponent_core::bus::{Delivery, QueueConsumer, RUNTIME_GROUP, component_queue};
-use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageBody};
+use xcomponent_core::instance::InstanceId;
+use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageBody, MessageId};
 use xcomponent_core::store::CommitBatch;
 
 /// The first pause after a consumer failed (doubled up to `CONSUMER_BACKOFF_MAX`).
@@ -221,21 +222,10 @@ fn answer_command(
                 origin: Some(origin),
             };
             shared.send_internal(shared.shard_of(instance_id), ShardMsg::Create(message));
-            let instance = *instance_id;
-            let owner = shared.clone();
-            tokio::spawn(async move {
-                let outcome = match outcome.await {
-                    Ok(Ok(created)) => CommandOutcome::Created { instance_id: created },
-                    Ok(Err(error)) => {
-                        if let Some(remote) = &owner.remote {
-                            remote.ack_now(id);
-                        }
-                        CommandOutcome::failed(&error, Some(instance))
-                    }
-                    Err(_) => CommandOutcome::failed(&RuntimeError::ShuttingDown, Some(instance)),
-                };
-                answer(outcome).await;
+            let settled = settle(shared.clone(), id, *instance_id, outcome, |created| {
+                CommandOutcome::Created { instance_id: created }
             });
+            tokio::spawn(async move { answer(settled.await).await });
             true
         }
         MessageBody::Send { instance_id, event, payload } => {
@@ -249,23 +239,33 @@ fn answer_command(
                 origin: Some(origin),
             };
             shared.send_internal(shared.shard_of(instance_id), ShardMsg::Send(message));
-            let instance = *instance_id;
-            let owner = shared.clone();
-            tokio::spawn(async move {
-                let outcome = match outcome.await {
-                    Ok(Ok(result)) => CommandOutcome::Sent { result },
-                    Ok(Err(error)) => {
-                        if let Some(remote) = &owner.remote {
-                            remote.ack_now(id);
-                        }
-                        CommandOutcome::failed(&error, Some(instance))
-                    }
-                    Err(_) => CommandOutcome::failed(&RuntimeError::ShuttingDown, Some(instance)),
-                };
-                answer(outcome).await;
+            let settled = settle(shared.clone(), id, *instance_id, outcome, |result| {
+                CommandOutcome::Sent { result }
             });
+            tokio::spawn(async move { answer(settled.await).await });
             true
         }
         MessageBody::Deliver { .. } | MessageBody::Broadcast { .. } => false,
+    }
+}
+
+/// The outcome of a command placed with a reply: `done` of what the shard answered, or the
+/// failure. A failed command is acknowledged at once: it was not applied, and its sender is told.
+async fn settle<T>(
+    shared: Arc<Shared>,
+    id: MessageId,
+    instance: InstanceId,
+    answered: oneshot::Receiver<Result<T, RuntimeError>>,
+    done: impl FnOnce(T) -> CommandOutcome,
+) -> CommandOutcome {
+    match answered.await {
+        Ok(Ok(value)) => done(value),
+        Ok(Err(error)) => {
+            if let Some(remote) = &shared.remote {
+                remote.ack_now(id);
+            }
+            CommandOutcome::failed(&error, Some(instance))
+        }
+        Err(_) => CommandOutcome::failed(&RuntimeError::ShuttingDown, Some(instance)),
     }
 }
