@@ -1,8 +1,11 @@
 //! Support for tests that run the `xcomponent-ai` binary as a process: a free port, a minimal
 //! HTTP/1.1 client over `TcpStream` (so the tests depend on nothing but std and serde_json), and
-//! a `serve` process killed when dropped (also when an assertion fails mid-test).
+//! a `serve` process killed when dropped (also when an assertion fails mid-test); `keep_alive`
+//! holds a client on one persistent connection for tests that measure throughput.
 
 #![allow(dead_code)]
+
+pub mod keep_alive;
 
 use serde_json::Value;
 use std::io::{Read, Write};
