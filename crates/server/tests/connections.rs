@@ -281,6 +281,10 @@ async fn an_oversized_websocket_message_gets_close_1009() {
 const GOOD_REQUESTS: usize = 300;
 /// Misbehaving connections held open during the fault-injection test.
 const BAD_CONNECTIONS: usize = 1000;
+/// The stated bound: beside the bad connections the good client keeps at least this share of
+/// its requests per second alone (20-90% measured on two shared cores; the bound leaves room
+/// for a busy machine and still fails if every event costs a write per client again).
+const MIN_GOOD_SHARE: f64 = 0.10;
 /// Pause of a bad connection before it reconnects (a flood of reconnections is not measured
 /// here: it is a connection-rate problem, see the report).
 const BAD_RETRY: Duration = Duration::from_secs(1);
@@ -422,10 +426,14 @@ async fn a_good_client_is_served_beside_a_thousand_bad_connections() {
     assert!(pong, "the good client's live feed works during the attack");
     assert_eq!(baseline_errors, 0);
     assert_eq!(attacked_errors, 0, "no request of the good client fails");
-    // Throughput is printed, not bounded (the machine is shared): beside 256 admitted bad
-    // connections, 128 of them unfiltered WebSockets every event is sent to, it kept 7% of its
-    // throughput when each event cost a write per client, 20-90% since writes to a client are
-    // batched (`WS_WRITE_INTERVAL`).
-    assert!(attacked > 0.0);
+    // Beside 256 admitted bad connections, 128 of them unfiltered WebSockets every event is sent
+    // to, it kept 7% of its throughput when each event cost a write per client, 20-90% since
+    // writes to a client are batched (`WS_WRITE_INTERVAL`).
+    assert!(
+        attacked >= MIN_GOOD_SHARE * baseline,
+        "beside the bad connections the good client kept {:.0}% of its throughput (bound: {:.0}%)",
+        100.0 * attacked / baseline,
+        100.0 * MIN_GOOD_SHARE
+    );
     server.stop().await;
 }
