@@ -17,6 +17,7 @@ use super::reply::CommandOutcome;
 use super::wire;
 use crate::api::{RuntimeApi, RuntimePeer};
 use crate::commit_health::StoreHealth;
+use crate::content;
 use crate::delivery::MessageCounts;
 use crate::error::RuntimeError;
 use crate::handle::{CreateRequest, SendRequest};
@@ -38,6 +39,7 @@ use xcomponent_core::definition::Definition;
 use xcomponent_core::instance::{
     Context, EventId, InstanceId, MachineIdx, Millis, StateIdx, Status,
 };
+use xcomponent_core::matching::PropertyFilter;
 use xcomponent_core::message::{DeadLetter, Envelope, MessageBody, MessageId};
 use xcomponent_core::model::{Component, StateType};
 use xcomponent_core::store::EventStore;
@@ -666,6 +668,7 @@ impl RuntimeApi for ClusterView {
 
     async fn create(&self, request: CreateRequest) -> Result<InstanceId, RuntimeError> {
         self.the_registry().resolve(&request.component, &request.machine)?;
+        content::check_data("context", &request.context)?;
         let id = request.id.unwrap_or_else(InstanceId::draw);
         let body = MessageBody::Create {
             machine: request.machine.clone(),
@@ -688,7 +691,7 @@ impl RuntimeApi for ClusterView {
             Some(CommandOutcome::Failed { kind, error, instance_id }) => {
                 Err(CommandOutcome::into_error(&kind, error, instance_id))
             }
-            Some(CommandOutcome::Sent { .. }) | None => {
+            Some(CommandOutcome::Sent { .. } | CommandOutcome::Broadcast { .. }) | None => {
                 Err(RuntimeError::Accepted { message_id, instance_id: Some(id) })
             }
         }
@@ -699,6 +702,8 @@ impl RuntimeApi for ClusterView {
             .component_of(request.instance)
             .await
             .ok_or(RuntimeError::UnknownInstance(request.instance))?;
+        content::check_text("event", &request.event)?;
+        content::check_data("payload", &request.payload)?;
         let body = MessageBody::Send {
             instance_id: request.instance,
             event: request.event,
@@ -711,7 +716,39 @@ impl RuntimeApi for ClusterView {
             Some(CommandOutcome::Failed { kind, error, instance_id }) => {
                 Err(CommandOutcome::into_error(&kind, error, instance_id))
             }
-            Some(CommandOutcome::Created { .. }) | None => {
+            Some(CommandOutcome::Created { .. } | CommandOutcome::Broadcast { .. }) | None => {
+                Err(RuntimeError::Accepted { message_id, instance_id: None })
+            }
+        }
+    }
+
+    async fn broadcast(
+        &self,
+        component: &str,
+        machine: &str,
+        state: Option<&str>,
+        event: &str,
+        payload: Context,
+        filters: Vec<PropertyFilter>,
+    ) -> Result<usize, RuntimeError> {
+        self.the_registry().resolve(component, machine)?;
+        content::check_text("event", event)?;
+        content::check_data("payload", &payload)?;
+        let body = MessageBody::Broadcast {
+            machine: machine.to_owned(),
+            state: state.map(str::to_owned),
+            event: event.to_owned(),
+            payload,
+            filters,
+        };
+        let envelope = self.envelope(component.to_owned(), body, None, None);
+        let message_id = envelope.id;
+        match self.command(envelope).await? {
+            Some(CommandOutcome::Broadcast { count }) => Ok(count),
+            Some(CommandOutcome::Failed { kind, error, instance_id }) => {
+                Err(CommandOutcome::into_error(&kind, error, instance_id))
+            }
+            Some(CommandOutcome::Created { .. } | CommandOutcome::Sent { .. }) | None => {
                 Err(RuntimeError::Accepted { message_id, instance_id: None })
             }
         }

@@ -7,7 +7,7 @@ use super::reply::CommandOutcome;
 use super::wire;
 use crate::error::RuntimeError;
 use crate::placement::{Routed, place, trace_of};
-use crate::protocol::{CreateMsg, Origin, SendMsg, ShardMsg};
+use crate::protocol::{CreateMsg, FanIn, Origin, SendMsg, ShardMsg};
 use crate::shared::Shared;
 use rustc_hash::FxHashSet;
 use std::sync::Arc;
@@ -172,7 +172,7 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) -> Result<(), String> 
     Ok(())
 }
 
-/// A creation or a send whose sender waits for the outcome (a dashboard's command): placed on
+/// A creation, a send or a broadcast whose sender waits for the outcome (a dashboard's command): placed on
 /// its shard with a reply, answered on `reply_to` once the outcome is stored. A command that is
 /// ignored or refused is answered and acknowledged, not dead-lettered (its sender hears why); one
 /// that failed for an infrastructure reason is answered as failed and acknowledged too (it was
@@ -222,7 +222,7 @@ fn answer_command(
                 origin: Some(origin),
             };
             shared.send_internal(shared.shard_of(instance_id), ShardMsg::Create(message));
-            let settled = settle(shared.clone(), id, *instance_id, outcome, |created| {
+            let settled = settle(shared.clone(), id, Some(*instance_id), outcome, |created| {
                 CommandOutcome::Created { instance_id: created }
             });
             tokio::spawn(async move { answer(settled.await).await });
@@ -239,13 +239,34 @@ fn answer_command(
                 origin: Some(origin),
             };
             shared.send_internal(shared.shard_of(instance_id), ShardMsg::Send(message));
-            let settled = settle(shared.clone(), id, *instance_id, outcome, |result| {
+            let settled = settle(shared.clone(), id, Some(*instance_id), outcome, |result| {
                 CommandOutcome::Sent { result }
             });
             tokio::spawn(async move { answer(settled.await).await });
             true
         }
-        MessageBody::Deliver { .. } | MessageBody::Broadcast { .. } => false,
+        MessageBody::Broadcast { .. } => {
+            let mut routed: Routed = Vec::new();
+            if let Err(reason) = place(shared, envelope, Some(origin), &mut routed) {
+                remote.ack_now(id);
+                tokio::spawn(answer(CommandOutcome::failed(&RuntimeError::Invalid(reason), None)));
+                return true;
+            }
+            let (reply, outcome) = oneshot::channel();
+            let fan_in = FanIn::new(routed.len(), reply);
+            for (shard, mut message) in routed {
+                if let ShardMsg::Deliver(deliver) = &mut message {
+                    deliver.reply = Some(fan_in.clone());
+                }
+                shared.send_internal(shard, message);
+            }
+            let settled = settle(shared.clone(), id, None, outcome, |count| {
+                CommandOutcome::Broadcast { count }
+            });
+            tokio::spawn(async move { answer(settled.await).await });
+            true
+        }
+        MessageBody::Deliver { .. } => false,
     }
 }
 
@@ -254,7 +275,7 @@ fn answer_command(
 async fn settle<T>(
     shared: Arc<Shared>,
     id: MessageId,
-    instance: InstanceId,
+    instance: Option<InstanceId>,
     answered: oneshot::Receiver<Result<T, RuntimeError>>,
     done: impl FnOnce(T) -> CommandOutcome,
 ) -> CommandOutcome {
@@ -264,8 +285,8 @@ async fn settle<T>(
             if let Some(remote) = &shared.remote {
                 remote.ack_now(id);
             }
-            CommandOutcome::failed(&error, Some(instance))
+            CommandOutcome::failed(&error, instance)
         }
-        Err(_) => CommandOutcome::failed(&RuntimeError::ShuttingDown, Some(instance)),
+        Err(_) => CommandOutcome::failed(&RuntimeError::ShuttingDown, instance),
     }
 }

@@ -19,6 +19,8 @@ pub(crate) enum CommandOutcome {
     },
     /// The event was applied (or ignored) and stored.
     Sent { result: SendOutcome },
+    /// A broadcast reached `count` instances that took a transition, all stored.
+    Broadcast { count: usize },
     /// Nothing was applied.
     Failed {
         /// `unknown_component`, `unknown_machine`, `unknown_instance`, `singleton_exists`,

@@ -521,6 +521,19 @@ async fn a_cluster_view_sees_every_runtime_and_routes_commands_to_the_owner() {
     };
     assert!(matches!(view.create(unknown).await, Err(RuntimeError::UnknownMachine { .. })));
 
+    // A broadcast runs in the owner, which answers how many instances took it, once stored.
+    let decline = async |state: &str| {
+        view.broadcast("Shop", "Order", Some(state), "DECLINED", Default::default(), Vec::new())
+            .await
+    };
+    assert_eq!(decline("AwaitingPayment").await.unwrap(), 1, "the one awaiting order");
+    assert_eq!(decline("AwaitingPayment").await.unwrap(), 0, "it finished");
+    assert!(shop.handle().instance(order).await.is_none(), "the order ended in Cancelled");
+    let Err(RuntimeError::Invalid(reason)) = decline("Nowhere").await else {
+        panic!("a state the machine lacks is refused by the owner");
+    };
+    assert!(reason.contains("Nowhere"), "{reason}");
+
     // Its owner gone, a creation is accepted (stored on the queue) and applied when it is back.
     billing.shutdown().await;
     eventually("the stopped runtime leaves the list", async || view.peers().len() == 1).await;
