@@ -8,6 +8,7 @@
 //! dead letters from it.
 
 use super::broker;
+use super::options::{self, HttpArgs};
 use super::serve::{LogFormat, init_logging, signal};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use xcomponent_runtime::{ClusterOptions, ClusterView, RuntimeApi};
-use xcomponent_server::{AppState, Metrics, ServerConfig};
+use xcomponent_server::{AppState, Metrics, ServerConfig, TimedStore};
 use xcomponent_store::StoreOptions;
 
 /// Arguments of `dashboard`.
@@ -29,22 +30,6 @@ pub struct DashboardArgs {
     /// The runtimes' shared store, for history and dead letters: postgres://..., redis://...
     #[arg(long, env = "DATABASE_URL", value_name = "URL")]
     pub store: Option<String>,
-
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, short = 'p', env = "PORT", default_value_t = 3000)]
-    pub port: u16,
-
-    /// Address to listen on (0.0.0.0 for every interface, as in a container).
-    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
-    pub host: String,
-
-    /// Require `Authorization: Bearer TOKEN` on every mutating route.
-    #[arg(long, env = "XCOMPONENT_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
-    pub token: Option<String>,
-
-    /// Accept requests for host NAME (repeatable) when bound to a loopback address.
-    #[arg(long, value_name = "NAME")]
-    pub allow_host: Vec<String>,
 
     /// How long a command waits for its owner's answer before 202, in milliseconds.
     #[arg(long, default_value_t = xcomponent_runtime::DEFAULT_REPLY_TIMEOUT.as_millis() as u64, value_name = "MS")]
@@ -61,6 +46,9 @@ pub struct DashboardArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// Runs `dashboard` until SIGINT/SIGTERM.
@@ -85,12 +73,14 @@ async fn watch(args: DashboardArgs) -> Result<()> {
         bail!("the memory bus is one process: `serve` is the dashboard of a single process");
     }
     let bus = broker::open(&broker_url, None).await?;
+    let metrics = Metrics::new();
     let store = match args.store.as_deref().filter(|url| !url.is_empty()) {
-        Some(url) => Some(
+        Some(url) => Some(TimedStore::wrap(
             xcomponent_store::open(url, &StoreOptions::default())
                 .await
-                .with_context(|| format!("cannot open the store {}", broker::redacted(url)))?,
-        ),
+                .with_context(|| format!("cannot open the store {}", options::redact(url)))?,
+            &metrics,
+        )),
         None => None,
     };
     let options = ClusterOptions {
@@ -101,28 +91,24 @@ async fn watch(args: DashboardArgs) -> Result<()> {
     let view = ClusterView::connect(bus, store, Arc::new(xcomponent_core::SystemClock), options)
         .await
         .context("cannot follow the bus")?;
-    let address = format!("{}:{}", args.host, args.port);
+    let address = args.http.address();
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
     let local = listener.local_addr().context("cannot read the listening address")?;
     let config = ServerConfig {
-        token: args.token.filter(|token| !token.is_empty()),
         mode: "distributed".to_owned(),
         broker: broker::redacted(&broker_url),
-        host: args.host.clone(),
-        port: local.port(),
-        metrics: Metrics::new(),
         runtime_name: Some("dashboard".to_owned()),
-        allowed_hosts: args.allow_host.clone(),
-        ..ServerConfig::default()
+        ..args.http.server_config(local.port(), metrics)
     };
     let runtime: Arc<dyn RuntimeApi> = Arc::new(view.clone());
     let state = AppState::new(runtime, config).await;
     let signalled = signal();
     {
         use std::io::Write as _;
-        let host = if args.host == "0.0.0.0" { "localhost" } else { args.host.as_str() };
+        let host = &args.http.host;
+        let host = if host == "0.0.0.0" { "localhost" } else { host.as_str() };
         let base = format!("http://{host}:{}", local.port());
         let mut out = std::io::stdout().lock();
         let _ = writeln!(

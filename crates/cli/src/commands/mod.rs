@@ -7,6 +7,7 @@ mod explain;
 mod graph;
 mod init;
 mod load;
+mod options;
 mod run;
 mod runtime;
 mod schema;

@@ -5,14 +5,15 @@
 //! commands they send. SIGINT/SIGTERM: finish queued work, store it, say goodbye, stop.
 
 use super::broker;
-use super::serve::{DurabilityArg, LogFormat, durability, init_logging, load, signal, store_url};
+use super::options::{self, EngineArgs, StoreArgs};
+use super::serve::{LogFormat, init_logging, load, signal};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use xcomponent_runtime::{BusConfig, RuntimeBuilder, RuntimeOptions};
-use xcomponent_store::StoreOptions;
+use xcomponent_runtime::{BusConfig, RuntimeBuilder};
+use xcomponent_server::Metrics;
 
 /// Arguments of `runtime`.
 #[derive(Debug, Args)]
@@ -26,18 +27,6 @@ pub struct RuntimeArgs {
     /// XCOMPONENT_BROKER_URL or REDIS_URL).
     #[arg(long, short = 'b', value_name = "URL")]
     pub broker: Option<String>,
-
-    /// Store URL: memory, sqlite://PATH, postgres://..., redis://... (default: SQLite in --data-dir).
-    #[arg(long, env = "DATABASE_URL", value_name = "URL")]
-    pub store: Option<String>,
-
-    /// Folder of the default SQLite store (created if missing).
-    #[arg(long, default_value = "./xcomponent-data", value_name = "DIR")]
-    pub data_dir: PathBuf,
-
-    /// When a store commit counts as done.
-    #[arg(long, value_enum, default_value = "each-commit")]
-    pub durability: DurabilityArg,
 
     /// Name of this runtime on the bus: its consumer name (keep it stable across restarts) and
     /// what dashboards show (default: "runtime-" and the hosted component names).
@@ -54,13 +43,15 @@ pub struct RuntimeArgs {
     #[arg(long, default_value_t = xcomponent_runtime::DEFAULT_HEARTBEAT_INTERVAL.as_millis() as u64, value_name = "MS")]
     pub heartbeat_ms: u64,
 
-    /// Shards (default: one per core).
-    #[arg(long, value_name = "N")]
-    pub shards: Option<usize>,
-
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// Runs `runtime` until SIGINT/SIGTERM.
@@ -90,17 +81,10 @@ async fn host(args: RuntimeArgs) -> Result<()> {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| format!("runtime-{}", names.join("-")));
     let bus = broker::open(&broker_url, args.redelivery_ms).await?;
-    let url = store_url(args.store.as_deref(), &args.data_dir)?;
-    let store = xcomponent_store::open(
-        &url,
-        &StoreOptions { durability: durability(args.durability), ..StoreOptions::default() },
-    )
-    .await
-    .with_context(|| format!("cannot open the store {}", broker::redacted(&url)))?;
-    let mut options = RuntimeOptions::default();
-    if let Some(shards) = args.shards {
-        options.shards = shards.max(1);
-    }
+    let url = args.store.url()?;
+    let options = args.engine.runtime_options();
+    let store = args.store.open(&url, options.shards, &Metrics::new()).await?;
+    args.engine.spawn_retention(store.clone());
     let mut config = BusConfig::new(name.clone());
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
     let mut builder = RuntimeBuilder::new().store(store).options(options).bus(bus, config);
@@ -118,7 +102,7 @@ async fn host(args: RuntimeArgs) -> Result<()> {
             names.join(", "),
             broker::redacted(&broker_url)
         );
-        let _ = writeln!(out, "  store:      {}", broker::redacted(&url));
+        let _ = writeln!(out, "  store:      {}", options::redact(&url));
         let _ = out.flush();
     }
     tracing::info!(runtime = %name, components = ?names, "runtime started");
