@@ -474,8 +474,29 @@ impl ClusterView {
         lock(&self.inner.peers).retain(|_, peer| now.saturating_sub(peer.last_seen) <= limit);
     }
 
-    /// Sends a command on the component's queue and waits for its owner's answer.
-    async fn command(&self, envelope: Envelope) -> Result<Option<CommandOutcome>, RuntimeError> {
+    /// Sends a command on the component's queue and waits for its owner's answer: the outcome,
+    /// the owner's refusal as its error, or `Accepted` (with `instance`, when the command names
+    /// one) when no answer came in time.
+    async fn command(
+        &self,
+        envelope: Envelope,
+        instance: Option<InstanceId>,
+    ) -> Result<CommandOutcome, RuntimeError> {
+        let message_id = envelope.id;
+        match self.send_command(envelope).await? {
+            Some(CommandOutcome::Failed { kind, error, instance_id }) => {
+                Err(CommandOutcome::into_error(&kind, error, instance_id))
+            }
+            Some(outcome) => Ok(outcome),
+            None => Err(RuntimeError::Accepted { message_id, instance_id: instance }),
+        }
+    }
+
+    /// Sends a command on the component's queue and waits for its owner's answer, if any.
+    async fn send_command(
+        &self,
+        envelope: Envelope,
+    ) -> Result<Option<CommandOutcome>, RuntimeError> {
         let message = wire::encode_command(&envelope, Some(channels::COMMAND_RESPONSE))
             .map_err(|error| RuntimeError::Invalid(error.to_string()))?;
         let (waiter, answer) = oneshot::channel();
@@ -678,22 +699,19 @@ impl RuntimeApi for ClusterView {
         };
         let component = request.component.clone();
         let envelope = self.envelope(request.component, body, request.correlation_id, None);
-        let message_id = envelope.id;
-        let outcome = self.command(envelope).await?;
-        if matches!(outcome, Some(CommandOutcome::Created { .. }) | None) {
+        let outcome = self.command(envelope, Some(id)).await;
+        if matches!(
+            outcome,
+            Ok(CommandOutcome::Created { .. }) | Err(RuntimeError::Accepted { .. })
+        ) {
             let mut created = lock(&self.inner.created);
             if created.len() < MAX_PENDING_COMMANDS {
                 created.insert(id, component);
             }
         }
-        match outcome {
-            Some(CommandOutcome::Created { instance_id }) => Ok(instance_id),
-            Some(CommandOutcome::Failed { kind, error, instance_id }) => {
-                Err(CommandOutcome::into_error(&kind, error, instance_id))
-            }
-            Some(CommandOutcome::Sent { .. } | CommandOutcome::Broadcast { .. }) | None => {
-                Err(RuntimeError::Accepted { message_id, instance_id: Some(id) })
-            }
+        match outcome? {
+            CommandOutcome::Created { instance_id } => Ok(instance_id),
+            other => Err(other.unexpected()),
         }
     }
 
@@ -710,15 +728,9 @@ impl RuntimeApi for ClusterView {
             payload: request.payload,
         };
         let envelope = self.envelope(component, body, request.correlation_id, request.causation_id);
-        let message_id = envelope.id;
-        match self.command(envelope).await? {
-            Some(CommandOutcome::Sent { result }) => Ok(result),
-            Some(CommandOutcome::Failed { kind, error, instance_id }) => {
-                Err(CommandOutcome::into_error(&kind, error, instance_id))
-            }
-            Some(CommandOutcome::Created { .. } | CommandOutcome::Broadcast { .. }) | None => {
-                Err(RuntimeError::Accepted { message_id, instance_id: None })
-            }
+        match self.command(envelope, None).await? {
+            CommandOutcome::Sent { result } => Ok(result),
+            other => Err(other.unexpected()),
         }
     }
 
@@ -742,15 +754,9 @@ impl RuntimeApi for ClusterView {
             filters,
         };
         let envelope = self.envelope(component.to_owned(), body, None, None);
-        let message_id = envelope.id;
-        match self.command(envelope).await? {
-            Some(CommandOutcome::Broadcast { count }) => Ok(count),
-            Some(CommandOutcome::Failed { kind, error, instance_id }) => {
-                Err(CommandOutcome::into_error(&kind, error, instance_id))
-            }
-            Some(CommandOutcome::Created { .. } | CommandOutcome::Sent { .. }) | None => {
-                Err(RuntimeError::Accepted { message_id, instance_id: None })
-            }
+        match self.command(envelope, None).await? {
+            CommandOutcome::Broadcast { count } => Ok(count),
+            other => Err(other.unexpected()),
         }
     }
 

@@ -52,6 +52,12 @@ impl CommandOutcome {
         }
     }
 
+    /// An answer of another kind than the command asked for (an owner running another version):
+    /// reported as a refusal naming it.
+    pub fn unexpected(self) -> RuntimeError {
+        RuntimeError::Invalid(format!("the owner answered with an unexpected outcome: {self:?}"))
+    }
+
     /// The error a caller in another process sees for a failure.
     pub fn into_error(kind: &str, error: String, instance: Option<InstanceId>) -> RuntimeError {
         match (kind, instance) {
