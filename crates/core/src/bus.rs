@@ -57,6 +57,11 @@ pub mod channels {
     pub const QUERY_RESPONSE: &str = "fsm:responses:query";
     /// A runtime's answer to a command that carried a `requestId`.
     pub const COMMAND_RESPONSE: &str = "fsm:responses:command";
+    /// A dashboard without the runtimes' store reads history, records and dead letters from
+    /// every runtime's store.
+    pub const STORE_READ: &str = "fsm:queries:store";
+    /// A runtime's answer to `STORE_READ`.
+    pub const STORE_READ_RESPONSE: &str = "fsm:responses:store";
     /// Version of the JSON layout of every message on these channels (`schemaVersion`).
     pub const SCHEMA_VERSION: u32 = 1;
 }

@@ -10,9 +10,11 @@
 //!
 //! The view is built from at-most-once channels: an event it misses is corrected by the next
 //! query answer (it asks every `ClusterOptions::refresh_interval`). With a shared store, history
-//! and dead letters are read from it.
+//! and dead letters are read from it; without one, from every runtime's store over the bus
+//! (`reads.rs`).
 
 use super::monitor::publish;
+use super::reads::BusReads;
 use super::reply::CommandOutcome;
 use super::wire;
 use crate::api::{RuntimeApi, RuntimePeer};
@@ -54,7 +56,7 @@ pub const MAX_CACHED_INSTANCES: usize = 1_000_000;
 pub const MAX_PENDING_COMMANDS: usize = 10_000;
 
 /// The channels a cluster view follows.
-const VIEW_CHANNELS: [&str; 8] = [
+const VIEW_CHANNELS: [&str; 9] = [
     channels::ANNOUNCE,
     channels::HEARTBEAT,
     channels::SHUTDOWN,
@@ -63,6 +65,7 @@ const VIEW_CHANNELS: [&str; 8] = [
     channels::INSTANCE_COMPLETED,
     channels::QUERY_RESPONSE,
     channels::COMMAND_RESPONSE,
+    channels::STORE_READ_RESPONSE,
 ];
 
 /// Settings of a cluster view.
@@ -104,7 +107,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     options: ClusterOptions,
     registry: RwLock<Arc<Registry>>,
-    peers: Mutex<HashMap<String, RuntimePeer>>,
+    peers: Arc<Mutex<HashMap<String, RuntimePeer>>>,
+    /// Store reads over the bus, when no store was given.
+    reads: Option<Arc<BusReads>>,
     instances: Mutex<FxHashMap<InstanceId, Cached>>,
     /// Components of instances created through this view and not yet seen in an event (their
     /// creation event may still be on its way), so an event sent right away finds its owner.
@@ -140,6 +145,13 @@ impl ClusterView {
         let registry = Registry::new(Vec::new())?;
         let (stream, _) = broadcast::channel(STREAM_CAPACITY);
         let (shutdown, _) = watch::channel(false);
+        let peers: Arc<Mutex<HashMap<String, RuntimePeer>>> = Arc::default();
+        let reads = store.is_none().then(|| {
+            let known = peers.clone();
+            let expected = Box::new(move || lock(&known).len());
+            Arc::new(BusReads::new(bus.clone(), options.reply_timeout, expected))
+        });
+        let store = store.or_else(|| reads.clone().map(|reads| reads as Arc<dyn EventStore>));
         let view = ClusterView {
             inner: Arc::new(Inner {
                 bus,
@@ -147,7 +159,8 @@ impl ClusterView {
                 clock,
                 options,
                 registry: RwLock::new(Arc::new(registry)),
-                peers: Mutex::new(HashMap::new()),
+                peers,
+                reads,
                 instances: Mutex::new(FxHashMap::default()),
                 created: Mutex::new(FxHashMap::default()),
                 pending: Mutex::new(HashMap::new()),
@@ -227,6 +240,11 @@ impl ClusterView {
             }
             channels::QUERY_RESPONSE => self.on_query_answer(&runtime_id, &body),
             channels::COMMAND_RESPONSE => self.on_command_answer(&body),
+            channels::STORE_READ_RESPONSE => {
+                if let Some(reads) = &self.inner.reads {
+                    reads.on_answer(&body);
+                }
+            }
             _ => {}
         }
     }

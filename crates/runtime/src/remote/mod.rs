@@ -15,6 +15,7 @@
 mod cluster;
 mod inbound;
 mod monitor;
+mod reads;
 mod relay;
 mod reply;
 pub(crate) mod wire;

@@ -1,13 +1,14 @@
 //! What a runtime on a bus tells dashboards, and the commands it takes from them, on the seeds'
 //! channels (`xcomponent_core::bus::channels`): it announces each hosted component (at start and
 //! when a dashboard asks), heartbeats, publishes state changes, creations and completions, says
-//! when it stops, answers instance queries, and executes `trigger_event` and `create_instance`
-//! commands addressed to what it hosts.
+//! when it stops, answers instance queries and store reads (`reads.rs`), and executes
+//! `trigger_event` and `create_instance` commands addressed to what it hosts.
 //!
 //! Everything here is at most once, like the channels themselves: a dashboard that misses an
 //! announce or an event catches up with the next discover or query. Messages carry
 //! `schemaVersion` and a `messageId`.
 
+use super::reads::ReadAnswerer;
 use crate::handle::{CreateRequest, RuntimeHandle, SendRequest};
 use crate::stream::RuntimeEvent;
 use crate::views::{InstanceFilter, InstanceView, SendOutcome};
@@ -44,7 +45,8 @@ fn now_ms() -> i64 {
 }
 
 /// A channel message: the payload's fields plus `schemaVersion`, `messageId` and `timestamp`.
-fn message(mut fields: Map<String, Value>) -> Vec<u8> {
+pub(super) fn message(fields: Value) -> Vec<u8> {
+    let mut fields = object(fields);
     fields.insert("schemaVersion".into(), json!(channels::SCHEMA_VERSION));
     fields.insert("messageId".into(), json!(uuid::Uuid::now_v7().to_string()));
     fields.entry("timestamp").or_insert_with(|| json!(now_ms()));
@@ -59,7 +61,7 @@ fn object(value: Value) -> Map<String, Value> {
 }
 
 pub(super) async fn publish(bus: &dyn Bus, channel: &str, fields: Value) {
-    if let Err(error) = bus.publish(channel, &message(object(fields))).await {
+    if let Err(error) = bus.publish(channel, &message(fields)).await {
         tracing::debug!(channel, %error, "Monitoring message not published (at most once).");
     }
 }
@@ -73,6 +75,10 @@ pub(crate) async fn run_monitor(handle: RuntimeHandle, identity: Identity, heart
     let mut shutdown = shared.shutdown.subscribe();
     let mut events = handle.subscribe();
     let mut commands = subscribe_commands(bus.as_ref(), &mut shutdown).await;
+    let reads = shared
+        .store
+        .clone()
+        .map(|store| ReadAnswerer::new(store, bus.clone(), identity.runtime_id.clone()));
     announce(&handle, bus.as_ref(), &identity).await;
     let mut beat = tokio::time::interval(heartbeat.max(Duration::from_millis(100)));
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,6 +105,13 @@ pub(crate) async fn run_monitor(handle: RuntimeHandle, identity: Identity, heart
                 Err(RecvError::Closed) => break,
             },
             command = next_command(&mut commands) => match command {
+                Some(published) if published.channel == channels::STORE_READ => {
+                    if let (Some(reads), Ok(Value::Object(body))) =
+                        (&reads, serde_json::from_slice::<Value>(&published.body))
+                    {
+                        reads.answer(&body);
+                    }
+                }
                 Some(published) => on_command(&handle, bus.as_ref(), &identity, published).await,
                 None => {
                     tracing::warn!("Command subscription lost; subscribing again.");
@@ -131,6 +144,7 @@ async fn subscribe_commands(
         channels::QUERY_INSTANCES,
         channels::TRIGGER_EVENT,
         channels::CREATE_INSTANCE,
+        channels::STORE_READ,
     ];
     let mut pause = SUBSCRIBE_BACKOFF_MIN;
     loop {

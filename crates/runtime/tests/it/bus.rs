@@ -23,7 +23,7 @@ use xcomponent_store::MemoryStore;
 /// The longest a test waits for messages to cross the bus.
 const CROSSING: Duration = Duration::from_secs(20);
 
-async fn start_hosting(
+pub(crate) async fn start_hosting(
     yaml: &str,
     store: Arc<dyn EventStore>,
     bus: Arc<dyn Bus>,
@@ -39,7 +39,7 @@ async fn start_hosting(
         .expect("runtime starts")
 }
 
-async fn live(runtime: &Runtime, component: &str) -> Vec<InstanceView> {
+pub(crate) async fn live(runtime: &Runtime, component: &str) -> Vec<InstanceView> {
     runtime
         .handle()
         .instances(InstanceFilter {
@@ -51,7 +51,7 @@ async fn live(runtime: &Runtime, component: &str) -> Vec<InstanceView> {
 }
 
 /// Polls until `check` holds, or fails with `what` after `CROSSING`.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+pub(crate) async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     let deadline = Instant::now() + CROSSING;
     while !check().await {
         assert!(Instant::now() < deadline, "{what}: not reached within {CROSSING:?}");
@@ -59,7 +59,7 @@ async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
     }
 }
 
-fn memory_bus() -> Arc<dyn Bus> {
+pub(crate) fn memory_bus() -> Arc<dyn Bus> {
     Arc::new(xcomponent_bus::MemoryBus::new(&xcomponent_bus::BusOptions::default()))
 }
 
