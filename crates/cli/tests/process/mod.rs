@@ -1,8 +1,12 @@
 //! Support for tests that run the `xcomponent-ai` binary as a process: a free port, a minimal
 //! HTTP/1.1 client over `TcpStream` (so the tests depend on nothing but std and serde_json), and
-//! a `serve` process killed when dropped (also when an assertion fails mid-test).
+//! a `serve` process killed when dropped (also when an assertion fails mid-test). `cluster` runs
+//! components in separate processes over a broker, `broker` a broker of the test's own.
 
 #![allow(dead_code)]
+
+pub mod broker;
+pub mod cluster;
 
 use serde_json::Value;
 use std::io::{Read, Write};
