@@ -26,7 +26,7 @@ mod process;
 
 use process::broker::{Kind, OwnBroker};
 use process::cluster::{
-    Dir, dashboard_process, event_types, find_payment, runtime_process_on, service_url, state,
+    Dir, dashboard_refreshing, event_types, find_payment, runtime_process_on, service_url, state,
 };
 use process::{free_port, http, serve, stored_instances};
 use serde_json::{Value, json};
@@ -54,6 +54,12 @@ const RETRY_PAUSE: Duration = Duration::from_millis(250);
 /// How often a client looks at the dashboard's live view.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How often the dashboard asks the runtimes for their live instances: its default (30 s), so
+/// the view must recover from the restart by itself (events published while the broker was away
+/// are lost), not by a refresh.
+const DASHBOARD_REFRESH_MS: u64 = 30_000;
+/// Every flow ends within this of the broker listening again (measured: 3 to 6 s).
+const RECOVERED_WITHIN: Duration = Duration::from_secs(15);
 /// How soon after the flows both runtimes must have heartbeaten (every 500 ms) since the restart.
 const HEARTBEAT_RECOVERY: Duration = Duration::from_secs(10);
 
@@ -298,8 +304,13 @@ fn restart_mid_flow(kind: Kind, stores: &Stores) {
     let mut payments =
         runtime_process_on(dir.path(), &url, "payment.yaml", "payments", &payment_store);
     let port = free_port();
-    let mut dashboard =
-        dashboard_process(dir.path(), &url, port, &[&order_component, &payment_component]);
+    let mut dashboard = dashboard_refreshing(
+        dir.path(),
+        &url,
+        port,
+        &[&order_component, &payment_component],
+        DASHBOARD_REFRESH_MS,
+    );
     let ready = started_at.elapsed();
 
     let tally = Tally::default();
@@ -352,6 +363,13 @@ fn restart_mid_flow(kind: Kind, stores: &Stores) {
         dir.path().display()
     );
     let flows: Vec<Flow> = results.into_iter().filter_map(|result| result.unwrap()).collect();
+    // Within a bound of the broker's return, not at the dashboard's next refresh (30 s).
+    let recovered = flows_took.saturating_sub(restart.2);
+    assert!(
+        recovered < RECOVERED_WITHIN,
+        "{kind:?}: the last flow ended {recovered:?} after the broker was back (logs in {})",
+        dir.path().display()
+    );
 
     // Both runtimes heartbeat again: the dashboard has heard from each since the broker is back.
     let back_ms = *back_wall.get().unwrap();

@@ -96,9 +96,21 @@ pub fn runtime_process_on(dir: &Path, broker: &str, file: &str, name: &str, stor
     Server::from_child(child)
 }
 
-/// Starts `xcomponent-ai dashboard` on the broker and waits until it lists `components` (other
-/// runtimes may share the broker); its log goes to `dashboard.log` in `dir`.
+/// Starts `xcomponent-ai dashboard` on the broker, asking the runtimes for their instances every
+/// second, and waits until it lists `components` (other runtimes may share the broker); its log
+/// goes to `dashboard.log` in `dir`.
 pub fn dashboard_process(dir: &Path, broker: &str, port: u16, components: &[&str]) -> Server {
+    dashboard_refreshing(dir, broker, port, components, 1000)
+}
+
+/// `dashboard_process`, asking the runtimes for their instances every `refresh_ms`.
+pub fn dashboard_refreshing(
+    dir: &Path,
+    broker: &str,
+    port: u16,
+    components: &[&str],
+    refresh_ms: u64,
+) -> Server {
     let log = std::fs::File::create(dir.join("dashboard.log")).expect("log file");
     let child = Command::new(BIN)
         .args(["dashboard", "--broker", broker, "--port", &port.to_string()])
@@ -108,7 +120,7 @@ pub fn dashboard_process(dir: &Path, broker: &str, port: u16, components: &[&str
             "--runtime-timeout-ms",
             "3000",
             "--refresh-ms",
-            "1000",
+            &refresh_ms.to_string(),
         ])
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "info")
