@@ -10,6 +10,7 @@
 
 use super::cluster::services_required;
 use super::free_port;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -190,7 +191,7 @@ impl OwnBroker {
         self.child = Some(child);
         let deadline = Instant::now() + BROKER_START_TIMEOUT;
         let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        while !self.answers(address) {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!(
                     "{} exited at start ({status}); log in {}",
@@ -205,6 +206,28 @@ impl OwnBroker {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether the broker at `address` speaks its protocol: not just an open port, which another
+    /// test's process may hold while a RabbitMQ node boots (its port was free when drawn).
+    fn answers(&self, address: std::net::SocketAddr) -> bool {
+        let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200))
+        else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let (hello, expected): (&[u8], &[u8]) = match self.kind {
+            Kind::Redis => (b"PING\r\n", b"+PONG"),
+            // The server speaks first: `INFO {...}`.
+            Kind::Nats => (b"", b"INFO "),
+            // AMQP 0-9-1 header; the server answers with a method frame (type 1), Connection.Start.
+            Kind::RabbitMq => (b"AMQP\x00\x00\x09\x01", b"\x01\x00\x00"),
+        };
+        if stream.write_all(hello).is_err() {
+            return false;
+        }
+        let mut answer = vec![0; expected.len()];
+        stream.read_exact(&mut answer).is_ok() && answer == expected
     }
 
     /// Stops the broker cleanly, as an operator restarting it would (SIGTERM; `rabbitmqctl stop`
