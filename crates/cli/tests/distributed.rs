@@ -9,58 +9,16 @@
 
 mod process;
 
+use process::cluster::{
+    CROSSING, Dir, dashboard_process, payment_for, runtime_process, send, service_url, state,
+    wait_state,
+};
 use process::{BIN, Rng, Server, create, free_port, http, serve, stored_instances};
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The longest a test waits for messages to cross the broker.
-const CROSSING: Duration = Duration::from_secs(60);
-
-/// The broker URL of a test server, or `None` (skipped loudly) when unset and not required.
-fn broker(variable: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let required = std::env::var("XC_REQUIRE_SERVICES")
-                .ok()
-                .and_then(|value| xcomponent_core::flag::parse(&value).ok())
-                .unwrap_or(false);
-            assert!(!required, "{variable} is not set and XC_REQUIRE_SERVICES is true");
-            eprintln!("NOTICE: {variable} is not set: the distributed test over it was NOT run");
-            None
-        }
-    }
-}
-
-/// A temporary folder with the example components renamed with a unique suffix (so queues
-/// left by earlier runs on a shared broker are not read).
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> (Dir, String) {
-        let suffix = format!("T{}", uuid::Uuid::now_v7().simple());
-        let dir = std::env::temp_dir().join(format!("xc-distributed-{suffix}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/order-payment");
-        for file in ["order.yaml", "payment.yaml"] {
-            let yaml = std::fs::read_to_string(examples.join(file)).unwrap();
-            let renamed = yaml
-                .replace("OrderComponent", &format!("OrderComponent{suffix}"))
-                .replace("PaymentComponent", &format!("PaymentComponent{suffix}"));
-            std::fs::write(dir.join(file), renamed).unwrap();
-        }
-        (Dir(dir), suffix)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Starts `xcomponent-ai runtime payment.yaml` on the broker, its store in `payments.db`.
 fn payment_runtime(dir: &Path, broker: &str) -> Server {
@@ -77,22 +35,6 @@ fn payment_runtime(dir: &Path, broker: &str) -> Server {
     Server::from_child(child)
 }
 
-fn send(port: u16, component: &str, id: &str, event: &str) -> u16 {
-    let path = format!("/api/components/{component}/instances/{id}/events");
-    let answer = http(port, "POST", &path, Some(&json!({"type": event})));
-    if let Some((status, body)) = &answer
-        && *status != 200
-    {
-        eprintln!("{event} to {id}: {status} {body}");
-    }
-    answer.map_or(0, |(status, _)| status)
-}
-
-fn state(port: u16, id: &str) -> Option<String> {
-    let (status, body) = http(port, "GET", &format!("/api/instances/{id}"), None)?;
-    (status == 200).then(|| body["instance"]["currentState"].as_str().map(str::to_owned)).flatten()
-}
-
 /// Payments stored by the payment runtime, read by a `serve` without a broker on its store.
 fn payments_by_order(dir: &Path, suffix: &str) -> HashMap<String, usize> {
     let port = free_port();
@@ -107,7 +49,7 @@ fn payments_by_order(dir: &Path, suffix: &str) -> HashMap<String, usize> {
 }
 
 fn an_order_and_its_payment_cross_processes(broker: &str) {
-    let (dir, suffix) = Dir::new();
+    let (dir, suffix) = Dir::new("distributed");
     let order_component = format!("OrderComponent{suffix}");
     let payment_component = format!("PaymentComponent{suffix}");
     let order_port = free_port();
@@ -153,7 +95,7 @@ fn an_order_and_its_payment_cross_processes(broker: &str) {
 
 fn the_payment_runtime_killed_at_random_keeps_one_payment_per_order(broker: &str, seed: u64) {
     const ORDERS: usize = 120;
-    let (dir, suffix) = Dir::new();
+    let (dir, suffix) = Dir::new("distributed");
     let order_component = format!("OrderComponent{suffix}");
     let order_port = free_port();
     let _orders =
@@ -230,101 +172,11 @@ fn live_count(broker: &str, component: &str) -> usize {
     })
 }
 
-/// Starts `xcomponent-ai runtime FILE` on the broker with its own SQLite store.
-fn runtime_process(dir: &Path, broker: &str, file: &str, name: &str) -> Server {
-    let store = format!("sqlite://{name}.db");
-    let child = Command::new(BIN)
-        .args(["runtime", file, "--broker", broker, "--name", name, "--store", &store])
-        .args(["--heartbeat-ms", "500", "--redelivery-ms", "6000"])
-        .env_remove("DATABASE_URL")
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("runtime starts");
-    Server::from_child(child)
-}
-
-/// Starts `xcomponent-ai dashboard` on the broker and waits until it lists `components` (other
-/// runtimes may share the broker).
-fn dashboard_process(dir: &Path, broker: &str, port: u16, components: &[&str]) -> Server {
-    let child = Command::new(BIN)
-        .args(["dashboard", "--broker", broker, "--port", &port.to_string()])
-        .args([
-            "--reply-timeout-ms",
-            "4000",
-            "--runtime-timeout-ms",
-            "3000",
-            "--refresh-ms",
-            "1000",
-        ])
-        .env_remove("DATABASE_URL")
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dashboard starts");
-    let server = Server::from_child(child);
-    let started = Instant::now();
-    loop {
-        if let Some((200, body)) = http(port, "GET", "/api/components", None) {
-            let listed: Vec<&str> = body["components"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|component| component["name"].as_str())
-                .collect();
-            if components.iter().all(|ours| listed.contains(ours)) {
-                return server;
-            }
-        }
-        assert!(started.elapsed() < CROSSING, "the dashboard did not list {components:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The state of an instance as the dashboard sees it (live view), polled until `wanted`.
-fn wait_state(port: u16, id: &str, wanted: &str) {
-    let started = Instant::now();
-    loop {
-        let seen = state(port, id);
-        if seen.as_deref() == Some(wanted) {
-            return;
-        }
-        assert!(started.elapsed() < CROSSING, "{id} never reached {wanted} (last seen {seen:?})");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The payment of an order, as the dashboard lists it.
-fn payment_for(port: u16, component: &str, order_id: &str) -> String {
-    let started = Instant::now();
-    loop {
-        let path = format!("/api/instances?component={component}&q={order_id}&limit=10");
-        if let Some((200, body)) = http(port, "GET", &path, None) {
-            let items = body.get("items").or_else(|| body.get("instances")).cloned();
-            let found = items.and_then(|items| {
-                items
-                    .as_array()?
-                    .iter()
-                    .find(|item| item["context"]["orderId"] == order_id)
-                    .cloned()
-            });
-            if let Some(found) = found {
-                let id = found["instanceId"].as_str().or(found["id"].as_str()).unwrap_or_default();
-                return id.to_owned();
-            }
-        }
-        assert!(started.elapsed() < CROSSING, "no payment for {order_id} seen by the dashboard");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Order runtime, payment runtime and dashboard, three processes: flows driven through the
 /// dashboard's REST API, which routes every command to the runtime that owns its target.
 fn three_processes_through_the_dashboard(broker: &str) {
     const FLOWS: usize = 100;
-    let (dir, suffix) = Dir::new();
+    let (dir, suffix) = Dir::new("distributed");
     let order_component = format!("OrderComponent{suffix}");
     let payment_component = format!("PaymentComponent{suffix}");
     let mut orders = runtime_process(&dir.0, broker, "order.yaml", "orders");
@@ -390,7 +242,7 @@ fn three_processes_through_the_dashboard(broker: &str) {
 }
 
 fn run_on(variable: &str) {
-    let Some(url) = broker(variable) else { return };
+    let Some(url) = service_url(variable) else { return };
     three_processes_through_the_dashboard(&url);
     an_order_and_its_payment_cross_processes(&url);
     the_payment_runtime_killed_at_random_keeps_one_payment_per_order(&url, 0x5eed_0001);

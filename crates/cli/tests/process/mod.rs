@@ -1,10 +1,13 @@
 //! Support for tests that run the `xcomponent-ai` binary as a process: a free port, a minimal
 //! HTTP/1.1 client over `TcpStream` (so the tests depend on nothing but std and serde_json), and
-//! a `serve` process killed when dropped (also when an assertion fails mid-test); `keep_alive`
-//! holds a client on one persistent connection for tests that measure throughput.
+//! a `serve` process killed when dropped (also when an assertion fails mid-test). `cluster` runs
+//! components in separate processes over a broker, `broker` a broker of the test's own,
+//! `keep_alive` holds a client on one persistent connection for tests that measure throughput.
 
 #![allow(dead_code)]
 
+pub mod broker;
+pub mod cluster;
 pub mod keep_alive;
 
 use serde_json::Value;

@@ -32,6 +32,7 @@ use async_trait::async_trait;
 use rustc_hash::FxHashMap;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot, watch};
@@ -54,6 +55,18 @@ pub const DEFAULT_RUNTIME_TIMEOUT: Duration = Duration::from_secs(90);
 pub const MAX_CACHED_INSTANCES: usize = 1_000_000;
 /// Commands waiting for their answer at once; past it a command is answered `Accepted` at once.
 pub const MAX_PENDING_COMMANDS: usize = 10_000;
+
+/// The first pause after the view's subscription failed (doubled up to `RESUBSCRIBE_BACKOFF_MAX`).
+pub const RESUBSCRIBE_BACKOFF_MIN: Duration = Duration::from_millis(200);
+/// The longest pause between two attempts to subscribe the view again.
+pub const RESUBSCRIBE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How often the view checks that the bus answers (a ping), to notice a broker's outage.
+pub const BUS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// After an outage, how many probes in a row (one per `BUS_PROBE_INTERVAL`) ask every runtime
+/// again: longer than the runtimes' reconnection back-off (`xcomponent_bus::RECONNECT_BACKOFF_MAX`,
+/// 5 s), so their subscriptions are back for the last ones.
+pub const RECOVERY_QUERIES: u32 = 10;
 
 /// The channels a cluster view follows.
 const VIEW_CHANNELS: [&str; 9] = [
@@ -117,6 +130,9 @@ struct Inner {
     pending: Mutex<HashMap<MessageId, oneshot::Sender<CommandOutcome>>>,
     stream: broadcast::Sender<EventBatch>,
     shutdown: watch::Sender<bool>,
+    /// Set when a command could not be handed to the bus: the broker may have been away, and
+    /// what was published meanwhile missed (`watch_bus` asks everyone again).
+    interrupted: AtomicBool,
 }
 
 /// A live instance as last reported, and by which runtime.
@@ -166,9 +182,11 @@ impl ClusterView {
                 pending: Mutex::new(HashMap::new()),
                 stream,
                 shutdown,
+                interrupted: AtomicBool::new(false),
             }),
         };
         tokio::spawn(view.clone().listen(subscription));
+        tokio::spawn(view.clone().watch_bus());
         view.ask_everyone().await;
         Ok(view)
     }
@@ -176,6 +194,44 @@ impl ClusterView {
     /// Stops following the bus.
     pub fn stop(&self) {
         let _ = self.inner.shutdown.send(true);
+    }
+
+    /// Pings the bus every `BUS_PROBE_INTERVAL`. The channels are at most once: events published
+    /// while the broker was away (restarted, unreachable) are lost for the view, whose
+    /// subscription reconnects by itself without a word. So once a ping failed (or a command
+    /// could not be sent), the view asks every runtime to announce itself and list its instances
+    /// at each of the next `RECOVERY_QUERIES` probes that reach the bus: the runtimes' own
+    /// subscriptions may come back later than the view's (their reconnection back-off), and
+    /// the regular refresh may be far away.
+    async fn watch_bus(self) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        let mut probe = tokio::time::interval(BUS_PROBE_INTERVAL);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut queries_left = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = probe.tick() => {}
+            }
+            let ping = tokio::time::timeout(BUS_PROBE_INTERVAL, self.inner.bus.ping()).await;
+            let interrupted = self.inner.interrupted.swap(false, Ordering::Relaxed);
+            if !matches!(ping, Ok(Ok(()))) {
+                if queries_left == 0 {
+                    tracing::warn!(
+                        "Cluster view cannot reach the bus; it will ask every runtime again once it can."
+                    );
+                }
+                queries_left = RECOVERY_QUERIES;
+                continue;
+            }
+            if interrupted {
+                queries_left = RECOVERY_QUERIES;
+            }
+            if queries_left > 0 {
+                queries_left -= 1;
+                self.ask_everyone().await;
+            }
+        }
     }
 
     async fn ask_everyone(&self) {
@@ -200,22 +256,39 @@ impl ClusterView {
                     Ok(published) => self.on_message(published),
                     Err(error) => {
                         tracing::warn!(%error, "Cluster view lost its subscription; subscribing again.");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        match self.resubscribe().await {
-                            Some(again) => {
-                                subscription = again;
-                                self.ask_everyone().await;
-                            }
-                            None => continue,
-                        }
+                        let Some(again) = self.resubscribe(&mut shutdown).await else { return };
+                        subscription = again;
+                        // What was published meanwhile is lost: ask for the current state.
+                        self.ask_everyone().await;
                     }
                 },
             }
         }
     }
 
-    async fn resubscribe(&self) -> Option<Box<dyn xcomponent_core::bus::Subscription>> {
-        self.inner.bus.subscribe(&VIEW_CHANNELS).await.ok()
+    /// Subscribes again, pausing `RESUBSCRIBE_BACKOFF_MIN` before the first attempt and doubling
+    /// the pause up to `RESUBSCRIBE_BACKOFF_MAX` between failed ones; `None` once `stop` was called.
+    async fn resubscribe(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Box<dyn xcomponent_core::bus::Subscription>> {
+        let mut pause = RESUBSCRIBE_BACKOFF_MIN;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => return None,
+            }
+            match self.inner.bus.subscribe(&VIEW_CHANNELS).await {
+                Ok(subscription) => {
+                    tracing::info!("Cluster view subscribed again.");
+                    return Some(subscription);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, ?pause, "Cluster view cannot subscribe yet; retrying.");
+                }
+            }
+            pause = (pause * 2).min(RESUBSCRIBE_BACKOFF_MAX);
+        }
     }
 
     fn now(&self) -> Millis {
@@ -537,6 +610,7 @@ impl ClusterView {
             }
         };
         if let Some(reason) = refused {
+            self.inner.interrupted.store(true, Ordering::Relaxed);
             lock(&self.inner.pending).remove(&envelope.id);
             return Err(RuntimeError::Storage(xcomponent_core::store::Error::Unavailable(reason)));
         }

@@ -238,8 +238,12 @@ async fn on_command(
     }
 }
 
+/// Lists the live instances of each hosted component. The answer's `timestamp` is taken before
+/// the instances are read: a dashboard keeps what changed after it (an instance created while
+/// the shards were being read is not in the list, and its creation event may arrive first).
 async fn answer_query(handle: &RuntimeHandle, bus: &dyn Bus, identity: &Identity) {
     for definition in handle.registry().components() {
+        let read_at = now_ms();
         let filter = InstanceFilter {
             component: Some(definition.name.to_string()),
             limit: MAX_QUERY_INSTANCES,
@@ -252,7 +256,7 @@ async fn answer_query(handle: &RuntimeHandle, bus: &dyn Bus, identity: &Identity
             channels::QUERY_RESPONSE,
             json!({
                 "type": "instances", "runtimeId": identity.runtime_id, "runtimeName": identity.name,
-                "componentName": &*definition.name, "instances": instances,
+                "componentName": &*definition.name, "instances": instances, "timestamp": read_at,
             }),
         )
         .await;
