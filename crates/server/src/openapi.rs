@@ -72,8 +72,8 @@ pub(crate) fn finish(mut document: Document, token: bool, webhook_secret: bool) 
             (true, true, true) => vec![requirement("bearerAuth"), requirement("webhookSignature")],
             (true, false, true) => vec![requirement("webhookSignature")],
             (_, true, _) => vec![requirement("bearerAuth")],
-            (false, false, true) => continue,
-            (_, false, false) => continue,
+            // A secret alone guards only the webhooks.
+            _ => continue,
         };
         for operation in
             [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
