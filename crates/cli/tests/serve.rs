@@ -1,6 +1,7 @@
 //! `xcomponent-ai serve` as a user runs it: the printed URL, the default SQLite store in
 //! `--data-dir`, SIGTERM (graceful: exit 0, everything stored), a restart that finds the same
-//! instances in the same states, `--token`, and the clear error for an unknown broker.
+//! instances in the same states, `--token`, `--webhook-secret`, and the clear error for an
+//! unknown broker.
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -86,6 +87,7 @@ fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, u
         .env_remove("XCOMPONENT_BROKER_URL")
         .env_remove("REDIS_URL")
         .env_remove("XCOMPONENT_API_TOKEN")
+        .env_remove("XCOMPONENT_WEBHOOK_SECRET")
         .env_remove("PORT")
         .env_remove("HOST")
         .current_dir(dir)
@@ -194,6 +196,46 @@ fn token_guards_mutations() {
     assert_eq!(http(port, "POST", path, Some(&json!({})), None).0, 401);
     assert_eq!(http(port, "POST", path, Some(&json!({})), Some("t0ken")).0, 201);
     assert_eq!(http(port, "GET", "/api/instances", None, None).0, 200);
+    terminate(child);
+}
+
+/// A webhook POST with a body and, when given, an `X-Xcomponent-Signature`.
+fn webhook(port: u16, path: &str, body: &str, signature: Option<&str>) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let signature =
+        signature.map(|value| format!("X-Xcomponent-Signature: {value}\r\n")).unwrap_or_default();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{signature}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let payload = response.split_once("\r\n\r\n").map_or("", |(_, payload)| payload);
+    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+}
+
+#[test]
+fn webhook_secret_guards_webhooks() {
+    let dir = Dir::new();
+    let (child, port) = start(&dir.0, &["--webhook-secret", "whsec_cli", "--store", "memory"]);
+    let (status, created) =
+        http(port, "POST", "/api/components/Tickets/instances", Some(&json!({})), None);
+    assert_eq!(status, 201, "the REST API has no token: {created}");
+    let id = created["instanceId"].as_str().expect("instanceId").to_owned();
+    let path = format!("/webhooks/Tickets/{id}/OPEN");
+    let body = r#"{"by": "ci"}"#;
+    let (status, reply) = webhook(port, &path, body, None);
+    assert_eq!((status, reply["code"].clone()), (401, json!("signature_required")), "{reply}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or(0);
+    let signature = xcomponent_server::webhook_signature("whsec_cli", now, body.as_bytes());
+    let (status, reply) = webhook(port, &path, body, Some(&signature));
+    assert_eq!((status, reply["newState"].clone()), (200, json!("Open")), "{reply}");
     terminate(child);
 }
 

@@ -1,6 +1,7 @@
 //! Optional bearer-token protection of the mutating routes (`POST`, `PUT`, `PATCH`, `DELETE`).
 //! Reads stay open, so the dashboard and monitoring keep working; with no token configured
-//! every route is open.
+//! every route is open. Webhooks (`/webhooks/...`) check the token themselves, since a
+//! signature can stand in for it (`routes/webhooks.rs`).
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -8,6 +9,9 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+/// The routes that authenticate themselves (token or signature).
+const WEBHOOKS_PREFIX: &str = "/webhooks/";
 
 /// Compares without an early exit, so the time taken does not reveal the matching prefix.
 pub(crate) fn same(expected: &[u8], given: &[u8]) -> bool {
@@ -36,7 +40,7 @@ pub(crate) async fn require_token(
     let Some(token) = state.config().token.as_deref() else { return next.run(request).await };
     let mutating =
         matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
-    if !mutating {
+    if !mutating || request.uri().path().starts_with(WEBHOOKS_PREFIX) {
         return next.run(request).await;
     }
     match bearer(request.headers()).as_deref() {

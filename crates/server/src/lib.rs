@@ -1,7 +1,8 @@
 //! xcomponent-server: the one HTTP server of xcomponent-ai. REST API (the original's paths and
 //! JSON shapes, its APIServer's routes as aliases), WebSocket live feed, Socket.IO for the
-//! original's clients, OpenAPI document and Swagger UI, health, Prometheus metrics
-//! and the embedded dashboard, all on one port.
+//! original's clients, OpenAPI document and Swagger UI, health, Prometheus metrics, inbound
+//! webhooks (signed with HMAC-SHA256: `webhook_signature`) and the embedded dashboard, all on
+//! one port.
 //!
 //! The server is an axum [`Router`] over a runtime behind `RuntimeApi` (a running runtime's
 //! handle, or a cluster view over runtimes in other processes); [`serve`] runs it on a
@@ -26,6 +27,7 @@ mod dto;
 mod error;
 mod guard;
 mod health;
+mod idempotency;
 mod integers;
 mod listen;
 mod live;
@@ -33,6 +35,7 @@ mod metrics;
 mod openapi;
 mod routes;
 mod schemas;
+mod signature;
 mod socketio;
 mod state;
 mod stream;
@@ -43,12 +46,18 @@ pub use dashboard::embedded as dashboard_embedded;
 pub use deadline::REQUEST_TIMEOUT;
 pub use error::{ApiError, ErrorBody};
 pub use guard::TOKEN_QUERY_PARAMETER;
+pub use idempotency::{
+    IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_MAX_LEN, IDEMPOTENCY_MAX_KEYS, IDEMPOTENCY_WINDOW,
+    IDEMPOTENT_REPLAYED_HEADER,
+};
 pub use listen::{
     ACCEPT_ERROR_BACKOFF, ConnectionLimits, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, DEFAULT_MAX_NEW_CONNECTIONS_PER_ADDRESS,
     DEFAULT_RESERVE_CONNECTIONS, MAX_RATE_TRACKED_ADDRESSES, NEW_CONNECTION_WINDOW, serve,
 };
 pub use metrics::Metrics;
+pub use routes::webhooks::CORRELATION_MAX_LISTED;
+pub use signature::{WEBHOOK_SIGNATURE_HEADER, WEBHOOK_SIGNATURE_TOLERANCE, webhook_signature};
 pub use socketio::{SOCKETIO_CLIENT_BUFFER, SOCKETIO_MAX_CLIENTS};
 pub use state::{AppState, Cors, DEFAULT_BODY_LIMIT, ServerConfig};
 pub use timed_store::{STORE_READ_TIMEOUT, TimedStore};
@@ -68,7 +77,9 @@ use tower_http::trace::TraceLayer;
 /// tracing, CORS). The only way the server is built.
 pub fn router(state: AppState) -> Router {
     let (api, document) = routes::api().split_for_parts();
-    let document = openapi::finish(document, state.config().token.is_some());
+    let config = state.config();
+    let document =
+        openapi::finish(document, config.token.is_some(), config.webhook_secret.is_some());
     let mut router = api
         .merge(openapi::docs(document))
         .route("/", get(dashboard::index))

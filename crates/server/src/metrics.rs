@@ -99,6 +99,10 @@ impl Metrics {
                 "Message deliveries retried after a failed commit.",
             ),
             ("xcomponent_http_requests_total", "HTTP requests, by method, route and status."),
+            (
+                "xcomponent_webhooks_total",
+                "Webhooks received, by outcome (transitioned, ignored, accepted, replayed, or the error code).",
+            ),
             ("xcomponent_store_commits_total", "Store commits, by backend and result."),
             (
                 "xcomponent_bus_lagged_batches_total",

@@ -8,7 +8,9 @@ use axum::{Json, Router};
 use std::sync::Arc;
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Document;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa_swagger_ui::SwaggerUi;
 
 #[derive(OpenApi)]
@@ -26,6 +28,7 @@ use utoipa_swagger_ui::SwaggerUi;
         (name = "Messages", description = "Dead letters: messages between instances that could not be applied"),
         (name = "Live", description = "WebSocket feed"),
         (name = "Operations", description = "Health, runtimes and Prometheus metrics"),
+        (name = "Webhooks", description = "Events from other systems: the event in the URL, the payload as the body, authenticated by the API token or an HMAC-SHA256 signature (docs/webhooks.md)"),
         (name = "Aliases", description = "The original APIServer's routes: each answers exactly what the route it names answers (docs/compatibility.md)"),
     ),
     components(schemas(ErrorBody)),
@@ -39,22 +42,43 @@ pub(crate) fn base() -> Document {
     document
 }
 
-/// Declares bearer authentication on the mutating operations when a token is configured.
-pub(crate) fn finish(mut document: Document, token: bool) -> Document {
-    if !token {
+/// Declares bearer authentication on the mutating operations when a token is configured, and
+/// on the webhooks the alternatives they take: the token, or a signature when a webhook secret
+/// is configured.
+pub(crate) fn finish(mut document: Document, token: bool, webhook_secret: bool) -> Document {
+    if !token && !webhook_secret {
         return document;
     }
     let components = document.components.get_or_insert_with(Default::default);
-    components.add_security_scheme(
-        "bearerAuth",
-        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-    );
-    for item in document.paths.paths.values_mut() {
+    if token {
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+    if webhook_secret {
+        components.add_security_scheme(
+            "webhookSignature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Xcomponent-Signature",
+                "t=<unix seconds>,v1=<hex HMAC-SHA256 of \"<t>.<raw body>\"> keyed with the webhook secret",
+            ))),
+        );
+    }
+    let requirement = |name: &str| SecurityRequirement::new(name, Vec::<String>::new());
+    for (path, item) in document.paths.paths.iter_mut() {
+        let webhook = path.starts_with("/webhooks/");
+        let security = match (webhook, token, webhook_secret) {
+            (true, true, true) => vec![requirement("bearerAuth"), requirement("webhookSignature")],
+            (true, false, true) => vec![requirement("webhookSignature")],
+            (_, true, _) => vec![requirement("bearerAuth")],
+            // A secret alone guards only the webhooks.
+            _ => continue,
+        };
         for operation in
             [&mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
         {
-            operation.security =
-                Some(vec![SecurityRequirement::new("bearerAuth", Vec::<String>::new())]);
+            operation.security = Some(security.clone());
         }
     }
     document

@@ -4,6 +4,7 @@
 //! the metrics, the live-instance counts and the WebSocket hub (see `stream.rs`). Call
 //! `begin_shutdown` to stop that task and close every WebSocket with "going away".
 
+use crate::idempotency::Idempotency;
 use crate::listen::ConnectionLimits;
 use crate::live::LiveCounts;
 use crate::metrics::Metrics;
@@ -34,8 +35,12 @@ pub enum Cors {
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// When set, every mutating route requires `Authorization: Bearer <token>`.
+    /// When set, every mutating route requires `Authorization: Bearer <token>` (webhooks also
+    /// take a signature instead: `webhook_secret`).
     pub token: Option<String>,
+    /// When set, a webhook (`/webhooks/...`) needs `X-Xcomponent-Signature`, an HMAC-SHA256 of
+    /// its body keyed with this secret, or the API token (`--webhook-secret`).
+    pub webhook_secret: Option<String>,
     /// CORS policy.
     pub cors: Cors,
     /// Largest request body accepted (bytes); larger ones get 413.
@@ -68,6 +73,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             token: None,
+            webhook_secret: None,
             cors: Cors::Off,
             body_limit: DEFAULT_BODY_LIMIT,
             mode: "monolith".to_owned(),
@@ -98,6 +104,7 @@ pub(crate) struct Inner {
     pub runtime_id: Uuid,
     pub started_at: Millis,
     pub shutdown: watch::Sender<bool>,
+    pub idempotency: Idempotency,
 }
 
 impl std::fmt::Debug for AppState {
@@ -127,6 +134,7 @@ impl AppState {
                 runtime_id: Uuid::now_v7(),
                 started_at,
                 shutdown,
+                idempotency: Idempotency::default(),
             }),
         };
         tokio::spawn(crate::stream::run(state.clone(), receiver, state.inner.shutdown.subscribe()));
@@ -164,6 +172,11 @@ impl AppState {
 
     pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.inner.hub
+    }
+
+    /// The webhooks' memory of idempotency keys.
+    pub(crate) fn idempotency(&self) -> &Idempotency {
+        &self.inner.idempotency
     }
 
     /// A receiver that turns `true` when the server starts shutting down.

@@ -249,6 +249,7 @@ async fn a_request_handed_over_answers_202_with_its_message_id() {
         format!("/api/instances/{id}/trigger"),
         format!("/api/components/OrderComponent/instances/{id}/events"),
         format!("/api/OrderComponent/instance/{id}/event"),
+        format!("/webhooks/OrderComponent/{id}/VALIDATE"),
     ] {
         let (status, reply) = call(&app, "POST", &path, Some(event.clone())).await;
         assert_eq!(status, 202, "{path}: {reply}");
@@ -262,6 +263,8 @@ async fn a_request_handed_over_answers_202_with_its_message_id() {
         ("/api/components/{name}/instances/{id}/events", "post"),
         ("/api/{component}/{machine}/instance", "post"),
         ("/api/{component}/instance/{id}/event", "post"),
+        ("/webhooks/{component}/{instanceId}/{event}", "post"),
+        ("/webhooks/{component}/{machine}/by/{property}/{value}/{event}", "post"),
     ] {
         assert!(
             document["paths"][path][method]["responses"]["202"].is_object(),

@@ -203,6 +203,12 @@ pub struct HttpArgs {
     #[arg(long, env = "XCOMPONENT_API_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub token: Option<String>,
 
+    /// Require on every webhook (`/webhooks/...`) the header `X-Xcomponent-Signature:
+    /// t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` keyed with SECRET, or the API
+    /// token (docs/webhooks.md).
+    #[arg(long, env = "XCOMPONENT_WEBHOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub webhook_secret: Option<String>,
+
     /// Allow cross-origin calls from ORIGIN (repeatable; `*` for any). Off by default. Pages
     /// from these origins may also open `/ws` and `/socket.io/`.
     #[arg(long, value_name = "ORIGIN")]
@@ -261,6 +267,7 @@ impl HttpArgs {
     pub fn server_config(&self, port: u16, metrics: Metrics) -> ServerConfig {
         ServerConfig {
             token: self.token.clone().filter(|token| !token.is_empty()),
+            webhook_secret: self.webhook_secret.clone().filter(|secret| !secret.is_empty()),
             cors: cors(&self.cors),
             body_limit: self.body_limit,
             host: self.host.clone(),

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Instant;
 use utoipa::{IntoParams, ToSchema};
-use xcomponent_core::instance::{InstanceId, Status};
+use xcomponent_core::instance::{Context, InstanceId, Status};
 use xcomponent_runtime::{InstanceFilter, RuntimeError, SendRequest};
 
 /// Filters and paging of instance lists.
@@ -178,6 +178,19 @@ async fn send(
 ) -> ApiResult<Handed<Json<EventReply>>> {
     let (event, payload) = event_of(body)?;
     let payload = object_field("payload", Some(payload))?;
+    send_to(state, id, event, payload, component).await
+}
+
+/// Sends `event` with `payload` to instance `id` (of `component`, when given: 404 when the
+/// instance belongs to another one) and says what happened; the one path of every route that
+/// sends to one instance (REST, aliases, webhooks).
+pub(crate) async fn send_to(
+    state: &AppState,
+    id: InstanceId,
+    event: String,
+    payload: Context,
+    component: Option<&str>,
+) -> ApiResult<Handed<Json<EventReply>>> {
     if let Some(component) = component {
         find_component(state, component)?;
         if let Some(view) = state.runtime().instance(id).await

@@ -1,6 +1,7 @@
 //! Every API route, each registered with its OpenAPI description (utoipa-axum), grouped by
 //! module: components, instances, history, diagrams, dead letters; plus health, runtimes,
-//! metrics and `/ws`; and the original APIServer's routes as documented aliases (`aliases`).
+//! metrics and `/ws`; the original APIServer's routes as documented aliases (`aliases`); and the
+//! inbound webhooks (`webhooks`).
 
 pub mod aliases;
 pub mod components;
@@ -8,6 +9,7 @@ pub mod dead_letters;
 pub mod diagrams;
 pub mod history;
 pub mod instances;
+pub mod webhooks;
 
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -54,4 +56,6 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(aliases::cross_component_history))
         .routes(routes!(aliases::cross_component_events))
         .routes(routes!(aliases::monitor))
+        .routes(routes!(webhooks::to_instance))
+        .routes(routes!(webhooks::to_correlated))
 }
