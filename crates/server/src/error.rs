@@ -4,7 +4,7 @@
 //! stays a human-readable string (the original's clients display `body.error`), `code` is stable
 //! and machine-readable, `field` names the offending body or query field when there is one.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -294,6 +294,19 @@ pub(crate) fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// A body that could not be read: 413 `payload_too_large` past the body limit, else 400.
+pub(crate) fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        )
+    } else {
+        ApiError::new(rejection.status(), "bad_request", rejection.body_text())
+    }
+}
+
 /// `Json<T>` whose rejections are `ApiError`s.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
@@ -313,17 +326,8 @@ where
                 "the body must be JSON (Content-Type: application/json)",
             ));
         }
-        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is too large",
-                )
-            } else {
-                ApiError::new(rejection.status(), "bad_request", rejection.body_text())
-            }
-        })?;
+        let bytes =
+            axum::body::Bytes::from_request(request, state).await.map_err(body_rejection)?;
         // serde would also read a struct from an array; the API only takes objects.
         if bytes.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
             return Err(ApiError::new(

@@ -183,17 +183,7 @@ async fn serve(
     target: Target,
     event: String,
 ) -> ApiResult<(&'static str, Answer, bool)> {
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            )
-        } else {
-            ApiError::new(rejection.status(), "bad_request", rejection.body_text())
-        }
-    })?;
+    let body = body.map_err(crate::error::body_rejection)?;
     authenticate(state, headers, &body)?;
     if !json_content_type(headers) {
         return Err(ApiError::new(
