@@ -86,6 +86,7 @@ impl DeadLetterDto {
             MessageBody::Deliver { machine, .. } => ("deliver", Some(machine.clone())),
             MessageBody::Broadcast { machine, .. } => ("broadcast", Some(machine.clone())),
             MessageBody::Create { machine, .. } => ("create", Some(machine.clone())),
+            MessageBody::HookCall { machine, .. } => ("hookCall", Some(machine.clone())),
         };
         let event = body.event().map(str::to_owned);
         let instance_id = body.instance();
