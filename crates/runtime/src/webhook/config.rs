@@ -175,6 +175,16 @@ impl Webhooks {
         self
     }
 
+    /// Every mapping: (component it is scoped to, method, webhook).
+    pub fn iter(&self) -> impl Iterator<Item = (Option<&str>, &str, &Webhook)> {
+        let global = self.global.iter().map(|(method, hook)| (None, &**method, &**hook));
+        let scoped = self
+            .scoped
+            .iter()
+            .map(|((component, method), hook)| (Some(&**component), &**method, &**hook));
+        global.chain(scoped)
+    }
+
     /// Whether nothing is mapped.
     pub fn is_empty(&self) -> bool {
         self.global.is_empty() && self.scoped.is_empty()
