@@ -640,6 +640,8 @@ impl RuntimeHandle {
     }
 
     /// Waits until everything sent before, and everything it caused, is processed and stored.
+    /// Webhook calls in progress are not waited for (an endpoint may take its whole timeout and
+    /// retries): their replies are applied when they come.
     pub async fn flush(&self) -> Result<(), RuntimeError> {
         self.settle(false).await
     }

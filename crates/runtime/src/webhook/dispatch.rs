@@ -7,8 +7,8 @@
 //! a restart) and, when a secret is configured, `X-Xcomponent-Signature: t=<unix seconds>,v1=<hex
 //! HMAC-SHA256 of "<t>.<body>">`. A timeout, a connection failure, 408, 429 and 5xx are retried
 //! (`Webhook::retries`, pause `Webhook::backoff` doubled each time, at most
-//! `MAX_WEBHOOK_BACKOFF`); another status, an invalid reply or a reply larger than
-//! `MAX_WEBHOOK_REPLY_BYTES` fails at once.
+//! `MAX_WEBHOOK_BACKOFF`); another status (a redirect too: it is not followed), an invalid reply
+//! or a reply larger than `MAX_WEBHOOK_REPLY_BYTES` fails at once.
 //!
 //! Calls are queued (`WEBHOOK_QUEUE_CAPACITY`); a call that finds the queue full fails at once
 //! (recorded, `onError` sent), so nothing waits without bound. A call in progress at shutdown or
@@ -108,7 +108,11 @@ impl Shared {
 /// Runs until shutdown (or until every sender is gone). Calls in progress are dropped with it:
 /// they stay in the outbox.
 pub(crate) async fn run_dispatcher(shared: Arc<Shared>, mut queue: mpsc::Receiver<WebhookJob>) {
-    let client = match reqwest::Client::builder().build() {
+    // A redirect is not followed (it would carry the signed call elsewhere): it fails the call.
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "Webhook client cannot start; hook calls wait in the outbox.");

@@ -419,6 +419,14 @@ async fn a_call_interrupted_by_a_crash_is_made_again_with_its_key_and_applied_on
     let types = history_types(&store, id).await;
     assert_eq!(types, ["INSTANCE_CREATED", "SUBMIT", "hook:checkPayment", "VALIDATE"]);
     assert!(store.pending_messages(None, 10).await.unwrap().is_empty());
+    runtime.abort().await;
+
+    // Restored from its history, the instance keeps what the reply patched; nothing is called.
+    let runtime = start(hook(addr, "/crash-once"), store.clone(), 2).await;
+    let view = runtime.handle().instance(id).await.expect("restored");
+    assert_eq!(view.current_state.as_ref(), "Paid");
+    assert_eq!(view.context.get("checked"), Some(&json!(true)));
+    assert_eq!(endpoint.calls("/crash-once").len(), 2);
     runtime.shutdown().await;
 }
 
