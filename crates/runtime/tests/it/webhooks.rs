@@ -394,9 +394,23 @@ async fn an_endpoint_that_never_answers_does_not_stall_other_instances_of_its_sh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_interrupted_by_a_crash_is_made_again_with_its_key_and_applied_once() {
+    crash_between_call_and_reply(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_interrupted_by_a_crash_is_made_again_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("xc-webhook-{}", uuid::Uuid::now_v7()));
+    let url = format!("sqlite://{}/hooks.db", dir.display());
+    let options = xcomponent_store::StoreOptions::default();
+    crash_between_call_and_reply(xcomponent_store::open(&url, &options).await.unwrap()).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Kills the runtime while the endpoint holds a call, restarts it on the same store: the call
+/// is made again with its key and its reply applied once; a further restart restores the patch.
+async fn crash_between_call_and_reply(store: Arc<dyn EventStore>) {
     let (addr, endpoint) = serve().await;
     endpoint.hang_first.store(1, Ordering::SeqCst);
-    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
     let runtime = start(hook(addr, "/crash-once"), store.clone(), 2).await;
     let handle = runtime.handle();
     let id = submit(&handle, json!({"amount": 7})).await;
