@@ -60,6 +60,8 @@ cargo run --locked -q -p bus-embedded-example
 for broker in "$XC_TEST_REDIS_URL" "$XC_TEST_AMQP_URL" "$XC_TEST_KAFKA_URL" "$XC_TEST_NATS_URL"; do
   BROKER_URL="$broker" cargo run --locked -q -p bus-embedded-example
 done
+# The payment check as a webhook served by a Python script (examples/order-payment/webhook).
+bash examples/order-payment/webhook/run.sh
 # Every deployment mode as local processes (examples/deployments).
 for mode in monolith monolith-postgres redis redis-only rabbitmq kafka nats; do
   REDIS_URL="$XC_TEST_REDIS_URL" AMQP_URL="$XC_TEST_AMQP_URL" KAFKA_URL="$XC_TEST_KAFKA_URL" \

@@ -543,3 +543,43 @@ fn init_takes_the_originals_domain_option() {
     let help = xc(temp.path(), &["init", "--help"]);
     assert!(help.stdout.contains("It is not a folder"), "{}", help.stdout);
 }
+
+#[test]
+fn serve_refuses_an_invalid_handlers_file_naming_the_line_and_the_field() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let component = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/order-payment/payment.yaml")
+        .canonicalize()
+        .expect("example component");
+    let component = component.to_str().expect("utf-8 path");
+    let handlers = temp.path().join("handlers.yaml");
+    std::fs::write(
+        &handlers,
+        "handlers:\n  checkPaymentMethod:\n    url: http://127.0.0.1:1/\n    retrys: 3\n",
+    )
+    .expect("write handlers");
+    let handlers = handlers.to_str().expect("utf-8 path");
+    let args = ["serve", "--store", "memory", "--port", "0", "--handlers", handlers, component];
+    let refused = xc(temp.path(), &args);
+    assert_ne!(refused.code, Some(0), "{}", refused.stdout);
+    assert!(refused.stderr.contains("line 4 column 5"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("unknown field `retrys`"), "{}", refused.stderr);
+
+    let unset = temp.path().join("unset.yaml");
+    std::fs::write(
+        &unset,
+        "handlers:\n  m:\n    url: http://127.0.0.1:1/\n    secret: ${XC_TEST_UNSET_SECRET}\n",
+    )
+    .expect("write handlers");
+    let unset = unset.to_str().expect("utf-8 path");
+    let args = ["serve", "--store", "memory", "--port", "0", "--handlers", unset, component];
+    let refused = xc(temp.path(), &args);
+    assert_ne!(refused.code, Some(0), "{}", refused.stdout);
+    assert!(
+        refused
+            .stderr
+            .contains("handlers.m: secret: environment variable XC_TEST_UNSET_SECRET is not set"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -94,6 +94,29 @@ pub enum MessageBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<ParentRef>,
     },
+    /// A call of a hook mapped to a webhook, made by the runtime that stores it once the
+    /// transition that reached the hook is stored; the message id is the call's idempotency key.
+    /// Its reply (a data patch and sender actions, or the failure) is applied to `instance_id`
+    /// as a stored event of its own, in the commit that removes this message from the outbox.
+    #[serde(rename_all = "camelCase")]
+    HookCall {
+        /// The instance whose hook it is.
+        instance_id: InstanceId,
+        /// Its machine.
+        machine: String,
+        /// The method name from the YAML.
+        method: String,
+        /// Which hook: `onEntry`, `onExit` or `triggeredMethod`.
+        hook: String,
+        /// The state the hook belongs to.
+        state: String,
+        /// The event being processed.
+        event: String,
+        /// Its payload.
+        payload: Context,
+        /// The instance data as the hook saw it.
+        context: Context,
+    },
 }
 
 impl MessageBody {
@@ -103,16 +126,16 @@ impl MessageBody {
             MessageBody::Send { event, .. }
             | MessageBody::Deliver { event, .. }
             | MessageBody::Broadcast { event, .. } => Some(event),
-            MessageBody::Create { .. } => None,
+            MessageBody::Create { .. } | MessageBody::HookCall { .. } => None,
         }
     }
 
     /// The one instance addressed, when the message addresses one (a send or a creation).
     pub fn instance(&self) -> Option<InstanceId> {
         match self {
-            MessageBody::Send { instance_id, .. } | MessageBody::Create { instance_id, .. } => {
-                Some(*instance_id)
-            }
+            MessageBody::Send { instance_id, .. }
+            | MessageBody::Create { instance_id, .. }
+            | MessageBody::HookCall { instance_id, .. } => Some(*instance_id),
             MessageBody::Deliver { .. } | MessageBody::Broadcast { .. } => None,
         }
     }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use xcomponent_core::instance::InstanceId;
-use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageId};
+use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageBody, MessageId};
 use xcomponent_core::store::{CommitBatch, EventStore};
 
 /// Pending messages read per page when delivering again at start.
@@ -141,6 +141,10 @@ impl RuntimeHandle {
                 attempts: 0,
             };
             let envelope = origin.envelope.clone();
+            if let MessageBody::HookCall { .. } = envelope.body {
+                self.shared.dispatch_hook_call(envelope, Some(origin));
+                continue;
+            }
             if let Some(remote) = &self.shared.remote
                 && self.shared.is_remote(&envelope.component)
             {

@@ -107,6 +107,12 @@ impl RuntimeBuilder {
             }
             None => (None, None),
         };
+        let (webhook_queue, webhook_jobs) = if self.handlers.has_webhooks() {
+            let (queue, jobs) = mpsc::channel(crate::webhook::WEBHOOK_QUEUE_CAPACITY);
+            (Some(queue), Some(jobs))
+        } else {
+            (None, None)
+        };
         let shard_count = self.options.shards.max(1);
         let (stream, _) = broadcast::channel(STREAM_CAPACITY);
         let (shutdown, _) = watch::channel(false);
@@ -132,6 +138,7 @@ impl RuntimeBuilder {
             commit_health: CommitHealth::new(shard_count),
             shutdown,
             remote,
+            webhook_queue,
         });
         let tasks = receivers
             .into_iter()
@@ -141,6 +148,12 @@ impl RuntimeBuilder {
             })
             .collect();
         let mut runtime = Runtime { handle: RuntimeHandle { shared }, tasks };
+        if let Some(jobs) = webhook_jobs {
+            // Started before the outbox is delivered again: hook calls left there are made.
+            let dispatcher =
+                crate::webhook::dispatch::run_dispatcher(runtime.handle.shared.clone(), jobs);
+            runtime.tasks.push(tokio::spawn(dispatcher));
+        }
         runtime.handle.restore().await?;
         // Effects of transitions stored before a stop are applied before any new work.
         runtime.handle.redeliver_pending().await?;
@@ -627,6 +640,8 @@ impl RuntimeHandle {
     }
 
     /// Waits until everything sent before, and everything it caused, is processed and stored.
+    /// Webhook calls in progress are not waited for (an endpoint may take its whole timeout and
+    /// retries): their replies are applied when they come.
     pub async fn flush(&self) -> Result<(), RuntimeError> {
         self.settle(false).await
     }

@@ -81,6 +81,7 @@ mod shared;
 mod size;
 mod stream;
 mod views;
+mod webhook;
 
 pub use api::{RuntimeApi, RuntimePeer};
 pub use commit_health::StoreHealth;
@@ -103,4 +104,10 @@ pub use stream::{EventBatch, RuntimeEvent, STREAM_CAPACITY};
 pub use views::{
     AvailableTransition, BatchOutcome, InstanceFilter, InstanceView, SendOutcome, ShardStats,
     TimerView,
+};
+pub use webhook::{
+    DEFAULT_WEBHOOK_BACKOFF, DEFAULT_WEBHOOK_RETRIES, DEFAULT_WEBHOOK_TIMEOUT, HookAction,
+    HookReply, IDEMPOTENCY_HEADER, MAX_CONCURRENT_WEBHOOK_CALLS, MAX_WEBHOOK_BACKOFF,
+    MAX_WEBHOOK_REPLY_BYTES, MAX_WEBHOOK_RETRIES, MAX_WEBHOOK_TIMEOUT, SIGNATURE_HEADER,
+    WEBHOOK_QUEUE_CAPACITY, Webhook, WebhookConfigError, Webhooks, sign,
 };

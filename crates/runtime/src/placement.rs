@@ -115,6 +115,10 @@ pub(crate) fn place(
             }
             fan_out(shared, component, resolved, event, payload, trace, origin, out);
         }
+        // Made by the webhook dispatcher (`webhook`), whose reply comes back as a shard message.
+        MessageBody::HookCall { .. } => {
+            return Err("a hook call goes to the webhook dispatcher, not to a shard".into());
+        }
     }
     Ok(())
 }

@@ -151,6 +151,30 @@ pub(crate) struct DeliverMsg {
     pub origin: Option<Origin>,
 }
 
+/// The outcome of a webhook call, applied to the instance whose hook it is.
+#[derive(Debug, Clone)]
+pub(crate) enum HookOutcome {
+    /// The endpoint answered: its patch and actions.
+    Replied(crate::webhook::HookReply),
+    /// The call finally failed (after its retries, or at once for a refusal).
+    Failed { error: String, attempts: u32 },
+}
+
+/// The reply of a webhook call (`MessageBody::HookCall`), for the instance's shard.
+#[derive(Debug, Clone)]
+pub(crate) struct HookResultMsg {
+    pub target: InstanceId,
+    pub method: Arc<str>,
+    /// `onEntry`, `onExit` or `triggeredMethod`.
+    pub hook: Arc<str>,
+    pub outcome: HookOutcome,
+    /// The event sent to the instance when the call failed (`onError`).
+    pub on_error: Option<Arc<str>>,
+    pub trace: Trace,
+    /// Set when the call is stored (it is then recorded in the inbox and leaves the outbox).
+    pub origin: Option<Origin>,
+}
+
 /// A query over live instances.
 #[derive(Debug)]
 pub(crate) enum QueryMsg {
@@ -169,6 +193,8 @@ pub(crate) enum ShardMsg {
     /// Create many instances (replies with how many were created).
     CreateMany(Vec<CreateMsg>, oneshot::Sender<Result<usize, RuntimeError>>),
     Deliver(DeliverMsg),
+    /// A webhook's reply (or failure) for one instance.
+    HookResult(HookResultMsg),
     Query(QueryMsg),
     Restore(Vec<(ComponentIdx, EventId, xcomponent_core::Instance)>, oneshot::Sender<usize>),
     /// Fire due timers now (manual timer mode), then answer.
@@ -218,6 +244,10 @@ impl ShardMsg {
                     origin: retried(&deliver.origin),
                 }))
             }
+            ShardMsg::HookResult(result) => Some(ShardMsg::HookResult(HookResultMsg {
+                origin: retried(&result.origin),
+                ..result.clone()
+            })),
             _ => None,
         }
     }
@@ -228,6 +258,7 @@ impl ShardMsg {
             ShardMsg::Send(send) => send.origin.as_ref(),
             ShardMsg::Create(create) => create.origin.as_ref(),
             ShardMsg::Deliver(deliver) => deliver.origin.as_ref(),
+            ShardMsg::HookResult(result) => result.origin.as_ref(),
             _ => None,
         }
     }

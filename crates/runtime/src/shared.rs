@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub shutdown: watch::Sender<bool>,
     /// The bus side, when the runtime joined one (components hosted elsewhere).
     pub remote: Option<crate::remote::Remote>,
+    /// The webhook dispatcher's queue, when some hook is mapped to a webhook.
+    pub webhook_queue: Option<mpsc::Sender<crate::webhook::dispatch::WebhookJob>>,
 }
 
 impl Shared {

@@ -8,8 +8,9 @@ use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use xcomponent_core::definition::Definition;
 use xcomponent_core::store::{EventStore, Retention};
-use xcomponent_runtime::{ContextSchemaMode, RuntimeOptions};
+use xcomponent_runtime::{ContextSchemaMode, Handlers, RuntimeOptions, Webhooks};
 use xcomponent_server::{ConnectionLimits, Cors, Metrics, ServerConfig, TimedStore};
 use xcomponent_store::{Durability, StoreOptions};
 
@@ -134,9 +135,49 @@ pub struct EngineArgs {
     /// unset: keep everything).
     #[arg(long, env = "XCOMPONENT_RETENTION_DAYS", value_name = "DAYS")]
     pub retention_days: Option<u32>,
+
+    /// Handlers file (YAML or JSON) mapping hook methods to HTTP endpoints (webhooks): url,
+    /// timeoutMs, retries, backoffMs, secret (HMAC signature), onError, component; `${NAME}`
+    /// is read from the environment. See the README's "Webhook handlers".
+    #[arg(long, env = "XCOMPONENT_HANDLERS", value_name = "FILE")]
+    pub handlers: Option<PathBuf>,
 }
 
 impl EngineArgs {
+    /// The handlers `--handlers` gives (none without it), checked against the components: a
+    /// method no hook names, or an `onError` event no machine takes, is reported (a file may
+    /// serve several runtimes, so it is a warning, not an error).
+    pub fn handlers(&self, definitions: &[Definition]) -> Result<Handlers> {
+        let Some(path) = &self.handlers else { return Ok(Handlers::new()) };
+        let webhooks = Webhooks::load(path)?;
+        for (component, method, webhook) in webhooks.iter() {
+            let in_scope = |definition: &&Definition| {
+                component.is_none_or(|component| *definition.name == *component)
+            };
+            let named = definitions.iter().filter(in_scope).flat_map(|d| &d.machines).any(|m| {
+                m.states.iter().any(|state| {
+                    state.on_entry.as_deref() == Some(method)
+                        || state.on_exit.as_deref() == Some(method)
+                }) || m.transitions.iter().any(|t| t.triggered.as_deref() == Some(method))
+            });
+            if !named {
+                tracing::warn!(file = %path.display(), method, "No hook of the loaded components names this webhook's method.");
+            }
+            if let Some(event) = &webhook.on_error {
+                let taken = definitions
+                    .iter()
+                    .filter(in_scope)
+                    .flat_map(|d| &d.machines)
+                    .any(|machine| machine.event_names.iter().any(|name| **name == **event));
+                if !taken {
+                    tracing::warn!(file = %path.display(), method, event = %event, "No machine takes this onError event; a failed call will be dead-lettered.");
+                }
+            }
+        }
+        tracing::info!(file = %path.display(), webhooks = webhooks.len(), "Webhook handlers loaded.");
+        Ok(Handlers::new().webhooks(webhooks))
+    }
+
     /// The shards the runtime will have.
     pub fn shards(&self) -> usize {
         self.shards.unwrap_or_else(|| RuntimeOptions::default().shards).max(1)

@@ -87,7 +87,9 @@ async fn host(args: RuntimeArgs) -> Result<()> {
     args.engine.spawn_retention(store.clone());
     let mut config = BusConfig::new(name.clone());
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
-    let mut builder = RuntimeBuilder::new().store(store).options(options).bus(bus, config);
+    let handlers = args.engine.handlers(&definitions)?;
+    let mut builder =
+        RuntimeBuilder::new().store(store).options(options).bus(bus, config).handlers(handlers);
     for definition in definitions {
         builder = builder.component(definition);
     }

@@ -198,7 +198,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let options = args.engine.runtime_options();
     let store = args.store.open(&url, options.shards, &metrics).await?;
     args.engine.spawn_retention(store.clone());
-    let mut builder = RuntimeBuilder::new().store(store).options(options);
+    let handlers = args.engine.handlers(&definitions)?;
+    let mut builder = RuntimeBuilder::new().store(store).options(options).handlers(handlers);
     let names: Vec<String> =
         definitions.iter().map(|definition| definition.name.to_string()).collect();
     if on_bus {

@@ -266,7 +266,8 @@ fn answer_command(
             tokio::spawn(async move { answer(settled.await).await });
             true
         }
-        MessageBody::Deliver { .. } => false,
+        // A hook call is made by the runtime that stored it, never sent over a bus.
+        MessageBody::Deliver { .. } | MessageBody::HookCall { .. } => false,
     }
 }
 

@@ -33,9 +33,9 @@ pub(crate) struct Received {
 /// The ordering key of an envelope: its target instance, or its component for a fan-out.
 fn key_of(envelope: &Envelope) -> String {
     match &envelope.body {
-        MessageBody::Send { instance_id, .. } | MessageBody::Create { instance_id, .. } => {
-            instance_id.to_string()
-        }
+        MessageBody::Send { instance_id, .. }
+        | MessageBody::Create { instance_id, .. }
+        | MessageBody::HookCall { instance_id, .. } => instance_id.to_string(),
         MessageBody::Deliver { .. } | MessageBody::Broadcast { .. } => envelope.component.clone(),
     }
 }

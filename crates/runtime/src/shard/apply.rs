@@ -127,6 +127,7 @@ impl ShardWork {
                 }
                 self.batch.replies.push(Reply::Count(reply, created));
             }
+            ShardMsg::HookResult(result) => self.apply_hook_result(shared, result, now),
             ShardMsg::Deliver(deliver) => {
                 let reply = deliver.reply.clone();
                 let count = self.apply_deliver(shared, deliver, now);
@@ -464,6 +465,8 @@ impl ShardWork {
                 hooks,
             ),
         };
+        // Hooks mapped to webhooks that the step reached: calls to make once it is stored.
+        let calls = std::mem::take(&mut component_hooks.calls);
         let limit = shared.options.max_data_bytes;
         let too_large = match &result {
             StepResult::Transitioned(_)
@@ -550,7 +553,7 @@ impl ShardWork {
             });
         }
         let status = instance.status;
-        if !transitioned.effects.is_empty() {
+        if !transitioned.effects.is_empty() || !calls.is_empty() {
             let next = Trace {
                 causation: Some(event_id).filter(|id| *id != NO_ID),
                 correlation: Some(correlation),
@@ -558,6 +561,9 @@ impl ShardWork {
                 source_component: None,
             };
             let source = Source { id, machine };
+            if !calls.is_empty() {
+                self.queue_hook_calls(shared, component, source, calls, &next, now);
+            }
             self.route_effects(shared, component, source, transitioned.effects, next);
         }
         if status != Status::Active {
@@ -573,7 +579,7 @@ impl ShardWork {
         })
     }
 
-    fn route_effects(
+    pub(super) fn route_effects(
         &mut self,
         shared: &Shared,
         component: ComponentIdx,

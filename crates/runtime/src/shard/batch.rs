@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use xcomponent_core::instance::InstanceId;
-use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageId};
+use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageBody, MessageId};
 use xcomponent_core::store::{CommitBatch, Error as StoreError, EventStore};
 
 /// Longest pause after repeated commit failures (the first pause is `COMMIT_BACKOFF_START`).
@@ -168,18 +168,22 @@ impl ShardWork {
         let mut routed: Routed = Vec::new();
         for envelope in produced {
             let envelope = Arc::new(envelope);
-            if let Some(remote) = &shared.remote
-                && shared.is_remote(&envelope.component)
-            {
-                remote.send(envelope);
-                continue;
-            }
             let origin = durable.then(|| Origin {
                 envelope: envelope.clone(),
                 applied: None,
                 pending_shards: None,
                 attempts: 0,
             });
+            if let MessageBody::HookCall { .. } = envelope.body {
+                shared.dispatch_hook_call(envelope, origin);
+                continue;
+            }
+            if let Some(remote) = &shared.remote
+                && shared.is_remote(&envelope.component)
+            {
+                remote.send(envelope);
+                continue;
+            }
             if let Err(reason) = place(shared, &envelope, origin, &mut routed) {
                 self.undeliverable(shared, Arc::unwrap_or_clone(envelope), reason);
             }

@@ -6,6 +6,7 @@
 
 pub(crate) mod apply;
 mod batch;
+mod hook_result;
 mod isolate;
 mod packed;
 pub(crate) mod query;

@@ -14,6 +14,7 @@ mod lifecycle;
 mod matching;
 mod persistence;
 mod timers;
+mod webhooks;
 
 use std::sync::Arc;
 use xcomponent_core::clock::ManualClock;

@@ -60,7 +60,8 @@ pub struct DeadLetterDto {
     pub attempts: u32,
     /// When it was put in the list (ms since epoch).
     pub dead_at: Millis,
-    /// What the message asks: `send`, `deliver`, `broadcast` or `create` (from the envelope).
+    /// What the message asks: `send`, `deliver`, `broadcast`, `create` or `hookCall` (a webhook
+    /// call whose reply could not be applied) (from the envelope).
     pub action: String,
     /// The event carried (absent for a creation).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +87,7 @@ impl DeadLetterDto {
             MessageBody::Deliver { machine, .. } => ("deliver", Some(machine.clone())),
             MessageBody::Broadcast { machine, .. } => ("broadcast", Some(machine.clone())),
             MessageBody::Create { machine, .. } => ("create", Some(machine.clone())),
+            MessageBody::HookCall { machine, .. } => ("hookCall", Some(machine.clone())),
         };
         let event = body.event().map(str::to_owned);
         let instance_id = body.instance();
