@@ -54,6 +54,12 @@ pub struct RuntimeArgs {
     #[arg(long, default_value_t = xcomponent_runtime::DEFAULT_HEARTBEAT_INTERVAL.as_millis() as u64, value_name = "MS")]
     pub heartbeat_ms: u64,
 
+    /// How long a message sent to another component waits for its receipt (the receiving
+    /// runtime stored it) before it is sent again, in milliseconds (doubled at each resend of
+    /// the same message, up to 5 minutes).
+    #[arg(long, default_value_t = xcomponent_runtime::RELAY_RESEND_AFTER.as_millis() as u64, value_name = "MS")]
+    pub resend_ms: u64,
+
     /// Shards (default: one per core).
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
@@ -103,6 +109,7 @@ async fn host(args: RuntimeArgs) -> Result<()> {
     }
     let mut config = BusConfig::new(name.clone());
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
+    config.resend_after = Duration::from_millis(args.resend_ms.max(100));
     let mut builder = RuntimeBuilder::new().store(store).options(options).bus(bus, config);
     for definition in definitions {
         builder = builder.component(definition);
