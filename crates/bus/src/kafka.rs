@@ -33,8 +33,11 @@
 //!
 //! **Connections**: librdkafka reconnects to the brokers by itself; a consumer's errors are
 //! logged and it goes on, pausing from [`RECONNECT_BACKOFF_MIN`] to `RECONNECT_BACKOFF_MAX`
-//! between consecutive errors. A topic lost by the broker is created again by the next `enqueue`
-//! or `publish`.
+//! between consecutive errors. A broker that comes back without the topics (restarted empty) gets
+//! them again from the bus's topic keeper (`keep_topics`), woken by the producer's lost-connection
+//! errors; a consumer or subscriber that lost its connection fetches again only once its topics
+//! exist and its metadata is fresh (`recover`), which keeps librdkafka 2.12 from crashing on the
+//! answer tansu gives to a fetch of a topic it lost.
 
 use crate::{BrokerUrl, BusOptions, RECONNECT_BACKOFF_MIN, naming, next_backoff};
 use async_trait::async_trait;
