@@ -33,8 +33,11 @@
 //!
 //! **Connections**: librdkafka reconnects to the brokers by itself; a consumer's errors are
 //! logged and it goes on, pausing from [`RECONNECT_BACKOFF_MIN`] to `RECONNECT_BACKOFF_MAX`
-//! between consecutive errors. A topic lost by the broker is created again by the next `enqueue`
-//! or `publish`.
+//! between consecutive errors. A broker that comes back without the topics (restarted empty) gets
+//! them again from the bus's topic keeper (`keep_topics`), woken by the producer's lost-connection
+//! errors; a consumer or subscriber that lost its connection fetches again only once its topics
+//! exist and its metadata is fresh (`recover`), which keeps librdkafka 2.12 from crashing on the
+//! answer tansu gives to a fetch of a topic it lost.
 
 use crate::{BrokerUrl, BusOptions, RECONNECT_BACKOFF_MIN, naming, next_backoff};
 use async_trait::async_trait;
@@ -78,6 +81,17 @@ pub const KAFKA_PRODUCE_PIPELINE: usize = 256;
 
 const URL_PARAMETERS: [&str; 2] = ["clientId", "groupId"];
 
+/// The longest pause of the admin client (the topic keeper's) between two connection attempts
+/// to a broker it lost, so that it is back before the members (librdkafka's default is 10 s).
+pub const KAFKA_KEEPER_RECONNECT_MAX: Duration = Duration::from_millis(500);
+
+/// The first pause of a consumer or subscriber before it reconnects to a broker it lost
+/// (`reconnect.backoff.ms`; librdkafka jitters it by -25% to +50%, the producer and admin client
+/// keep librdkafka's 100 ms). A broker restarted empty must have its topics back before a
+/// member fetches from it (see `recover`): this gives the bus's topic keeper, reconnecting
+/// sooner, the time to create them again.
+pub const KAFKA_MEMBER_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
 /// A Kafka bus.
 #[derive(Clone)]
 pub struct KafkaBus {
@@ -90,7 +104,7 @@ struct Inner {
     redacted: String,
     group_prefix: String,
     options: BusOptions,
-    producer: FutureProducer,
+    producer: FutureProducer<WatchContext>,
     admin: AdminClient<DefaultClientContext>,
     /// Topics known to exist (forgotten when the broker says otherwise).
     topics: Mutex<HashSet<String>>,
@@ -183,7 +197,8 @@ impl KafkaBus {
     pub async fn connect(url: &BrokerUrl, options: &BusOptions) -> BusResult<KafkaBus> {
         let redacted = url.redacted();
         let base = base_config(url)?;
-        let producer: FutureProducer = base
+        let lost = Arc::new(Notify::new());
+        let producer: FutureProducer<WatchContext> = base
             .clone()
             .set("acks", "all")
             .set("message.timeout.ms", millis(options.operation_timeout))
@@ -191,9 +206,11 @@ impl KafkaBus {
             // One request at a time per broker: a retried request is never overtaken, so records
             // produced together (`enqueue_many`) are stored in their order.
             .set("max.in.flight.requests.per.connection", "1")
-            .create()
+            .create_with_context(WatchContext { lost: lost.clone() })
             .map_err(|error| kafka_error(&redacted, "creating the producer", &error))?;
         let admin: AdminClient<DefaultClientContext> = base
+            .clone()
+            .set("reconnect.backoff.max.ms", millis(KAFKA_KEEPER_RECONNECT_MAX))
             .create()
             .map_err(|error| kafka_error(&redacted, "creating the admin client", &error))?;
         let bus = KafkaBus {
@@ -208,7 +225,15 @@ impl KafkaBus {
             }),
         };
         bus.ping().await?;
+        tokio::spawn(keep_topics(Arc::downgrade(&bus.inner), lost));
         Ok(bus)
+    }
+
+    /// Forgets that `topic` exists and creates it when missing: after the connection to the
+    /// broker was lost (a broker restarted empty has lost it).
+    async fn recreate_topic(&self, topic: &str) -> BusResult<()> {
+        lock(&self.inner.topics).remove(topic);
+        self.ensure_topic(topic).await
     }
 
     /// Creates `topic` (one partition, replication factor 1) unless it is known to exist.
@@ -216,18 +241,24 @@ impl KafkaBus {
         if lock(&self.inner.topics).contains(topic) {
             return Ok(());
         }
+        self.create_topics(&[topic.to_owned()]).await?;
+        lock(&self.inner.topics).insert(topic.to_owned());
+        Ok(())
+    }
+
+    /// Creates those of `topics` that do not exist (one partition, replication factor 1).
+    async fn create_topics(&self, topics: &[String]) -> BusResult<()> {
         let timeout = self.inner.options.operation_timeout;
         let admin_options = AdminOptions::new().operation_timeout(Some(timeout));
-        let created = tokio::time::timeout(
-            timeout,
-            self.inner.admin.create_topics(
-                &[NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
-                &admin_options,
-            ),
-        )
-        .await
-        .map_err(|_| BusError::Timeout(timeout))?
-        .map_err(|error| kafka_error(&self.inner.redacted, "creating a topic", &error))?;
+        let new: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|topic| NewTopic::new(topic, 1, TopicReplication::Fixed(1)))
+            .collect();
+        let created =
+            tokio::time::timeout(timeout, self.inner.admin.create_topics(&new, &admin_options))
+                .await
+                .map_err(|_| BusError::Timeout(timeout))?
+                .map_err(|error| kafka_error(&self.inner.redacted, "creating a topic", &error))?;
         for result in created {
             match result {
                 Ok(_) => {}
@@ -242,7 +273,6 @@ impl KafkaBus {
                 }
             }
         }
-        lock(&self.inner.topics).insert(topic.to_owned());
         Ok(())
     }
 
@@ -302,6 +332,19 @@ impl KafkaBus {
             "Kafka at {}: topic {topic} keeps vanishing",
             self.inner.redacted
         )))
+    }
+
+    /// Every partition of `topics` at its high watermark: where a subscription starts.
+    async fn positions(&self, topics: &[String]) -> BusResult<TopicPartitionList> {
+        let mut assignment = TopicPartitionList::new();
+        for topic in topics {
+            for (partition, high) in self.high_watermarks(topic).await? {
+                assignment
+                    .add_partition_offset(topic, partition, Offset::Offset(high))
+                    .map_err(|error| kafka_error(&self.inner.redacted, "positioning", &error))?;
+            }
+        }
+        Ok(assignment)
     }
 
     /// The partitions of `topic` and their high watermarks (the offset the next record gets).
@@ -433,6 +476,7 @@ impl Bus for KafkaBus {
             // librdkafka's own read-ahead, which a paused consumer may still hand out: bounded by
             // the in-flight window.
             .set("queued.min.messages", max_in_flight.to_string())
+            .set("reconnect.backoff.ms", millis(KAFKA_MEMBER_RECONNECT_BACKOFF))
             .create_with_context(context)
             .map_err(|error| kafka_error(&self.inner.redacted, "creating a consumer", &error))?;
         created
@@ -447,6 +491,8 @@ impl Bus for KafkaBus {
             paused: false,
             parked: VecDeque::new(),
             redacted: self.inner.redacted.clone(),
+            bus: self.clone(),
+            lost: false,
         }))
     }
 
@@ -456,17 +502,13 @@ impl Bus for KafkaBus {
 
     async fn subscribe(&self, channels: &[&str]) -> BusResult<Box<dyn Subscription>> {
         let mut routes = HashMap::new();
-        let mut assignment = TopicPartitionList::new();
         for channel in channels {
             let topic = naming::kafka_topic(channel);
             self.ensure_topic(&topic).await?;
-            for (partition, high) in self.high_watermarks(&topic).await? {
-                assignment
-                    .add_partition_offset(&topic, partition, Offset::Offset(high))
-                    .map_err(|error| kafka_error(&self.inner.redacted, "positioning", &error))?;
-            }
             routes.insert(topic, (*channel).to_owned());
         }
+        let topics: Vec<String> = routes.keys().cloned().collect();
+        let assignment = self.positions(&topics).await?;
         let options = &self.inner.options;
         // A group id no other client uses: it is never joined nor committed (the partitions are
         // assigned by hand), so the broker keeps no group for it.
@@ -481,12 +523,18 @@ impl Bus for KafkaBus {
             .set("auto.offset.reset", "latest")
             .set("fetch.wait.max.ms", millis(options.kafka_fetch_wait))
             .set("queued.min.messages", options.channel_buffer.max(1).to_string())
+            .set("reconnect.backoff.ms", millis(KAFKA_MEMBER_RECONNECT_BACKOFF))
             .create()
             .map_err(|error| kafka_error(&self.inner.redacted, "creating a subscriber", &error))?;
         consumer
             .assign(&assignment)
             .map_err(|error| kafka_error(&self.inner.redacted, "assigning partitions", &error))?;
-        Ok(Box::new(KafkaSubscription { consumer: Some(consumer), routes }))
+        Ok(Box::new(KafkaSubscription {
+            consumer: Some(consumer),
+            routes,
+            bus: self.clone(),
+            lost: false,
+        }))
     }
 
     async fn ping(&self) -> BusResult<()> {
@@ -502,6 +550,60 @@ impl Bus for KafkaBus {
         })
         .await
         .map_err(|error| BusError::Unavailable(format!("metadata task: {error}")))?
+    }
+}
+
+/// The producer's callbacks: a lost broker connection wakes the topic keeper. Called by the
+/// producer's own polling thread, so it does not depend on any consumer being polled.
+struct WatchContext {
+    lost: Arc<Notify>,
+}
+
+impl ClientContext for WatchContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        log_librdkafka(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if broker_lost(&error) {
+            self.lost.notify_one();
+        }
+        tracing::warn!(%error, reason, "librdkafka producer error");
+    }
+}
+
+/// The topic keeper: after each lost broker connection, creates again every topic this bus
+/// used (one `CreateTopics` request; those that exist are left as they are), retrying with a
+/// doubling pause from `RECONNECT_BACKOFF_MIN` to `RECONNECT_BACKOFF_MAX` until the broker
+/// answers. A broker restarted empty so has the topics back before the members, which
+/// reconnect after `KAFKA_MEMBER_RECONNECT_BACKOFF`, fetch from it. Ends with the bus.
+async fn keep_topics(inner: std::sync::Weak<Inner>, lost: Arc<Notify>) {
+    loop {
+        lost.notified().await;
+        let mut pause = RECONNECT_BACKOFF_MIN;
+        loop {
+            let Some(inner) = inner.upgrade() else { return };
+            let topics: Vec<String> = lock(&inner.topics).iter().cloned().collect();
+            if topics.is_empty() {
+                break;
+            }
+            let bus = KafkaBus { inner };
+            match bus.create_topics(&topics).await {
+                Ok(()) => {
+                    tracing::info!(
+                        count = topics.len(),
+                        "Kafka topics checked after a lost broker connection"
+                    );
+                    break;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, ?pause, "Kafka topics not checked yet after a lost broker connection");
+                }
+            }
+            drop(bus);
+            tokio::time::sleep(pause).await;
+            pause = next_backoff(pause);
+        }
     }
 }
 
@@ -665,6 +767,11 @@ struct KafkaConsumer {
     /// (librdkafka's read-ahead; at most `queued.min.messages` = `max_in_flight`).
     parked: VecDeque<(u64, OwnedMessage)>,
     redacted: String,
+    /// To create the topic again after the broker was lost.
+    bus: KafkaBus,
+    /// The connection to the broker was lost: fetching is paused until the topic is known to
+    /// exist again (`recover`).
+    lost: bool,
 }
 
 /// Commits the acknowledged prefix (without waiting for the broker) and pauses or resumes
@@ -741,6 +848,14 @@ impl QueueConsumer for KafkaConsumer {
         // count: a consumer outlives any broker outage; the caller stops it by dropping it.
         let mut pause = RECONNECT_BACKOFF_MIN;
         loop {
+            if self.lost {
+                let Some(consumer) = self.consumer.as_ref() else { return Err(BusError::Closed) };
+                let topics = [self.topic.clone()];
+                recover(consumer, &self.bus, &topics, &mut pause).await;
+                // `recover` resumed every partition: the window decides again below.
+                self.paused = false;
+                self.lost = false;
+            }
             let Some(consumer) = self.consumer.as_ref() else { return Err(BusError::Closed) };
             let room =
                 settle(consumer, &self.window, &self.topic, self.max_in_flight, &mut self.paused);
@@ -770,6 +885,11 @@ impl QueueConsumer for KafkaConsumer {
                     }
                     // librdkafka reconnects by itself; errors come as events, paced here.
                     tracing::warn!(topic = %self.topic, %error, ?pause, "Kafka consumer error");
+                    if broker_lost(&error) {
+                        pause_all(consumer, std::slice::from_ref(&self.topic));
+                        self.lost = true;
+                        continue;
+                    }
                     tokio::time::sleep(pause).await;
                     pause = next_backoff(pause);
                 }
@@ -832,12 +952,97 @@ impl Acknowledge for KafkaAck {
     }
 }
 
+/// Whether a consumer error says the connection to a broker was lost (the broker may come back
+/// empty, without the topics).
+fn broker_lost(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+    )
+}
+
+/// Every partition of `topics` this client knows (assigned or not), or only the assignment when
+/// metadata cannot be read from the local cache.
+fn partitions_of<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    topics: &[String],
+) -> TopicPartitionList {
+    let mut list = consumer.assignment().unwrap_or_default();
+    for topic in topics {
+        // Queues and channels have one partition (created so by this crate); an existing topic
+        // with more is covered by the assignment.
+        if list.find_partition(topic, 0).is_none() {
+            list.add_partition(topic, 0);
+        }
+    }
+    list
+}
+
+/// Stops fetching `topics` at once: a broker restarted empty answers a fetch for a topic it
+/// lost in a way that crashes librdkafka 2.12 (see `recover`).
+fn pause_all<C: ConsumerContext>(consumer: &StreamConsumer<C>, topics: &[String]) {
+    let list = partitions_of(consumer, topics);
+    if let Err(error) = consumer.pause(&list) {
+        tracing::debug!(%error, "Kafka pause after a lost connection");
+    }
+}
+
+/// After the connection to the broker was lost, with fetching paused: creates the topics again
+/// when the broker lost them and reads their metadata on this member's client, retrying with a doubling pause (from `RECONNECT_BACKOFF_MIN` to
+/// `RECONNECT_BACKOFF_MAX`) until it answers, then resumes fetching.
+///
+/// Why: tansu (memory storage) answers a fetch for a topic it does not know with a
+/// leader-change hint (`CurrentLeader`, `NodeEndpoints`) naming the topic by a zero topic id;
+/// librdkafka 2.12.1 (`rd_kafka_handle_Fetch_metadata_update`) turns it into a metadata update
+/// whose topic has no name and looks it up with `strcmp(NULL)`: the process dies. So a member
+/// never fetches a topic before it exists again.
+async fn recover<C: ConsumerContext>(
+    consumer: &StreamConsumer<C>,
+    bus: &KafkaBus,
+    topics: &[String],
+    pause: &mut Duration,
+) {
+    let timeout = bus.inner.options.operation_timeout;
+    for topic in topics {
+        loop {
+            // The topic back, then this member's metadata read again: a topic created again has
+            // a new id, and a fetch by the old one gets the same crashing answer.
+            let restored = match bus.recreate_topic(topic).await {
+                Ok(()) => {
+                    consumer.client().fetch_metadata(Some(topic), timeout).map(|_| ()).map_err(
+                        |error| kafka_error(&bus.inner.redacted, "reading metadata", &error),
+                    )
+                }
+                Err(error) => Err(error),
+            };
+            match restored {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(%topic, %error, ?pause, "Kafka topic not restored yet after a lost connection");
+                    tokio::time::sleep(*pause).await;
+                    *pause = next_backoff(*pause);
+                }
+            }
+        }
+    }
+    let list = partitions_of(consumer, topics);
+    if let Err(error) = consumer.resume(&list) {
+        tracing::warn!(%error, "Kafka resume after a lost connection");
+    }
+    tracing::info!(?topics, "Kafka topics checked after a lost connection; fetching again");
+}
+
 /// A subscription: a consumer with hand-assigned partitions, positioned at their ends.
 struct KafkaSubscription {
     /// `None` only while being dropped.
     consumer: Option<StreamConsumer>,
     /// Topic → logical channel name.
     routes: HashMap<String, String>,
+    /// To create the topics again after the broker was lost.
+    bus: KafkaBus,
+    /// The connection to the broker was lost: fetching is paused until the topics are known to
+    /// exist again (`recover`).
+    lost: bool,
 }
 
 #[async_trait]
@@ -846,6 +1051,24 @@ impl Subscription for KafkaSubscription {
         let mut pause = RECONNECT_BACKOFF_MIN;
         loop {
             let Some(consumer) = self.consumer.as_ref() else { return Err(BusError::Closed) };
+            if self.lost {
+                let topics: Vec<String> = self.routes.keys().cloned().collect();
+                recover(consumer, &self.bus, &topics, &mut pause).await;
+                // A topic created again starts from offset 0 and some brokers (tansu) answer a
+                // fetch past the end with nothing rather than an out-of-range error: positioned
+                // again at the ends, as at `subscribe`.
+                match self.bus.positions(&topics).await {
+                    Ok(positions) => {
+                        if let Err(error) = consumer.assign(&positions) {
+                            tracing::warn!(%error, "Kafka subscription not positioned again");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "Kafka subscription not positioned again");
+                    }
+                }
+                self.lost = false;
+            }
             match consumer.recv().await {
                 Ok(message) => {
                     let Some(channel) = self.routes.get(message.topic()) else { continue };
@@ -854,6 +1077,12 @@ impl Subscription for KafkaSubscription {
                 }
                 Err(error) => {
                     tracing::warn!(%error, ?pause, "Kafka subscription error");
+                    if broker_lost(&error) {
+                        let topics: Vec<String> = self.routes.keys().cloned().collect();
+                        pause_all(consumer, &topics);
+                        self.lost = true;
+                        continue;
+                    }
                     tokio::time::sleep(pause).await;
                     pause = next_backoff(pause);
                 }

@@ -152,3 +152,28 @@ async fn kafka_bus_comes_back_after_its_connections_are_cut() {
     })
     .await;
 }
+
+/// tansu (memory storage) killed and started again on the same address loses every topic, record
+/// and committed offset: a consumer and a subscriber opened before go on by themselves, and what
+/// is enqueued and published after it came back reaches them (what the broker held is lost: the
+/// runtime's end-to-end receipts send it again).
+#[cfg(feature = "kafka")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_bus_comes_back_after_tansu_restarted_empty() {
+    let Some(binary) = service_url("XC_TANSU_BIN") else { return };
+    let listen = tansu::Tansu::free_address();
+    let tansu = std::sync::Arc::new(std::sync::Mutex::new(tansu::Tansu::start_behind(
+        &binary, listen, listen,
+    )));
+    let url = format!("kafka://{listen}");
+    let bus = open(&url, &conformance::options()).await.expect("open");
+    conformance::resume_after_broker_restart_losing_data(&bus, || async {
+        let tansu = tansu.clone();
+        tokio::task::spawn_blocking(move || {
+            tansu.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).restart_empty()
+        })
+        .await
+        .expect("restart");
+    })
+    .await;
+}

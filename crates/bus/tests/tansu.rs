@@ -54,6 +54,13 @@ impl Tansu {
         }
     }
 
+    /// Kills the broker and starts it again on the same address: it comes back empty (memory
+    /// storage), without the topics, records and committed offsets it held.
+    pub fn restart_empty(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
     fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -25,6 +25,13 @@ pub fn component_queue(component: &str) -> String {
     format!("xcomponent:{component}")
 }
 
+/// The channel on which the runtimes that received messages from `component` send back their
+/// receipts (end to end: the message is stored as done at its destination); the runtimes
+/// hosting `component` subscribe to it and remove the receipted messages from their outbox.
+pub fn receipt_channel(component: &str) -> String {
+    format!("fsm:receipts:{component}")
+}
+
 /// The consumer group of the runtimes hosting a component (every runtime hosting it joins it).
 pub const RUNTIME_GROUP: &str = "xcomponent-runtimes";
 

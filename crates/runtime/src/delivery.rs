@@ -148,7 +148,8 @@ impl RuntimeHandle {
             if let Some(remote) = &self.shared.remote
                 && self.shared.is_remote(&envelope.component)
             {
-                remote.send(envelope);
+                // It may have reached its receiver before (no receipt came back yet).
+                remote.resend(envelope);
                 continue;
             }
             if let Err(reason) = place(&self.shared, &envelope, Some(origin), &mut routed) {

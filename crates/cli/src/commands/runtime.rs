@@ -43,6 +43,12 @@ pub struct RuntimeArgs {
     #[arg(long, default_value_t = xcomponent_runtime::DEFAULT_HEARTBEAT_INTERVAL.as_millis() as u64, value_name = "MS")]
     pub heartbeat_ms: u64,
 
+    /// How long a message sent to another component waits for its receipt (the receiving
+    /// runtime stored it) before it is sent again, in milliseconds (doubled at each resend of
+    /// the same message, up to 5 minutes).
+    #[arg(long, default_value_t = xcomponent_runtime::RELAY_RESEND_AFTER.as_millis() as u64, value_name = "MS")]
+    pub resend_ms: u64,
+
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -87,6 +93,7 @@ async fn host(args: RuntimeArgs) -> Result<()> {
     args.engine.spawn_retention(store.clone());
     let mut config = BusConfig::new(name.clone());
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));
+    config.resend_after = Duration::from_millis(args.resend_ms.max(100));
     let handlers = args.engine.handlers(&definitions)?;
     let mut builder =
         RuntimeBuilder::new().store(store).options(options).bus(bus, config).handlers(handlers);

@@ -1,6 +1,8 @@
 //! Consumers of the hosted components' queues: each delivery is placed on the shards like a
-//! stored message and acknowledged once the commit that applied it (or dead-lettered it) is
-//! stored (`Shared::settle_deliveries`).
+//! stored message, and acknowledged to the broker and receipted to its sender once the commit
+//! that applied it (or dropped it as a duplicate, or dead-lettered it) is stored
+//! (`Shared::settle_deliveries`). A delivery the broker marks redelivered, or that its sender
+//! marks resent, first reads its inbox entries: it may be a copy of one applied already.
 
 use super::monitor;
 use super::reply::CommandOutcome;
@@ -110,8 +112,8 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) -> Result<(), String> 
     let (Some(remote), Some(store)) = (shared.remote.as_ref(), shared.store.as_ref()) else {
         return Err("no bus or store".into());
     };
-    let (envelope, reply_to) = match wire::decode(&delivery.message.body) {
-        Ok(received) => (received.envelope, received.reply_to),
+    let (envelope, reply_to, resent) = match wire::decode(&delivery.message.body) {
+        Ok(received) => (received.envelope, received.reply_to, received.resent),
         Err(reason) => {
             // Not ours to store (no envelope to keep): reported, counted and taken off the queue.
             tracing::error!(message = %delivery.message.id, %reason, "Unreadable message on the bus dropped.");
@@ -121,13 +123,14 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) -> Result<(), String> 
         }
     };
     let id = envelope.id;
-    if remote.hold(id, delivery.acknowledge) {
+    let sender = envelope.source_component.as_deref().filter(|_| reply_to.is_none());
+    if remote.hold(id, delivery.acknowledge, sender) {
         // Delivered again while the first copy is still being applied here: acknowledged
         // together with it.
         shared.counters.duplicates(1);
         return Ok(());
     }
-    let applied = if delivery.redelivered {
+    let applied = if delivery.redelivered || resent {
         let entries = match store.inbox_entries(&[id]).await {
             Ok(entries) => entries,
             Err(error) => {

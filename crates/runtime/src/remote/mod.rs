@@ -2,20 +2,25 @@
 //!
 //! Outbound, a message produced for a component this runtime does not host is stored in the
 //! outbox with its transition like any other, then handed to the relay (`relay`), which
-//! enqueues it on the target component's queue and removes it from the outbox once the broker
-//! confirmed it. A periodic sweep of the outbox re-sends what the relay could not (broker down,
-//! relay queue full, crash between commit and confirm).
+//! enqueues it on the target component's queue and notes when the broker confirmed it. It stays
+//! in the outbox until the receiving runtime's receipt (`receipts`) says it is stored as done
+//! there: a broker that loses what it had confirmed (restarted without persistence) loses no
+//! message. A periodic sweep of the outbox sends again what the relay could not send (broker
+//! down, relay queue full) and what got no receipt within `RELAY_RESEND_AFTER` (doubling per
+//! message up to `RELAY_RESEND_MAX`).
 //!
 //! Inbound, each hosted component's queue is consumed (`inbound`): a delivery is placed on the
-//! shards like a stored message (a redelivered one first learns from the inbox which instances
-//! applied it already), and is acknowledged to the broker only once the commit that applied it,
-//! or dead-lettered it, is stored. A process that dies before that ack gets the message again,
-//! and the inbox drops it for every instance that applied it.
+//! shards like a stored message (a redelivered or resent one first learns from the inbox which
+//! instances applied it already), and is acknowledged to the broker, and receipted to its
+//! sender, only once the commit that applied it, or dead-lettered it, or dropped it as a
+//! duplicate, is stored. A process that dies before that ack gets the message again, and the
+//! inbox drops it for every instance that applied it.
 
 mod cluster;
 mod inbound;
 mod monitor;
 mod reads;
+mod receipts;
 mod relay;
 mod reply;
 pub(crate) mod wire;
@@ -46,6 +51,19 @@ pub const RELAY_SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 /// through the relay queue).
 pub const RELAY_SWEEP_MIN_AGE: Duration = Duration::from_secs(1);
 
+/// How long the relay waits for the receipt of a message the broker confirmed before the sweep
+/// sends it again (the receiver's inbox drops the copy and receipts it again). Doubled at each
+/// resend of the same message, up to `RELAY_RESEND_MAX`.
+pub const RELAY_RESEND_AFTER: Duration = Duration::from_secs(15);
+
+/// The longest wait between two sends of a message without a receipt (its receiver may be
+/// down for long: its queue keeps the first copy, more copies only cost space).
+pub const RELAY_RESEND_MAX: Duration = Duration::from_secs(300);
+
+/// Messages whose send time the relay remembers while they wait for their receipt; past it a
+/// confirmed message is not noted and the sweep may send it once more than needed.
+pub const RELAY_TRACKED_MAX: usize = 262_144;
+
 /// Default for `BusConfig::heartbeat_interval` (the seeds' 30 s).
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -61,16 +79,21 @@ pub struct BusConfig {
     pub host: String,
     /// Port of its HTTP API, announced to dashboards (0: none).
     pub port: u16,
+    /// How long a message the broker confirmed waits for its receipt before it is sent again
+    /// (doubling at each resend, up to `RELAY_RESEND_MAX`); `RELAY_RESEND_AFTER` by default.
+    pub resend_after: Duration,
 }
 
 impl BusConfig {
-    /// A runtime named `name`, heartbeating every `DEFAULT_HEARTBEAT_INTERVAL`, with no HTTP API.
+    /// A runtime named `name`, heartbeating every `DEFAULT_HEARTBEAT_INTERVAL`, with no HTTP API,
+    /// sending a message again when its receipt is `RELAY_RESEND_AFTER` late.
     pub fn new(name: impl Into<String>) -> BusConfig {
         BusConfig {
             name: name.into(),
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             host: String::new(),
             port: 0,
+            resend_after: RELAY_RESEND_AFTER,
         }
     }
 }
@@ -82,10 +105,39 @@ pub(crate) struct Remote {
     /// Drawn at start (the seeds' `runtimeId`).
     pub runtime_id: String,
     /// To the relay.
-    pub outgoing: mpsc::Sender<Arc<Envelope>>,
+    pub outgoing: mpsc::Sender<Outgoing>,
     /// Deliveries applied but not yet acknowledged, by message id (a message delivered twice
     /// while the first is in flight has two).
-    pub acks: Mutex<FxHashMap<MessageId, Vec<Box<dyn Acknowledge>>>>,
+    pub acks: Mutex<FxHashMap<MessageId, Held>>,
+    /// Messages the broker confirmed, waiting for their receipt: when they were last sent and
+    /// how many times (at most `RELAY_TRACKED_MAX`).
+    pub sent: Mutex<FxHashMap<MessageId, Sent>>,
+}
+
+/// A stored envelope handed to the relay.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    pub envelope: Arc<Envelope>,
+    /// It may have been sent before (the sweep, or the start after a crash): the receiver reads
+    /// its inbox before applying it.
+    pub resent: bool,
+}
+
+/// When a message waiting for its receipt was last confirmed by the broker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sent {
+    /// Clock milliseconds.
+    pub at: i64,
+    /// Sends so far (the wait before the next one doubles with each).
+    pub times: u32,
+}
+
+/// The held broker acknowledgements of a delivery and the component that sent it (who gets the
+/// receipt).
+#[derive(Default)]
+pub(crate) struct Held {
+    pub acks: Vec<Box<dyn Acknowledge>>,
+    pub sender: Option<String>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -96,28 +148,48 @@ impl std::fmt::Debug for Remote {
 
 impl Remote {
     /// Creates the bus side and the receiving end of the relay queue.
-    pub fn new(bus: Arc<dyn Bus>, config: BusConfig) -> (Remote, mpsc::Receiver<Arc<Envelope>>) {
+    pub fn new(bus: Arc<dyn Bus>, config: BusConfig) -> (Remote, mpsc::Receiver<Outgoing>) {
         let (outgoing, incoming) = mpsc::channel(RELAY_QUEUE_CAPACITY);
         let runtime_id = uuid::Uuid::now_v7().to_string();
         let acks = Mutex::new(FxHashMap::default());
-        (Remote { bus, config, runtime_id, outgoing, acks }, incoming)
+        let sent = Mutex::new(FxHashMap::default());
+        (Remote { bus, config, runtime_id, outgoing, acks, sent }, incoming)
     }
 
-    /// Hands a stored envelope for another process to the relay. When the relay queue is full
-    /// it stays in the outbox, and the next sweep sends it.
+    /// Hands a stored envelope for another process, just committed, to the relay. When the
+    /// relay queue is full it stays in the outbox, and the next sweep sends it.
     pub fn send(&self, envelope: Arc<Envelope>) {
-        if let Err(error) = self.outgoing.try_send(envelope) {
+        self.hand_over(Outgoing { envelope, resent: false });
+    }
+
+    /// Hands a stored envelope that may have been sent before (found in the outbox at start)
+    /// to the relay, marked so the receiver reads its inbox first.
+    pub fn resend(&self, envelope: Arc<Envelope>) {
+        self.hand_over(Outgoing { envelope, resent: true });
+    }
+
+    fn hand_over(&self, outgoing: Outgoing) {
+        if let Err(error) = self.outgoing.try_send(outgoing) {
             tracing::debug!(%error, "Relay queue full; the message waits in the outbox for the sweep.");
         }
     }
 
-    /// Keeps the broker acknowledgement of a delivery until its message is stored as done.
-    /// Returns true when the message was already being applied here (this delivery is a copy).
-    pub fn hold(&self, id: MessageId, acknowledge: Box<dyn Acknowledge>) -> bool {
+    /// Keeps the broker acknowledgement of a delivery sent by `sender` until its message is
+    /// stored as done. Returns true when the message was already being applied here (this
+    /// delivery is a copy).
+    pub fn hold(
+        &self,
+        id: MessageId,
+        acknowledge: Box<dyn Acknowledge>,
+        sender: Option<&str>,
+    ) -> bool {
         let Ok(mut acks) = self.acks.lock() else { return false };
         let held = acks.entry(id).or_default();
-        held.push(acknowledge);
-        held.len() > 1
+        held.acks.push(acknowledge);
+        if held.sender.is_none() {
+            held.sender = sender.map(str::to_owned);
+        }
+        held.acks.len() > 1
     }
 
     /// Drops the held acknowledgements of a message that will not be applied now (the broker
@@ -131,7 +203,8 @@ impl Remote {
     /// Acknowledges a message now (a command answered with a failure: it will not be applied
     /// and must not come back).
     pub fn ack_now(&self, id: MessageId) {
-        let acks = self.take(&[id]);
+        let acks: Vec<Box<dyn Acknowledge>> =
+            self.take(&[id]).into_iter().flat_map(|(_, held)| held.acks).collect();
         if acks.is_empty() {
             return;
         }
@@ -144,29 +217,45 @@ impl Remote {
         });
     }
 
-    /// Takes the acknowledgements of messages that a successful commit marked done.
-    fn take(&self, done: &[MessageId]) -> Vec<Box<dyn Acknowledge>> {
+    /// Takes the held acknowledgements of messages that a successful commit marked done.
+    fn take(&self, done: &[MessageId]) -> Vec<(MessageId, Held)> {
         let Ok(mut acks) = self.acks.lock() else { return Vec::new() };
         if acks.is_empty() {
             return Vec::new();
         }
-        done.iter().filter_map(|id| acks.remove(id)).flatten().collect()
+        done.iter().filter_map(|id| acks.remove(id).map(|held| (*id, held))).collect()
     }
 }
 
 impl Shared {
     /// After a commit that marked `done` messages delivered (applied everywhere, duplicates, or
-    /// dead-lettered): acknowledges the bus deliveries they came from.
+    /// dead-lettered): acknowledges the bus deliveries they came from and sends their receipts,
+    /// one bus message per sending component.
     pub fn settle_deliveries(&self, done: &[MessageId]) {
         let Some(remote) = &self.remote else { return };
-        let acks = remote.take(done);
-        if acks.is_empty() {
+        let held = remote.take(done);
+        if held.is_empty() {
             return;
         }
+        let mut acks = Vec::with_capacity(held.len());
+        let mut receipts: Vec<(String, Vec<MessageId>)> = Vec::new();
+        for (id, held) in held {
+            acks.extend(held.acks);
+            let Some(sender) = held.sender else { continue };
+            match receipts.iter_mut().find(|(component, _)| *component == sender) {
+                Some((_, ids)) => ids.push(id),
+                None => receipts.push((sender, vec![id])),
+            }
+        }
+        let bus = remote.bus.clone();
         // All at once: a backend with a round trip per ack (NATS AckAck, Redis XACK) overlaps
         // them on its connection instead of queueing them one behind the other.
         tokio::spawn(async move {
-            let outcomes = join_all(acks.into_iter().map(|acknowledge| acknowledge.ack())).await;
+            let acknowledged = join_all(acks.into_iter().map(|acknowledge| acknowledge.ack()));
+            let receipted = join_all(
+                receipts.iter().map(|(sender, ids)| receipts::send(bus.as_ref(), sender, ids)),
+            );
+            let (outcomes, _) = futures_util::future::join(acknowledged, receipted).await;
             for error in outcomes.into_iter().filter_map(Result::err) {
                 // Not lost: the broker delivers it again and the inbox drops it.
                 tracing::warn!(%error, "Bus acknowledgement failed; the message will come back as a duplicate.");
@@ -190,10 +279,11 @@ impl Shared {
 /// Starts the relay, the consumers of the hosted components' queues and the monitor.
 pub(crate) fn start(
     handle: &RuntimeHandle,
-    relay_queue: mpsc::Receiver<Arc<Envelope>>,
+    relay_queue: mpsc::Receiver<Outgoing>,
 ) -> Vec<JoinHandle<()>> {
     let shared = &handle.shared;
     let mut tasks = vec![tokio::spawn(run_relay(shared.clone(), relay_queue))];
+    tasks.push(tokio::spawn(receipts::run_receipts(shared.clone())));
     tasks.extend(consume_hosted_components(shared));
     if let Some(remote) = &shared.remote {
         let identity = monitor::Identity {

@@ -1,48 +1,60 @@
-//! The relay: sends stored messages for components hosted elsewhere to their queue, then removes
-//! them from the outbox. What it cannot send now stays in the outbox; a sweep every
-//! `RELAY_SWEEP_INTERVAL` sends it again. A message may so reach the broker twice (sent, then
-//! the process died before its outbox removal was stored): the receiver's inbox drops the copy.
+//! The relay: sends stored messages for components hosted elsewhere to their queue, and notes
+//! when the broker confirmed each. A message stays in the outbox until its receipt comes back
+//! from the runtime that stored it as done (`receipts`); a broker confirm is not enough, as a
+//! broker restarted without persistence loses what it had confirmed.
+//!
+//! A sweep every `RELAY_SWEEP_INTERVAL` reads the outbox and sends again what was never
+//! confirmed (broker down, relay queue full: once it is `RELAY_SWEEP_MIN_AGE` old) and what was
+//! confirmed but got no receipt within `BusConfig::resend_after` (`RELAY_RESEND_AFTER`, 15 s,
+//! by default; the wait doubles at each resend of
+//! the same message, up to `RELAY_RESEND_MAX`). A message still without a receipt once it is
+//! half the inbox retention old is dead-lettered (`failed`), so no copy can reach a receiver
+//! whose inbox forgot it. Resent messages are marked, and the receiver reads its inbox before
+//! applying them: copies are dropped, and receipted again.
 //!
 //! The messages of one relay batch for one queue are handed to the bus together
 //! (`Bus::enqueue_many`): a backend that pipelines waits for one confirm round trip per batch
 //! rather than one per message. Batches follow each other, so a queue's messages leave in the
-//! order they were stored. A batch's outbox removal is committed while the next batch is sent
-//! (`Removal`: one in flight at a time), never before the broker confirmed its messages.
+//! order they were stored. The relay never waits for receipts: the next batch goes as soon as
+//! the previous one is confirmed.
 
-use super::{RELAY_SWEEP_INTERVAL, RELAY_SWEEP_MIN_AGE, Remote, wire};
+use super::{
+    Outgoing, RELAY_RESEND_MAX, RELAY_SWEEP_INTERVAL, RELAY_SWEEP_MIN_AGE, RELAY_TRACKED_MAX,
+    Remote, Sent, wire,
+};
 use crate::shared::Shared;
+use rustc_hash::FxHashSet;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use xcomponent_core::bus::{QueueMessage, component_queue};
-use xcomponent_core::message::{Envelope, MessageId};
-use xcomponent_core::store::{CommitBatch, EventStore};
+use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageId};
+use xcomponent_core::store::CommitBatch;
 
-/// Envelopes sent (and their outbox removals committed) together.
+/// Envelopes sent together.
 const RELAY_BATCH: usize = 256;
 
 /// Outbox messages read per page by a sweep.
 const SWEEP_PAGE: usize = 1_000;
 
 /// Runs until shutdown; on shutdown, tries once to send what is queued.
-pub(crate) async fn run_relay(shared: Arc<Shared>, mut queue: mpsc::Receiver<Arc<Envelope>>) {
-    let (Some(remote), Some(store)) = (shared.remote.as_ref(), shared.store.clone()) else {
+pub(crate) async fn run_relay(shared: Arc<Shared>, mut queue: mpsc::Receiver<Outgoing>) {
+    let Some(remote) = shared.remote.as_ref() else { return };
+    if shared.store.is_none() {
         return;
-    };
+    }
     let mut shutdown = shared.shutdown.subscribe();
     let mut sweep = tokio::time::interval(RELAY_SWEEP_INTERVAL);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(RELAY_BATCH);
-    let mut removal = Removal { store, running: None };
     loop {
         tokio::select! {
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    while let Ok(envelope) = queue.try_recv() {
-                        batch.push(envelope);
+                    while let Ok(outgoing) = queue.try_recv() {
+                        batch.push(outgoing);
                     }
-                    send_batch(remote, &mut removal, &mut batch).await;
-                    removal.finish().await;
+                    send_batch(&shared, remote, &mut batch).await;
                     return;
                 }
             }
@@ -50,58 +62,22 @@ pub(crate) async fn run_relay(shared: Arc<Shared>, mut queue: mpsc::Receiver<Arc
                 if received == 0 {
                     return;
                 }
-                send_batch(remote, &mut removal, &mut batch).await;
+                send_batch(&shared, remote, &mut batch).await;
             }
-            _ = sweep.tick() => sweep_outbox(&shared, remote, &mut removal).await,
+            _ = sweep.tick() => sweep_outbox(&shared, remote).await,
         }
     }
 }
 
-/// The outbox removal of the messages last confirmed, committed while the next batch is sent;
-/// at most one is in flight (the next one waits for it).
-struct Removal {
-    store: Arc<dyn EventStore>,
-    running: Option<JoinHandle<()>>,
-}
-
-impl Removal {
-    /// Commits the removal of `sent` (confirmed by the broker) once the previous one is done.
-    async fn start(&mut self, sent: Vec<MessageId>) {
-        self.finish().await;
-        let store = self.store.clone();
-        self.running = Some(tokio::spawn(async move {
-            let removal = CommitBatch { delivered: sent, ..CommitBatch::default() };
-            if let Err(error) = store.commit(&removal).await {
-                // The messages are on the bus; the sweep sends them again and the receiver's
-                // inbox drops the copies.
-                tracing::warn!(%error, "Outbox removal of sent messages not stored.");
-            }
-        }));
-    }
-
-    /// Waits for the removal in flight, if any.
-    async fn finish(&mut self) {
-        if let Some(running) = self.running.take()
-            && let Err(error) = running.await
-        {
-            tracing::warn!(%error, "Outbox removal task failed.");
-        }
-    }
-}
-
-/// Sends `batch` and removes what the broker confirmed from the outbox. The messages for one
-/// queue go in one `Bus::enqueue_many`, in their order (there is no order between queues).
-/// Stops at the first failure: the rest stays in the outbox for the sweep. Returns whether all
-/// were sent.
-async fn send_batch(
-    remote: &Remote,
-    removal: &mut Removal,
-    batch: &mut Vec<Arc<Envelope>>,
-) -> bool {
+/// Sends `batch` and notes what the broker confirmed (it waits for its receipt). The messages
+/// for one queue go in one `Bus::enqueue_many`, in their order (there is no order between
+/// queues). Stops at the first failure: the rest stays in the outbox for the sweep. Returns
+/// whether all were sent.
+async fn send_batch(shared: &Shared, remote: &Remote, batch: &mut Vec<Outgoing>) -> bool {
     // Per target queue, in order of first appearance: the ids and encoded messages.
     let mut queues: Vec<(String, Vec<MessageId>, Vec<QueueMessage>)> = Vec::new();
-    for envelope in batch.drain(..) {
-        let message = match wire::encode(&envelope) {
+    for Outgoing { envelope, resent } in batch.drain(..) {
+        let message = match wire::encode(&envelope, resent) {
             Ok(message) => message,
             Err(error) => {
                 tracing::error!(message = %envelope.id, %error, "Envelope cannot be encoded; it stays in the outbox.");
@@ -117,14 +93,13 @@ async fn send_batch(
             None => queues.push((queue, vec![envelope.id], vec![message])),
         }
     }
-    let mut done: Vec<MessageId> = Vec::new();
     let mut all_sent = true;
     for (queue, ids, messages) in &queues {
         match remote.bus.enqueue_many(queue, messages).await {
-            Ok(()) => done.extend_from_slice(ids),
+            Ok(()) => note_sent(shared, remote, ids),
             Err(failure) => {
                 let confirmed = failure.confirmed.min(ids.len());
-                done.extend_from_slice(&ids[..confirmed]);
+                note_sent(shared, remote, &ids[..confirmed]);
                 let error = failure.error;
                 let refused = ids.get(confirmed).map(ToString::to_string).unwrap_or_default();
                 tracing::warn!(message = %refused, %queue, %error, "Bus refused a message; it and the ones after it stay in the outbox and are sent again by the sweep.");
@@ -133,19 +108,84 @@ async fn send_batch(
             }
         }
     }
-    if !done.is_empty() {
-        removal.start(done).await;
-    }
     all_sent
 }
 
-/// Sends every outbox message for a component hosted elsewhere that is older than
-/// `RELAY_SWEEP_MIN_AGE`, page by page, until a send fails.
-async fn sweep_outbox(shared: &Shared, remote: &Remote, removal: &mut Removal) {
-    let store = removal.store.clone();
+/// Notes that the broker confirmed `ids` now: the sweep leaves them alone until their receipt
+/// is overdue.
+fn note_sent(shared: &Shared, remote: &Remote, ids: &[MessageId]) {
+    if ids.is_empty() {
+        return;
+    }
+    let now = shared.clock.now();
+    let Ok(mut sent) = remote.sent.lock() else { return };
+    for id in ids {
+        let room = sent.len() < RELAY_TRACKED_MAX;
+        match sent.get_mut(id) {
+            Some(noted) => {
+                noted.at = now;
+                noted.times = noted.times.saturating_add(1);
+            }
+            // Past the bound, the message is not noted: the sweep sends it once more.
+            None if room => {
+                sent.insert(*id, Sent { at: now, times: 1 });
+            }
+            None => {}
+        }
+    }
+}
+
+/// How long a message sent `times` times waits for its receipt before it is sent again: the
+/// runtime's `BusConfig::resend_after` (`RELAY_RESEND_AFTER` by default), doubled at each resend.
+fn resend_wait(first: Duration, times: u32) -> Duration {
+    let doublings = times.saturating_sub(1).min(16);
+    first.saturating_mul(1 << doublings).min(RELAY_RESEND_MAX.max(first))
+}
+
+/// What the sweep does with one outbox message.
+enum Due {
+    /// Not this sweep's (another runtime's, a local one, too young, or its receipt not due).
+    Wait,
+    /// Sent again.
+    Send,
+    /// No receipt for too long: dead-lettered.
+    GiveUp,
+}
+
+fn due(shared: &Shared, remote: &Remote, envelope: &Envelope, now: i64, give_up: i64) -> Due {
+    if !shared.is_remote(&envelope.component) || !shared.produced_here(envelope) {
+        return Due::Wait;
+    }
     let min_age = i64::try_from(RELAY_SWEEP_MIN_AGE.as_millis()).unwrap_or(i64::MAX);
-    let cutoff = shared.clock.now().saturating_sub(min_age);
+    if envelope.created_at > now.saturating_sub(min_age) {
+        return Due::Wait;
+    }
+    if envelope.created_at <= now.saturating_sub(give_up) {
+        return Due::GiveUp;
+    }
+    let noted = remote.sent.lock().ok().and_then(|sent| sent.get(&envelope.id).copied());
+    match noted {
+        Some(noted) => {
+            let wait =
+                i64::try_from(resend_wait(remote.config.resend_after, noted.times).as_millis())
+                    .unwrap_or(i64::MAX);
+            if noted.at <= now.saturating_sub(wait) { Due::Send } else { Due::Wait }
+        }
+        None => Due::Send,
+    }
+}
+
+/// Sends again, page by page, every outbox message for a component hosted elsewhere that was
+/// never confirmed (and is `RELAY_SWEEP_MIN_AGE` old) or whose receipt is overdue; dead-letters
+/// those without a receipt for half the inbox retention. Stops at the first failed send. After
+/// a whole pass, forgets the send times of messages no longer in the outbox.
+async fn sweep_outbox(shared: &Shared, remote: &Remote) {
+    let Some(store) = shared.store.clone() else { return };
+    let now = shared.clock.now();
+    let give_up =
+        i64::try_from((shared.options.inbox_retention / 2).as_millis()).unwrap_or(i64::MAX);
     let mut after = None;
+    let mut seen: FxHashSet<MessageId> = FxHashSet::default();
     loop {
         let page = match store.pending_messages(after, SWEEP_PAGE).await {
             Ok(page) => page,
@@ -154,23 +194,52 @@ async fn sweep_outbox(shared: &Shared, remote: &Remote, removal: &mut Removal) {
                 return;
             }
         };
-        let Some(last) = page.last() else { return };
+        let Some(last) = page.last() else { break };
         after = Some(last.id);
         let full = page.len() == SWEEP_PAGE;
-        let mut batch: Vec<Arc<Envelope>> = page
-            .into_iter()
-            .filter(|envelope| {
-                envelope.created_at <= cutoff
-                    && shared.is_remote(&envelope.component)
-                    && shared.produced_here(envelope)
-            })
-            .map(Arc::new)
-            .collect();
+        let mut batch: Vec<Outgoing> = Vec::new();
+        let mut expired = CommitBatch::default();
+        for envelope in page {
+            seen.insert(envelope.id);
+            match due(shared, remote, &envelope, now, give_up) {
+                Due::Wait => {}
+                Due::Send => batch.push(Outgoing { envelope: Arc::new(envelope), resent: true }),
+                Due::GiveUp => {
+                    tracing::error!(message = %envelope.id, component = %envelope.component, "No receipt for half the inbox retention: dead-lettered.");
+                    expired.delivered.push(envelope.id);
+                    expired.dead_letters.push(DeadLetter {
+                        reason: format!(
+                            "no receipt from component {} within half the inbox retention",
+                            envelope.component
+                        ),
+                        message: envelope,
+                        kind: DeadLetterKind::Failed,
+                        attempts: 1,
+                        dead_at: now,
+                    });
+                }
+            }
+        }
+        if !expired.delivered.is_empty() {
+            if let Err(error) = store.commit(&expired).await {
+                tracing::warn!(%error, "Dead letters of unreceipted messages not stored.");
+            }
+            shared.counters.dead_letters(expired.dead_letters.len());
+        }
         if !batch.is_empty() {
-            tracing::info!(messages = batch.len(), "Outbox sweep sends messages not sent yet.");
+            tracing::info!(
+                messages = batch.len(),
+                "Outbox sweep sends again messages without a receipt."
+            );
+            if !send_batch(shared, remote, &mut batch).await {
+                return;
+            }
         }
-        if !send_batch(remote, removal, &mut batch).await || !full {
-            return;
+        if !full {
+            break;
         }
+    }
+    if let Ok(mut sent) = remote.sent.lock() {
+        sent.retain(|id, noted| seen.contains(id) || noted.at >= now);
     }
 }

@@ -1,7 +1,9 @@
 //! Components in different runtimes joined by a bus: a cross-component creation and a correlated
 //! reply travel as stored envelopes; a runtime killed while applying deliveries gets them again
 //! and applies each exactly once; a broker duplicate is dropped; messages wait in the queue for
-//! a runtime that is not started yet, and in the outbox while the bus is down.
+//! a runtime that is not started yet, and in the outbox while the bus is down; a broker that
+//! loses everything it had confirmed (restarted empty) loses no flow, as messages leave the
+//! sender's outbox only on the receiver's receipt.
 
 use crate::cross_component::{BILLING, SHOP};
 use crate::{ctx, definition};
@@ -554,6 +556,258 @@ async fn a_cluster_view_sees_every_runtime_and_routes_commands_to_the_owner() {
     })
     .await;
     view.stop();
+    shop.shutdown().await;
+    billing.shutdown().await;
+}
+
+/// A bus that can be replaced by a fresh, empty one at any moment, as a broker restarted without
+/// persistence: every message it had confirmed, queued or delivered unacknowledged is gone.
+/// Consumers and subscriptions opened before follow to the new bus by themselves. While `frozen`
+/// is set, consumers deliver nothing (what is enqueued waits on the broker, confirmed).
+#[derive(Debug)]
+struct LosingBus {
+    current: std::sync::Mutex<Arc<dyn Bus>>,
+    /// Bumped by every `lose_everything`.
+    generation: tokio::sync::watch::Sender<u64>,
+    frozen: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl LosingBus {
+    fn new() -> LosingBus {
+        LosingBus {
+            current: std::sync::Mutex::new(memory_bus()),
+            generation: tokio::sync::watch::channel(0).0,
+            frozen: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    fn bus(&self) -> Arc<dyn Bus> {
+        self.current.lock().unwrap().clone()
+    }
+
+    /// The broker restarts empty.
+    fn lose_everything(&self) {
+        *self.current.lock().unwrap() = memory_bus();
+        self.generation.send_modify(|generation| *generation += 1);
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
+    }
+}
+
+/// A consumer of a `LosingBus`: joins the current bus again after each loss.
+struct LosingConsumer {
+    bus: Arc<LosingBus>,
+    queue: String,
+    group: String,
+    name: String,
+    generation: tokio::sync::watch::Receiver<u64>,
+    inner: Option<Box<dyn QueueConsumer>>,
+}
+
+#[async_trait]
+impl QueueConsumer for LosingConsumer {
+    async fn next(&mut self) -> BusResult<Delivery> {
+        let mut frozen = self.bus.frozen.subscribe();
+        loop {
+            if self.generation.has_changed().unwrap_or(false) || self.inner.is_none() {
+                self.generation.borrow_and_update();
+                let bus = self.bus.bus();
+                self.inner = Some(bus.consume(&self.queue, &self.group, &self.name).await?);
+            }
+            if *frozen.borrow_and_update() {
+                let _ = frozen.changed().await;
+                continue;
+            }
+            let Some(inner) = self.inner.as_mut() else { continue };
+            tokio::select! {
+                delivery = inner.next() => return delivery,
+                _ = self.generation.changed() => {}
+                _ = frozen.changed() => {}
+            }
+        }
+    }
+}
+
+/// A subscription to a `LosingBus`: subscribes to the current bus again after each loss.
+struct LosingSubscription {
+    bus: Arc<LosingBus>,
+    channels: Vec<String>,
+    generation: tokio::sync::watch::Receiver<u64>,
+    inner: Box<dyn Subscription>,
+}
+
+#[async_trait]
+impl Subscription for LosingSubscription {
+    async fn next(&mut self) -> BusResult<xcomponent_core::bus::Published> {
+        loop {
+            if self.generation.has_changed().unwrap_or(false) {
+                self.generation.borrow_and_update();
+                let names: Vec<&str> = self.channels.iter().map(String::as_str).collect();
+                self.inner = self.bus.bus().subscribe(&names).await?;
+            }
+            tokio::select! {
+                published = self.inner.next() => return published,
+                _ = self.generation.changed() => {}
+            }
+        }
+    }
+}
+
+/// The `Bus` face of a shared `LosingBus`.
+#[derive(Debug, Clone)]
+struct Losing(Arc<LosingBus>);
+
+#[async_trait]
+impl Bus for Losing {
+    fn backend(&self) -> &'static str {
+        "losing"
+    }
+    async fn enqueue(&self, queue: &str, message: &QueueMessage) -> BusResult<()> {
+        self.0.bus().enqueue(queue, message).await
+    }
+    async fn consume(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BusResult<Box<dyn QueueConsumer>> {
+        Ok(Box::new(LosingConsumer {
+            bus: self.0.clone(),
+            queue: queue.to_owned(),
+            group: group.to_owned(),
+            name: consumer.to_owned(),
+            generation: self.0.generation.subscribe(),
+            inner: None,
+        }))
+    }
+    async fn publish(&self, channel: &str, body: &[u8]) -> BusResult<()> {
+        self.0.bus().publish(channel, body).await
+    }
+    async fn subscribe(&self, channels: &[&str]) -> BusResult<Box<dyn Subscription>> {
+        let generation = self.0.generation.subscribe();
+        let inner = self.0.bus().subscribe(channels).await?;
+        let channels = channels.iter().map(|channel| (*channel).to_owned()).collect();
+        Ok(Box::new(LosingSubscription { bus: self.0.clone(), channels, generation, inner }))
+    }
+    async fn ping(&self) -> BusResult<()> {
+        self.0.bus().ping().await
+    }
+}
+
+/// The events of an instance of the order store, by name.
+async fn event_names(store: &Arc<MemoryStore>, id: xcomponent_core::InstanceId) -> Vec<String> {
+    store.history(id).await.unwrap().into_iter().map(|event| event.event_type).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_loses_what_it_confirmed_loses_no_flow_and_applies_none_twice() {
+    const ORDERS: usize = 60;
+    let losing = Arc::new(LosingBus::new());
+    let bus: Arc<dyn Bus> = Arc::new(Losing(losing.clone()));
+    let start = async |yaml: &str, store: Arc<dyn EventStore>, name: &str| {
+        let mut config = BusConfig::new(name);
+        config.resend_after = Duration::from_secs(1);
+        RuntimeBuilder::new()
+            .component(definition(yaml))
+            .store(store)
+            .options(RuntimeOptions { shards: 2, ..RuntimeOptions::default() })
+            .bus(bus.clone(), config)
+            .start()
+            .await
+            .expect("runtime starts")
+    };
+    let shop_store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let billing_store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let shop = start(SHOP, shop_store.clone(), "shop-1").await;
+    let billing = start(BILLING, billing_store.clone(), "billing-1").await;
+
+    // The first half flows; the second half is enqueued (and confirmed) while the consumers
+    // take nothing, then the broker loses it all.
+    let mut orders = Vec::new();
+    for index in 0..ORDERS {
+        if index == ORDERS / 2 {
+            eventually("the first half invoiced", async || {
+                live(&billing, "Billing").await.len() == ORDERS / 2
+            })
+            .await;
+            losing.freeze(true);
+        }
+        let context = ctx(json!({"orderRef": format!("E{index}")}));
+        let order = shop.handle().create_instance("Shop", "Order", context).await.unwrap();
+        shop.handle().send_event(order, "SUBMIT", ctx(json!({"amount": index}))).await.unwrap();
+        orders.push(order);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    losing.lose_everything();
+    losing.freeze(false);
+    eventually("every order has its invoice after the loss", async || {
+        live(&billing, "Billing").await.len() == ORDERS
+    })
+    .await;
+
+    // Every invoice paid; the broker loses everything again while the replies are on their way.
+    let invoices = live(&billing, "Billing").await;
+    for (index, invoice) in invoices.iter().enumerate() {
+        if index == ORDERS / 2 {
+            losing.freeze(true);
+        }
+        billing.handle().send_event(invoice.id, "PAY", Default::default()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    losing.lose_everything();
+    losing.freeze(false);
+    eventually("every order paid", async || {
+        let mut paid = 0;
+        for order in &orders {
+            if shop
+                .handle()
+                .instance(*order)
+                .await
+                .is_some_and(|view| &*view.current_state == "Paid")
+            {
+                paid += 1;
+            }
+        }
+        paid == ORDERS
+    })
+    .await;
+    eventually("both outboxes emptied by the receipts", async || {
+        shop_store.pending_messages(None, 10).await.unwrap().is_empty()
+            && billing_store.pending_messages(None, 10).await.unwrap().is_empty()
+    })
+    .await;
+    shop.handle().flush().await.unwrap();
+    billing.handle().flush().await.unwrap();
+
+    // Exactly once: one invoice per order, one SUBMIT and one SETTLED per order, nothing
+    // dead-lettered (a second SETTLED would be refused by a paid order).
+    let stored = billing_store
+        .search(&xcomponent_core::store::InstanceQuery {
+            component: Some("Billing".into()),
+            limit: 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.items.len(), ORDERS, "one invoice per order, none twice");
+    let mut refs: Vec<String> = stored
+        .items
+        .iter()
+        .map(|record| record.context["ref"].as_str().unwrap().to_owned())
+        .collect();
+    refs.sort();
+    refs.dedup();
+    assert_eq!(refs.len(), ORDERS);
+    for order in &orders {
+        let events = event_names(&shop_store, *order).await;
+        let settled = events.iter().filter(|name| *name == "SETTLED").count();
+        let submitted = events.iter().filter(|name| *name == "SUBMIT").count();
+        assert_eq!((submitted, settled), (1, 1), "order {order}: {events:?}");
+    }
+    assert!(shop_store.dead_letters(None, 10).await.unwrap().is_empty(), "nothing dead-lettered");
+    assert!(billing_store.dead_letters(None, 10).await.unwrap().is_empty());
     shop.shutdown().await;
     billing.shutdown().await;
 }
