@@ -90,6 +90,7 @@ impl RuntimeHandle {
         let Some(store) = self.shared.store.clone() else { return Ok(0) };
         let mut after = None;
         let mut total = 0;
+        let mut left_for_a_bus = 0;
         loop {
             let page = store
                 .pending_messages(after, REDELIVERY_PAGE)
@@ -103,13 +104,28 @@ impl RuntimeHandle {
             let page: Vec<Envelope> = if self.shared.remote.is_some() {
                 page.into_iter().filter(|envelope| self.shared.produced_here(envelope)).collect()
             } else {
-                page
+                // Without a bus, a message for a component hosted nowhere here was produced by a
+                // distributed deployment on this store (awaiting its receiver's receipt): it
+                // stays in the outbox for that deployment, not dead-lettered by this process.
+                let (hosted, elsewhere): (Vec<Envelope>, Vec<Envelope>) =
+                    page.into_iter().partition(|envelope| {
+                        self.shared.registry.index_of(&envelope.component).is_some()
+                    });
+                left_for_a_bus += elsewhere.len();
+                hosted
             };
             total += page.len();
             self.deliver_stored(store.as_ref(), page).await?;
             if !full {
                 break;
             }
+        }
+        if left_for_a_bus > 0 {
+            tracing::warn!(
+                messages = left_for_a_bus,
+                "The outbox holds messages for components this runtime does not host and no bus \
+                 is joined: they stay stored for the runtimes that send them over a bus."
+            );
         }
         if total > 0 {
             self.shared.counters.redelivered(total);

@@ -221,3 +221,37 @@ async fn a_message_failing_past_the_retry_bound_is_dead_lettered_not_lost() {
     assert_eq!(invoices(&rt).await.len(), 1);
     assert!(!store.failing.load(Ordering::SeqCst));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_for_a_component_hosted_elsewhere_stays_in_the_outbox_without_a_bus() {
+    // A store a distributed deployment wrote: the Shop runtime's outbox still holds a creation
+    // for Billing (hosted by another runtime) that waits for its receiver's receipt.
+    let store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
+    let message = Envelope {
+        id: MessageId::draw(),
+        component: "Billing".into(),
+        body: MessageBody::Create {
+            machine: "Invoice".into(),
+            instance_id: InstanceId::draw(),
+            context: ctx(json!({"ref": "E1"})),
+            parent: None,
+        },
+        causation_id: None,
+        correlation_id: None,
+        depth: 1,
+        source_component: Some("Shop".into()),
+        source_instance: None,
+        created_at: crate::T0,
+    };
+    store
+        .commit(&CommitBatch { outbox: vec![message.clone()], ..CommitBatch::default() })
+        .await
+        .unwrap();
+    // Started alone on that store (an operator reading it), without a bus and without Billing:
+    // the message is neither applied nor dead-lettered; it waits for the deployment it is from.
+    let rt = start(&[SHOP], Handlers::new(), Some(store.clone())).await;
+    rt.handle.flush().await.unwrap();
+    assert_eq!(store.pending_messages(None, 10).await.unwrap(), [message]);
+    assert!(store.dead_letters(None, 10).await.unwrap().is_empty());
+    assert_eq!(rt.handle.message_counts().redelivered, 0);
+}
