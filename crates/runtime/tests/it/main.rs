@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bus;
+mod check_payment;
 mod cluster_reads;
 mod context_schema;
 mod cross_component;
