@@ -53,6 +53,9 @@ fi
 export XC_TANSU_BIN="${XC_TANSU_BIN:-}"
 
 cargo test --workspace --all-features --locked
+# The external bus API from Python (redis-py, pika) against a real runtime over Redis and
+# RabbitMQ (docs/bus-api.md); the binary is the one `cargo test` built.
+bash tests/python/run.sh
 # The examples are built and run (they assert their own outcome).
 cargo run --locked -q -p order-payment-example
 # The same flow between two services joined by a bus: in one process, then over each broker.

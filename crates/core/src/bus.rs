@@ -56,6 +56,9 @@ pub mod channels {
     pub const TRIGGER_EVENT: &str = "fsm:commands:trigger_event";
     /// Create an instance (the runtime hosting the component acts).
     pub const CREATE_INSTANCE: &str = "fsm:commands:create_instance";
+    /// Send an event to every instance of a machine matching filters (each runtime hosting the
+    /// component acts on the instances it holds and answers with how many took it).
+    pub const BROADCAST: &str = "fsm:commands:broadcast";
     /// A cross-component event by matching rules (the original's form; our runtimes use queues).
     pub const CROSS_COMPONENT_EVENT: &str = "fsm:commands:cross_component_event";
     /// A dashboard asks every runtime for its live instances.
@@ -71,6 +74,41 @@ pub mod channels {
     pub const STORE_READ_RESPONSE: &str = "fsm:responses:store";
     /// Version of the JSON layout of every message on these channels (`schemaVersion`).
     pub const SCHEMA_VERSION: u32 = 1;
+
+    /// What a command's `replyTo` must start with: answers go to response channels only, never
+    /// onto a command, event or registry channel (where they would be read as one).
+    pub const REPLY_CHANNEL_PREFIX: &str = "fsm:responses:";
+    /// The longest `replyTo` accepted, prefix included (every broker's name limit is above it
+    /// once mapped: Kafka's 249 characters with the `xcomponent.` prefix, RabbitMQ's 255-byte
+    /// routing keys).
+    pub const MAX_REPLY_CHANNEL_LEN: usize = 128;
+
+    /// Checks a command's `replyTo`: `fsm:responses:` followed by at least one of the letters,
+    /// digits, `_`, `-`, `:` and `.` (no broker wildcard, no space), `MAX_REPLY_CHANNEL_LEN`
+    /// characters at most. The error says what is wrong.
+    pub fn check_reply_channel(name: &str) -> Result<(), String> {
+        if name.len() > MAX_REPLY_CHANNEL_LEN {
+            return Err(format!(
+                "replyTo is {} characters long; at most {MAX_REPLY_CHANNEL_LEN} are allowed",
+                name.len()
+            ));
+        }
+        let Some(suffix) = name.strip_prefix(REPLY_CHANNEL_PREFIX) else {
+            return Err(format!("replyTo must start with {REPLY_CHANNEL_PREFIX}"));
+        };
+        if suffix.is_empty() {
+            return Err(format!("replyTo needs a name after {REPLY_CHANNEL_PREFIX}"));
+        }
+        if let Some(bad) = suffix
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.')))
+        {
+            return Err(format!(
+                "replyTo may hold letters, digits, '_', '-', ':' and '.' only, not {bad:?}"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// An infrastructure failure of a bus operation.
@@ -228,4 +266,22 @@ pub trait Bus: Send + Sync + fmt::Debug {
 
     /// Checks that the broker answers.
     async fn ping(&self) -> BusResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::channels::{MAX_REPLY_CHANNEL_LEN, check_reply_channel};
+
+    #[test]
+    fn reply_channels_are_response_channels_with_plain_names() {
+        assert!(check_reply_channel("fsm:responses:client-42").is_ok());
+        assert!(check_reply_channel("fsm:responses:app.orders:r_1").is_ok());
+        assert!(check_reply_channel("fsm:responses:").is_err(), "a name is needed");
+        assert!(check_reply_channel("fsm:commands:broadcast").is_err(), "not a command channel");
+        assert!(check_reply_channel("fsm:responses:a*").is_err(), "no wildcard");
+        assert!(check_reply_channel("fsm:responses:a b").is_err(), "no space");
+        assert!(check_reply_channel("fsm:responses:#").is_err());
+        let long = format!("fsm:responses:{}", "a".repeat(MAX_REPLY_CHANNEL_LEN));
+        assert!(check_reply_channel(&long).expect_err("too long").contains("at most"));
+    }
 }

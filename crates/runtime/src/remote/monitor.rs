@@ -2,7 +2,8 @@
 //! channels (`xcomponent_core::bus::channels`): it announces each hosted component (at start and
 //! when a dashboard asks), heartbeats, publishes state changes, creations and completions, says
 //! when it stops, answers instance queries and store reads (`reads.rs`), and executes
-//! `trigger_event` and `create_instance` commands addressed to what it hosts.
+//! `trigger_event`, `create_instance` and `broadcast` commands addressed to what it hosts,
+//! answering on the command's `replyTo` channel (`fsm:responses:command` by default).
 //!
 //! Everything here is at most once, like the channels themselves: a dashboard that misses an
 //! announce or an event catches up with the next discover or query. Messages carry
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use xcomponent_core::bus::{Bus, Published, Subscription, channels};
 use xcomponent_core::instance::{Context, InstanceId};
+use xcomponent_core::matching::PropertyFilter;
 
 /// Live instances one query response lists per component (the rest are left out and counted).
 pub const MAX_QUERY_INSTANCES: usize = 10_000;
@@ -144,6 +146,7 @@ async fn subscribe_commands(
         channels::QUERY_INSTANCES,
         channels::TRIGGER_EVENT,
         channels::CREATE_INSTANCE,
+        channels::BROADCAST,
         channels::STORE_READ,
     ];
     let mut pause = SUBSCRIBE_BACKOFF_MIN;
@@ -234,6 +237,7 @@ async fn on_command(
         }
         channels::TRIGGER_EVENT => trigger_event(handle, bus, identity, &body).await,
         channels::CREATE_INSTANCE => create_instance(handle, bus, identity, &body).await,
+        channels::BROADCAST => broadcast(handle, bus, identity, &body).await,
         _ => {}
     }
 }
@@ -273,18 +277,58 @@ fn instance_json(view: &InstanceView) -> Value {
     })
 }
 
-/// Replies on `COMMAND_RESPONSE` when the command carried a `requestId`.
-async fn reply(bus: &dyn Bus, identity: &Identity, body: &Map<String, Value>, outcome: Value) {
-    let Some(request_id) = body.get("requestId").cloned() else { return };
-    publish(
-        bus,
-        channels::COMMAND_RESPONSE,
-        json!({
-            "requestId": request_id, "runtimeId": identity.runtime_id, "runtimeName": identity.name,
-            "outcome": outcome,
-        }),
-    )
-    .await;
+/// Where and how a command this runtime acts on is answered.
+struct Answer {
+    /// The command's `requestId` (`null` when it had none).
+    request_id: Value,
+    /// The channel the answer goes to; `None`: no answer was asked for (neither `requestId` nor
+    /// `replyTo`).
+    channel: Option<String>,
+}
+
+impl Answer {
+    /// Reads `requestId` and `replyTo`. An invalid `replyTo` is answered at once with a failure
+    /// on `COMMAND_RESPONSE` (the command is not run): `None`.
+    async fn for_command(
+        bus: &dyn Bus,
+        identity: &Identity,
+        body: &Map<String, Value>,
+    ) -> Option<Answer> {
+        let request_id = body.get("requestId").cloned().unwrap_or(Value::Null);
+        let checked = match body.get("replyTo") {
+            None | Some(Value::Null) => {
+                Ok((!request_id.is_null()).then(|| channels::COMMAND_RESPONSE.to_owned()))
+            }
+            Some(Value::String(name)) => {
+                channels::check_reply_channel(name).map(|()| Some(name.clone()))
+            }
+            Some(_) => Err("replyTo must be a string".to_owned()),
+        };
+        match checked {
+            Ok(channel) => Some(Answer { request_id, channel }),
+            Err(error) => {
+                tracing::debug!(%error, "Command with an invalid replyTo refused.");
+                let refused =
+                    Answer { request_id, channel: Some(channels::COMMAND_RESPONSE.to_owned()) };
+                refused.send(bus, identity, json!({"status": "failed", "error": error})).await;
+                None
+            }
+        }
+    }
+
+    /// Publishes `outcome` on the answer's channel, if any.
+    async fn send(&self, bus: &dyn Bus, identity: &Identity, outcome: Value) {
+        let Some(channel) = &self.channel else { return };
+        publish(
+            bus,
+            channel,
+            json!({
+                "requestId": self.request_id, "runtimeId": identity.runtime_id,
+                "runtimeName": identity.name, "outcome": outcome,
+            }),
+        )
+        .await;
+    }
 }
 
 /// `{componentName?, instanceId, event: {type, payload?}}`: acted on by the runtime holding
@@ -319,6 +363,7 @@ async fn trigger_event(
     if handle.instance(instance).await.is_none() {
         return;
     }
+    let Some(answer) = Answer::for_command(bus, identity, body).await else { return };
     let outcome = match handle.send(SendRequest::new(instance, event_type, payload)).await {
         Ok(SendOutcome::Transitioned { new_state, .. }) => {
             json!({"status": "transitioned", "instanceId": instance, "newState": &*new_state})
@@ -330,11 +375,11 @@ async fn trigger_event(
             json!({"status": "failed", "instanceId": instance, "error": error.to_string()})
         }
     };
-    reply(bus, identity, body, outcome).await;
+    answer.send(bus, identity, outcome).await;
 }
 
-/// `{componentName, machineName?, context?}`: acted on by the runtime hosting the component
-/// (the entry machine when no machine is named).
+/// `{componentName, machineName?, context?, requestId?, replyTo?}`: acted on by the runtime
+/// hosting the component (the entry machine when no machine is named).
 async fn create_instance(
     handle: &RuntimeHandle,
     bus: &dyn Bus,
@@ -342,19 +387,14 @@ async fn create_instance(
     body: &Map<String, Value>,
 ) {
     let Some(component) = body.get("componentName").and_then(Value::as_str) else { return };
-    let Some(index) = handle.registry().index_of(component) else { return };
-    let definition = handle.registry().definition(index);
-    let machine = match body.get("machineName").and_then(Value::as_str) {
-        Some(machine) => machine.to_owned(),
-        None => match definition.entry_machine {
-            Some(entry) => definition.machine(entry).name.to_string(),
-            None => {
-                let outcome =
-                    json!({"status": "failed", "error": "no machineName and no entryMachine"});
-                reply(bus, identity, body, outcome).await;
-                return;
-            }
-        },
+    if handle.registry().index_of(component).is_none() {
+        return;
+    }
+    let Some(answer) = Answer::for_command(bus, identity, body).await else { return };
+    let Some(machine) = machine_name(handle, component, body) else {
+        let outcome = json!({"status": "failed", "error": "no machineName and no entryMachine"});
+        answer.send(bus, identity, outcome).await;
+        return;
     };
     let context = match body.get("context") {
         Some(Value::Object(context)) => context.clone(),
@@ -370,5 +410,96 @@ async fn create_instance(
         Ok(id) => json!({"status": "created", "instanceId": id}),
         Err(error) => json!({"status": "failed", "error": error.to_string()}),
     };
-    reply(bus, identity, body, outcome).await;
+    answer.send(bus, identity, outcome).await;
+}
+
+/// The command's `machineName`, else the hosted component's entry machine (`None`: neither).
+fn machine_name(
+    handle: &RuntimeHandle,
+    component: &str,
+    body: &Map<String, Value>,
+) -> Option<String> {
+    if let Some(machine) = body.get("machineName").and_then(Value::as_str) {
+        return Some(machine.to_owned());
+    }
+    let definition = handle.registry().definition(handle.registry().index_of(component)?);
+    definition.entry_machine.map(|entry| definition.machine(entry).name.to_string())
+}
+
+/// `{componentName, machineName?, state?, event: {type, payload?}, filters?: [{property,
+/// operator?, value}], requestId?, replyTo?}`: every runtime hosting the component sends the
+/// event to the instances it holds of that machine (in `state` when given) whose properties
+/// match every filter, and answers `{status: "broadcast", count}`.
+async fn broadcast(
+    handle: &RuntimeHandle,
+    bus: &dyn Bus,
+    identity: &Identity,
+    body: &Map<String, Value>,
+) {
+    let Some(component) = body.get("componentName").and_then(Value::as_str) else { return };
+    if handle.registry().index_of(component).is_none() {
+        return;
+    }
+    let Some(answer) = Answer::for_command(bus, identity, body).await else { return };
+    let outcome = match broadcast_request(handle, component, body) {
+        Err(error) => json!({"status": "failed", "error": error}),
+        Ok(request) => {
+            let sent = handle
+                .broadcast(
+                    component,
+                    &request.machine,
+                    request.state.as_deref(),
+                    &request.event,
+                    request.payload,
+                    request.filters,
+                )
+                .await;
+            match sent {
+                Ok(count) => json!({"status": "broadcast", "count": count}),
+                Err(error) => json!({"status": "failed", "error": error.to_string()}),
+            }
+        }
+    };
+    answer.send(bus, identity, outcome).await;
+}
+
+/// A broadcast command, read.
+struct BroadcastCommand {
+    machine: String,
+    state: Option<String>,
+    event: String,
+    payload: Context,
+    filters: Vec<PropertyFilter>,
+}
+
+/// Reads a broadcast command's fields; the error says which one is wrong.
+fn broadcast_request(
+    handle: &RuntimeHandle,
+    component: &str,
+    body: &Map<String, Value>,
+) -> Result<BroadcastCommand, String> {
+    let machine =
+        machine_name(handle, component, body).ok_or("no machineName and no entryMachine")?;
+    let state = match body.get("state") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(state)) => Some(state.clone()),
+        Some(_) => return Err("state must be a string".into()),
+    };
+    let event = body.get("event");
+    let event_type = event
+        .and_then(|event| event.get("type"))
+        .and_then(Value::as_str)
+        .ok_or("event.type (a string) is required")?;
+    let payload = match event.and_then(|event| event.get("payload")) {
+        None | Some(Value::Null) => Context::new(),
+        Some(Value::Object(payload)) => payload.clone(),
+        Some(_) => return Err("event.payload must be an object".into()),
+    };
+    let filters = match body.get("filters") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(filters) => serde_json::from_value(filters.clone()).map_err(|error| {
+            format!("filters must be a list of {{property, operator?, value}}: {error}")
+        })?,
+    };
+    Ok(BroadcastCommand { machine, state, event: event_type.to_owned(), payload, filters })
 }

@@ -3,7 +3,8 @@
 //! and applies each exactly once; a broker duplicate is dropped; messages wait in the queue for
 //! a runtime that is not started yet, and in the outbox while the bus is down; a broker that
 //! loses everything it had confirmed (restarted empty) loses no flow, as messages leave the
-//! sender's outbox only on the receiver's receipt.
+//! sender's outbox only on the receiver's receipt. Commands from other systems (create, send,
+//! broadcast with filters) are answered on the channel they name.
 
 use crate::cross_component::{BILLING, SHOP};
 use crate::{ctx, definition};
@@ -457,6 +458,110 @@ async fn a_runtime_announces_itself_publishes_its_events_and_takes_commands() {
     shop.shutdown().await;
     let gone = next_on(&mut watch, channels::SHUTDOWN).await;
     assert_eq!(gone["runtimeId"], announce["runtimeId"]);
+}
+
+/// A component of its own for the external command API: tickets with a priority.
+const DESK: &str = r#"
+name: Desk
+stateMachines:
+  - name: Ticket
+    initialState: Open
+    states: [{name: Open}, {name: Escalated}, {name: Closed, type: final}]
+    transitions:
+      - {from: Open, to: Escalated, event: ESCALATE}
+      - {from: Escalated, to: Closed, event: CLOSE}
+      - {from: Open, to: Closed, event: CLOSE}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_answer_on_their_reply_channel_and_a_broadcast_reaches_the_filtered_instances() {
+    use xcomponent_core::bus::channels;
+    let bus = memory_bus();
+    let mine = "fsm:responses:client-7";
+    let mut watch = bus
+        .subscribe(&[mine, channels::COMMAND_RESPONSE, channels::STATE_CHANGE, channels::ANNOUNCE])
+        .await
+        .unwrap();
+    let desk = start_hosting(DESK, Arc::new(MemoryStore::new()), bus.clone(), "desk-1").await;
+    // The runtime announces itself once it listens to the command channels.
+    next_on(&mut watch, channels::ANNOUNCE).await;
+
+    // Creations answered on the client's own channel, not on the shared one.
+    let mut tickets = Vec::new();
+    for (index, priority) in [1, 5, 9].into_iter().enumerate() {
+        let command = json!({"componentName": "Desk", "machineName": "Ticket",
+                             "requestId": format!("c-{index}"), "replyTo": mine,
+                             "context": {"priority": priority}});
+        bus.publish(channels::CREATE_INSTANCE, command.to_string().as_bytes()).await.unwrap();
+        let reply = next_on(&mut watch, mine).await;
+        assert_eq!(reply["requestId"], format!("c-{index}"));
+        assert_eq!(reply["outcome"]["status"], "created", "{reply}");
+        tickets.push(reply["outcome"]["instanceId"].clone());
+    }
+
+    // A broadcast with a filter: the two urgent tickets escalate.
+    let command = json!({"componentName": "Desk", "machineName": "Ticket", "state": "Open",
+                         "event": {"type": "ESCALATE"}, "requestId": "b-1", "replyTo": mine,
+                         "filters": [{"property": "priority", "operator": ">=", "value": 5}]});
+    bus.publish(channels::BROADCAST, command.to_string().as_bytes()).await.unwrap();
+    let reply = next_on(&mut watch, mine).await;
+    assert_eq!(reply["requestId"], "b-1");
+    assert_eq!(reply["outcome"], json!({"status": "broadcast", "count": 2}), "{reply}");
+    let mut escalated = Vec::new();
+    for _ in 0..2 {
+        let change = next_on(&mut watch, channels::STATE_CHANGE).await;
+        assert_eq!(change["data"]["newState"], "Escalated", "{change}");
+        escalated.push(change["data"]["instanceId"].clone());
+    }
+    escalated.sort_by_key(ToString::to_string);
+    let mut urgent = vec![tickets[1].clone(), tickets[2].clone()];
+    urgent.sort_by_key(ToString::to_string);
+    assert_eq!(escalated, urgent);
+
+    // Without a requestId, the default channel still answers a command naming no replyTo.
+    let command = json!({"componentName": "Desk", "machineName": "Ticket", "requestId": "b-2",
+                         "event": {"type": "CLOSE"}, "state": "Nowhere"});
+    bus.publish(channels::BROADCAST, command.to_string().as_bytes()).await.unwrap();
+    let reply = next_on(&mut watch, channels::COMMAND_RESPONSE).await;
+    assert_eq!(reply["requestId"], "b-2");
+    assert_eq!(reply["outcome"]["status"], "failed", "{reply}");
+    assert!(reply["outcome"]["error"].as_str().unwrap().contains("Nowhere"), "{reply}");
+    let command = json!({"componentName": "Desk", "machineName": "Ticket", "replyTo": mine,
+                         "event": {"type": "CLOSE"}, "filters": [{"property": "priority"}]});
+    bus.publish(channels::BROADCAST, command.to_string().as_bytes()).await.unwrap();
+    let reply = next_on(&mut watch, mine).await;
+    assert_eq!(reply["requestId"], json!(null), "a replyTo alone asks for an answer");
+    assert!(reply["outcome"]["error"].as_str().unwrap().contains("filters"), "{reply}");
+
+    // An invalid replyTo is refused on the shared channel and the command is not run.
+    for bad in ["fsm:commands:broadcast", "fsm:responses:a*", "fsm:responses:"] {
+        let command = json!({"componentName": "Desk", "machineName": "Ticket", "replyTo": bad,
+                             "requestId": "bad", "event": {"type": "CLOSE"}});
+        bus.publish(channels::BROADCAST, command.to_string().as_bytes()).await.unwrap();
+        let reply = next_on(&mut watch, channels::COMMAND_RESPONSE).await;
+        assert_eq!(reply["outcome"]["status"], "failed", "{bad}: {reply}");
+        assert!(reply["outcome"]["error"].as_str().unwrap().contains("replyTo"), "{reply}");
+    }
+    let long = format!("fsm:responses:{}", "x".repeat(channels::MAX_REPLY_CHANNEL_LEN));
+    let command = json!({"componentName": "Desk", "instanceId": tickets[0], "replyTo": long,
+                         "requestId": "long", "event": {"type": "CLOSE"}});
+    bus.publish(channels::TRIGGER_EVENT, command.to_string().as_bytes()).await.unwrap();
+    let reply = next_on(&mut watch, channels::COMMAND_RESPONSE).await;
+    assert_eq!(reply["requestId"], "long");
+    assert_eq!(reply["outcome"]["status"], "failed", "{reply}");
+
+    // Nothing was closed by the refused commands; an event on the client's channel closes one.
+    let states: Vec<String> =
+        live(&desk, "Desk").await.iter().map(|view| view.current_state.to_string()).collect();
+    assert_eq!(states.len(), 3, "{states:?}");
+    assert!(!states.iter().any(|state| state == "Closed"), "{states:?}");
+    let command = json!({"instanceId": tickets[0], "replyTo": mine, "requestId": "t-1",
+                         "event": {"type": "CLOSE"}});
+    bus.publish(channels::TRIGGER_EVENT, command.to_string().as_bytes()).await.unwrap();
+    let reply = next_on(&mut watch, mine).await;
+    assert_eq!(reply["outcome"]["status"], "transitioned", "{reply}");
+    assert_eq!(reply["outcome"]["newState"], "Closed");
+    desk.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
