@@ -17,6 +17,7 @@
 
 mod process;
 
+use process::cluster::dashboard_process;
 use process::{BIN, Server, free_port, history, http, serve, stored_instances};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -166,37 +167,6 @@ fn log(file: &str) -> Stdio {
     }
 }
 
-/// `xcomponent-ai dashboard` on the broker, once it lists `components`.
-fn dashboard(dir: &Path, broker: &str, port: u16, components: &[&str]) -> Server {
-    let child = Command::new(BIN)
-        .args(["dashboard", "--broker", broker, "--port", &port.to_string()])
-        .args(["--reply-timeout-ms", "4000", "--runtime-timeout-ms", "3000"])
-        .args(["--refresh-ms", "1000"])
-        .env_remove("DATABASE_URL")
-        .current_dir(dir)
-        .stdout(log("dashboard.out"))
-        .stderr(log("dashboard.err"))
-        .spawn()
-        .expect("dashboard starts");
-    let server = Server::from_child(child);
-    let started = Instant::now();
-    loop {
-        if let Some((200, body)) = http(port, "GET", "/api/components", None) {
-            let listed: Vec<&str> = body["components"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|component| component["name"].as_str())
-                .collect();
-            if components.iter().all(|ours| listed.contains(ours)) {
-                return server;
-            }
-        }
-        assert!(started.elapsed() < CROSSING, "the dashboard did not list {components:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// A REST call through the dashboard, retried while nothing was sent (no answer, or 503 because
 /// the broker is away); a request that timed out (it may still be applied) is not retried.
 fn call(port: u16, method: &str, path: &str, body: &Value) -> (u16, Value) {
@@ -299,7 +269,7 @@ fn every_order_is_paid_once_when_tansu_restarts_empty_mid_flow() {
     let payment_component = format!("PaymentComponent{suffix}");
     let orders_runtime = Runtime::start(&dir.0, &broker, "order.yaml", "orders");
     let port = free_port();
-    let _dashboard = dashboard(&dir.0, &broker, port, &[&order_component]);
+    let _dashboard = dashboard_process(&dir.0, &broker, port, &[&order_component]);
 
     // Orders created and submitted (each SUBMIT applied by the order runtime: 200) while no
     // payment runtime runs: the payment creations wait on the payment queue, confirmed by the
