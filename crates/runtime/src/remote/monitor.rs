@@ -378,6 +378,20 @@ async fn trigger_event(
     answer.send(bus, identity, outcome).await;
 }
 
+/// The component a command names, when this runtime hosts it, and how to answer the command
+/// (`None`: not ours to act on, or its `replyTo` was refused and answered so).
+async fn hosted_command<'a>(
+    handle: &RuntimeHandle,
+    bus: &dyn Bus,
+    identity: &Identity,
+    body: &'a Map<String, Value>,
+) -> Option<(&'a str, Answer)> {
+    let component = body.get("componentName").and_then(Value::as_str)?;
+    handle.registry().index_of(component)?;
+    let answer = Answer::for_command(bus, identity, body).await?;
+    Some((component, answer))
+}
+
 /// `{componentName, machineName?, context?, requestId?, replyTo?}`: acted on by the runtime
 /// hosting the component (the entry machine when no machine is named).
 async fn create_instance(
@@ -386,11 +400,9 @@ async fn create_instance(
     identity: &Identity,
     body: &Map<String, Value>,
 ) {
-    let Some(component) = body.get("componentName").and_then(Value::as_str) else { return };
-    if handle.registry().index_of(component).is_none() {
+    let Some((component, answer)) = hosted_command(handle, bus, identity, body).await else {
         return;
-    }
-    let Some(answer) = Answer::for_command(bus, identity, body).await else { return };
+    };
     let Some(machine) = machine_name(handle, component, body) else {
         let outcome = json!({"status": "failed", "error": "no machineName and no entryMachine"});
         answer.send(bus, identity, outcome).await;
@@ -436,11 +448,9 @@ async fn broadcast(
     identity: &Identity,
     body: &Map<String, Value>,
 ) {
-    let Some(component) = body.get("componentName").and_then(Value::as_str) else { return };
-    if handle.registry().index_of(component).is_none() {
+    let Some((component, answer)) = hosted_command(handle, bus, identity, body).await else {
         return;
-    }
-    let Some(answer) = Answer::for_command(bus, identity, body).await else { return };
+    };
     let outcome = match broadcast_request(handle, component, body) {
         Err(error) => json!({"status": "failed", "error": error}),
         Ok(request) => {
