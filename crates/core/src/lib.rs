@@ -54,6 +54,7 @@ pub mod engine;
 pub mod flag;
 pub mod guard;
 pub mod instance;
+pub mod lease;
 pub mod load;
 pub mod matching;
 pub mod mermaid;

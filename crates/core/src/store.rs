@@ -9,6 +9,7 @@
 //! same conformance suite.
 
 use crate::instance::{EventId, InstanceId, Millis, ParentRef, Status};
+use crate::lease::{Fence, LeaseStore};
 use crate::message::{DeadLetter, Envelope, InboxEntry, MessageId};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -239,6 +240,10 @@ pub struct CommitBatch {
     pub dead_letters: Vec<DeadLetter>,
     /// Dead letters removed (replayed or discarded). An id that is not in the list is ignored.
     pub dead_letters_removed: Vec<MessageId>,
+    /// The lease epochs these writes rely on (`crate::lease`): checked in the same transaction,
+    /// and if one was taken by another epoch the whole batch fails with `Error::Fenced`. Empty
+    /// for a runtime that does not share its components.
+    pub fences: Vec<Fence>,
 }
 
 impl CommitBatch {
@@ -319,6 +324,18 @@ pub enum Error {
     /// runtime commits the other work of such a batch on its own (only the culprit fails).
     #[error("the store refused the content: {0}")]
     Rejected(String),
+    /// A lease the batch relies on (`CommitBatch::fences`) has another epoch now: another runtime
+    /// took the partition. Nothing of the batch was written, and the writer must drop the
+    /// partition (retrying with the same epoch would be refused again).
+    #[error("fenced: the lease of {component} partition {partition} is no longer at epoch {epoch}")]
+    Fenced {
+        /// The component.
+        component: String,
+        /// The partition.
+        partition: crate::lease::Partition,
+        /// The epoch the writer held.
+        epoch: u64,
+    },
     /// Stored data could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -389,6 +406,12 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// One dead letter.
     async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>>;
+
+    /// The store's leases, when several runtimes can share it (PostgreSQL, Redis, and the memory
+    /// store within one process); `None` for a store of one host (SQLite).
+    fn leases(&self) -> Option<&dyn LeaseStore> {
+        None
+    }
 }
 
 #[cfg(test)]

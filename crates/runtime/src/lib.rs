@@ -70,6 +70,7 @@ mod handle;
 mod handlers;
 mod ids;
 mod options;
+mod partition;
 mod placement;
 mod protocol;
 mod registry;
@@ -93,6 +94,10 @@ pub use ids::DrawId;
 pub use options::{
     ContextSchemaMode, DEFAULT_INBOX_RETENTION, DEFAULT_MAX_BATCH, DEFAULT_MAX_DATA_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_SNAPSHOT_INTERVAL, RuntimeOptions, TimerMode,
+};
+pub use partition::{
+    ComponentOwnership, DEFAULT_LEASE_TTL, LeaseConfig, LeaseError, LeaseKeeper, MIN_LEASE_TTL,
+    Ownership, RENEWALS_PER_TTL,
 };
 pub use registry::{ComponentIdx, Registry};
 pub use remote::{

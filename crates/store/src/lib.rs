@@ -35,6 +35,7 @@
 //! ```
 
 mod common;
+mod lease_book;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;

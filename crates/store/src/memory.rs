@@ -8,10 +8,14 @@ use crate::common::{
     Cursor, Summary, check_batch, correlated_limit, fold, latest_snapshots, page_limit, summaries,
     text_matches, unavailable,
 };
+use crate::lease_book::LeaseBook;
 use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+use xcomponent_core::clock::{Clock, SystemClock};
 use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
+use xcomponent_core::lease::{Fence, Lease, LeaseStore, LeaseTable, Partition, Renewal};
 use xcomponent_core::message::{DeadLetter, Envelope, InboxEntry, MessageId};
 use xcomponent_core::store::{
     CommitBatch, Error, EventStore, InstanceQuery, InstanceRecord, Page, Result, Retention,
@@ -49,18 +53,38 @@ struct Inner {
     inbox: BTreeMap<(MessageId, InstanceId), Millis>,
     /// Dead letters by message id.
     dead_letters: BTreeMap<MessageId, DeadLetter>,
+    /// Partition counts and leases, checked by commits under the same lock.
+    leases: LeaseBook,
 }
 
 /// In-process event store.
-#[derive(Debug, Default)]
 pub struct MemoryStore {
     inner: RwLock<Inner>,
+    /// The store's clock, which times leases (the wall clock unless a test injects one).
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore::with_clock(Arc::new(SystemClock))
+    }
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// An empty store whose leases are timed by `clock` (tests and simulations move it by hand).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> MemoryStore {
+        MemoryStore { inner: RwLock::new(Inner::default()), clock }
     }
 
     fn read(&self, operation: &str) -> Result<RwLockReadGuard<'_, Inner>> {
@@ -91,6 +115,7 @@ impl EventStore for MemoryStore {
         let outbox = batch.outbox.clone();
         let dead_letters = batch.dead_letters.clone();
         let mut inner = self.write("commit")?;
+        inner.leases.check(&batch.fences)?;
         for event in &batch.events {
             let exists = inner
                 .instances
@@ -308,6 +333,10 @@ impl EventStore for MemoryStore {
     async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>> {
         Ok(self.read("dead_letter")?.dead_letters.get(&message).cloned())
     }
+
+    fn leases(&self) -> Option<&dyn LeaseStore> {
+        Some(self)
+    }
 }
 
 /// The values of `map` whose keys come after `after` (all of them when `None`), in key order.
@@ -320,4 +349,41 @@ fn after_key<V>(
         None => std::ops::Bound::Unbounded,
     };
     map.range((lower, std::ops::Bound::Unbounded)).map(|(_, value)| value)
+}
+
+#[async_trait]
+impl LeaseStore for MemoryStore {
+    async fn partitions(&self, component: &str, wanted: u32) -> Result<u32> {
+        self.write("partitions")?.leases.partitions(component, wanted)
+    }
+
+    async fn lease_table(&self, component: &str) -> Result<LeaseTable> {
+        Ok(self.read("lease_table")?.leases.table(component, self.clock.now()))
+    }
+
+    async fn join(&self, component: &str, owner: &str, ttl: Duration) -> Result<()> {
+        let now = self.clock.now();
+        self.write("join")?.leases.join(component, owner, ttl, now)
+    }
+
+    async fn acquire(
+        &self,
+        component: &str,
+        partition: Partition,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let now = self.clock.now();
+        self.write("acquire")?.leases.acquire(component, partition, owner, ttl, now)
+    }
+
+    async fn renew(&self, owner: &str, fences: &[Fence], ttl: Duration) -> Result<Vec<Renewal>> {
+        let now = self.clock.now();
+        Ok(self.write("renew")?.leases.renew(owner, fences, ttl, now))
+    }
+
+    async fn release(&self, fence: &Fence) -> Result<()> {
+        self.write("release")?.leases.release(fence);
+        Ok(())
+    }
 }

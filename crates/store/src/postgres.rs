@@ -24,6 +24,7 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use std::str::FromStr;
 use uuid::Uuid;
 use xcomponent_core::instance::{EventId, InstanceId, Millis};
+use xcomponent_core::lease::Fence;
 use xcomponent_core::message::{
     DeadLetter, ENVELOPE_SCHEMA_VERSION, Envelope, InboxEntry, MessageId,
 };
@@ -32,6 +33,8 @@ use xcomponent_core::store::{
     Result, Retention, StoredEvent,
 };
 
+mod lease;
+
 const BACKEND: &str = "postgres";
 
 /// Embedded schema migrations, applied in order at open.
@@ -39,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_messages.sql")),
     (3, include_str!("../migrations/postgres/0003_event_changes.sql")),
+    (4, include_str!("../migrations/postgres/0004_leases.sql")),
 ];
 
 /// Key of the advisory lock that serializes migrations across processes.
@@ -59,6 +63,7 @@ pub const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// A whole commit in ONE statement (one round trip, atomic on its own, no BEGIN/COMMIT): the
 /// events ($1-$19 and $36, one UNNEST row each), the summaries ($21-$30, upserted only when the seq
 /// advances) and the snapshots ($31-$35, upserted only when not older), as data-modifying CTEs.
+/// `{W}` marks where a fenced commit adds its guard (see `commit_sql`).
 const COMMIT: &str = "WITH events AS (INSERT INTO fsm_events (id, instance_id, seq, component, machine, \
     event_type, payload, state_before, state_after, status, context, timers, parent_id, parent_machine, entry_point, \
     occurred_at, causation_id, correlation_id, source_component, schema_version, changes) \
@@ -68,17 +73,17 @@ const COMMIT: &str = "WITH events AS (INSERT INTO fsm_events (id, instance_id, s
     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::uuid[], $14::text[], \
     $15::bool[], $16::int8[], $17::uuid[], $18::uuid[], $19::text[], $36::text[]) AS u(id, instance_id, seq, component, \
     machine, event_type, payload, state_before, state_after, status, context, timers, parent_id, parent_machine, \
-    entry_point, occurred_at, causation_id, correlation_id, source_component, changes)), \
+    entry_point, occurred_at, causation_id, correlation_id, source_component, changes){W}), \
     instances AS (INSERT INTO fsm_instances (instance_id, component, machine, state, status, seq, created_at, \
     updated_at, entry_point, correlation_id) \
     SELECT * FROM UNNEST($21::uuid[], $22::text[], $23::text[], $24::text[], $25::text[], $26::int8[], $27::int8[], \
-    $28::int8[], $29::bool[], $30::uuid[]) \
+    $28::int8[], $29::bool[], $30::uuid[]){W} \
     ON CONFLICT (instance_id) DO UPDATE SET component = EXCLUDED.component, machine = EXCLUDED.machine, \
     state = EXCLUDED.state, status = EXCLUDED.status, seq = EXCLUDED.seq, updated_at = EXCLUDED.updated_at \
     WHERE EXCLUDED.seq > fsm_instances.seq), \
     snapshots AS (INSERT INTO fsm_snapshots (instance_id, seq, state, status, record, schema_version) \
     SELECT instance_id, seq, state, status, record::jsonb, $20 \
-    FROM UNNEST($31::uuid[], $32::int8[], $33::text[], $34::text[], $35::text[]) AS u(instance_id, seq, state, status, record) \
+    FROM UNNEST($31::uuid[], $32::int8[], $33::text[], $34::text[], $35::text[]) AS u(instance_id, seq, state, status, record){W} \
     ON CONFLICT (instance_id) DO UPDATE SET seq = EXCLUDED.seq, state = EXCLUDED.state, status = EXCLUDED.status, \
     record = EXCLUDED.record, schema_version = EXCLUDED.schema_version WHERE EXCLUDED.seq >= fsm_snapshots.seq)";
 
@@ -94,17 +99,46 @@ const PART_DEAD: usize = 8;
 const PART_DEAD_REMOVED: usize = 16;
 const PARTS: usize = 32;
 
-/// The commit statement of every combination of message parts, built once.
-static COMMIT_STATEMENTS: std::sync::LazyLock<[String; PARTS]> =
-    std::sync::LazyLock::new(|| std::array::from_fn(commit_sql));
+/// The commit statement of every combination of message parts, built once: unfenced, then
+/// fenced (`CommitBatch::fences` not empty).
+static COMMIT_STATEMENTS: std::sync::LazyLock<[[String; PARTS]; 2]> =
+    std::sync::LazyLock::new(|| {
+        [
+            std::array::from_fn(|parts| commit_sql(parts, false)),
+            std::array::from_fn(|parts| commit_sql(parts, true)),
+        ]
+    });
+
+/// The fence of a commit: its leases (`$n` components, `$n+1` partitions, `$n+2` epochs, `$n+3`
+/// how many) locked in share mode and compared. The lock makes a concurrent `acquire` (which
+/// updates the row) wait for this commit, or this commit see the new epoch (READ COMMITTED
+/// re-reads a row updated meanwhile before locking it), so a new owner never loads a partition
+/// while a stale owner's commit is still being written.
+fn fence_sql(first: usize) -> String {
+    let (components, partitions, epochs, count) = (first, first + 1, first + 2, first + 3);
+    format!(
+        "WITH fence AS (SELECT l.partition FROM fsm_leases l JOIN UNNEST(${components}::text[], \
+         ${partitions}::int4[], ${epochs}::int8[]) AS f(component, part, epoch) \
+         ON l.component = f.component AND l.partition = f.part AND l.epoch = f.epoch FOR SHARE OF l), \
+         held AS (SELECT count(*) = ${count} AS ok FROM fence), "
+    )
+}
 
 /// `COMMIT` plus one data-modifying CTE per message part in `parts`, parameters numbered from
 /// `COMMIT_PARAMS + 1` in the order `PostgresStore::write` binds them. All CTEs see the same
 /// snapshot, so the ordering rules of the contract (a message produced and delivered in one
 /// batch leaves nothing; a dead letter put and removed in one batch leaves nothing) are written
 /// as exclusions: the outbox insert skips delivered ids, the dead-letter upsert removed ids.
-fn commit_sql(parts: usize) -> String {
-    let mut sql = String::from(COMMIT);
+///
+/// A fenced statement writes nothing unless every fence holds (`{W}`/`and` guards on every
+/// data-modifying CTE, which all read the one `held` row) and answers 1 if written, 0 if fenced.
+fn commit_sql(parts: usize, fenced: bool) -> String {
+    let (guard, and) = if fenced {
+        (" WHERE (SELECT ok FROM held)", " AND (SELECT ok FROM held)")
+    } else {
+        ("", "")
+    };
+    let mut sql = COMMIT.replace("{W}", guard);
     let mut next = COMMIT_PARAMS;
     let mut param = || {
         next += 1;
@@ -120,7 +154,8 @@ fn commit_sql(parts: usize) -> String {
     );
     let version = ENVELOPE_SCHEMA_VERSION;
     if let Some((ids, envelopes)) = outbox {
-        let skip = delivered.map_or_else(String::new, |d| format!(" WHERE NOT (id = ANY(${d}))"));
+        let skip = delivered
+            .map_or_else(|| guard.to_owned(), |d| format!(" WHERE NOT (id = ANY(${d})){and}"));
         sql.push_str(&format!(
             ", outbox AS (INSERT INTO fsm_outbox (message_id, envelope, schema_version) \
              SELECT id, envelope::jsonb, {version} FROM UNNEST(${ids}::uuid[], ${envelopes}::text[]) \
@@ -131,17 +166,18 @@ fn commit_sql(parts: usize) -> String {
     if let Some((messages, instances, at)) = inbox {
         sql.push_str(&format!(
             ", inbox AS (INSERT INTO fsm_inbox (message_id, instance_id, applied_at) \
-             SELECT * FROM UNNEST(${messages}::uuid[], ${instances}::uuid[], ${at}::int8[]) \
+             SELECT * FROM UNNEST(${messages}::uuid[], ${instances}::uuid[], ${at}::int8[]){guard} \
              ON CONFLICT (message_id, instance_id) DO NOTHING)"
         ));
     }
     if let Some(ids) = delivered {
         sql.push_str(&format!(
-            ", delivered AS (DELETE FROM fsm_outbox WHERE message_id = ANY(${ids}::uuid[]))"
+            ", delivered AS (DELETE FROM fsm_outbox WHERE message_id = ANY(${ids}::uuid[]){and})"
         ));
     }
     if let Some((ids, envelopes, kinds, reasons, attempts, at)) = dead {
-        let skip = removed.map_or_else(String::new, |r| format!(" WHERE NOT (id = ANY(${r}))"));
+        let skip = removed
+            .map_or_else(|| guard.to_owned(), |r| format!(" WHERE NOT (id = ANY(${r})){and}"));
         sql.push_str(&format!(
             ", dead AS (INSERT INTO fsm_dead_letters (message_id, envelope, schema_version, kind, reason, \
              attempts, dead_at) SELECT id, envelope::jsonb, {version}, kind, reason, attempts, dead_at \
@@ -154,11 +190,16 @@ fn commit_sql(parts: usize) -> String {
     }
     if let Some(ids) = removed {
         sql.push_str(&format!(
-            ", removed AS (DELETE FROM fsm_dead_letters WHERE message_id = ANY(${ids}::uuid[]))"
+            ", removed AS (DELETE FROM fsm_dead_letters WHERE message_id = ANY(${ids}::uuid[]){and})"
         ));
     }
-    sql.push_str(" SELECT 1");
-    sql
+    if !fenced {
+        sql.push_str(" SELECT 1");
+        return sql;
+    }
+    sql.push_str(" SELECT CASE WHEN (SELECT ok FROM held) THEN 1 ELSE 0 END");
+    let fence = fence_sql(param());
+    sql.replacen("WITH ", &fence, 1)
 }
 
 /// The part mask of `batch` (see `PART_OUTBOX`).
@@ -284,55 +325,88 @@ impl PostgresStore {
         let sums = summaries(batch);
         let snapshots = latest_snapshots(batch);
         let parts = parts_of(batch);
-        let query = sqlx::query(AssertSqlSafe(COMMIT_STATEMENTS[parts].as_str()))
-            .bind(events.iter().map(|e| e.id.0).collect::<Vec<Uuid>>())
-            .bind(events.iter().map(|e| e.instance_id.0).collect::<Vec<Uuid>>())
-            .bind(seqs)
-            .bind(events.iter().map(|e| e.component.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.machine.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-            .bind(docs.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.state_before.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.state_after.as_str()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
-            .bind(docs.iter().map(|d| d.context.as_deref()).collect::<Vec<_>>())
-            .bind(docs.iter().map(|d| d.timers.as_str()).collect::<Vec<_>>())
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.parent.as_ref().map(|p| p.instance_id.0))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                events
-                    .iter()
-                    .map(|e| e.parent.as_ref().map(|p| p.machine.as_str()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|e| e.entry_point).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.causation_id.map(|c| c.0)).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.correlation_id.0).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.source_component.as_deref()).collect::<Vec<_>>())
-            .bind(RECORD_SCHEMA_VERSION as i32)
-            .bind(sums.iter().map(|s| s.id.0).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.component.as_str()).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.machine.as_str()).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| seq_to_i64(s.seq)).collect::<Result<Vec<_>>>()?)
-            .bind(sums.iter().map(|s| s.created_at).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.updated_at).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.entry_point).collect::<Vec<_>>())
-            .bind(sums.iter().map(|s| s.correlation_id.0).collect::<Vec<_>>())
-            .bind(snapshots.iter().map(|s| s.id.0).collect::<Vec<_>>())
-            .bind(snapshots.iter().map(|s| seq_to_i64(s.seq)).collect::<Result<Vec<_>>>()?)
-            .bind(snapshots.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
-            .bind(snapshots.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
-            .bind(snapshots.iter().map(|s| json_text(BACKEND, s)).collect::<Result<Vec<_>>>()?)
-            .bind(docs.iter().map(|d| d.changes.as_deref()).collect::<Vec<_>>());
-        bind_messages(query, batch)?.execute(&self.pool).await.map_err(Failure::Sql)?;
-        Ok(())
+        let fenced = !batch.fences.is_empty();
+        let query =
+            sqlx::query(AssertSqlSafe(COMMIT_STATEMENTS[usize::from(fenced)][parts].as_str()))
+                .bind(events.iter().map(|e| e.id.0).collect::<Vec<Uuid>>())
+                .bind(events.iter().map(|e| e.instance_id.0).collect::<Vec<Uuid>>())
+                .bind(seqs)
+                .bind(events.iter().map(|e| e.component.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.machine.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+                .bind(docs.iter().map(|d| d.payload.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.state_before.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.state_after.as_str()).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.status.as_str()).collect::<Vec<_>>())
+                .bind(docs.iter().map(|d| d.context.as_deref()).collect::<Vec<_>>())
+                .bind(docs.iter().map(|d| d.timers.as_str()).collect::<Vec<_>>())
+                .bind(
+                    events
+                        .iter()
+                        .map(|e| e.parent.as_ref().map(|p| p.instance_id.0))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    events
+                        .iter()
+                        .map(|e| e.parent.as_ref().map(|p| p.machine.as_str()))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(events.iter().map(|e| e.entry_point).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.timestamp).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.causation_id.map(|c| c.0)).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.correlation_id.0).collect::<Vec<_>>())
+                .bind(events.iter().map(|e| e.source_component.as_deref()).collect::<Vec<_>>())
+                .bind(RECORD_SCHEMA_VERSION as i32)
+                .bind(sums.iter().map(|s| s.id.0).collect::<Vec<_>>())
+                .bind(sums.iter().map(|s| s.component.as_str()).collect::<Vec<_>>())
+                .bind(sums.iter().map(|s| s.machine.as_str()).collect::<Vec<_>>())
+                .bind(sums.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
+                .bind(sums.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
+                .bind(sums.iter().map(|s| seq_to_i64(s.seq)).collect::<Result<Vec<_>>>()?)
+                .bind(sums.iter().map(|s| s.created_at).collect::<Vec<_>>())
+                .bind(sums.iter().map(|s| s.updated_at).collect::<Vec<_>>())
+                .bind(sums.iter().map(|s| s.entry_point).collect::<Vec<_>>())
+                .bind(sums.iter().map(|s| s.correlation_id.0).collect::<Vec<_>>())
+                .bind(snapshots.iter().map(|s| s.id.0).collect::<Vec<_>>())
+                .bind(snapshots.iter().map(|s| seq_to_i64(s.seq)).collect::<Result<Vec<_>>>()?)
+                .bind(snapshots.iter().map(|s| s.state.as_str()).collect::<Vec<_>>())
+                .bind(snapshots.iter().map(|s| s.status.as_str()).collect::<Vec<_>>())
+                .bind(snapshots.iter().map(|s| json_text(BACKEND, s)).collect::<Result<Vec<_>>>()?)
+                .bind(docs.iter().map(|d| d.changes.as_deref()).collect::<Vec<_>>());
+        let query = bind_fences(bind_messages(query, batch)?, &batch.fences);
+        let written: i32 = query
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Failure::Sql)?
+            .try_get(0)
+            .map_err(Failure::Sql)?;
+        if written == 1 {
+            Ok(())
+        } else {
+            Err(Failure::Store(self.find_fenced(&batch.fences).await?))
+        }
+    }
+
+    /// Which fence failed a fenced commit that wrote nothing (the first whose lease has another
+    /// epoch now; the first fence if they all hold again, which only a lease taken and given
+    /// back by the same epoch could do: impossible, as taking always raises the epoch).
+    async fn find_fenced(&self, fences: &[Fence]) -> Result<Error> {
+        let table = lease::current_epochs(&self.pool, fences).await?;
+        let failed = fences
+            .iter()
+            .find(|fence| {
+                table.get(&(fence.component.as_str(), fence.partition)) != Some(&fence.epoch)
+            })
+            .or(fences.first());
+        Ok(failed.map_or_else(
+            || unavailable(BACKEND, "commit", "fenced without a fence"),
+            |fence| Error::Fenced {
+                component: fence.component.clone(),
+                partition: fence.partition,
+                epoch: fence.epoch,
+            },
+        ))
     }
 
     async fn find_conflict(&self, batch: &CommitBatch) -> Result<Error> {
@@ -456,6 +530,28 @@ fn bind_messages<'q>(mut query: Query<'q>, batch: &'q CommitBatch) -> Result<Que
         query = query.bind(batch.dead_letters_removed.iter().map(|m| m.0).collect::<Vec<Uuid>>());
     }
     Ok(query)
+}
+
+/// Binds the fence parameters of a fenced statement (none when `fences` is empty), each fence
+/// once (the statement compares the count of leases it found with the count of fences).
+fn bind_fences<'q>(query: Query<'q>, fences: &'q [Fence]) -> Query<'q> {
+    if fences.is_empty() {
+        return query;
+    }
+    let distinct: Vec<&Fence> =
+        fences.iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    query
+        .bind(distinct.iter().map(|f| f.component.as_str()).collect::<Vec<_>>())
+        .bind(
+            distinct
+                .iter()
+                .map(|f| i32::try_from(f.partition).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            distinct.iter().map(|f| i64::try_from(f.epoch).unwrap_or(i64::MAX)).collect::<Vec<_>>(),
+        )
+        .bind(i64::try_from(distinct.len()).unwrap_or(i64::MAX))
 }
 
 /// The URL without its `schema` query parameter, and that parameter's value.
@@ -795,6 +891,10 @@ impl EventStore for PostgresStore {
             .await
             .map_err(err("dead_letter"))?;
         row.as_ref().map(decode_dead_letter).transpose()
+    }
+
+    fn leases(&self) -> Option<&dyn xcomponent_core::lease::LeaseStore> {
+        Some(self)
     }
 }
 

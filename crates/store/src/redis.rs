@@ -27,6 +27,8 @@ use xcomponent_core::store::{
     StoredEvent,
 };
 
+mod lease;
+
 const BACKEND: &str = "redis";
 
 /// Version of the key layout, kept in `<prefix>:meta` (field `layout`). Version 2 added the
@@ -34,7 +36,7 @@ const BACKEND: &str = "redis";
 /// data (`changes`) instead of the whole data (`context`, kept by creations and snapshots). An
 /// older prefix is upgraded by recording 3: nothing is moved, new keys start empty and events
 /// stored with their whole `context` are still read (they fold as a full replace).
-const LAYOUT_VERSION: i64 = 3;
+const LAYOUT_VERSION: i64 = 4;
 
 /// Reconnection attempts of the connection manager after a lost connection.
 const RECONNECT_ATTEMPTS: usize = 5;
@@ -47,8 +49,16 @@ const READ_CHUNK: usize = 1_000;
 
 const COMMIT_SCRIPT: &str = r#"
 local p = ARGV[1]
-local n = tonumber(ARGV[2])
-local b = 3
+local f = tonumber(ARGV[2])
+for k = 0, f - 1 do
+  local i = 3 + k * 3
+  local v = redis.call('HGET', p .. ':lease:' .. ARGV[i], ARGV[i + 1])
+  if not v or string.match(v, '^(%d+):') ~= ARGV[i + 2] then
+    return {'fenced', ARGV[i], ARGV[i + 1], ARGV[i + 2]}
+  end
+end
+local n = tonumber(ARGV[3 + f * 3])
+local b = 4 + f * 3
 for k = 0, n - 1 do
   local i = b + k * 6
   if redis.call('ZCOUNT', p .. ':ev:' .. ARGV[i], ARGV[i + 1], ARGV[i + 1]) > 0 then
@@ -204,6 +214,7 @@ pub struct RedisStore {
     retention_script: Script,
     page_script: Script,
     purge_inbox_script: Script,
+    lease_scripts: lease::LeaseScripts,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -295,6 +306,7 @@ return cur
             retention_script: Script::new(RETENTION_SCRIPT),
             page_script: Script::new(PAGE_SCRIPT),
             purge_inbox_script: Script::new(PURGE_INBOX_SCRIPT),
+            lease_scripts: lease::LeaseScripts::new(),
         })
     }
 
@@ -390,7 +402,11 @@ impl EventStore for RedisStore {
         }
         check_batch(batch)?;
         let mut invocation = self.commit_script.prepare_invoke();
-        invocation.arg(&self.prefix).arg(batch.events.len());
+        invocation.arg(&self.prefix).arg(batch.fences.len());
+        for fence in &batch.fences {
+            invocation.arg(&fence.component).arg(fence.partition).arg(fence.epoch);
+        }
+        invocation.arg(batch.events.len());
         for e in &batch.events {
             invocation
                 .arg(e.instance_id.to_string())
@@ -446,6 +462,11 @@ impl EventStore for RedisStore {
             [tag, id, seq] if tag == "conflict" => Err(Error::Conflict {
                 instance_id: id.parse().map_err(|e| corrupt(BACKEND, "commit reply", e))?,
                 seq: seq.parse().map_err(|e| corrupt(BACKEND, "commit reply", e))?,
+            }),
+            [tag, component, partition, epoch] if tag == "fenced" => Err(Error::Fenced {
+                component: component.clone(),
+                partition: partition.parse().map_err(|e| corrupt(BACKEND, "commit reply", e))?,
+                epoch: epoch.parse().map_err(|e| corrupt(BACKEND, "commit reply", e))?,
             }),
             other => Err(corrupt(BACKEND, "commit reply", format_args!("unexpected {other:?}"))),
         }
@@ -669,6 +690,10 @@ impl EventStore for RedisStore {
             .await
             .map_err(err("dead_letter"))?;
         raw.map(|value| Versioned::parse("dead_letter", &value)).transpose()
+    }
+
+    fn leases(&self) -> Option<&dyn xcomponent_core::lease::LeaseStore> {
+        Some(self)
     }
 }
 

@@ -157,7 +157,7 @@ async fn version_1_schema_gains_the_message_tables() {
                     .fetch_all(&mut conn)
                     .await
                     .expect("versions");
-            assert_eq!(versions, vec![1, 2, 3], "migrated to version 3 in place");
+            assert_eq!(versions, vec![1, 2, 3, 4], "migrated to version 4 in place");
             assert_eq!(
                 store.history(live[0].instance_id).await.expect("store call"),
                 live,

@@ -1,6 +1,6 @@
 //! Runs the conformance suite on Redis when `XC_TEST_REDIS_URL` is set, under a key prefix of
 //! its own (`xc_test_<random>`) whose keys are deleted at the end; and checks that a layout 1
-//! prefix is upgraded to layout 3 (the message keys; events stored with what they changed) and
+//! prefix is upgraded to layout 4 (the message keys; events stored with what they changed; leases) and
 //! a newer layout refused.
 
 #![cfg(feature = "redis")]
@@ -63,7 +63,7 @@ async fn layout_1_prefix_is_upgraded_and_a_newer_one_refused() {
                 .await
                 .expect("v1 meta");
             let store = open(&url, &options).await.expect("layout 1 opens");
-            assert_eq!(layout(&mut conn).await.expect("layout"), 3, "upgraded to layout 3");
+            assert_eq!(layout(&mut conn).await.expect("layout"), 4, "upgraded to layout 4");
             // Events as layouts 1 and 2 stored them (the whole data in `context`: the same JSON)
             // are read next to a layout 3 change.
             let old = conformance::whole_contexts(&conformance::chain("c_layout", 3, 1_000));

@@ -28,6 +28,7 @@ async fn sqlite_store_conforms() {
     let options = StoreOptions { durability: Durability::Relaxed, ..StoreOptions::default() };
     let store = open(&url, &options).await.expect("sqlite store opens");
     assert_eq!(store.backend(), "sqlite");
+    assert!(store.leases().is_none(), "SQLite is one host: no leases to share it");
     conformance::run_all(Arc::clone(&store)).await;
     let left = conformance::messages::leave_for_reopen(&*store).await;
     drop(store);

@@ -11,6 +11,7 @@ mod context_schema;
 mod cross_component;
 mod delivery;
 mod hooks;
+mod leases;
 mod lifecycle;
 mod matching;
 mod persistence;

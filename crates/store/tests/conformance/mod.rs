@@ -7,6 +7,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 mod checks;
+mod leases;
 pub mod messages;
 mod search;
 
@@ -54,6 +55,19 @@ pub async fn run_all(store: Arc<dyn EventStore>) {
     check!(messages::dead_letters_by_id);
     check!(messages::envelopes_round_trip);
     check!(checks::retention_purges_old_finished_instances);
+    if store.leases().is_some() {
+        check!(leases::partition_count_is_fixed_by_the_first_asker);
+        check!(leases::a_lease_is_held_renewed_and_released);
+        check!(leases::members_say_who_hosts_a_component);
+        check!(leases::an_expired_lease_is_taken_with_a_new_epoch);
+        check!(leases::a_fenced_commit_writes_nothing);
+        leases::one_of_many_racing_acquirers_wins(Arc::clone(&store)).await;
+        eprintln!("[{name}] leases::one_of_many_racing_acquirers_wins passed");
+        leases::a_takeover_sees_every_acknowledged_commit(Arc::clone(&store)).await;
+        eprintln!("[{name}] leases::a_takeover_sees_every_acknowledged_commit passed");
+    } else {
+        eprintln!("[{name}] has no leases (one host): the lease checks do not apply");
+    }
 }
 
 /// A creation event of a fresh instance.
