@@ -25,6 +25,12 @@ pub fn component_queue(component: &str) -> String {
     format!("xcomponent:{component}")
 }
 
+/// The queue of one partition of a component shared by several runtimes
+/// (`crate::lease`): only the runtime holding the partition's lease consumes it.
+pub fn partition_queue(component: &str, partition: crate::lease::Partition) -> String {
+    format!("xcomponent:{component}:{partition}")
+}
+
 /// The channel on which the runtimes that received messages from `component` send back their
 /// receipts (end to end: the message is stored as done at its destination); the runtimes
 /// hosting `component` subscribe to it and remove the receipted messages from their outbox.

@@ -40,6 +40,28 @@ pub fn partition_of(id: InstanceId, partitions: u32) -> Partition {
     (mixed % u64::from(partitions.max(1))) as Partition
 }
 
+/// The id of the copy of message `id` sent to one partition of a component shared by several
+/// runtimes (a delivery by selector or a broadcast reaches every partition, each copy a message
+/// of its own): the same for every resend, distinct per partition, and keeping the UUID v7 time
+/// prefix of `id` (48 bits), so that inbox entries of copies age like the message's.
+pub fn partition_copy_id(
+    id: crate::message::MessageId,
+    partition: Partition,
+) -> crate::message::MessageId {
+    let bits = id.0.as_u128();
+    let time = bits & (0xffff_ffff_ffff_u128 << 80);
+    let mixed_high =
+        mix64((bits >> 64) as u64 ^ u64::from(partition).wrapping_add(0x9e37_79b9_7f4a_7c15));
+    let mixed_low = mix64(bits as u64 ^ mixed_high);
+    let rest =
+        ((u128::from(mixed_high) << 64) | u128::from(mixed_low)) & !(0xffff_ffff_ffff_u128 << 80);
+    // Version 7 and the RFC 4122 variant, as the ids the runtime draws.
+    let uuid = (time | rest) & !(0xf_u128 << 76) & !(0b11_u128 << 62)
+        | (0x7_u128 << 76)
+        | (0b10_u128 << 62);
+    crate::message::MessageId(uuid::Uuid::from_u128(uuid))
+}
+
 /// The finalizer of SplitMix64: every input bit affects every output bit.
 fn mix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -160,6 +182,20 @@ mod tests {
         }
         for count in counts {
             assert!((800..1200).contains(&count), "uneven spread: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn partition_copies_have_stable_distinct_v7_ids_with_the_message_time() {
+        let id = crate::message::MessageId(uuid::Uuid::now_v7());
+        let copies: Vec<_> = (0..16).map(|p| partition_copy_id(id, p)).collect();
+        let distinct: std::collections::BTreeSet<_> = copies.iter().collect();
+        assert_eq!(distinct.len(), 16);
+        assert!(!copies.contains(&id));
+        assert_eq!(copies[3], partition_copy_id(id, 3), "the same on every resend");
+        for copy in &copies {
+            assert_eq!(copy.0.get_version_num(), 7);
+            assert_eq!(copy.0.as_u128() >> 80, id.0.as_u128() >> 80, "same time prefix");
         }
     }
 

@@ -87,6 +87,15 @@ impl RuntimeHandle {
     /// applied), in the order they were produced, and waits until they are applied. Called at
     /// start, before new work is taken. Returns how many were delivered.
     pub(crate) async fn redeliver_pending(&self) -> Result<usize, RuntimeError> {
+        self.redeliver_where(|envelope| self.shared.produced_here(envelope)).await
+    }
+
+    /// `redeliver_pending`, of the messages `mine` accepts (on a bus: those this runtime
+    /// re-sends; at a partition's takeover: those of the partition).
+    pub(crate) async fn redeliver_where(
+        &self,
+        mine: impl Fn(&Envelope) -> bool,
+    ) -> Result<usize, RuntimeError> {
         let Some(store) = self.shared.store.clone() else { return Ok(0) };
         let mut after = None;
         let mut total = 0;
@@ -102,7 +111,7 @@ impl RuntimeHandle {
             // A store shared with runtimes on the bus holds their outboxes too: only what this
             // runtime produced is its to deliver.
             let page: Vec<Envelope> = if self.shared.remote.is_some() {
-                page.into_iter().filter(|envelope| self.shared.produced_here(envelope)).collect()
+                page.into_iter().filter(|envelope| mine(envelope)).collect()
             } else {
                 // Without a bus, a message for a component hosted nowhere here was produced by a
                 // distributed deployment on this store (awaiting its receiver's receipt): it
@@ -155,6 +164,7 @@ impl RuntimeHandle {
                 envelope: Arc::new(envelope),
                 pending_shards: None,
                 attempts: 0,
+                partition: None,
             };
             let envelope = origin.envelope.clone();
             if let MessageBody::HookCall { .. } = envelope.body {
@@ -162,7 +172,7 @@ impl RuntimeHandle {
                 continue;
             }
             if let Some(remote) = &self.shared.remote
-                && self.shared.is_remote(&envelope.component)
+                && self.shared.goes_remote(&envelope)
             {
                 // It may have reached its receiver before (no receipt came back yet).
                 remote.resend(envelope);

@@ -87,6 +87,18 @@ pub enum RuntimeError {
         /// The field and the rule it breaks.
         violation: Box<xcomponent_core::context_schema::Violation>,
     },
+    /// The instance belongs to a partition of a shared component that another runtime owns
+    /// (or that no runtime owns right now): this runtime cannot apply it (the dashboard and the
+    /// bus route it to the owner).
+    #[error(
+        "{component} partition {partition} is owned by another runtime; send through the dashboard or the bus"
+    )]
+    NotOwner {
+        /// The component.
+        component: String,
+        /// The partition.
+        partition: u32,
+    },
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),

@@ -8,8 +8,8 @@ use crate::content;
 use crate::delivery::{INBOX_PURGE_INTERVAL, MessageCounters};
 use crate::error::RuntimeError;
 use crate::handlers::Handlers;
-use crate::ids::DrawId;
 use crate::options::{ContextSchemaMode, RuntimeOptions};
+use crate::partition::{LeaseConfig, LeaseKeeper};
 use crate::protocol::{CreateMsg, DeliverMsg, FanIn, QueryMsg, SendMsg, ShardMsg, Trace};
 use crate::registry::{ComponentIdx, Registry};
 use crate::remote::{self, BusConfig, Remote};
@@ -39,6 +39,7 @@ pub struct RuntimeBuilder {
     clock: Option<Arc<dyn Clock>>,
     options: RuntimeOptions,
     bus: Option<(Arc<dyn Bus>, BusConfig)>,
+    leases: Option<LeaseConfig>,
 }
 
 impl RuntimeBuilder {
@@ -91,6 +92,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Shares the hosted components with the other runtimes hosting them: their instances are
+    /// split into partitions, and this runtime processes those whose lease it holds (fair
+    /// share, taken over when another runtime dies; `crate::partition`). Needs a bus and a store
+    /// that keeps leases (PostgreSQL, Redis; the memory store within one process).
+    pub fn replicas(mut self, config: LeaseConfig) -> RuntimeBuilder {
+        self.leases = Some(config);
+        self
+    }
+
     /// Starts the shards, restores from the store and creates entry points.
     /// Must be called inside a Tokio runtime.
     pub async fn start(self) -> Result<Runtime, RuntimeError> {
@@ -100,9 +110,29 @@ impl RuntimeBuilder {
                 "a runtime on a bus needs a store: messages are stored before they are sent".into(),
             ));
         }
+        let directory = crate::partition::Directory::new(self.store.clone());
+        let mut keeper = None;
+        if let Some(config) = self.leases {
+            let (Some(store), true) = (&self.store, self.bus.is_some()) else {
+                return Err(RuntimeError::Invalid(
+                    "sharing components between runtimes needs a bus and a shared store".into(),
+                ));
+            };
+            let names = registry.components().iter().map(|d| d.name.to_string());
+            let mut lease_keeper = LeaseKeeper::new(store.clone(), names, config)
+                .await
+                .map_err(|error| RuntimeError::Invalid(error.to_string()))?;
+            lease_keeper.tick().await.map_err(|error| RuntimeError::Invalid(error.to_string()))?;
+            for (component, owned) in lease_keeper.subscribe().borrow().iter() {
+                directory.learn(component, owned.partitions);
+            }
+            keeper = Some(lease_keeper);
+        }
+        let partitions =
+            keeper.as_ref().map(|keeper| crate::partition::Partitions::new(keeper.subscribe()));
         let (remote, relay_queue) = match self.bus {
             Some((bus, config)) => {
-                let (remote, queue) = Remote::new(bus, config);
+                let (remote, queue) = Remote::new(bus, config, directory);
                 (Some(remote), Some(queue))
             }
             None => (None, None),
@@ -139,6 +169,7 @@ impl RuntimeBuilder {
             shutdown,
             remote,
             webhook_queue,
+            partitions,
         });
         let tasks = receivers
             .into_iter()
@@ -147,7 +178,7 @@ impl RuntimeBuilder {
                 tokio::spawn(Shard::new(index, shared.clone(), external, internal).run())
             })
             .collect();
-        let mut runtime = Runtime { handle: RuntimeHandle { shared }, tasks };
+        let mut runtime = Runtime { handle: RuntimeHandle { shared }, tasks, keeper: None };
         if let Some(jobs) = webhook_jobs {
             // Started before the outbox is delivered again: hook calls left there are made.
             let dispatcher =
@@ -160,6 +191,18 @@ impl RuntimeBuilder {
         runtime.handle.create_entry_points().await?;
         if let Some(relay_queue) = relay_queue {
             runtime.tasks.extend(remote::start(&runtime.handle, relay_queue));
+        }
+        if let (Some(keeper), Some(state)) = (keeper, &runtime.handle.shared.partitions) {
+            let initial = state.ownership.borrow().clone();
+            let takeover = crate::partition::takeover::run_takeover(
+                runtime.handle.clone(),
+                state.ownership.clone(),
+                initial,
+            );
+            runtime.tasks.push(tokio::spawn(takeover));
+            let (stop, stopped) = watch::channel(false);
+            let task = tokio::spawn(keeper.run(stopped, state.fenced.clone()));
+            runtime.keeper = Some((stop, task));
         }
         if runtime.handle.shared.store.is_some() {
             // Subscribed here, before the task runs, so a shutdown sent at once is not missed.
@@ -196,6 +239,8 @@ async fn purge_inbox_periodically(handle: RuntimeHandle, mut shutdown: watch::Re
 pub struct Runtime {
     handle: RuntimeHandle,
     tasks: Vec<JoinHandle<()>>,
+    /// The lease keeper of shared components: stopped (its leases released) after the shards.
+    keeper: Option<(watch::Sender<bool>, JoinHandle<()>)>,
 }
 
 impl Runtime {
@@ -209,10 +254,11 @@ impl Runtime {
     /// was running goes no further than that). For fault tests; a running program calls
     /// `shutdown`.
     pub async fn abort(self) {
-        for task in &self.tasks {
+        let keeper = self.keeper.map(|(_, task)| task);
+        for task in self.tasks.iter().chain(keeper.iter()) {
             task.abort();
         }
-        for task in self.tasks {
+        for task in self.tasks.into_iter().chain(keeper) {
             let _ = task.await;
         }
     }
@@ -221,6 +267,11 @@ impl Runtime {
     pub async fn shutdown(self) {
         let _ = self.handle.shared.shutdown.send(true);
         for task in self.tasks {
+            let _ = task.await;
+        }
+        // The shards have committed: the partitions can be handed over.
+        if let Some((stop, task)) = self.keeper {
+            let _ = stop.send(true);
             let _ = task.await;
         }
     }
@@ -363,7 +414,11 @@ impl RuntimeHandle {
         entry_point: bool,
     ) -> Result<InstanceId, RuntimeError> {
         self.check_payload(&context)?;
-        let id = id.unwrap_or_else(InstanceId::draw);
+        let id = match id {
+            Some(id) => id,
+            None => self.shared.draw_id_for(component, machine, entry_point)?,
+        };
+        self.shared.check_owner(component, &id)?;
         let (reply, answer) = oneshot::channel();
         let trace = Trace::root(correlation, None);
         let message = CreateMsg {
@@ -414,7 +469,7 @@ impl RuntimeHandle {
         let mut per_shard: Vec<Vec<CreateMsg>> = (0..shard_count).map(|_| Vec::new()).collect();
         let mut ids = Vec::with_capacity(contexts.len());
         for context in contexts {
-            let id = InstanceId::draw();
+            let id = self.shared.draw_id_for(component_index, machine_index, false)?;
             ids.push(id);
             per_shard[self.shared.shard_of(&id)].push(CreateMsg {
                 component: component_index,

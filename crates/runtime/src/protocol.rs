@@ -51,6 +51,9 @@ pub(crate) struct Origin {
     pub pending_shards: Option<Arc<AtomicUsize>>,
     /// Failed attempts so far (batches rolled back by a storage failure).
     pub attempts: u32,
+    /// The copy of a delivery by selector for one partition of a shared component: it reaches
+    /// the instances of that partition only.
+    pub partition: Option<crate::partition::PartitionTag>,
 }
 
 impl Origin {
@@ -62,6 +65,12 @@ impl Origin {
     /// Whether `instance` applied this message already.
     pub fn applied_by(&self, instance: &InstanceId) -> bool {
         self.applied.as_ref().is_some_and(|applied| applied.contains(instance))
+    }
+
+    /// Whether this message is for `instance`'s partition (always, unless it is one
+    /// partition's copy of a delivery by selector).
+    pub fn reaches(&self, instance: &InstanceId) -> bool {
+        self.partition.is_none_or(|tag| tag.holds(instance))
     }
 }
 
@@ -109,6 +118,15 @@ impl FanIn {
             let _ = reply.send(Ok(self.total.load(Ordering::SeqCst)));
         }
     }
+}
+
+/// The instances of one partition of a shared component, to drop from a shard.
+#[derive(Debug)]
+pub(crate) struct Eviction {
+    pub component: ComponentIdx,
+    pub partitions: u32,
+    pub partition: xcomponent_core::lease::Partition,
+    pub reply: oneshot::Sender<usize>,
 }
 
 /// Create an instance.
@@ -197,6 +215,9 @@ pub(crate) enum ShardMsg {
     HookResult(HookResultMsg),
     Query(QueryMsg),
     Restore(Vec<(ComponentIdx, EventId, xcomponent_core::Instance)>, oneshot::Sender<usize>),
+    /// Drop the instances of a partition of a shared component from memory once the current
+    /// batch is settled (this runtime no longer owns it); answers how many.
+    Evict(Eviction),
     /// Fire due timers now (manual timer mode), then answer.
     Tick(oneshot::Sender<()>),
     /// Answer once everything queued before has been processed and stored.

@@ -23,6 +23,14 @@ impl RuntimeHandle {
     /// Loads live instances page by page and hands them to their shards. The next page is read
     /// from the store while shards insert the previous ones (at most `RESTORE_PAGES_IN_FLIGHT`).
     pub(crate) async fn restore(&self) -> Result<(), RuntimeError> {
+        self.restore_where(|record| self.shared.owns(&record.component, &record.id)).await
+    }
+
+    /// `restore`, of the live instances `keep` accepts only (a partition taken over).
+    pub(crate) async fn restore_where(
+        &self,
+        keep: impl Fn(&InstanceRecord) -> bool,
+    ) -> Result<(), RuntimeError> {
         let Some(store) = self.shared.store.clone() else { return Ok(()) };
         let mut after = None;
         let mut pending: std::collections::VecDeque<oneshot::Receiver<usize>> =
@@ -36,9 +44,9 @@ impl RuntimeHandle {
             let mut per_shard: Vec<Vec<(ComponentIdx, EventId, Instance)>> =
                 (0..self.shared.shard_count()).map(|_| Vec::new()).collect();
             for record in page {
-                // On a bus, a store may be shared with runtimes hosting other components: their
-                // instances are theirs to restore.
-                if self.shared.is_remote(&record.component) {
+                // On a bus, a store may be shared with runtimes hosting other components, or other
+                // partitions of a shared component (`keep`): their instances are theirs.
+                if self.shared.is_remote(&record.component) || !keep(&record) {
                     continue;
                 }
                 match self.instance_from_record(&record) {
@@ -122,6 +130,13 @@ impl RuntimeHandle {
             else {
                 continue;
             };
+            // A shared component's entry point lives in partition 0: its owner creates it.
+            if let (Some(_), Some(state)) =
+                (self.shared.shared_partitions(&definition.name), &self.shared.partitions)
+                && !state.is_ready(&definition.name, 0)
+            {
+                continue;
+            }
             if self.shared.singleton(component).is_some()
                 || self.has_entry_point(definition, machine).await
             {

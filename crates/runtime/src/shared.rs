@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub remote: Option<crate::remote::Remote>,
     /// The webhook dispatcher's queue, when some hook is mapped to a webhook.
     pub webhook_queue: Option<mpsc::Sender<crate::webhook::dispatch::WebhookJob>>,
+    /// Partition ownership, when the hosted components are shared with other runtimes.
+    pub partitions: Option<crate::partition::Partitions>,
 }
 
 impl Shared {

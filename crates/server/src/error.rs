@@ -148,6 +148,9 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
+            RuntimeError::NotOwner { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "partition_elsewhere", message)
+            }
             // Routes that can be answered over a bus reply 202 themselves (`AcceptedReply`).
             RuntimeError::Accepted { .. } => {
                 ApiError::new(StatusCode::ACCEPTED, "accepted", message)

@@ -5,6 +5,7 @@
 //! marks resent, first reads its inbox entries: it may be a copy of one applied already.
 
 use super::monitor;
+use super::partitioned;
 use super::reply::CommandOutcome;
 use super::wire;
 use crate::error::RuntimeError;
@@ -26,7 +27,8 @@ const CONSUMER_BACKOFF_MIN: Duration = Duration::from_millis(200);
 /// The longest pause between two attempts to join or read a queue.
 const CONSUMER_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// One consumer task per hosted component.
+/// One consumer task per hosted component (for a shared component: the queue where senders
+/// that do not know its partitions send, whose messages are forwarded to their partition).
 pub(crate) fn consume_hosted_components(shared: &Arc<Shared>) -> Vec<JoinHandle<()>> {
     shared
         .registry
@@ -34,13 +36,22 @@ pub(crate) fn consume_hosted_components(shared: &Arc<Shared>) -> Vec<JoinHandle<
         .iter()
         .map(|definition| {
             let queue = component_queue(&definition.name);
-            tokio::spawn(consume(shared.clone(), queue))
+            tokio::spawn(consume(shared.clone(), queue, Intake::Component))
         })
         .collect()
 }
 
+/// Which queue a consumer reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Intake {
+    /// A component's queue.
+    Component,
+    /// The queue of a partition this runtime owns (a shared component).
+    Partition,
+}
+
 /// Joins the queue's group and handles deliveries until shutdown, rejoining after failures.
-async fn consume(shared: Arc<Shared>, queue: String) {
+pub(crate) async fn consume(shared: Arc<Shared>, queue: String, intake: Intake) {
     let Some(remote) = shared.remote.as_ref() else { return };
     let mut shutdown = shared.shutdown.subscribe();
     let mut pause = CONSUMER_BACKOFF_MIN;
@@ -72,7 +83,7 @@ async fn consume(shared: Arc<Shared>, queue: String) {
             match next {
                 Ok(delivery) => {
                     pause = CONSUMER_BACKOFF_MIN;
-                    if let Err(error) = handle(&shared, delivery).await {
+                    if let Err(error) = handle(&shared, delivery, intake).await {
                         // Left unacknowledged; leaving the group hands it back to the broker,
                         // which delivers it again.
                         tracing::warn!(%queue, %error, "Delivery not applied; rejoining the queue.");
@@ -108,12 +119,12 @@ async fn wait(shutdown: &mut tokio::sync::watch::Receiver<bool>, pause: Duration
 /// Places one delivery on the shards, its acknowledgement held until the message is stored as
 /// done. An error means the store could not be read or written: the delivery is dropped
 /// unacknowledged, so the broker delivers it again.
-async fn handle(shared: &Arc<Shared>, delivery: Delivery) -> Result<(), String> {
+async fn handle(shared: &Arc<Shared>, delivery: Delivery, intake: Intake) -> Result<(), String> {
     let (Some(remote), Some(store)) = (shared.remote.as_ref(), shared.store.as_ref()) else {
         return Err("no bus or store".into());
     };
-    let (envelope, reply_to, resent) = match wire::decode(&delivery.message.body) {
-        Ok(received) => (received.envelope, received.reply_to, received.resent),
+    let (envelope, reply_to, resent, partition) = match wire::decode(&delivery.message.body) {
+        Ok(received) => (received.envelope, received.reply_to, received.resent, received.partition),
         Err(reason) => {
             // Not ours to store (no envelope to keep): reported, counted and taken off the queue.
             tracing::error!(message = %delivery.message.id, %reason, "Unreadable message on the bus dropped.");
@@ -122,6 +133,23 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) -> Result<(), String> 
             return Ok(());
         }
     };
+    if let Some(partitions) = shared.shared_partitions(&envelope.component) {
+        match partitioned::route(shared, &envelope, partition, partitions, intake) {
+            partitioned::Route::Here => {}
+            partitioned::Route::Forward => {
+                return partitioned::forward(shared, delivery, envelope, reply_to, partitions)
+                    .await;
+            }
+            partitioned::Route::Elsewhere(partition) => {
+                // Its partition moved (this consumer is about to be stopped): left
+                // unacknowledged, the broker delivers it to the new owner.
+                return Err(format!(
+                    "partition {partition} of {} is no longer owned here",
+                    envelope.component
+                ));
+            }
+        }
+    }
     let id = envelope.id;
     let sender = envelope.source_component.as_deref().filter(|_| reply_to.is_none());
     if remote.hold(id, delivery.acknowledge, sender) {
@@ -130,7 +158,10 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) -> Result<(), String> 
         shared.counters.duplicates(1);
         return Ok(());
     }
-    let applied = if delivery.redelivered || resent {
+    // A shared component's partition may have changed owner since the message was sent: a copy
+    // of it may have been applied by the previous owner, or here from the outbox at takeover.
+    let shared_component = shared.shared_partitions(&envelope.component).is_some();
+    let applied = if delivery.redelivered || resent || shared_component {
         let entries = match store.inbox_entries(&[id]).await {
             Ok(entries) => entries,
             Err(error) => {
@@ -144,7 +175,13 @@ async fn handle(shared: &Arc<Shared>, delivery: Delivery) -> Result<(), String> 
         None
     };
     let envelope = Arc::new(envelope);
-    let origin = Origin { envelope: envelope.clone(), applied, pending_shards: None, attempts: 0 };
+    let origin = Origin {
+        envelope: envelope.clone(),
+        applied,
+        pending_shards: None,
+        attempts: 0,
+        partition,
+    };
     if let Some(reply_to) = reply_to
         && answer_command(shared, &envelope, origin.clone(), reply_to)
     {

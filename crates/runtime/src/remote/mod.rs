@@ -19,6 +19,7 @@
 mod cluster;
 mod inbound;
 mod monitor;
+mod partitioned;
 mod reads;
 mod receipts;
 mod relay;
@@ -26,18 +27,21 @@ mod reply;
 pub(crate) mod wire;
 
 use crate::handle::RuntimeHandle;
+use crate::partition::Directory;
 use crate::shared::Shared;
 use futures_util::future::join_all;
 use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use xcomponent_core::bus::{Acknowledge, Bus};
+use xcomponent_core::lease::{Partition, partition_copy_id};
 use xcomponent_core::message::{Envelope, MessageId};
 
 pub use cluster::{ClusterOptions, ClusterView, DEFAULT_REPLY_TIMEOUT, DEFAULT_RUNTIME_TIMEOUT};
-pub(crate) use inbound::consume_hosted_components;
+pub(crate) use inbound::{Intake, consume, consume_hosted_components};
 pub use monitor::MAX_QUERY_INSTANCES;
 pub(crate) use relay::run_relay;
 
@@ -112,6 +116,68 @@ pub(crate) struct Remote {
     /// Messages the broker confirmed, waiting for their receipt: when they were last sent and
     /// how many times (at most `RELAY_TRACKED_MAX`).
     pub sent: Mutex<FxHashMap<MessageId, Sent>>,
+    /// Which components are shared by several runtimes, and by how many partitions.
+    pub directory: Directory,
+    /// Deliveries by selector sent as one copy per partition, waiting for each copy's receipt.
+    pub fan_outs: Mutex<FanOuts>,
+}
+
+/// Deliveries by selector to a shared component, sent as one copy per partition
+/// (`partition_copy_id`): the message leaves the outbox once every copy is receipted. At most
+/// `RELAY_TRACKED_MAX` messages are tracked; past it a message is sent whole to every partition
+/// each time (copies are dropped by the receivers' inboxes) until there is room.
+#[derive(Debug, Default)]
+pub(crate) struct FanOuts {
+    /// Message → the partitions whose copy has no receipt yet.
+    awaiting: FxHashMap<MessageId, BTreeSet<Partition>>,
+    /// Copy id → its message and partition.
+    copies: FxHashMap<MessageId, (MessageId, Partition)>,
+}
+
+impl FanOuts {
+    /// The partitions of `message` (a component of `partitions` partitions) still to be sent:
+    /// every one the first time, then those without a receipt.
+    pub fn partitions_to_send(&mut self, message: MessageId, partitions: u32) -> Vec<Partition> {
+        if let Some(awaiting) = self.awaiting.get(&message) {
+            return awaiting.iter().copied().collect();
+        }
+        let all: BTreeSet<Partition> = (0..partitions).collect();
+        if self.awaiting.len() < RELAY_TRACKED_MAX {
+            for partition in &all {
+                self.copies.insert(partition_copy_id(message, *partition), (message, *partition));
+            }
+            self.awaiting.insert(message, all.clone());
+        }
+        all.into_iter().collect()
+    }
+
+    /// The messages that `received` (receipted ids) finish: a plain message at once, a fan-out
+    /// when its last copy is receipted.
+    pub fn receipted(&mut self, received: Vec<MessageId>) -> Vec<MessageId> {
+        let mut done = Vec::with_capacity(received.len());
+        for id in received {
+            let Some((message, partition)) = self.copies.remove(&id) else {
+                done.push(id);
+                continue;
+            };
+            let finished = self.awaiting.get_mut(&message).is_some_and(|awaiting| {
+                awaiting.remove(&partition);
+                awaiting.is_empty()
+            });
+            if finished {
+                self.awaiting.remove(&message);
+                done.push(message);
+            }
+        }
+        done
+    }
+
+    /// Forgets messages no longer in the outbox (dead-lettered, or removed by another runtime).
+    pub fn retain(&mut self, keep: impl Fn(&MessageId) -> bool) {
+        self.awaiting.retain(|message, _| keep(message));
+        let awaiting = &self.awaiting;
+        self.copies.retain(|_, (message, _)| awaiting.contains_key(message));
+    }
 }
 
 /// A stored envelope handed to the relay.
@@ -148,12 +214,17 @@ impl std::fmt::Debug for Remote {
 
 impl Remote {
     /// Creates the bus side and the receiving end of the relay queue.
-    pub fn new(bus: Arc<dyn Bus>, config: BusConfig) -> (Remote, mpsc::Receiver<Outgoing>) {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        config: BusConfig,
+        directory: Directory,
+    ) -> (Remote, mpsc::Receiver<Outgoing>) {
         let (outgoing, incoming) = mpsc::channel(RELAY_QUEUE_CAPACITY);
         let runtime_id = uuid::Uuid::now_v7().to_string();
         let acks = Mutex::new(FxHashMap::default());
         let sent = Mutex::new(FxHashMap::default());
-        (Remote { bus, config, runtime_id, outgoing, acks, sent }, incoming)
+        let fan_outs = Mutex::new(FanOuts::default());
+        (Remote { bus, config, runtime_id, outgoing, acks, sent, directory, fan_outs }, incoming)
     }
 
     /// Hands a stored envelope for another process, just committed, to the relay. When the
@@ -268,11 +339,16 @@ impl Shared {
         self.remote.is_some() && self.registry.index_of(component).is_none()
     }
 
-    /// Whether a stored message was produced by a component hosted here. A store shared by
-    /// several runtimes holds every runtime's outbox; each re-sends only its own messages.
+    /// Whether a stored message was produced here: by a component hosted here and, for a
+    /// component shared with other runtimes, by an instance of a partition this runtime owns
+    /// (the owner of a partition re-sends its outbox). A store shared by several runtimes holds
+    /// every runtime's outbox; each re-sends only its own messages.
     pub fn produced_here(&self, envelope: &Envelope) -> bool {
         let source = envelope.source_component.as_deref().unwrap_or(&envelope.component);
-        self.registry.index_of(source).is_some()
+        if self.registry.index_of(source).is_none() {
+            return false;
+        }
+        envelope.source_instance.is_none_or(|instance| self.owns(source, &instance))
     }
 }
 

@@ -393,13 +393,21 @@ async fn hosted_command<'a>(
 }
 
 /// `{componentName, machineName?, context?, requestId?, replyTo?}`: acted on by the runtime
-/// hosting the component (the entry machine when no machine is named).
+/// hosting the component (the entry machine when no machine is named); of the runtimes sharing
+/// a component, by the owner of its partition 0.
 async fn create_instance(
     handle: &RuntimeHandle,
     bus: &dyn Bus,
     identity: &Identity,
     body: &Map<String, Value>,
 ) {
+    // Of the runtimes sharing a component, the owner of partition 0 alone creates.
+    if let Some(component) = body.get("componentName").and_then(Value::as_str)
+        && handle.shared.shared_partitions(component).is_some()
+        && !handle.shared.partitions.as_ref().is_some_and(|state| state.is_ready(component, 0))
+    {
+        return;
+    }
     let Some((component, answer)) = hosted_command(handle, bus, identity, body).await else {
         return;
     };

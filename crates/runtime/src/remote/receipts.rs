@@ -111,6 +111,12 @@ pub(crate) async fn run_receipts(shared: Arc<Shared>) {
                 Event::Removed => removal = None,
                 Event::Receipt(Ok(published)) => match wire::decode_receipt(&published.body) {
                     Ok(ids) => {
+                        // A partition's copy of a delivery by selector finishes its message
+                        // with the last copy's receipt.
+                        let ids = match remote.fan_outs.lock() {
+                            Ok(mut fan_outs) => fan_outs.receipted(ids),
+                            Err(_) => ids,
+                        };
                         forget_sent(&shared, &ids);
                         if pending.len() + ids.len() <= RECEIPTS_PENDING_MAX {
                             pending.extend(ids);

@@ -22,13 +22,15 @@ use super::{
     Outgoing, RELAY_RESEND_MAX, RELAY_SWEEP_INTERVAL, RELAY_SWEEP_MIN_AGE, RELAY_TRACKED_MAX,
     Remote, Sent, wire,
 };
+use crate::partition::PartitionTag;
 use crate::shared::Shared;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use xcomponent_core::bus::{QueueMessage, component_queue};
-use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageId};
+use xcomponent_core::bus::{QueueMessage, component_queue, partition_queue};
+use xcomponent_core::lease::{partition_copy_id, partition_of};
+use xcomponent_core::message::{DeadLetter, DeadLetterKind, Envelope, MessageBody, MessageId};
 use xcomponent_core::store::CommitBatch;
 
 /// Envelopes sent together.
@@ -74,32 +76,63 @@ pub(crate) async fn run_relay(shared: Arc<Shared>, mut queue: mpsc::Receiver<Out
 /// queues). Stops at the first failure: the rest stays in the outbox for the sweep. Returns
 /// whether all were sent.
 async fn send_batch(shared: &Shared, remote: &Remote, batch: &mut Vec<Outgoing>) -> bool {
-    // Per target queue, in order of first appearance: the ids and encoded messages.
+    // Per target queue, in order of first appearance: the ids of the stored messages and the
+    // encoded messages (a copy per partition for a delivery by selector to a shared component).
     let mut queues: Vec<(String, Vec<MessageId>, Vec<QueueMessage>)> = Vec::new();
+    // Copies of each stored message not yet confirmed by the broker.
+    let mut unconfirmed: FxHashMap<MessageId, usize> = FxHashMap::default();
     for Outgoing { envelope, resent } in batch.drain(..) {
-        let message = match wire::encode(&envelope, resent) {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::error!(message = %envelope.id, %error, "Envelope cannot be encoded; it stays in the outbox.");
-                continue;
+        let copies = address(remote, &envelope).await;
+        let mut encoded = Vec::with_capacity(copies.len());
+        for Copy { queue, id, partition } in copies {
+            let copy = match id {
+                Some(id) => std::borrow::Cow::Owned(Envelope { id, ..Envelope::clone(&envelope) }),
+                None => std::borrow::Cow::Borrowed(&*envelope),
+            };
+            match wire::encode(&copy, resent, partition) {
+                Ok(message) => encoded.push((queue, message)),
+                Err(error) => {
+                    tracing::error!(message = %envelope.id, %error, "Envelope cannot be encoded; it stays in the outbox.");
+                    encoded.clear();
+                    break;
+                }
             }
-        };
-        let queue = component_queue(&envelope.component);
-        match queues.iter_mut().find(|(name, ..)| *name == queue) {
-            Some((_, ids, messages)) => {
-                ids.push(envelope.id);
-                messages.push(message);
+        }
+        if encoded.is_empty() {
+            continue;
+        }
+        unconfirmed.insert(envelope.id, encoded.len());
+        for (queue, message) in encoded {
+            match queues.iter_mut().find(|(name, ..)| *name == queue) {
+                Some((_, ids, messages)) => {
+                    ids.push(envelope.id);
+                    messages.push(message);
+                }
+                None => queues.push((queue, vec![envelope.id], vec![message])),
             }
-            None => queues.push((queue, vec![envelope.id], vec![message])),
         }
     }
+    // Notes a stored message as sent once the broker confirmed its every copy.
+    let mut confirm = |ids: &[MessageId]| {
+        let done: Vec<MessageId> = ids
+            .iter()
+            .filter(|id| {
+                unconfirmed.get_mut(*id).is_some_and(|left| {
+                    *left = left.saturating_sub(1);
+                    *left == 0
+                })
+            })
+            .copied()
+            .collect();
+        note_sent(shared, remote, &done);
+    };
     let mut all_sent = true;
     for (queue, ids, messages) in &queues {
         match remote.bus.enqueue_many(queue, messages).await {
-            Ok(()) => note_sent(shared, remote, ids),
+            Ok(()) => confirm(ids),
             Err(failure) => {
                 let confirmed = failure.confirmed.min(ids.len());
-                note_sent(shared, remote, &ids[..confirmed]);
+                confirm(&ids[..confirmed]);
                 let error = failure.error;
                 let refused = ids.get(confirmed).map(ToString::to_string).unwrap_or_default();
                 tracing::warn!(message = %refused, %queue, %error, "Bus refused a message; it and the ones after it stay in the outbox and are sent again by the sweep.");
@@ -109,6 +142,54 @@ async fn send_batch(shared: &Shared, remote: &Remote, batch: &mut Vec<Outgoing>)
         }
     }
     all_sent
+}
+
+/// One copy of a stored message on the bus: its queue, its id when it is a partition's copy of
+/// a delivery by selector (`partition_copy_id`), and that partition.
+struct Copy {
+    queue: String,
+    id: Option<MessageId>,
+    partition: Option<PartitionTag>,
+}
+
+/// Where a stored message goes: its component's queue; for a component shared by several
+/// runtimes, the queue of its target's partition (an event, a creation: the new instance's
+/// partition), or one copy on every partition's queue still without a receipt (a delivery by
+/// selector, a broadcast).
+async fn address(remote: &Remote, envelope: &Envelope) -> Vec<Copy> {
+    let Some(partitions) = remote.directory.partitions(&envelope.component).await else {
+        return vec![Copy {
+            queue: component_queue(&envelope.component),
+            id: None,
+            partition: None,
+        }];
+    };
+    match &envelope.body {
+        MessageBody::Send { instance_id, .. }
+        | MessageBody::Create { instance_id, .. }
+        | MessageBody::HookCall { instance_id, .. } => {
+            let partition = partition_of(*instance_id, partitions);
+            vec![Copy {
+                queue: partition_queue(&envelope.component, partition),
+                id: None,
+                partition: None,
+            }]
+        }
+        MessageBody::Deliver { .. } | MessageBody::Broadcast { .. } => {
+            let to_send = match remote.fan_outs.lock() {
+                Ok(mut fan_outs) => fan_outs.partitions_to_send(envelope.id, partitions),
+                Err(_) => (0..partitions).collect(),
+            };
+            to_send
+                .into_iter()
+                .map(|partition| Copy {
+                    queue: partition_queue(&envelope.component, partition),
+                    id: Some(partition_copy_id(envelope.id, partition)),
+                    partition: Some(PartitionTag { partitions, partition }),
+                })
+                .collect()
+        }
+    }
 }
 
 /// Notes that the broker confirmed `ids` now: the sweep leaves them alone until their receipt
@@ -153,7 +234,7 @@ enum Due {
 }
 
 fn due(shared: &Shared, remote: &Remote, envelope: &Envelope, now: i64, give_up: i64) -> Due {
-    if !shared.is_remote(&envelope.component) || !shared.produced_here(envelope) {
+    if !shared.goes_remote(envelope) || !shared.produced_here(envelope) {
         return Due::Wait;
     }
     let min_age = i64::try_from(RELAY_SWEEP_MIN_AGE.as_millis()).unwrap_or(i64::MAX);
@@ -241,5 +322,8 @@ async fn sweep_outbox(shared: &Shared, remote: &Remote) {
     }
     if let Ok(mut sent) = remote.sent.lock() {
         sent.retain(|id, noted| seen.contains(id) || noted.at >= now);
+    }
+    if let Ok(mut fan_outs) = remote.fan_outs.lock() {
+        fan_outs.retain(|id| seen.contains(id));
     }
 }

@@ -2,6 +2,7 @@
 //! another version says clearly what it cannot read; and how receipts travel back (a list of
 //! message ids, one bus message per commit and sender).
 
+use crate::partition::PartitionTag;
 use serde::{Deserialize, Serialize};
 use xcomponent_core::bus::QueueMessage;
 use xcomponent_core::message::{ENVELOPE_SCHEMA_VERSION, Envelope, MessageBody, MessageId};
@@ -18,6 +19,10 @@ struct Outgoing<'a> {
     /// already, so the receiver reads its inbox first.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     resent: bool,
+    /// The copy of a delivery by selector for one partition of a shared component: it reaches
+    /// the instances of that partition only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partition: Option<PartitionTag>,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +34,8 @@ struct Incoming {
     reply_to: Option<String>,
     #[serde(default)]
     resent: bool,
+    #[serde(default)]
+    partition: Option<PartitionTag>,
 }
 
 /// A message read from a queue: the envelope, and where to answer when its sender waits.
@@ -37,6 +44,8 @@ pub(crate) struct Received {
     pub reply_to: Option<String>,
     /// The sender sent it again: it may be a copy of one applied already.
     pub resent: bool,
+    /// For the copy of a delivery by selector: the partition it is for.
+    pub partition: Option<PartitionTag>,
 }
 
 /// The ordering key of an envelope: its target instance, or its component for a fan-out.
@@ -49,9 +58,14 @@ fn key_of(envelope: &Envelope) -> String {
     }
 }
 
-/// The queue message carrying `envelope`; `resent` when it may have been sent before.
-pub(crate) fn encode(envelope: &Envelope, resent: bool) -> Result<QueueMessage, serde_json::Error> {
-    encode_message(envelope, None, resent)
+/// The queue message carrying `envelope`; `resent` when it may have been sent before;
+/// `partition` for the copy of a delivery by selector for one partition.
+pub(crate) fn encode(
+    envelope: &Envelope,
+    resent: bool,
+    partition: Option<PartitionTag>,
+) -> Result<QueueMessage, serde_json::Error> {
+    encode_message(envelope, None, resent, partition)
 }
 
 /// The queue message carrying `envelope`, answered on `reply_to` when given.
@@ -59,15 +73,17 @@ pub(crate) fn encode_command(
     envelope: &Envelope,
     reply_to: Option<&str>,
 ) -> Result<QueueMessage, serde_json::Error> {
-    encode_message(envelope, reply_to, false)
+    encode_message(envelope, reply_to, false, None)
 }
 
 fn encode_message(
     envelope: &Envelope,
     reply_to: Option<&str>,
     resent: bool,
+    partition: Option<PartitionTag>,
 ) -> Result<QueueMessage, serde_json::Error> {
-    let outgoing = Outgoing { schema_version: ENVELOPE_SCHEMA_VERSION, envelope, reply_to, resent };
+    let outgoing =
+        Outgoing { schema_version: ENVELOPE_SCHEMA_VERSION, envelope, reply_to, resent, partition };
     let body = serde_json::to_vec(&outgoing)?;
     Ok(QueueMessage { id: envelope.id.to_string(), key: key_of(envelope), body })
 }
@@ -86,6 +102,7 @@ pub(crate) fn decode(body: &[u8]) -> Result<Received, String> {
         envelope: incoming.envelope,
         reply_to: incoming.reply_to,
         resent: incoming.resent,
+        partition: incoming.partition,
     })
 }
 

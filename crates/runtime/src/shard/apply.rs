@@ -156,6 +156,7 @@ impl ShardWork {
                 }
                 let _ = reply.send(count);
             }
+            ShardMsg::Evict(eviction) => self.batch.evictions.push(eviction),
             ShardMsg::Tick(done) | ShardMsg::Barrier(done) => {
                 self.batch.replies.push(Reply::Done(done))
             }
@@ -688,6 +689,7 @@ impl ShardWork {
                     && instance.machine == selector.machine
                     && instance.is_active()
                     && in_state
+                    && deliver.origin.as_ref().is_none_or(|origin| origin.reaches(&instance.id))
                     && self.instances.filters_hold(slot, &selector.filters)
                 {
                     targets.push(instance.id);

@@ -77,6 +77,9 @@ pub(crate) struct Batch {
     pub retry: Vec<ShardMsg>,
     /// Queries, answered once the batch is settled.
     pub queries: Vec<QueryMsg>,
+    /// Partitions to drop once the batch is settled (after a rollback that may put back
+    /// instances of them).
+    pub evictions: Vec<crate::protocol::Eviction>,
     /// Where each unit of work (a message, a fired timer) ends in the lists above, so that a
     /// commit refused for its content can be split (`isolate`). Kept only when a store is used.
     pub segments: Vec<Segment>,
@@ -89,7 +92,17 @@ impl ShardWork {
     pub(crate) async fn finish_batch(&mut self, shared: &Shared) {
         let mut batch = std::mem::take(&mut self.batch);
         let queries = std::mem::take(&mut batch.queries);
+        let evictions = std::mem::take(&mut batch.evictions);
         let store_failed = self.settle_batch(shared, batch).await;
+        for eviction in evictions {
+            let dropped = self.evict_partition(
+                shared,
+                eviction.component,
+                eviction.partitions,
+                eviction.partition,
+            );
+            let _ = eviction.reply.send(dropped);
+        }
         let now = shared.clock.now();
         for query in queries {
             self.answer(shared, query, now);
@@ -111,12 +124,18 @@ impl ShardWork {
         batch.commit.dead_letters.extend(batch.deferred.dead_letters.iter().cloned());
         if let Some(store) = &shared.store
             && !batch.commit.is_empty()
-            && let Err(error) = self.commit(shared, store, &batch.commit).await
+            && let Err(error) = self.commit(shared, store, &mut batch.commit).await
         {
             let refused = matches!(error, StoreError::Rejected(_));
             if refused && (batch.segments.len() > 1 || !batch.deferred.is_empty()) {
                 tracing::warn!(shard = self.index, events = batch.commit.events.len(), %error, "Commit refused for its content; committing the batch's parts on their own.");
                 return self.isolate(shared, store, batch, error).await;
+            }
+            if let StoreError::Fenced { component, partition, .. } = &error {
+                let (component, partition) = (component.clone(), *partition);
+                self.roll_back(shared, batch, error);
+                self.fenced(shared, &component, partition);
+                return false;
             }
             tracing::error!(shard = self.index, events = batch.commit.events.len(), %error, "Commit failed; the batch was rolled back.");
             self.roll_back(shared, batch, error);
@@ -131,13 +150,22 @@ impl ShardWork {
         false
     }
 
-    /// One store commit, recorded in the commit health.
+    /// One store commit, recorded in the commit health. For components shared with other
+    /// runtimes, the commit names the lease epoch of every partition it writes (`fences`).
     pub(super) async fn commit(
         &self,
         shared: &Shared,
         store: &Arc<dyn EventStore>,
-        commit: &CommitBatch,
+        commit: &mut CommitBatch,
     ) -> Result<(), StoreError> {
+        if shared.partitions.is_some() {
+            let fences: std::collections::BTreeSet<_> = commit
+                .events
+                .iter()
+                .filter_map(|event| shared.fence_of(&event.component, &event.instance_id))
+                .collect();
+            commit.fences = fences.into_iter().collect();
+        }
         shared.commit_health.begin(self.index);
         let result = store.commit(commit).await;
         shared.commit_health.end(self.index, result.as_ref().map(|_| ()));
@@ -173,13 +201,14 @@ impl ShardWork {
                 applied: None,
                 pending_shards: None,
                 attempts: 0,
+                partition: None,
             });
             if let MessageBody::HookCall { .. } = envelope.body {
                 shared.dispatch_hook_call(envelope, origin);
                 continue;
             }
             if let Some(remote) = &shared.remote
-                && shared.is_remote(&envelope.component)
+                && shared.goes_remote(&envelope)
             {
                 remote.send(envelope);
                 continue;
@@ -248,6 +277,7 @@ impl ShardWork {
                 let _ = shared.claim_singleton(component, id);
             }
         }
+        let fenced = matches!(error, StoreError::Fenced { .. });
         let failure = RuntimeError::Storage(error);
         let error = failure.to_string();
         for reply in batch.replies.drain(..) {
@@ -271,6 +301,16 @@ impl ShardWork {
                 }
                 Reply::Count(sender, _) => {
                     let _ = sender.send(Err(failure.clone()));
+                }
+            }
+        }
+        // Fenced: the partition is another runtime's now. What came from the bus is handed back
+        // to the broker (unacknowledged), which delivers it to the partition's new owner; what
+        // this runtime stored stays in the outbox, where the new owner or the sweep finds it.
+        if fenced {
+            for message in batch.retry.drain(..) {
+                if let (Some(origin), Some(remote)) = (message.origin(), &shared.remote) {
+                    remote.release(origin.id());
                 }
             }
         }

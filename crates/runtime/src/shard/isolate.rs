@@ -118,12 +118,12 @@ impl ShardWork {
             let mut units: Vec<usize> =
                 set.iter().flat_map(|&part| parts.units[part].iter().copied()).collect();
             units.sort_unstable();
-            let commit = sub_commit(&batch.commit, &segments, &units);
+            let mut commit = sub_commit(&batch.commit, &segments, &units);
             let result = if commit.is_empty() {
                 Ok(())
             } else {
                 commits += 1;
-                self.commit(shared, store, &commit).await
+                self.commit(shared, store, &mut commit).await
             };
             match result {
                 Err(StoreError::Rejected(_)) if set.len() > 1 => {
@@ -202,14 +202,14 @@ impl ShardWork {
         if batch.deferred.is_empty() {
             return;
         }
-        let commit = CommitBatch {
+        let mut commit = CommitBatch {
             delivered: batch.deferred.delivered.clone(),
             dead_letters: batch.deferred.dead_letters.clone(),
             ..CommitBatch::default()
         };
         let result = match store_failure {
             Some(error) => Err(error.clone()),
-            None => self.commit(shared, store, &commit).await,
+            None => self.commit(shared, store, &mut commit).await,
         };
         if result.is_ok() {
             shared.settle_deliveries(&commit.delivered);

@@ -6,6 +6,7 @@
 
 pub(crate) mod apply;
 mod batch;
+mod evict;
 mod hook_result;
 mod isolate;
 mod packed;

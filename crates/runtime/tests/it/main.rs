@@ -15,6 +15,7 @@ mod leases;
 mod lifecycle;
 mod matching;
 mod persistence;
+mod replicas;
 mod timers;
 mod webhooks;
 

@@ -330,18 +330,19 @@ impl LeaseKeeper {
         Ok(())
     }
 
-    /// Runs rounds every `interval()` until `stop` turns true, then releases every lease.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    /// Runs rounds every `interval()` (and at once when `wake` is notified: a commit was
+    /// fenced) until `stop` turns true, then releases every lease.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>, wake: Arc<tokio::sync::Notify>) {
         let mut ticker = tokio::time::interval(self.interval());
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = ticker.tick() => {
-                    if let Err(error) = self.tick().await {
-                        tracing::warn!(%error, "lease round failed; retried at the next");
-                    }
-                }
+                _ = ticker.tick() => {}
+                _ = wake.notified() => {}
                 _ = stop.wait_for(|stopped| *stopped) => break,
+            }
+            if let Err(error) = self.tick().await {
+                tracing::warn!(%error, "lease round failed; retried at the next");
             }
         }
         if let Err(error) = self.release_all().await {

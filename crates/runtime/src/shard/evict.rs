@@ -1,0 +1,67 @@
+//! A shard's side of partition ownership (components shared by several runtimes): dropping the
+//! instances of a partition this runtime no longer owns, after a handover or when a commit was
+//! fenced (another runtime took the partition). The store keeps them; their new owner loads them.
+
+use super::ShardWork;
+use crate::registry::ComponentIdx;
+use crate::shared::Shared;
+use xcomponent_core::definition::EntryMode;
+use xcomponent_core::instance::InstanceId;
+use xcomponent_core::lease::{Partition, partition_of};
+
+impl ShardWork {
+    /// Removes from memory every instance of `component` in `partition` (of `partitions`);
+    /// returns how many.
+    pub(super) fn evict_partition(
+        &mut self,
+        shared: &Shared,
+        component: ComponentIdx,
+        partitions: u32,
+        partition: Partition,
+    ) -> usize {
+        let ids: Vec<InstanceId> = self
+            .instances
+            .iter()
+            .filter(|(_, slot)| {
+                slot.component == component
+                    && partition_of(slot.instance.id, partitions) == partition
+            })
+            .map(|(_, slot)| slot.instance.id)
+            .collect();
+        let definition = shared.registry.definition(component);
+        for id in &ids {
+            let Some(machine) = self.instances.by_id(id).map(|slot| slot.instance.machine) else {
+                continue;
+            };
+            let paths = shared.registry.indexed_paths(component, machine);
+            self.instances.remove(id, paths);
+            if definition.entry_mode == EntryMode::Singleton
+                && definition.entry_machine == Some(machine)
+            {
+                shared.release_singleton(component, *id);
+            }
+        }
+        ids.len()
+    }
+
+    /// After a commit refused as fenced: the partition belongs to another runtime now. Its
+    /// instances are dropped from this shard and the lease keeper is told to look at once.
+    pub(super) fn fenced(&mut self, shared: &Shared, component: &str, partition: Partition) {
+        let (Some(index), Some(partitions)) =
+            (shared.registry.index_of(component), shared.shared_partitions(component))
+        else {
+            return;
+        };
+        let dropped = self.evict_partition(shared, index, partitions, partition);
+        tracing::warn!(
+            shard = self.index,
+            component,
+            partition,
+            dropped,
+            "Commit fenced: another runtime owns the partition now; its instances were dropped here."
+        );
+        if let Some(state) = &shared.partitions {
+            state.fenced.notify_one();
+        }
+    }
+}
