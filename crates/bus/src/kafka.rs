@@ -378,6 +378,77 @@ impl KafkaBus {
     }
 }
 
+impl KafkaBus {
+    /// A consumer of `queue` for `group`: a member of the group (`exclusive` false), or a reader
+    /// of its one partition by assignment resuming from the group's committed offset.
+    async fn consumer(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+        exclusive: bool,
+    ) -> BusResult<Box<dyn QueueConsumer>> {
+        let topic = naming::kafka_topic(queue);
+        self.ensure_topic(&topic).await?;
+        let options = &self.inner.options;
+        let max_in_flight = options.max_in_flight.max(1);
+        let session = options.redelivery_after.clamp(MIN_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT);
+        let window = Arc::new(Mutex::new(Window::default()));
+        let acked = Arc::new(Notify::new());
+        let context =
+            GroupContext { topic: topic.clone(), window: window.clone(), acked: acked.clone() };
+        let group_id = group_id(&self.inner.group_prefix, group, &topic);
+        let client_id =
+            format!("{}-{consumer}", self.inner.base.get("client.id").unwrap_or(DEFAULT_CLIENT_ID));
+        let created: StreamConsumer<GroupContext> = self
+            .inner
+            .base
+            .clone()
+            .set("group.id", &group_id)
+            .set("client.id", client_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", millis(options.kafka_fetch_wait))
+            .set("session.timeout.ms", millis(session))
+            .set("heartbeat.interval.ms", millis(session / 3))
+            // librdkafka's own read-ahead, which a paused consumer may still hand out: bounded by
+            // the in-flight window.
+            .set("queued.min.messages", max_in_flight.to_string())
+            .set("reconnect.backoff.ms", millis(KAFKA_MEMBER_RECONNECT_BACKOFF))
+            .create_with_context(context)
+            .map_err(|error| kafka_error(&self.inner.redacted, "creating a consumer", &error))?;
+        if exclusive {
+            // The one partition of the topic from the group's committed offset (the earliest
+            // when none), as a member assigned it would; acknowledgements commit for the group.
+            let mut assignment = TopicPartitionList::new();
+            assignment
+                .add_partition_offset(&topic, 0, Offset::Stored)
+                .map_err(|error| kafka_error(&self.inner.redacted, "assigning", &error))?;
+            created
+                .assign(&assignment)
+                .map_err(|error| kafka_error(&self.inner.redacted, "assigning", &error))?;
+            lock(&window).partitions.insert(0, PartitionWindow::default());
+        } else {
+            created
+                .subscribe(&[&topic])
+                .map_err(|error| kafka_error(&self.inner.redacted, "subscribing", &error))?;
+        }
+        Ok(Box::new(KafkaConsumer {
+            consumer: Some(created),
+            topic,
+            window,
+            acked,
+            max_in_flight,
+            paused: false,
+            parked: VecDeque::new(),
+            redacted: self.inner.redacted.clone(),
+            bus: self.clone(),
+            lost: false,
+        }))
+    }
+}
+
 #[async_trait]
 impl Bus for KafkaBus {
     fn backend(&self) -> &'static str {
@@ -449,51 +520,18 @@ impl Bus for KafkaBus {
         group: &str,
         consumer: &str,
     ) -> BusResult<Box<dyn QueueConsumer>> {
-        let topic = naming::kafka_topic(queue);
-        self.ensure_topic(&topic).await?;
-        let options = &self.inner.options;
-        let max_in_flight = options.max_in_flight.max(1);
-        let session = options.redelivery_after.clamp(MIN_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT);
-        let window = Arc::new(Mutex::new(Window::default()));
-        let acked = Arc::new(Notify::new());
-        let context =
-            GroupContext { topic: topic.clone(), window: window.clone(), acked: acked.clone() };
-        let group_id = group_id(&self.inner.group_prefix, group, &topic);
-        let client_id =
-            format!("{}-{consumer}", self.inner.base.get("client.id").unwrap_or(DEFAULT_CLIENT_ID));
-        let created: StreamConsumer<GroupContext> = self
-            .inner
-            .base
-            .clone()
-            .set("group.id", &group_id)
-            .set("client.id", client_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", millis(options.kafka_fetch_wait))
-            .set("session.timeout.ms", millis(session))
-            .set("heartbeat.interval.ms", millis(session / 3))
-            // librdkafka's own read-ahead, which a paused consumer may still hand out: bounded by
-            // the in-flight window.
-            .set("queued.min.messages", max_in_flight.to_string())
-            .set("reconnect.backoff.ms", millis(KAFKA_MEMBER_RECONNECT_BACKOFF))
-            .create_with_context(context)
-            .map_err(|error| kafka_error(&self.inner.redacted, "creating a consumer", &error))?;
-        created
-            .subscribe(&[&topic])
-            .map_err(|error| kafka_error(&self.inner.redacted, "subscribing", &error))?;
-        Ok(Box::new(KafkaConsumer {
-            consumer: Some(created),
-            topic,
-            window,
-            acked,
-            max_in_flight,
-            paused: false,
-            parked: VecDeque::new(),
-            redacted: self.inner.redacted.clone(),
-            bus: self.clone(),
-            lost: false,
-        }))
+        self.consumer(queue, group, consumer, false).await
+    }
+
+    /// Reads the topic's partition by assignment, with the group's committed offsets: no group
+    /// join, so no rebalance waits for the session of a dead process's member to end.
+    async fn consume_exclusive(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BusResult<Box<dyn QueueConsumer>> {
+        self.consumer(queue, group, consumer, true).await
     }
 
     async fn publish(&self, channel: &str, body: &[u8]) -> BusResult<()> {

@@ -263,6 +263,20 @@ pub trait Bus: Send + Sync + fmt::Debug {
         consumer: &str,
     ) -> BusResult<Box<dyn QueueConsumer>>;
 
+    /// `consume`, for a caller that guarantees it is the queue's only consumer while it reads
+    /// (it holds the lease of the queue's partition, `crate::lease`): a backend whose broker
+    /// arbitrates group members (Kafka's rebalances) may read the queue directly, resuming from
+    /// the group's committed position, instead of joining the group and waiting for the
+    /// members of a dead process to time out. The default joins the group as `consume` does.
+    async fn consume_exclusive(
+        &self,
+        queue: &str,
+        group: &str,
+        consumer: &str,
+    ) -> BusResult<Box<dyn QueueConsumer>> {
+        self.consume(queue, group, consumer).await
+    }
+
     /// Publishes on a channel: at most once, to the subscribers connected now.
     async fn publish(&self, channel: &str, body: &[u8]) -> BusResult<()>;
 

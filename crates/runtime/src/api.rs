@@ -36,6 +36,17 @@ pub struct RuntimePeer {
     pub last_seen: Millis,
     /// When this server first heard of it (ms since epoch).
     pub first_seen: Millis,
+    /// For each component it shares with other replicas: the partitions it owns.
+    pub partitions: std::collections::BTreeMap<String, OwnedPartitions>,
+}
+
+/// The partitions of a shared component one runtime owns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OwnedPartitions {
+    /// The component's partition count.
+    pub count: u32,
+    /// The partitions owned, ascending.
+    pub owned: Vec<u32>,
 }
 
 /// The runtime operations a server uses.

@@ -84,7 +84,7 @@ mod stream;
 mod views;
 mod webhook;
 
-pub use api::{RuntimeApi, RuntimePeer};
+pub use api::{OwnedPartitions, RuntimeApi, RuntimePeer};
 pub use commit_health::StoreHealth;
 pub use delivery::{INBOX_PURGE_INTERVAL, MessageCounts};
 pub use error::RuntimeError;

@@ -1,7 +1,7 @@
 /**
  * The runtimes view: the runtimes this server knows (`/api/runtimes`), one
- * row each with its name, components, address, last heartbeat and since when
- * it is known. A server hosting its components shows itself alone; a
+ * row each with its name, components (for a component shared by replicas, the
+ * partitions it owns), address, last heartbeat and since when it is known. A server hosting its components shows itself alone; a
  * distributed dashboard shows every runtime heard on the bus. Reloaded every
  * few seconds while the view is shown, and replaced at once when the live
  * feed reports runtimes come or gone (`runtimes_update`,
@@ -25,6 +25,17 @@ function message(text, kind = 'empty') {
   mount(byId('runtimes').querySelector('tbody'), h('tr', null, h('td', { colspan: String(COLUMNS), class: kind }, text)));
 }
 
+/**
+ * A hosted component; for one shared by replicas (`runtime --replicas`), with
+ * the share of its partitions this runtime owns (the list in the tooltip).
+ */
+function componentChip(name, partitions) {
+  if (!partitions || !Array.isArray(partitions.owned)) return h('span', { class: 'chip' }, name);
+  const owned = partitions.owned;
+  const title = owned.length ? `partitions ${owned.join(', ')} of ${partitions.count}` : `no partition of ${partitions.count}`;
+  return h('span', { class: 'chip rt-partitions', title, 'data-partitions': owned.join(',') }, `${name} · ${owned.length}/${partitions.count}`);
+}
+
 function row(runtime) {
   const components = runtime.components?.length ? runtime.components : runtime.componentName ? [runtime.componentName] : [];
   const address = runtime.host && runtime.port ? `${runtime.host}:${runtime.port}` : '—';
@@ -37,7 +48,7 @@ function row(runtime) {
       h('span', { class: 'rt-name', title: runtime.runtimeId }, runtime.name || shortId(runtime.runtimeId)),
       runtime.local ? h('span', { class: 'chip rt-local' }, 'this process') : null,
     ),
-    h('td', { class: 'rt-components' }, components.map((name) => h('span', { class: 'chip' }, name))),
+    h('td', { class: 'rt-components' }, components.map((name) => componentChip(name, runtime.partitions?.[name]))),
     h('td', { class: 'mono small' }, address),
     h('td', { class: 'nowrap small rt-seen', title: formatDateTime(runtime.lastSeen) }, runtime.local ? 'now' : formatAgo(runtime.lastSeen)),
     h('td', { class: 'nowrap small', title: formatDateTime(runtime.startedAt) }, formatAgo(runtime.startedAt)),

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use utoipa::ToSchema;
 use xcomponent_core::instance::Millis;
@@ -80,6 +81,19 @@ pub struct RuntimeInfo {
     pub started_at: Millis,
     /// Whether this is the answering process.
     pub local: bool,
+    /// For each component it shares with other replicas (`runtime --replicas`): the partition
+    /// count and the partitions it owns.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub partitions: BTreeMap<String, PartitionsInfo>,
+}
+
+/// The partitions of a shared component one runtime owns.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PartitionsInfo {
+    /// The component's partition count.
+    pub count: u32,
+    /// The partitions owned.
+    pub owned: Vec<u32>,
 }
 
 /// `{runtimes}`.
@@ -114,6 +128,7 @@ pub fn runtimes(state: &AppState) -> Vec<RuntimeInfo> {
         last_seen: runtime.clock().now(),
         started_at: state.started_at(),
         local: true,
+        partitions: BTreeMap::new(),
     }]
 }
 
@@ -129,6 +144,13 @@ fn peer_info(peer: RuntimePeer) -> RuntimeInfo {
         last_seen: peer.last_seen,
         started_at: peer.first_seen,
         local: false,
+        partitions: peer
+            .partitions
+            .into_iter()
+            .map(|(component, owned)| {
+                (component, PartitionsInfo { count: owned.count, owned: owned.owned })
+            })
+            .collect(),
     }
 }
 

@@ -155,4 +155,8 @@ impl EventStore for TimedStore {
     async fn dead_letter(&self, message: MessageId) -> Result<Option<DeadLetter>> {
         bounded(self.inner.dead_letter(message)).await
     }
+
+    fn leases(&self) -> Option<&dyn xcomponent_core::lease::LeaseStore> {
+        self.inner.leases()
+    }
 }

@@ -22,8 +22,9 @@ use xcomponent_core::instance::{EventId, InstanceId};
 use xcomponent_core::message::{DeadLetter, MessageId};
 use xcomponent_core::store::EventStore;
 use xcomponent_runtime::{
-    CreateRequest, DrawId, EventBatch, InstanceFilter, InstanceView, MessageCounts, Registry,
-    RuntimeApi, RuntimeError, RuntimeEvent, RuntimePeer, SendOutcome, SendRequest, StoreHealth,
+    CreateRequest, DrawId, EventBatch, InstanceFilter, InstanceView, MessageCounts,
+    OwnedPartitions, Registry, RuntimeApi, RuntimeError, RuntimeEvent, RuntimePeer, SendOutcome,
+    SendRequest, StoreHealth,
 };
 use xcomponent_server::{AppState, ServerConfig, router};
 
@@ -129,6 +130,7 @@ fn peer(id: &str, components: &[&str], last_seen: i64) -> RuntimePeer {
         port: 3001,
         last_seen,
         first_seen: last_seen - 5_000,
+        partitions: Default::default(),
     }
 }
 
@@ -276,10 +278,10 @@ async fn a_request_handed_over_answers_202_with_its_message_id() {
 #[tokio::test]
 async fn a_cluster_view_lists_the_runtimes_it_heard_of() {
     let now = SystemClock.now();
-    let peers = vec![
-        peer("a", &["OrderComponent"], now),
-        peer("b", &["PaymentComponent", "HelpDesk"], now - 1_000),
-    ];
+    let mut replica = peer("b", &["PaymentComponent", "HelpDesk"], now - 1_000);
+    let owned = OwnedPartitions { count: 16, owned: vec![0, 3, 7] };
+    replica.partitions.insert("PaymentComponent".to_owned(), owned);
+    let peers = vec![peer("a", &["OrderComponent"], now), replica];
     let view = Arc::new(FakeView::new(&[common::ORDER], peers, true));
     let app = router(AppState::new(view, ServerConfig::default()).await);
 
@@ -296,6 +298,11 @@ async fn a_cluster_view_lists_the_runtimes_it_heard_of() {
     assert_eq!(runtimes[1]["lastSeen"], now - 1_000);
     assert_eq!(runtimes[1]["startedAt"], now - 6_000);
     assert_eq!(runtimes[1]["local"], false);
+    assert_eq!(
+        runtimes[1]["partitions"],
+        json!({"PaymentComponent": {"count": 16, "owned": [0, 3, 7]}})
+    );
+    assert!(runtimes[0].get("partitions").is_none(), "a runtime without replicas lists none");
 
     let (status, health) = call(&app, "GET", "/health", None).await;
     assert_eq!(status, StatusCode::OK.as_u16(), "{health}");

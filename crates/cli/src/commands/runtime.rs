@@ -12,7 +12,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
-use xcomponent_runtime::{BusConfig, RuntimeBuilder};
+use xcomponent_runtime::{BusConfig, LeaseConfig, RuntimeBuilder};
 use xcomponent_server::Metrics;
 
 /// Arguments of `runtime`.
@@ -48,6 +48,23 @@ pub struct RuntimeArgs {
     /// the same message, up to 5 minutes).
     #[arg(long, default_value_t = xcomponent_runtime::RELAY_RESEND_AFTER.as_millis() as u64, value_name = "MS")]
     pub resend_ms: u64,
+
+    /// Run as one of several replicas of the hosted components: their instances are split into
+    /// partitions shared with the other runtimes started with --replicas on the same store
+    /// (PostgreSQL or Redis), each processing the partitions whose lease it holds and taking
+    /// over those of a replica that dies.
+    #[arg(long, env = "XCOMPONENT_REPLICAS")]
+    pub replicas: bool,
+
+    /// With --replicas: partitions of a component whose count is not stored yet (the first
+    /// replica fixes it for good).
+    #[arg(long, default_value_t = xcomponent_core::lease::DEFAULT_PARTITIONS, value_name = "N", requires = "replicas")]
+    pub partitions: u32,
+
+    /// With --replicas: how long a partition's lease lasts without renewal, in milliseconds (a
+    /// dead replica's partitions are taken over after it; renewed every third of it).
+    #[arg(long, default_value_t = xcomponent_runtime::DEFAULT_LEASE_TTL.as_millis() as u64, value_name = "MS", requires = "replicas")]
+    pub lease_ttl_ms: u64,
 
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
@@ -97,6 +114,13 @@ async fn host(args: RuntimeArgs) -> Result<()> {
     let handlers = args.engine.handlers(&definitions)?;
     let mut builder =
         RuntimeBuilder::new().store(store).options(options).bus(bus, config).handlers(handlers);
+    if args.replicas {
+        builder = builder.replicas(LeaseConfig {
+            ttl: Duration::from_millis(args.lease_ttl_ms),
+            partitions: args.partitions,
+            ..LeaseConfig::new(name.clone())
+        });
+    }
     for definition in definitions {
         builder = builder.component(definition);
     }
@@ -112,6 +136,17 @@ async fn host(args: RuntimeArgs) -> Result<()> {
             broker::redacted(&broker_url)
         );
         let _ = writeln!(out, "  store:      {}", options::redact(&url));
+        if let Some(ownership) = runtime.handle().ownership() {
+            for (component, owned) in ownership {
+                let _ = writeln!(
+                    out,
+                    "  replicas:   {component}: owns {} of {} partitions (lease {} ms)",
+                    owned.owned.len(),
+                    owned.partitions,
+                    args.lease_ttl_ms
+                );
+            }
+        }
         let _ = out.flush();
     }
     tracing::info!(runtime = %name, components = ?names, "runtime started");

@@ -111,9 +111,22 @@ pub fn dashboard_refreshing(
     components: &[&str],
     refresh_ms: u64,
 ) -> Server {
+    dashboard_with(dir, broker, port, components, refresh_ms, &[])
+}
+
+/// `dashboard_refreshing` with more arguments (`--store URL`).
+pub fn dashboard_with(
+    dir: &Path,
+    broker: &str,
+    port: u16,
+    components: &[&str],
+    refresh_ms: u64,
+    extra: &[&str],
+) -> Server {
     let log = std::fs::File::create(dir.join("dashboard.log")).expect("log file");
     let child = Command::new(BIN)
         .args(["dashboard", "--broker", broker, "--port", &port.to_string()])
+        .args(extra)
         .args([
             "--reply-timeout-ms",
             "4000",

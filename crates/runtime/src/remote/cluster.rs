@@ -337,8 +337,15 @@ impl ClusterView {
             port: 0,
             last_seen: now,
             first_seen: now,
+            partitions: std::collections::BTreeMap::new(),
         });
         peer.last_seen = now;
+        if let (Some(component), Ok(owned)) = (
+            body["componentName"].as_str(),
+            serde_json::from_value::<crate::api::OwnedPartitions>(body["partitions"].clone()),
+        ) {
+            peer.partitions.insert(component.to_owned(), owned);
+        }
         if let Some(component) = body["componentName"].as_str()
             && !peer.components.iter().any(|known| known == component)
         {

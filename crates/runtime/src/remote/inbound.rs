@@ -59,8 +59,19 @@ pub(crate) async fn consume(shared: Arc<Shared>, queue: String, intake: Intake) 
         if *shutdown.borrow_and_update() {
             return;
         }
+        // A partition's queue is read by its lease holder alone: no group arbitration needed.
+        let join = async {
+            match intake {
+                Intake::Component => {
+                    remote.bus.consume(&queue, RUNTIME_GROUP, &remote.config.name).await
+                }
+                Intake::Partition => {
+                    remote.bus.consume_exclusive(&queue, RUNTIME_GROUP, &remote.config.name).await
+                }
+            }
+        };
         let joined = tokio::select! {
-            joined = remote.bus.consume(&queue, RUNTIME_GROUP, &remote.config.name) => joined,
+            joined = join => joined,
             _ = shutdown.changed() => return,
         };
         let mut consumer: Box<dyn QueueConsumer> = match joined {

@@ -84,17 +84,22 @@ pub(crate) async fn run_monitor(handle: RuntimeHandle, identity: Identity, heart
     announce(&handle, bus.as_ref(), &identity).await;
     let mut beat = tokio::time::interval(heartbeat.max(Duration::from_millis(100)));
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A change of the partitions owned is told at once (dashboards show who owns what).
+    let mut ownership = shared.partitions.as_ref().map(|state| state.ownership.clone());
+    let ownership_changed =
+        async |ownership: &mut Option<tokio::sync::watch::Receiver<_>>| match ownership {
+            Some(receiver) => {
+                if receiver.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        };
     loop {
         tokio::select! {
             _ = shutdown.changed() => break,
-            _ = beat.tick() => {
-                for definition in handle.registry().components() {
-                    publish(bus.as_ref(), channels::HEARTBEAT, json!({
-                        "runtimeId": identity.runtime_id, "runtimeName": identity.name,
-                        "componentName": &*definition.name,
-                    })).await;
-                }
-            }
+            _ = beat.tick() => heartbeat_all(&handle, bus.as_ref(), &identity).await,
+            () = ownership_changed(&mut ownership) => heartbeat_all(&handle, bus.as_ref(), &identity).await,
             batch = events.recv() => match batch {
                 Ok(batch) => {
                     for event in batch.iter() {
@@ -170,6 +175,23 @@ async fn next_command(subscription: &mut Option<Box<dyn Subscription>>) -> Optio
     match subscription {
         Some(subscription) => subscription.next().await.ok(),
         None => std::future::pending().await,
+    }
+}
+
+/// One heartbeat per hosted component; for a component shared by replicas, with the partitions
+/// this runtime owns (`{"partitions": {"count": 16, "owned": [0, 3, …]}}`).
+async fn heartbeat_all(handle: &RuntimeHandle, bus: &dyn Bus, identity: &Identity) {
+    let ownership = handle.ownership();
+    for definition in handle.registry().components() {
+        let mut fields = json!({
+            "runtimeId": identity.runtime_id, "runtimeName": identity.name,
+            "componentName": &*definition.name,
+        });
+        if let Some(owned) = ownership.as_ref().and_then(|o| o.get(&*definition.name)) {
+            let list: Vec<u32> = owned.owned.keys().copied().collect();
+            fields["partitions"] = json!({"count": owned.partitions, "owned": list});
+        }
+        publish(bus, channels::HEARTBEAT, fields).await;
     }
 }
 
