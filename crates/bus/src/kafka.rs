@@ -3,7 +3,7 @@
 //! **Queues** are topics named [`naming::kafka_topic`] (`xcomponent:Payment` →
 //! `xcomponent.Payment`), created when missing with **one partition** and replication factor 1.
 //! One partition is what keeps a queue's enqueue order for its consumer (Kafka orders within a
-//! partition only); partitioned queues keyed by instance come with a later change. Replication
+//! partition only); a replicated component has a topic per partition of its own (`docs/buses.md`). Replication
 //! factor 1 lets the topic be created on a one-broker development cluster; a production cluster
 //! should create the topics itself (with its own replication) before the first run: an existing
 //! topic is used as it is.
@@ -16,7 +16,9 @@
 //! (`xcomponent` by default): scoped by topic, so a member joining one queue does not pause the
 //! others of the same group name while Kafka rebalances. Offsets are committed by this crate, never automatically: acknowledgements may come
 //! in any order, so each partition keeps the offsets it delivered and commits only the prefix
-//! that is entirely acknowledged. A consumer holds at most `BusOptions::max_in_flight`
+//! that is entirely acknowledged. `consume_exclusive` (a partition's queue, read by its lease
+//! holder alone) assigns the topic's partition from the group's committed offset instead of
+//! joining the group. A consumer holds at most `BusOptions::max_in_flight`
 //! uncommitted messages: past that it pauses fetching until acknowledgements catch up.
 //!
 //! `redelivered`: Kafka does not say whether a record was delivered before. After each

@@ -5,7 +5,8 @@
 //! delivered again until that member acknowledges it, and messages keep the order they were
 //! enqueued in for one consumer (a message redelivered after its member died may come after
 //! messages enqueued later, as brokers that redeliver after a timeout hand out what is ready
-//! meanwhile). The runtime acknowledges a delivery only after the commit that applied it (or
+//! meanwhile; NATS also hands back the messages whose timeout expired together in no set order).
+//! The runtime acknowledges a delivery only after the commit that applied it (or
 //! dead-lettered it) is stored, so a process that dies before its ack gets the message again
 //! after restart, and the inbox drops what was applied already.
 //!

@@ -33,6 +33,7 @@ pub(crate) struct MessageCounters {
     dead_letters: AtomicU64,
     redelivered: AtomicU64,
     retried: AtomicU64,
+    resent: AtomicU64,
 }
 
 impl MessageCounters {
@@ -48,6 +49,9 @@ impl MessageCounters {
     pub fn retried(&self, count: usize) {
         self.retried.fetch_add(count as u64, Ordering::Relaxed);
     }
+    pub fn resent(&self, count: usize) {
+        self.resent.fetch_add(count as u64, Ordering::Relaxed);
+    }
 }
 
 /// What happened to stored messages since the runtime started.
@@ -62,6 +66,9 @@ pub struct MessageCounts {
     pub redelivered: u64,
     /// Deliveries retried after a failed commit.
     pub retried: u64,
+    /// Messages to other processes sent again by the outbox sweep because their receipt was
+    /// late (or they were never confirmed by the broker): the reconciler's work.
+    pub resent: u64,
 }
 
 impl RuntimeHandle {
@@ -73,6 +80,7 @@ impl RuntimeHandle {
             dead_letters: counters.dead_letters.load(Ordering::Relaxed),
             redelivered: counters.redelivered.load(Ordering::Relaxed),
             retried: counters.retried.load(Ordering::Relaxed),
+            resent: counters.resent.load(Ordering::Relaxed),
         }
     }
 

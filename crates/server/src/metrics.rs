@@ -98,6 +98,10 @@ impl Metrics {
                 "xcomponent_messages_retried_total",
                 "Message deliveries retried after a failed commit.",
             ),
+            (
+                "xcomponent_messages_resent_total",
+                "Messages to other processes sent again by the outbox sweep (no receipt in time).",
+            ),
             ("xcomponent_http_requests_total", "HTTP requests, by method, route and status."),
             (
                 "xcomponent_webhooks_total",
@@ -323,6 +327,7 @@ fn record_message_counts(metrics: &Metrics, counts: MessageCounts) {
         ("xcomponent_messages_dead_lettered_total", counts.dead_letters),
         ("xcomponent_messages_redelivered_total", counts.redelivered),
         ("xcomponent_messages_retried_total", counts.retried),
+        ("xcomponent_messages_resent_total", counts.resent),
     ] {
         metrics.counter(name, &[]).absolute(value);
     }

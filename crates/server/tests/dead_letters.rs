@@ -120,6 +120,7 @@ async fn a_refused_message_is_listed_fails_again_then_applies_once_the_cause_is_
         "xcomponent_messages_redelivered_total 2",
         "xcomponent_messages_duplicates_total 0",
         "xcomponent_messages_retried_total 0",
+        "xcomponent_messages_resent_total 0",
     ] {
         assert!(text.lines().any(|metric| metric == line), "{line} in:\n{text}");
     }

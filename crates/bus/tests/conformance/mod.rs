@@ -122,7 +122,8 @@ async fn delivery_while_waiting(bus: &Arc<dyn Bus>) {
 }
 
 /// A member that dies holding unacknowledged messages: another member of its group gets them,
-/// with their ids, marked redelivered, in their original order among themselves, and gets what
+/// with their ids, marked redelivered, in their original order among themselves (NATS: in any
+/// order, see docs/buses.md), and gets what
 /// was enqueued later exactly once too. The later message may come first: brokers that hand a
 /// silent member's messages over after `redelivery_after` (Redis, NATS) deliver what is ready
 /// meanwhile; only the order of first deliveries is guaranteed.
@@ -166,10 +167,20 @@ async fn unacked_messages_go_to_another_member(bus: &Arc<dyn Bus>) {
         .map(|message| message.id.as_str())
         .collect();
     let unacked: Vec<&str> = sent[2..].iter().map(|message| message.id.as_str()).collect();
-    assert_eq!(
-        redelivered, unacked,
-        "redelivery: the unacknowledged messages, each once, in their original order"
-    );
+    if bus.backend() == "nats" {
+        // NATS hands back entries whose ack wait expired together in no set order
+        // (docs/buses.md): each once is what it keeps.
+        let mut sorted = redelivered.clone();
+        sorted.sort_unstable();
+        let mut expected = unacked.clone();
+        expected.sort_unstable();
+        assert_eq!(sorted, expected, "redelivery: the unacknowledged messages, each once");
+    } else {
+        assert_eq!(
+            redelivered, unacked,
+            "redelivery: the unacknowledged messages, each once, in their original order"
+        );
+    }
     assert!(got.contains(&later), "redelivery: the message enqueued later did not arrive");
 }
 

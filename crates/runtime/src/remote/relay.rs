@@ -312,6 +312,7 @@ async fn sweep_outbox(shared: &Shared, remote: &Remote) {
                 messages = batch.len(),
                 "Outbox sweep sends again messages without a receipt."
             );
+            shared.counters.resent(batch.len());
             if !send_batch(shared, remote, &mut batch).await {
                 return;
             }

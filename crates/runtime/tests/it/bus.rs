@@ -356,6 +356,8 @@ async fn messages_stay_in_the_outbox_while_the_bus_is_down_and_leave_when_it_is_
         shop_store.pending_messages(None, 100).await.unwrap().is_empty()
     })
     .await;
+    // The sweep's work is counted (`xcomponent_messages_resent_total`).
+    assert!(shop.handle().message_counts().resent >= 10, "{:?}", shop.handle().message_counts());
     shop.shutdown().await;
     billing.shutdown().await;
 }

@@ -31,7 +31,8 @@ use xcomponent_core::instance::{Context, InstanceId, Status};
 use xcomponent_core::model::Component;
 use xcomponent_core::store::EventStore;
 use xcomponent_runtime::{
-    BusConfig, Runtime, RuntimeBuilder, RuntimeEvent, RuntimeHandle, RuntimeOptions, SendOutcome,
+    BusConfig, LeaseConfig, Runtime, RuntimeBuilder, RuntimeEvent, RuntimeHandle, RuntimeOptions,
+    SendOutcome,
 };
 use xcomponent_store::StoreOptions;
 
@@ -124,15 +125,19 @@ async fn start(
     store: Arc<dyn EventStore>,
     bus: Arc<dyn Bus>,
     name: &str,
+    replica: bool,
 ) -> anyhow::Result<Runtime> {
-    let runtime = RuntimeBuilder::new()
+    let mut builder = RuntimeBuilder::new()
         .component(compile(yaml)?)
         .store(store)
         .options(RuntimeOptions::default())
-        .bus(bus, BusConfig::new(name))
-        .start()
-        .await
-        .with_context(|| format!("starting the {name} runtime"))?;
+        .bus(bus, BusConfig::new(name));
+    if replica {
+        // Short leases: replicas started together share the partitions within seconds.
+        let lease = LeaseConfig { ttl: Duration::from_secs(2), ..LeaseConfig::new(name) };
+        builder = builder.replicas(lease);
+    }
+    let runtime = builder.start().await.with_context(|| format!("starting the {name} runtime"))?;
     Ok(runtime)
 }
 
@@ -285,10 +290,31 @@ async fn bench(args: &BusArgs, cores: usize) -> anyhow::Result<Vec<Row>> {
     let orders_bus = open().await?;
     let payments_bus =
         if broker::is_memory(&args.broker)? { orders_bus.clone() } else { open().await? };
-    let orders_store = open_store(&args.store, "orders").await?;
     let payments_store = open_store(&args.store, "payments").await?;
-    let payments = start(PAYMENTS, payments_store, payments_bus, "bench-payments").await?;
-    let orders = start(ORDERS, orders_store, orders_bus, "bench-orders").await?;
+    // Replicas share their store with the orders, as in a deployment of replicas: the orders
+    // learn from it how the payments are partitioned and send to each partition's queue.
+    let orders_store = if args.payment_replicas > 0 {
+        payments_store.clone()
+    } else {
+        open_store(&args.store, "orders").await?
+    };
+    let mut payments = Vec::new();
+    if args.payment_replicas == 0 {
+        payments
+            .push(start(PAYMENTS, payments_store, payments_bus, "bench-payments", false).await?);
+    } else {
+        for replica in 0..args.payment_replicas {
+            let bus = if replica == 0 || broker::is_memory(&args.broker)? {
+                payments_bus.clone()
+            } else {
+                open().await?
+            };
+            let name = format!("bench-payments-{replica}");
+            payments.push(start(PAYMENTS, payments_store.clone(), bus, &name, true).await?);
+        }
+        shared_fairly(&payments).await?;
+    }
+    let orders = start(ORDERS, orders_store, orders_bus, "bench-orders", false).await?;
     let handle = orders.handle();
     let watch: Watch = Arc::default();
     let missed = follow(&handle, watch.clone());
@@ -313,8 +339,12 @@ async fn bench(args: &BusArgs, cores: usize) -> anyhow::Result<Vec<Row>> {
             Some(wait) => format!(", kafka fetch wait {wait} ms"),
             None => String::new(),
         };
+        let replicas = match args.payment_replicas {
+            0 => String::new(),
+            n => format!(", {n} payment replicas"),
+        };
         let setup = format!(
-            "C={concurrency}, {} flows, broker {broker_name}{fetch_wait}, store {}, {cores} cores",
+            "C={concurrency}, {} flows, broker {broker_name}{fetch_wait}, store {}{replicas}, {cores} cores",
             level.latencies.len(),
             args.store
         );
@@ -343,6 +373,36 @@ async fn bench(args: &BusArgs, cores: usize) -> anyhow::Result<Vec<Row>> {
         tracing::warn!(lagged, "The bench's stream subscriber missed batches.");
     }
     orders.shutdown().await;
-    payments.shutdown().await;
+    for runtime in payments {
+        runtime.shutdown().await;
+    }
     Ok(rows)
+}
+
+/// Waits until the payment replicas hold a fair share of the partitions each.
+async fn shared_fairly(replicas: &[Runtime]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let owned: Vec<(usize, u32)> = replicas
+            .iter()
+            .filter_map(|runtime| {
+                let ownership = runtime.handle().ownership()?;
+                let payments = ownership.get("BenchPayments")?;
+                Some((payments.owned.len(), payments.partitions))
+            })
+            .collect();
+        let total: usize = owned.iter().map(|(count, _)| count).sum();
+        let partitions = owned.first().map_or(0, |(_, partitions)| *partitions as usize);
+        let share = partitions.div_ceil(replicas.len().max(1));
+        if owned.len() == replicas.len()
+            && total == partitions
+            && owned.iter().all(|(c, _)| *c <= share)
+        {
+            return Ok(());
+        }
+        if started.elapsed() > WARMUP_TIMEOUT {
+            return Err(anyhow!("the payment replicas did not share the partitions: {owned:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

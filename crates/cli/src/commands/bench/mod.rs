@@ -44,6 +44,11 @@ pub struct BusArgs {
     /// Flows measured at each concurrency level.
     #[arg(long, default_value_t = 2_000)]
     pub flows: usize,
+    /// Payment runtimes run as replicas of their component (`runtime --replicas`), each with its
+    /// own broker connection, sharing one store with the order runtime (schema or prefix of the
+    /// payments); 0 (the default) runs one plain runtime on a store of its own.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub payment_replicas: usize,
     /// Flows in flight; a comma-separated list measures each level in turn.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 32])]
     pub concurrency: Vec<usize>,
