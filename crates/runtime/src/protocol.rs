@@ -273,6 +273,21 @@ impl ShardMsg {
         }
     }
 
+    /// A retry copy that did not fail on its own (its batch was fenced for another partition's
+    /// work): the attempt `retry_copy` counted is given back.
+    pub(crate) fn forgive_attempt(&mut self) {
+        let origin = match self {
+            ShardMsg::Send(send) => send.origin.as_mut(),
+            ShardMsg::Create(create) => create.origin.as_mut(),
+            ShardMsg::Deliver(deliver) => deliver.origin.as_mut(),
+            ShardMsg::HookResult(result) => result.origin.as_mut(),
+            _ => None,
+        };
+        if let Some(origin) = origin {
+            origin.attempts = origin.attempts.saturating_sub(1);
+        }
+    }
+
     /// The delivery state of a stored message, if this is one.
     pub(crate) fn origin(&self) -> Option<&Origin> {
         match self {

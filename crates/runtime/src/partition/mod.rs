@@ -179,6 +179,36 @@ impl Shared {
         }
     }
 
+    /// Whether `partition` of hosted component `component` is owned and loaded here (always
+    /// true for a component that is not shared).
+    pub fn is_ready_partition(&self, component: ComponentIdx, partition: Partition) -> bool {
+        let name = &self.registry.definition(component).name;
+        match (&self.partitions, self.shared_partitions(name)) {
+            (Some(state), Some(_)) => state.is_ready(name, partition),
+            _ => true,
+        }
+    }
+
+    /// Whether `instance` may belong to a partition of a shared component that is not loaded
+    /// here (an instance that is not live here for that reason, not because it does not exist).
+    pub fn in_partition_elsewhere(&self, instance: &InstanceId) -> bool {
+        let Some(state) = &self.partitions else { return false };
+        let ownership = state.ownership.borrow();
+        self.registry.components().iter().any(|definition| {
+            ownership.get(&*definition.name).is_some_and(|owned| {
+                !state.is_ready(&definition.name, partition_of(*instance, owned.partitions))
+            })
+        })
+    }
+
+    /// Hands a delivery from the bus back to the broker (its held acknowledgements dropped):
+    /// its partition's queue consumer here is stopped, which returns it to the queue.
+    pub fn hand_back(&self, message: xcomponent_core::message::MessageId) {
+        if let Some(remote) = &self.remote {
+            remote.release(message);
+        }
+    }
+
     /// Whether a stored envelope leaves through the bus: its component is hosted elsewhere, or
     /// it is shared and the envelope is for a partition this runtime does not own, or it is a
     /// delivery by selector (which reaches every partition through their queues).

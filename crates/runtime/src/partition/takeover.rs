@@ -22,14 +22,15 @@ use xcomponent_core::message::{Envelope, MessageBody};
 
 type Key = (String, Partition);
 
-/// The consumers of the owned partitions' queues. Dropped with the takeover task (a runtime
-/// aborted as a crash would be), they are aborted with it.
+/// The consumers of the owned partitions' queues: each told to stop (between two deliveries)
+/// when its partition is handed over. Dropped with the takeover task (a runtime aborted as a
+/// crash would be), they are aborted with it.
 #[derive(Default)]
-struct Consumers(BTreeMap<Key, JoinHandle<()>>);
+struct Consumers(BTreeMap<Key, (watch::Sender<bool>, JoinHandle<()>)>);
 
 impl Drop for Consumers {
     fn drop(&mut self) {
-        for consumer in self.0.values() {
+        for (_, consumer) in self.0.values() {
             consumer.abort();
         }
     }
@@ -53,7 +54,9 @@ pub(crate) async fn run_takeover(
     let mut consumers = Consumers::default();
     let start = |consumers: &mut Consumers, key: Key| {
         let queue = partition_queue(&key.0, key.1);
-        consumers.0.insert(key, tokio::spawn(consume(shared.clone(), queue, Intake::Partition)));
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(consume(shared.clone(), queue, Intake::Partition, Some(stopped)));
+        consumers.0.insert(key, (stop, task));
     };
     for key in owned_keys(&initial) {
         start(&mut consumers, key);
@@ -75,8 +78,9 @@ pub(crate) async fn run_takeover(
             if let Some(state) = &shared.partitions {
                 state.set_ready(key.clone(), false);
             }
-            if let Some(consumer) = consumers.0.remove(key) {
-                consumer.abort();
+            if let Some((stop, _)) = consumers.0.remove(key) {
+                // Finishes the delivery it is handling, then leaves the queue.
+                let _ = stop.send(true);
             }
             let partitions = previous.get(&key.0).map_or(1, |owned| owned.partitions);
             match evict(&handle, key, partitions).await {

@@ -15,7 +15,7 @@ use crate::shared::Shared;
 use rustc_hash::FxHashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use xcomponent_core::bus::{Delivery, QueueConsumer, RUNTIME_GROUP, component_queue};
 use xcomponent_core::instance::InstanceId;
@@ -36,7 +36,7 @@ pub(crate) fn consume_hosted_components(shared: &Arc<Shared>) -> Vec<JoinHandle<
         .iter()
         .map(|definition| {
             let queue = component_queue(&definition.name);
-            tokio::spawn(consume(shared.clone(), queue, Intake::Component))
+            tokio::spawn(consume(shared.clone(), queue, Intake::Component, None))
         })
         .collect()
 }
@@ -50,8 +50,25 @@ pub(crate) enum Intake {
     Partition,
 }
 
-/// Joins the queue's group and handles deliveries until shutdown, rejoining after failures.
-pub(crate) async fn consume(shared: Arc<Shared>, queue: String, intake: Intake) {
+/// Waits until `stop` turns true (forever without one).
+async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
+    match stop {
+        Some(stop) => {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Joins the queue's group and handles deliveries until shutdown or `stop` (a partition handed
+/// over), rejoining after failures. It stops only between deliveries, never while one is being
+/// handled: a delivery whose acknowledgement was taken is always placed or handed back.
+pub(crate) async fn consume(
+    shared: Arc<Shared>,
+    queue: String,
+    intake: Intake,
+    mut stop: Option<watch::Receiver<bool>>,
+) {
     let Some(remote) = shared.remote.as_ref() else { return };
     let mut shutdown = shared.shutdown.subscribe();
     let mut pause = CONSUMER_BACKOFF_MIN;
@@ -73,6 +90,7 @@ pub(crate) async fn consume(shared: Arc<Shared>, queue: String, intake: Intake) 
         let joined = tokio::select! {
             joined = join => joined,
             _ = shutdown.changed() => return,
+            () = stopped(&mut stop) => return,
         };
         let mut consumer: Box<dyn QueueConsumer> = match joined {
             Ok(consumer) => consumer,
@@ -90,6 +108,7 @@ pub(crate) async fn consume(shared: Arc<Shared>, queue: String, intake: Intake) 
             let next = tokio::select! {
                 next = consumer.next() => next,
                 _ = shutdown.changed() => return,
+                () = stopped(&mut stop) => return,
             };
             match next {
                 Ok(delivery) => {

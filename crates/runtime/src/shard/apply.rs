@@ -232,6 +232,12 @@ impl ShardWork {
                     let reason = ignored.describe(machine_def, *state, &send.event);
                     self.receipt_dead(shared, origin, DeadLetterKind::Rejected, reason);
                 }
+                // Its partition was handed over meanwhile: back to the broker, for the new owner.
+                Err(RuntimeError::UnknownInstance(_))
+                    if shared.in_partition_elsewhere(&send.target) =>
+                {
+                    shared.hand_back(origin.id());
+                }
                 Err(RuntimeError::UnknownInstance(_)) => {
                     let reason = format!(
                         "instance {} is not live here (it never existed or has finished)",
@@ -656,6 +662,15 @@ impl ShardWork {
 
     /// Sends an event to every instance the selectors pick; returns how many transitioned.
     fn apply_deliver(&mut self, shared: &Shared, deliver: DeliverMsg, now: Millis) -> usize {
+        // A partition's copy that reached this runtime after the partition was handed over:
+        // back to the broker, for the new owner (applying it to nothing would mark it done).
+        if let Some(origin) = &deliver.origin
+            && let Some(tag) = origin.partition
+            && !shared.is_ready_partition(deliver.component, tag.partition)
+        {
+            shared.hand_back(origin.id());
+            return 0;
+        }
         let mut targets: Vec<InstanceId> = Vec::new();
         for selector in deliver.selectors.iter() {
             let paths = shared.registry.indexed_paths(deliver.component, selector.machine);

@@ -277,7 +277,12 @@ impl ShardWork {
                 let _ = shared.claim_singleton(component, id);
             }
         }
-        let fenced = matches!(error, StoreError::Fenced { .. });
+        let fenced = match &error {
+            StoreError::Fenced { component, partition, .. } => {
+                Some((component.clone(), *partition))
+            }
+            _ => None,
+        };
         let failure = RuntimeError::Storage(error);
         let error = failure.to_string();
         for reply in batch.replies.drain(..) {
@@ -304,14 +309,26 @@ impl ShardWork {
                 }
             }
         }
-        // Fenced: the partition is another runtime's now. What came from the bus is handed back
-        // to the broker (unacknowledged), which delivers it to the partition's new owner; what
+        // Fenced: the partition is another runtime's now. What this batch applied to it from the
+        // bus is handed back to the broker (unacknowledged; its queue's consumer is stopped when
+        // the keeper sees the lease lost, which returns it to the queue for the new owner); what
         // this runtime stored stays in the outbox, where the new owner or the sweep finds it.
-        if fenced {
-            for message in batch.retry.drain(..) {
+        // The batch's work for other partitions is retried here like after any failed commit.
+        if let Some((component, partition)) = &fenced {
+            let (elsewhere, here): (Vec<ShardMsg>, Vec<ShardMsg>) =
+                batch.retry.drain(..).partition(|message| {
+                    self.targets_partition(shared, message, component, *partition)
+                });
+            for message in elsewhere {
                 if let (Some(origin), Some(remote)) = (message.origin(), &shared.remote) {
                     remote.release(origin.id());
                 }
+            }
+            // The others did not fail: applied again, the attempt not counted.
+            for mut message in here {
+                message.forgive_attempt();
+                shared.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.local.push_back(message);
             }
         }
         // Effects of already stored transitions must not be lost: apply them again later, up

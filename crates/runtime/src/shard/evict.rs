@@ -3,6 +3,7 @@
 //! fenced (another runtime took the partition). The store keeps them; their new owner loads them.
 
 use super::ShardWork;
+use crate::protocol::ShardMsg;
 use crate::registry::ComponentIdx;
 use crate::shared::Shared;
 use xcomponent_core::definition::EntryMode;
@@ -44,6 +45,40 @@ impl ShardWork {
         ids.len()
     }
 
+    /// Whether a routed message was for an instance of `partition` of `component` (a shared
+    /// component): an event or a creation by its target, a delivery by selector by the
+    /// partition its copy was for.
+    pub(super) fn targets_partition(
+        &self,
+        shared: &Shared,
+        message: &ShardMsg,
+        component: &str,
+        partition: Partition,
+    ) -> bool {
+        let Some(partitions) = shared.shared_partitions(component) else { return false };
+        let in_partition = |id: &InstanceId| partition_of(*id, partitions) == partition;
+        let is_component =
+            |index: ComponentIdx| &*shared.registry.definition(index).name == component;
+        let instance = |id: &InstanceId| {
+            self.instances.by_id(id).is_none_or(|slot| is_component(slot.component))
+                && in_partition(id)
+        };
+        match message {
+            ShardMsg::Send(send) => instance(&send.target),
+            ShardMsg::HookResult(result) => instance(&result.target),
+            ShardMsg::Create(create) => is_component(create.component) && in_partition(&create.id),
+            ShardMsg::Deliver(deliver) => {
+                is_component(deliver.component)
+                    && deliver
+                        .origin
+                        .as_ref()
+                        .and_then(|origin| origin.partition)
+                        .is_some_and(|tag| tag.partition == partition)
+            }
+            _ => false,
+        }
+    }
+
     /// After a commit refused as fenced: the partition belongs to another runtime now. Its
     /// instances are dropped from this shard and the lease keeper is told to look at once.
     pub(super) fn fenced(&mut self, shared: &Shared, component: &str, partition: Partition) {
@@ -52,6 +87,11 @@ impl ShardWork {
         else {
             return;
         };
+        // Not processed here any more, at once: new deliveries for it go back to the broker and
+        // what the shards produce for it goes to its queue (the takeover stops its consumer).
+        if let Some(state) = &shared.partitions {
+            state.set_ready((component.to_owned(), partition), false);
+        }
         let dropped = self.evict_partition(shared, index, partitions, partition);
         tracing::warn!(
             shard = self.index,

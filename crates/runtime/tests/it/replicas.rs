@@ -14,45 +14,9 @@ use xcomponent_core::store::{EventStore, InstanceQuery};
 use xcomponent_runtime::{BusConfig, LeaseConfig, Runtime, RuntimeBuilder, RuntimeOptions};
 use xcomponent_store::MemoryStore;
 
-const ORDERS: &str = r#"
-name: Orders
-stateMachines:
-  - name: Order
-    initialState: Created
-    states: [{name: Created}, {name: AwaitingPayment}, {name: Paid, type: final}]
-    transitions:
-      - from: Created
-        to: AwaitingPayment
-        event: SUBMIT
-        type: cross_component
-        targetComponent: Payments
-        targetMachine: Payment
-        contextMapping: {orderRef: orderRef}
-      - from: AwaitingPayment
-        to: Paid
-        event: PAYMENT_CONFIRMED
-        matchingRules: [{eventProperty: orderRef, instanceProperty: orderRef}]
-"#;
+const ORDERS: &str = include_str!("fixtures/orders.yaml");
 
-const PAYMENTS: &str = r#"
-name: Payments
-stateMachines:
-  - name: Payment
-    initialState: Pending
-    states:
-      - {name: Pending}
-      - name: Confirmed
-        type: final
-        cascadingRules:
-          - targetComponent: Orders
-            targetMachine: Order
-            targetState: AwaitingPayment
-            event: PAYMENT_CONFIRMED
-            matchingRules: [{eventProperty: orderRef, instanceProperty: orderRef}]
-            payload: {orderRef: "{{orderRef}}"}
-    transitions:
-      - {from: Pending, to: Confirmed, event: CONFIRM, type: auto}
-"#;
+const PAYMENTS: &str = include_str!("fixtures/payments.yaml");
 
 /// Short leases, so that a takeover happens within the test's patience.
 const TTL: Duration = Duration::from_millis(900);
