@@ -153,7 +153,13 @@ fn assert_contiguous(id: &str, events: &[Value]) {
     assert_eq!(seqs, expected, "{id}: sequence numbers");
 }
 
+/// One variant at a time: each runs five processes and 200 flows, which is what this machine's
+/// two cores can take without timing out requests (with all five at once, plus other tests,
+/// some flows did not complete in time: see the README's known bug).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn replicas_survive_kills_and_pauses(store: &str, broker: &str, seed: u64) {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let run = Run::new();
     let (orders, payments) = (run.orders(), run.payments());
     let _orders = runtime(&run, "orders.yaml", "orders", store, broker, false);
