@@ -9,9 +9,16 @@ mod tansu;
 
 use xcomponent_bus::{BrokerUrl, open};
 
-/// The URL of a test server, or `None` (skipped loudly) when unset and not required.
+/// The URL of a test server, or `None` (skipped loudly) when unset and not required. Also turns
+/// on the log for the test when `RUST_LOG` is set (e.g. `RUST_LOG=xcomponent_bus=debug`).
 #[allow(dead_code)]
 fn service_url(variable: &str) -> Option<String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     match std::env::var(variable) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {

@@ -38,12 +38,20 @@ impl Tansu {
     fn spawn(&mut self) {
         let listener = format!("tcp://{}", self.address);
         let advertised = format!("tcp://{}", self.advertised);
-        let child = Command::new(&self.binary)
+        // XC_TANSU_TEST_LOG=FILE keeps the broker's log (RUST_LOG sets its level).
+        let log = std::env::var_os("XC_TANSU_TEST_LOG")
+            .and_then(|path| std::fs::OpenOptions::new().create(true).append(true).open(path).ok());
+        let mut command = Command::new(&self.binary);
+        command
             .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &advertised])
-            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::null());
+        match log.and_then(|file| file.try_clone().ok().map(|copy| (file, copy))) {
+            Some((out, err)) => command.stdout(out).stderr(err),
+            None => command.arg("--silent").stderr(Stdio::null()),
+        };
+        let child = command
             .spawn()
             .unwrap_or_else(|error| panic!("cannot start tansu ({}): {error}", self.binary));
         self.child = Some(child);

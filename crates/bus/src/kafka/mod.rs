@@ -39,28 +39,32 @@
 //! them again from the bus's topic keeper (`keep_topics`), woken by the producer's lost-connection
 //! errors; a consumer or subscriber that lost its connection fetches again only once its topics
 //! exist and its metadata is fresh (`recover`), which keeps librdkafka 2.12 from crashing on the
-//! answer tansu gives to a fetch of a topic it lost.
+//! answer tansu gives to a fetch of a topic it lost. Until the keeper has checked every topic,
+//! none is taken as known (`topics`), and a queue consumer checks that the broker still holds
+//! the record it delivered last (`replaced`). The queue consumer itself is in `consumer`.
+
+mod consumer;
+mod replaced;
+mod topics;
 
 use crate::{BrokerUrl, BusOptions, RECONNECT_BACKOFF_MIN, naming, next_backoff};
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
+use topics::TopicBook;
 use xcomponent_core::bus::{
-    Acknowledge, Bus, BusError, BusResult, Delivery, EnqueueFailure, Published, QueueConsumer,
-    QueueMessage, Subscription,
+    Bus, BusError, BusResult, EnqueueFailure, Published, QueueConsumer, QueueMessage, Subscription,
 };
 
 /// Consumer group prefix when the URL has no `groupId` parameter.
@@ -77,10 +81,10 @@ pub const MIN_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 /// is 30 minutes; 5 minutes keeps a dead member's messages from waiting longer).
 pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// URL query parameters this backend reads; any other is refused (a typo would be ignored).
 /// Records `enqueue_many` hands to the producer before awaiting their delivery reports.
 pub const KAFKA_PRODUCE_PIPELINE: usize = 256;
 
+/// URL query parameters this backend reads; any other is refused (a typo would be ignored).
 const URL_PARAMETERS: [&str; 2] = ["clientId", "groupId"];
 
 /// The longest pause of the admin client (the topic keeper's) between two connection attempts
@@ -108,8 +112,8 @@ struct Inner {
     options: BusOptions,
     producer: FutureProducer<WatchContext>,
     admin: AdminClient<DefaultClientContext>,
-    /// Topics known to exist (forgotten when the broker says otherwise).
-    topics: Mutex<HashSet<String>>,
+    /// Topics known to exist (forgotten when the broker says otherwise or is lost).
+    topics: Arc<TopicBook>,
 }
 
 impl fmt::Debug for KafkaBus {
@@ -200,6 +204,7 @@ impl KafkaBus {
         let redacted = url.redacted();
         let base = base_config(url)?;
         let lost = Arc::new(Notify::new());
+        let topics = Arc::new(TopicBook::default());
         let producer: FutureProducer<WatchContext> = base
             .clone()
             .set("acks", "all")
@@ -208,7 +213,7 @@ impl KafkaBus {
             // One request at a time per broker: a retried request is never overtaken, so records
             // produced together (`enqueue_many`) are stored in their order.
             .set("max.in.flight.requests.per.connection", "1")
-            .create_with_context(WatchContext { lost: lost.clone() })
+            .create_with_context(WatchContext { lost: lost.clone(), topics: topics.clone() })
             .map_err(|error| kafka_error(&redacted, "creating the producer", &error))?;
         let admin: AdminClient<DefaultClientContext> = base
             .clone()
@@ -223,7 +228,7 @@ impl KafkaBus {
                 options: options.clone(),
                 producer,
                 admin,
-                topics: Mutex::new(HashSet::new()),
+                topics,
             }),
         };
         bus.ping().await?;
@@ -234,17 +239,17 @@ impl KafkaBus {
     /// Forgets that `topic` exists and creates it when missing: after the connection to the
     /// broker was lost (a broker restarted empty has lost it).
     async fn recreate_topic(&self, topic: &str) -> BusResult<()> {
-        lock(&self.inner.topics).remove(topic);
+        self.inner.topics.remove(topic);
         self.ensure_topic(topic).await
     }
 
     /// Creates `topic` (one partition, replication factor 1) unless it is known to exist.
     async fn ensure_topic(&self, topic: &str) -> BusResult<()> {
-        if lock(&self.inner.topics).contains(topic) {
+        if self.inner.topics.is_known(topic) {
             return Ok(());
         }
         self.create_topics(&[topic.to_owned()]).await?;
-        lock(&self.inner.topics).insert(topic.to_owned());
+        self.inner.topics.insert(topic);
         Ok(())
     }
 
@@ -315,7 +320,7 @@ impl KafkaBus {
                         )
                     );
                     if unknown && attempt < ATTEMPTS {
-                        lock(&self.inner.topics).remove(topic);
+                        self.inner.topics.remove(topic);
                         continue;
                     }
                     if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::MessageTimedOut))
@@ -377,77 +382,6 @@ impl KafkaBus {
             Ok(positions)
         });
         blocking.await.map_err(|error| BusError::Unavailable(format!("watermark task: {error}")))?
-    }
-}
-
-impl KafkaBus {
-    /// A consumer of `queue` for `group`: a member of the group (`exclusive` false), or a reader
-    /// of its one partition by assignment resuming from the group's committed offset.
-    async fn consumer(
-        &self,
-        queue: &str,
-        group: &str,
-        consumer: &str,
-        exclusive: bool,
-    ) -> BusResult<Box<dyn QueueConsumer>> {
-        let topic = naming::kafka_topic(queue);
-        self.ensure_topic(&topic).await?;
-        let options = &self.inner.options;
-        let max_in_flight = options.max_in_flight.max(1);
-        let session = options.redelivery_after.clamp(MIN_SESSION_TIMEOUT, MAX_SESSION_TIMEOUT);
-        let window = Arc::new(Mutex::new(Window::default()));
-        let acked = Arc::new(Notify::new());
-        let context =
-            GroupContext { topic: topic.clone(), window: window.clone(), acked: acked.clone() };
-        let group_id = group_id(&self.inner.group_prefix, group, &topic);
-        let client_id =
-            format!("{}-{consumer}", self.inner.base.get("client.id").unwrap_or(DEFAULT_CLIENT_ID));
-        let created: StreamConsumer<GroupContext> = self
-            .inner
-            .base
-            .clone()
-            .set("group.id", &group_id)
-            .set("client.id", client_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", millis(options.kafka_fetch_wait))
-            .set("session.timeout.ms", millis(session))
-            .set("heartbeat.interval.ms", millis(session / 3))
-            // librdkafka's own read-ahead, which a paused consumer may still hand out: bounded by
-            // the in-flight window.
-            .set("queued.min.messages", max_in_flight.to_string())
-            .set("reconnect.backoff.ms", millis(KAFKA_MEMBER_RECONNECT_BACKOFF))
-            .create_with_context(context)
-            .map_err(|error| kafka_error(&self.inner.redacted, "creating a consumer", &error))?;
-        if exclusive {
-            // The one partition of the topic from the group's committed offset (the earliest
-            // when none), as a member assigned it would; acknowledgements commit for the group.
-            let mut assignment = TopicPartitionList::new();
-            assignment
-                .add_partition_offset(&topic, 0, Offset::Stored)
-                .map_err(|error| kafka_error(&self.inner.redacted, "assigning", &error))?;
-            created
-                .assign(&assignment)
-                .map_err(|error| kafka_error(&self.inner.redacted, "assigning", &error))?;
-            lock(&window).partitions.insert(0, PartitionWindow::default());
-        } else {
-            created
-                .subscribe(&[&topic])
-                .map_err(|error| kafka_error(&self.inner.redacted, "subscribing", &error))?;
-        }
-        Ok(Box::new(KafkaConsumer {
-            consumer: Some(created),
-            topic,
-            window,
-            acked,
-            max_in_flight,
-            paused: false,
-            parked: VecDeque::new(),
-            redacted: self.inner.redacted.clone(),
-            bus: self.clone(),
-            lost: false,
-        }))
     }
 }
 
@@ -597,6 +531,7 @@ impl Bus for KafkaBus {
 /// producer's own polling thread, so it does not depend on any consumer being polled.
 struct WatchContext {
     lost: Arc<Notify>,
+    topics: Arc<TopicBook>,
 }
 
 impl ClientContext for WatchContext {
@@ -606,6 +541,7 @@ impl ClientContext for WatchContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         if broker_lost(&error) {
+            self.topics.connection_lost();
             self.lost.notify_one();
         }
         tracing::warn!(%error, reason, "librdkafka producer error");
@@ -623,13 +559,16 @@ async fn keep_topics(inner: std::sync::Weak<Inner>, lost: Arc<Notify>) {
         let mut pause = RECONNECT_BACKOFF_MIN;
         loop {
             let Some(inner) = inner.upgrade() else { return };
-            let topics: Vec<String> = lock(&inner.topics).iter().cloned().collect();
+            let seen = inner.topics.losses();
+            let topics = inner.topics.all();
             if topics.is_empty() {
+                inner.topics.checked(seen);
                 break;
             }
             let bus = KafkaBus { inner };
             match bus.create_topics(&topics).await {
                 Ok(()) => {
+                    bus.inner.topics.checked(seen);
                     tracing::info!(
                         count = topics.len(),
                         "Kafka topics checked after a lost broker connection"
@@ -665,119 +604,6 @@ fn unique_suffix() -> String {
     format!("{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// What a group consumer delivered and what came back acknowledged, per assigned partition.
-#[derive(Debug, Default)]
-struct Window {
-    /// Bumped at every revocation: acknowledgements of an older generation are ignored (another
-    /// member owns the partition now and delivers those records again).
-    generation: u64,
-    partitions: HashMap<i32, PartitionWindow>,
-}
-
-#[derive(Debug, Default)]
-struct PartitionWindow {
-    /// The first offset delivered since the assignment: the committed offset it resumed from.
-    first: Option<i64>,
-    /// Delivered offsets, in order, and whether each is acknowledged.
-    delivered: BTreeMap<i64, bool>,
-    /// The offset after the acknowledged prefix, once it is ahead of the last commit.
-    commit: Option<i64>,
-    /// The last offset committed (the next one to read).
-    committed: Option<i64>,
-}
-
-impl Window {
-    /// Delivered, not yet acknowledged, over every partition.
-    fn in_flight(&self) -> usize {
-        self.partitions
-            .values()
-            .map(|partition| partition.delivered.values().filter(|acked| !**acked).count())
-            .sum()
-    }
-
-    /// Drops the acknowledged prefix of each partition and returns the offsets to commit (those
-    /// ahead of the last commit), recording them as committed.
-    fn take_commits(&mut self, topic: &str) -> TopicPartitionList {
-        let mut list = TopicPartitionList::new();
-        for (partition, window) in &mut self.partitions {
-            while let Some((&offset, &true)) = window.delivered.first_key_value() {
-                window.delivered.pop_first();
-                window.commit = Some(offset + 1);
-            }
-            if let Some(next) = window.commit
-                && window.committed.is_none_or(|committed| next > committed)
-            {
-                // Adding a valid offset to a fresh list cannot fail.
-                if list.add_partition_offset(topic, *partition, Offset::Offset(next)).is_ok() {
-                    window.committed = Some(next);
-                }
-            }
-        }
-        list
-    }
-}
-
-/// Rebalance and commit callbacks of a group consumer.
-struct GroupContext {
-    topic: String,
-    window: Arc<Mutex<Window>>,
-    acked: Arc<Notify>,
-}
-
-impl ClientContext for GroupContext {
-    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        log_librdkafka(level, facility, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(%error, reason, "librdkafka consumer error");
-    }
-}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(_) = rebalance {
-            // Commit what was acknowledged before the partitions go; what was not is delivered
-            // again by their next owner.
-            let commits = {
-                let mut window = lock(&self.window);
-                let commits = window.take_commits(&self.topic);
-                window.partitions.clear();
-                window.generation += 1;
-                commits
-            };
-            if commits.count() > 0
-                && let Err(error) = consumer.commit(&commits, CommitMode::Sync)
-            {
-                tracing::warn!(topic = %self.topic, %error, "Kafka commit at revocation failed");
-            }
-            self.acked.notify_one();
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(partitions) => {
-                let mut window = lock(&self.window);
-                for element in partitions.elements() {
-                    window.partitions.insert(element.partition(), PartitionWindow::default());
-                }
-                tracing::debug!(topic = %self.topic, count = partitions.count(), "Kafka partitions assigned");
-            }
-            Rebalance::Revoke(_) => {}
-            Rebalance::Error(error) => {
-                tracing::warn!(topic = %self.topic, %error, "Kafka rebalance failed");
-            }
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
-        if let Err(error) = result {
-            tracing::warn!(topic = %self.topic, %error, "Kafka offset commit failed");
-        }
-    }
-}
-
 fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
         RDKafkaLogLevel::Emerg
@@ -789,206 +615,6 @@ fn log_librdkafka(level: RDKafkaLogLevel, facility: &str, message: &str) {
             tracing::info!(facility, "librdkafka: {message}");
         }
         RDKafkaLogLevel::Debug => tracing::debug!(facility, "librdkafka: {message}"),
-    }
-}
-
-/// A member of a queue's consumer group.
-struct KafkaConsumer {
-    /// `None` only while being dropped.
-    consumer: Option<StreamConsumer<GroupContext>>,
-    topic: String,
-    window: Arc<Mutex<Window>>,
-    /// Woken by every acknowledgement (and revocation).
-    acked: Arc<Notify>,
-    max_in_flight: usize,
-    /// Fetching is paused because `max_in_flight` messages are unacknowledged.
-    paused: bool,
-    /// Records that arrived while the window was full, with the generation they belong to
-    /// (librdkafka's read-ahead; at most `queued.min.messages` = `max_in_flight`).
-    parked: VecDeque<(u64, OwnedMessage)>,
-    redacted: String,
-    /// To create the topic again after the broker was lost.
-    bus: KafkaBus,
-    /// The connection to the broker was lost: fetching is paused until the topic is known to
-    /// exist again (`recover`).
-    lost: bool,
-}
-
-/// Commits the acknowledged prefix (without waiting for the broker) and pauses or resumes
-/// fetching by the size of the window; returns whether there is room for a delivery.
-fn settle(
-    consumer: &StreamConsumer<GroupContext>,
-    window: &Mutex<Window>,
-    topic: &str,
-    max_in_flight: usize,
-    paused: &mut bool,
-) -> bool {
-    let (commits, in_flight) = {
-        let mut window = lock(window);
-        (window.take_commits(topic), window.in_flight())
-    };
-    if commits.count() > 0
-        && let Err(error) = consumer.commit(&commits, CommitMode::Async)
-    {
-        tracing::warn!(%topic, %error, "Kafka commit failed");
-    }
-    let room = in_flight < max_in_flight;
-    if let Ok(assignment) = consumer.assignment() {
-        if !room && !*paused {
-            *paused = consumer.pause(&assignment).is_ok();
-        } else if room && *paused {
-            *paused = consumer.resume(&assignment).is_err();
-        }
-    }
-    room
-}
-
-impl KafkaConsumer {
-    /// Records a delivery in the window and wraps it.
-    fn deliver(&self, message: OwnedMessage) -> Delivery {
-        let partition = message.partition();
-        let offset = message.offset();
-        let (generation, redelivered) = {
-            let mut window = lock(&self.window);
-            let generation = window.generation;
-            let entry = window.partitions.entry(partition).or_default();
-            let first = *entry.first.get_or_insert(offset);
-            entry.delivered.insert(offset, false);
-            let bound = first.saturating_add(i64::try_from(self.max_in_flight).unwrap_or(i64::MAX));
-            (generation, offset < bound)
-        };
-        let id = message
-            .headers()
-            .and_then(|headers| {
-                headers.iter().find(|header| header.key == "id").and_then(|header| header.value)
-            })
-            .map(|value| String::from_utf8_lossy(value).into_owned())
-            .unwrap_or_default();
-        let key =
-            message.key().map(|key| String::from_utf8_lossy(key).into_owned()).unwrap_or_default();
-        let body = message.payload().map(<[u8]>::to_vec).unwrap_or_default();
-        Delivery {
-            message: QueueMessage { id, key, body },
-            redelivered,
-            acknowledge: Box::new(KafkaAck {
-                window: self.window.clone(),
-                acked: self.acked.clone(),
-                generation,
-                partition,
-                offset,
-            }),
-        }
-    }
-}
-
-#[async_trait]
-impl QueueConsumer for KafkaConsumer {
-    async fn next(&mut self) -> BusResult<Delivery> {
-        // Bounded by its pause (RECONNECT_BACKOFF_MAX) between consecutive errors, not by a
-        // count: a consumer outlives any broker outage; the caller stops it by dropping it.
-        let mut pause = RECONNECT_BACKOFF_MIN;
-        loop {
-            if self.lost {
-                let Some(consumer) = self.consumer.as_ref() else { return Err(BusError::Closed) };
-                let topics = [self.topic.clone()];
-                recover(consumer, &self.bus, &topics, &mut pause).await;
-                // `recover` resumed every partition: the window decides again below.
-                self.paused = false;
-                self.lost = false;
-            }
-            let Some(consumer) = self.consumer.as_ref() else { return Err(BusError::Closed) };
-            let room =
-                settle(consumer, &self.window, &self.topic, self.max_in_flight, &mut self.paused);
-            let generation = lock(&self.window).generation;
-            self.parked.retain(|(parked, _)| *parked == generation);
-            if room && let Some((_, message)) = self.parked.pop_front() {
-                return Ok(self.deliver(message));
-            }
-            let acked = self.acked.clone();
-            let received = tokio::select! {
-                received = consumer.recv() => Some(received.map(|message| message.detach())),
-                () = acked.notified() => None,
-            };
-            match received {
-                None => {}
-                Some(Ok(message)) => {
-                    pause = RECONNECT_BACKOFF_MIN;
-                    if room {
-                        return Ok(self.deliver(message));
-                    }
-                    self.parked.push_back((generation, message));
-                }
-                Some(Err(error)) => {
-                    let bus_error = kafka_error(&self.redacted, "consuming", &error);
-                    if let BusError::Config(reason) = bus_error {
-                        return Err(BusError::Config(reason));
-                    }
-                    // librdkafka reconnects by itself; errors come as events, paced here.
-                    tracing::warn!(topic = %self.topic, %error, ?pause, "Kafka consumer error");
-                    if broker_lost(&error) {
-                        pause_all(consumer, std::slice::from_ref(&self.topic));
-                        self.lost = true;
-                        continue;
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = next_backoff(pause);
-                }
-            }
-        }
-    }
-}
-
-impl Drop for KafkaConsumer {
-    fn drop(&mut self) {
-        let Some(consumer) = self.consumer.take() else { return };
-        let commits = lock(&self.window).take_commits(&self.topic);
-        let topic = self.topic.clone();
-        // Committing and leaving the group block: off the async threads when there are some.
-        let close = move || {
-            if commits.count() > 0
-                && let Err(error) = consumer.commit(&commits, CommitMode::Sync)
-            {
-                tracing::warn!(%topic, %error, "Kafka commit at close failed");
-            }
-            drop(consumer);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn_blocking(close);
-            }
-            Err(_) => close(),
-        }
-    }
-}
-
-/// Marks one delivered offset acknowledged; the consumer commits the acknowledged prefix.
-struct KafkaAck {
-    window: Arc<Mutex<Window>>,
-    acked: Arc<Notify>,
-    generation: u64,
-    partition: i32,
-    offset: i64,
-}
-
-#[async_trait]
-impl Acknowledge for KafkaAck {
-    async fn ack(self: Box<Self>) -> BusResult<()> {
-        {
-            let mut window = lock(&self.window);
-            if window.generation != self.generation {
-                // The partition went to another member, which delivers the record again.
-                return Ok(());
-            }
-            if let Some(acked) = window
-                .partitions
-                .get_mut(&self.partition)
-                .and_then(|partition| partition.delivered.get_mut(&self.offset))
-            {
-                *acked = true;
-            }
-        }
-        self.acked.notify_one();
-        Ok(())
     }
 }
 
@@ -1147,35 +773,6 @@ impl Drop for KafkaSubscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_the_acknowledged_prefix_is_committed() {
-        let mut window = Window::default();
-        let partition = window.partitions.entry(0).or_default();
-        for offset in 10..15 {
-            partition.delivered.insert(offset, false);
-        }
-        // 11 and 12 acknowledged out of order: nothing to commit while 10 is not.
-        for offset in [12, 11] {
-            if let Some(acked) =
-                window.partitions.get_mut(&0).and_then(|p| p.delivered.get_mut(&offset))
-            {
-                *acked = true;
-            }
-        }
-        assert_eq!(window.take_commits("t").count(), 0);
-        assert_eq!(window.in_flight(), 3);
-        if let Some(acked) = window.partitions.get_mut(&0).and_then(|p| p.delivered.get_mut(&10)) {
-            *acked = true;
-        }
-        let commits = window.take_commits("t");
-        let elements = commits.elements();
-        assert_eq!(elements.len(), 1);
-        assert_eq!(elements[0].offset(), Offset::Offset(13));
-        assert_eq!(window.in_flight(), 2);
-        // Nothing new acknowledged: nothing committed again.
-        assert_eq!(window.take_commits("t").count(), 0);
-    }
 
     #[test]
     fn urls_map_onto_security_settings() {
