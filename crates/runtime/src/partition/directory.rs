@@ -5,7 +5,8 @@
 
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use xcomponent_core::store::EventStore;
 
 /// How long a component found unshared is taken as such before the store is asked again.

@@ -17,8 +17,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use xcomponent_core::lease::{
     DEFAULT_PARTITIONS, Fence, Lease, LeaseStore, LeaseTable, Partition, Renewal,
 };

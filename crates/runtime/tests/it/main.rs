@@ -16,6 +16,7 @@ mod lifecycle;
 mod matching;
 mod persistence;
 mod replicas;
+mod simulation;
 mod timers;
 mod webhooks;
 

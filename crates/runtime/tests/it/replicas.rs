@@ -49,7 +49,7 @@ fn owned(runtime: &Runtime) -> usize {
 }
 
 /// Every instance of `component` in the store (live and finished).
-async fn stored(
+pub(crate) async fn stored(
     store: &dyn EventStore,
     component: &str,
 ) -> Vec<xcomponent_core::store::InstanceRecord> {
@@ -72,7 +72,7 @@ async fn stored(
 }
 
 /// Every order reached Paid, and there is exactly one payment per order, confirmed.
-async fn assert_each_paid_once(store: &dyn EventStore, count: usize) {
+pub(crate) async fn assert_each_paid_once(store: &dyn EventStore, count: usize) {
     let orders = stored(store, "Orders").await;
     assert_eq!(orders.len(), count);
     for order in &orders {
