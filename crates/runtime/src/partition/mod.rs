@@ -25,8 +25,8 @@ use crate::ids::DrawId;
 use crate::registry::ComponentIdx;
 use crate::shared::Shared;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{Notify, watch};
 use xcomponent_core::definition::EntryMode;
 use xcomponent_core::instance::InstanceId;
@@ -64,6 +64,11 @@ pub(crate) struct Partitions {
     pub ready: RwLock<BTreeSet<(String, Partition)>>,
     /// Woken by a shard whose commit was fenced: the keeper runs a round at once.
     pub fenced: Arc<Notify>,
+    /// The partitions whose commits were fenced since the takeover last looked, with the
+    /// highest epoch refused (one entry per partition: bounded by the partition count).
+    fenced_at: Mutex<BTreeMap<(String, Partition), u64>>,
+    /// Woken with each entry of `fenced_at`: the takeover looks at once.
+    pub resync: Notify,
 }
 
 impl Partitions {
@@ -74,7 +79,31 @@ impl Partitions {
             .iter()
             .flat_map(|(component, owned)| owned.owned.keys().map(|p| (component.clone(), *p)))
             .collect();
-        Partitions { ownership, ready: RwLock::new(ready), fenced: Arc::new(Notify::new()) }
+        Partitions {
+            ownership,
+            ready: RwLock::new(ready),
+            fenced: Arc::new(Notify::new()),
+            fenced_at: Mutex::new(BTreeMap::new()),
+            resync: Notify::new(),
+        }
+    }
+
+    /// A commit of the partition was fenced at `epoch`: its instances were dropped and it is
+    /// not processed any more; the keeper and the takeover are told.
+    pub fn record_fenced(&self, key: (String, Partition), epoch: u64) {
+        {
+            let mut fenced_at =
+                self.fenced_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let entry = fenced_at.entry(key).or_insert(epoch);
+            *entry = (*entry).max(epoch);
+        }
+        self.fenced.notify_one();
+        self.resync.notify_one();
+    }
+
+    /// The partitions fenced since the last call, with the epoch refused.
+    pub fn take_fenced(&self) -> BTreeMap<(String, Partition), u64> {
+        std::mem::take(&mut *self.fenced_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     /// Marks partitions loaded (or no longer owned).

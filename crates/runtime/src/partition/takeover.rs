@@ -37,9 +37,15 @@ impl Drop for Consumers {
 }
 
 fn owned_keys(ownership: &Ownership) -> BTreeSet<Key> {
+    owned_epochs(ownership).into_keys().collect()
+}
+
+fn owned_epochs(ownership: &Ownership) -> BTreeMap<Key, u64> {
     ownership
         .iter()
-        .flat_map(|(component, owned)| owned.owned.keys().map(|p| (component.clone(), *p)))
+        .flat_map(|(component, owned)| {
+            owned.owned.iter().map(|(partition, epoch)| ((component.clone(), *partition), *epoch))
+        })
         .collect()
 }
 
@@ -68,13 +74,22 @@ pub(crate) async fn run_takeover(
             consumers.0.clear();
             return;
         }
+        let resync = async {
+            match &shared.partitions {
+                Some(state) => state.resync.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = ownership.changed() => if changed.is_err() { return },
+            () = resync => {}
             _ = shutdown.changed() => continue,
         }
         let current = ownership.borrow_and_update().clone();
-        let (before, after) = (owned_keys(&previous), owned_keys(&current));
-        for key in before.difference(&after) {
+        let fenced =
+            shared.partitions.as_ref().map(|state| state.take_fenced()).unwrap_or_default();
+        let (lost, gained) = changes(&previous, &current, &fenced);
+        for key in &lost {
             if let Some(state) = &shared.partitions {
                 state.set_ready(key.clone(), false);
             }
@@ -95,7 +110,6 @@ pub(crate) async fn run_takeover(
                 Err(error) => tracing::warn!(%error, "Partition not dropped from memory."),
             }
         }
-        let gained: BTreeSet<Key> = after.difference(&before).cloned().collect();
         if !gained.is_empty() {
             let started = std::time::Instant::now();
             if let Err(error) = take_over(&handle, &current, &gained).await {
@@ -111,6 +125,40 @@ pub(crate) async fn run_takeover(
         }
         previous = current;
     }
+}
+
+/// The partitions to hand over and to take over between two ownerships: one no longer owned is
+/// lost, one newly owned is gained, and one owned under another epoch is both (the lease was
+/// lost and taken again between two looks, maybe after another runtime held it: what is in
+/// memory may be stale). So is a partition whose commit was `fenced` at an epoch other than the
+/// one owned now: the shard dropped its instances and stopped processing it, so it is loaded
+/// again. A partition fenced at the epoch owned now was taken by another runtime: the keeper
+/// publishes the loss.
+fn changes(
+    previous: &Ownership,
+    current: &Ownership,
+    fenced: &BTreeMap<Key, u64>,
+) -> (BTreeSet<Key>, BTreeSet<Key>) {
+    let (before, after) = (owned_epochs(previous), owned_epochs(current));
+    let mut lost: BTreeSet<Key> = before
+        .iter()
+        .filter(|(key, epoch)| after.get(*key) != Some(*epoch))
+        .map(|(key, _)| key.clone())
+        .collect();
+    let mut gained: BTreeSet<Key> = after
+        .iter()
+        .filter(|(key, epoch)| before.get(*key) != Some(*epoch))
+        .map(|(key, _)| key.clone())
+        .collect();
+    for (key, refused) in fenced {
+        if after.get(key).is_some_and(|epoch| epoch != refused) {
+            if before.contains_key(key) {
+                lost.insert(key.clone());
+            }
+            gained.insert(key.clone());
+        }
+    }
+    (lost, gained)
 }
 
 /// Loads the gained partitions' instances, delivers their outbox messages again, and creates
@@ -168,4 +216,43 @@ async fn evict(handle: &RuntimeHandle, key: &Key, partitions: u32) -> Result<usi
         dropped += answer.await.map_err(|_| RuntimeError::ShuttingDown)?;
     }
     Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::ComponentOwnership;
+
+    fn owning(epochs: &[(Partition, u64)]) -> Ownership {
+        let owned = epochs.iter().copied().collect();
+        Ownership::from([("Payments".to_owned(), ComponentOwnership { partitions: 4, owned })])
+    }
+
+    fn keys(partitions: &[Partition]) -> BTreeSet<Key> {
+        partitions.iter().map(|partition| ("Payments".to_owned(), *partition)).collect()
+    }
+
+    #[test]
+    fn a_partition_owned_under_a_new_epoch_is_handed_over_and_taken_over_again() {
+        let before = owning(&[(0, 3), (1, 5)]);
+        let after = owning(&[(1, 6), (2, 1)]);
+        let (lost, gained) = changes(&before, &after, &BTreeMap::new());
+        assert_eq!(lost, keys(&[0, 1]));
+        assert_eq!(gained, keys(&[1, 2]));
+    }
+
+    #[test]
+    fn a_partition_fenced_at_an_older_epoch_is_loaded_again_and_one_fenced_at_its_own_is_left_to_the_keeper()
+     {
+        let owned = owning(&[(0, 7), (1, 2)]);
+        let fenced =
+            BTreeMap::from([(("Payments".to_owned(), 0), 6), (("Payments".to_owned(), 1), 2)]);
+        let (lost, gained) = changes(&owned, &owned, &fenced);
+        assert_eq!(lost, keys(&[0]));
+        assert_eq!(gained, keys(&[0]));
+        // Fenced, then seen as lost by the keeper: handed over once, not taken back.
+        let fenced_at_its_own = BTreeMap::from([(("Payments".to_owned(), 1), 2)]);
+        let (lost, gained) = changes(&owned, &owning(&[(0, 7)]), &fenced_at_its_own);
+        assert_eq!((lost, gained), (keys(&[1]), BTreeSet::new()));
+    }
 }

@@ -131,10 +131,10 @@ impl ShardWork {
                 tracing::warn!(shard = self.index, events = batch.commit.events.len(), %error, "Commit refused for its content; committing the batch's parts on their own.");
                 return self.isolate(shared, store, batch, error).await;
             }
-            if let StoreError::Fenced { component, partition, .. } = &error {
-                let (component, partition) = (component.clone(), *partition);
+            if let StoreError::Fenced { component, partition, epoch } = &error {
+                let (component, partition, epoch) = (component.clone(), *partition, *epoch);
                 self.roll_back(shared, batch, error);
-                self.fenced(shared, &component, partition);
+                self.fenced(shared, &component, partition, epoch);
                 return false;
             }
             tracing::error!(shard = self.index, events = batch.commit.events.len(), %error, "Commit failed; the batch was rolled back.");

@@ -79,9 +79,18 @@ impl ShardWork {
         }
     }
 
-    /// After a commit refused as fenced: the partition belongs to another runtime now. Its
-    /// instances are dropped from this shard and the lease keeper is told to look at once.
-    pub(super) fn fenced(&mut self, shared: &Shared, component: &str, partition: Partition) {
+    /// After a commit refused as fenced at `epoch`: the partition belongs to another runtime
+    /// now, or to this one under a newer epoch (its lease was lost and taken again, maybe after
+    /// another runtime held it). Its instances are dropped from this shard, the lease keeper is
+    /// told to look at once, and the takeover to load the partition again if this runtime owns
+    /// it under another epoch.
+    pub(super) fn fenced(
+        &mut self,
+        shared: &Shared,
+        component: &str,
+        partition: Partition,
+        epoch: u64,
+    ) {
         let (Some(index), Some(partitions)) =
             (shared.registry.index_of(component), shared.shared_partitions(component))
         else {
@@ -101,7 +110,7 @@ impl ShardWork {
             "Commit fenced: another runtime owns the partition now; its instances were dropped here."
         );
         if let Some(state) = &shared.partitions {
-            state.fenced.notify_one();
+            state.record_fenced((component.to_owned(), partition), epoch);
         }
     }
 }
