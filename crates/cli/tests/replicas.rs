@@ -155,8 +155,8 @@ fn assert_contiguous(id: &str, events: &[Value]) {
 
 /// One variant at a time: each runs five processes and 200 flows, which is what this machine's
 /// two cores can take without timing out requests. `XC_REPLICAS_TOGETHER=1` runs them all at
-/// once, to load the machine on purpose (the overload under which the README's fixed bug left
-/// flows unfinished).
+/// once, to load the machine on purpose (the overload under which flows were once left
+/// unfinished: see the README).
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn replicas_survive_kills_and_pauses(store: &str, broker: &str, seed: u64) {
