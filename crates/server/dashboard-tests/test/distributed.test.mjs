@@ -18,12 +18,12 @@
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser } from '../support/browser.mjs';
 import { REPO_ROOT, requireBinary, startProcess } from '../support/real-server.mjs';
+import { flag, probeRedis } from '../support/services.mjs';
 
 const REDIS_URL = process.env.XC_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 /** Runtime flags under test: a heartbeat every 500 ms, dropped after 2.5 s of silence. */
@@ -33,41 +33,6 @@ const RUNTIME_TIMEOUT_MS = 2500;
 const TAB_REFRESH_MS = 3000;
 const WAIT = 10000;
 const TEST_TIMEOUT = 40000;
-
-/** A boolean variable as scripts/test.sh reads it (1/0, true/false, yes/no, on/off); throws on anything else. */
-function flag(name, fallback) {
-  const value = process.env[name];
-  if (value === undefined || value === '') return fallback;
-  if (/^(1|true|yes|on|y)$/i.test(value)) return true;
-  if (/^(0|false|no|off|n)$/i.test(value)) return false;
-  throw new Error(`${name}=${value} is not a boolean: use 1/0, true/false, yes/no, on/off`);
-}
-
-/** Resolves to null when a Redis server answers PING at `url` within `ms`, else to why not. */
-function probeRedis(url, ms = 2000) {
-  let host;
-  let port;
-  try {
-    const parsed = new URL(url);
-    host = parsed.hostname || '127.0.0.1';
-    port = Number(parsed.port) || 6379;
-  } catch (err) {
-    return Promise.resolve(`not a URL (${err.message})`);
-  }
-  return new Promise((resolve) => {
-    const socket = net.createConnection({ host, port });
-    const done = (problem) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(problem);
-    };
-    const timer = setTimeout(() => done(`no answer within ${ms} ms`), ms);
-    socket.once('connect', () => socket.write('PING\r\n'));
-    // Any RESP reply (+PONG, or -NOAUTH when a password is needed) means a Redis server is there.
-    socket.once('data', (data) => done(/^[+-]/.test(String(data)) ? null : `not a Redis reply: ${String(data).slice(0, 40)}`));
-    socket.once('error', (err) => done(err.message));
-  });
-}
 
 const required = flag('XC_REQUIRE_SERVICES', flag('CI', false));
 const redisProblem = await probeRedis(REDIS_URL);
