@@ -90,7 +90,7 @@ pub use delivery::{INBOX_PURGE_INTERVAL, MessageCounts};
 pub use error::RuntimeError;
 pub use handle::{CreateRequest, Runtime, RuntimeBuilder, RuntimeHandle, SendRequest};
 pub use handlers::{Handler, HandlerError, Handlers};
-pub use ids::DrawId;
+pub use ids::{DrawId, seed_ids_on_this_thread};
 pub use options::{
     ContextSchemaMode, DEFAULT_INBOX_RETENTION, DEFAULT_MAX_BATCH, DEFAULT_MAX_DATA_BYTES,
     DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_SNAPSHOT_INTERVAL, RuntimeOptions, TimerMode,
