@@ -7,6 +7,7 @@
 use crate::definition::CrossTarget;
 use crate::instance::{Context, InstanceId, MachineIdx};
 use crate::matching::PropertyFilter;
+use crate::mix::mix64;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -91,9 +92,9 @@ impl IdSeed {
     /// The next id of this step.
     pub fn next_instance_id(&mut self) -> InstanceId {
         self.counter += 1;
-        let mut bits = mix(self.instance.0.as_u128() as u64 ^ mix(self.seq));
-        bits = mix(bits ^ (self.instance.0.as_u128() >> 64) as u64 ^ mix(self.counter));
-        let low = mix(bits ^ self.counter.rotate_left(32));
+        let mut bits = mix64(self.instance.0.as_u128() as u64 ^ mix64(self.seq));
+        bits = mix64(bits ^ (self.instance.0.as_u128() >> 64) as u64 ^ mix64(self.counter));
+        let low = mix64(bits ^ self.counter.rotate_left(32));
         let millis = u64::try_from(self.now).unwrap_or(0) & 0xFFFF_FFFF_FFFF;
         let value = (u128::from(millis) << 80)
             | (0x7u128 << 76)
@@ -102,13 +103,6 @@ impl IdSeed {
             | u128::from(low & 0x3FFF_FFFF_FFFF_FFFF);
         InstanceId(uuid::Uuid::from_u128(value))
     }
-}
-
-/// SplitMix64's finaliser: a fixed, well-spread 64-bit mix.
-fn mix(mut value: u64) -> u64 {
-    value = (value ^ (value >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    value = (value ^ (value >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    value ^ (value >> 31)
 }
 
 /// The API given to hooks. It records commands; the runtime carries them out after the

@@ -15,6 +15,7 @@
 //! partition after raising the epoch, can never be overwritten by the old one.
 
 use crate::instance::{InstanceId, Millis};
+use crate::mix::{GOLDEN_GAMMA, mix64};
 use crate::store::Result;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -50,8 +51,7 @@ pub fn partition_copy_id(
 ) -> crate::message::MessageId {
     let bits = id.0.as_u128();
     let time = bits & (0xffff_ffff_ffff_u128 << 80);
-    let mixed_high =
-        mix64((bits >> 64) as u64 ^ u64::from(partition).wrapping_add(0x9e37_79b9_7f4a_7c15));
+    let mixed_high = mix64((bits >> 64) as u64 ^ u64::from(partition).wrapping_add(GOLDEN_GAMMA));
     let mixed_low = mix64(bits as u64 ^ mixed_high);
     let rest =
         ((u128::from(mixed_high) << 64) | u128::from(mixed_low)) & !(0xffff_ffff_ffff_u128 << 80);
@@ -60,13 +60,6 @@ pub fn partition_copy_id(
         | (0x7_u128 << 76)
         | (0b10_u128 << 62);
     crate::message::MessageId(uuid::Uuid::from_u128(uuid))
-}
-
-/// The finalizer of SplitMix64: every input bit affects every output bit.
-fn mix64(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// One partition's lease as stored.

@@ -59,6 +59,7 @@ pub mod load;
 pub mod matching;
 pub mod mermaid;
 pub mod message;
+pub mod mix;
 pub mod model;
 pub mod path;
 pub mod schema;

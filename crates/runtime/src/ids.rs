@@ -9,6 +9,7 @@
 use std::cell::Cell;
 use xcomponent_core::instance::{EventId, InstanceId};
 use xcomponent_core::message::MessageId;
+use xcomponent_core::mix::splitmix64;
 
 /// The instant (ms since the epoch) the seeded ids count from, one millisecond per id.
 const SEEDED_IDS_EPOCH_MS: u64 = 1_800_000_000_000;
@@ -28,12 +29,8 @@ pub fn seed_ids_on_this_thread(seed: Option<u64>) {
 
 fn seeded_uuid() -> Option<uuid::Uuid> {
     SEEDED.with(|seeded| {
-        let (state, count) = seeded.get()?;
-        let state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut mixed = state;
-        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        mixed ^= mixed >> 31;
+        let (mut state, count) = seeded.get()?;
+        let mixed = splitmix64(&mut state);
         seeded.set(Some((state, count + 1)));
         let mut random = [0u8; 10];
         random[..8].copy_from_slice(&mixed.to_le_bytes());

@@ -71,14 +71,20 @@ pub(crate) struct Partitions {
     pub resync: Notify,
 }
 
+/// Every (component, partition) owned, with the epoch commits must carry.
+pub(crate) fn owned_epochs(ownership: &Ownership) -> BTreeMap<(String, Partition), u64> {
+    ownership
+        .iter()
+        .flat_map(|(component, owned)| {
+            owned.owned.iter().map(|(partition, epoch)| ((component.clone(), *partition), *epoch))
+        })
+        .collect()
+}
+
 impl Partitions {
     /// The state of a runtime that loaded `initial` at start.
     pub fn new(ownership: watch::Receiver<Ownership>) -> Partitions {
-        let ready = ownership
-            .borrow()
-            .iter()
-            .flat_map(|(component, owned)| owned.owned.keys().map(|p| (component.clone(), *p)))
-            .collect();
+        let ready = owned_epochs(&ownership.borrow()).into_keys().collect();
         Partitions {
             ownership,
             ready: RwLock::new(ready),

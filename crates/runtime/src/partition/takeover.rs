@@ -8,7 +8,7 @@
 //! consumed. A partition lost has its queue consumer stopped (what it held unacknowledged goes
 //! back to the broker, for the new owner) and its instances dropped from memory.
 
-use super::Ownership;
+use super::{Ownership, owned_epochs};
 use crate::error::RuntimeError;
 use crate::handle::RuntimeHandle;
 use crate::protocol::{Eviction, ShardMsg};
@@ -38,15 +38,6 @@ impl Drop for Consumers {
 
 fn owned_keys(ownership: &Ownership) -> BTreeSet<Key> {
     owned_epochs(ownership).into_keys().collect()
-}
-
-fn owned_epochs(ownership: &Ownership) -> BTreeMap<Key, u64> {
-    ownership
-        .iter()
-        .flat_map(|(component, owned)| {
-            owned.owned.iter().map(|(partition, epoch)| ((component.clone(), *partition), *epoch))
-        })
-        .collect()
 }
 
 /// Follows the ownership until shutdown; `initial` is what the runtime loaded at start.

@@ -36,8 +36,6 @@ const redisProblem = await probeRedis(REDIS_URL);
 const skip = redisProblem && !required ? `Redis at ${REDIS_URL} is unreachable (${redisProblem})` : false;
 if (skip) console.error(`NOTICE: ${skip}: the replicas dashboard test was NOT run (XC_REQUIRE_SERVICES or CI=true makes this a failure)`);
 
-const until = (page, fn, arg, timeout = WAIT) => page.waitForFunction(fn, arg, { timeout });
-
 describe('the Runtimes tab shows the partitions each replica owns (Redis alone)', { skip, timeout: 120000 }, () => {
   const suffix = `P${Date.now()}${Math.floor(Math.random() * 1e6)}`;
   const payment = `PaymentComponent${suffix}`;
@@ -77,24 +75,22 @@ describe('the Runtimes tab shows the partitions each replica owns (Redis alone)'
   /**
    * Waits until this run's replicas show `wanted`: `shared` (each of the two owns 2 of the 4
    * partitions, together all of them) or `survivor` (the first owns all 4, the second is gone).
+   * Returns the chips; on timeout, fails with what they showed last.
    */
   async function untilChips(wanted, timeout = WAIT) {
-    await until(
-      page,
-      ([component, [a, b], mode]) => {
-        const shown = {};
-        for (const row of document.querySelectorAll('#runtimes tbody tr[data-id]')) {
-          const chip = [...row.querySelectorAll('.rt-components .chip')].find((c) => c.textContent.startsWith(component));
-          if (chip && chip.dataset.partitions !== undefined) {
-            shown[row.querySelector('.rt-name').textContent] = chip.dataset.partitions === '' ? [] : chip.dataset.partitions.split(',');
-          }
-        }
-        if (mode === 'shared') return shown[a]?.length === 2 && shown[b]?.length === 2 && new Set([...shown[a], ...shown[b]]).size === 4;
-        return shown[a]?.length === 4 && shown[b] === undefined;
-      },
-      [payment, names, wanted],
-      timeout,
-    );
+    const [a, b] = names;
+    const owned = (chip) => (chip?.partitions ? chip.partitions.split(',') : undefined);
+    const reached = (shown) =>
+      wanted === 'shared'
+        ? owned(shown[a])?.length === 2 && owned(shown[b])?.length === 2 && new Set([...owned(shown[a]), ...owned(shown[b])]).size === 4
+        : owned(shown[a])?.length === 4 && shown[b] === undefined;
+    const deadline = Date.now() + timeout;
+    for (;;) {
+      const shown = await chips();
+      if (reached(shown)) return shown;
+      if (Date.now() > deadline) throw new Error(`the replicas' chips never showed ${wanted}: ${JSON.stringify(shown)}\n${outputs()}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   }
 
   before(async () => {
@@ -134,13 +130,7 @@ describe('the Runtimes tab shows the partitions each replica owns (Redis alone)'
     await page.waitForSelector('#conn.is-open');
     await page.click('#tab-runtimes');
     await page.locator('#view-runtimes').waitFor();
-    try {
-      await untilChips('shared');
-    } catch (err) {
-      err.message += `\nchips: ${JSON.stringify(await chips())}\n${outputs()}`;
-      throw err;
-    }
-    const shown = await chips();
+    const shown = await untilChips('shared');
     for (const name of names) {
       assert.match(shown[name].text, new RegExp(`^${payment} · 2/${PARTITIONS}$`));
       assert.equal(shown[name].title, `partitions ${shown[name].partitions.split(',').join(', ')} of ${PARTITIONS}`);
@@ -152,13 +142,7 @@ describe('the Runtimes tab shows the partitions each replica owns (Redis alone)'
     const exit = await procs.b.kill('SIGKILL');
     assert.equal(exit.signal, 'SIGKILL');
     // Its leases expire after LEASE_TTL_MS; the survivor takes them at its next round.
-    try {
-      await untilChips('survivor', LEASE_TTL_MS + RUNTIME_TIMEOUT_MS + 10000);
-    } catch (err) {
-      err.message += `\nchips: ${JSON.stringify(await chips())}\n${outputs()}`;
-      throw err;
-    }
-    const shown = await chips();
+    const shown = await untilChips('survivor', LEASE_TTL_MS + RUNTIME_TIMEOUT_MS + 10000);
     assert.equal(shown[names[0]].text, `${payment} · 4/${PARTITIONS}`);
     assert.equal(shown[names[0]].partitions, '0,1,2,3');
     await page.screenshot({ path: '/tmp/e2e-replicas-survivor.png' });
