@@ -85,9 +85,14 @@ pub struct BusOptions {
     /// Subscriber-side buffer of channel messages; beyond it the oldest are dropped (channels are
     /// at most once) rather than the broker connection being held up.
     pub channel_buffer: usize,
-    /// Kafka: the longest a fetch waits for records (`fetch.wait.max.ms`). Real Kafka answers a
-    /// waiting fetch when a record arrives; some compatible brokers wait the whole time.
+    /// Kafka: the longest a queue consumer's fetch waits for records (`fetch.wait.max.ms`; the
+    /// URL's `fetchWaitMs` overrides it). Real Kafka answers a waiting fetch when a record
+    /// arrives, so this only paces idle fetches; some compatible brokers (tansu) hold every
+    /// fetch the whole time, and there it is a delay each hop pays.
     pub kafka_fetch_wait: Duration,
+    /// Kafka: the same for channel subscribers (monitoring, commands, receipts), which no flow
+    /// waits on: longer, so they add less load to a broker that holds fetches.
+    pub kafka_channel_fetch_wait: Duration,
 }
 
 impl Default for BusOptions {
@@ -98,6 +103,7 @@ impl Default for BusOptions {
             operation_timeout: Duration::from_secs(5),
             channel_buffer: 4096,
             kafka_fetch_wait: Duration::from_millis(10),
+            kafka_channel_fetch_wait: Duration::from_millis(25),
         }
     }
 }

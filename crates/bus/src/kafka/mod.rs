@@ -9,7 +9,10 @@
 //! topic is used as it is.
 //!
 //! `enqueue` produces with `acks=all` and waits for the delivery report; the record key is the
-//! message key and the `id` header carries the message id. `enqueue_many` hands up to
+//! message key and the `id` header carries the message id. Queue records and channel messages
+//! have a producer each, so a burst of monitoring events never queues ahead of a flow's record;
+//! neither lingers (`linger.ms=0`): with one request in flight per broker, what is produced
+//! while a request is out forms the next batch anyway. `enqueue_many` hands up to
 //! `KAFKA_PRODUCE_PIPELINE` records to the producer before awaiting their reports; the producer
 //! keeps one request in flight per broker connection, so a retry cannot reorder them. A consumer group `G` on a queue is the
 //! Kafka group `<prefix>.G.<topic>`, where the prefix is the URL's `groupId` parameter
@@ -85,7 +88,7 @@ pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
 pub const KAFKA_PRODUCE_PIPELINE: usize = 256;
 
 /// URL query parameters this backend reads; any other is refused (a typo would be ignored).
-const URL_PARAMETERS: [&str; 2] = ["clientId", "groupId"];
+const URL_PARAMETERS: [&str; 3] = ["clientId", "groupId", "fetchWaitMs"];
 
 /// The longest pause of the admin client (the topic keeper's) between two connection attempts
 /// to a broker it lost, so that it is back before the members (librdkafka's default is 10 s).
@@ -110,7 +113,10 @@ struct Inner {
     redacted: String,
     group_prefix: String,
     options: BusOptions,
+    /// Queue records (`enqueue`, `enqueue_many`).
     producer: FutureProducer<WatchContext>,
+    /// Channel messages (`publish`), at most once.
+    channel_producer: FutureProducer<WatchContext>,
     admin: AdminClient<DefaultClientContext>,
     /// Topics known to exist (forgotten when the broker says otherwise or is lost).
     topics: Arc<TopicBook>,
@@ -130,6 +136,35 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The queue consumers' fetch wait: the URL's `fetchWaitMs`, else `default`.
+fn fetch_wait(url: &BrokerUrl, default: Duration) -> BusResult<Duration> {
+    let Some(wait) = url.param("fetchWaitMs") else { return Ok(default) };
+    wait.parse().map(Duration::from_millis).map_err(|_| {
+        BusError::Config(format!(
+            "Kafka URL {}: fetchWaitMs must be a whole number of milliseconds, not {wait:?}",
+            url.redacted()
+        ))
+    })
+}
+
+/// A producer with `acks=all`, no lingering, and one request in flight per broker: a retried
+/// request is never overtaken, so records produced together (`enqueue_many`) are stored in their
+/// order.
+fn create_producer(
+    base: &ClientConfig,
+    options: &BusOptions,
+    context: WatchContext,
+    redacted: &str,
+) -> BusResult<FutureProducer<WatchContext>> {
+    base.clone()
+        .set("acks", "all")
+        .set("message.timeout.ms", millis(options.operation_timeout))
+        .set("linger.ms", "0")
+        .set("max.in.flight.requests.per.connection", "1")
+        .create_with_context(context)
+        .map_err(|error| kafka_error(redacted, "creating a producer", &error))
+}
+
 /// Milliseconds of a duration, as librdkafka settings want them (at least 1).
 fn millis(duration: Duration) -> String {
     duration.as_millis().clamp(1, u128::from(u32::MAX)).to_string()
@@ -141,7 +176,7 @@ fn base_config(url: &BrokerUrl) -> BusResult<ClientConfig> {
         url.params.iter().find(|(name, _)| !URL_PARAMETERS.contains(&name.as_str()))
     {
         return Err(BusError::Config(format!(
-            "Kafka URL {}: unknown parameter {name:?} (accepted: clientId, groupId)",
+            "Kafka URL {}: unknown parameter {name:?} (accepted: clientId, groupId, fetchWaitMs)",
             url.redacted()
         )));
     }
@@ -203,18 +238,14 @@ impl KafkaBus {
     pub async fn connect(url: &BrokerUrl, options: &BusOptions) -> BusResult<KafkaBus> {
         let redacted = url.redacted();
         let base = base_config(url)?;
+        let mut options = options.clone();
+        options.kafka_fetch_wait = fetch_wait(url, options.kafka_fetch_wait)?;
         let lost = Arc::new(Notify::new());
         let topics = Arc::new(TopicBook::default());
-        let producer: FutureProducer<WatchContext> = base
-            .clone()
-            .set("acks", "all")
-            .set("message.timeout.ms", millis(options.operation_timeout))
-            .set("linger.ms", "1")
-            // One request at a time per broker: a retried request is never overtaken, so records
-            // produced together (`enqueue_many`) are stored in their order.
-            .set("max.in.flight.requests.per.connection", "1")
-            .create_with_context(WatchContext { lost: lost.clone(), topics: topics.clone() })
-            .map_err(|error| kafka_error(&redacted, "creating the producer", &error))?;
+        // Both producers report lost connections: either may be the first to see one.
+        let context = || WatchContext { lost: lost.clone(), topics: topics.clone() };
+        let producer = create_producer(&base, &options, context(), &redacted)?;
+        let channel_producer = create_producer(&base, &options, context(), &redacted)?;
         let admin: AdminClient<DefaultClientContext> = base
             .clone()
             .set("reconnect.backoff.max.ms", millis(KAFKA_KEEPER_RECONNECT_MAX))
@@ -225,8 +256,9 @@ impl KafkaBus {
                 base,
                 redacted,
                 group_prefix: url.param("groupId").unwrap_or(DEFAULT_GROUP_PREFIX).to_owned(),
-                options: options.clone(),
+                options,
                 producer,
+                channel_producer,
                 admin,
                 topics,
             }),
@@ -291,6 +323,7 @@ impl KafkaBus {
         key: Option<&str>,
         id: Option<&str>,
         body: &[u8],
+        producer: &FutureProducer<WatchContext>,
     ) -> BusResult<()> {
         let timeout = self.inner.options.operation_timeout;
         // One try, and one more after re-creating a topic the broker no longer knows.
@@ -305,7 +338,7 @@ impl KafkaBus {
                 record = record
                     .headers(OwnedHeaders::new().insert(Header { key: "id", value: Some(id) }));
             }
-            let sent = tokio::time::timeout(timeout, self.inner.producer.send(record, timeout))
+            let sent = tokio::time::timeout(timeout, producer.send(record, timeout))
                 .await
                 .map_err(|_| BusError::Timeout(timeout))?;
             match sent {
@@ -397,6 +430,7 @@ impl Bus for KafkaBus {
             Some(&message.key),
             Some(&message.id),
             &message.body,
+            &self.inner.producer,
         )
         .await
     }
@@ -471,7 +505,8 @@ impl Bus for KafkaBus {
     }
 
     async fn publish(&self, channel: &str, body: &[u8]) -> BusResult<()> {
-        self.produce(&naming::kafka_topic(channel), None, None, body).await
+        self.produce(&naming::kafka_topic(channel), None, None, body, &self.inner.channel_producer)
+            .await
     }
 
     async fn subscribe(&self, channels: &[&str]) -> BusResult<Box<dyn Subscription>> {
@@ -495,7 +530,7 @@ impl Bus for KafkaBus {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "latest")
-            .set("fetch.wait.max.ms", millis(options.kafka_fetch_wait))
+            .set("fetch.wait.max.ms", millis(options.kafka_channel_fetch_wait))
             .set("queued.min.messages", options.channel_buffer.max(1).to_string())
             .set("reconnect.backoff.ms", millis(KAFKA_MEMBER_RECONNECT_BACKOFF))
             .create()
@@ -788,5 +823,19 @@ mod tests {
         assert_eq!(plain.get("security.protocol"), Some("plaintext"));
         let typo = BrokerUrl::parse("kafka://h?groupid=x").expect("valid");
         assert!(matches!(base_config(&typo), Err(BusError::Config(_))));
+    }
+
+    #[test]
+    fn fetch_wait_comes_from_the_url_or_the_options() {
+        let default = Duration::from_millis(10);
+        let url = |text| BrokerUrl::parse(text).expect("valid");
+        assert_eq!(fetch_wait(&url("kafka://h"), default).ok(), Some(default));
+        let set = url("kafka://h?fetchWaitMs=1");
+        assert!(base_config(&set).is_ok(), "fetchWaitMs is a known parameter");
+        assert_eq!(fetch_wait(&set, default).ok(), Some(Duration::from_millis(1)));
+        match fetch_wait(&url("kafka://h?fetchWaitMs=1ms"), default) {
+            Err(BusError::Config(text)) => assert!(text.contains("fetchWaitMs"), "{text}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
     }
 }
