@@ -5,9 +5,8 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 /// The routes that authenticate themselves (token or signature).
@@ -31,28 +30,29 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(|token| token.trim().to_owned())
 }
 
-/// Rejects mutating requests without the right `Authorization: Bearer <token>`.
-pub(crate) async fn require_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = state.config().token.as_deref() else { return next.run(request).await };
+/// The refusal of a mutating request without the right `Authorization: Bearer <token>`, or
+/// `None` when the request may go on.
+pub(crate) fn refusal(state: &AppState, request: &Request) -> Option<Response> {
+    let token = state.config().token.as_deref()?;
     let mutating =
         matches!(*request.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     if !mutating || request.uri().path().starts_with(WEBHOOKS_PREFIX) {
-        return next.run(request).await;
+        return None;
     }
     match bearer(request.headers()).as_deref() {
-        Some(given) if same(token.as_bytes(), given.as_bytes()) => next.run(request).await,
-        Some(_) => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong bearer token")
+        Some(given) if same(token.as_bytes(), given.as_bytes()) => None,
+        Some(_) => Some(
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong bearer token")
+                .into_response(),
+        ),
+        None => Some(
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this route needs Authorization: Bearer <token>",
+            )
             .into_response(),
-        None => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this route needs Authorization: Bearer <token>",
-        )
-        .into_response(),
+        ),
     }
 }
 

@@ -8,18 +8,16 @@
 use crate::error::ApiError;
 use crate::health::commit_problem;
 use crate::state::AppState;
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
 
 /// Longest any API request is served before a 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The middleware.
-pub(crate) async fn bound(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+/// `answer`, or the 503 when it takes longer than `REQUEST_TIMEOUT`.
+pub(crate) async fn bound(state: &AppState, answer: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, answer).await {
         Ok(response) => response,
         Err(_) => {
             let seconds = REQUEST_TIMEOUT.as_secs();

@@ -67,8 +67,10 @@ pub use ws::{WS_MAX_INCOMING, WS_PING_INTERVAL, WS_PONG_TIMEOUT};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::from_fn_with_state;
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::Response;
 use axum::routing::get;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
@@ -86,9 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard.html", get(dashboard::index))
         .fallback(dashboard::fallback)
         .method_not_allowed_fallback(dashboard::method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), deadline::bound))
-        .layer(from_fn_with_state(state.clone(), auth::require_token))
-        .layer(from_fn_with_state(state.clone(), metrics::track_http))
+        .layer(from_fn_with_state(state.clone(), around_routes))
         .layer(DefaultBodyLimit::max(state.config().body_limit))
         .layer(TraceLayer::new_for_http());
     if let Some(cors) = cors_layer(&state.config().cors) {
@@ -100,6 +100,19 @@ pub fn router(state: AppState) -> Router {
         .layer(socketio::layer(&state))
         .layer(from_fn_with_state(state.clone(), guard::check))
         .with_state(state)
+}
+
+/// The middleware of every route, in one layer (each `from_fn` layer costs a boxed future and a
+/// service clone per request): the HTTP metrics, around the token check (`auth.rs`), around the
+/// deadline (`deadline.rs`).
+async fn around_routes(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let timer = metrics::HttpTimer::start(&request);
+    let response = match auth::refusal(&state, &request) {
+        Some(refused) => refused,
+        None => deadline::bound(&state, next.run(request)).await,
+    };
+    timer.finish(state.metrics(), &response);
+    response
 }
 
 fn cors_layer(cors: &Cors) -> Option<CorsLayer> {

@@ -9,13 +9,12 @@
 
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
-use axum::middleware::Next;
+use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 use xcomponent_runtime::{MessageCounts, Registry, RuntimeEvent};
 
@@ -37,6 +36,19 @@ pub struct Metrics {
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// Series registered for HTTP requests: registering one builds its labels and takes the
+    /// registry's lock, so each is registered once and its handles kept here.
+    http: RwLock<HashMap<Box<str>, Vec<HttpSeries>>>,
+    /// `xcomponent_event_duration_seconds` by outcome, kept the same way.
+    event_durations: RwLock<HashMap<Box<str>, Histogram>>,
+}
+
+/// The handles of one route template, method and status.
+struct HttpSeries {
+    method: &'static str,
+    status: u16,
+    duration: Histogram,
+    requests: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -60,7 +72,14 @@ impl Metrics {
         };
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let metrics = Metrics { inner: Arc::new(Inner { recorder, handle }) };
+        let metrics = Metrics {
+            inner: Arc::new(Inner {
+                recorder,
+                handle,
+                http: RwLock::default(),
+                event_durations: RwLock::default(),
+            }),
+        };
         metrics.describe();
         metrics
     }
@@ -161,6 +180,67 @@ impl Metrics {
     /// A histogram with labels.
     pub fn histogram(&self, name: &'static str, labels: &[(&'static str, String)]) -> Histogram {
         self.inner.recorder.register_histogram(&key(name, labels), &METADATA)
+    }
+
+    /// The latency histogram and request counter of `route` (a route template, so the set is
+    /// bounded), `method` and `status`.
+    fn http_series(&self, route: &str, method: &'static str, status: u16) -> (Histogram, Counter) {
+        let found = |routes: &HashMap<Box<str>, Vec<HttpSeries>>| {
+            routes
+                .get(route)?
+                .iter()
+                .find(|series| series.method == method && series.status == status)
+                .map(|series| (series.duration.clone(), series.requests.clone()))
+        };
+        if let Some(handles) =
+            found(&self.inner.http.read().unwrap_or_else(PoisonError::into_inner))
+        {
+            return handles;
+        }
+        let mut routes = self.inner.http.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(handles) = found(&routes) {
+            return handles;
+        }
+        let duration = self.histogram(
+            "xcomponent_http_request_duration_seconds",
+            &[("method", method.to_owned()), ("route", route.to_owned())],
+        );
+        let requests = self.counter(
+            "xcomponent_http_requests_total",
+            &[
+                ("method", method.to_owned()),
+                ("route", route.to_owned()),
+                ("status", status.to_string()),
+            ],
+        );
+        routes.entry(route.into()).or_default().push(HttpSeries {
+            method,
+            status,
+            duration: duration.clone(),
+            requests: requests.clone(),
+        });
+        (duration, requests)
+    }
+
+    /// `xcomponent_event_duration_seconds` for `outcome` (one of the send outcomes' names).
+    pub fn event_duration(&self, outcome: &str) -> Histogram {
+        if let Some(histogram) =
+            self.inner.event_durations.read().unwrap_or_else(PoisonError::into_inner).get(outcome)
+        {
+            return histogram.clone();
+        }
+        self.inner
+            .event_durations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(outcome.into())
+            .or_insert_with(|| {
+                self.histogram(
+                    "xcomponent_event_duration_seconds",
+                    &[("outcome", outcome.to_owned())],
+                )
+            })
+            .clone()
     }
 
     /// The Prometheus text exposition.
@@ -285,34 +365,48 @@ fn lag_seconds(at_ms: i64, now_ms: i64) -> f64 {
     (now_ms.saturating_sub(at_ms)).max(0) as f64 / 1000.0
 }
 
-/// Middleware: counts requests and records their latency by method and route template.
-pub(crate) async fn track_http(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let response = next.run(request).await;
-    let metrics = state.metrics();
-    let status = response.status().as_u16().to_string();
-    metrics
-        .histogram(
-            "xcomponent_http_request_duration_seconds",
-            &[("method", method.clone()), ("route", route.clone())],
-        )
-        .record(started.elapsed().as_secs_f64());
-    metrics
-        .counter(
-            "xcomponent_http_requests_total",
-            &[("method", method), ("route", route), ("status", status)],
-        )
-        .increment(1);
-    response
+/// What the HTTP metrics keep of a request while it is served.
+pub(crate) struct HttpTimer {
+    started: Instant,
+    method: &'static str,
+    route: Option<MatchedPath>,
+}
+
+impl HttpTimer {
+    /// Starts timing `request` (after routing, so its route template is known).
+    pub(crate) fn start(request: &Request) -> HttpTimer {
+        HttpTimer {
+            started: Instant::now(),
+            method: method_label(request.method()),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+        }
+    }
+
+    /// Counts the request and records its latency by method, route template and status.
+    pub(crate) fn finish(self, metrics: &Metrics, response: &Response) {
+        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        let (duration, requests) =
+            metrics.http_series(route, self.method, response.status().as_u16());
+        duration.record(self.started.elapsed().as_secs_f64());
+        requests.increment(1);
+    }
+}
+
+/// The method as a label: the standard methods by name, any other as `OTHER` (a client may send
+/// any token as a method; labels stay bounded).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
 }
 
 /// Copies the runtime's message counters (totals since it started) into the exposition.

@@ -213,10 +213,7 @@ pub(crate) async fn send_to(
         Err(error) => return Ok(Handed::accepted(error)?),
     };
     let reply = EventReply::new(id, &event, outcome);
-    state
-        .metrics()
-        .histogram("xcomponent_event_duration_seconds", &[("outcome", reply.outcome.clone())])
-        .record(started.elapsed().as_secs_f64());
+    state.metrics().event_duration(&reply.outcome).record(started.elapsed().as_secs_f64());
     Ok(Handed::Done(Json(reply)))
 }
 

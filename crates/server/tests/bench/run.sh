@@ -6,7 +6,7 @@
 # Usage: run.sh [STORE_URL] [DURABILITY]   e.g. run.sh memory | run.sh "" each-commit | run.sh "" relaxed
 # Env: BIN (default: release binary in $CARGO_TARGET_DIR), FLOOR (default: the floor example there,
 #      FLOOR=skip to leave it out), INSTANCES (1000), CONNECTIONS (64), THREADS (2), DURATION (15s),
-#      PORT (3990), FLOOR_PORT (3989).
+#      PORT (3990), FLOOR_PORT (3989), SERVE_ARGS (more flags for serve, e.g. "--shards 8").
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/xcomponent-ai}"
@@ -57,6 +57,9 @@ if [ "$FLOOR" != skip ]; then
 fi
 args=(serve "$here/counter.yaml" --port "$PORT" --data-dir "$work/data" --durability "$DURABILITY")
 [ -n "$STORE" ] && args+=(--store "$STORE")
+# Extra flags for serve, e.g. SERVE_ARGS="--shards 8" (split on spaces).
+# shellcheck disable=SC2206
+[ -n "${SERVE_ARGS:-}" ] && args+=($SERVE_ARGS)
 RUST_LOG=warn "$BIN" "${args[@]}" >"$work/server.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 0.1; done
