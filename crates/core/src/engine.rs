@@ -11,7 +11,7 @@ use crate::effect::{Effect, HookKind, IdSeed, Sender};
 use crate::guard::GuardInput;
 use crate::instance::{
     Context, Instance, InstanceId, MachineIdx, Millis, ParentRef, PendingTimer, StateIdx, Status,
-    TransitionIdx,
+    Timers, TransitionIdx,
 };
 use crate::matching::{resolve_filters, rules_hold};
 use crate::model::TransitionType;
@@ -189,7 +189,7 @@ pub fn create(
         updated_at: now,
         context: Arc::new(context),
         parent: parent.map(Box::new),
-        timers: Vec::new(),
+        timers: Timers::new(),
     };
     if machine_def.state(machine_def.initial).kind.is_terminal() {
         instance.status = terminal_status(machine_def, machine_def.initial);

@@ -116,6 +116,9 @@ pub struct PendingTimer {
     pub deadline: Millis,
 }
 
+/// The armed timers of an instance.
+pub type Timers = thin_vec::ThinVec<PendingTimer>;
+
 /// One instance of a machine. Names are resolved through the instance's `Definition`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Instance {
@@ -139,8 +142,9 @@ pub struct Instance {
     pub context: Arc<Context>,
     /// Parent link, for children created by `inter_machine`.
     pub parent: Option<Box<ParentRef>>,
-    /// Armed timers (empty for most instances: no allocation).
-    pub timers: Vec<PendingTimer>,
+    /// Armed timers (empty for most instances: no allocation, and one pointer in the instance
+    /// instead of a `Vec`'s three words, which every live instance would carry).
+    pub timers: Timers,
 }
 
 impl Instance {

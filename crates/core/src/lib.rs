@@ -69,5 +69,5 @@ pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use instance::{
-    Context, EventId, Instance, InstanceId, Millis, ParentRef, PendingTimer, Status,
+    Context, EventId, Instance, InstanceId, Millis, ParentRef, PendingTimer, Status, Timers,
 };

@@ -491,7 +491,7 @@ impl ShardWork {
             slot.instance.seq = seq_before;
             slot.instance.updated_at = updated_before;
             slot.instance.context = context_before.clone();
-            slot.instance.timers = timers_before.to_vec();
+            slot.instance.timers = timers_before.iter().copied().collect();
         }
         // Index entries move only when the data changed (a step that keeps it shares the Arc).
         let values_before = (!paths.is_empty()
