@@ -1,6 +1,7 @@
 /**
  * What the tests that need a server share: reading a boolean setting as
- * scripts/test.sh does, and probing Redis before starting processes that need it.
+ * scripts/test.sh does, probing Redis before starting processes that need it,
+ * and deciding whether a suite may be skipped without it.
  */
 
 import net from 'node:net';
@@ -38,4 +39,19 @@ export function probeRedis(url, ms = 2000) {
     socket.once('data', (data) => done(/^[+-]/.test(String(data)) ? null : `not a Redis reply: ${String(data).slice(0, 40)}`));
     socket.once('error', (err) => done(err.message));
   });
+}
+
+/**
+ * Whether a suite that needs Redis at `url` runs: `problem` is why Redis does not answer (null
+ * when it does); `skip` is that reason when the suite may be skipped (printed as a NOTICE naming
+ * `suite`), false when Redis answers or XC_REQUIRE_SERVICES (or CI=true) is set, so the suite then
+ * runs and its setup fails on `problem`.
+ */
+export async function redisRequirement(url, suite) {
+  const required = flag('XC_REQUIRE_SERVICES', flag('CI', false));
+  const problem = await probeRedis(url);
+  if (!problem || required) return { skip: false, problem };
+  const skip = `Redis at ${url} is unreachable (${problem})`;
+  console.error(`NOTICE: ${skip}: the ${suite} was NOT run (XC_REQUIRE_SERVICES or CI=true makes this a failure)`);
+  return { skip, problem };
 }

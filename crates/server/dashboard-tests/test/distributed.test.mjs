@@ -23,7 +23,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser } from '../support/browser.mjs';
 import { REPO_ROOT, requireBinary, startProcess } from '../support/real-server.mjs';
-import { flag, probeRedis } from '../support/services.mjs';
+import { redisRequirement } from '../support/services.mjs';
 
 const REDIS_URL = process.env.XC_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 /** Runtime flags under test: a heartbeat every 500 ms, dropped after 2.5 s of silence. */
@@ -34,10 +34,7 @@ const TAB_REFRESH_MS = 3000;
 const WAIT = 10000;
 const TEST_TIMEOUT = 40000;
 
-const required = flag('XC_REQUIRE_SERVICES', flag('CI', false));
-const redisProblem = await probeRedis(REDIS_URL);
-const skip = redisProblem && !required ? `Redis at ${REDIS_URL} is unreachable (${redisProblem})` : false;
-if (skip) console.error(`NOTICE: ${skip}: the distributed dashboard test was NOT run (XC_REQUIRE_SERVICES or CI=true makes this a failure)`);
+const { skip, problem: redisProblem } = await redisRequirement(REDIS_URL, 'distributed dashboard test');
 
 /** Waits until `fn` (run in the page) returns a truthy value. */
 const until = (page, fn, arg, timeout = WAIT) => page.waitForFunction(fn, arg, { timeout });

@@ -21,7 +21,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser } from '../support/browser.mjs';
 import { REPO_ROOT, requireBinary, startProcess } from '../support/real-server.mjs';
-import { flag, probeRedis } from '../support/services.mjs';
+import { redisRequirement } from '../support/services.mjs';
 
 const REDIS_URL = process.env.XC_TEST_REDIS_URL || 'redis://127.0.0.1:6379';
 const PARTITIONS = 4;
@@ -31,10 +31,7 @@ const RUNTIME_TIMEOUT_MS = 2500;
 const WAIT = 15000;
 const TEST_TIMEOUT = 45000;
 
-const required = flag('XC_REQUIRE_SERVICES', flag('CI', false));
-const redisProblem = await probeRedis(REDIS_URL);
-const skip = redisProblem && !required ? `Redis at ${REDIS_URL} is unreachable (${redisProblem})` : false;
-if (skip) console.error(`NOTICE: ${skip}: the replicas dashboard test was NOT run (XC_REQUIRE_SERVICES or CI=true makes this a failure)`);
+const { skip, problem: redisProblem } = await redisRequirement(REDIS_URL, 'replicas dashboard test');
 
 describe('the Runtimes tab shows the partitions each replica owns (Redis alone)', { skip, timeout: 120000 }, () => {
   const suffix = `P${Date.now()}${Math.floor(Math.random() * 1e6)}`;
