@@ -11,11 +11,11 @@ use crate::{ctx, definition};
 use async_trait::async_trait;
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use xcomponent_core::bus::{
-    Acknowledge, Bus, BusError, BusResult, Delivery, QueueConsumer, QueueMessage, Subscription,
-    component_queue,
+    Acknowledge, Bus, BusError, BusResult, Delivery, EnqueueFailure, QueueConsumer, QueueMessage,
+    Subscription, component_queue,
 };
 use xcomponent_core::store::EventStore;
 use xcomponent_runtime::{
@@ -288,11 +288,12 @@ async fn deliveries_applied_but_not_acknowledged_before_a_crash_are_dropped_by_t
     billing.shutdown().await;
 }
 
-/// A bus whose queues refuse messages while `down` is set.
+/// A bus whose queues refuse messages while `down` is set, counting the messages refused.
 #[derive(Debug)]
 struct SwitchedBus {
     inner: Arc<dyn Bus>,
     down: AtomicBool,
+    refused: AtomicUsize,
 }
 
 #[async_trait]
@@ -302,9 +303,22 @@ impl Bus for SwitchedBus {
     }
     async fn enqueue(&self, queue: &str, message: &QueueMessage) -> BusResult<()> {
         if self.down.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
             return Err(BusError::Unavailable("broker down (test)".into()));
         }
         self.inner.enqueue(queue, message).await
+    }
+    async fn enqueue_many(
+        &self,
+        queue: &str,
+        messages: &[QueueMessage],
+    ) -> Result<(), EnqueueFailure> {
+        if self.down.load(Ordering::SeqCst) {
+            self.refused.fetch_add(messages.len(), Ordering::SeqCst);
+            let error = BusError::Unavailable("broker down (test)".into());
+            return Err(EnqueueFailure { confirmed: 0, error });
+        }
+        self.inner.enqueue_many(queue, messages).await
     }
     async fn consume(
         &self,
@@ -328,7 +342,11 @@ impl Bus for SwitchedBus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_stay_in_the_outbox_while_the_bus_is_down_and_leave_when_it_is_back() {
     let memory = memory_bus();
-    let switched = Arc::new(SwitchedBus { inner: memory.clone(), down: AtomicBool::new(true) });
+    let switched = Arc::new(SwitchedBus {
+        inner: memory.clone(),
+        down: AtomicBool::new(true),
+        refused: AtomicUsize::new(0),
+    });
     let shop_store: Arc<MemoryStore> = Arc::new(MemoryStore::new());
     let shop = start_hosting(SHOP, shop_store.clone(), switched.clone(), "shop-1").await;
     let billing =
@@ -341,8 +359,11 @@ async fn messages_stay_in_the_outbox_while_the_bus_is_down_and_leave_when_it_is_
             .unwrap();
         shop.handle().send_event(order, "SUBMIT", Default::default()).await.unwrap();
     }
+    // Every message was offered to the bus and refused: from now on only the sweep sends them
+    // (waiting for the outbox alone would let the relay's first try meet the bus back up).
     eventually("the relay tried and gave up", async || {
-        shop_store.pending_messages(None, 100).await.unwrap().len() == 10
+        switched.refused.load(Ordering::SeqCst) >= 10
+            && shop_store.pending_messages(None, 100).await.unwrap().len() == 10
     })
     .await;
     assert!(live(&billing, "Billing").await.is_empty());
