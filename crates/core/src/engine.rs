@@ -56,6 +56,11 @@ pub trait Hooks {
     /// the engine then discards the hook's data changes and commands (and does the same when a
     /// hook issues more than `MAX_COMMANDS_PER_HOOK` commands).
     fn call(&mut self, call: HookCall<'_>) -> Result<(), String>;
+
+    /// Whether every call is a no-op: the engine then skips hooks, and the data stays as it is.
+    fn is_inert(&self) -> bool {
+        false
+    }
 }
 
 /// No business code: hooks are no-ops (simulation, tests, benchmarks).
@@ -65,6 +70,10 @@ pub struct NoHooks;
 impl Hooks for NoHooks {
     fn call(&mut self, _call: HookCall<'_>) -> Result<(), String> {
         Ok(())
+    }
+
+    fn is_inert(&self) -> bool {
+        true
     }
 }
 
@@ -148,6 +157,9 @@ pub struct Transitioned {
     pub to: StateIdx,
     /// What the runtime must do now, in order.
     pub effects: Vec<Effect>,
+    /// The instance data before the step, when the step replaced it (a payload merged, a hook
+    /// ran); `None` when the instance still holds the very data it had (the same `Arc`).
+    pub previous_data: Option<Arc<Context>>,
 }
 
 /// The result of one step.
@@ -349,7 +361,11 @@ impl HookRun<'_> {
         instance: &mut Instance,
         event: EventRef<'_>,
         effects: &mut Vec<Effect>,
+        previous_data: &mut Option<Arc<Context>>,
     ) {
+        if self.hooks.is_inert() {
+            return;
+        }
         // The data before the hook (a reference, cheap): put back if the hook fails, so a
         // failed hook's data changes never stay, whatever `Hooks` implementation ran it.
         let saved = instance.context.clone();
@@ -360,7 +376,7 @@ impl HookRun<'_> {
             machine: &machine.name,
             state: &machine.state(state).name,
             event,
-            context: Arc::make_mut(&mut instance.context),
+            context: data_to_change(instance, previous_data),
             sender: &mut self.sender,
         };
         // A failed hook's commands are dropped with its data changes: nothing half-done leaves.
@@ -377,6 +393,10 @@ impl HookRun<'_> {
         };
         if error.is_some() {
             self.sender.discard();
+            // Back to the data of before this step: the step has not changed it after all.
+            if previous_data.as_ref().is_some_and(|before| Arc::ptr_eq(before, &saved)) {
+                *previous_data = None;
+            }
             instance.context = saved;
         }
         if let Some(error) = error {
@@ -399,15 +419,34 @@ fn apply(
     let mut effects = Vec::new();
     let mut hook_run =
         HookRun { hooks, sender: Sender::new(IdSeed::new(instance.id, instance.seq + 1, now)) };
+    let mut previous_data = None;
 
     if let Some(method) = &machine.state(from).on_exit {
-        hook_run.run(HookKind::Exit, method, machine, from, instance, event, &mut effects);
+        hook_run.run(
+            HookKind::Exit,
+            method,
+            machine,
+            from,
+            instance,
+            event,
+            &mut effects,
+            &mut previous_data,
+        );
     }
     if let Some(method) = &transition.triggered {
-        hook_run.run(HookKind::Triggered, method, machine, from, instance, event, &mut effects);
+        hook_run.run(
+            HookKind::Triggered,
+            method,
+            machine,
+            from,
+            instance,
+            event,
+            &mut effects,
+            &mut previous_data,
+        );
     }
     if transition.merges_payload() && !event.payload.is_empty() {
-        merge(Arc::make_mut(&mut instance.context), event.payload);
+        merge(data_to_change(instance, &mut previous_data), event.payload);
     }
     instance.state = to;
     instance.updated_at = now;
@@ -426,7 +465,16 @@ fn apply(
         });
     }
     if let Some(method) = &machine.state(to).on_entry {
-        hook_run.run(HookKind::Entry, method, machine, to, instance, event, &mut effects);
+        hook_run.run(
+            HookKind::Entry,
+            method,
+            machine,
+            to,
+            instance,
+            event,
+            &mut effects,
+            &mut previous_data,
+        );
     }
     if let Some(parent) = &instance.parent {
         let notify = transition.notify_parent.clone().or_else(|| {
@@ -472,7 +520,21 @@ fn apply(
         instance.timers.clear();
         arm_all(machine, instance, now);
     }
-    Transitioned { transition: index, from, to, effects }
+    Transitioned { transition: index, from, to, effects, previous_data }
+}
+
+/// The instance data, to change. At the step's first change the instance gets a copy of its
+/// own and the data before goes to `previous_data`, untouched: whoever shares it (other
+/// instances holding the same empty data, a caller that must put it back) sees no change.
+fn data_to_change<'i>(
+    instance: &'i mut Instance,
+    previous_data: &mut Option<Arc<Context>>,
+) -> &'i mut Context {
+    if previous_data.is_none() {
+        let copy = Arc::new(Context::clone(&instance.context));
+        *previous_data = Some(std::mem::replace(&mut instance.context, copy));
+    }
+    Arc::make_mut(&mut instance.context)
 }
 
 fn parent_payload(

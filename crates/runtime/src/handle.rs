@@ -367,6 +367,10 @@ impl RuntimeHandle {
 
     /// `PayloadTooLarge` when `payload`'s JSON exceeds `RuntimeOptions::max_payload_bytes`.
     fn check_payload(&self, payload: &Context) -> Result<(), RuntimeError> {
+        if payload.is_empty() {
+            // `{}`: nothing to measure (events often carry no payload).
+            return Ok(());
+        }
         let limit = self.shared.options.max_payload_bytes;
         let bytes = crate::size::json_bytes(payload);
         if bytes > limit { Err(RuntimeError::PayloadTooLarge { bytes, limit }) } else { Ok(()) }

@@ -2,4 +2,5 @@
 //! per file). Each module covers one area; add yours with a `mod` line.
 
 mod engine;
+mod step_data;
 mod validate;

@@ -174,6 +174,10 @@ impl ShardWork {
     ) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
         let trace = Trace::root(None, None);
+        if self.streaming {
+            // One runtime event per transition at most: grown once, not doubled and moved.
+            self.batch.events.reserve(items.len());
+        }
         let mut positions: Vec<Option<u32>> = Vec::with_capacity(LOOKUP_GROUP);
         for group in items.chunks(LOOKUP_GROUP) {
             positions.clear();
@@ -451,16 +455,16 @@ impl ShardWork {
         let timers_before: SmallVec<[PendingTimer; 2]> =
             slot.instance.timers.iter().copied().collect();
         let state_before = slot.instance.state;
-        let context_before = Arc::clone(&slot.instance.context);
         // What a transition refused for the size of its data puts back: the fields a step
-        // changes (the data is an Arc, shared until the step changes it; the timers are above).
+        // changes (the data before comes back from the step when it changed; the timers are
+        // above).
         let (status_before, seq_before, updated_before) =
             (slot.instance.status, slot.instance.seq, slot.instance.updated_at);
         let mut no_hooks = NoHooks;
         let mut component_hooks = shared.handlers.for_component(&definition.name);
         let hooks: &mut dyn Hooks =
             if shared.handlers.is_empty() { &mut no_hooks } else { &mut component_hooks };
-        let result = match timer {
+        let mut result = match timer {
             Some(transition) => {
                 engine::fire_timer(definition, &mut slot.instance, transition, payload, now, hooks)
             }
@@ -474,29 +478,33 @@ impl ShardWork {
         };
         // Hooks mapped to webhooks that the step reached: calls to make once it is stored.
         let calls = std::mem::take(&mut component_hooks.calls);
-        let limit = shared.options.max_data_bytes;
-        let too_large = match &result {
-            StepResult::Transitioned(_)
-                if !Arc::ptr_eq(&context_before, &slot.instance.context) =>
-            {
-                let bytes = crate::size::json_bytes(&*slot.instance.context);
-                (bytes > limit).then_some(bytes)
-            }
-            _ => None,
+        // The data before the step, when the step changed it.
+        let data_before = match &mut result {
+            StepResult::Transitioned(transitioned) => transitioned.previous_data.take(),
+            StepResult::Ignored(_) => None,
         };
-        if too_large.is_some() {
+        let limit = shared.options.max_data_bytes;
+        let too_large = data_before
+            .as_ref()
+            .map(|_| crate::size::json_bytes(&*slot.instance.context))
+            .filter(|bytes| *bytes > limit);
+        if let (Some(_), Some(before)) = (too_large, &data_before) {
             // Refused whole: state, data, timers and effects of the step are dropped.
             slot.instance.state = state_before;
             slot.instance.status = status_before;
             slot.instance.seq = seq_before;
             slot.instance.updated_at = updated_before;
-            slot.instance.context = context_before.clone();
+            slot.instance.context = before.clone();
             slot.instance.timers = timers_before.iter().copied().collect();
         }
-        // Index entries move only when the data changed (a step that keeps it shares the Arc).
-        let values_before = (!paths.is_empty()
-            && !Arc::ptr_eq(&context_before, &slot.instance.context))
-        .then(|| indexed_values(&context_before, paths));
+        if data_before.is_some() && too_large.is_none() {
+            self.instances.note_changed(position);
+        }
+        // Index entries move only when the data changed.
+        let values_before = data_before
+            .as_ref()
+            .filter(|_| too_large.is_none() && !paths.is_empty())
+            .map(|before| indexed_values(before, paths));
         self.instances.reconcile(position, values_before, &timers_before, paths);
         if let Some(bytes) = too_large {
             return Err(RuntimeError::DataTooLarge { instance: id, bytes, limit });
@@ -533,7 +541,7 @@ impl ShardWork {
                 correlation,
                 event_id,
                 state_before,
-                &context_before,
+                data_before.as_ref().unwrap_or(&slot.instance.context),
                 now,
             );
         }

@@ -178,10 +178,13 @@ impl ShardWork {
         slot.instance.updated_at = now;
         let state = slot.instance.state;
         let correlation = trace.correlation.unwrap_or(slot.correlation);
-        let values_before = (!paths.is_empty()
-            && !Arc::ptr_eq(&context_before, &slot.instance.context))
-        .then(|| indexed_values(&context_before, paths));
+        let data_changed = !Arc::ptr_eq(&context_before, &slot.instance.context);
+        let values_before =
+            (data_changed && !paths.is_empty()).then(|| indexed_values(&context_before, paths));
         self.instances.reconcile(position, values_before, &timers, paths);
+        if data_changed {
+            self.instances.note_changed(position);
+        }
         let event_id = if shared.store.is_some() { EventId::draw() } else { super::apply::NO_ID };
         if shared.store.is_some()
             && let Some(slot) = self.instances.get(position)

@@ -66,8 +66,8 @@ pub(crate) struct Instances {
     keys: Keys,
     /// What `instance.context` holds while the data is packed.
     empty: Arc<Context>,
-    /// Slots unpacked, inserted or handed out for change since the last `pack_idle` (a slot may
-    /// be listed twice, or be gone).
+    /// Slots unpacked, inserted, handed out for change with data, or noted as changed
+    /// (`note_changed`) since the last `pack_idle` (a slot may be listed twice, or be gone).
     open: Vec<u32>,
 }
 
@@ -87,12 +87,20 @@ impl Instances {
         self.slots.get(slot as usize).and_then(Option::as_ref)
     }
 
-    /// The slot, its data unpacked (it is packed again by the next `pack_idle`).
+    /// The slot, its data unpacked (it is packed again by the next `pack_idle`). A slot with
+    /// empty data is not listed for packing: whoever gives it data says so (`note_changed`).
     pub fn get_mut(&mut self, slot: u32) -> Option<&mut Slot> {
         let entry = self.slots.get_mut(slot as usize)?.as_mut()?;
-        unpack(entry, &mut self.packed, &self.keys);
-        self.open.push(slot);
+        if entry.packed || !entry.instance.context.is_empty() {
+            unpack(entry, &mut self.packed, &self.keys);
+            self.open.push(slot);
+        }
         Some(entry)
+    }
+
+    /// Lists a slot whose data a step replaced, for the next `pack_idle`.
+    pub fn note_changed(&mut self, slot: u32) {
+        self.open.push(slot);
     }
 
     /// Packs the data of every slot opened since the last call (empty data stays unpacked: it
@@ -339,4 +347,65 @@ pub(crate) fn indexed_values(data: &Context, paths: &[Arc<str>]) -> IndexedValue
 fn hash_key(key: &IndexKey) -> u64 {
     use std::hash::{BuildHasher, BuildHasherDefault};
     BuildHasherDefault::<rustc_hash::FxHasher>::default().hash_one(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use xcomponent_core::instance::Status;
+
+    fn slot(id: u128, data: Context) -> Slot {
+        let instance = Instance {
+            id: InstanceId(uuid::Uuid::from_u128(id)),
+            machine: 0,
+            state: 0,
+            status: Status::Active,
+            entry_point: false,
+            seq: 0,
+            created_at: 0,
+            updated_at: 0,
+            context: Arc::new(data),
+            parent: None,
+            timers: Default::default(),
+        };
+        Slot::new(0, EventId(uuid::Uuid::from_u128(id)), instance)
+    }
+
+    fn order() -> Context {
+        match json!({"orderId": "ORD-1", "amount": 12.5}) {
+            Value::Object(map) => map,
+            _ => Context::new(),
+        }
+    }
+
+    #[test]
+    fn data_given_by_a_step_is_packed_once_the_step_says_so() {
+        let mut instances = Instances::default();
+        let position = instances.insert(slot(1, Context::new()), &[]);
+        instances.pack_idle();
+        let Some(opened) = instances.get_mut(position) else { panic!("slot {position}") };
+        assert!(!opened.packed, "empty data is never packed");
+        opened.instance.context = Arc::new(order());
+        // Handed out with empty data: not listed until the change is noted.
+        instances.pack_idle();
+        assert!(instances.get(position).is_some_and(|slot| !slot.packed));
+        instances.note_changed(position);
+        instances.pack_idle();
+        let Some(packed) = instances.get(position) else { panic!("slot {position}") };
+        assert!(packed.packed && packed.instance.context.is_empty());
+        assert_eq!(*instances.data(packed), order(), "the packed data reads back whole");
+    }
+
+    #[test]
+    fn a_slot_with_data_handed_out_for_change_is_packed_again() {
+        let mut instances = Instances::default();
+        let position = instances.insert(slot(2, order()), &[]);
+        instances.pack_idle();
+        assert!(instances.get(position).is_some_and(|slot| slot.packed));
+        let Some(opened) = instances.get_mut(position) else { panic!("slot {position}") };
+        assert_eq!(*opened.instance.context, order(), "unpacked before any change");
+        instances.pack_idle();
+        assert!(instances.get(position).is_some_and(|slot| slot.packed));
+    }
 }
