@@ -72,34 +72,44 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::Response;
 use axum::routing::get;
+use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::TraceLayer;
 
 /// The server: every route, the dashboard, and the middleware (auth, metrics, body limit,
 /// tracing, CORS). The only way the server is built.
+///
+/// Only the middleware that needs the matched route (`around_routes`: metrics by route
+/// template) and CORS when it is on are route layers: axum wraps each route in every route
+/// layer, and clones each wrapping (a boxed service) for every request. The rest wraps the
+/// whole router once.
 pub fn router(state: AppState) -> Router {
     let (api, document) = routes::api().split_for_parts();
     let config = state.config();
     let document =
         openapi::finish(document, config.token.is_some(), config.webhook_secret.is_some());
-    let mut router = api
+    let mut routes = api
         .merge(openapi::docs(document))
         .route("/", get(dashboard::index))
         .route("/dashboard.html", get(dashboard::index))
         .fallback(dashboard::fallback)
         .method_not_allowed_fallback(dashboard::method_not_allowed)
-        .layer(from_fn_with_state(state.clone(), around_routes))
-        .layer(DefaultBodyLimit::max(state.config().body_limit))
-        .layer(TraceLayer::new_for_http());
+        .layer(from_fn_with_state(state.clone(), around_routes));
+    // CORS is off unless configured: a route layer then costs nothing by default.
     if let Some(cors) = cors_layer(&state.config().cors) {
-        router = router.layer(cors);
+        routes = routes.layer(cors);
     }
-    // Socket.IO answers `/socket.io/` itself and hands every other request on; outside it, the
-    // Host, Origin and token checks and the framing headers (`guard.rs`) cover every route.
-    router
-        .layer(socketio::layer(&state))
+    let routes: Router = routes.with_state(state.clone());
+    // Outermost first. Socket.IO answers `/socket.io/` itself and hands every other request
+    // on; outside it, the Host, Origin and token checks and the framing headers (`guard.rs`)
+    // cover every route.
+    let wrapped = ServiceBuilder::new()
         .layer(from_fn_with_state(state.clone(), guard::check))
-        .with_state(state)
+        .layer(socketio::layer(&state))
+        .layer(TraceLayer::new_for_http())
+        .layer(DefaultBodyLimit::max(state.config().body_limit))
+        .service(routes);
+    Router::new().fallback_service(wrapped)
 }
 
 /// The middleware of every route, in one layer (each `from_fn` layer costs a boxed future and a
