@@ -348,6 +348,8 @@ fn terminal_status(machine: &MachineDef, state: StateIdx) -> Status {
 struct HookRun<'h> {
     hooks: &'h mut dyn Hooks,
     sender: Sender,
+    /// The data before the step, once the step has replaced it (`data_to_change`).
+    previous_data: Option<Arc<Context>>,
 }
 
 impl HookRun<'_> {
@@ -361,7 +363,6 @@ impl HookRun<'_> {
         instance: &mut Instance,
         event: EventRef<'_>,
         effects: &mut Vec<Effect>,
-        previous_data: &mut Option<Arc<Context>>,
     ) {
         if self.hooks.is_inert() {
             return;
@@ -376,7 +377,7 @@ impl HookRun<'_> {
             machine: &machine.name,
             state: &machine.state(state).name,
             event,
-            context: data_to_change(instance, previous_data),
+            context: data_to_change(instance, &mut self.previous_data),
             sender: &mut self.sender,
         };
         // A failed hook's commands are dropped with its data changes: nothing half-done leaves.
@@ -394,8 +395,8 @@ impl HookRun<'_> {
         if error.is_some() {
             self.sender.discard();
             // Back to the data of before this step: the step has not changed it after all.
-            if previous_data.as_ref().is_some_and(|before| Arc::ptr_eq(before, &saved)) {
-                *previous_data = None;
+            if self.previous_data.as_ref().is_some_and(|before| Arc::ptr_eq(before, &saved)) {
+                self.previous_data = None;
             }
             instance.context = saved;
         }
@@ -417,36 +418,20 @@ fn apply(
     let transition = machine.transition(index);
     let (from, to) = (instance.state, transition.to);
     let mut effects = Vec::new();
-    let mut hook_run =
-        HookRun { hooks, sender: Sender::new(IdSeed::new(instance.id, instance.seq + 1, now)) };
-    let mut previous_data = None;
+    let mut hook_run = HookRun {
+        hooks,
+        sender: Sender::new(IdSeed::new(instance.id, instance.seq + 1, now)),
+        previous_data: None,
+    };
 
     if let Some(method) = &machine.state(from).on_exit {
-        hook_run.run(
-            HookKind::Exit,
-            method,
-            machine,
-            from,
-            instance,
-            event,
-            &mut effects,
-            &mut previous_data,
-        );
+        hook_run.run(HookKind::Exit, method, machine, from, instance, event, &mut effects);
     }
     if let Some(method) = &transition.triggered {
-        hook_run.run(
-            HookKind::Triggered,
-            method,
-            machine,
-            from,
-            instance,
-            event,
-            &mut effects,
-            &mut previous_data,
-        );
+        hook_run.run(HookKind::Triggered, method, machine, from, instance, event, &mut effects);
     }
     if transition.merges_payload() && !event.payload.is_empty() {
-        merge(data_to_change(instance, &mut previous_data), event.payload);
+        merge(data_to_change(instance, &mut hook_run.previous_data), event.payload);
     }
     instance.state = to;
     instance.updated_at = now;
@@ -465,16 +450,7 @@ fn apply(
         });
     }
     if let Some(method) = &machine.state(to).on_entry {
-        hook_run.run(
-            HookKind::Entry,
-            method,
-            machine,
-            to,
-            instance,
-            event,
-            &mut effects,
-            &mut previous_data,
-        );
+        hook_run.run(HookKind::Entry, method, machine, to, instance, event, &mut effects);
     }
     if let Some(parent) = &instance.parent {
         let notify = transition.notify_parent.clone().or_else(|| {
@@ -520,7 +496,7 @@ fn apply(
         instance.timers.clear();
         arm_all(machine, instance, now);
     }
-    Transitioned { transition: index, from, to, effects, previous_data }
+    Transitioned { transition: index, from, to, effects, previous_data: hook_run.previous_data }
 }
 
 /// The instance data, to change. At the step's first change the instance gets a copy of its
