@@ -192,55 +192,43 @@ impl Metrics {
                 .find(|series| series.method == method && series.status == status)
                 .map(|series| (series.duration.clone(), series.requests.clone()))
         };
-        if let Some(handles) =
-            found(&self.inner.http.read().unwrap_or_else(PoisonError::into_inner))
-        {
-            return handles;
-        }
-        let mut routes = self.inner.http.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(handles) = found(&routes) {
-            return handles;
-        }
-        let duration = self.histogram(
-            "xcomponent_http_request_duration_seconds",
-            &[("method", method.to_owned()), ("route", route.to_owned())],
-        );
-        let requests = self.counter(
-            "xcomponent_http_requests_total",
-            &[
-                ("method", method.to_owned()),
-                ("route", route.to_owned()),
-                ("status", status.to_string()),
-            ],
-        );
-        routes.entry(route.into()).or_default().push(HttpSeries {
-            method,
-            status,
-            duration: duration.clone(),
-            requests: requests.clone(),
-        });
-        (duration, requests)
+        kept(&self.inner.http, found, |routes| {
+            let duration = self.histogram(
+                "xcomponent_http_request_duration_seconds",
+                &[("method", method.to_owned()), ("route", route.to_owned())],
+            );
+            let requests = self.counter(
+                "xcomponent_http_requests_total",
+                &[
+                    ("method", method.to_owned()),
+                    ("route", route.to_owned()),
+                    ("status", status.to_string()),
+                ],
+            );
+            routes.entry(route.into()).or_default().push(HttpSeries {
+                method,
+                status,
+                duration: duration.clone(),
+                requests: requests.clone(),
+            });
+            (duration, requests)
+        })
     }
 
     /// `xcomponent_event_duration_seconds` for `outcome` (one of the send outcomes' names).
     pub fn event_duration(&self, outcome: &str) -> Histogram {
-        if let Some(histogram) =
-            self.inner.event_durations.read().unwrap_or_else(PoisonError::into_inner).get(outcome)
-        {
-            return histogram.clone();
-        }
-        self.inner
-            .event_durations
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(outcome.into())
-            .or_insert_with(|| {
-                self.histogram(
+        kept(
+            &self.inner.event_durations,
+            |durations| durations.get(outcome).cloned(),
+            |durations| {
+                let histogram = self.histogram(
                     "xcomponent_event_duration_seconds",
                     &[("outcome", outcome.to_owned())],
-                )
-            })
-            .clone()
+                );
+                durations.insert(outcome.into(), histogram.clone());
+                histogram
+            },
+        )
     }
 
     /// The Prometheus text exposition.
@@ -363,6 +351,23 @@ impl StreamMetrics {
 
 fn lag_seconds(at_ms: i64, now_ms: i64) -> f64 {
     (now_ms.saturating_sub(at_ms)).max(0) as f64 / 1000.0
+}
+
+/// A metric handle kept in `handles`: found under the read lock, else registered (`register`
+/// stores it) under the write lock, once even when several requests ask at the same time.
+fn kept<M, V>(
+    handles: &RwLock<M>,
+    find: impl Fn(&M) -> Option<V>,
+    register: impl FnOnce(&mut M) -> V,
+) -> V {
+    if let Some(found) = find(&handles.read().unwrap_or_else(PoisonError::into_inner)) {
+        return found;
+    }
+    let mut handles = handles.write().unwrap_or_else(PoisonError::into_inner);
+    match find(&handles) {
+        Some(found) => found,
+        None => register(&mut handles),
+    }
 }
 
 /// What the HTTP metrics keep of a request while it is served.

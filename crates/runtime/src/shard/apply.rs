@@ -4,7 +4,7 @@
 use super::ShardWork;
 use super::batch::Reply;
 use super::record::{record_transition, timer_records};
-use super::state::{Instances, Slot, indexed_values};
+use super::state::{Instances, Slot};
 use crate::error::RuntimeError;
 use crate::ids::DrawId;
 use crate::options::ContextSchemaMode;
@@ -488,7 +488,9 @@ impl ShardWork {
             .as_ref()
             .map(|_| crate::size::json_bytes(&*slot.instance.context))
             .filter(|bytes| *bytes > limit);
-        if let (Some(_), Some(before)) = (too_large, &data_before) {
+        if too_large.is_some()
+            && let Some(before) = &data_before
+        {
             // Refused whole: state, data, timers and effects of the step are dropped.
             slot.instance.state = state_before;
             slot.instance.status = status_before;
@@ -497,15 +499,9 @@ impl ShardWork {
             slot.instance.context = before.clone();
             slot.instance.timers = timers_before.iter().copied().collect();
         }
-        if data_before.is_some() && too_large.is_none() {
-            self.instances.note_changed(position);
-        }
-        // Index entries move only when the data changed.
-        let values_before = data_before
-            .as_ref()
-            .filter(|_| too_large.is_none() && !paths.is_empty())
-            .map(|before| indexed_values(before, paths));
-        self.instances.reconcile(position, values_before, &timers_before, paths);
+        // A refused step put the data back: nothing changed.
+        let changed = data_before.as_deref().filter(|_| too_large.is_none());
+        self.instances.reconcile(position, changed, &timers_before, paths);
         if let Some(bytes) = too_large {
             return Err(RuntimeError::DataTooLarge { instance: id, bytes, limit });
         }

@@ -6,7 +6,6 @@
 
 use super::ShardWork;
 use super::record::record_transition;
-use super::state::indexed_values;
 use crate::handlers::PendingCall;
 use crate::ids::DrawId;
 use crate::protocol::{HookOutcome, HookResultMsg, Trace};
@@ -178,13 +177,8 @@ impl ShardWork {
         slot.instance.updated_at = now;
         let state = slot.instance.state;
         let correlation = trace.correlation.unwrap_or(slot.correlation);
-        let data_changed = !Arc::ptr_eq(&context_before, &slot.instance.context);
-        let values_before =
-            (data_changed && !paths.is_empty()).then(|| indexed_values(&context_before, paths));
-        self.instances.reconcile(position, values_before, &timers, paths);
-        if data_changed {
-            self.instances.note_changed(position);
-        }
+        let changed = !Arc::ptr_eq(&context_before, &slot.instance.context);
+        self.instances.reconcile(position, changed.then_some(&*context_before), &timers, paths);
         let event_id = if shared.store.is_some() { EventId::draw() } else { super::apply::NO_ID };
         if shared.store.is_some()
             && let Some(slot) = self.instances.get(position)

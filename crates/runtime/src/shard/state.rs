@@ -66,13 +66,13 @@ pub(crate) struct Instances {
     keys: Keys,
     /// What `instance.context` holds while the data is packed.
     empty: Arc<Context>,
-    /// Slots unpacked, inserted, handed out for change with data, or noted as changed
-    /// (`note_changed`) since the last `pack_idle` (a slot may be listed twice, or be gone).
+    /// Slots unpacked, inserted, handed out for change with data, or given new data
+    /// (`reconcile`) since the last `pack_idle` (a slot may be listed twice, or be gone).
     open: Vec<u32>,
 }
 
 /// The hashed indexed values of one instance, one per indexed path (`None`: not indexable).
-pub(crate) type IndexedValues = SmallVec<[Option<u64>; 2]>;
+type IndexedValues = SmallVec<[Option<u64>; 2]>;
 
 impl Instances {
     pub fn len(&self) -> usize {
@@ -88,7 +88,7 @@ impl Instances {
     }
 
     /// The slot, its data unpacked (it is packed again by the next `pack_idle`). A slot with
-    /// empty data is not listed for packing: whoever gives it data says so (`note_changed`).
+    /// empty data is not listed for packing: `reconcile` lists it if a change gives it data.
     pub fn get_mut(&mut self, slot: u32) -> Option<&mut Slot> {
         let entry = self.slots.get_mut(slot as usize)?.as_mut()?;
         if entry.packed || !entry.instance.context.is_empty() {
@@ -96,11 +96,6 @@ impl Instances {
             self.open.push(slot);
         }
         Some(entry)
-    }
-
-    /// Lists a slot whose data a step replaced, for the next `pack_idle`.
-    pub fn note_changed(&mut self, slot: u32) {
-        self.open.push(slot);
     }
 
     /// Packs the data of every slot opened since the last call (empty data stays unpacked: it
@@ -239,12 +234,13 @@ impl Instances {
         }
     }
 
-    /// After an instance changed: moves its index entries from `before` (`None`: its data did
-    /// not change) and its timers from `timers_before` to what it holds now.
+    /// After an instance changed: moves its timers from `timers_before` to what it holds now
+    /// and, when its data changed (`data_before`, `None` otherwise), its index entries, and
+    /// lists it for the next `pack_idle`.
     pub fn reconcile(
         &mut self,
         position: u32,
-        before: Option<IndexedValues>,
+        data_before: Option<&Context>,
         timers_before: &[PendingTimer],
         paths: &[Arc<str>],
     ) {
@@ -260,10 +256,12 @@ impl Instances {
                 self.timers.insert((timer.deadline, id, timer.transition));
             }
         }
-        let Some(before) = before else { return };
+        let Some(data_before) = data_before else { return };
+        self.open.push(position);
         if paths.is_empty() {
             return;
         }
+        let before = indexed_values(data_before, paths);
         let after = self.values_of(slot, paths);
         for (path, (old, new)) in before.into_iter().zip(after).enumerate() {
             if old == new {
@@ -337,7 +335,7 @@ fn unpack(slot: &mut Slot, packed: &mut FxHashMap<InstanceId, Packed>, keys: &Ke
 }
 
 /// The hashed index keys of instance data for `paths` (empty when the machine has none).
-pub(crate) fn indexed_values(data: &Context, paths: &[Arc<str>]) -> IndexedValues {
+fn indexed_values(data: &Context, paths: &[Arc<str>]) -> IndexedValues {
     paths
         .iter()
         .map(|path| lookup_in_map(data, path).and_then(IndexKey::of).map(|key| hash_key(&key)))
@@ -380,17 +378,17 @@ mod tests {
     }
 
     #[test]
-    fn data_given_by_a_step_is_packed_once_the_step_says_so() {
+    fn data_given_by_a_step_is_packed_once_the_change_is_reconciled() {
         let mut instances = Instances::default();
         let position = instances.insert(slot(1, Context::new()), &[]);
         instances.pack_idle();
         let Some(opened) = instances.get_mut(position) else { panic!("slot {position}") };
         assert!(!opened.packed, "empty data is never packed");
         opened.instance.context = Arc::new(order());
-        // Handed out with empty data: not listed until the change is noted.
+        // Handed out with empty data: not listed until the change is reconciled.
         instances.pack_idle();
         assert!(instances.get(position).is_some_and(|slot| !slot.packed));
-        instances.note_changed(position);
+        instances.reconcile(position, Some(&Context::new()), &[], &[]);
         instances.pack_idle();
         let Some(packed) = instances.get(position) else { panic!("slot {position}") };
         assert!(packed.packed && packed.instance.context.is_empty());

@@ -1,8 +1,8 @@
 //! Opening SQLite connections (WAL, durability, caches) and applying the embedded migrations.
 //!
 //! The writer connection creates the file and migrates it; readers open it read-only. Every
-//! connection maps the file into memory. `fsm_schema_version` records each applied version; a database newer than this
-//! build is refused.
+//! connection maps the file into memory. `fsm_schema_version` records each applied version; a
+//! database newer than this build is refused.
 
 use super::{BACKEND, err};
 use crate::Durability;
