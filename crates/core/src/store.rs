@@ -14,6 +14,7 @@ use crate::message::{DeadLetter, Envelope, InboxEntry, MessageId};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Version of the record layout, stored with every event and snapshot.
 ///
@@ -46,17 +47,17 @@ pub struct StoredEvent {
     /// Per-instance sequence number, from 1 (the creation) without gaps; unique per instance.
     pub seq: u64,
     /// Component of the instance.
-    pub component: String,
+    pub component: Arc<str>,
     /// Machine of the instance.
-    pub machine: String,
+    pub machine: Arc<str>,
     /// `INSTANCE_CREATED` or the event type that fired the transition.
-    pub event_type: String,
+    pub event_type: Arc<str>,
     /// The event payload (for a creation: the initial data).
     pub payload: Map<String, Value>,
     /// State before (empty for a creation).
-    pub state_before: String,
+    pub state_before: Arc<str>,
     /// State after.
-    pub state_after: String,
+    pub state_after: Arc<str>,
     /// Status after.
     pub status: Status,
     /// The whole instance data after the event: set on a creation (its initial data) and on every
@@ -84,7 +85,7 @@ pub struct StoredEvent {
     pub correlation_id: EventId,
     /// Component that sent the event, when it came from another component.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_component: Option<String>,
+    pub source_component: Option<Arc<str>>,
 }
 
 /// What one event changed in an instance's data, by top-level key: the keys set (added or
@@ -180,9 +181,9 @@ impl InstanceRecord {
     pub fn from_creation(event: &StoredEvent) -> InstanceRecord {
         InstanceRecord {
             id: event.instance_id,
-            component: event.component.clone(),
-            machine: event.machine.clone(),
-            state: event.state_after.clone(),
+            component: event.component.to_string(),
+            machine: event.machine.to_string(),
+            state: event.state_after.to_string(),
             status: event.status,
             entry_point: event.entry_point,
             seq: event.seq,
@@ -202,7 +203,9 @@ impl InstanceRecord {
         if event.seq <= self.seq {
             return;
         }
-        self.state.clone_from(&event.state_after);
+        // Reuses the string's buffer: folding an event allocates nothing for its state.
+        self.state.clear();
+        self.state.push_str(&event.state_after);
         self.status = event.status;
         self.seq = event.seq;
         self.updated_at = event.timestamp;
@@ -456,7 +459,7 @@ mod tests {
         let mut record = InstanceRecord::from_creation(&creation(json!({"a": 1, "b": 2})));
         let mut layout_1 = creation(json!({"c": 3}));
         layout_1.seq = 2;
-        layout_1.event_type = "GO".to_owned();
+        layout_1.event_type = "GO".into();
         record.apply(&layout_1);
         assert_eq!(record.context, data(json!({"c": 3})), "the whole context replaces the data");
 

@@ -343,8 +343,8 @@ impl EventReply {
 pub fn history_event(event: &StoredEvent, context_after: &Context) -> Value {
     let mut value = serde_json::to_value(event).unwrap_or_else(|_| Value::Object(Map::new()));
     if let Value::Object(map) = &mut value {
-        map.insert("componentName".to_owned(), Value::String(event.component.clone()));
-        map.insert("machineName".to_owned(), Value::String(event.machine.clone()));
+        map.insert("componentName".to_owned(), Value::String(event.component.to_string()));
+        map.insert("machineName".to_owned(), Value::String(event.machine.to_string()));
         map.insert("context".to_owned(), Value::Object(context_after.clone()));
     }
     value

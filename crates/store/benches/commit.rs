@@ -78,7 +78,7 @@ impl Live {
             causation_id: Some(event.id),
             correlation_id: Some(event.correlation_id),
             depth: 1,
-            source_component: Some(event.component.clone()),
+            source_component: Some(event.component.to_string()),
             source_instance: Some(self.id),
             created_at: event.timestamp,
         };
@@ -95,12 +95,12 @@ impl Live {
             id: EventId(uuid::Uuid::now_v7()),
             instance_id: self.id,
             seq,
-            component: "Orders".to_owned(),
-            machine: "Order".to_owned(),
-            event_type: if seq == 1 { CREATED_EVENT_TYPE.to_owned() } else { "NEXT".to_owned() },
+            component: "Orders".into(),
+            machine: "Order".into(),
+            event_type: if seq == 1 { CREATED_EVENT_TYPE.into() } else { "NEXT".into() },
             payload: json!({ "step": seq }).as_object().cloned().unwrap_or_default(),
-            state_before: if seq == 1 { String::new() } else { "Open".to_owned() },
-            state_after: "Open".to_owned(),
+            state_before: if seq == 1 { "".into() } else { "Open".into() },
+            state_after: "Open".into(),
             status: Status::Active,
             // As the runtime stores them: the creation with the whole data, a transition with
             // what it changed.

@@ -36,12 +36,12 @@ fn event(
         id: EventId(uuid::Uuid::now_v7()),
         instance_id: id,
         seq,
-        component: "Orders".to_owned(),
-        machine: "Order".to_owned(),
-        event_type: if seq == 1 { CREATED_EVENT_TYPE.to_owned() } else { "NEXT".to_owned() },
+        component: "Orders".into(),
+        machine: "Order".into(),
+        event_type: if seq == 1 { CREATED_EVENT_TYPE.into() } else { "NEXT".into() },
         payload: object(json!({ "step": seq })),
-        state_before: if seq == 1 { String::new() } else { format!("S{}", seq - 1) },
-        state_after: format!("S{seq}"),
+        state_before: if seq == 1 { "".into() } else { format!("S{}", seq - 1).into() },
+        state_after: format!("S{seq}").into(),
         status,
         // As the runtime stores them: the creation with the whole data, a transition with what it
         // changed.

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
+use std::sync::Arc;
 use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
 use xcomponent_core::store::{
     CREATED_EVENT_TYPE, CommitBatch, Error, InstanceQuery, InstanceRecord, MAX_PAGE_SIZE, Result,
@@ -58,11 +59,11 @@ pub(crate) struct Summary {
     /// The instance.
     pub id: InstanceId,
     /// Component.
-    pub component: String,
+    pub component: Arc<str>,
     /// Machine.
-    pub machine: String,
+    pub machine: Arc<str>,
     /// Current state.
-    pub state: String,
+    pub state: Arc<str>,
     /// Current status.
     pub status: Status,
     /// Last sequence number.
@@ -93,16 +94,16 @@ impl Summary {
             updated_at: event.timestamp,
             entry_point: event.entry_point,
             correlation_id: event.correlation_id,
-            origin_known: event.seq == 1 || event.event_type == CREATED_EVENT_TYPE,
+            origin_known: event.seq == 1 || *event.event_type == *CREATED_EVENT_TYPE,
         }
     }
 
     fn from_record(record: &InstanceRecord) -> Summary {
         Summary {
             id: record.id,
-            component: record.component.clone(),
-            machine: record.machine.clone(),
-            state: record.state.clone(),
+            component: record.component.as_str().into(),
+            machine: record.machine.as_str().into(),
+            state: record.state.as_str().into(),
             status: record.status,
             seq: record.seq,
             created_at: record.created_at,
@@ -131,9 +132,9 @@ impl Summary {
 
     /// Whether the summary passes every filter of `query` except `text` and the cursor.
     pub fn matches(&self, query: &InstanceQuery) -> bool {
-        query.component.as_ref().is_none_or(|c| *c == self.component)
-            && query.machine.as_ref().is_none_or(|m| *m == self.machine)
-            && query.state.as_ref().is_none_or(|s| *s == self.state)
+        query.component.as_ref().is_none_or(|c| **c == *self.component)
+            && query.machine.as_ref().is_none_or(|m| **m == *self.machine)
+            && query.state.as_ref().is_none_or(|s| **s == *self.state)
             && query.status.is_none_or(|s| s == self.status)
             && query.updated_from.is_none_or(|t| self.updated_at >= t)
             && query.updated_to.is_none_or(|t| self.updated_at <= t)

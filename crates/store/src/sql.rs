@@ -127,12 +127,12 @@ impl RawEvent<'_> {
             id: EventId(self.id),
             instance_id: InstanceId(self.instance_id),
             seq: parse_seq(backend, self.seq)?,
-            component: self.component.to_owned(),
-            machine: self.machine.to_owned(),
-            event_type: self.event_type.to_owned(),
+            component: self.component.into(),
+            machine: self.machine.into(),
+            event_type: self.event_type.into(),
             payload: parse_json(backend, "payload column", self.payload)?,
-            state_before: self.state_before.to_owned(),
-            state_after: self.state_after.to_owned(),
+            state_before: self.state_before.into(),
+            state_after: self.state_after.into(),
             status: parse_status(backend, self.status)?,
             context: self
                 .context
@@ -149,7 +149,7 @@ impl RawEvent<'_> {
             timestamp: self.occurred_at,
             causation_id: self.causation_id.map(EventId),
             correlation_id: EventId(self.correlation_id),
-            source_component: self.source_component.map(str::to_owned),
+            source_component: self.source_component.map(Into::into),
         })
     }
 }

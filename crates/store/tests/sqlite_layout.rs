@@ -97,7 +97,7 @@ async fn version_1_database_is_migrated() {
         machine: "Parent".to_owned(),
     });
     live[0].entry_point = true;
-    live[0].source_component = Some("Upstream".to_owned());
+    live[0].source_component = Some("Upstream".into());
     live[2].timers = vec![timer("TIMEOUT", 9_000)];
     live[2].payload = conformance::object(json!({ "note": "été \"quoted\"" }));
     let mut snapshot = expected(&live[..2]);

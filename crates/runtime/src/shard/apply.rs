@@ -370,12 +370,12 @@ impl ShardWork {
                 id: event_id,
                 instance_id: id,
                 seq: instance.seq,
-                component: definition.name.to_string(),
-                machine: machine_def.name.to_string(),
-                event_type: CREATED_EVENT_TYPE.to_owned(),
+                component: definition.name.clone(),
+                machine: machine_def.name.clone(),
+                event_type: CREATED_EVENT_TYPE.into(),
                 payload: Context::clone(&instance.context),
-                state_before: String::new(),
-                state_after: machine_def.state(instance.state).name.to_string(),
+                state_before: "".into(),
+                state_after: machine_def.state(instance.state).name.clone(),
                 status: instance.status,
                 context: Some(Context::clone(&instance.context)),
                 changes: Default::default(),
@@ -385,7 +385,7 @@ impl ShardWork {
                 timestamp: now,
                 causation_id: trace.causation,
                 correlation_id: correlation,
-                source_component: trace.source_component.as_deref().map(str::to_owned),
+                source_component: trace.source_component.clone(),
             });
         }
         if self.streaming {

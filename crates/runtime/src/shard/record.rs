@@ -37,12 +37,12 @@ pub(crate) fn record_transition(
         id: event_id,
         instance_id: instance.id,
         seq: instance.seq,
-        component: definition.name.to_string(),
-        machine: machine_def.name.to_string(),
-        event_type: event.to_string(),
+        component: definition.name.clone(),
+        machine: machine_def.name.clone(),
+        event_type: event.clone(),
         payload: payload.clone(),
-        state_before: machine_def.state(state_before).name.to_string(),
-        state_after: machine_def.state(instance.state).name.to_string(),
+        state_before: machine_def.state(state_before).name.clone(),
+        state_after: machine_def.state(instance.state).name.clone(),
         status: instance.status,
         context: None,
         changes,
@@ -52,7 +52,7 @@ pub(crate) fn record_transition(
         timestamp: now,
         causation_id: trace.causation,
         correlation_id: correlation,
-        source_component: trace.source_component.as_deref().map(str::to_owned),
+        source_component: trace.source_component.clone(),
     };
     let interval = shared.options.snapshot_interval.max(1);
     if instance.seq.is_multiple_of(interval) || instance.status != Status::Active {

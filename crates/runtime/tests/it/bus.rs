@@ -826,7 +826,7 @@ impl Bus for Losing {
 
 /// The events of an instance of the order store, by name.
 async fn event_names(store: &Arc<MemoryStore>, id: xcomponent_core::InstanceId) -> Vec<String> {
-    store.history(id).await.unwrap().into_iter().map(|event| event.event_type).collect()
+    store.history(id).await.unwrap().into_iter().map(|event| event.event_type.to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

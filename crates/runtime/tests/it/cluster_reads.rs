@@ -48,15 +48,14 @@ async fn a_cluster_view_without_a_store_reads_every_runtime_store_over_the_bus()
 
     // One instance: its events and record come from the runtime whose store holds it.
     let history = store.history(orders[0]).await.unwrap();
-    let kinds: Vec<&str> = history.iter().map(|event| event.event_type.as_str()).collect();
+    let kinds: Vec<&str> = history.iter().map(|event| &*event.event_type).collect();
     assert_eq!(kinds, ["INSTANCE_CREATED", "SUBMIT"]);
     let record = store.instance(orders[0]).await.unwrap().expect("the order's record");
     assert_eq!(record.state, "AwaitingPayment");
 
     // Events correlated across components: the order's and its invoice's.
     let correlated = store.correlated(record.correlation_id, 100).await.unwrap();
-    let components: HashSet<&str> =
-        correlated.iter().map(|event| event.component.as_str()).collect();
+    let components: HashSet<&str> = correlated.iter().map(|event| &*event.component).collect();
     assert_eq!(components, HashSet::from(["Shop", "Billing"]), "{correlated:?}");
 
     // A search paged two at a time finds all ten instances of both runtimes, once each.

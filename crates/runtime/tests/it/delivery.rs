@@ -160,7 +160,7 @@ async fn a_message_to_a_missing_instance_is_dead_lettered_and_can_be_replayed() 
     assert_eq!(rt.state(peer).await, None, "the peer took PING to Done and finished");
     let history = store.history(peer).await.unwrap();
     assert_eq!(
-        history.last().map(|e| (e.event_type.as_str(), e.status)),
+        history.last().map(|e| (&*e.event_type, e.status)),
         Some(("PING", Status::Completed))
     );
     assert!(rt.handle.dead_letters(None, 10).await.unwrap().is_empty(), "applied, not dead again");

@@ -27,7 +27,7 @@ async fn history_records_every_step_with_states_and_causality() {
     let history = store.history(id).await.unwrap();
     let steps: Vec<(u64, &str, &str, &str)> = history
         .iter()
-        .map(|e| (e.seq, e.event_type.as_str(), e.state_before.as_str(), e.state_after.as_str()))
+        .map(|e| (e.seq, &*e.event_type, &*e.state_before, &*e.state_after))
         .collect();
     assert_eq!(
         steps,
@@ -154,7 +154,7 @@ async fn overdue_timers_fire_exactly_once_after_restart() {
     rt.advance(0).await;
     rt.advance(0).await;
     let timeouts =
-        store.history(id).await.unwrap().iter().filter(|e| e.event_type == "TIMEOUT").count();
+        store.history(id).await.unwrap().iter().filter(|e| &*e.event_type == "TIMEOUT").count();
     assert_eq!(timeouts, 1);
     assert_eq!(rt.state(id).await, None);
 }
@@ -270,7 +270,7 @@ impl EventStore for FlakyStore {
         }
         let machine = self.failing_machine.lock().unwrap().clone();
         if let Some(machine) = machine
-            && batch.events.iter().any(|event| event.machine == machine)
+            && batch.events.iter().any(|event| *event.machine == *machine)
         {
             return Err(store::Error::Unavailable(format!("{machine} partition on fire")));
         }
@@ -400,8 +400,8 @@ async fn a_business_flow_shares_one_correlation_id_across_components_with_real_c
     );
     // Each effect names the stored event that caused it.
     let by_id: std::collections::HashMap<_, _> = chain.iter().map(|e| (e.id, e)).collect();
-    assert_eq!(by_id[&chain[2].causation_id.unwrap()].event_type, "SUBMIT");
-    assert_eq!(by_id[&chain[4].causation_id.unwrap()].event_type, "PAY");
+    assert_eq!(by_id[&chain[2].causation_id.unwrap()].event_type.as_ref(), "SUBMIT");
+    assert_eq!(by_id[&chain[4].causation_id.unwrap()].event_type.as_ref(), "PAY");
     assert_eq!(chain[4].source_component.as_deref(), Some("Billing"));
 }
 

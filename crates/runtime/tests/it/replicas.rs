@@ -83,7 +83,8 @@ pub(crate) async fn assert_each_paid_once(store: &dyn EventStore, count: usize) 
             order.id
         );
         let history = store.history(order.id).await.unwrap();
-        let confirmations = history.iter().filter(|e| e.event_type == "PAYMENT_CONFIRMED").count();
+        let confirmations =
+            history.iter().filter(|e| &*e.event_type == "PAYMENT_CONFIRMED").count();
         assert_eq!(confirmations, 1, "order {} confirmed {confirmations} times", order.id);
     }
     let payments = stored(store, "Payments").await;

@@ -200,7 +200,7 @@ async fn submit(handle: &RuntimeHandle, context: Value) -> InstanceId {
 
 /// The event types of an instance's history, in order.
 async fn history_types(store: &Arc<dyn EventStore>, id: InstanceId) -> Vec<String> {
-    store.history(id).await.unwrap().into_iter().map(|event| event.event_type).collect()
+    store.history(id).await.unwrap().into_iter().map(|event| event.event_type.to_string()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,8 +234,8 @@ async fn a_reply_patches_the_data_and_its_actions_are_delivered_once_stored() {
     );
     let history = store.history(id).await.unwrap();
     let reply = &history[2];
-    assert_eq!(reply.state_before, "Checking");
-    assert_eq!(reply.state_after, "Checking");
+    assert_eq!(&*reply.state_before, "Checking");
+    assert_eq!(&*reply.state_after, "Checking");
     assert_eq!(reply.payload.get("ok"), Some(&json!(true)));
     assert_eq!(reply.changes.set.get("checked"), Some(&json!(true)));
     // The createInstance action made a Receipt; the call left the outbox.
@@ -261,7 +261,7 @@ async fn assert_error_path(
 ) {
     wait_for_state(handle, store, id, "Failed").await;
     let history = store.history(id).await.unwrap();
-    let types: Vec<&str> = history.iter().map(|event| event.event_type.as_str()).collect();
+    let types: Vec<&str> = history.iter().map(|event| &*event.event_type).collect();
     assert_eq!(types, ["INSTANCE_CREATED", "SUBMIT", "hook:checkPayment", "PAYMENT_CHECK_FAILED"]);
     let failure = &history[2];
     assert_eq!(failure.payload.get("ok"), Some(&json!(false)));

@@ -24,7 +24,7 @@ pub async fn round_trip(store: &dyn EventStore) {
     first.entry_point = true;
     first.timers = vec![timer("TIMEOUT", T0 + 5_000), timer("AUTO", T0 + 10)];
     first.causation_id = Some(EventId(uuid::Uuid::now_v7()));
-    first.source_component = Some("Upstream".to_owned());
+    first.source_component = Some("Upstream".into());
     let mut second = next(&first, "VALIDATE", "Validated", Status::Active, T0 + 7);
     second.payload = object(json!({ "by": "alice", "flags": [] }));
     second.timers = vec![timer("REMIND", T0 + 60_000)];
@@ -129,7 +129,7 @@ pub async fn conflict_between_concurrent_committers(store: &dyn EventStore) {
         );
         let history = store.history(a.instance_id).await.unwrap();
         assert_eq!(history.len(), 2, "[{}] one winner stored", store.backend());
-        assert_eq!(history[1].state_after, if winner_a { "WonByA" } else { "WonByB" });
+        assert_eq!(&*history[1].state_after, if winner_a { "WonByA" } else { "WonByB" });
     }
 }
 

@@ -22,7 +22,7 @@ pub async fn search_filters(store: &dyn EventStore) {
     b[1].changes.set = object(json!({ "customer": "bob", "note": "50%_off" }));
     let mut c = chain(component, 1, T0 + 300);
     c.push(next(&c[0], "END", "End", Status::Completed, T0 + 400));
-    c[1].machine = "Machine".to_owned();
+    c[1].machine = "Machine".into();
     let mut d = created(
         component,
         InstanceId(uuid::Uuid::now_v7()),
@@ -30,7 +30,7 @@ pub async fn search_filters(store: &dyn EventStore) {
         T0 + 50,
         json!({ "customer": "dave" }),
     );
-    d.machine = "Other".to_owned();
+    d.machine = "Other".into();
     let other = chain("c_search_other", 1, T0 + 500);
     let all = [a.clone(), b.clone(), c.clone(), vec![d.clone()], other.clone()].concat();
     commit(store, &batch(all)).await;
@@ -156,7 +156,7 @@ pub async fn correlated_chain_across_components(store: &dyn EventStore) {
     );
     payment.correlation_id = root;
     payment.causation_id = Some(order[1].id);
-    payment.source_component = Some("c_corr_orders".to_owned());
+    payment.source_component = Some("c_corr_orders".into());
     let mut paid = next(&payment, "PAID", "Paid", Status::Completed, T0 + 1_004);
     paid.correlation_id = root;
     let mut shipped = next(&order[1], "SHIP", "Shipped", Status::Active, T0 + 1_005);
