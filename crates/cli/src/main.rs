@@ -6,6 +6,13 @@ mod commands;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// jemalloc instead of the system's allocator. Under load the runtime's threads free what other
+/// threads allocated (a request's message, a step's records); glibc then takes the owning
+/// arena's lock, and `serve` spent most of its futex calls waiting there. jemalloc's defaults for
+/// this binary are set in `.cargo/config.toml` (README, "Performance").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Business state machines declared in YAML: validate, run, simulate and serve them.
 #[derive(Debug, Parser)]
 #[command(name = "xcomponent-ai", version, about, long_about = None, propagate_version = true)]
