@@ -10,9 +10,10 @@ use crate::common::{
 };
 use crate::lease_book::LeaseBook;
 use async_trait::async_trait;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
+use uuid::Uuid;
 use xcomponent_core::clock::{Clock, SystemClock};
 use xcomponent_core::instance::{EventId, InstanceId, Millis, Status};
 use xcomponent_core::lease::{Fence, Lease, LeaseStore, LeaseTable, Partition, Renewal};
@@ -27,8 +28,8 @@ const BACKEND: &str = "memory";
 /// Everything stored about one instance.
 #[derive(Debug)]
 struct Entry {
-    /// Events by sequence number.
-    events: BTreeMap<u64, StoredEvent>,
+    /// Events in sequence order.
+    events: Events,
     /// Latest snapshot.
     snapshot: Option<InstanceRecord>,
     /// Search summary.
@@ -38,15 +39,57 @@ struct Entry {
 impl Entry {
     fn record(&self) -> Option<InstanceRecord> {
         let after = self.snapshot.as_ref().map_or(0, |s| s.seq);
-        fold(self.snapshot.clone(), self.events.range(after + 1..).map(|(_, e)| e))
+        fold(self.snapshot.clone(), self.events.after(after))
     }
 }
+
+/// An instance's events in sequence order. They almost always arrive in order, the next sequence
+/// number each time: then the existence check reads the last event only and an insertion is a
+/// push, instead of a descent through a tree of large nodes.
+#[derive(Debug, Default)]
+struct Events(Vec<StoredEvent>);
+
+impl Events {
+    /// Where the event with `seq` is (`Ok`) or would go (`Err`).
+    fn position(&self, seq: u64) -> std::result::Result<usize, usize> {
+        match self.0.last() {
+            None => Err(0),
+            Some(last) if last.seq < seq => Err(self.0.len()),
+            Some(_) => self.0.binary_search_by_key(&seq, |event| event.seq),
+        }
+    }
+
+    fn get(&self, seq: u64) -> Option<&StoredEvent> {
+        self.position(seq).ok().map(|index| &self.0[index])
+    }
+
+    /// Inserts in sequence order; an event with the same sequence number is replaced.
+    fn insert(&mut self, event: StoredEvent) {
+        match self.position(event.seq) {
+            Ok(index) => self.0[index] = event,
+            Err(index) => self.0.insert(index, event),
+        }
+    }
+
+    /// The events after sequence number `seq`.
+    fn after(&self, seq: u64) -> impl Iterator<Item = &StoredEvent> {
+        self.0[self.0.partition_point(|event| event.seq <= seq)..].iter()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &StoredEvent> {
+        self.0.iter()
+    }
+}
+
+/// A correlation's reference to one of its events: (correlation, time, event id, instance, seq),
+/// ordered by time within the correlation.
+type CorrelationRef = (EventId, Millis, EventId, InstanceId, u64);
 
 #[derive(Debug, Default)]
 struct Inner {
     instances: BTreeMap<InstanceId, Entry>,
-    /// Correlation id → (time, event id, instance, seq) of its events.
-    correlations: HashMap<EventId, Vec<(Millis, EventId, InstanceId, u64)>>,
+    /// Every event by correlation, then time: one entry per event, no map or list per correlation.
+    correlations: BTreeSet<CorrelationRef>,
     /// Pending messages by id.
     outbox: BTreeMap<MessageId, Envelope>,
     /// Applied messages: (message, instance) → when.
@@ -120,7 +163,7 @@ impl EventStore for MemoryStore {
             let exists = inner
                 .instances
                 .get(&event.instance_id)
-                .is_some_and(|e| e.events.contains_key(&event.seq));
+                .is_some_and(|e| e.events.position(event.seq).is_ok());
             if exists {
                 return Err(Error::Conflict { instance_id: event.instance_id, seq: event.seq });
             }
@@ -142,20 +185,15 @@ impl EventStore for MemoryStore {
                 }
                 Some(_) => {}
                 None => {
-                    let entry = Entry { events: BTreeMap::new(), snapshot: None, summary };
+                    let entry = Entry { events: Events::default(), snapshot: None, summary };
                     inner.instances.insert(entry.summary.id, entry);
                 }
             }
         }
         for event in events {
-            inner.correlations.entry(event.correlation_id).or_default().push((
-                event.timestamp,
-                event.id,
-                event.instance_id,
-                event.seq,
-            ));
+            inner.correlations.insert(correlation_ref(&event));
             if let Some(entry) = inner.instances.get_mut(&event.instance_id) {
-                entry.events.insert(event.seq, event);
+                entry.events.insert(event);
             }
         }
         for snapshot in snapshots {
@@ -211,11 +249,7 @@ impl EventStore for MemoryStore {
 
     async fn history(&self, id: InstanceId) -> Result<Vec<StoredEvent>> {
         let inner = self.read("history")?;
-        Ok(inner
-            .instances
-            .get(&id)
-            .map(|e| e.events.values().cloned().collect())
-            .unwrap_or_default())
+        Ok(inner.instances.get(&id).map(|e| e.events.iter().cloned().collect()).unwrap_or_default())
     }
 
     async fn search(&self, query: &InstanceQuery) -> Result<Page<InstanceRecord>> {
@@ -249,13 +283,14 @@ impl EventStore for MemoryStore {
 
     async fn correlated(&self, correlation_id: EventId, limit: usize) -> Result<Vec<StoredEvent>> {
         let inner = self.read("correlated")?;
-        let Some(refs) = inner.correlations.get(&correlation_id) else { return Ok(Vec::new()) };
-        let mut refs = refs.clone();
-        refs.sort();
-        Ok(refs
-            .into_iter()
-            .filter_map(|(_, _, id, seq)| {
-                inner.instances.get(&id).and_then(|e| e.events.get(&seq)).cloned()
+        let first = (correlation_id, Millis::MIN, EventId(Uuid::nil()), InstanceId(Uuid::nil()), 0);
+        let last =
+            (correlation_id, Millis::MAX, EventId(Uuid::max()), InstanceId(Uuid::max()), u64::MAX);
+        Ok(inner
+            .correlations
+            .range(first..=last)
+            .filter_map(|(_, _, _, id, seq)| {
+                inner.instances.get(id).and_then(|e| e.events.get(*seq)).cloned()
             })
             .take(correlated_limit(limit))
             .collect())
@@ -273,13 +308,8 @@ impl EventStore for MemoryStore {
             .collect();
         for id in &purged {
             if let Some(entry) = inner.instances.remove(id) {
-                for event in entry.events.values() {
-                    if let Some(refs) = inner.correlations.get_mut(&event.correlation_id) {
-                        refs.retain(|r| r.2 != *id);
-                        if refs.is_empty() {
-                            inner.correlations.remove(&event.correlation_id);
-                        }
-                    }
+                for event in entry.events.iter() {
+                    inner.correlations.remove(&correlation_ref(event));
                 }
             }
         }
@@ -386,4 +416,9 @@ impl LeaseStore for MemoryStore {
         self.write("release")?.leases.release(fence);
         Ok(())
     }
+}
+
+/// The correlation index's entry for `event`.
+fn correlation_ref(event: &StoredEvent) -> CorrelationRef {
+    (event.correlation_id, event.timestamp, event.id, event.instance_id, event.seq)
 }
