@@ -66,6 +66,7 @@ pub use ws::queue::{WS_CLIENT_QUEUE, WS_COALESCE_AFTER};
 pub use ws::{WS_MAX_INCOMING, WS_PING_INTERVAL, WS_PONG_TIMEOUT};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
@@ -106,7 +107,15 @@ pub fn router(state: AppState) -> Router {
     let wrapped = ServiceBuilder::new()
         .layer(from_fn_with_state(state.clone(), guard::check))
         .layer(socketio::layer(&state))
-        .layer(TraceLayer::new_for_http())
+        // Its spans and events are at DEBUG: when that level is off for it (the default), the
+        // layer would only read the clock and wrap every response body for nothing.
+        .option_layer(tracing::enabled!(target: "tower_http::trace", tracing::Level::DEBUG).then(
+            || {
+                ServiceBuilder::new()
+                    .map_response(|response: Response<_>| response.map(Body::new))
+                    .layer(TraceLayer::new_for_http())
+            },
+        ))
         .layer(DefaultBodyLimit::max(state.config().body_limit))
         .service(routes);
     Router::new().fallback_service(wrapped)
