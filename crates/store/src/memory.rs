@@ -422,3 +422,51 @@ impl LeaseStore for MemoryStore {
 fn correlation_ref(event: &StoredEvent) -> CorrelationRef {
     (event.correlation_id, event.timestamp, event.id, event.instance_id, event.seq)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(seq: u64) -> StoredEvent {
+        serde_json::from_value(json!({
+            "id": Uuid::now_v7(), "instanceId": Uuid::nil(), "seq": seq,
+            "component": "C", "machine": "M", "eventType": format!("E{seq}"), "payload": {},
+            "stateBefore": "A", "stateAfter": "B", "status": "active", "timers": [],
+            "timestamp": 1, "correlationId": Uuid::nil()
+        }))
+        .expect("a stored event")
+    }
+
+    fn seqs(events: &Events) -> Vec<u64> {
+        events.iter().map(|event| event.seq).collect()
+    }
+
+    #[test]
+    fn events_stay_in_sequence_order_whatever_order_they_arrive_in() {
+        let mut events = Events::default();
+        for seq in [1, 2, 5, 3, 4, 7] {
+            events.insert(event(seq));
+        }
+        assert_eq!(seqs(&events), [1, 2, 3, 4, 5, 7]);
+        assert_eq!(events.get(4).map(|event| &*event.event_type), Some("E4"));
+        assert!(events.get(6).is_none() && events.get(8).is_none() && events.get(0).is_none());
+        assert_eq!(events.after(3).map(|event| event.seq).collect::<Vec<_>>(), [4, 5, 7]);
+        assert_eq!(events.after(7).count(), 0);
+        assert_eq!(events.after(0).count(), 6);
+    }
+
+    #[test]
+    fn an_event_with_a_stored_sequence_number_replaces_it() {
+        let mut events = Events::default();
+        events.insert(event(1));
+        events.insert(event(2));
+        let mut again = event(1);
+        again.event_type = "AGAIN".into();
+        events.insert(again);
+        assert_eq!(seqs(&events), [1, 2]);
+        assert_eq!(events.get(1).map(|event| &*event.event_type), Some("AGAIN"));
+        assert_eq!(events.position(1), Ok(0));
+        assert_eq!(events.position(3), Err(2));
+    }
+}
