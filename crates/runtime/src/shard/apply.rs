@@ -537,7 +537,7 @@ impl ShardWork {
                 correlation,
                 event_id,
                 state_before,
-                data_before.as_ref().unwrap_or(&slot.instance.context),
+                data_before.as_deref(),
                 now,
             );
         }

@@ -177,8 +177,9 @@ impl ShardWork {
         slot.instance.updated_at = now;
         let state = slot.instance.state;
         let correlation = trace.correlation.unwrap_or(slot.correlation);
-        let changed = !Arc::ptr_eq(&context_before, &slot.instance.context);
-        self.instances.reconcile(position, changed.then_some(&*context_before), &timers, paths);
+        let data_before =
+            (!Arc::ptr_eq(&context_before, &slot.instance.context)).then_some(&*context_before);
+        self.instances.reconcile(position, data_before, &timers, paths);
         let event_id = if shared.store.is_some() { EventId::draw() } else { super::apply::NO_ID };
         if shared.store.is_some()
             && let Some(slot) = self.instances.get(position)
@@ -195,7 +196,7 @@ impl ShardWork {
                 correlation,
                 event_id,
                 state,
-                &context_before,
+                data_before,
                 now,
             );
         }

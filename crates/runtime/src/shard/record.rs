@@ -22,16 +22,14 @@ pub(crate) fn record_transition(
     correlation: EventId,
     event_id: EventId,
     state_before: StateIdx,
-    context_before: &Arc<Context>,
+    data_before: Option<&Context>,
     now: Millis,
 ) {
     let instance = &slot.instance;
-    // A transition that did not touch the data shares the Arc it had before: nothing to compare.
-    let changes = if Arc::ptr_eq(context_before, &instance.context) {
-        DataChanges::default()
-    } else {
-        DataChanges::between(context_before, &instance.context)
-    };
+    // `data_before` is set only when the transition changed the data: else nothing to compare.
+    let changes = data_before
+        .map(|before| DataChanges::between(before, &instance.context))
+        .unwrap_or_default();
     let machine_def = definition.machine(instance.machine);
     let stored = StoredEvent {
         id: event_id,
