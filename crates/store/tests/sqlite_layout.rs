@@ -2,7 +2,8 @@
 //! version with every record intact, a version 2 database gains the message tables of version 3
 //! and the nullable `context` / `changes` columns of version 4 (its layout 1 events, each with the
 //! whole data, still read and folded), and a group commit fails only the batch that conflicts
-//! (its messages included).
+//! (its messages included), and the writer's remembered instance keys never write over the row
+//! of another instance.
 
 #![allow(clippy::unwrap_used)]
 
@@ -280,6 +281,50 @@ async fn group_commit_fails_only_the_conflicting_batch() {
         stored_messages,
         "exactly the messages of the stored batches"
     );
+}
+
+/// The writer remembers each instance's row key and updates its summary by that key. Another
+/// process sharing the file may delete the row and give the key to a new instance: the update
+/// must then leave that instance alone and the summary be written as a new row.
+#[tokio::test]
+async fn a_remembered_key_taken_by_another_instance_is_not_written_over() {
+    let dir = TempDir::new();
+    let path = dir.0.join("keys.db");
+    let url = format!("sqlite://{}", path.display());
+    let first: Arc<dyn EventStore> = open(&url, &StoreOptions::default()).await.unwrap();
+    let second: Arc<dyn EventStore> = open(&url, &StoreOptions::default()).await.unwrap();
+    let x = chain("c_keys", 3, 9_000);
+    // Created, then updated by the key the writer of `first` now remembers.
+    first.commit(&batch(x[..1].to_vec())).await.unwrap();
+    first.commit(&batch(x[1..2].to_vec())).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let key_of = |id: InstanceId| -> Option<i64> {
+        conn.query_row(
+            "SELECT ikey FROM fsm_instances WHERE instance_id = ?1",
+            [id.0.as_bytes()],
+            |row| row.get(0),
+        )
+        .ok()
+    };
+    let x_key = key_of(x[0].instance_id).unwrap();
+    // Another process purges `x` (its row has the largest key) and creates `y`: SQLite gives `y`
+    // the key `x` had.
+    conn.execute_batch(&format!(
+        "DELETE FROM fsm_events WHERE ikey = {x_key}; DELETE FROM fsm_snapshots WHERE ikey = {x_key}; \
+         DELETE FROM fsm_correlations WHERE ikey = {x_key}; DELETE FROM fsm_instances WHERE ikey = {x_key};"
+    ))
+    .unwrap();
+    let y = chain("c_keys_other", 1, 9_500);
+    second.commit(&batch(y.clone())).await.unwrap();
+    assert_eq!(key_of(y[0].instance_id), Some(x_key), "the key was given to another instance");
+    // `first` stores the next event of `x`: it must not land on `y`.
+    first.commit(&batch(x[2..].to_vec())).await.unwrap();
+    assert_eq!(first.history(y[0].instance_id).await.unwrap(), y);
+    assert_eq!(first.instance(y[0].instance_id).await.unwrap(), Some(expected(&y)));
+    assert_eq!(first.history(x[0].instance_id).await.unwrap(), x[2..].to_vec());
+    let x_now = first.instance(x[0].instance_id).await.unwrap().expect("x has a row again");
+    assert_eq!((x_now.seq, x_now.state.as_str()), (3, "S3"));
+    assert_ne!(key_of(x[0].instance_id), Some(x_key));
 }
 
 #[tokio::test]

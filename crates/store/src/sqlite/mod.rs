@@ -9,6 +9,7 @@
 mod checkpoint;
 mod encode;
 mod fold;
+mod known_keys;
 mod pool;
 mod read;
 mod schema;
