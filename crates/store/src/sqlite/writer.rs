@@ -10,7 +10,7 @@
 //! An instance's summary is upserted the first time; afterwards it is updated by the row key the
 //! writer remembers (`known_keys`), which costs SQLite far less than an upsert.
 
-use super::checkpoint::{Checkpointer, catch_up};
+use super::checkpoint::Checkpointer;
 use super::encode::{Encoded, InstanceRow, Span};
 use super::known_keys::KnownKeys;
 use super::{BACKEND, err};
@@ -130,8 +130,8 @@ pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, checkpointer:
                         Err(_) => break,
                     }
                 }
-                if commit_group(&conn, group, &mut known) && checkpointer.committed() {
-                    catch_up(&conn);
+                if commit_group(&conn, group, &mut known) {
+                    checkpointer.committed();
                 }
             }
         }
