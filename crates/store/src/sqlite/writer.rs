@@ -46,10 +46,11 @@ const UPSERT_INSTANCE: &str = "INSERT INTO fsm_instances (instance_id, component
 
 const INSTANCE_KEY: &str = "SELECT ikey FROM fsm_instances WHERE instance_id = ?1";
 
-/// Updates the summary of an instance whose key is known; changes nothing when the key is no
-/// longer that instance's or the stored summary is as new.
-const UPDATE_INSTANCE: &str = "UPDATE fsm_instances SET component = ?1, machine = ?2, state = ?3, status = ?4, \
-    seq = ?5, updated_at = ?6 WHERE ikey = ?7 AND instance_id = ?8 AND seq < ?5";
+/// Updates the summary of an instance whose key (`?11`) is known; changes nothing when the key is
+/// no longer that instance's or the stored summary is as new. Its parameters are numbered as in
+/// `UPSERT_INSTANCE` (`bind_summary`; `?7`, `?9` and `?10` are bound and unused).
+const UPDATE_INSTANCE: &str = "UPDATE fsm_instances SET component = ?2, machine = ?3, state = ?4, status = ?5, \
+    seq = ?6, updated_at = ?8 WHERE ikey = ?11 AND instance_id = ?1 AND seq < ?6";
 
 const UPSERT_SNAPSHOT: &str = "INSERT INTO fsm_snapshots (ikey, instance_id, seq, state, status, record, \
     schema_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (ikey) DO UPDATE SET seq = excluded.seq, \
@@ -353,14 +354,8 @@ fn instance_keys(
     let mut keys = Vec::with_capacity(batch.instances.len());
     for s in &batch.instances {
         if let Some(key) = known.get(&s.id) {
-            update.raw_bind_parameter(1, text(batch, s.component))?;
-            update.raw_bind_parameter(2, text(batch, s.machine))?;
-            update.raw_bind_parameter(3, text(batch, s.state))?;
-            update.raw_bind_parameter(4, s.status)?;
-            update.raw_bind_parameter(5, s.seq)?;
-            update.raw_bind_parameter(6, s.updated_at)?;
-            update.raw_bind_parameter(7, key)?;
-            update.raw_bind_parameter(8, s.id.0.as_bytes())?;
+            bind_summary(&mut update, batch, s)?;
+            update.raw_bind_parameter(11, key)?;
             if update.raw_execute()? == 1 {
                 keys.push(key);
                 continue;
@@ -373,19 +368,28 @@ fn instance_keys(
     Ok(keys)
 }
 
+/// Binds a summary to the parameters `?1` to `?10` of `UPSERT_INSTANCE` or `UPDATE_INSTANCE`.
+fn bind_summary(
+    statement: &mut CachedStatement<'_>,
+    batch: &Encoded,
+    s: &InstanceRow,
+) -> rusqlite::Result<()> {
+    statement.raw_bind_parameter(1, s.id.0.as_bytes())?;
+    statement.raw_bind_parameter(2, text(batch, s.component))?;
+    statement.raw_bind_parameter(3, text(batch, s.machine))?;
+    statement.raw_bind_parameter(4, text(batch, s.state))?;
+    statement.raw_bind_parameter(5, s.status)?;
+    statement.raw_bind_parameter(6, s.seq)?;
+    statement.raw_bind_parameter(7, s.created_at)?;
+    statement.raw_bind_parameter(8, s.updated_at)?;
+    statement.raw_bind_parameter(9, s.entry_point)?;
+    statement.raw_bind_parameter(10, s.correlation_id)
+}
+
 /// Upserts one summary and returns the instance's key.
 fn upsert_instance(tx: &Connection, batch: &Encoded, s: &InstanceRow) -> rusqlite::Result<i64> {
     let mut upsert: CachedStatement<'_> = tx.prepare_cached(UPSERT_INSTANCE)?;
-    upsert.raw_bind_parameter(1, s.id.0.as_bytes())?;
-    upsert.raw_bind_parameter(2, text(batch, s.component))?;
-    upsert.raw_bind_parameter(3, text(batch, s.machine))?;
-    upsert.raw_bind_parameter(4, text(batch, s.state))?;
-    upsert.raw_bind_parameter(5, s.status)?;
-    upsert.raw_bind_parameter(6, s.seq)?;
-    upsert.raw_bind_parameter(7, s.created_at)?;
-    upsert.raw_bind_parameter(8, s.updated_at)?;
-    upsert.raw_bind_parameter(9, s.entry_point)?;
-    upsert.raw_bind_parameter(10, s.correlation_id)?;
+    bind_summary(&mut upsert, batch, s)?;
     let returned = {
         let mut rows = upsert.raw_query();
         match rows.next()? {
@@ -461,4 +465,72 @@ fn v7_bound(at: Millis) -> Vec<u8> {
 /// A writer whose thread is gone.
 pub(super) fn stopped() -> Error {
     unavailable(BACKEND, "commit", "the writer thread has stopped")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Durability;
+    use xcomponent_core::instance::{EventId, Status};
+    use xcomponent_core::store::{CREATED_EVENT_TYPE, CommitBatch, DataChanges, StoredEvent};
+
+    fn event(id: InstanceId, seq: u64, state: &str) -> StoredEvent {
+        StoredEvent {
+            id: EventId(uuid::Uuid::now_v7()),
+            instance_id: id,
+            seq,
+            component: "C".into(),
+            machine: "M".into(),
+            event_type: if seq == 1 { CREATED_EVENT_TYPE.into() } else { "GO".into() },
+            payload: serde_json::Map::new(),
+            state_before: "".into(),
+            state_after: state.into(),
+            status: Status::Active,
+            context: (seq == 1).then(serde_json::Map::new),
+            changes: DataChanges::default(),
+            timers: Vec::new(),
+            parent: None,
+            entry_point: false,
+            timestamp: 1_000 + seq as i64,
+            causation_id: None,
+            correlation_id: EventId(uuid::Uuid::now_v7()),
+            source_component: None,
+        }
+    }
+
+    /// Writes one event in its own transaction; returns the keys the upsert drew.
+    fn write_one(conn: &Connection, known: &mut KnownKeys, e: StoredEvent) -> Vec<i64> {
+        let batch = CommitBatch { events: vec![e], ..CommitBatch::default() };
+        let encoded = Encoded::of(&batch).expect("encoded");
+        let mut drawn = Vec::new();
+        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).expect("begin");
+        assert!(write(&tx, &encoded, known, &mut drawn).is_ok(), "written");
+        tx.commit().expect("commit");
+        for (id, key) in &drawn {
+            known.insert(*id, *key);
+        }
+        drawn.into_iter().map(|(_, key)| key).collect()
+    }
+
+    #[test]
+    fn a_known_instance_is_updated_by_key_without_an_upsert() {
+        let dir = std::env::temp_dir().join(format!("xc-writer-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let conn =
+            super::super::schema::open_writer(&dir.join("w.db"), Durability::None).expect("writer");
+        super::super::schema::migrate(&conn).expect("migrated");
+        let mut known = KnownKeys::default();
+        let id = InstanceId(uuid::Uuid::now_v7());
+        let drawn = write_one(&conn, &mut known, event(id, 1, "S1"));
+        assert_eq!(drawn.len(), 1, "the creation upserts and draws a key");
+        assert!(write_one(&conn, &mut known, event(id, 2, "S2")).is_empty(), "updated by key");
+        let (state, seq): (String, i64) = conn
+            .query_row("SELECT state, seq FROM fsm_instances WHERE ikey = ?1", [drawn[0]], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .expect("summary");
+        assert_eq!((state.as_str(), seq), ("S2", 2));
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
