@@ -26,7 +26,8 @@ mod process;
 
 use process::broker::{Kind, OwnBroker};
 use process::cluster::{
-    Dir, dashboard_refreshing, event_types, find_payment, runtime_process_on, service_url, state,
+    Dir, dashboard_refreshing, event_types, find_payment, log_tails, runtime_process_on,
+    service_url, state,
 };
 use process::{free_port, http, serve, stored_instances};
 use serde_json::{Value, json};
@@ -365,17 +366,17 @@ fn restart_mid_flow(kind: Kind, stores: &Stores) {
         results.iter().filter_map(|result| result.as_ref().err()).collect();
     assert!(
         failures.is_empty(),
-        "{kind:?}: {} flows did not complete: {failures:#?} (logs in {})",
+        "{kind:?}: {} flows did not complete: {failures:#?}\n{}",
         failures.len(),
-        dir.path().display()
+        log_tails(dir.path())
     );
     let flows: Vec<Flow> = results.into_iter().filter_map(|result| result.unwrap()).collect();
     // Within a bound of the broker's return, not at the dashboard's next refresh (30 s).
     let recovered = flows_took.saturating_sub(restart.2);
     assert!(
         recovered < RECOVERED_WITHIN,
-        "{kind:?}: the last flow ended {recovered:?} after the broker was back (logs in {})",
-        dir.path().display()
+        "{kind:?}: the last flow ended {recovered:?} after the broker was back\n{}",
+        log_tails(dir.path())
     );
 
     // Both runtimes heartbeat again: the dashboard has heard from each since the broker is back.

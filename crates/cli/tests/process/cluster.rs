@@ -142,7 +142,7 @@ pub fn dashboard_with(
         .stderr(log)
         .spawn()
         .expect("dashboard starts");
-    let server = Server::from_child(child);
+    let mut server = Server::from_child(child);
     let started = Instant::now();
     loop {
         if let Some((200, body)) = http(port, "GET", "/api/components", None) {
@@ -156,9 +156,44 @@ pub fn dashboard_with(
                 return server;
             }
         }
-        assert!(started.elapsed() < CROSSING, "the dashboard did not list {components:?}");
+        if let Some(status) = server.exited() {
+            panic!(
+                "the dashboard exited ({status}) before listing {components:?}\n{}",
+                log_tails(dir)
+            );
+        }
+        assert!(
+            started.elapsed() < CROSSING,
+            "the dashboard did not list {components:?} within {CROSSING:?}\n{}",
+            log_tails(dir)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The last `LOG_TAIL_LINES` lines of every process log (`*.log`) in `dir`, for a failure's
+/// message (CI keeps no test folder).
+pub fn log_tails(dir: &Path) -> String {
+    const LOG_TAIL_LINES: usize = 40;
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .collect();
+    logs.sort();
+    let mut tails = String::new();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+        tails.push_str(&format!("--- {} (last {} lines)\n", log.display(), tail.len()));
+        for line in tail {
+            tails.push_str(line);
+            tails.push('\n');
+        }
+    }
+    tails
 }
 
 /// Sends `event` to an instance; the HTTP status (0 when the server did not answer).

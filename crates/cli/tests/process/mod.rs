@@ -61,6 +61,11 @@ impl Server {
         self.0.id()
     }
 
+    /// How the process ended, `None` while it runs.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().ok().flatten()
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         let _ = self.0.kill();

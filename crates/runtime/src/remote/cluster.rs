@@ -67,6 +67,9 @@ pub const BUS_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// again: longer than the runtimes' reconnection back-off (`xcomponent_bus::RECONNECT_BACKOFF_MAX`,
 /// 5 s), so their subscriptions are back for the last ones.
 pub const RECOVERY_QUERIES: u32 = 10;
+/// The shortest time between two requests to announce caused by heartbeats naming a component
+/// the view does not know (an announcement it missed, or one it could not compile).
+pub const UNKNOWN_COMPONENT_ASK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The channels a cluster view follows.
 const VIEW_CHANNELS: [&str; 9] = [
@@ -133,6 +136,9 @@ struct Inner {
     /// Set when a command could not be handed to the bus: the broker may have been away, and
     /// what was published meanwhile missed (`watch_bus` asks everyone again).
     interrupted: AtomicBool,
+    /// Set when a heartbeat named a component the registry lacks: its announcement was missed
+    /// (channels are at most once), and `watch_bus` asks everyone again.
+    heard_unknown: AtomicBool,
 }
 
 /// A live instance as last reported, and by which runtime.
@@ -183,6 +189,7 @@ impl ClusterView {
                 stream,
                 shutdown,
                 interrupted: AtomicBool::new(false),
+                heard_unknown: AtomicBool::new(false),
             }),
         };
         tokio::spawn(view.clone().listen(subscription));
@@ -202,12 +209,15 @@ impl ClusterView {
     /// could not be sent), the view asks every runtime to announce itself and list its instances
     /// at each of the next `RECOVERY_QUERIES` probes that reach the bus: the runtimes' own
     /// subscriptions may come back later than the view's (their reconnection back-off), and
-    /// the regular refresh may be far away.
+    /// the regular refresh may be far away. A heartbeat naming a component the view does not
+    /// know (its announcement was missed) also makes it ask, at most once per
+    /// `UNKNOWN_COMPONENT_ASK_INTERVAL`.
     async fn watch_bus(self) {
         let mut shutdown = self.inner.shutdown.subscribe();
         let mut probe = tokio::time::interval(BUS_PROBE_INTERVAL);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut queries_left = 0;
+        let mut asked_for_unknown: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -227,8 +237,18 @@ impl ClusterView {
             if interrupted {
                 queries_left = RECOVERY_QUERIES;
             }
-            if queries_left > 0 {
-                queries_left -= 1;
+            let unknown_due = self.inner.heard_unknown.load(Ordering::Relaxed)
+                && asked_for_unknown
+                    .is_none_or(|asked| asked.elapsed() >= UNKNOWN_COMPONENT_ASK_INTERVAL);
+            if queries_left > 0 || unknown_due {
+                queries_left = queries_left.saturating_sub(1);
+                if unknown_due {
+                    self.inner.heard_unknown.store(false, Ordering::Relaxed);
+                    asked_for_unknown = Some(tokio::time::Instant::now());
+                    tracing::info!(
+                        "A runtime heartbeats a component this view does not know; asking every runtime to announce."
+                    );
+                }
                 self.ask_everyone().await;
             }
         }
@@ -303,12 +323,16 @@ impl ClusterView {
         let runtime_id = body["runtimeId"].as_str().unwrap_or_default().to_owned();
         match published.channel.as_str() {
             channels::ANNOUNCE => self.on_announce(&runtime_id, &body),
-            channels::HEARTBEAT => self.touch(&runtime_id, &body),
+            channels::HEARTBEAT => {
+                self.touch(&runtime_id, &body);
+                self.note_unknown_component(&body);
+            }
             channels::SHUTDOWN => {
                 lock(&self.inner.peers).remove(&runtime_id);
             }
             channels::STATE_CHANGE | channels::INSTANCE_CREATED | channels::INSTANCE_COMPLETED => {
                 self.touch(&runtime_id, &body);
+                self.note_unknown_component(&body);
                 self.on_event(&published.channel, &runtime_id, &body);
             }
             channels::QUERY_RESPONSE => self.on_query_answer(&runtime_id, &body),
@@ -350,6 +374,15 @@ impl ClusterView {
             && !peer.components.iter().any(|known| known == component)
         {
             peer.components.push(component.to_owned());
+        }
+    }
+
+    /// Notes a heartbeat or event naming a component the registry lacks (see `watch_bus`).
+    fn note_unknown_component(&self, body: &Value) {
+        if let Some(component) = body["componentName"].as_str()
+            && self.registry().index_of(component).is_none()
+        {
+            self.inner.heard_unknown.store(true, Ordering::Relaxed);
         }
     }
 
