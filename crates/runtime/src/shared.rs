@@ -39,6 +39,7 @@ pub(crate) struct Shared {
     pub singletons: Vec<Mutex<Option<InstanceId>>>,
     /// How each shard's commits are going (read by health checks).
     pub commit_health: CommitHealth,
+    /// Set to `true` once, by `Runtime::shutdown`; tasks wait on it with `stopping`.
     pub shutdown: watch::Sender<bool>,
     /// The bus side, when the runtime joined one (components hosted elsewhere).
     pub remote: Option<crate::remote::Remote>,
@@ -106,4 +107,11 @@ impl Shared {
     pub fn singleton(&self, component: ComponentIdx) -> Option<InstanceId> {
         self.singletons[usize::from(component)].lock().ok().and_then(|slot| *slot)
     }
+}
+
+/// Resolves once `shutdown` holds `true`, at once when it already does (or when its sender is
+/// gone). A task that subscribes when it first runs may do so after the value was set: waiting
+/// for a change (`changed`) would then wait forever, and its runtime's shutdown with it.
+pub(crate) async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }

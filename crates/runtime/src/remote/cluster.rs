@@ -26,6 +26,7 @@ use crate::handle::{CreateRequest, SendRequest};
 use crate::ids::DrawId;
 use crate::registry::Registry;
 use crate::shard::query::available_from;
+use crate::shared::stopping;
 use crate::stream::{EventBatch, RuntimeEvent, STREAM_CAPACITY};
 use crate::views::{InstanceFilter, InstanceView, SendOutcome, TimerView};
 use async_trait::async_trait;
@@ -220,7 +221,7 @@ impl ClusterView {
         let mut asked_for_unknown: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
-                _ = shutdown.changed() => return,
+                () = stopping(&mut shutdown) => return,
                 _ = probe.tick() => {}
             }
             let ping = tokio::time::timeout(BUS_PROBE_INTERVAL, self.inner.bus.ping()).await;
@@ -267,7 +268,7 @@ impl ClusterView {
         refresh.tick().await;
         loop {
             tokio::select! {
-                _ = shutdown.changed() => return,
+                () = stopping(&mut shutdown) => return,
                 _ = refresh.tick() => {
                     self.forget_silent_runtimes();
                     self.ask_everyone().await;
@@ -296,7 +297,7 @@ impl ClusterView {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = shutdown.changed() => return None,
+                () = stopping(shutdown) => return None,
             }
             match self.inner.bus.subscribe(&VIEW_CHANNELS).await {
                 Ok(subscription) => {

@@ -11,6 +11,7 @@
 
 use super::reads::ReadAnswerer;
 use crate::handle::{CreateRequest, RuntimeHandle, SendRequest};
+use crate::shared::stopping;
 use crate::stream::RuntimeEvent;
 use crate::views::{InstanceFilter, InstanceView, SendOutcome};
 use serde_json::{Map, Value, json};
@@ -97,7 +98,7 @@ pub(crate) async fn run_monitor(handle: RuntimeHandle, identity: Identity, heart
         };
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            () = stopping(&mut shutdown) => break,
             _ = beat.tick() => heartbeat_all(&handle, bus.as_ref(), &identity).await,
             () = ownership_changed(&mut ownership) => heartbeat_all(&handle, bus.as_ref(), &identity).await,
             batch = events.recv() => match batch {
@@ -164,7 +165,7 @@ async fn subscribe_commands(
         }
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => return None,
+            () = stopping(shutdown) => return None,
         }
         pause = (pause * 2).min(SUBSCRIBE_BACKOFF_MAX);
     }

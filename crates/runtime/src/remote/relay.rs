@@ -23,7 +23,7 @@ use super::{
     Remote, Sent, wire,
 };
 use crate::partition::PartitionTag;
-use crate::shared::Shared;
+use crate::shared::{Shared, stopping};
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,14 +51,12 @@ pub(crate) async fn run_relay(shared: Arc<Shared>, mut queue: mpsc::Receiver<Out
     let mut batch = Vec::with_capacity(RELAY_BATCH);
     loop {
         tokio::select! {
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    while let Ok(outgoing) = queue.try_recv() {
-                        batch.push(outgoing);
-                    }
-                    send_batch(&shared, remote, &mut batch).await;
-                    return;
+            () = stopping(&mut shutdown) => {
+                while let Ok(outgoing) = queue.try_recv() {
+                    batch.push(outgoing);
                 }
+                send_batch(&shared, remote, &mut batch).await;
+                return;
             }
             received = queue.recv_many(&mut batch, RELAY_BATCH) => {
                 if received == 0 {

@@ -17,6 +17,7 @@ mod lifecycle;
 mod matching;
 mod persistence;
 mod replicas;
+mod shutdown;
 mod simulation;
 mod timers;
 mod webhooks;
