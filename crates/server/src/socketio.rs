@@ -78,12 +78,8 @@ async fn feed(state: AppState, io: SocketIo) {
                 }
                 Err(RecvError::Closed) => break,
             },
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    break;
-                }
-                continue;
-            }
+            // The current value first: the feed may first run after the shutdown began.
+            _ = shutdown.wait_for(|stop| *stop) => break,
         };
         if io.sockets().is_empty() {
             continue;
