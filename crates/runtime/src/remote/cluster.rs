@@ -137,8 +137,8 @@ struct Inner {
     /// Set when a command could not be handed to the bus: the broker may have been away, and
     /// what was published meanwhile missed (`watch_bus` asks everyone again).
     interrupted: AtomicBool,
-    /// Set when a heartbeat named a component the registry lacks: its announcement was missed
-    /// (channels are at most once), and `watch_bus` asks everyone again.
+    /// Set when a heartbeat or an event named a component the registry lacks: its announcement
+    /// was missed (channels are at most once), and `watch_bus` asks everyone again.
     heard_unknown: AtomicBool,
 }
 
