@@ -2,9 +2,11 @@
 //! `XCOMPONENT_BROKER_URL` and `REDIS_URL` that is set (the names the seeds use), and how it is
 //! opened. `memory` keeps every component in one process.
 
+use super::startup;
 use anyhow::{Context as _, Result};
 use std::sync::Arc;
-use xcomponent_bus::{BrokerUrl, Bus, BusOptions, Scheme};
+use std::time::Duration;
+use xcomponent_bus::{BrokerUrl, Bus, BusError, BusOptions, Scheme};
 
 /// Environment variables read for the broker URL, in order, when `--broker` is not given.
 pub const BROKER_ENV: [&str; 3] = ["BROKER_URL", "XCOMPONENT_BROKER_URL", "REDIS_URL"];
@@ -26,17 +28,22 @@ pub fn is_memory(url: &str) -> Result<bool> {
     Ok(BrokerUrl::parse(url)?.scheme == Scheme::Memory)
 }
 
-/// Opens the bus at `url` (checking that the broker answers). `redelivery_ms` overrides
+/// Opens the bus at `url` (checking that the broker answers), trying again for up to `wait`
+/// while the broker cannot be reached (`startup::retry`). `redelivery_ms` overrides
 /// `BusOptions::redelivery_after` (how long a silent consumer keeps its messages).
-pub async fn open(url: &str, redelivery_ms: Option<u64>) -> Result<Arc<dyn Bus>> {
+pub async fn open(url: &str, redelivery_ms: Option<u64>, wait: Duration) -> Result<Arc<dyn Bus>> {
     let redacted = BrokerUrl::parse(url).map(|parsed| parsed.redacted())?;
     let mut options = BusOptions::default();
     if let Some(ms) = redelivery_ms {
-        options.redelivery_after = std::time::Duration::from_millis(ms.max(1));
+        options.redelivery_after = Duration::from_millis(ms.max(1));
     }
-    xcomponent_bus::open(url, &options)
-        .await
-        .with_context(|| format!("cannot reach the broker {redacted}"))
+    let unreachable =
+        |error: &BusError| matches!(error, BusError::Unavailable(_) | BusError::Timeout(_));
+    startup::retry(&format!("the broker {redacted}"), wait, unreachable, || {
+        xcomponent_bus::open(url, &options)
+    })
+    .await
+    .with_context(|| format!("cannot reach the broker {redacted}"))
 }
 
 /// The URL without its password, for logs.

@@ -10,6 +10,7 @@
 use super::broker;
 use super::options::{self, HttpArgs};
 use super::serve::{LogFormat, init_logging, signal};
+use super::startup::ConnectArgs;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ pub struct DashboardArgs {
 
     #[command(flatten)]
     pub http: HttpArgs,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 }
 
 /// Runs `dashboard` until SIGINT/SIGTERM.
@@ -72,13 +76,11 @@ async fn watch(args: DashboardArgs) -> Result<()> {
     if broker::is_memory(&broker_url)? {
         bail!("the memory bus is one process: `serve` is the dashboard of a single process");
     }
-    let bus = broker::open(&broker_url, None).await?;
+    let bus = broker::open(&broker_url, None, args.connect.wait()).await?;
     let metrics = Metrics::new();
     let store = match args.store.as_deref().filter(|url| !url.is_empty()) {
         Some(url) => Some(TimedStore::wrap(
-            xcomponent_store::open(url, &StoreOptions::default())
-                .await
-                .with_context(|| format!("cannot open the store {}", options::redact(url)))?,
+            options::open_store(url, &StoreOptions::default(), args.connect.wait()).await?,
             &metrics,
         )),
         None => None,

@@ -13,6 +13,7 @@ mod runtime;
 mod schema;
 mod serve;
 mod simulate;
+mod startup;
 mod validate;
 
 use clap::Subcommand;

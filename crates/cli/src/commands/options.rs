@@ -3,13 +3,14 @@
 //! runtime: shards, group commit, limits, contextSchema, retention) and `HttpArgs` (serve,
 //! dashboard: the listener, its token and every connection bound of issue-12's protections).
 
+use super::startup;
 use anyhow::{Context as _, Result};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use xcomponent_core::definition::Definition;
-use xcomponent_core::store::{EventStore, Retention};
+use xcomponent_core::store::{Error as StoreError, EventStore, Retention};
 use xcomponent_runtime::{ContextSchemaMode, Handlers, RuntimeOptions, Webhooks};
 use xcomponent_server::{ConnectionLimits, Cors, Metrics, ServerConfig, TimedStore};
 use xcomponent_store::{Durability, StoreOptions};
@@ -64,12 +65,14 @@ impl StoreArgs {
     }
 
     /// Opens the store at `url` with enough connections for `shards` shards to commit at once
-    /// plus readers, its calls timed and recorded in `metrics`.
+    /// plus readers, its calls timed and recorded in `metrics`; a network store is waited for
+    /// up to `wait` (`open_store`).
     pub async fn open(
         &self,
         url: &str,
         shards: usize,
         metrics: &Metrics,
+        wait: Duration,
     ) -> Result<Arc<dyn EventStore>> {
         let durability = match self.durability {
             DurabilityArg::EachCommit => Durability::EachCommit,
@@ -78,14 +81,28 @@ impl StoreArgs {
         };
         let pool_size =
             u32::try_from(shards + 2).unwrap_or(u32::MAX).max(StoreOptions::default().pool_size);
-        let store = xcomponent_store::open(
-            url,
-            &StoreOptions { durability, pool_size, ..StoreOptions::default() },
-        )
-        .await
-        .with_context(|| format!("cannot open the store {}", redact(url)))?;
-        Ok(TimedStore::wrap(store, metrics))
+        let options = StoreOptions { durability, pool_size, ..StoreOptions::default() };
+        Ok(TimedStore::wrap(open_store(url, &options, wait).await?, metrics))
     }
+}
+
+/// Opens the store at `url`. A PostgreSQL or Redis store that cannot be reached is tried again
+/// for up to `wait` (`startup::retry`); an embedded store (SQLite, memory) is opened once, as
+/// its failures (a path, a permission, a disk) do not mend by waiting.
+pub async fn open_store(
+    url: &str,
+    options: &StoreOptions,
+    wait: Duration,
+) -> Result<Arc<dyn EventStore>> {
+    let over_network =
+        ["postgres:", "postgresql:", "redis:"].iter().any(|scheme| url.starts_with(scheme));
+    let wait = if over_network { wait } else { Duration::ZERO };
+    let unreachable = |error: &StoreError| matches!(error, StoreError::Unavailable(_));
+    startup::retry(&format!("the store {}", redact(url)), wait, unreachable, || {
+        xcomponent_store::open(url, options)
+    })
+    .await
+    .with_context(|| format!("cannot open the store {}", redact(url)))
 }
 
 /// How a runtime runs its instances.

@@ -7,6 +7,7 @@
 use super::broker;
 use super::options::{self, EngineArgs, StoreArgs};
 use super::serve::{LogFormat, init_logging, load, signal};
+use super::startup::ConnectArgs;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use std::path::PathBuf;
@@ -74,6 +75,9 @@ pub struct RuntimeArgs {
     pub store: StoreArgs,
 
     #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    #[command(flatten)]
     pub engine: EngineArgs,
 }
 
@@ -103,10 +107,10 @@ async fn host(args: RuntimeArgs) -> Result<()> {
         .clone()
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| format!("runtime-{}", names.join("-")));
-    let bus = broker::open(&broker_url, args.redelivery_ms).await?;
+    let bus = broker::open(&broker_url, args.redelivery_ms, args.connect.wait()).await?;
     let url = args.store.url()?;
     let options = args.engine.runtime_options();
-    let store = args.store.open(&url, options.shards, &Metrics::new()).await?;
+    let store = args.store.open(&url, options.shards, &Metrics::new(), args.connect.wait()).await?;
     args.engine.spawn_retention(store.clone());
     let mut config = BusConfig::new(name.clone());
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(100));

@@ -10,6 +10,7 @@
 
 use super::broker;
 use super::options::{self, EngineArgs, HttpArgs, StoreArgs};
+use super::startup::ConnectArgs;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
@@ -78,6 +79,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub store: StoreArgs,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
 
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -196,14 +200,14 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let url = args.store.url()?;
     let metrics = Metrics::new();
     let options = args.engine.runtime_options();
-    let store = args.store.open(&url, options.shards, &metrics).await?;
+    let store = args.store.open(&url, options.shards, &metrics, args.connect.wait()).await?;
     args.engine.spawn_retention(store.clone());
     let handlers = args.engine.handlers(&definitions)?;
     let mut builder = RuntimeBuilder::new().store(store).options(options).handlers(handlers);
     let names: Vec<String> =
         definitions.iter().map(|definition| definition.name.to_string()).collect();
     if on_bus {
-        let bus = broker::open(&broker_url, args.redelivery_ms).await?;
+        let bus = broker::open(&broker_url, args.redelivery_ms, args.connect.wait()).await?;
         let name = args
             .runtime_name
             .clone()
