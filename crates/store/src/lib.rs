@@ -112,8 +112,7 @@ impl Default for StoreOptions {
 /// Errors: `Error::Config` for an unknown scheme, a backend not compiled in or a bad option;
 /// `Error::Unavailable` when the backend cannot be reached after `CONNECT_ATTEMPTS` tries.
 pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStore>> {
-    let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
-    match scheme {
+    match scheme(url) {
         "memory" => Ok(Arc::new(MemoryStore::new())),
         "sqlite" => open_sqlite(url, options).await,
         "postgres" | "postgresql" => open_postgres(url, options).await,
@@ -122,6 +121,18 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStor
             "unsupported store URL {url:?}: expected memory, sqlite://PATH, postgres://… or redis://…"
         ))),
     }
+}
+
+/// The scheme of a store URL (what comes before the first `:`).
+fn scheme(url: &str) -> &str {
+    url.split_once(':').map_or(url, |(scheme, _)| scheme)
+}
+
+/// Whether the store named by `url` is a server reached over the network (PostgreSQL, Redis),
+/// which may come up later, rather than embedded in the process (SQLite, memory), whose
+/// failures to open (a path, a permission, a disk) do not mend by waiting.
+pub fn is_server(url: &str) -> bool {
+    matches!(scheme(url), "postgres" | "postgresql" | "redis")
 }
 
 /// Error for a backend whose cargo feature is off.
@@ -192,6 +203,21 @@ pub(crate) async fn with_retry<
                 tokio::time::sleep(pause).await;
                 pause *= 2;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_server;
+
+    #[test]
+    fn only_postgres_and_redis_urls_name_a_server() {
+        for url in ["postgres://h/db", "postgresql://h/db?schema=s", "redis://h:6379"] {
+            assert!(is_server(url), "{url}");
+        }
+        for url in ["sqlite://./data/x.db", "memory", "mysql://h", ""] {
+            assert!(!is_server(url), "{url}");
         }
     }
 }

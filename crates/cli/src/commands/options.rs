@@ -94,9 +94,7 @@ pub async fn open_store(
     options: &StoreOptions,
     wait: Duration,
 ) -> Result<Arc<dyn EventStore>> {
-    let over_network =
-        ["postgres:", "postgresql:", "redis:"].iter().any(|scheme| url.starts_with(scheme));
-    let wait = if over_network { wait } else { Duration::ZERO };
+    let wait = if xcomponent_store::is_server(url) { wait } else { Duration::ZERO };
     let unreachable = |error: &StoreError| matches!(error, StoreError::Unavailable(_));
     startup::retry(&format!("the store {}", redact(url)), wait, unreachable, || {
         xcomponent_store::open(url, options)
