@@ -17,6 +17,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_compact_keys.sql")),
     (3, include_str!("../../migrations/sqlite/0003_messages.sql")),
     (4, include_str!("../../migrations/sqlite/0004_event_changes.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_status_index.sql")),
 ];
 
 /// How long a connection waits on a lock held by another process before failing.

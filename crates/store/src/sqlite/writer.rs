@@ -52,6 +52,11 @@ const INSTANCE_KEY: &str = "SELECT ikey FROM fsm_instances WHERE instance_id = ?
 const UPDATE_INSTANCE: &str = "UPDATE fsm_instances SET component = ?2, machine = ?3, state = ?4, status = ?5, \
     seq = ?6, updated_at = ?8 WHERE ikey = ?11 AND instance_id = ?1 AND seq < ?6";
 
+/// `UPDATE_INSTANCE` for a summary whose status is the one stored (changes nothing otherwise):
+/// `status` is not among the columns set, so SQLite leaves the index by status untouched.
+const UPDATE_INSTANCE_SAME_STATUS: &str = "UPDATE fsm_instances SET component = ?2, machine = ?3, state = ?4, \
+    seq = ?6, updated_at = ?8 WHERE ikey = ?11 AND instance_id = ?1 AND seq < ?6 AND status = ?5";
+
 const UPSERT_SNAPSHOT: &str = "INSERT INTO fsm_snapshots (ikey, instance_id, seq, state, status, record, \
     schema_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (ikey) DO UPDATE SET seq = excluded.seq, \
     state = excluded.state, status = excluded.status, record = excluded.record, \
@@ -350,13 +355,16 @@ fn instance_keys(
     known: &mut KnownKeys,
     drawn: &mut Vec<(InstanceId, i64)>,
 ) -> rusqlite::Result<Vec<i64>> {
-    let mut update = tx.prepare_cached(UPDATE_INSTANCE)?;
+    let mut same_status = tx.prepare_cached(UPDATE_INSTANCE_SAME_STATUS)?;
     let mut keys = Vec::with_capacity(batch.instances.len());
     for s in &batch.instances {
         if let Some(key) = known.get(&s.id) {
-            bind_summary(&mut update, batch, s)?;
-            update.raw_bind_parameter(11, key)?;
-            if update.raw_execute()? == 1 {
+            // Most transitions leave the status as it was, and that update leaves the index by
+            // status alone; for the one that ends the instance it changes nothing, and the full
+            // update applies.
+            if update_summary(&mut same_status, batch, s, key)?
+                || update_summary(&mut tx.prepare_cached(UPDATE_INSTANCE)?, batch, s, key)?
+            {
                 keys.push(key);
                 continue;
             }
@@ -368,7 +376,19 @@ fn instance_keys(
     Ok(keys)
 }
 
-/// Binds a summary to the parameters `?1` to `?10` of `UPSERT_INSTANCE` or `UPDATE_INSTANCE`.
+/// Updates the summary of the instance with row key `key`; whether a row was changed.
+fn update_summary(
+    update: &mut CachedStatement<'_>,
+    batch: &Encoded,
+    s: &InstanceRow,
+    key: i64,
+) -> rusqlite::Result<bool> {
+    bind_summary(update, batch, s)?;
+    update.raw_bind_parameter(11, key)?;
+    Ok(update.raw_execute()? == 1)
+}
+
+/// Binds a summary to the parameters `?1` to `?10` of `UPSERT_INSTANCE` or either update.
 fn bind_summary(
     statement: &mut CachedStatement<'_>,
     batch: &Encoded,

@@ -214,18 +214,30 @@ pub async fn restore_is_snapshot_plus_later_events(store: &dyn EventStore) {
 }
 
 /// Completed and failed instances are never in `load_active`, but `instance` and `search` see them.
+/// They finish in a later commit than the one that created them, as they do in a runtime.
 pub async fn finished_instances_are_not_active(store: &dyn EventStore) {
     let component = "c_finished";
     let live = chain(component, 2, T0);
     let mut done = chain(component, 2, T0);
-    done.push(next(&done[1], "FINISH", "Done", Status::Completed, T0 + 20));
     let mut failed = chain(component, 1, T0);
-    failed.push(next(&failed[0], "FAIL", "Failed", Status::Error, T0 + 30));
+    commit(store, &batch([live.clone(), done.clone(), failed.clone()].concat())).await;
+    let mut before = vec![expected(&live), expected(&done), expected(&failed)];
+    before.sort_by_key(|r| r.id);
+    assert_eq!(
+        load_all_active(store, component, 2).await,
+        before,
+        "[{}] all three are active before they finish",
+        store.backend()
+    );
+    let finish = next(&done[1], "FINISH", "Done", Status::Completed, T0 + 20);
+    let fail = next(&failed[0], "FAIL", "Failed", Status::Error, T0 + 30);
+    done.push(finish.clone());
+    failed.push(fail.clone());
     let final_snapshot = expected(&done);
     commit(
         store,
         &CommitBatch {
-            events: [live.clone(), done.clone(), failed.clone()].concat(),
+            events: vec![finish, fail],
             snapshots: vec![final_snapshot],
             ..Default::default()
         },
