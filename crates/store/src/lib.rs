@@ -112,27 +112,43 @@ impl Default for StoreOptions {
 /// Errors: `Error::Config` for an unknown scheme, a backend not compiled in or a bad option;
 /// `Error::Unavailable` when the backend cannot be reached after `CONNECT_ATTEMPTS` tries.
 pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStore>> {
-    match scheme(url) {
-        "memory" => Ok(Arc::new(MemoryStore::new())),
-        "sqlite" => open_sqlite(url, options).await,
-        "postgres" | "postgresql" => open_postgres(url, options).await,
-        "redis" => open_redis(url, options).await,
-        _ => Err(Error::Config(format!(
+    match Kind::of(url) {
+        Some(Kind::Memory) => Ok(Arc::new(MemoryStore::new())),
+        Some(Kind::Sqlite) => open_sqlite(url, options).await,
+        Some(Kind::Postgres) => open_postgres(url, options).await,
+        Some(Kind::Redis) => open_redis(url, options).await,
+        None => Err(Error::Config(format!(
             "unsupported store URL {url:?}: expected memory, sqlite://PATH, postgres://… or redis://…"
         ))),
     }
 }
 
-/// The scheme of a store URL (what comes before the first `:`).
-fn scheme(url: &str) -> &str {
-    url.split_once(':').map_or(url, |(scheme, _)| scheme)
+/// The backends a store URL can name, told by its scheme (what comes before the first `:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Memory,
+    Sqlite,
+    Postgres,
+    Redis,
+}
+
+impl Kind {
+    fn of(url: &str) -> Option<Kind> {
+        match url.split_once(':').map_or(url, |(scheme, _)| scheme) {
+            "memory" => Some(Kind::Memory),
+            "sqlite" => Some(Kind::Sqlite),
+            "postgres" | "postgresql" => Some(Kind::Postgres),
+            "redis" => Some(Kind::Redis),
+            _ => None,
+        }
+    }
 }
 
 /// Whether the store named by `url` is a server reached over the network (PostgreSQL, Redis),
 /// which may come up later, rather than embedded in the process (SQLite, memory), whose
 /// failures to open (a path, a permission, a disk) do not mend by waiting.
 pub fn is_server(url: &str) -> bool {
-    matches!(scheme(url), "postgres" | "postgresql" | "redis")
+    matches!(Kind::of(url), Some(Kind::Postgres | Kind::Redis))
 }
 
 /// Error for a backend whose cargo feature is off.
