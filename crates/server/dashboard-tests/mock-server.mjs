@@ -17,7 +17,9 @@
  * feed, so the page can be made stale on purpose; `POST /__mock/reset`
  * forgets every instance and dead letter; `POST /__mock/no-store {on}` makes
  * the dead-letter routes answer 409 `store_required` like a server without
- * a store.
+ * a store; `POST /__mock/late-creations {ms}` answers a creation at once and
+ * makes the instance exist `ms` later (0: at once), like a dashboard that
+ * hears of an instance from its runtime's events after the runtime's answer.
  *
  * Run alone: `node mock-server.mjs [port]` (default 4310).
  */
@@ -110,7 +112,7 @@ export class MockRuntime {
       throw new HttpError(409, 'singleton_exists', `${componentName} runs ${name} as a singleton and one instance already exists`);
     }
     const now = Date.now();
-    const id = randomUUID();
+    const id = meta.id || randomUUID();
     const inst = {
       id,
       componentName,
@@ -437,6 +439,8 @@ export async function startMockServer({ port = 0, seed = true } = {}) {
   const startedAt = Date.now();
   /** The runtimes `/api/runtimes` lists (null: this process alone, as a server hosting its components). */
   let peers = null;
+  /** When above 0, a creation is answered at once and the instance exists this many ms later. */
+  let lateCreationMs = 0;
   const runtimeList = () =>
     peers ?? [{ runtimeId: 'mock-1', name: 'mock', componentName: [...runtime.components.keys()][0], components: [...runtime.components.keys()], host: '127.0.0.1', port: 0, lastSeen: Date.now(), startedAt, local: true }];
   const seedEntryPoints = () => {
@@ -454,6 +458,13 @@ export async function startMockServer({ port = 0, seed = true } = {}) {
       return c;
     }],
     ['POST', /^\/api\/components\/([^/]+)\/instances$/, (m, body) => {
+      if (lateCreationMs > 0) {
+        // Like a distributed dashboard: the owner answered, its instance_created event is late.
+        runtime.machine(m[1], body.machineName || runtime.components.get(m[1])?.entryMachine);
+        const id = randomUUID();
+        setTimeout(() => runtime.create(m[1], body.machineName, body.context || {}, { id }), lateCreationMs);
+        return { instanceId: id, componentName: m[1] };
+      }
       const inst = runtime.create(m[1], body.machineName, body.context || {});
       return { instanceId: inst.id, componentName: inst.componentName };
     }],
@@ -486,6 +497,10 @@ export async function startMockServer({ port = 0, seed = true } = {}) {
     ['POST', /^\/__mock\/push$/, (_m, body) => {
       push(body.type, body.data);
       return { ok: true, clients: clients.size };
+    }],
+    ['POST', /^\/__mock\/late-creations$/, (_m, body) => {
+      lateCreationMs = Math.max(0, Number(body.ms) || 0);
+      return { ok: true, lateCreationMs };
     }],
     ['POST', /^\/__mock\/mute$/, (_m, body) => {
       muted = Boolean(body.muted);

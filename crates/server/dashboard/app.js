@@ -74,6 +74,28 @@ async function selectInstance(id) {
   await refreshDetail();
 }
 
+/**
+ * Instances this page created that its server does not show yet, with the reads left before one
+ * is taken as not found. With runtimes in other processes, the server learns of an instance from
+ * the owner's events, which may come after the owner's answer to the creation: until then a read
+ * answers 404, which must not make the new instance look ended.
+ */
+const awaitingCreation = new Map();
+/** Reads of an instance created by this page before its 404 is believed (10 s in all). */
+const CREATION_READS = 20;
+/** Pause between two of those reads. */
+const CREATION_READ_PAUSE_MS = 500;
+/** Instances awaited at once (past it, the oldest is dropped: it is read like any other). */
+const AWAITING_CREATION_MAX = 100;
+
+/** The pending re-read of the selected instance (one at a time). */
+let detailTimer = 0;
+
+function awaitCreation(id) {
+  if (awaitingCreation.size >= AWAITING_CREATION_MAX) awaitingCreation.delete(awaitingCreation.keys().next().value);
+  awaitingCreation.set(id, CREATION_READS);
+}
+
 async function refreshDetail() {
   const id = state.selectedId;
   if (!id) return;
@@ -84,6 +106,7 @@ async function refreshDetail() {
     state.detail = { ...known, availableTransitions: [], pendingTimeouts: [], fetchedAt: performance.now() };
   } else try {
     const raw = await api.instance(id);
+    awaitingCreation.delete(id);
     if (state.selectedId !== id) return;
     const inst = upsertInstance(raw);
     state.detail = { ...inst, availableTransitions: raw.availableTransitions || [], pendingTimeouts: raw.pendingTimeouts || [], fetchedAt: performance.now() };
@@ -94,6 +117,17 @@ async function refreshDetail() {
     }
   } catch (err) {
     if (state.selectedId !== id) return;
+    const readsLeft = err.status === 404 ? awaitingCreation.get(id) : undefined;
+    if (readsLeft > 1) {
+      // Created here, not reported by its runtime yet: shown as created, read again shortly.
+      awaitingCreation.set(id, readsLeft - 1);
+      if (known) state.detail = { ...known, awaiting: true, availableTransitions: [], pendingTimeouts: [], fetchedAt: performance.now() };
+      clearTimeout(detailTimer);
+      detailTimer = setTimeout(refreshDetail, CREATION_READ_PAUSE_MS);
+      invalidate('detail', 'diagram', 'list');
+      return;
+    }
+    awaitingCreation.delete(id);
     if (err.status === 404) {
       const known = state.instances.get(id) || state.detail;
       const fromHistory = known ? null : await instanceFromHistory(id);
@@ -150,7 +184,6 @@ async function instanceFromHistory(id) {
   }
 }
 
-let detailTimer = 0;
 function scheduleDetailRefresh() {
   clearTimeout(detailTimer);
   detailTimer = setTimeout(refreshDetail, 120);
@@ -187,6 +220,7 @@ async function createInstance(machineName, context) {
   const id = res.instanceId || res.id;
   toast(`${res.status === 'accepted' ? 'Sent the creation of' : 'Created'} ${machineName} ${shortId(id)}`, 'success');
   if (!state.instances.has(id)) {
+    awaitCreation(id);
     const initial = machinesOf().get(machineName)?.initialState || '';
     upsertInstance({ id, componentName: state.component, machineName, currentState: initial, context, status: 'active', createdAt: Date.now(), updatedAt: Date.now() });
   }
@@ -270,6 +304,7 @@ function onMessage(msg) {
     }
     case 'instance_created':
       upsertInstance(d);
+      if (instanceId === state.selectedId && state.detail?.awaiting) scheduleDetailRefresh();
       flashIds.add(instanceId);
       invalidate('tree', 'list', 'diagram');
       break;

@@ -58,6 +58,7 @@ function actionButtons(detail, onAction, readPayload, busy) {
     if (!byEvent.has(t.event)) byEvent.set(t.event, []);
     byEvent.get(t.event).push(t);
   }
+  if (detail.awaiting) return h('p', { class: 'muted', 'data-role': 'awaiting' }, 'Created; waiting for the runtime that hosts it to report it.');
   if (detail.status !== 'active' || detail.disposed) return h('p', { class: 'muted' }, 'This instance has ended; it accepts no more events.');
   if (!byEvent.size) return h('p', { class: 'muted' }, 'No event can be sent from this state.');
   return h(

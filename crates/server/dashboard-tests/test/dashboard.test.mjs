@@ -137,6 +137,30 @@ describe('dashboard at 1280×800', () => {
     }
   });
 
+  test('an instance its runtime reports late is shown as created, then accepts events', async () => {
+    await call(s.mock, 'POST', '/__mock/late-creations', { ms: 1500 });
+    try {
+      await page.click('.tree-machine[data-machine="Order"]');
+      await page.click('#btn-new');
+      const dialog = page.locator('#create-dialog');
+      await dialog.waitFor({ state: 'visible' });
+      await page.fill('#create-fields input[name="orderId"]', 'ORD-LATE');
+      await page.fill('#create-fields input[name="amount"]', '12');
+      await page.click('#create-submit');
+      await dialog.waitFor({ state: 'hidden' });
+      // The server answers 404 for the new id until the instance exists: waiting, not ended.
+      await page.locator('#detail [data-role="awaiting"]').waitFor();
+      assert.equal(await page.locator('#detail-state').textContent(), 'Created');
+      assert.equal(await page.locator('#detail .status').textContent(), 'active');
+      await page.locator('#detail button[data-event="SUBMIT"]:not([disabled])').waitFor();
+      assert.equal(await page.locator('#detail .status').textContent(), 'active');
+      assert.deepEqual(JSON.parse(await page.locator('#detail-context').textContent()), { orderId: 'ORD-LATE', amount: 12 });
+      s.consoleErrors.splice(0, s.consoleErrors.length, ...s.consoleErrors.filter((e) => !/status of 404/.test(e)));
+    } finally {
+      await call(s.mock, 'POST', '/__mock/late-creations', { ms: 0 });
+    }
+  });
+
   test('a WebSocket state_change updates the list without a reload', async () => {
     const { instanceId } = await call(s.mock, 'POST', '/api/components/OrderComponent/instances', { machineName: 'Order', context: { orderId: 'ORD-WS', amount: 5 } });
     await page.locator(`#instance-list [data-id="${instanceId}"]`).waitFor();
