@@ -294,3 +294,36 @@ fn an_unknown_broker_is_refused_clearly_without_its_password() {
     assert!(stderr.contains("user:***@localhost"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
 }
+
+/// A port nothing listens on now.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+#[test]
+fn a_server_store_nobody_listens_on_fails_after_one_attempt_with_connect_wait_0() {
+    let dir = Dir::new();
+    let port = closed_port();
+    for url in [
+        format!("postgres://postgres:hunter2@127.0.0.1:{port}/test"),
+        format!("redis://:hunter2@127.0.0.1:{port}"),
+    ] {
+        let output = Command::new(BIN)
+            .args(["serve", "tickets.yaml", "--port", "0", "--store", &url, "--connect-wait", "0"])
+            .env("RUST_LOG", "warn")
+            .current_dir(&dir.0)
+            .output()
+            .expect("serve runs");
+        assert!(!output.status.success(), "{url}: serve without its store exits with an error");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("cannot open the store"), "{url}: {stderr}");
+        assert!(stderr.contains("after 1 attempts"), "{url}: one attempt: {stderr}");
+        // Neither the command (--connect-wait) nor the store (connect_attempts) tried again.
+        assert!(!stderr.contains("not reachable yet"), "{url}: {stderr}");
+        assert!(!stderr.contains("retrying"), "{url}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+    }
+}

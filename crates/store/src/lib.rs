@@ -59,8 +59,13 @@ pub use redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
-/// How many times `open` tries to reach a server backend before giving up.
+/// How many times `open` tries to reach a server backend before giving up, by default
+/// (`StoreOptions::connect_attempts`).
 pub const CONNECT_ATTEMPTS: u32 = 5;
+
+/// How long one attempt to reach a server backend (PostgreSQL, Redis) may take: a refused
+/// connection fails at once, a host that does not answer fails after this.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pause between two connection attempts (doubled after each failure).
 pub const CONNECT_BACKOFF: Duration = Duration::from_millis(200);
@@ -94,6 +99,10 @@ pub struct StoreOptions {
     pub schema: String,
     /// Connections of the read pool (SQLite, PostgreSQL). Default 4.
     pub pool_size: u32,
+    /// Attempts to reach a server backend (PostgreSQL, Redis) before `open` fails as
+    /// `Error::Unavailable`, each bounded by `CONNECT_TIMEOUT`. Default `CONNECT_ATTEMPTS`; 1 for
+    /// a caller that waits for the server itself.
+    pub connect_attempts: u32,
 }
 
 impl Default for StoreOptions {
@@ -103,6 +112,7 @@ impl Default for StoreOptions {
             key_prefix: "fsm".to_owned(),
             schema: "public".to_owned(),
             pool_size: 4,
+            connect_attempts: CONNECT_ATTEMPTS,
         }
     }
 }
@@ -190,7 +200,19 @@ async fn open_redis(url: &str, _: &StoreOptions) -> Result<Arc<dyn EventStore>> 
     Err(not_compiled(url, "redis"))
 }
 
-/// Runs `attempt` up to `CONNECT_ATTEMPTS` times with a doubling pause; returns the last error.
+/// `connecting`, failed as text when it errs or takes longer than `CONNECT_TIMEOUT`.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+pub(crate) async fn within_connect_timeout<T, E: std::fmt::Display>(
+    connecting: impl Future<Output = std::result::Result<T, E>>,
+) -> std::result::Result<T, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(connected) => connected.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())),
+    }
+}
+
+/// Runs `attempt` up to `attempts` times (at least once) with a doubling pause; returns the last
+/// error.
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub(crate) async fn with_retry<
     T,
@@ -199,6 +221,7 @@ pub(crate) async fn with_retry<
 >(
     backend: &str,
     what: &str,
+    attempts: u32,
     mut attempt: impl FnMut() -> F,
 ) -> Result<T> {
     let mut pause = CONNECT_BACKOFF;
@@ -207,7 +230,7 @@ pub(crate) async fn with_retry<
         tries += 1;
         match attempt().await {
             Ok(value) => return Ok(value),
-            Err(error) if tries >= CONNECT_ATTEMPTS => {
+            Err(error) if tries >= attempts => {
                 return Err(common::unavailable(
                     backend,
                     what,

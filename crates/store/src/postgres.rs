@@ -17,10 +17,10 @@ use crate::common::{
 use crate::sql::{
     EventDocs, RawDeadLetter, RawEvent, event_select, json_text, parse_envelope, parse_record,
 };
-use crate::{ACQUIRE_TIMEOUT, Durability, StoreOptions, with_retry};
+use crate::{ACQUIRE_TIMEOUT, Durability, StoreOptions, with_retry, within_connect_timeout};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool, Row};
 use std::str::FromStr;
 use uuid::Uuid;
 use xcomponent_core::instance::{EventId, InstanceId, Millis};
@@ -270,7 +270,8 @@ fn err(operation: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
 }
 
 impl PostgresStore {
-    /// Connects (retrying up to `CONNECT_ATTEMPTS` times), creates the schema if needed and migrates.
+    /// Connects (up to `StoreOptions::connect_attempts` tries, each within `CONNECT_TIMEOUT`), creates
+    /// the schema if needed and migrates.
     ///
     /// A `schema=NAME` parameter in the URL (`postgres://…/db?schema=bench`) overrides
     /// `StoreOptions::schema`, so a URL alone can point a tool at a throw-away schema.
@@ -299,16 +300,21 @@ impl PostgresStore {
                 ("statement_timeout", &format!("{}ms", STATEMENT_TIMEOUT.as_millis())),
                 ("lock_timeout", &format!("{}ms", LOCK_TIMEOUT.as_millis())),
             ]);
-        let pool = with_retry(BACKEND, "connect", || {
-            PgPoolOptions::new()
-                .max_connections(options.pool_size.max(2))
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(connect.clone())
+        // One connection reaches the server and migrates: a refused or silent server fails each
+        // attempt within CONNECT_TIMEOUT (the pool would retry it for ACQUIRE_TIMEOUT).
+        let mut conn = with_retry(BACKEND, "connect", options.connect_attempts, || async {
+            within_connect_timeout(PgConnection::connect_with(&connect)).await
         })
         .await?;
-        let mut conn = pool.acquire().await.map_err(err("migrate"))?;
         migrate(&mut conn, schema).await?;
-        drop(conn);
+        // Closing is a courtesy to the server; the store is open whether it answers or not.
+        if let Err(error) = conn.close().await {
+            tracing::debug!(%error, "closing the first PostgreSQL connection");
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.pool_size.max(2))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(connect);
         Ok(PostgresStore { pool, schema: schema.to_owned() })
     }
 

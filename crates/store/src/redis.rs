@@ -12,7 +12,9 @@ use crate::common::{
     correlated_limit, corrupt, fold, latest_snapshots, order_key, page_limit, parse_order_key,
     summaries, text_matches, unavailable,
 };
-use crate::{CONNECT_BACKOFF, Durability, PURGE_CHUNK, StoreOptions, with_retry};
+use crate::{
+    CONNECT_BACKOFF, Durability, PURGE_CHUNK, StoreOptions, with_retry, within_connect_timeout,
+};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
@@ -237,7 +239,8 @@ fn parse_event(json: &str) -> Result<StoredEvent> {
 }
 
 impl RedisStore {
-    /// Connects (retrying up to `CONNECT_ATTEMPTS` times) and checks or records the key layout.
+    /// Connects (up to `StoreOptions::connect_attempts` tries, each within `CONNECT_TIMEOUT`) and
+    /// checks or records the key layout.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<RedisStore> {
         let prefix = options.key_prefix.clone();
         if prefix.is_empty() || prefix.contains(|c: char| c.is_whitespace() || c == '*') {
@@ -250,8 +253,15 @@ impl RedisStore {
             .set_min_delay(CONNECT_BACKOFF)
             .set_connection_timeout(Some(IO_TIMEOUT))
             .set_response_timeout(Some(IO_TIMEOUT));
-        let mut conn = with_retry(BACKEND, "connect", || {
-            ConnectionManager::new_with_config(client.clone(), config.clone())
+        // A plain connection first: it fails with the server's own error (the manager would
+        // retry a refused connection itself and hide why), then the manager that reconnects.
+        let mut conn = with_retry(BACKEND, "connect", options.connect_attempts, || async {
+            within_connect_timeout(client.get_multiplexed_async_connection()).await?;
+            within_connect_timeout(ConnectionManager::new_with_config(
+                client.clone(),
+                config.clone(),
+            ))
+            .await
         })
         .await?;
         let meta = format!("{prefix}:meta");

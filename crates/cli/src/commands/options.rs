@@ -81,7 +81,9 @@ impl StoreArgs {
         };
         let pool_size =
             u32::try_from(shards + 2).unwrap_or(u32::MAX).max(StoreOptions::default().pool_size);
-        let options = StoreOptions { durability, pool_size, ..StoreOptions::default() };
+        // One attempt per open: `open_store` waits for the server itself (--connect-wait).
+        let options =
+            StoreOptions { durability, pool_size, connect_attempts: 1, ..StoreOptions::default() };
         Ok(TimedStore::wrap(open_store(url, &options, wait).await?, metrics))
     }
 }

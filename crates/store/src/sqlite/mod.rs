@@ -85,7 +85,7 @@ impl SqliteStore {
         }
         let durability: Durability = options.durability;
         let writer_path = path.clone();
-        let conn = crate::with_retry(BACKEND, "open writer", || {
+        let conn = crate::with_retry(BACKEND, "open writer", crate::CONNECT_ATTEMPTS, || {
             let path = writer_path.clone();
             async move {
                 tokio::task::spawn_blocking(move || schema::open_writer(&path, durability))
