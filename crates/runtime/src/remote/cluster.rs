@@ -6,7 +6,9 @@
 //! Commands (create, send) travel as envelopes on the target component's queue, like any
 //! cross-component message, so they are never lost: the owner applies them once, and answers on
 //! `fsm:responses:command`. The caller gets the owner's outcome, or `RuntimeError::Accepted` with
-//! the message id when no answer comes within `ClusterOptions::reply_timeout`.
+//! the message id when no answer comes within `ClusterOptions::reply_timeout`. A creation its
+//! owner answered returns once the view lists the instance (the owner's event), or after
+//! `CREATION_SEEN_WAIT`: who created an instance can read it at once.
 //!
 //! The view is built from at-most-once channels: an event it misses is corrected by the next
 //! query answer (it asks every `ClusterOptions::refresh_interval`). With a shared store, history
@@ -56,6 +58,14 @@ pub const DEFAULT_RUNTIME_TIMEOUT: Duration = Duration::from_secs(90);
 pub const MAX_CACHED_INSTANCES: usize = 1_000_000;
 /// Commands waiting for their answer at once; past it a command is answered `Accepted` at once.
 pub const MAX_PENDING_COMMANDS: usize = 10_000;
+/// How long a creation its owner answered waits for the owner's `instance_created` event, so the
+/// view lists the instance when `create` returns (read your own creation). The answer and the
+/// event travel on different channels; past this wait `create` returns all the same.
+pub const CREATION_SEEN_WAIT: Duration = Duration::from_secs(1);
+/// How long an instance created through the view is remembered with its component when no event
+/// of it has come (`created`), so an event sent to it finds its owner; older entries are dropped
+/// when the map is full.
+pub const CREATED_KEPT: Duration = Duration::from_secs(60);
 
 /// The first pause after the view's subscription failed (doubled up to `RESUBSCRIBE_BACKOFF_MAX`).
 pub const RESUBSCRIBE_BACKOFF_MIN: Duration = Duration::from_millis(200);
@@ -129,8 +139,11 @@ struct Inner {
     reads: Option<Arc<BusReads>>,
     instances: Mutex<FxHashMap<InstanceId, Cached>>,
     /// Components of instances created through this view and not yet seen in an event (their
-    /// creation event may still be on its way), so an event sent right away finds its owner.
-    created: Mutex<FxHashMap<InstanceId, String>>,
+    /// creation event may still be on its way), so an event sent right away finds its owner;
+    /// with when each was added (at most `MAX_PENDING_COMMANDS`, kept `CREATED_KEPT`).
+    created: Mutex<FxHashMap<InstanceId, (String, tokio::time::Instant)>>,
+    /// Woken whenever an instance enters the cache (`create` waits for its own).
+    cached: tokio::sync::Notify,
     pending: Mutex<HashMap<MessageId, oneshot::Sender<CommandOutcome>>>,
     stream: broadcast::Sender<EventBatch>,
     shutdown: watch::Sender<bool>,
@@ -186,6 +199,7 @@ impl ClusterView {
                 reads,
                 instances: Mutex::new(FxHashMap::default()),
                 created: Mutex::new(FxHashMap::default()),
+                cached: tokio::sync::Notify::new(),
                 pending: Mutex::new(HashMap::new()),
                 stream,
                 shutdown,
@@ -526,13 +540,52 @@ impl ClusterView {
         let _ = self.inner.stream.send(Arc::new(vec![event]));
     }
 
+    /// Caches an instance's view, then forgets it as `created` (in that order: `remember_created`
+    /// looks at the cache under the `created` lock, so no entry is left behind).
     fn cache(&self, runtime_id: &str, view: InstanceView) {
-        lock(&self.inner.created).remove(&view.id);
-        let mut instances = lock(&self.inner.instances);
-        if instances.len() >= MAX_CACHED_INSTANCES && !instances.contains_key(&view.id) {
+        let id = view.id;
+        {
+            let mut instances = lock(&self.inner.instances);
+            if instances.len() >= MAX_CACHED_INSTANCES && !instances.contains_key(&id) {
+                return;
+            }
+            instances.insert(id, Cached { view, runtime_id: runtime_id.to_owned() });
+        }
+        lock(&self.inner.created).remove(&id);
+        self.inner.cached.notify_waiters();
+    }
+
+    /// Remembers the component of an instance created through the view, unless an event of it
+    /// came already. A full map drops its entries older than `CREATED_KEPT` first.
+    fn remember_created(&self, id: InstanceId, component: String) {
+        let mut created = lock(&self.inner.created);
+        if lock(&self.inner.instances).contains_key(&id) {
             return;
         }
-        instances.insert(view.id, Cached { view, runtime_id: runtime_id.to_owned() });
+        let now = tokio::time::Instant::now();
+        if created.len() >= MAX_PENDING_COMMANDS {
+            created.retain(|_, (_, added)| now.duration_since(*added) < CREATED_KEPT);
+        }
+        if created.len() < MAX_PENDING_COMMANDS {
+            created.insert(id, (component, now));
+        }
+    }
+
+    /// Waits until the cache holds `id`, for at most `CREATION_SEEN_WAIT`.
+    async fn until_cached(&self, id: InstanceId) {
+        let deadline = tokio::time::Instant::now() + CREATION_SEEN_WAIT;
+        loop {
+            let woken = self.inner.cached.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so an insertion between the two is not missed.
+            woken.as_mut().enable();
+            if lock(&self.inner.instances).contains_key(&id) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// A runtime's live instances of one component: they replace what that runtime reported
@@ -584,6 +637,8 @@ impl ClusterView {
                 );
             }
         }
+        drop(instances);
+        self.inner.cached.notify_waiters();
     }
 
     fn on_command_answer(&self, body: &Value) {
@@ -688,7 +743,7 @@ impl ClusterView {
         if let Some(cached) = lock(&self.inner.instances).get(&id) {
             return Some(cached.view.component_name.to_string());
         }
-        if let Some(component) = lock(&self.inner.created).get(&id) {
+        if let Some((component, _)) = lock(&self.inner.created).get(&id) {
             return Some(component.clone());
         }
         let store = self.inner.store.as_ref()?;
@@ -837,13 +892,13 @@ impl RuntimeApi for ClusterView {
             outcome,
             Ok(CommandOutcome::Created { .. }) | Err(RuntimeError::Accepted { .. })
         ) {
-            let mut created = lock(&self.inner.created);
-            if created.len() < MAX_PENDING_COMMANDS {
-                created.insert(id, component);
-            }
+            self.remember_created(id, component);
         }
         match outcome? {
-            CommandOutcome::Created { instance_id } => Ok(instance_id),
+            CommandOutcome::Created { instance_id } => {
+                self.until_cached(instance_id).await;
+                Ok(instance_id)
+            }
             other => Err(other.unexpected()),
         }
     }

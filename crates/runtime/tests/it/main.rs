@@ -6,6 +6,7 @@
 
 mod bus;
 mod check_payment;
+mod cluster_creation;
 mod cluster_discovery;
 mod cluster_reads;
 mod context_schema;
