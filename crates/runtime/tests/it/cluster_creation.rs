@@ -5,12 +5,12 @@
 
 use crate::bus::{eventually, memory_bus};
 use crate::cross_component::SHOP;
+use crate::publish_hook::PublishHook;
 use crate::{ctx, definition};
-use async_trait::async_trait;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use xcomponent_core::bus::{Bus, BusResult, QueueConsumer, QueueMessage, Subscription, channels};
+use xcomponent_core::bus::channels;
 use xcomponent_runtime::{
     BusConfig, ClusterOptions, ClusterView, CreateRequest, RuntimeApi, RuntimeBuilder,
 };
@@ -19,56 +19,28 @@ use xcomponent_store::MemoryStore;
 /// How late the runtime's `instance_created` events reach the bus.
 const CREATED_EVENT_DELAY: Duration = Duration::from_millis(300);
 
-/// A runtime's bus whose `instance_created` events are published `CREATED_EVENT_DELAY` late,
-/// after the owner's answer to the creation.
-#[derive(Debug)]
-struct LateCreatedEvents {
-    inner: Arc<dyn Bus>,
-}
-
-#[async_trait]
-impl Bus for LateCreatedEvents {
-    fn backend(&self) -> &'static str {
-        "late-created-events"
-    }
-    async fn enqueue(&self, queue: &str, message: &QueueMessage) -> BusResult<()> {
-        self.inner.enqueue(queue, message).await
-    }
-    async fn consume(
-        &self,
-        queue: &str,
-        group: &str,
-        consumer: &str,
-    ) -> BusResult<Box<dyn QueueConsumer>> {
-        self.inner.consume(queue, group, consumer).await
-    }
-    async fn publish(&self, channel: &str, body: &[u8]) -> BusResult<()> {
-        if channel == channels::INSTANCE_CREATED {
-            let (inner, body) = (self.inner.clone(), body.to_vec());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_the_owner_answered_is_listed_when_create_returns() {
+    let bus = memory_bus();
+    // The runtime's `instance_created` events reach the bus late, after its answers.
+    let late = PublishHook::wrap(
+        bus.clone(),
+        Box::new(|inner, channel, body| {
+            if channel != channels::INSTANCE_CREATED {
+                return true;
+            }
+            let (inner, body) = (inner.clone(), body.to_vec());
             tokio::spawn(async move {
                 tokio::time::sleep(CREATED_EVENT_DELAY).await;
                 let _ = inner.publish(channels::INSTANCE_CREATED, &body).await;
             });
-            return Ok(());
-        }
-        self.inner.publish(channel, body).await
-    }
-    async fn subscribe(&self, channels: &[&str]) -> BusResult<Box<dyn Subscription>> {
-        self.inner.subscribe(channels).await
-    }
-    async fn ping(&self) -> BusResult<()> {
-        self.inner.ping().await
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_creation_the_owner_answered_is_listed_when_create_returns() {
-    let bus = memory_bus();
-    let late = Arc::new(LateCreatedEvents { inner: bus.clone() });
+            false
+        }),
+    );
     let shop = RuntimeBuilder::new()
         .component(definition(SHOP))
         .store(Arc::new(MemoryStore::new()))
-        .bus(late as Arc<dyn Bus>, BusConfig::new("shop-1"))
+        .bus(late, BusConfig::new("shop-1"))
         .start()
         .await
         .expect("runtime starts");

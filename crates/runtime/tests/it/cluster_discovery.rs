@@ -5,53 +5,13 @@
 use crate::bus::{eventually, memory_bus};
 use crate::cross_component::SHOP;
 use crate::definition;
-use async_trait::async_trait;
+use crate::publish_hook::PublishHook;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use xcomponent_core::bus::{Bus, BusResult, QueueConsumer, QueueMessage, Subscription, channels};
+use xcomponent_core::bus::channels;
 use xcomponent_runtime::{BusConfig, ClusterOptions, ClusterView, RuntimeApi, RuntimeBuilder};
 use xcomponent_store::MemoryStore;
-
-/// A runtime's bus that loses its first `lost` announcements, as a broker drops a channel
-/// message nobody was subscribed to yet.
-#[derive(Debug)]
-struct AnnouncementsLost {
-    inner: Arc<dyn Bus>,
-    lost: AtomicUsize,
-}
-
-#[async_trait]
-impl Bus for AnnouncementsLost {
-    fn backend(&self) -> &'static str {
-        "announcements-lost"
-    }
-    async fn enqueue(&self, queue: &str, message: &QueueMessage) -> BusResult<()> {
-        self.inner.enqueue(queue, message).await
-    }
-    async fn consume(
-        &self,
-        queue: &str,
-        group: &str,
-        consumer: &str,
-    ) -> BusResult<Box<dyn QueueConsumer>> {
-        self.inner.consume(queue, group, consumer).await
-    }
-    async fn publish(&self, channel: &str, body: &[u8]) -> BusResult<()> {
-        let lose = channel == channels::ANNOUNCE
-            && self
-                .lost
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-        if lose { Ok(()) } else { self.inner.publish(channel, body).await }
-    }
-    async fn subscribe(&self, channels: &[&str]) -> BusResult<Box<dyn Subscription>> {
-        self.inner.subscribe(channels).await
-    }
-    async fn ping(&self) -> BusResult<()> {
-        self.inner.ping().await
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_view_that_missed_an_announcement_learns_the_component_from_heartbeats() {
@@ -62,18 +22,31 @@ async fn a_view_that_missed_an_announcement_learns_the_component_from_heartbeats
     let clock = Arc::new(xcomponent_core::SystemClock);
     let view = ClusterView::connect(bus.clone(), None, clock, options).await.unwrap();
     // The runtime starts after the view asked everyone, and its own announcement is lost.
-    let lossy = Arc::new(AnnouncementsLost { inner: bus, lost: AtomicUsize::new(1) });
+    // Its bus loses its first announcement, as a broker drops a channel message nobody was
+    // subscribed to yet.
+    let lost = Arc::new(AtomicUsize::new(1));
+    let losing = lost.clone();
+    let lossy = PublishHook::wrap(
+        bus,
+        Box::new(move |_, channel, _| {
+            let lose = channel == channels::ANNOUNCE
+                && losing
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            !lose
+        }),
+    );
     let mut config = BusConfig::new("shop-1");
     config.heartbeat_interval = Duration::from_millis(100);
     let shop = RuntimeBuilder::new()
         .component(definition(SHOP))
         .store(Arc::new(MemoryStore::new()))
-        .bus(lossy.clone() as Arc<dyn Bus>, config)
+        .bus(lossy, config)
         .start()
         .await
         .expect("runtime starts");
     eventually("the view heard the runtime", async || view.peers().len() == 1).await;
-    assert_eq!(lossy.lost.load(Ordering::SeqCst), 0, "the start announcement was lost");
+    assert_eq!(lost.load(Ordering::SeqCst), 0, "the start announcement was lost");
     eventually("the view knows the component", async || view.registry().index_of("Shop").is_some())
         .await;
     view.stop();

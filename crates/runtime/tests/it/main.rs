@@ -17,6 +17,7 @@ mod leases;
 mod lifecycle;
 mod matching;
 mod persistence;
+mod publish_hook;
 mod replicas;
 mod shutdown;
 mod simulation;
