@@ -1,8 +1,11 @@
 //! `xcomponent-ai serve` as a user runs it: the printed URL, the default SQLite store in
 //! `--data-dir`, SIGTERM (graceful: exit 0, everything stored), a restart that finds the same
-//! instances in the same states, `--token`, `--webhook-secret`, and the clear error for an
-//! unknown broker.
+//! instances in the same states, `--token`, `--webhook-secret`, the clear error for an unknown
+//! broker, and a PostgreSQL or Redis store nobody listens on failing after one attempt.
 
+mod process;
+
+use process::BIN;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -10,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_xcomponent-ai");
 const WAIT: Duration = Duration::from_secs(20);
 
 const COMPONENT: &str = r#"
@@ -295,18 +297,10 @@ fn an_unknown_broker_is_refused_clearly_without_its_password() {
     assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
 }
 
-/// A port nothing listens on now.
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
-
 #[test]
 fn a_server_store_nobody_listens_on_fails_after_one_attempt_with_connect_wait_0() {
     let dir = Dir::new();
-    let port = closed_port();
+    let port = process::free_port();
     for url in [
         format!("postgres://postgres:hunter2@127.0.0.1:{port}/test"),
         format!("redis://:hunter2@127.0.0.1:{port}"),

@@ -120,7 +120,8 @@ impl Default for StoreOptions {
 /// Opens (and migrates) the store named by `url`.
 ///
 /// Errors: `Error::Config` for an unknown scheme, a backend not compiled in or a bad option;
-/// `Error::Unavailable` when the backend cannot be reached after `CONNECT_ATTEMPTS` tries.
+/// `Error::Unavailable` when the backend cannot be reached in `StoreOptions::connect_attempts`
+/// tries.
 pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn EventStore>> {
     match Kind::of(url) {
         Some(Kind::Memory) => Ok(Arc::new(MemoryStore::new())),

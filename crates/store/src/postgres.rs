@@ -270,8 +270,8 @@ fn err(operation: &str) -> impl Fn(sqlx::Error) -> Error + '_ {
 }
 
 impl PostgresStore {
-    /// Connects (up to `StoreOptions::connect_attempts` tries, each within `CONNECT_TIMEOUT`), creates
-    /// the schema if needed and migrates.
+    /// Connects (up to `StoreOptions::connect_attempts` tries, each within `CONNECT_TIMEOUT`),
+    /// creates the schema if needed and migrates.
     ///
     /// A `schema=NAME` parameter in the URL (`postgres://…/db?schema=bench`) overrides
     /// `StoreOptions::schema`, so a URL alone can point a tool at a throw-away schema.
