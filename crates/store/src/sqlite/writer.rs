@@ -62,9 +62,24 @@ const UPSERT_SNAPSHOT: &str = "INSERT INTO fsm_snapshots (ikey, instance_id, seq
     state = excluded.state, status = excluded.status, record = excluded.record, \
     schema_version = excluded.schema_version WHERE excluded.seq >= fsm_snapshots.seq";
 
+/// Records that a correlation chain reached an instance within a range of its sequence numbers.
+/// The range only bounds where `correlated` looks (it filters each event by its correlation), so
+/// the writer stores `last_seq` rounded up to the end of its block of `CORRELATION_SEQ_BLOCK`
+/// and the row is rewritten only when a range grows out of what is stored: an instance that
+/// stays in one chain costs one write per block of transitions instead of one per commit.
 const UPSERT_PAIR: &str = "INSERT INTO fsm_correlations (correlation_id, ikey, first_seq, last_seq) \
     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (correlation_id, ikey) DO UPDATE SET \
-    first_seq = min(first_seq, excluded.first_seq), last_seq = max(last_seq, excluded.last_seq)";
+    first_seq = min(first_seq, excluded.first_seq), last_seq = max(last_seq, excluded.last_seq) \
+    WHERE excluded.first_seq < fsm_correlations.first_seq OR excluded.last_seq > fsm_correlations.last_seq";
+
+/// Sequence numbers per block of a stored correlation range (a power of two): `correlated`
+/// reads at most this many events of an instance past a chain's last one.
+const CORRELATION_SEQ_BLOCK: i64 = 64;
+
+/// The last sequence number of the block holding `seq`.
+fn end_of_block(seq: i64) -> i64 {
+    seq | (CORRELATION_SEQ_BLOCK - 1)
+}
 
 /// Stores a produced message (an id stored already is replaced, as in every backend).
 const UPSERT_OUTBOX: &str = "INSERT INTO fsm_outbox (message_id, envelope, schema_version) VALUES (?1, ?2, ?3) \
@@ -295,7 +310,7 @@ fn write(
     }
     let mut upsert = tx.prepare_cached(UPSERT_PAIR)?;
     for p in &batch.pairs {
-        upsert.execute((&p.correlation_id, keys[p.instance], p.first_seq, p.last_seq))?;
+        upsert.execute((&p.correlation_id, keys[p.instance], p.first_seq, end_of_block(p.last_seq)))?;
     }
     write_messages(tx, batch)?;
     Ok(())
@@ -550,6 +565,41 @@ mod tests {
             })
             .expect("summary");
         assert_eq!((state.as_str(), seq), ("S2", 2));
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_correlation_range_is_stored_by_block_and_rewritten_only_when_it_grows() {
+        let dir = std::env::temp_dir().join(format!("xc-writer-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let conn =
+            super::super::schema::open_writer(&dir.join("w.db"), Durability::None).expect("writer");
+        super::super::schema::migrate(&conn).expect("migrated");
+        let mut known = KnownKeys::default();
+        let id = InstanceId(uuid::Uuid::now_v7());
+        let chain = EventId(uuid::Uuid::now_v7());
+        let in_chain = |seq| StoredEvent { correlation_id: chain, ..event(id, seq, "S") };
+        let key = write_one(&conn, &mut known, in_chain(1))[0];
+        let range = |conn: &Connection| -> (i64, i64) {
+            conn.query_row(
+                "SELECT first_seq, last_seq FROM fsm_correlations WHERE ikey = ?1",
+                [key],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("range")
+        };
+        assert_eq!(range(&conn), (1, CORRELATION_SEQ_BLOCK - 1), "the creation's block");
+        for seq in 2..CORRELATION_SEQ_BLOCK as u64 {
+            let before = conn.total_changes();
+            write_one(&conn, &mut known, in_chain(seq));
+            // The event and the summary; the range already covers the seq.
+            assert_eq!(conn.total_changes() - before, 2, "seq {seq}: the range is not rewritten");
+        }
+        let before = conn.total_changes();
+        write_one(&conn, &mut known, in_chain(CORRELATION_SEQ_BLOCK as u64));
+        assert_eq!(conn.total_changes() - before, 3, "the range grows into the next block");
+        assert_eq!(range(&conn), (1, 2 * CORRELATION_SEQ_BLOCK - 1));
         drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -48,6 +48,7 @@ pub async fn run_all(store: Arc<dyn EventStore>) {
     check!(search::search_cursor_paging);
     check!(search::search_limit_is_capped);
     check!(search::correlated_chain_across_components);
+    check!(search::correlated_chains_that_share_an_instance);
     check!(messages::messages_are_all_or_nothing);
     check!(messages::pending_messages_in_id_order);
     check!(messages::inbox_keeps_a_set);

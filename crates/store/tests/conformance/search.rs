@@ -182,6 +182,33 @@ pub async fn correlated_chain_across_components(store: &dyn EventStore) {
     assert!(store.correlated(EventId(uuid::Uuid::now_v7()), 10).await.unwrap().is_empty());
 }
 
+/// One instance whose transitions move between two chains and back, over many commits and more
+/// than one hundred sequence numbers: each chain lists exactly its own events, in order.
+pub async fn correlated_chains_that_share_an_instance(store: &dyn EventStore) {
+    let mut events = chain("c_corr_shared", 1, T0 + 2_000);
+    let first = events[0].correlation_id;
+    let second = EventId(uuid::Uuid::now_v7());
+    // Seqs 2..=40 in the first chain, 41..=150 in the second, 151..=160 in the first again.
+    for seq in 2..=160_u64 {
+        let last = events.last().expect("a creation");
+        let mut event = next(last, "GO", &format!("S{seq}"), Status::Active, T0 + 2_000 + seq as i64);
+        event.correlation_id = if (41..=150).contains(&seq) { second } else { first };
+        events.push(event);
+    }
+    for part in events.chunks(7) {
+        commit(store, &batch(part.to_vec())).await;
+    }
+    let name = store.backend();
+    let want = |chain: EventId| -> Vec<u64> {
+        events.iter().filter(|e| e.correlation_id == chain).map(|e| e.seq).collect()
+    };
+    for chain in [first, second] {
+        let got: Vec<u64> =
+            store.correlated(chain, 1_000).await.unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(got, want(chain), "[{name}] the chain's own events, no more");
+    }
+}
+
 /// `text` matches the current data only: not a value an event replaced or a key it removed,
 /// and a text spanning two top-level entries set by different events is found.
 pub async fn search_text_sees_current_data(store: &dyn EventStore) {
