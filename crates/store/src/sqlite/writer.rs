@@ -310,7 +310,12 @@ fn write(
     }
     let mut upsert = tx.prepare_cached(UPSERT_PAIR)?;
     for p in &batch.pairs {
-        upsert.execute((&p.correlation_id, keys[p.instance], p.first_seq, end_of_block(p.last_seq)))?;
+        upsert.execute((
+            &p.correlation_id,
+            keys[p.instance],
+            p.first_seq,
+            end_of_block(p.last_seq),
+        ))?;
     }
     write_messages(tx, batch)?;
     Ok(())

@@ -191,7 +191,8 @@ pub async fn correlated_chains_that_share_an_instance(store: &dyn EventStore) {
     // Seqs 2..=40 in the first chain, 41..=150 in the second, 151..=160 in the first again.
     for seq in 2..=160_u64 {
         let last = events.last().expect("a creation");
-        let mut event = next(last, "GO", &format!("S{seq}"), Status::Active, T0 + 2_000 + seq as i64);
+        let mut event =
+            next(last, "GO", &format!("S{seq}"), Status::Active, T0 + 2_000 + seq as i64);
         event.correlation_id = if (41..=150).contains(&seq) { second } else { first };
         events.push(event);
     }
