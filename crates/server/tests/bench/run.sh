@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # HTTP event throughput of `xcomponent-ai serve` on loopback, measured with wrk (Debian package),
 # beside the floor: a bare axum server parsing the same body (crates/server/examples/floor.rs),
-# measured first in the same run; the ratio of the two is printed last.
-# Build both first: cargo build --release -p xcomponent-cli -p xcomponent-server --example floor
+# measured first in the same run; the ratio of the two is printed last. With DURABLE_FLOOR, also
+# beside the durable floor (examples/durable_floor.rs: the same server flushing one appended
+# record per request before answering, by group commit).
+# Build them first: cargo build --release -p xcomponent-cli -p xcomponent-server --example floor --example durable_floor
 # Usage: run.sh [STORE_URL] [DURABILITY]   e.g. run.sh memory | run.sh "" each-commit | run.sh "" relaxed
 # Env: BIN (default: release binary in $CARGO_TARGET_DIR), FLOOR (default: the floor example there,
-#      FLOOR=skip to leave it out), INSTANCES (1000), CONNECTIONS (64), THREADS (2), DURATION (15s),
+#      FLOOR=skip to leave it out), DURABLE_FLOOR (the durable_floor example's binary: measured
+#      too when set, and the ratios to it printed), INSTANCES (1000), CONNECTIONS (64), THREADS (2), DURATION (15s),
 #      PORT (3990), FLOOR_PORT (3989), SERVE_ARGS (more flags for serve, e.g. "--shards 8").
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -18,6 +21,7 @@ INSTANCES="${INSTANCES:-1000}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 DURATION="${DURATION:-15s}"
+DURABLE_FLOOR="${DURABLE_FLOOR:-}"
 PORT="${PORT:-3990}"
 command -v wrk >/dev/null || { echo "bench: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 work="$(mktemp -d)"
@@ -38,22 +42,34 @@ per_request() {
   awk -v ticks="$1" -v hz="$(getconf CLK_TCK)" '/^requests\/s/ { for (i = 1; i < NF; i++) if ($i == "requests") n = $(i + 1) }
     END { if (n > 0) printf "CPU per request %.1f µs\n", ticks / hz * 1e6 / n }' "$2"
 }
-floor_rate=""
-if [ "$FLOOR" != skip ]; then
-  [ -x "$FLOOR" ] || { echo "bench: no floor binary at $FLOOR (build the floor example, or FLOOR=skip)" >&2; exit 1; }
-  "$FLOOR" "$FLOOR_PORT" >"$work/floor.log" 2>&1 &
+# Runs a floor server (named $1, described by $2: binary $3, listening on $4) under the same
+# load; sets floor_rate.
+measure_floor() {
+  local name="$1" label="$2" bin="$3" port="$4"
+  [ -x "$bin" ] || { echo "bench: no $name binary at $bin (build the example, or skip it)" >&2; exit 1; }
+  "$bin" "$port" "$work/$name.data" >"$work/$name.log" 2>&1 &
   floor=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$FLOOR_PORT/health" >/dev/null && break; sleep 0.1; done
-  # Any ids do: the floor only echoes them.
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+  # Any ids do: the floors only echo them.
   seq -f "00000000-0000-7000-8000-%012g" "$INSTANCES" >"$work/floor-ids"
-  echo "floor (bare axum, same body) connections=$CONNECTIONS threads=$THREADS duration=$DURATION"
+  echo "$label connections=$CONNECTIONS threads=$THREADS duration=$DURATION"
+  local start_ticks
   start_ticks=$(ticks "$floor")
-  IDS_FILE="$work/floor-ids" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/events.lua" "http://127.0.0.1:$FLOOR_PORT" | tail -n 1 | tee "$work/floor.out"
-  floor_ticks=$(( $(ticks "$floor") - start_ticks ))
-  per_request "$floor_ticks" "$work/floor.out"
-  floor_rate="$(rate "$work/floor.out")"
+  IDS_FILE="$work/floor-ids" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/events.lua" "http://127.0.0.1:$port" | tail -n 1 | tee "$work/$name.out"
+  per_request "$(( $(ticks "$floor") - start_ticks ))" "$work/$name.out"
+  floor_rate="$(rate "$work/$name.out")"
   kill "$floor" 2>/dev/null; wait "$floor" 2>/dev/null || true
   floor=""
+}
+bare_rate=""
+if [ "$FLOOR" != skip ]; then
+  measure_floor floor "floor (bare axum, same body)" "$FLOOR" "$FLOOR_PORT"
+  bare_rate="$floor_rate"
+fi
+durable_rate=""
+if [ -n "$DURABLE_FLOOR" ]; then
+  measure_floor durable_floor "durable floor (bare axum, one record appended and flushed per request, group commit)" "$DURABLE_FLOOR" "$FLOOR_PORT"
+  durable_rate="$floor_rate"
 fi
 args=(serve "$here/counter.yaml" --port "$PORT" --data-dir "$work/data" --durability "$DURABILITY")
 [ -n "$STORE" ] && args+=(--store "$STORE")
@@ -77,7 +93,11 @@ start_ticks=$(ticks "$server")
 IDS_FILE="$work/ids" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/events.lua" "http://127.0.0.1:$PORT" | tail -n 1 | tee "$work/serve.out"
 per_request "$(( $(ticks "$server") - start_ticks ))" "$work/serve.out"
 curl -fs "http://127.0.0.1:$PORT/metrics" | grep -E '^xcomponent_(transitions_total|store_commit_duration_seconds_(sum|count)|store_committed_events_total)' || true
-if [ -n "$floor_rate" ]; then
-  awk -v serve="$(rate "$work/serve.out")" -v floor="$floor_rate" \
-    'BEGIN { if (floor > 0) printf "serve / floor: %.0f / %.0f requests/s = %.0f%%\n", serve, floor, 100 * serve / floor }'
-fi
+ratio() {
+  awk -v a="$2" -v b="$3" -v what="$1" 'BEGIN { if (b > 0) printf "%s: %.0f / %.0f requests/s = %.0f%%\n", what, a, b, 100 * a / b }'
+}
+serve_rate="$(rate "$work/serve.out")"
+[ -n "$bare_rate" ] && ratio "serve / floor" "$serve_rate" "$bare_rate"
+[ -n "$durable_rate" ] && ratio "serve / durable floor" "$serve_rate" "$durable_rate"
+[ -n "$bare_rate" ] && [ -n "$durable_rate" ] && ratio "durable floor / floor" "$durable_rate" "$bare_rate"
+true
