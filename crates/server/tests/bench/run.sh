@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # HTTP event throughput of `xcomponent-ai serve` on loopback, measured with wrk (Debian package),
 # beside the floor: a bare axum server parsing the same body (crates/server/examples/floor.rs),
-# measured first in the same run; the ratio of the two is printed last. With DURABLE_FLOOR, also
-# beside the durable floor (examples/durable_floor.rs: the same server flushing one appended
-# record per request before answering, by group commit).
-# Build them first: cargo build --release -p xcomponent-cli -p xcomponent-server --example floor --example durable_floor
+# measured first in the same run; the ratio of the two is printed last. With DURABLE_FLOOR=1, also
+# beside the durable floor (the same example with --durable: it flushes one appended record per
+# request before answering, by group commit).
+# Build both first: cargo build --release -p xcomponent-cli -p xcomponent-server --example floor
 # Usage: run.sh [STORE_URL] [DURABILITY]   e.g. run.sh memory | run.sh "" each-commit | run.sh "" relaxed
 # Env: BIN (default: release binary in $CARGO_TARGET_DIR), FLOOR (default: the floor example there,
-#      FLOOR=skip to leave it out), DURABLE_FLOOR (the durable_floor example's binary: measured
-#      too when set, and the ratios to it printed), INSTANCES (1000), CONNECTIONS (64), THREADS (2), DURATION (15s),
+#      FLOOR=skip to leave it out), DURABLE_FLOOR (1: the durable floor is measured
+#      too, and the ratios to it printed), INSTANCES (1000), CONNECTIONS (64), THREADS (2), DURATION (15s),
 #      PORT (3990), FLOOR_PORT (3989), SERVE_ARGS (more flags for serve, e.g. "--shards 8").
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -42,34 +42,35 @@ per_request() {
   awk -v ticks="$1" -v hz="$(getconf CLK_TCK)" '/^requests\/s/ { for (i = 1; i < NF; i++) if ($i == "requests") n = $(i + 1) }
     END { if (n > 0) printf "CPU per request %.1f µs\n", ticks / hz * 1e6 / n }' "$2"
 }
-# Runs a floor server (named $1, described by $2: binary $3, listening on $4) under the same
-# load; sets floor_rate.
+# Runs the floor (named $1, described by $2; more arguments for it after) under the same load;
+# sets floor_rate.
 measure_floor() {
-  local name="$1" label="$2" bin="$3" port="$4"
-  [ -x "$bin" ] || { echo "bench: no $name binary at $bin (build the example, or skip it)" >&2; exit 1; }
-  "$bin" "$port" "$work/$name.data" >"$work/$name.log" 2>&1 &
+  local name="$1" label="$2"
+  shift 2
+  "$FLOOR" "$FLOOR_PORT" "$@" >"$work/$name.log" 2>&1 &
   floor=$!
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$FLOOR_PORT/health" >/dev/null && break; sleep 0.1; done
   # Any ids do: the floors only echo them.
   seq -f "00000000-0000-7000-8000-%012g" "$INSTANCES" >"$work/floor-ids"
   echo "$label connections=$CONNECTIONS threads=$THREADS duration=$DURATION"
   local start_ticks
   start_ticks=$(ticks "$floor")
-  IDS_FILE="$work/floor-ids" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/events.lua" "http://127.0.0.1:$port" | tail -n 1 | tee "$work/$name.out"
+  IDS_FILE="$work/floor-ids" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$here/events.lua" "http://127.0.0.1:$FLOOR_PORT" | tail -n 1 | tee "$work/$name.out"
   per_request "$(( $(ticks "$floor") - start_ticks ))" "$work/$name.out"
   floor_rate="$(rate "$work/$name.out")"
   kill "$floor" 2>/dev/null; wait "$floor" 2>/dev/null || true
   floor=""
 }
 bare_rate=""
-if [ "$FLOOR" != skip ]; then
-  measure_floor floor "floor (bare axum, same body)" "$FLOOR" "$FLOOR_PORT"
-  bare_rate="$floor_rate"
-fi
 durable_rate=""
-if [ -n "$DURABLE_FLOOR" ]; then
-  measure_floor durable_floor "durable floor (bare axum, one record appended and flushed per request, group commit)" "$DURABLE_FLOOR" "$FLOOR_PORT"
-  durable_rate="$floor_rate"
+if [ "$FLOOR" != skip ]; then
+  [ -x "$FLOOR" ] || { echo "bench: no floor binary at $FLOOR (build the floor example, or FLOOR=skip)" >&2; exit 1; }
+  measure_floor floor "floor (bare axum, same body)"
+  bare_rate="$floor_rate"
+  if [ "$DURABLE_FLOOR" = 1 ]; then
+    measure_floor durable-floor "durable floor (bare axum, one record appended and flushed per request, group commit)" --durable "$work/durable-floor.data"
+    durable_rate="$floor_rate"
+  fi
 fi
 args=(serve "$here/counter.yaml" --port "$PORT" --data-dir "$work/data" --durability "$DURABILITY")
 [ -n "$STORE" ] && args+=(--store "$STORE")

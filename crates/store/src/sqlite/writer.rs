@@ -538,6 +538,29 @@ mod tests {
         }
     }
 
+    /// A migrated writer connection on a new file in a directory of its own, removed on drop.
+    struct Scratch {
+        conn: Connection,
+        dir: std::path::PathBuf,
+    }
+
+    impl Scratch {
+        fn new() -> Scratch {
+            let dir = std::env::temp_dir().join(format!("xc-writer-{}", uuid::Uuid::now_v7()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let conn = super::super::schema::open_writer(&dir.join("w.db"), Durability::None)
+                .expect("writer");
+            super::super::schema::migrate(&conn).expect("migrated");
+            Scratch { conn, dir }
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
     /// Writes one event in its own transaction; returns the keys the upsert drew.
     fn write_one(conn: &Connection, known: &mut KnownKeys, e: StoredEvent) -> Vec<i64> {
         let batch = CommitBatch { events: vec![e], ..CommitBatch::default() };
@@ -554,38 +577,30 @@ mod tests {
 
     #[test]
     fn a_known_instance_is_updated_by_key_without_an_upsert() {
-        let dir = std::env::temp_dir().join(format!("xc-writer-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let conn =
-            super::super::schema::open_writer(&dir.join("w.db"), Durability::None).expect("writer");
-        super::super::schema::migrate(&conn).expect("migrated");
+        let scratch = Scratch::new();
+        let conn = &scratch.conn;
         let mut known = KnownKeys::default();
         let id = InstanceId(uuid::Uuid::now_v7());
-        let drawn = write_one(&conn, &mut known, event(id, 1, "S1"));
+        let drawn = write_one(conn, &mut known, event(id, 1, "S1"));
         assert_eq!(drawn.len(), 1, "the creation upserts and draws a key");
-        assert!(write_one(&conn, &mut known, event(id, 2, "S2")).is_empty(), "updated by key");
+        assert!(write_one(conn, &mut known, event(id, 2, "S2")).is_empty(), "updated by key");
         let (state, seq): (String, i64) = conn
             .query_row("SELECT state, seq FROM fsm_instances WHERE ikey = ?1", [drawn[0]], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })
             .expect("summary");
         assert_eq!((state.as_str(), seq), ("S2", 2));
-        drop(conn);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_correlation_range_is_stored_by_block_and_rewritten_only_when_it_grows() {
-        let dir = std::env::temp_dir().join(format!("xc-writer-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let conn =
-            super::super::schema::open_writer(&dir.join("w.db"), Durability::None).expect("writer");
-        super::super::schema::migrate(&conn).expect("migrated");
+        let scratch = Scratch::new();
+        let conn = &scratch.conn;
         let mut known = KnownKeys::default();
         let id = InstanceId(uuid::Uuid::now_v7());
         let chain = EventId(uuid::Uuid::now_v7());
         let in_chain = |seq| StoredEvent { correlation_id: chain, ..event(id, seq, "S") };
-        let key = write_one(&conn, &mut known, in_chain(1))[0];
+        let key = write_one(conn, &mut known, in_chain(1))[0];
         let range = |conn: &Connection| -> (i64, i64) {
             conn.query_row(
                 "SELECT first_seq, last_seq FROM fsm_correlations WHERE ikey = ?1",
@@ -594,18 +609,16 @@ mod tests {
             )
             .expect("range")
         };
-        assert_eq!(range(&conn), (1, CORRELATION_SEQ_BLOCK - 1), "the creation's block");
+        assert_eq!(range(conn), (1, CORRELATION_SEQ_BLOCK - 1), "the creation's block");
         for seq in 2..CORRELATION_SEQ_BLOCK as u64 {
             let before = conn.total_changes();
-            write_one(&conn, &mut known, in_chain(seq));
+            write_one(conn, &mut known, in_chain(seq));
             // The event and the summary; the range already covers the seq.
             assert_eq!(conn.total_changes() - before, 2, "seq {seq}: the range is not rewritten");
         }
         let before = conn.total_changes();
-        write_one(&conn, &mut known, in_chain(CORRELATION_SEQ_BLOCK as u64));
+        write_one(conn, &mut known, in_chain(CORRELATION_SEQ_BLOCK as u64));
         assert_eq!(conn.total_changes() - before, 3, "the range grows into the next block");
-        assert_eq!(range(&conn), (1, 2 * CORRELATION_SEQ_BLOCK - 1));
-        drop(conn);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(range(conn), (1, 2 * CORRELATION_SEQ_BLOCK - 1));
     }
 }
