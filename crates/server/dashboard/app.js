@@ -122,8 +122,7 @@ async function refreshDetail() {
       // Created here, not reported by its runtime yet: shown as created, read again shortly.
       awaitingCreation.set(id, readsLeft - 1);
       if (known) state.detail = { ...known, awaiting: true, availableTransitions: [], pendingTimeouts: [], fetchedAt: performance.now() };
-      clearTimeout(detailTimer);
-      detailTimer = setTimeout(refreshDetail, CREATION_READ_PAUSE_MS);
+      scheduleDetailRefresh(CREATION_READ_PAUSE_MS);
       invalidate('detail', 'diagram', 'list');
       return;
     }
@@ -184,9 +183,10 @@ async function instanceFromHistory(id) {
   }
 }
 
-function scheduleDetailRefresh() {
+/** Reads the selected instance again after `pauseMs` (one pending read at a time). */
+function scheduleDetailRefresh(pauseMs = 120) {
   clearTimeout(detailTimer);
-  detailTimer = setTimeout(refreshDetail, 120);
+  detailTimer = setTimeout(refreshDetail, pauseMs);
 }
 
 async function sendAction(event, payload) {

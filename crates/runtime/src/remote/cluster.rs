@@ -540,8 +540,7 @@ impl ClusterView {
         let _ = self.inner.stream.send(Arc::new(vec![event]));
     }
 
-    /// Caches an instance's view, then forgets it as `created` (in that order: `remember_created`
-    /// looks at the cache under the `created` lock, so no entry is left behind).
+    /// Caches an instance's view (then `entered_cache`).
     fn cache(&self, runtime_id: &str, view: InstanceView) {
         let id = view.id;
         {
@@ -551,7 +550,21 @@ impl ClusterView {
             }
             instances.insert(id, Cached { view, runtime_id: runtime_id.to_owned() });
         }
-        lock(&self.inner.created).remove(&id);
+        self.entered_cache(&[id]);
+    }
+
+    /// After instances entered the cache: forgets them as `created` and wakes who waits for them.
+    /// Called after the insertion, never before: `remember_created` looks at the cache under the
+    /// `created` lock, so no entry is left behind.
+    fn entered_cache(&self, ids: &[InstanceId]) {
+        {
+            let mut created = lock(&self.inner.created);
+            if !created.is_empty() {
+                for id in ids {
+                    created.remove(id);
+                }
+            }
+        }
         self.inner.cached.notify_waiters();
     }
 
@@ -629,8 +642,10 @@ impl ClusterView {
                 || *cached.view.component_name != *definition.name
                 || cached.view.updated_at > answered_at
         });
+        let mut entered = Vec::with_capacity(fresh.len());
         for instance in fresh {
             if instances.len() < MAX_CACHED_INSTANCES {
+                entered.push(instance.id);
                 instances.insert(
                     instance.id,
                     Cached { view: instance, runtime_id: runtime_id.to_owned() },
@@ -638,7 +653,7 @@ impl ClusterView {
             }
         }
         drop(instances);
-        self.inner.cached.notify_waiters();
+        self.entered_cache(&entered);
     }
 
     fn on_command_answer(&self, body: &Value) {
