@@ -1,5 +1,6 @@
 //! Rebuilding records: latest snapshot + the events after it, two statements per page of
-//! instances (run in the caller's read transaction, so both see the same data).
+//! instances (run in the caller's read transaction, so both see the same data). The events are
+//! found by walking each instance's chain down from its head to the snapshot (`chain`).
 //!
 //! A stored transition carries what it changed in the instance data (record layout 2) or, when
 //! it was written before schema version 4, the whole data (layout 1); either way the record is
@@ -18,7 +19,7 @@ use xcomponent_core::instance::{EventId, InstanceId, ParentRef};
 use xcomponent_core::store::{Error, InstanceRecord, Result, StoredEvent};
 
 /// The event columns `from_creation` and `apply` read, in the order `fold_event` decodes them.
-const EVENT: &str = "p.instance_id, e.seq, e.component, e.machine, e.state_after, e.status, e.context, \
+const EVENT: &str = "walk.instance_id, e.seq, e.component, e.machine, e.state_after, e.status, e.context, \
     e.changes, e.timers, e.parent_id, e.parent_machine, e.entry_point, e.occurred_at, e.correlation_id";
 
 /// The records of the instances `page` selects (columns `ikey`, `instance_id`, `seq` of
@@ -45,10 +46,14 @@ pub(super) fn records(
         }
     }
     let sql = format!(
-        "WITH p AS ({page}) SELECT {EVENT} FROM p \
-         LEFT JOIN fsm_snapshots s ON s.ikey = p.ikey \
-         JOIN fsm_events e ON e.ikey = p.ikey AND e.seq > coalesce(s.seq, 0) \
-         ORDER BY e.ikey, e.seq"
+        "WITH RECURSIVE p AS ({page}), \
+         walk(ikey, instance_id, r, after) AS ( \
+             SELECT p.ikey, p.instance_id, i.last_event, coalesce(s.seq, 0) FROM p JOIN fsm_instances i ON i.ikey = p.ikey \
+             LEFT JOIN fsm_snapshots s ON s.ikey = p.ikey WHERE i.last_event IS NOT NULL \
+             UNION ALL SELECT walk.ikey, walk.instance_id, e.prev, walk.after FROM walk JOIN fsm_events e ON e.rowid = walk.r \
+             WHERE e.seq > walk.after + 1 AND e.prev IS NOT NULL) \
+         SELECT {EVENT} FROM walk JOIN fsm_events e ON e.rowid = walk.r \
+         WHERE e.seq > walk.after ORDER BY e.ikey, e.seq"
     );
     let mut events = Vec::new();
     {

@@ -6,6 +6,7 @@
 //! prepared statements. The schema is embedded (`migrations/sqlite`, version 3) and applied at
 //! open (`schema`). Durability maps to `PRAGMA synchronous` (FULL / NORMAL / OFF).
 
+mod chain;
 mod checkpoint;
 mod encode;
 mod fold;

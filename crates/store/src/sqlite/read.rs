@@ -5,6 +5,7 @@
 //! whole for `history` and `correlated`. Pending messages, inbox entries and dead letters are
 //! read from their tables by message id.
 
+use super::chain;
 use super::fold::{int, opt_text, opt_uuid, records, text, uuid, value};
 use super::{BACKEND, err};
 use crate::common::{
@@ -103,8 +104,8 @@ pub(super) fn instance(conn: &Connection, id: InstanceId) -> Result<Option<Insta
 /// Every event of one instance, by seq.
 pub(super) fn history(conn: &Connection, id: InstanceId) -> Result<Vec<StoredEvent>> {
     let sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM fsm_events WHERE ikey = (SELECT ikey FROM fsm_instances WHERE instance_id = ?1) \
-         ORDER BY seq"
+        "WITH RECURSIVE {} SELECT {EVENT_COLUMNS} FROM walk JOIN fsm_events e ON e.rowid = walk.r ORDER BY e.seq",
+        chain::walk_all("SELECT ikey FROM fsm_instances WHERE instance_id = ?1")
     );
     let mut statement = conn.prepare_cached(&sql).map_err(err("history"))?;
     let mut rows = statement.query([id.0.as_bytes()]).map_err(err("history"))?;
@@ -125,8 +126,13 @@ pub(super) fn correlated(
     let columns =
         EVENT_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
     let sql = format!(
-        "SELECT {columns} FROM fsm_correlations c JOIN fsm_events e ON e.ikey = c.ikey \
-         AND e.seq BETWEEN c.first_seq AND c.last_seq WHERE c.correlation_id = ?1 AND e.correlation_id = ?1 \
+        "WITH RECURSIVE walk(r, low) AS ( \
+             SELECT coalesce((SELECT b.rowid FROM fsm_events b WHERE b.ikey = c.ikey AND b.seq % 64 = 0 \
+                 AND b.seq > c.last_seq ORDER BY b.seq LIMIT 1), i.last_event), c.first_seq \
+             FROM fsm_correlations c JOIN fsm_instances i ON i.ikey = c.ikey WHERE c.correlation_id = ?1 \
+             UNION ALL SELECT e.prev, walk.low FROM walk JOIN fsm_events e ON e.rowid = walk.r \
+             WHERE e.seq > walk.low AND e.prev IS NOT NULL) \
+         SELECT {columns} FROM walk JOIN fsm_events e ON e.rowid = walk.r WHERE e.correlation_id = ?1 \
          ORDER BY e.occurred_at, e.id LIMIT ?2"
     );
     let limit = correlated_limit(limit) as i64;
@@ -244,8 +250,9 @@ fn search_candidates(
         let pattern = like_pattern(text);
         filter(&format!(" AND ({ID_TEXT} LIKE ? ESCAPE '\\'"), Bind::Text(pattern.clone()));
         filter(
-            " OR EXISTS (SELECT 1 FROM fsm_events e WHERE e.ikey = i.ikey \
-             AND (e.context LIKE ? ESCAPE '\\'",
+            " OR EXISTS (WITH RECURSIVE walk(r) AS (SELECT i.last_event UNION ALL SELECT e.prev FROM walk \
+             JOIN fsm_events e ON e.rowid = walk.r WHERE e.prev IS NOT NULL) \
+             SELECT 1 FROM walk JOIN fsm_events e ON e.rowid = walk.r WHERE (e.context LIKE ? ESCAPE '\\'",
             Bind::Text(pattern.clone()),
         );
         filter(" OR e.changes LIKE ? ESCAPE '\\')))", Bind::Text(pattern));

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_messages.sql")),
     (4, include_str!("../../migrations/sqlite/0004_event_changes.sql")),
     (5, include_str!("../../migrations/sqlite/0005_status_index.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_event_chains.sql")),
 ];
 
 /// How long a connection waits on a lock held by another process before failing.

@@ -10,6 +10,7 @@
 //! An instance's summary is upserted the first time; afterwards it is updated by the row key the
 //! writer remembers (`known_keys`), which costs SQLite far less than an upsert.
 
+use super::chain::{self, Head, Place};
 use super::checkpoint::Checkpointer;
 use super::encode::{Encoded, InstanceRow, Span};
 use super::known_keys::KnownKeys;
@@ -29,13 +30,10 @@ pub(super) const WRITER_QUEUE: usize = 256;
 /// Most rows (events and messages) written by one group commit (a single larger batch is still written whole).
 const GROUP_MAX_ROWS: usize = 200_000;
 
-/// Extended result code of a UNIQUE constraint violation.
-const SQLITE_CONSTRAINT_UNIQUE: i32 = 2067;
-
 const INSERT_EVENT: &str = "INSERT INTO fsm_events (ikey, seq, id, instance_id, component, machine, event_type, \
     payload, state_before, state_after, status, context, timers, parent_id, parent_machine, entry_point, occurred_at, \
-    causation_id, correlation_id, source_component, schema_version, changes) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)";
+    causation_id, correlation_id, source_component, schema_version, changes, prev) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
 
 /// Upserts a summary and returns the instance's key (no row when an older summary is skipped).
 const UPSERT_INSTANCE: &str = "INSERT INTO fsm_instances (instance_id, component, machine, state, status, seq, \
@@ -258,10 +256,26 @@ fn write(
     drawn: &mut Vec<(InstanceId, i64)>,
 ) -> std::result::Result<(), Failure> {
     let keys = instance_keys(tx, batch, known, drawn)?;
+    // Each instance's chain head, read at its first event in the batch; `true` once it moved.
+    let mut heads: Vec<Option<(Head, bool)>> = vec![None; batch.instances.len()];
     let mut insert = tx.prepare_cached(INSERT_EVENT)?;
     for e in &batch.events {
+        let key = keys[e.instance];
+        let (head, moved) = match heads[e.instance] {
+            Some(known) => known,
+            None => (chain::head(tx, key)?, false),
+        };
+        let place = chain::place(tx, key, head, e.seq)?;
+        let prev = match place {
+            Place::Append { prev } | Place::Between { prev, .. } => prev,
+            Place::Taken => {
+                let instance_id = batch.instances[e.instance].id;
+                let seq = u64::try_from(e.seq).unwrap_or_default();
+                return Err(Failure::Conflict(Error::Conflict { instance_id, seq }));
+            }
+        };
         let bind = &mut insert;
-        bind.raw_bind_parameter(1, keys[e.instance])?;
+        bind.raw_bind_parameter(1, key)?;
         bind.raw_bind_parameter(2, e.seq)?;
         bind.raw_bind_parameter(3, e.id)?;
         bind.raw_bind_parameter(4, batch.instances[e.instance].id.0.as_bytes())?;
@@ -283,18 +297,20 @@ fn write(
         bind.raw_bind_parameter(20, e.source_component.map(|s| text(batch, s)))?;
         bind.raw_bind_parameter(21, i64::from(RECORD_SCHEMA_VERSION))?;
         bind.raw_bind_parameter(22, e.changes.map(|c| text(batch, c)))?;
-        match insert.raw_execute() {
-            Ok(_) => {}
-            Err(error)
-                if error
-                    .sqlite_error()
-                    .is_some_and(|e| e.extended_code == SQLITE_CONSTRAINT_UNIQUE) =>
-            {
-                let instance_id = batch.instances[e.instance].id;
-                let seq = u64::try_from(e.seq).unwrap_or_default();
-                return Err(Failure::Conflict(Error::Conflict { instance_id, seq }));
+        bind.raw_bind_parameter(23, prev)?;
+        insert.raw_execute()?;
+        let rowid = tx.last_insert_rowid();
+        heads[e.instance] = Some(match place {
+            Place::Between { next, .. } => {
+                chain::relink(tx, next, rowid)?;
+                (head, moved)
             }
-            Err(error) => return Err(error.into()),
+            _ => (Head { rowid: Some(rowid), seq: e.seq }, true),
+        });
+    }
+    for (index, head) in heads.iter().enumerate() {
+        if let Some((Head { rowid: Some(rowid), .. }, true)) = head {
+            chain::set_head(tx, keys[index], *rowid)?;
         }
     }
     let mut upsert = tx.prepare_cached(UPSERT_SNAPSHOT)?;
@@ -459,13 +475,17 @@ fn retention(conn: &Connection, cutoff: Millis) -> Result<u64> {
                 (cutoff, RETENTION_CHUNK as i64),
             )
             .map_err(err("apply_retention"))?;
-        tx.execute_batch(
-            "DELETE FROM fsm_correlations WHERE (correlation_id, ikey) IN \
-                 (SELECT DISTINCT correlation_id, ikey FROM fsm_events WHERE ikey IN (SELECT ikey FROM xc_purge)); \
-             DELETE FROM fsm_events WHERE ikey IN (SELECT ikey FROM xc_purge); \
+        // The purged instances' events, found by walking their chains.
+        tx.execute_batch(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS xc_purge_events (r INTEGER PRIMARY KEY); DELETE FROM xc_purge_events; \
+             WITH RECURSIVE {} INSERT INTO xc_purge_events SELECT r FROM walk; \
+             DELETE FROM fsm_correlations WHERE (correlation_id, ikey) IN \
+                 (SELECT DISTINCT correlation_id, ikey FROM fsm_events WHERE rowid IN (SELECT r FROM xc_purge_events)); \
+             DELETE FROM fsm_events WHERE rowid IN (SELECT r FROM xc_purge_events); \
              DELETE FROM fsm_snapshots WHERE ikey IN (SELECT ikey FROM xc_purge); \
              DELETE FROM fsm_instances WHERE ikey IN (SELECT ikey FROM xc_purge);",
-        )
+            chain::walk_all("SELECT ikey FROM xc_purge")
+        ))
         .map_err(err("apply_retention"))?;
         tx.commit().map_err(err("apply_retention"))?;
         total += purged as u64;
@@ -613,12 +633,12 @@ mod tests {
         for seq in 2..CORRELATION_SEQ_BLOCK as u64 {
             let before = conn.total_changes();
             write_one(conn, &mut known, in_chain(seq));
-            // The event and the summary; the range already covers the seq.
-            assert_eq!(conn.total_changes() - before, 2, "seq {seq}: the range is not rewritten");
+            // The event, the summary and the chain's head; the range already covers the seq.
+            assert_eq!(conn.total_changes() - before, 3, "seq {seq}: the range is not rewritten");
         }
         let before = conn.total_changes();
         write_one(conn, &mut known, in_chain(CORRELATION_SEQ_BLOCK as u64));
-        assert_eq!(conn.total_changes() - before, 3, "the range grows into the next block");
+        assert_eq!(conn.total_changes() - before, 4, "the range grows into the next block");
         assert_eq!(range(conn), (1, 2 * CORRELATION_SEQ_BLOCK - 1));
     }
 }

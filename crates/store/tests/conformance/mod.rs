@@ -35,6 +35,7 @@ pub async fn run_all(store: Arc<dyn EventStore>) {
     check!(checks::ping);
     check!(checks::round_trip);
     check!(checks::history_in_seq_order);
+    check!(checks::long_history_out_of_order);
     check!(checks::conflict_with_stored_event);
     check!(checks::conflict_within_batch);
     check!(checks::conflict_between_concurrent_committers);
