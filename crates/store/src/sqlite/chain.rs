@@ -17,10 +17,12 @@
 //! its successor's `prev` moved to it.
 
 use rusqlite::{Connection, OptionalExtension};
+use xcomponent_core::instance::InstanceId;
 
-/// The rowid and seq of an instance's highest event (none: no event yet).
+/// The rowid and seq of an instance's highest event (NULLs: no event yet), if the key is still
+/// that instance's.
 const HEAD: &str = "SELECT i.last_event, e.seq FROM fsm_instances i \
-    LEFT JOIN fsm_events e ON e.rowid = i.last_event WHERE i.ikey = ?1";
+    LEFT JOIN fsm_events e ON e.rowid = i.last_event WHERE i.ikey = ?1 AND i.instance_id = ?2";
 
 /// The lowest block entry of an instance above a seq: where a walk down to that seq starts.
 const BLOCK_ABOVE: &str = "SELECT rowid FROM fsm_events WHERE ikey = ?1 AND seq % 64 = 0 AND seq > ?2 \
@@ -61,15 +63,14 @@ pub(super) enum Place {
     Taken,
 }
 
-/// The head of the chain of instance `ikey`.
-pub(super) fn head(tx: &Connection, ikey: i64) -> rusqlite::Result<Head> {
-    let found = tx
-        .prepare_cached(HEAD)?
-        .query_row([ikey], |row| {
+/// The head of the chain of instance `id`, whose key is `ikey` (`None`: it is not, or no
+/// longer).
+pub(super) fn head(tx: &Connection, ikey: i64, id: InstanceId) -> rusqlite::Result<Option<Head>> {
+    tx.prepare_cached(HEAD)?
+        .query_row((ikey, id.0.as_bytes()), |row| {
             Ok(Head { rowid: row.get(0)?, seq: row.get::<_, Option<i64>>(1)?.unwrap_or(0) })
         })
-        .optional()?;
-    Ok(found.unwrap_or(Head { rowid: None, seq: 0 }))
+        .optional()
 }
 
 /// Where an event of instance `ikey` with `seq` goes, given the chain's `head`.

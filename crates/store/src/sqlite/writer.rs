@@ -46,14 +46,16 @@ const INSTANCE_KEY: &str = "SELECT ikey FROM fsm_instances WHERE instance_id = ?
 
 /// Updates the summary of an instance whose key (`?11`) is known; changes nothing when the key is
 /// no longer that instance's or the stored summary is as new. Its parameters are numbered as in
-/// `UPSERT_INSTANCE` (`bind_summary`; `?7`, `?9` and `?10` are bound and unused).
+/// `UPSERT_INSTANCE` (`bind_summary`; `?7`, `?9` and `?10` are bound and unused); `?12` is the
+/// new head of the instance's chain (`chain`), NULL when the batch appended no event.
 const UPDATE_INSTANCE: &str = "UPDATE fsm_instances SET component = ?2, machine = ?3, state = ?4, status = ?5, \
-    seq = ?6, updated_at = ?8 WHERE ikey = ?11 AND instance_id = ?1 AND seq < ?6";
+    seq = ?6, updated_at = ?8, last_event = coalesce(?12, last_event) WHERE ikey = ?11 AND instance_id = ?1 AND seq < ?6";
 
 /// `UPDATE_INSTANCE` for a summary whose status is the one stored (changes nothing otherwise):
 /// `status` is not among the columns set, so SQLite leaves the index by status untouched.
 const UPDATE_INSTANCE_SAME_STATUS: &str = "UPDATE fsm_instances SET component = ?2, machine = ?3, state = ?4, \
-    seq = ?6, updated_at = ?8 WHERE ikey = ?11 AND instance_id = ?1 AND seq < ?6 AND status = ?5";
+    seq = ?6, updated_at = ?8, last_event = coalesce(?12, last_event) \
+    WHERE ikey = ?11 AND instance_id = ?1 AND seq < ?6 AND status = ?5";
 
 const UPSERT_SNAPSHOT: &str = "INSERT INTO fsm_snapshots (ikey, instance_id, seq, state, status, record, \
     schema_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (ikey) DO UPDATE SET seq = excluded.seq, \
@@ -255,16 +257,10 @@ fn write(
     known: &mut KnownKeys,
     drawn: &mut Vec<(InstanceId, i64)>,
 ) -> std::result::Result<(), Failure> {
-    let keys = instance_keys(tx, batch, known, drawn)?;
-    // Each instance's chain head, read at its first event in the batch; `true` once it moved.
-    let mut heads: Vec<Option<(Head, bool)>> = vec![None; batch.instances.len()];
+    let mut slots = instance_slots(tx, batch, known, drawn)?;
     let mut insert = tx.prepare_cached(INSERT_EVENT)?;
     for e in &batch.events {
-        let key = keys[e.instance];
-        let (head, moved) = match heads[e.instance] {
-            Some(known) => known,
-            None => (chain::head(tx, key)?, false),
-        };
+        let Slot { key, head, .. } = slots[e.instance];
         let place = chain::place(tx, key, head, e.seq)?;
         let prev = match place {
             Place::Append { prev } | Place::Between { prev, .. } => prev,
@@ -300,19 +296,17 @@ fn write(
         bind.raw_bind_parameter(23, prev)?;
         insert.raw_execute()?;
         let rowid = tx.last_insert_rowid();
-        heads[e.instance] = Some(match place {
-            Place::Between { next, .. } => {
-                chain::relink(tx, next, rowid)?;
-                (head, moved)
+        match place {
+            Place::Between { next, .. } => chain::relink(tx, next, rowid)?,
+            _ => {
+                let slot = &mut slots[e.instance];
+                slot.head = Head { rowid: Some(rowid), seq: e.seq };
+                slot.moved = true;
             }
-            _ => (Head { rowid: Some(rowid), seq: e.seq }, true),
-        });
-    }
-    for (index, head) in heads.iter().enumerate() {
-        if let Some((Head { rowid: Some(rowid), .. }, true)) = head {
-            chain::set_head(tx, keys[index], *rowid)?;
         }
     }
+    write_summaries(tx, batch, &slots)?;
+    let keys: Vec<i64> = slots.iter().map(|slot| slot.key).collect();
     let mut upsert = tx.prepare_cached(UPSERT_SNAPSHOT)?;
     for s in &batch.snapshots {
         upsert.raw_bind_parameter(1, keys[s.instance])?;
@@ -383,44 +377,82 @@ fn write_messages(tx: &Connection, batch: &Encoded) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Writes the summary of every instance of the batch and returns their keys, in the same order:
-/// an update by key for an instance `known`, else an upsert (whose key goes to `drawn`).
-fn instance_keys(
+/// What the writer knows of one instance of a batch while writing it.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// `fsm_instances.ikey`.
+    key: i64,
+    /// The head of its chain (moved by the batch's appended events).
+    head: Head,
+    /// Whether the batch appended events (the head must be stored).
+    moved: bool,
+    /// Whether the summary is written already (by the upsert that drew the key).
+    written: bool,
+}
+
+/// The key and chain head of every instance of the batch, in the same order. A key the writer
+/// remembers is checked against the instance id as the head is read (another process may
+/// have purged the instance and given the key to another); otherwise the summary is upserted
+/// (whose key goes to `drawn`).
+fn instance_slots(
     tx: &Connection,
     batch: &Encoded,
     known: &mut KnownKeys,
     drawn: &mut Vec<(InstanceId, i64)>,
-) -> rusqlite::Result<Vec<i64>> {
-    let mut same_status = tx.prepare_cached(UPDATE_INSTANCE_SAME_STATUS)?;
-    let mut keys = Vec::with_capacity(batch.instances.len());
+) -> rusqlite::Result<Vec<Slot>> {
+    let mut slots = Vec::with_capacity(batch.instances.len());
     for s in &batch.instances {
-        if let Some(key) = known.get(&s.id) {
-            // Most transitions leave the status as it was, and that update leaves the index by
-            // status alone; for the one that ends the instance it changes nothing, and the full
-            // update applies.
-            if update_summary(&mut same_status, batch, s, key)?
-                || update_summary(&mut tx.prepare_cached(UPDATE_INSTANCE)?, batch, s, key)?
-            {
-                keys.push(key);
-                continue;
-            }
+        if let Some(key) = known.get(&s.id)
+            && let Some(head) = chain::head(tx, key, s.id)?
+        {
+            slots.push(Slot { key, head, moved: false, written: false });
+            continue;
         }
         let key = upsert_instance(tx, batch, s)?;
         drawn.push((s.id, key));
-        keys.push(key);
+        let head = chain::head(tx, key, s.id)?.unwrap_or(Head { rowid: None, seq: 0 });
+        slots.push(Slot { key, head, moved: false, written: true });
     }
-    Ok(keys)
+    Ok(slots)
 }
 
-/// Updates the summary of the instance with row key `key`; whether a row was changed.
+/// Writes the summary of every instance of the batch with its chain's new head, by key; a
+/// summary older than the stored one leaves the row as it is but for the head.
+fn write_summaries(tx: &Connection, batch: &Encoded, slots: &[Slot]) -> rusqlite::Result<()> {
+    let mut same_status = tx.prepare_cached(UPDATE_INSTANCE_SAME_STATUS)?;
+    for (s, slot) in batch.instances.iter().zip(slots) {
+        let head = if slot.moved { slot.head.rowid } else { None };
+        // Most transitions leave the status as it was, and that update leaves the index by
+        // status alone; for the one that ends the instance it changes nothing, and the full
+        // update applies.
+        let updated = !slot.written
+            && (update_summary(&mut same_status, batch, s, slot.key, head)?
+                || update_summary(
+                    &mut tx.prepare_cached(UPDATE_INSTANCE)?,
+                    batch,
+                    s,
+                    slot.key,
+                    head,
+                )?);
+        if !updated && let Some(rowid) = head {
+            chain::set_head(tx, slot.key, rowid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Updates the summary (and, when `head` is given, the chain's head) of the instance with row
+/// key `key`; whether a row was changed.
 fn update_summary(
     update: &mut CachedStatement<'_>,
     batch: &Encoded,
     s: &InstanceRow,
     key: i64,
+    head: Option<i64>,
 ) -> rusqlite::Result<bool> {
     bind_summary(update, batch, s)?;
     update.raw_bind_parameter(11, key)?;
+    update.raw_bind_parameter(12, head)?;
     Ok(update.raw_execute()? == 1)
 }
 
@@ -633,12 +665,12 @@ mod tests {
         for seq in 2..CORRELATION_SEQ_BLOCK as u64 {
             let before = conn.total_changes();
             write_one(conn, &mut known, in_chain(seq));
-            // The event, the summary and the chain's head; the range already covers the seq.
-            assert_eq!(conn.total_changes() - before, 3, "seq {seq}: the range is not rewritten");
+            // The event and the summary (with the chain's head); the range already covers the seq.
+            assert_eq!(conn.total_changes() - before, 2, "seq {seq}: the range is not rewritten");
         }
         let before = conn.total_changes();
         write_one(conn, &mut known, in_chain(CORRELATION_SEQ_BLOCK as u64));
-        assert_eq!(conn.total_changes() - before, 4, "the range grows into the next block");
+        assert_eq!(conn.total_changes() - before, 3, "the range grows into the next block");
         assert_eq!(range(conn), (1, 2 * CORRELATION_SEQ_BLOCK - 1));
     }
 }
