@@ -34,11 +34,11 @@ const RELINK: &str = "UPDATE fsm_events SET prev = ?2 WHERE rowid = ?1";
 
 const SET_HEAD: &str = "UPDATE fsm_instances SET last_event = ?2 WHERE ikey = ?1";
 
-/// The rowids of every event of the instances `ikeys` selects (a query with one column), as a
-/// recursive table `walk(r)` to put in front of a statement.
-pub(super) fn walk_all(ikeys: &str) -> String {
+/// The rowids of every event of the chains whose heads `heads` selects (a query with one column,
+/// no NULL), as a recursive table `walk(r)` to put in front of a statement.
+pub(super) fn walk_down(heads: &str) -> String {
     format!(
-        "walk(r) AS (SELECT last_event FROM fsm_instances WHERE ikey IN ({ikeys}) AND last_event IS NOT NULL \
+        "walk(r) AS ({heads} \
          UNION ALL SELECT e.prev FROM walk JOIN fsm_events e ON e.rowid = walk.r WHERE e.prev IS NOT NULL)"
     )
 }

@@ -105,7 +105,9 @@ pub(super) fn instance(conn: &Connection, id: InstanceId) -> Result<Option<Insta
 pub(super) fn history(conn: &Connection, id: InstanceId) -> Result<Vec<StoredEvent>> {
     let sql = format!(
         "WITH RECURSIVE {} SELECT {EVENT_COLUMNS} FROM walk JOIN fsm_events e ON e.rowid = walk.r ORDER BY e.seq",
-        chain::walk_all("SELECT ikey FROM fsm_instances WHERE instance_id = ?1")
+        chain::walk_down(
+            "SELECT last_event FROM fsm_instances WHERE instance_id = ?1 AND last_event IS NOT NULL"
+        )
     );
     let mut statement = conn.prepare_cached(&sql).map_err(err("history"))?;
     let mut rows = statement.query([id.0.as_bytes()]).map_err(err("history"))?;
@@ -250,9 +252,11 @@ fn search_candidates(
         let pattern = like_pattern(text);
         filter(&format!(" AND ({ID_TEXT} LIKE ? ESCAPE '\\'"), Bind::Text(pattern.clone()));
         filter(
-            " OR EXISTS (WITH RECURSIVE walk(r) AS (SELECT i.last_event UNION ALL SELECT e.prev FROM walk \
-             JOIN fsm_events e ON e.rowid = walk.r WHERE e.prev IS NOT NULL) \
-             SELECT 1 FROM walk JOIN fsm_events e ON e.rowid = walk.r WHERE (e.context LIKE ? ESCAPE '\\'",
+            &format!(
+                " OR EXISTS (WITH RECURSIVE {} \
+                 SELECT 1 FROM walk JOIN fsm_events e ON e.rowid = walk.r WHERE (e.context LIKE ? ESCAPE '\\'",
+                chain::walk_down("SELECT i.last_event WHERE i.last_event IS NOT NULL")
+            ),
             Bind::Text(pattern.clone()),
         );
         filter(" OR e.changes LIKE ? ESCAPE '\\')))", Bind::Text(pattern));

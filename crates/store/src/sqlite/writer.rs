@@ -516,7 +516,9 @@ fn retention(conn: &Connection, cutoff: Millis) -> Result<u64> {
              DELETE FROM fsm_events WHERE rowid IN (SELECT r FROM xc_purge_events); \
              DELETE FROM fsm_snapshots WHERE ikey IN (SELECT ikey FROM xc_purge); \
              DELETE FROM fsm_instances WHERE ikey IN (SELECT ikey FROM xc_purge);",
-            chain::walk_all("SELECT ikey FROM xc_purge")
+            chain::walk_down(
+                "SELECT last_event FROM fsm_instances WHERE ikey IN (SELECT ikey FROM xc_purge) AND last_event IS NOT NULL"
+            )
         ))
         .map_err(err("apply_retention"))?;
         tx.commit().map_err(err("apply_retention"))?;
