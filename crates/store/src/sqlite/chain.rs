@@ -44,7 +44,7 @@ pub(super) fn walk_down(heads: &str) -> String {
 }
 
 /// The head of a chain as the writer sees it inside its transaction.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Head {
     /// Rowid of the highest event (none yet: `None`).
     pub rowid: Option<i64>,

@@ -3,14 +3,14 @@
 //! One writer thread owns the read-write connection and group-commits every batch waiting for
 //! it (`writer`); a second thread checkpoints the WAL in the background (`checkpoint`); reads run on a pool of read-only connections (`pool`, `read`), each in one
 //! read transaction. Commits are encoded on the caller's task (`encode`) so the writer only binds
-//! prepared statements. The schema is embedded (`migrations/sqlite`, version 3) and applied at
+//! prepared statements. The schema is embedded (`migrations/sqlite`, version 6) and applied at
 //! open (`schema`). Durability maps to `PRAGMA synchronous` (FULL / NORMAL / OFF).
 
 mod chain;
 mod checkpoint;
 mod encode;
 mod fold;
-mod known_keys;
+mod known_instances;
 mod pool;
 mod read;
 mod schema;

@@ -8,17 +8,19 @@
 //! `Unavailable`. Nobody is answered before the COMMIT has returned, so `Ok` always means durable.
 //!
 //! An instance's summary is upserted the first time; afterwards it is updated by the row key the
-//! writer remembers (`known_keys`), which costs SQLite far less than an upsert.
+//! writer remembers (`known_instances`), which costs SQLite far less than an upsert, and its
+//! events are appended to the chain head the writer remembers with it, which reads nothing.
 
 use super::chain::{self, Head, Place};
 use super::checkpoint::Checkpointer;
 use super::encode::{Encoded, InstanceRow, Span};
-use super::known_keys::KnownKeys;
+use super::known_instances::{Known, KnownInstances};
 use super::{BACKEND, err};
 use crate::common::unavailable;
 use crate::{PURGE_CHUNK, RETENTION_CHUNK};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, Transaction, TransactionBehavior};
+use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
 use xcomponent_core::instance::{InstanceId, Millis};
 use xcomponent_core::message::ENVELOPE_SCHEMA_VERSION;
@@ -121,7 +123,7 @@ pub(super) enum Job {
 /// Runs the writer until every sender is gone.
 pub(super) fn run(conn: Connection, mut jobs: mpsc::Receiver<Job>, checkpointer: Checkpointer) {
     let mut next = None;
-    let mut known = KnownKeys::default();
+    let mut known = KnownInstances::default();
     loop {
         let Some(job) = next.take().or_else(|| jobs.blocking_recv()) else { return };
         match job {
@@ -182,16 +184,17 @@ impl From<rusqlite::Error> for Failure {
 fn commit_group(
     conn: &Connection,
     mut group: Vec<(Box<Encoded>, oneshot::Sender<Result<()>>)>,
-    known: &mut KnownKeys,
+    known: &mut KnownInstances,
 ) -> bool {
-    // Keys drawn by this transaction, known once it is committed.
-    let mut drawn = Vec::new();
+    // The instances this transaction wrote, known once it is committed.
+    let mut written = HashMap::new();
     loop {
-        drawn.clear();
+        written.clear();
         let attempt = (|| {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            known.validate(&tx)?;
             for (index, (batch, _)) in group.iter().enumerate() {
-                match write(&tx, batch, known, &mut drawn) {
+                match write(&tx, batch, known, &mut written) {
                     Ok(()) => {}
                     Err(Failure::Conflict(conflict)) => return Ok(Some((index, conflict))),
                     Err(Failure::Sqlite(error)) => return Err(error),
@@ -202,8 +205,8 @@ fn commit_group(
         })();
         match attempt {
             Ok(None) => {
-                for (id, key) in drawn {
-                    known.insert(id, key);
+                for (id, instance) in written.drain() {
+                    known.insert(id, instance);
                 }
                 for (_, reply) in group {
                     let _ = reply.send(Ok(()));
@@ -220,6 +223,9 @@ fn commit_group(
             }
             Err(error) => {
                 // Rolled back when dropped (or by SQLite itself): nothing of the group is stored.
+                // (A COMMIT that failed after writing to the WAL may yet show after a restart:
+                // what the writer remembers is read again.)
+                known.clear();
                 tracing::error!(backend = BACKEND, batches = group.len(), %error, "group commit failed");
                 let message = error.to_string();
                 let refused = refuses_content(&error);
@@ -254,10 +260,10 @@ fn text(batch: &Encoded, span: Span) -> ToSqlOutput<'_> {
 fn write(
     tx: &Connection,
     batch: &Encoded,
-    known: &mut KnownKeys,
-    drawn: &mut Vec<(InstanceId, i64)>,
+    known: &mut KnownInstances,
+    written: &mut HashMap<InstanceId, Known>,
 ) -> std::result::Result<(), Failure> {
-    let mut slots = instance_slots(tx, batch, known, drawn)?;
+    let mut slots = instance_slots(tx, batch, known, written)?;
     let mut insert = tx.prepare_cached(INSERT_EVENT)?;
     for e in &batch.events {
         let Slot { key, head, .. } = slots[e.instance];
@@ -306,6 +312,9 @@ fn write(
         }
     }
     write_summaries(tx, batch, &slots)?;
+    for (s, slot) in batch.instances.iter().zip(&slots) {
+        written.insert(s.id, Known { key: slot.key, head: slot.head });
+    }
     let keys: Vec<i64> = slots.iter().map(|slot| slot.key).collect();
     let mut upsert = tx.prepare_cached(UPSERT_SNAPSHOT)?;
     for s in &batch.snapshots {
@@ -390,26 +399,23 @@ struct Slot {
     written: bool,
 }
 
-/// The key and chain head of every instance of the batch, in the same order. A key the writer
-/// remembers is checked against the instance id as the head is read (another process may
-/// have purged the instance and given the key to another); otherwise the summary is upserted
-/// (whose key goes to `drawn`).
+/// The key and chain head of every instance of the batch, in the same order: as an earlier
+/// batch of the transaction (`written`) left them, else as the writer remembers them, else read
+/// after the summary is upserted.
 fn instance_slots(
     tx: &Connection,
     batch: &Encoded,
-    known: &mut KnownKeys,
-    drawn: &mut Vec<(InstanceId, i64)>,
+    known: &mut KnownInstances,
+    written: &HashMap<InstanceId, Known>,
 ) -> rusqlite::Result<Vec<Slot>> {
     let mut slots = Vec::with_capacity(batch.instances.len());
     for s in &batch.instances {
-        if let Some(key) = known.get(&s.id)
-            && let Some(head) = chain::head(tx, key, s.id)?
+        if let Some(Known { key, head }) = written.get(&s.id).copied().or_else(|| known.get(&s.id))
         {
             slots.push(Slot { key, head, moved: false, written: false });
             continue;
         }
         let key = upsert_instance(tx, batch, s)?;
-        drawn.push((s.id, key));
         let head = chain::head(tx, key, s.id)?.unwrap_or(Head { rowid: None, seq: 0 });
         slots.push(Slot { key, head, moved: false, written: true });
     }
@@ -615,46 +621,78 @@ mod tests {
         }
     }
 
-    /// Writes one event in its own transaction; returns the keys the upsert drew.
-    fn write_one(conn: &Connection, known: &mut KnownKeys, e: StoredEvent) -> Vec<i64> {
+    /// Commits one event as the writer thread does (a group of one); what the writer then
+    /// knows of its instance.
+    fn write_one(conn: &Connection, known: &mut KnownInstances, e: StoredEvent) -> Known {
+        let id = e.instance_id;
         let batch = CommitBatch { events: vec![e], ..CommitBatch::default() };
-        let encoded = Encoded::of(&batch).expect("encoded");
-        let mut drawn = Vec::new();
-        let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).expect("begin");
-        assert!(write(&tx, &encoded, known, &mut drawn).is_ok(), "written");
-        tx.commit().expect("commit");
-        for (id, key) in &drawn {
-            known.insert(*id, *key);
-        }
-        drawn.into_iter().map(|(_, key)| key).collect()
+        let encoded = Box::new(Encoded::of(&batch).expect("encoded"));
+        let (reply, mut answer) = oneshot::channel();
+        assert!(commit_group(conn, vec![(encoded, reply)], known), "committed");
+        assert!(matches!(answer.try_recv(), Ok(Ok(()))), "answered Ok");
+        known.get(&id).expect("known once committed")
+    }
+
+    /// The seqs of an instance's chain, from its head down.
+    fn chain_seqs(conn: &Connection, key: i64) -> Vec<i64> {
+        let walk =
+            chain::walk_down(&format!("SELECT last_event FROM fsm_instances WHERE ikey = {key}"));
+        let mut seqs = conn
+            .prepare(&format!(
+                "WITH RECURSIVE {walk} SELECT e.seq FROM walk JOIN fsm_events e ON e.rowid = walk.r"
+            ))
+            .expect("walk");
+        seqs.query_map([], |row| row.get(0)).expect("seqs").map(|seq| seq.expect("seq")).collect()
     }
 
     #[test]
-    fn a_known_instance_is_updated_by_key_without_an_upsert() {
+    fn the_writer_remembers_each_instance_key_and_chain_head() {
         let scratch = Scratch::new();
         let conn = &scratch.conn;
-        let mut known = KnownKeys::default();
+        let mut known = KnownInstances::default();
         let id = InstanceId(uuid::Uuid::now_v7());
-        let drawn = write_one(conn, &mut known, event(id, 1, "S1"));
-        assert_eq!(drawn.len(), 1, "the creation upserts and draws a key");
-        assert!(write_one(conn, &mut known, event(id, 2, "S2")).is_empty(), "updated by key");
-        let (state, seq): (String, i64) = conn
-            .query_row("SELECT state, seq FROM fsm_instances WHERE ikey = ?1", [drawn[0]], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
+        let created = write_one(conn, &mut known, event(id, 1, "S1"));
+        assert_eq!(created.head.seq, 1);
+        let moved = write_one(conn, &mut known, event(id, 2, "S2"));
+        assert_eq!(moved.key, created.key, "updated by the key drawn at creation");
+        let stored: (String, i64, i64) = conn
+            .query_row(
+                "SELECT state, seq, last_event FROM fsm_instances WHERE ikey = ?1",
+                [moved.key],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
             .expect("summary");
-        assert_eq!((state.as_str(), seq), ("S2", 2));
+        assert_eq!(stored, ("S2".to_owned(), 2, moved.head.rowid.expect("a head")));
+        assert_eq!(moved.head.seq, 2);
+        assert_eq!(chain_seqs(conn, moved.key), [2, 1]);
+    }
+
+    #[test]
+    fn a_commit_by_another_connection_makes_the_writer_read_the_head_again() {
+        let scratch = Scratch::new();
+        let ours = &scratch.conn;
+        let theirs = super::super::schema::open_writer(&scratch.dir.join("w.db"), Durability::None)
+            .expect("second writer");
+        let (mut known, mut known_by_them) = (KnownInstances::default(), KnownInstances::default());
+        let id = InstanceId(uuid::Uuid::now_v7());
+        write_one(ours, &mut known, event(id, 1, "S1"));
+        let before = write_one(ours, &mut known, event(id, 2, "S2"));
+        // Another process appends seq 3: the head we remember is no longer the chain's.
+        let appended = write_one(&theirs, &mut known_by_them, event(id, 3, "S3"));
+        assert_eq!(appended.key, before.key);
+        let after = write_one(ours, &mut known, event(id, 4, "S4"));
+        assert_eq!(chain_seqs(ours, after.key), [4, 3, 2, 1], "seq 4 is linked to seq 3");
     }
 
     #[test]
     fn a_correlation_range_is_stored_by_block_and_rewritten_only_when_it_grows() {
         let scratch = Scratch::new();
         let conn = &scratch.conn;
-        let mut known = KnownKeys::default();
+        let mut known = KnownInstances::default();
         let id = InstanceId(uuid::Uuid::now_v7());
         let chain = EventId(uuid::Uuid::now_v7());
         let in_chain = |seq| StoredEvent { correlation_id: chain, ..event(id, seq, "S") };
-        let key = write_one(conn, &mut known, in_chain(1))[0];
+        let key = write_one(conn, &mut known, in_chain(1)).key;
         let range = |conn: &Connection| -> (i64, i64) {
             conn.query_row(
                 "SELECT first_seq, last_seq FROM fsm_correlations WHERE ikey = ?1",

@@ -1,0 +1,158 @@
+//! The writer's memory of the instances it has committed: each one's row key
+//! (`fsm_instances.ikey`) and the head of its event chain (`chain::Head`). With the key, a
+//! summary is written by a plain `UPDATE ... WHERE ikey = ?`: no upsert, hence no statement
+//! journal (SQLite copies every page an upsert touches into it first) and no `RETURNING`
+//! result to materialize. With the head, appending an event reads nothing.
+//!
+//! What is remembered is exact only while no other connection writes the file (another process
+//! sharing it, a tool). `validate` runs at the start of every write transaction, once the
+//! writer holds the file's write lock: when `PRAGMA data_version` has changed since the last
+//! transaction (it changes with every commit of another connection, never with this one's),
+//! everything is forgotten and read again. The summary's update also names the instance id, so
+//! a key that no longer means that instance updates nothing.
+//!
+//! Bounded: two generations of at most `GENERATION_INSTANCES` entries each. A lookup that finds
+//! an entry in the older generation moves it to the current one; when the current one is full,
+//! the older is dropped and the current becomes the older. Instances in use stay known, idle
+//! ones fade.
+
+use super::chain::Head;
+use rusqlite::Connection;
+use std::collections::HashMap;
+use xcomponent_core::instance::InstanceId;
+
+/// Most entries in one generation (two are kept: about 3 MiB at most in all).
+const GENERATION_INSTANCES: usize = 16_384;
+
+/// What the writer knows of one committed instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Known {
+    /// `fsm_instances.ikey`.
+    pub key: i64,
+    /// The head of its event chain.
+    pub head: Head,
+}
+
+/// Instances the writer has seen committed.
+#[derive(Debug, Default)]
+pub(super) struct KnownInstances {
+    current: HashMap<InstanceId, Known>,
+    older: HashMap<InstanceId, Known>,
+    /// `PRAGMA data_version` as the last transaction saw it.
+    data_version: Option<i64>,
+}
+
+impl KnownInstances {
+    /// What is known of `id`.
+    pub fn get(&mut self, id: &InstanceId) -> Option<Known> {
+        if let Some(known) = self.current.get(id) {
+            return Some(*known);
+        }
+        let known = self.older.remove(id)?;
+        self.insert(*id, known);
+        Some(known)
+    }
+
+    /// Remembers `id` (only what is committed: a key drawn in a transaction that was rolled
+    /// back may be given to another instance).
+    pub fn insert(&mut self, id: InstanceId, known: Known) {
+        if self.current.len() >= GENERATION_INSTANCES && !self.current.contains_key(&id) {
+            self.older = std::mem::take(&mut self.current);
+        }
+        self.current.insert(id, known);
+    }
+
+    /// Forgets every instance (after rows were deleted, or a transaction failed in a way that
+    /// leaves unsure what was stored).
+    pub fn clear(&mut self) {
+        self.current.clear();
+        self.older.clear();
+    }
+
+    /// Forgets everything when another connection has committed since the last transaction.
+    /// Called inside a write transaction (no other connection can commit until it ends).
+    pub fn validate(&mut self, tx: &Connection) -> rusqlite::Result<()> {
+        let version: i64 = tx.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+        if self.data_version.is_some_and(|seen| seen != version) {
+            tracing::debug!(
+                backend = super::BACKEND,
+                "another connection committed: the writer reads instance keys and chain heads again"
+            );
+            self.clear();
+        }
+        self.data_version = Some(version);
+        Ok(())
+    }
+
+    /// How many instances are known.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.current.len() + self.older.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn id(n: u128) -> InstanceId {
+        InstanceId(Uuid::from_u128(n))
+    }
+
+    fn known(key: i64) -> Known {
+        Known { key, head: Head { rowid: Some(key * 10), seq: key } }
+    }
+
+    #[test]
+    fn remembers_and_forgets() {
+        let mut instances = KnownInstances::default();
+        assert_eq!(instances.get(&id(1)), None);
+        instances.insert(id(1), known(10));
+        instances.insert(id(2), known(20));
+        assert_eq!(instances.get(&id(1)), Some(known(10)));
+        assert_eq!(instances.get(&id(2)), Some(known(20)));
+        instances.insert(id(1), known(11));
+        assert_eq!(instances.get(&id(1)), Some(known(11)));
+        instances.clear();
+        assert_eq!(instances.get(&id(1)), None);
+        assert_eq!(instances.len(), 0);
+    }
+
+    #[test]
+    fn bounded_to_two_generations_keeping_what_is_used() {
+        let mut instances = KnownInstances::default();
+        let total = GENERATION_INSTANCES as u128 * 3;
+        for n in 0..total {
+            instances.insert(id(n), known(n as i64));
+            // Instance 0 is used all along: it is never forgotten.
+            assert_eq!(instances.get(&id(0)), Some(known(0)));
+        }
+        assert!(instances.len() <= 2 * GENERATION_INSTANCES, "{} kept", instances.len());
+        // The most recent generation is known, the first ones (but instance 0) are not.
+        assert_eq!(instances.get(&id(total - 1)), Some(known(total as i64 - 1)));
+        assert_eq!(instances.get(&id(1)), None);
+    }
+
+    #[test]
+    fn a_commit_by_another_connection_forgets_everything() {
+        let dir = std::env::temp_dir().join(format!("xc-known-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("k.db");
+        let ours = Connection::open(&path).expect("open");
+        let theirs = Connection::open(&path).expect("open");
+        ours.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)").expect("table");
+        let mut instances = KnownInstances::default();
+        instances.validate(&ours).expect("first");
+        instances.insert(id(1), known(1));
+        // Our own commits keep what is known.
+        ours.execute("INSERT INTO t VALUES (1)", []).expect("ours");
+        instances.validate(&ours).expect("after ours");
+        assert_eq!(instances.get(&id(1)), Some(known(1)));
+        theirs.execute("INSERT INTO t VALUES (2)", []).expect("theirs");
+        instances.validate(&ours).expect("after theirs");
+        assert_eq!(instances.get(&id(1)), None, "another connection committed");
+        drop((ours, theirs));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
