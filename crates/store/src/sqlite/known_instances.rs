@@ -4,12 +4,13 @@
 //! journal (SQLite copies every page an upsert touches into it first) and no `RETURNING`
 //! result to materialize. With the head, appending an event reads nothing.
 //!
-//! What is remembered is exact only while no other connection writes the file (another process
-//! sharing it, a tool). `validate` runs at the start of every write transaction, once the
-//! writer holds the file's write lock: when `PRAGMA data_version` has changed since the last
-//! transaction (it changes with every commit of another connection, never with this one's),
-//! everything is forgotten and read again. The summary's update also names the instance id, so
-//! a key that no longer means that instance updates nothing.
+//! A head is exact only while no other connection writes the file (another process sharing it,
+//! a tool). `validate` runs at the start of every write transaction, once the writer holds the
+//! file's write lock: when `PRAGMA data_version` has changed since the last transaction (it
+//! changes with every commit of another connection, never with this one's), every head
+//! remembered until then is stale (an epoch moves on) and is read again, with a check that the
+//! key is still the instance's. The keys stay: the summary's update names the instance id too,
+//! so a key that no longer means that instance updates nothing.
 //!
 //! Bounded: two generations of at most `GENERATION_INSTANCES` entries each. A lookup that finds
 //! an entry in the older generation moves it to the current one; when the current one is full,
@@ -29,15 +30,27 @@ const GENERATION_INSTANCES: usize = 16_384;
 pub(super) struct Known {
     /// `fsm_instances.ikey`.
     pub key: i64,
-    /// The head of its event chain.
-    pub head: Head,
+    /// The head of its event chain (`None`: another connection has committed since it was
+    /// remembered).
+    pub head: Option<Head>,
+}
+
+/// One remembered instance.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: i64,
+    head: Head,
+    /// The epoch in which the head was remembered.
+    epoch: u64,
 }
 
 /// Instances the writer has seen committed.
 #[derive(Debug, Default)]
 pub(super) struct KnownInstances {
-    current: HashMap<InstanceId, Known>,
-    older: HashMap<InstanceId, Known>,
+    current: HashMap<InstanceId, Entry>,
+    older: HashMap<InstanceId, Entry>,
+    /// Moves on whenever another connection has committed: older heads are stale.
+    epoch: u64,
     /// `PRAGMA data_version` as the last transaction saw it.
     data_version: Option<i64>,
 }
@@ -45,21 +58,29 @@ pub(super) struct KnownInstances {
 impl KnownInstances {
     /// What is known of `id`.
     pub fn get(&mut self, id: &InstanceId) -> Option<Known> {
-        if let Some(known) = self.current.get(id) {
-            return Some(*known);
-        }
-        let known = self.older.remove(id)?;
-        self.insert(*id, known);
-        Some(known)
+        let entry = match self.current.get(id) {
+            Some(entry) => *entry,
+            None => {
+                let entry = self.older.remove(id)?;
+                self.keep(*id, entry);
+                entry
+            }
+        };
+        let head = (entry.epoch == self.epoch).then_some(entry.head);
+        Some(Known { key: entry.key, head })
     }
 
-    /// Remembers `id` (only what is committed: a key drawn in a transaction that was rolled
-    /// back may be given to another instance).
-    pub fn insert(&mut self, id: InstanceId, known: Known) {
+    /// Remembers the key and chain head of `id` (only what is committed: a key drawn in a
+    /// transaction that was rolled back may be given to another instance).
+    pub fn insert(&mut self, id: InstanceId, key: i64, head: Head) {
+        self.keep(id, Entry { key, head, epoch: self.epoch });
+    }
+
+    fn keep(&mut self, id: InstanceId, entry: Entry) {
         if self.current.len() >= GENERATION_INSTANCES && !self.current.contains_key(&id) {
             self.older = std::mem::take(&mut self.current);
         }
-        self.current.insert(id, known);
+        self.current.insert(id, entry);
     }
 
     /// Forgets every instance (after rows were deleted, or a transaction failed in a way that
@@ -69,16 +90,17 @@ impl KnownInstances {
         self.older.clear();
     }
 
-    /// Forgets everything when another connection has committed since the last transaction.
-    /// Called inside a write transaction (no other connection can commit until it ends).
+    /// Makes every remembered head stale when another connection has committed since the last
+    /// transaction. Called inside a write transaction (no other connection can commit until it
+    /// ends).
     pub fn validate(&mut self, tx: &Connection) -> rusqlite::Result<()> {
         let version: i64 = tx.query_row("PRAGMA data_version", [], |row| row.get(0))?;
         if self.data_version.is_some_and(|seen| seen != version) {
             tracing::debug!(
                 backend = super::BACKEND,
-                "another connection committed: the writer reads instance keys and chain heads again"
+                "another connection committed: the writer reads chain heads again"
             );
-            self.clear();
+            self.epoch += 1;
         }
         self.data_version = Some(version);
         Ok(())
@@ -100,19 +122,23 @@ mod tests {
         InstanceId(Uuid::from_u128(n))
     }
 
+    fn head(key: i64) -> Head {
+        Head { rowid: Some(key * 10), seq: key }
+    }
+
     fn known(key: i64) -> Known {
-        Known { key, head: Head { rowid: Some(key * 10), seq: key } }
+        Known { key, head: Some(head(key)) }
     }
 
     #[test]
     fn remembers_and_forgets() {
         let mut instances = KnownInstances::default();
         assert_eq!(instances.get(&id(1)), None);
-        instances.insert(id(1), known(10));
-        instances.insert(id(2), known(20));
+        instances.insert(id(1), 10, head(10));
+        instances.insert(id(2), 20, head(20));
         assert_eq!(instances.get(&id(1)), Some(known(10)));
         assert_eq!(instances.get(&id(2)), Some(known(20)));
-        instances.insert(id(1), known(11));
+        instances.insert(id(1), 11, head(11));
         assert_eq!(instances.get(&id(1)), Some(known(11)));
         instances.clear();
         assert_eq!(instances.get(&id(1)), None);
@@ -124,7 +150,7 @@ mod tests {
         let mut instances = KnownInstances::default();
         let total = GENERATION_INSTANCES as u128 * 3;
         for n in 0..total {
-            instances.insert(id(n), known(n as i64));
+            instances.insert(id(n), n as i64, head(n as i64));
             // Instance 0 is used all along: it is never forgotten.
             assert_eq!(instances.get(&id(0)), Some(known(0)));
         }
@@ -135,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn a_commit_by_another_connection_forgets_everything() {
+    fn a_commit_by_another_connection_makes_the_heads_stale() {
         let dir = std::env::temp_dir().join(format!("xc-known-{}", Uuid::now_v7()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("k.db");
@@ -144,14 +170,20 @@ mod tests {
         ours.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)").expect("table");
         let mut instances = KnownInstances::default();
         instances.validate(&ours).expect("first");
-        instances.insert(id(1), known(1));
+        instances.insert(id(1), 1, head(1));
         // Our own commits keep what is known.
         ours.execute("INSERT INTO t VALUES (1)", []).expect("ours");
         instances.validate(&ours).expect("after ours");
         assert_eq!(instances.get(&id(1)), Some(known(1)));
         theirs.execute("INSERT INTO t VALUES (2)", []).expect("theirs");
         instances.validate(&ours).expect("after theirs");
-        assert_eq!(instances.get(&id(1)), None, "another connection committed");
+        assert_eq!(instances.get(&id(1)), Some(Known { key: 1, head: None }), "heads are stale");
+        instances.insert(id(1), 1, head(2));
+        assert_eq!(
+            instances.get(&id(1)),
+            Some(Known { key: 1, head: Some(head(2)) }),
+            "read again"
+        );
         drop((ours, theirs));
         let _ = std::fs::remove_dir_all(&dir);
     }

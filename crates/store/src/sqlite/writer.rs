@@ -186,7 +186,7 @@ fn commit_group(
     mut group: Vec<(Box<Encoded>, oneshot::Sender<Result<()>>)>,
     known: &mut KnownInstances,
 ) -> bool {
-    // The instances this transaction wrote, known once it is committed.
+    // The instances this transaction wrote (key and chain head), known once it is committed.
     let mut written = HashMap::new();
     loop {
         written.clear();
@@ -205,8 +205,8 @@ fn commit_group(
         })();
         match attempt {
             Ok(None) => {
-                for (id, instance) in written.drain() {
-                    known.insert(id, instance);
+                for (id, (key, head)) in written.drain() {
+                    known.insert(id, key, head);
                 }
                 for (_, reply) in group {
                     let _ = reply.send(Ok(()));
@@ -261,7 +261,7 @@ fn write(
     tx: &Connection,
     batch: &Encoded,
     known: &mut KnownInstances,
-    written: &mut HashMap<InstanceId, Known>,
+    written: &mut HashMap<InstanceId, (i64, Head)>,
 ) -> std::result::Result<(), Failure> {
     let mut slots = instance_slots(tx, batch, known, written)?;
     let mut insert = tx.prepare_cached(INSERT_EVENT)?;
@@ -313,7 +313,7 @@ fn write(
     }
     write_summaries(tx, batch, &slots)?;
     for (s, slot) in batch.instances.iter().zip(&slots) {
-        written.insert(s.id, Known { key: slot.key, head: slot.head });
+        written.insert(s.id, (slot.key, slot.head));
     }
     let keys: Vec<i64> = slots.iter().map(|slot| slot.key).collect();
     let mut upsert = tx.prepare_cached(UPSERT_SNAPSHOT)?;
@@ -400,18 +400,28 @@ struct Slot {
 }
 
 /// The key and chain head of every instance of the batch, in the same order: as an earlier
-/// batch of the transaction (`written`) left them, else as the writer remembers them, else read
-/// after the summary is upserted.
+/// batch of the transaction (`written`) left them, else as the writer remembers them (a stale
+/// head is read again, with the check that the key is still the instance's), else read after
+/// the summary is upserted.
 fn instance_slots(
     tx: &Connection,
     batch: &Encoded,
     known: &mut KnownInstances,
-    written: &HashMap<InstanceId, Known>,
+    written: &HashMap<InstanceId, (i64, Head)>,
 ) -> rusqlite::Result<Vec<Slot>> {
     let mut slots = Vec::with_capacity(batch.instances.len());
     for s in &batch.instances {
-        if let Some(Known { key, head }) = written.get(&s.id).copied().or_else(|| known.get(&s.id))
-        {
+        let remembered = match written.get(&s.id) {
+            Some(&(key, head)) => Some((key, head)),
+            None => match known.get(&s.id) {
+                Some(Known { key, head: Some(head) }) => Some((key, head)),
+                Some(Known { key, head: None }) => {
+                    chain::head(tx, key, s.id)?.map(|head| (key, head))
+                }
+                None => None,
+            },
+        };
+        if let Some((key, head)) = remembered {
             slots.push(Slot { key, head, moved: false, written: false });
             continue;
         }
@@ -622,15 +632,18 @@ mod tests {
     }
 
     /// Commits one event as the writer thread does (a group of one); what the writer then
-    /// knows of its instance.
-    fn write_one(conn: &Connection, known: &mut KnownInstances, e: StoredEvent) -> Known {
+    /// knows of its instance (its key, and its chain's head).
+    fn write_one(conn: &Connection, known: &mut KnownInstances, e: StoredEvent) -> (i64, Head) {
         let id = e.instance_id;
         let batch = CommitBatch { events: vec![e], ..CommitBatch::default() };
         let encoded = Box::new(Encoded::of(&batch).expect("encoded"));
         let (reply, mut answer) = oneshot::channel();
         assert!(commit_group(conn, vec![(encoded, reply)], known), "committed");
         assert!(matches!(answer.try_recv(), Ok(Ok(()))), "answered Ok");
-        known.get(&id).expect("known once committed")
+        match known.get(&id) {
+            Some(Known { key, head: Some(head) }) => (key, head),
+            other => panic!("known once committed, found {other:?}"),
+        }
     }
 
     /// The seqs of an instance's chain, from its head down.
@@ -652,19 +665,19 @@ mod tests {
         let mut known = KnownInstances::default();
         let id = InstanceId(uuid::Uuid::now_v7());
         let created = write_one(conn, &mut known, event(id, 1, "S1"));
-        assert_eq!(created.head.seq, 1);
+        assert_eq!(created.1.seq, 1);
         let moved = write_one(conn, &mut known, event(id, 2, "S2"));
-        assert_eq!(moved.key, created.key, "updated by the key drawn at creation");
+        assert_eq!(moved.0, created.0, "updated by the key drawn at creation");
         let stored: (String, i64, i64) = conn
             .query_row(
                 "SELECT state, seq, last_event FROM fsm_instances WHERE ikey = ?1",
-                [moved.key],
+                [moved.0],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
             )
             .expect("summary");
-        assert_eq!(stored, ("S2".to_owned(), 2, moved.head.rowid.expect("a head")));
-        assert_eq!(moved.head.seq, 2);
-        assert_eq!(chain_seqs(conn, moved.key), [2, 1]);
+        assert_eq!(stored, ("S2".to_owned(), 2, moved.1.rowid.expect("a head")));
+        assert_eq!(moved.1.seq, 2);
+        assert_eq!(chain_seqs(conn, moved.0), [2, 1]);
     }
 
     #[test]
@@ -679,9 +692,9 @@ mod tests {
         let before = write_one(ours, &mut known, event(id, 2, "S2"));
         // Another process appends seq 3: the head we remember is no longer the chain's.
         let appended = write_one(&theirs, &mut known_by_them, event(id, 3, "S3"));
-        assert_eq!(appended.key, before.key);
+        assert_eq!(appended.0, before.0);
         let after = write_one(ours, &mut known, event(id, 4, "S4"));
-        assert_eq!(chain_seqs(ours, after.key), [4, 3, 2, 1], "seq 4 is linked to seq 3");
+        assert_eq!(chain_seqs(ours, after.0), [4, 3, 2, 1], "seq 4 is linked to seq 3");
     }
 
     #[test]
@@ -692,7 +705,7 @@ mod tests {
         let id = InstanceId(uuid::Uuid::now_v7());
         let chain = EventId(uuid::Uuid::now_v7());
         let in_chain = |seq| StoredEvent { correlation_id: chain, ..event(id, seq, "S") };
-        let key = write_one(conn, &mut known, in_chain(1)).key;
+        let key = write_one(conn, &mut known, in_chain(1)).0;
         let range = |conn: &Connection| -> (i64, i64) {
             conn.query_row(
                 "SELECT first_seq, last_seq FROM fsm_correlations WHERE ikey = ?1",
