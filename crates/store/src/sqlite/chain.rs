@@ -24,15 +24,20 @@ use xcomponent_core::instance::InstanceId;
 const HEAD: &str = "SELECT i.last_event, e.seq FROM fsm_instances i \
     LEFT JOIN fsm_events e ON e.rowid = i.last_event WHERE i.ikey = ?1 AND i.instance_id = ?2";
 
-/// The lowest block entry of an instance above a seq: where a walk down to that seq starts.
-const BLOCK_ABOVE: &str = "SELECT rowid FROM fsm_events WHERE ikey = ?1 AND seq % 64 = 0 AND seq > ?2 \
-    ORDER BY seq LIMIT 1";
-
 const LINK: &str = "SELECT seq, prev FROM fsm_events WHERE rowid = ?1";
 
 const RELINK: &str = "UPDATE fsm_events SET prev = ?2 WHERE rowid = ?1";
 
 const SET_HEAD: &str = "UPDATE fsm_instances SET last_event = ?2 WHERE ikey = ?1";
+
+/// The rowid of the lowest block entry of instance `ikey` above `seq` (SQL expressions), as a
+/// scalar subquery (NULL when there is none): where a walk down to that seq starts.
+pub(super) fn block_above(ikey: &str, seq: &str) -> String {
+    format!(
+        "(SELECT b.rowid FROM fsm_events b WHERE b.ikey = {ikey} AND b.seq % 64 = 0 AND b.seq > {seq} \
+         ORDER BY b.seq LIMIT 1)"
+    )
+}
 
 /// The rowids of every event of the chains whose heads `heads` selects (a query with one column,
 /// no NULL), as a recursive table `walk(r)` to put in front of a statement.
@@ -79,9 +84,8 @@ pub(super) fn place(tx: &Connection, ikey: i64, head: Head, seq: i64) -> rusqlit
         return Ok(Place::Append { prev: head.rowid });
     }
     let block = tx
-        .prepare_cached(BLOCK_ABOVE)?
-        .query_row((ikey, seq), |row| row.get::<_, i64>(0))
-        .optional()?;
+        .prepare_cached(&format!("SELECT {}", block_above("?1", "?2")))?
+        .query_row((ikey, seq), |row| row.get::<_, Option<i64>>(0))?;
     let mut link = tx.prepare_cached(LINK)?;
     let mut next = None;
     let mut cursor = block.or(head.rowid);

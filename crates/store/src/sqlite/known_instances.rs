@@ -5,7 +5,7 @@
 //! result to materialize. With the head, appending an event reads nothing.
 //!
 //! A head is exact only while no other connection writes the file (another process sharing it,
-//! a tool). `validate` runs at the start of every write transaction, once the writer holds the
+//! a tool). `begin` runs at the start of every write transaction, once the writer holds the
 //! file's write lock: when `PRAGMA data_version` has changed since the last transaction (it
 //! changes with every commit of another connection, never with this one's), every head
 //! remembered until then is stale (an epoch moves on) and is read again, with a check that the
@@ -25,7 +25,7 @@ use xcomponent_core::instance::InstanceId;
 /// Most entries in one generation (two are kept: about 3 MiB at most in all).
 const GENERATION_INSTANCES: usize = 16_384;
 
-/// What the writer knows of one committed instance.
+/// What the writer knows of one instance (committed, or written by the open transaction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Known {
     /// `fsm_instances.ikey`.
@@ -44,11 +44,14 @@ struct Entry {
     epoch: u64,
 }
 
-/// Instances the writer has seen committed.
+/// Instances the writer has seen committed, and those the open transaction wrote.
 #[derive(Debug, Default)]
 pub(super) struct KnownInstances {
     current: HashMap<InstanceId, Entry>,
     older: HashMap<InstanceId, Entry>,
+    /// Key and head of each instance the open transaction wrote, known to its later batches at
+    /// once and to later transactions once it is committed (kept between transactions, emptied).
+    pending: HashMap<InstanceId, (i64, Head)>,
     /// Moves on whenever another connection has committed: older heads are stale.
     epoch: u64,
     /// `PRAGMA data_version` as the last transaction saw it.
@@ -56,8 +59,11 @@ pub(super) struct KnownInstances {
 }
 
 impl KnownInstances {
-    /// What is known of `id`.
+    /// What is known of `id`: as the open transaction left it, else as committed.
     pub fn get(&mut self, id: &InstanceId) -> Option<Known> {
+        if let Some(&(key, head)) = self.pending.get(id) {
+            return Some(Known { key, head: Some(head) });
+        }
         let entry = match self.current.get(id) {
             Some(entry) => *entry,
             None => {
@@ -70,9 +76,40 @@ impl KnownInstances {
         Some(Known { key: entry.key, head })
     }
 
-    /// Remembers the key and chain head of `id` (only what is committed: a key drawn in a
-    /// transaction that was rolled back may be given to another instance).
-    pub fn insert(&mut self, id: InstanceId, key: i64, head: Head) {
+    /// Starts a write transaction's memory: forgets what an earlier attempt wrote, and makes
+    /// every remembered head stale when another connection has committed since the last
+    /// transaction (`PRAGMA data_version`). Called inside the transaction (no other connection
+    /// can commit until it ends).
+    pub fn begin(&mut self, tx: &Connection) -> rusqlite::Result<()> {
+        self.pending.clear();
+        let version: i64 = tx.query_row("PRAGMA data_version", [], |row| row.get(0))?;
+        if self.data_version.is_some_and(|seen| seen != version) {
+            tracing::debug!(
+                backend = super::BACKEND,
+                "another connection committed: the writer reads chain heads again"
+            );
+            self.epoch += 1;
+        }
+        self.data_version = Some(version);
+        Ok(())
+    }
+
+    /// The open transaction wrote `id` with this key and chain head.
+    pub fn wrote(&mut self, id: InstanceId, key: i64, head: Head) {
+        self.pending.insert(id, (key, head));
+    }
+
+    /// The open transaction is committed: what it wrote is remembered (only then: a key drawn
+    /// in a transaction that was rolled back may be given to another instance).
+    pub fn committed(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        for (id, (key, head)) in pending.drain() {
+            self.insert(id, key, head);
+        }
+        self.pending = pending;
+    }
+
+    fn insert(&mut self, id: InstanceId, key: i64, head: Head) {
         self.keep(id, Entry { key, head, epoch: self.epoch });
     }
 
@@ -88,22 +125,7 @@ impl KnownInstances {
     pub fn clear(&mut self) {
         self.current.clear();
         self.older.clear();
-    }
-
-    /// Makes every remembered head stale when another connection has committed since the last
-    /// transaction. Called inside a write transaction (no other connection can commit until it
-    /// ends).
-    pub fn validate(&mut self, tx: &Connection) -> rusqlite::Result<()> {
-        let version: i64 = tx.query_row("PRAGMA data_version", [], |row| row.get(0))?;
-        if self.data_version.is_some_and(|seen| seen != version) {
-            tracing::debug!(
-                backend = super::BACKEND,
-                "another connection committed: the writer reads chain heads again"
-            );
-            self.epoch += 1;
-        }
-        self.data_version = Some(version);
-        Ok(())
+        self.pending.clear();
     }
 
     /// How many instances are known.
@@ -169,14 +191,14 @@ mod tests {
         let theirs = Connection::open(&path).expect("open");
         ours.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)").expect("table");
         let mut instances = KnownInstances::default();
-        instances.validate(&ours).expect("first");
+        instances.begin(&ours).expect("first");
         instances.insert(id(1), 1, head(1));
         // Our own commits keep what is known.
         ours.execute("INSERT INTO t VALUES (1)", []).expect("ours");
-        instances.validate(&ours).expect("after ours");
+        instances.begin(&ours).expect("after ours");
         assert_eq!(instances.get(&id(1)), Some(known(1)));
         theirs.execute("INSERT INTO t VALUES (2)", []).expect("theirs");
-        instances.validate(&ours).expect("after theirs");
+        instances.begin(&ours).expect("after theirs");
         assert_eq!(instances.get(&id(1)), Some(Known { key: 1, head: None }), "heads are stale");
         instances.insert(id(1), 1, head(2));
         assert_eq!(

@@ -129,13 +129,13 @@ pub(super) fn correlated(
         EVENT_COLUMNS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
     let sql = format!(
         "WITH RECURSIVE walk(r, low) AS ( \
-             SELECT coalesce((SELECT b.rowid FROM fsm_events b WHERE b.ikey = c.ikey AND b.seq % 64 = 0 \
-                 AND b.seq > c.last_seq ORDER BY b.seq LIMIT 1), i.last_event), c.first_seq \
+             SELECT coalesce({}, i.last_event), c.first_seq \
              FROM fsm_correlations c JOIN fsm_instances i ON i.ikey = c.ikey WHERE c.correlation_id = ?1 \
              UNION ALL SELECT e.prev, walk.low FROM walk JOIN fsm_events e ON e.rowid = walk.r \
              WHERE e.seq > walk.low AND e.prev IS NOT NULL) \
          SELECT {columns} FROM walk JOIN fsm_events e ON e.rowid = walk.r WHERE e.correlation_id = ?1 \
-         ORDER BY e.occurred_at, e.id LIMIT ?2"
+         ORDER BY e.occurred_at, e.id LIMIT ?2",
+        chain::block_above("c.ikey", "c.last_seq")
     );
     let limit = correlated_limit(limit) as i64;
     let mut statement = conn.prepare_cached(&sql).map_err(err("correlated"))?;

@@ -20,9 +20,8 @@ use crate::common::unavailable;
 use crate::{PURGE_CHUNK, RETENTION_CHUNK};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, Transaction, TransactionBehavior};
-use std::collections::HashMap;
 use tokio::sync::{mpsc, oneshot};
-use xcomponent_core::instance::{InstanceId, Millis};
+use xcomponent_core::instance::Millis;
 use xcomponent_core::message::ENVELOPE_SCHEMA_VERSION;
 use xcomponent_core::store::{Error, RECORD_SCHEMA_VERSION, Result};
 
@@ -186,15 +185,12 @@ fn commit_group(
     mut group: Vec<(Box<Encoded>, oneshot::Sender<Result<()>>)>,
     known: &mut KnownInstances,
 ) -> bool {
-    // The instances this transaction wrote (key and chain head), known once it is committed.
-    let mut written = HashMap::new();
     loop {
-        written.clear();
         let attempt = (|| {
             let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-            known.validate(&tx)?;
+            known.begin(&tx)?;
             for (index, (batch, _)) in group.iter().enumerate() {
-                match write(&tx, batch, known, &mut written) {
+                match write(&tx, batch, known) {
                     Ok(()) => {}
                     Err(Failure::Conflict(conflict)) => return Ok(Some((index, conflict))),
                     Err(Failure::Sqlite(error)) => return Err(error),
@@ -205,9 +201,7 @@ fn commit_group(
         })();
         match attempt {
             Ok(None) => {
-                for (id, (key, head)) in written.drain() {
-                    known.insert(id, key, head);
-                }
+                known.committed();
                 for (_, reply) in group {
                     let _ = reply.send(Ok(()));
                 }
@@ -261,9 +255,8 @@ fn write(
     tx: &Connection,
     batch: &Encoded,
     known: &mut KnownInstances,
-    written: &mut HashMap<InstanceId, (i64, Head)>,
 ) -> std::result::Result<(), Failure> {
-    let mut slots = instance_slots(tx, batch, known, written)?;
+    let mut slots = instance_slots(tx, batch, known)?;
     let mut insert = tx.prepare_cached(INSERT_EVENT)?;
     for e in &batch.events {
         let Slot { key, head, .. } = slots[e.instance];
@@ -313,12 +306,11 @@ fn write(
     }
     write_summaries(tx, batch, &slots)?;
     for (s, slot) in batch.instances.iter().zip(&slots) {
-        written.insert(s.id, (slot.key, slot.head));
+        known.wrote(s.id, slot.key, slot.head);
     }
-    let keys: Vec<i64> = slots.iter().map(|slot| slot.key).collect();
     let mut upsert = tx.prepare_cached(UPSERT_SNAPSHOT)?;
     for s in &batch.snapshots {
-        upsert.raw_bind_parameter(1, keys[s.instance])?;
+        upsert.raw_bind_parameter(1, slots[s.instance].key)?;
         upsert.raw_bind_parameter(2, batch.instances[s.instance].id.0.as_bytes())?;
         upsert.raw_bind_parameter(3, s.seq)?;
         upsert.raw_bind_parameter(4, text(batch, s.state))?;
@@ -331,7 +323,7 @@ fn write(
     for p in &batch.pairs {
         upsert.execute((
             &p.correlation_id,
-            keys[p.instance],
+            slots[p.instance].key,
             p.first_seq,
             end_of_block(p.last_seq),
         ))?;
@@ -399,27 +391,21 @@ struct Slot {
     written: bool,
 }
 
-/// The key and chain head of every instance of the batch, in the same order: as an earlier
-/// batch of the transaction (`written`) left them, else as the writer remembers them (a stale
-/// head is read again, with the check that the key is still the instance's), else read after
-/// the summary is upserted.
+/// The key and chain head of every instance of the batch, in the same order: as the writer
+/// remembers them (an earlier batch of the transaction included; a stale head is read again,
+/// with the check that the key is still the instance's), else read after the summary is
+/// upserted.
 fn instance_slots(
     tx: &Connection,
     batch: &Encoded,
     known: &mut KnownInstances,
-    written: &HashMap<InstanceId, (i64, Head)>,
 ) -> rusqlite::Result<Vec<Slot>> {
     let mut slots = Vec::with_capacity(batch.instances.len());
     for s in &batch.instances {
-        let remembered = match written.get(&s.id) {
-            Some(&(key, head)) => Some((key, head)),
-            None => match known.get(&s.id) {
-                Some(Known { key, head: Some(head) }) => Some((key, head)),
-                Some(Known { key, head: None }) => {
-                    chain::head(tx, key, s.id)?.map(|head| (key, head))
-                }
-                None => None,
-            },
+        let remembered = match known.get(&s.id) {
+            Some(Known { key, head: Some(head) }) => Some((key, head)),
+            Some(Known { key, head: None }) => chain::head(tx, key, s.id)?.map(|head| (key, head)),
+            None => None,
         };
         if let Some((key, head)) = remembered {
             slots.push(Slot { key, head, moved: false, written: false });
@@ -581,7 +567,7 @@ pub(super) fn stopped() -> Error {
 mod tests {
     use super::*;
     use crate::Durability;
-    use xcomponent_core::instance::{EventId, Status};
+    use xcomponent_core::instance::{EventId, InstanceId, Status};
     use xcomponent_core::store::{CREATED_EVENT_TYPE, CommitBatch, DataChanges, StoredEvent};
 
     fn event(id: InstanceId, seq: u64, state: &str) -> StoredEvent {
