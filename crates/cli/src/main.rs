@@ -9,7 +9,7 @@ use std::process::ExitCode;
 /// jemalloc instead of the system's allocator. Under load the runtime's threads free what other
 /// threads allocated (a request's message, a step's records); glibc then takes the owning
 /// arena's lock, and `serve` spent most of its futex calls waiting there. jemalloc's defaults for
-/// this binary are set in `.cargo/config.toml` (README, "Measured").
+/// this binary are set in `.cargo/config.toml` (measurements: `docs/performance.md`).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
