@@ -1,22 +1,21 @@
 //! Prometheus metrics: one recorder per server (not the process-global one, so several servers
 //! and tests can live in one process), fed by the runtime event stream, the HTTP middleware, the
 //! store decorator (`TimedStore`), the WebSocket hub and the runtime's message counters (read at
-//! each scrape); rendered at `GET /metrics`.
+//! each scrape); rendered at `GET /metrics` (`routes/prometheus.rs`).
 //!
 //! Labels are bounded: component, machine, state and event names come from the loaded
 //! definitions (an ignored event's free-text type is never a label), routes are the matched
 //! route templates, and no instance id ever appears.
 
-use crate::state::AppState;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
+use axum::response::Response;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
-use xcomponent_runtime::{MessageCounts, Registry, RuntimeEvent};
+use xcomponent_runtime::{Registry, RuntimeEvent};
 
 /// Histogram buckets (seconds) for every latency: 50 µs to 10 s.
 pub const LATENCY_BUCKETS: [f64; 16] = [
@@ -412,31 +411,4 @@ fn method_label(method: &Method) -> &'static str {
         Method::TRACE => "TRACE",
         _ => "OTHER",
     }
-}
-
-/// Copies the runtime's message counters (totals since it started) into the exposition.
-///
-/// There is no gauge of the dead-letter list's size: the store can only list dead letters (whole
-/// envelopes, in pages), not count them, so a gauge would read the list at every scrape.
-/// `xcomponent_messages_dead_lettered_total` rising is the signal to alert on; the list itself is
-/// at `GET /api/dead-letters`.
-fn record_message_counts(metrics: &Metrics, counts: MessageCounts) {
-    for (name, value) in [
-        ("xcomponent_messages_duplicates_total", counts.duplicates),
-        ("xcomponent_messages_dead_lettered_total", counts.dead_letters),
-        ("xcomponent_messages_redelivered_total", counts.redelivered),
-        ("xcomponent_messages_retried_total", counts.retried),
-        ("xcomponent_messages_resent_total", counts.resent),
-    ] {
-        metrics.counter(name, &[]).absolute(value);
-    }
-}
-
-/// `GET /metrics`: the Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "Operations",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
-pub(crate) async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    state.refresh_gauges();
-    record_message_counts(state.metrics(), state.runtime().message_counts());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics().render())
 }

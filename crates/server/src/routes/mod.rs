@@ -1,6 +1,6 @@
 //! Every API route, each registered with its OpenAPI description (utoipa-axum), grouped by
 //! module: components, instances, history, diagrams, dead letters; plus health, runtimes,
-//! metrics and `/ws`; the original APIServer's routes as documented aliases (`aliases`); and the
+//! metrics (`prometheus`) and `/ws`; the original APIServer's routes as documented aliases (`aliases`); and the
 //! inbound webhooks (`webhooks`).
 
 pub mod aliases;
@@ -9,6 +9,7 @@ pub mod dead_letters;
 pub mod diagrams;
 pub mod history;
 pub mod instances;
+pub mod prometheus;
 pub mod webhooks;
 
 use crate::state::AppState;
@@ -21,7 +22,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::health::health))
         .routes(routes!(crate::health::ready))
         .routes(routes!(crate::health::list_runtimes))
-        .routes(routes!(crate::metrics::render_metrics))
+        .routes(routes!(prometheus::render_metrics))
         .routes(routes!(crate::ws::upgrade))
         .routes(routes!(components::list_components))
         .routes(routes!(components::get_component))
