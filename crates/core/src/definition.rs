@@ -331,54 +331,26 @@ impl MachineDef {
     }
 }
 
+/// Compiles one machine: its states, then its transitions (each checked against the states and
+/// machines it names), then each state's outgoing and timed transitions. Every problem found is
+/// pushed to `errors`; `None` when the machine cannot be built at all.
 fn compile_machine(
     machine: &model::StateMachine,
     machine_index: &FxHashMap<Box<str>, MachineIdx>,
     errors: &mut Vec<CompileError>,
 ) -> Option<MachineDef> {
-    let location = |what: String| format!("machine {}{}", machine.name, what);
-    let mut state_index: FxHashMap<Box<str>, StateIdx> = FxHashMap::default();
-    let mut states = Vec::with_capacity(machine.states.len());
-    for state in &machine.states {
-        let index = states.len() as StateIdx;
-        if state_index.insert(state.name.as_str().into(), index).is_some() {
-            errors.push(CompileError::Duplicate {
-                location: location(String::new()),
-                kind: "state",
-                name: state.name.clone(),
-            });
-        }
-        states.push(StateDef {
-            name: state.name.as_str().into(),
-            kind: state.state_type,
-            on_entry: state.entry_hook().map(Arc::from),
-            on_exit: state.exit_hook().map(Arc::from),
-            cascades: state
-                .cascading_rules
-                .iter()
-                .map(|rule| CascadeDef {
-                    component: rule.target_component.as_deref().map(Arc::from),
-                    machine: rule.target_machine.as_str().into(),
-                    state: rule.target_state.as_str().into(),
-                    event: rule.event.as_str().into(),
-                    rules: rule.matching_rules.clone().unwrap_or_default(),
-                    payload: rule.payload.clone(),
-                })
-                .collect(),
-            outgoing: Vec::new(),
-            timed: SmallVec::new(),
-        });
-    }
+    let location = |what: &str| format!("machine {}{}", machine.name, what);
+    let (mut states, state_index) = compile_states(machine, &location(""), errors);
     if states.len() > usize::from(StateIdx::MAX)
         || machine.transitions.len() > usize::from(TransitionIdx::MAX)
     {
         errors.push(CompileError::Invalid {
-            location: location(String::new()),
+            location: location(""),
             message: "too many states or transitions".into(),
         });
         return None;
     }
-    let resolve = |name: &str, what: String, errors: &mut Vec<CompileError>| -> Option<StateIdx> {
+    let resolve = |name: &str, what: &str, errors: &mut Vec<CompileError>| -> Option<StateIdx> {
         let found = state_index.get(name).copied();
         if found.is_none() {
             errors.push(CompileError::Unknown {
@@ -389,7 +361,7 @@ fn compile_machine(
         }
         found
     };
-    let initial = resolve(&machine.initial_state, " initialState".into(), errors);
+    let initial = resolve(&machine.initial_state, " initialState", errors);
     let mut event_index: FxHashMap<Box<str>, EventIdx> = FxHashMap::default();
     let mut event_names: Vec<Arc<str>> = Vec::new();
     let mut transitions = Vec::with_capacity(machine.transitions.len());
@@ -401,62 +373,25 @@ fn compile_machine(
             transition.event,
             transition.to
         );
-        let from = resolve(&transition.from, where_.clone(), errors);
+        let from = resolve(&transition.from, &where_, errors);
         let leaves_terminal = from.is_some_and(|from| states[usize::from(from)].kind.is_terminal());
         if leaves_terminal && !state_index.contains_key(transition.to.as_str()) {
             // Leaves a final/error state, so it can never fire; `validate` warns (XC0108).
             continue;
         }
-        let to = resolve(&transition.to, where_.clone(), errors);
+        let to = resolve(&transition.to, &where_, errors);
         let event = *event_index.entry(transition.event.as_str().into()).or_insert_with(|| {
             event_names.push(transition.event.as_str().into());
             (event_names.len() - 1) as EventIdx
         });
-        let guard = compile_guard(transition, &location(where_.clone()), errors);
-        let child_machine = if transition.transition_type == TransitionType::InterMachine {
-            match transition.target_machine.as_deref() {
-                Some(name) => match machine_index.get(name) {
-                    Some(&index) => Some(index),
-                    None => {
-                        errors.push(CompileError::Unknown {
-                            location: location(where_.clone()),
-                            kind: "machine",
-                            name: name.to_owned(),
-                        });
-                        None
-                    }
-                },
-                None => {
-                    errors.push(CompileError::Invalid {
-                        location: location(where_.clone()),
-                        message: "inter_machine transition without targetMachine".into(),
-                    });
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        let cross = match (transition.transition_type, transition.target_component.as_deref()) {
-            (TransitionType::CrossComponent, Some(component)) => Some(CrossTarget {
-                component: component.into(),
-                machine: transition.target_machine.as_deref().unwrap_or(component).into(),
-                event: transition.target_event.as_deref().map(Arc::from),
-                correlation: transition.matching_rules.clone().unwrap_or_default(),
-            }),
-            (TransitionType::CrossComponent, None) => {
-                errors.push(CompileError::Invalid {
-                    location: location(where_.clone()),
-                    message: "cross_component transition without targetComponent".into(),
-                });
-                None
-            }
-            _ => None,
-        };
+        let at = location(&where_);
+        let guard = compile_guard(transition, &at, errors);
+        let child_machine = child_machine_of(transition, machine_index, &at, errors);
+        let cross = cross_target_of(transition, &at, errors);
         if transition.transition_type == TransitionType::Timeout && transition.timeout_ms.is_none()
         {
             errors.push(CompileError::Invalid {
-                location: location(where_.clone()),
+                location: at,
                 message: "timeout transition without timeoutMs".into(),
             });
         }
@@ -488,17 +423,7 @@ fn compile_machine(
         });
     }
     let initial = initial?;
-    for (index, transition) in transitions.iter().enumerate() {
-        let index = index as TransitionIdx;
-        let state = &mut states[usize::from(transition.from)];
-        if transition.kind.is_timed() {
-            state.timed.push(index);
-        }
-        match state.outgoing.iter_mut().find(|(event, _)| *event == transition.event) {
-            Some((_, candidates)) => candidates.push(index),
-            None => state.outgoing.push((transition.event, smallvec::smallvec![index])),
-        }
-    }
+    link_outgoing(&mut states, &transitions);
     let parent_link_event = machine
         .parent_link
         .as_ref()
@@ -517,6 +442,118 @@ fn compile_machine(
         parent_link_event,
         context_schema: machine.context_schema.as_ref().and_then(ContextSchema::compile),
     })
+}
+
+/// The machine's states in declaration order, with their index by name (a duplicate name is an
+/// error at `location`; the later state keeps the name).
+fn compile_states(
+    machine: &model::StateMachine,
+    location: &str,
+    errors: &mut Vec<CompileError>,
+) -> (Vec<StateDef>, FxHashMap<Box<str>, StateIdx>) {
+    let mut state_index: FxHashMap<Box<str>, StateIdx> = FxHashMap::default();
+    let mut states = Vec::with_capacity(machine.states.len());
+    for state in &machine.states {
+        let index = states.len() as StateIdx;
+        if state_index.insert(state.name.as_str().into(), index).is_some() {
+            errors.push(CompileError::Duplicate {
+                location: location.to_owned(),
+                kind: "state",
+                name: state.name.clone(),
+            });
+        }
+        states.push(StateDef {
+            name: state.name.as_str().into(),
+            kind: state.state_type,
+            on_entry: state.entry_hook().map(Arc::from),
+            on_exit: state.exit_hook().map(Arc::from),
+            cascades: state
+                .cascading_rules
+                .iter()
+                .map(|rule| CascadeDef {
+                    component: rule.target_component.as_deref().map(Arc::from),
+                    machine: rule.target_machine.as_str().into(),
+                    state: rule.target_state.as_str().into(),
+                    event: rule.event.as_str().into(),
+                    rules: rule.matching_rules.clone().unwrap_or_default(),
+                    payload: rule.payload.clone(),
+                })
+                .collect(),
+            outgoing: Vec::new(),
+            timed: SmallVec::new(),
+        });
+    }
+    (states, state_index)
+}
+
+/// The machine an inter_machine transition creates (`None` for other kinds, or when its
+/// `targetMachine` is missing or unknown: an error at `location`).
+fn child_machine_of(
+    transition: &model::Transition,
+    machine_index: &FxHashMap<Box<str>, MachineIdx>,
+    location: &str,
+    errors: &mut Vec<CompileError>,
+) -> Option<MachineIdx> {
+    if transition.transition_type != TransitionType::InterMachine {
+        return None;
+    }
+    let Some(name) = transition.target_machine.as_deref() else {
+        errors.push(CompileError::Invalid {
+            location: location.to_owned(),
+            message: "inter_machine transition without targetMachine".into(),
+        });
+        return None;
+    };
+    let found = machine_index.get(name).copied();
+    if found.is_none() {
+        errors.push(CompileError::Unknown {
+            location: location.to_owned(),
+            kind: "machine",
+            name: name.to_owned(),
+        });
+    }
+    found
+}
+
+/// Where a cross_component transition sends (`None` for other kinds, or when its
+/// `targetComponent` is missing: an error at `location`).
+fn cross_target_of(
+    transition: &model::Transition,
+    location: &str,
+    errors: &mut Vec<CompileError>,
+) -> Option<CrossTarget> {
+    if transition.transition_type != TransitionType::CrossComponent {
+        return None;
+    }
+    let Some(component) = transition.target_component.as_deref() else {
+        errors.push(CompileError::Invalid {
+            location: location.to_owned(),
+            message: "cross_component transition without targetComponent".into(),
+        });
+        return None;
+    };
+    Some(CrossTarget {
+        component: component.into(),
+        machine: transition.target_machine.as_deref().unwrap_or(component).into(),
+        event: transition.target_event.as_deref().map(Arc::from),
+        correlation: transition.matching_rules.clone().unwrap_or_default(),
+    })
+}
+
+/// Lists each transition under its source state: by event (candidates in declaration order),
+/// and among the state's timed transitions when it is one.
+fn link_outgoing(states: &mut [StateDef], transitions: &[TransitionDef]) {
+    for (index, transition) in transitions.iter().enumerate() {
+        let index = index as TransitionIdx;
+        let state = &mut states[usize::from(transition.from)];
+        if transition.kind.is_timed() {
+            state.timed.push(index);
+        }
+        match state.outgoing.iter_mut().find(|(event, _)| *event == transition.event) {
+            Some((_, candidates)) => candidates.push(index),
+            None => state.outgoing.push((transition.event, smallvec::smallvec![index])),
+        }
+    }
 }
 
 fn compile_guard(
