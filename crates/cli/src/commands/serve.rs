@@ -19,10 +19,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use xcomponent_cli::offline::load::{LoadError, load_definitions, print_diagnostics};
 use xcomponent_core::definition::Definition;
-use xcomponent_core::diagnostic::{Diagnostic, Severity};
-use xcomponent_core::load::load_component_file;
-use xcomponent_core::validate::{ValidateOptions, validate};
 use xcomponent_runtime::{BusConfig, RuntimeBuilder};
 use xcomponent_server::{AppState, Metrics, ServerConfig};
 
@@ -117,47 +115,20 @@ pub(super) fn init_logging(format: LogFormat) {
     };
 }
 
-/// Loads, validates and compiles every file; prints warnings; fails on any error.
+/// Loads, validates and compiles every file (`offline::load`, as `run` and `simulate` do); prints
+/// the diagnostics; fails on any error.
 pub(super) fn load(files: &[PathBuf]) -> Result<Vec<Definition>> {
-    let mut definitions: Vec<Definition> = Vec::new();
-    let mut failed = false;
-    for file in files {
-        let diagnostics = match load_component_file(file) {
-            Ok(loaded) => {
-                let diagnostics = validate(&loaded, &ValidateOptions::default());
-                if !diagnostics.iter().any(Diagnostic::is_error) {
-                    match Definition::compile(loaded.component) {
-                        Ok(definition) => {
-                            if definitions.iter().any(|other| other.name == definition.name) {
-                                bail!(
-                                    "component {} is defined twice (again in {})",
-                                    definition.name,
-                                    file.display()
-                                );
-                            }
-                            definitions.push(definition);
-                        }
-                        Err(problems) => {
-                            failed = true;
-                            for problem in problems {
-                                eprintln!("{}: error: {problem}", file.display());
-                            }
-                        }
-                    }
-                }
-                diagnostics
-            }
-            Err(diagnostics) => diagnostics,
-        };
-        for diagnostic in &diagnostics {
-            failed |= diagnostic.severity == Severity::Error;
-            eprintln!("{diagnostic}");
+    match load_definitions(files) {
+        Ok(loaded) => {
+            print_diagnostics(&loaded.warnings);
+            Ok(loaded.definitions)
         }
+        Err(LoadError::Invalid(diagnostics)) => {
+            print_diagnostics(&diagnostics);
+            bail!("the component files have errors; nothing was started")
+        }
+        Err(LoadError::Usage(message)) => bail!(message),
     }
-    if failed {
-        bail!("the component files have errors; nothing was started");
-    }
-    Ok(definitions)
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the

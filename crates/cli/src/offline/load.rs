@@ -1,6 +1,6 @@
-//! Loading the component files of `run` and `simulate`: parse, validate, compile, and find the
-//! machine the command starts from. Any error diagnostic stops everything before a runtime
-//! starts; warnings are handed back to be shown.
+//! Loading the component files of `run`, `simulate`, `load` and `serve`: parse, validate,
+//! compile, and find the machine a command starts from. Any error diagnostic stops everything
+//! before a runtime starts; warnings and notes are handed back to be shown.
 
 use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
@@ -69,10 +69,8 @@ fn load_one(file: &Path) -> Result<(Definition, Vec<Diagnostic>), Vec<Diagnostic
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics);
     }
-    let warnings: Vec<Diagnostic> = diagnostics
-        .into_iter()
-        .filter(|diagnostic| diagnostic.severity == Severity::Warning)
-        .collect();
+    // No error is left: what remains are warnings and notes.
+    let warnings = diagnostics;
     match Definition::compile(loaded.component) {
         Ok(definition) => Ok((definition, warnings)),
         Err(problems) => Err(problems
