@@ -497,13 +497,12 @@ fn child_machine_of(
     if transition.transition_type != TransitionType::InterMachine {
         return None;
     }
-    let Some(name) = transition.target_machine.as_deref() else {
-        errors.push(CompileError::Invalid {
-            location: location.to_owned(),
-            message: "inter_machine transition without targetMachine".into(),
-        });
-        return None;
-    };
+    let name = required(
+        transition.target_machine.as_deref(),
+        "inter_machine transition without targetMachine",
+        location,
+        errors,
+    )?;
     let found = machine_index.get(name).copied();
     if found.is_none() {
         errors.push(CompileError::Unknown {
@@ -525,19 +524,32 @@ fn cross_target_of(
     if transition.transition_type != TransitionType::CrossComponent {
         return None;
     }
-    let Some(component) = transition.target_component.as_deref() else {
-        errors.push(CompileError::Invalid {
-            location: location.to_owned(),
-            message: "cross_component transition without targetComponent".into(),
-        });
-        return None;
-    };
+    let component = required(
+        transition.target_component.as_deref(),
+        "cross_component transition without targetComponent",
+        location,
+        errors,
+    )?;
     Some(CrossTarget {
         component: component.into(),
         machine: transition.target_machine.as_deref().unwrap_or(component).into(),
         event: transition.target_event.as_deref().map(Arc::from),
         correlation: transition.matching_rules.clone().unwrap_or_default(),
     })
+}
+
+/// `value`, or an error at `location` saying `missing` when it is absent.
+fn required<'t>(
+    value: Option<&'t str>,
+    missing: &str,
+    location: &str,
+    errors: &mut Vec<CompileError>,
+) -> Option<&'t str> {
+    if value.is_none() {
+        errors
+            .push(CompileError::Invalid { location: location.to_owned(), message: missing.into() });
+    }
+    value
 }
 
 /// Lists each transition under its source state: by event (candidates in declaration order),
