@@ -69,10 +69,9 @@ fn load_one(file: &Path) -> Result<(Definition, Vec<Diagnostic>), Vec<Diagnostic
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics);
     }
-    // No error is left: what remains are warnings and notes.
-    let warnings = diagnostics;
     match Definition::compile(loaded.component) {
-        Ok(definition) => Ok((definition, warnings)),
+        // No error is left in `diagnostics`: they are warnings and notes.
+        Ok(definition) => Ok((definition, diagnostics)),
         Err(problems) => Err(problems
             .into_iter()
             .map(|problem| {
